@@ -1,0 +1,241 @@
+"""Loading `opsplane.yaml`: parse, validate, cross-check, and report every problem at once."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from opsplane.config.models import CHECK_MODELS, CHECK_TYPES, SECTIONS, Inventory, check_name
+from opsplane.config.yamlsource import LocatedDocument, parse
+from opsplane.errors import ConfigError, ConfigProblem
+
+DEFAULT_PATH = "opsplane.yaml"
+
+
+def default_path(environ: dict[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    return Path(env.get("OPSPLANE_CONFIG", DEFAULT_PATH))
+
+
+def load(path: str | Path) -> Inventory:
+    """The validated inventory in `path`; raises ConfigError listing every problem found."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(
+            [ConfigProblem(str(path), None, None, "", f"cannot read file: {exc.strerror}")]
+        ) from None
+    return loads(text, str(path))
+
+
+def loads(text: str, file: str = DEFAULT_PATH) -> Inventory:
+    doc = parse(text, file)
+    if not isinstance(doc.data, dict):
+        raise ConfigError([doc.problem((), "expected a mapping at the top of the file")])
+    try:
+        inventory = Inventory.model_validate(doc.data)
+    except ValidationError as exc:
+        raise ConfigError(_translate(exc, doc)) from None
+    problems = [doc.problem(path, message) for path, message in cross_check(inventory)]
+    if problems:
+        raise ConfigError(problems)
+    return inventory
+
+
+def cross_check(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
+    """Problems that span fields: unknown references, duplicates, cycles. Pure."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    owner: dict[str, str] = {}
+    for section, name, _ in inv.components():
+        if name in owner:
+            problems.append(((section, name), f"name already used in {owner[name]}.{name}"))
+        else:
+            owner[name] = section
+    if inv.platform.default_environment not in inv.environments:
+        problems.append(
+            (("platform", "default_environment"),
+             f"unknown environment {inv.platform.default_environment!r}; "
+             f"expected one of {_names(inv.environments)}")
+        )
+    for section, name, component in inv.components():
+        for i, dep in enumerate(component.depends_on):
+            if dep == name:
+                problems.append(((section, name, "depends_on", i), "a component cannot depend on itself"))
+            elif dep not in owner:
+                problems.append(
+                    ((section, name, "depends_on", i),
+                     f"unknown component {dep!r}{_suggest(dep, owner)}")
+                )
+        for env in component.environments:
+            if env not in inv.environments:
+                problems.append(
+                    ((section, name, "environments", env),
+                     f"unknown environment {env!r}; expected one of {_names(inv.environments)}")
+                )
+        seen: dict[str, int] = {}
+        for i, check in enumerate(component.checks):
+            cname = check_name(check)
+            if cname in seen:
+                problems.append(
+                    ((section, name, "checks", i, "name"),
+                     f"check name {cname!r} is already used by checks[{seen[cname]}]; "
+                     "give each check of the same type a distinct name")
+                )
+            seen.setdefault(cname, i)
+    problems.extend(_cycles(inv))
+    return problems
+
+
+def _cycles(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
+    graph = {name: list(c.depends_on) for _, name, c in inv.components()}
+    section_of = {name: section for section, name, _ in inv.components()}
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+    reported: set[frozenset[str]] = set()
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for dep in graph.get(node, []):
+            if dep not in graph:
+                continue
+            if state.get(dep) == 1:
+                cycle = trail[trail.index(dep):] + [dep] if dep in trail else [node, dep]
+                key = frozenset(cycle)
+                if key not in reported:
+                    reported.add(key)
+                    problems.append(
+                        ((section_of[node], node, "depends_on"),
+                         "dependency cycle: " + " -> ".join(cycle))
+                    )
+            elif state.get(dep) is None:
+                visit(dep, trail + [dep])
+        state[node] = 2
+
+    for name in graph:
+        if name not in state:
+            visit(name, [name])
+    return problems
+
+
+def _names(mapping: dict[str, Any]) -> str:
+    return ", ".join(sorted(mapping)) or "(none defined)"
+
+
+def _suggest(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _model_fields(path: tuple[str | int, ...], data: Any) -> list[str]:
+    """Field names allowed at `path`, for 'did you mean' hints on unknown fields."""
+    model: type[BaseModel] | None = Inventory
+    for part in path:
+        data = data[part] if isinstance(data, dict | list) else None
+        if model is None:
+            return []
+        if isinstance(part, int):
+            # an item of the checks list: its own type says which model applies
+            if isinstance(data, dict) and data.get("type") in CHECK_MODELS:
+                model = CHECK_MODELS[data["type"]]
+            continue
+        field = model.model_fields.get(part)
+        if field is not None:
+            model = _inner_model(field.annotation)
+        # otherwise a dict key (a component or environment name): the model stays
+    return sorted(model.model_fields) if model else []
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _translate(exc: ValidationError, doc: LocatedDocument) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+    seen: set[tuple[tuple[str | int, ...], str]] = set()
+    for error in exc.errors(include_url=False):
+        loc = _clean_loc(error["loc"])
+        message = _message(error, loc, doc)
+        if (loc, message) in seen:
+            continue
+        seen.add((loc, message))
+        problems.append(doc.problem(loc, message, at_key=error["type"] == "extra_forbidden"))
+    problems.sort(key=lambda p: (p.line or 0, p.column or 0))
+    return problems
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    """Drop pydantic's union tags (check types) and validator names from a location."""
+    out: list[str | int] = []
+    for i, part in enumerate(loc):
+        if isinstance(part, str) and part in CHECK_TYPES and i > 0 and isinstance(loc[i - 1], int):
+            continue
+        if isinstance(part, str) and ("[" in part or part.startswith("function-")):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _message(error: Any, loc: tuple[str | int, ...], doc: LocatedDocument) -> str:
+    kind = error["type"]
+    value = error.get("input")
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        field = str(loc[-1])
+        allowed = _model_fields(loc[:-1], doc.data)
+        hint = _suggest(field, allowed) if allowed else ""
+        return f"unknown field {field!r}{hint}"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "literal_error":
+        return f"expected {ctx.get('expected', 'one of the allowed values')}, got {value!r}"
+    if kind == "enum":
+        return f"expected {ctx.get('expected')}, got {value!r}"
+    if kind == "union_tag_invalid":
+        return (f"unknown check type {ctx.get('tag')!r}; expected one of "
+                f"{', '.join(CHECK_TYPES)}{_suggest(str(ctx.get('tag')), CHECK_TYPES)}")
+    if kind == "union_tag_not_found":
+        return f"a check needs a 'type': one of {', '.join(CHECK_TYPES)}"
+    if kind == "string_pattern_mismatch" and loc and isinstance(loc[-1], str):
+        return (f"invalid name {value!r}: use lowercase letters, digits, '-', '_' and '.', "
+                "starting with a letter or digit")
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"expected a mapping, got {_kind_of(value)}"
+    if kind == "list_type":
+        return f"expected a list, got {_kind_of(value)}"
+    if kind in ("int_type", "int_parsing"):
+        return f"expected a whole number, got {value!r}"
+    if kind in ("string_type",):
+        return f"expected text, got {_kind_of(value)}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"expected true or false, got {value!r}"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        return error["msg"].replace("Input should be", "expected a value") + f", got {value!r}"
+    if kind == "too_short":
+        return "expected at least one item"
+    return error["msg"]
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    return repr(value)
+
+
+__all__ = ["DEFAULT_PATH", "SECTIONS", "cross_check", "default_path", "load", "loads"]

@@ -1,0 +1,237 @@
+"""The inventory: what `opsplane.yaml` may say, as pydantic models.
+
+Every section is strict (unknown fields are errors) so that a typo fails loudly instead of
+silently disabling a check. Secrets are `Secret` references, never literal values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from opsplane.config.types import Duration, Ratio, Secret
+
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=63)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Criticality(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+
+
+# --- checks -----------------------------------------------------------------------------
+
+
+class CheckBase(Strict):
+    name: Name | None = Field(None, description="Unique within the component; defaults to the check type.")
+    interval: Duration | None = Field(None, description="How often the control plane runs it; defaults.interval when unset.")
+    timeout: Duration | None = Field(None, description="Longest a single run may take; defaults.timeout when unset.")
+    host: str | None = Field(None, description="Overrides the component's host for this check.")
+    port: Port | None = Field(None, description="Overrides the component's port for this check.")
+
+
+class JsonCondition(Strict):
+    path: str = Field(description="Dotted path into the JSON body, e.g. checks.database.status")
+    op: Literal["==", "!=", "<", "<=", ">", ">=", "in"] = "=="
+    value: str | int | float | bool | None | list[str | int | float | bool | None]
+
+
+class HttpCheck(CheckBase):
+    type: Literal["http"]
+    url: str | None = Field(None, description="Full URL; when unset, built from scheme, host, port and path.")
+    scheme: Literal["http", "https"] = "http"
+    path: str = "/"
+    method: Literal["GET", "HEAD", "POST"] = "GET"
+    expect_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default_factory=list, description="Accepted status codes; any 2xx or 3xx when empty."
+    )
+    latency_warning: Duration | None = None
+    latency_critical: Duration | None = None
+    body_contains: str | None = None
+    json_field: JsonCondition | None = Field(None, alias="json")
+    headers: dict[str, str] = Field(default_factory=dict)
+    bearer_token: Secret | None = None
+    verify_tls: bool = True
+    ca_file: str | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class TcpCheck(CheckBase):
+    type: Literal["tcp"]
+
+
+class PostgresCheck(CheckBase):
+    type: Literal["postgres"]
+    connections_warning: Ratio = 0.80
+    connections_critical: Ratio = 0.95
+    long_transaction_warning: Duration = 300.0
+    long_transaction_critical: Duration = 1800.0
+    replication_lag_warning: Duration = 30.0
+    replication_lag_critical: Duration = 300.0
+
+
+class RedisCheck(CheckBase):
+    type: Literal["redis"]
+    memory_warning: Ratio = 0.75
+    memory_critical: Ratio = 0.90
+    hit_ratio_warning: Ratio | None = Field(None, description="Warn when the keyspace hit ratio falls below this.")
+
+
+class TlsCheck(CheckBase):
+    type: Literal["tls"]
+    server_name: str | None = None
+    warning_days: Annotated[int, Field(ge=0)] = 30
+    critical_days: Annotated[int, Field(ge=0)] = 7
+
+
+class CommandCheck(CheckBase):
+    type: Literal["command"]
+    argv: list[str] = Field(min_length=1, description="Program and arguments; never run through a shell.")
+    warning_exit_codes: list[int] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+
+
+class HostCheck(CheckBase):
+    type: Literal["host"]
+    path: str = Field("/", description="Filesystem whose usage is checked.")
+    disk_warning: Ratio = 0.75
+    disk_critical: Ratio = 0.90
+    memory_warning: Ratio = 0.80
+    memory_critical: Ratio = 0.95
+    cpu_warning: Ratio = 0.75
+    cpu_critical: Ratio = 0.90
+    load_warning: float = Field(1.5, description="1-minute load average per CPU.")
+    load_critical: float = Field(3.0, description="1-minute load average per CPU.")
+
+
+Check = Annotated[
+    HttpCheck | TcpCheck | PostgresCheck | RedisCheck | TlsCheck | CommandCheck | HostCheck,
+    Field(discriminator="type"),
+]
+CHECK_MODELS: dict[str, type[CheckBase]] = {
+    "http": HttpCheck,
+    "tcp": TcpCheck,
+    "postgres": PostgresCheck,
+    "redis": RedisCheck,
+    "tls": TlsCheck,
+    "command": CommandCheck,
+    "host": HostCheck,
+}
+CHECK_TYPES = tuple(CHECK_MODELS)
+
+
+def check_name(check: CheckBase) -> str:
+    return check.name or check.type  # type: ignore[attr-defined]
+
+
+# --- components -------------------------------------------------------------------------
+
+
+class Endpoint(Strict):
+    host: str | None = None
+    port: Port | None = None
+    url: str | None = Field(None, description="Base URL for HTTP checks in this environment.")
+
+
+class Component(Strict):
+    description: str | None = None
+    host: str | None = Field(None, description="Defaults to the environment's host, then 127.0.0.1.")
+    port: Port | None = None
+    url: str | None = Field(None, description="Base URL for HTTP checks (scheme://host:port).")
+    container: str | None = Field(None, description="Container or process name on the runtime.")
+    criticality: Criticality = Criticality.MEDIUM
+    team: str | None = Field(None, description="Owning team.")
+    depends_on: list[str] = Field(default_factory=list)
+    runbook: str | None = None
+    environments: dict[str, Endpoint] = Field(
+        default_factory=dict, description="Per-environment endpoint overrides."
+    )
+    checks: list[Check] = Field(default_factory=list)
+
+
+class Service(Component):
+    kind: Literal["gateway", "api", "web", "worker", "frontend", "monitoring", "other"] = "api"
+
+
+class Database(Component):
+    engine: Literal["postgresql"] = "postgresql"
+    database: str = "postgres"
+    user: str = "postgres"
+    password: Secret | None = None
+
+
+class Cache(Component):
+    engine: Literal["redis"] = "redis"
+    password: Secret | None = None
+
+
+class Proxy(Component):
+    engine: Literal["nginx", "haproxy"] = "nginx"
+
+
+class Host(Component):
+    pass
+
+
+# --- platform ---------------------------------------------------------------------------
+
+
+class Environment(Strict):
+    description: str | None = None
+    host: str | None = Field(None, description="Default host of every component in this environment.")
+
+
+class Platform(Strict):
+    name: str
+    default_environment: str = "production"
+
+
+class Defaults(Strict):
+    interval: Duration = 30.0
+    timeout: Duration = 5.0
+
+
+class ServerSettings(Strict):
+    listen_host: str = "127.0.0.1"
+    listen_port: Port = 8089
+
+
+SECTIONS = ("services", "databases", "caches", "proxies", "hosts")
+
+
+class Inventory(Strict):
+    version: Literal[1] = 1
+    platform: Platform
+    environments: dict[Name, Environment] = Field(
+        default_factory=lambda: {"production": Environment()}
+    )
+    defaults: Defaults = Field(default_factory=Defaults)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    services: dict[Name, Service] = Field(default_factory=dict)
+    databases: dict[Name, Database] = Field(default_factory=dict)
+    caches: dict[Name, Cache] = Field(default_factory=dict)
+    proxies: dict[Name, Proxy] = Field(default_factory=dict)
+    hosts: dict[Name, Host] = Field(default_factory=dict)
+
+    def components(self) -> Iterator[tuple[str, str, Component]]:
+        """Every component as (section, name, model), in file order within each section."""
+        for section in SECTIONS:
+            for name, component in getattr(self, section).items():
+                yield section, name, component
+
+    def component(self, name: str) -> Component:
+        for _, found, component in self.components():
+            if found == name:
+                return component
+        raise KeyError(name)

@@ -1,0 +1,131 @@
+"""Small value types of the inventory: durations, percentages and secret references."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
+
+from opsplane.errors import SecretError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from '500ms', '10s', '5m', '1h', '7d' or a bare number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 10s, 500ms or 5m")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ValueError(f"expected a duration such as 10s, 500ms or 5m, got {value!r}")
+    if seconds <= 0:
+        raise ValueError(f"expected a positive duration, got {value!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    for unit in ("d", "h", "m"):
+        size = _UNIT_SECONDS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)$"},
+                {"type": "number", "exclusiveMinimum": 0},
+            ],
+            "description": "A duration: 500ms, 10s, 5m, 1h, 7d, or a number of seconds.",
+        }
+    ),
+]
+
+
+def _parse_ratio(value: Any) -> float:
+    """A fraction from 0.8, '80%' or 80 (numbers above 1 are read as percentages)."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        number = float(value.strip()[:-1])
+        ratio = number / 100
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        ratio = float(value) / 100 if value > 1 else float(value)
+    else:
+        raise ValueError(f"expected a percentage such as 80% or 0.8, got {value!r}")
+    if not 0 <= ratio <= 1:
+        raise ValueError(f"expected a percentage between 0% and 100%, got {value!r}")
+    return ratio
+
+
+Ratio = Annotated[
+    float,
+    BeforeValidator(_parse_ratio),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\d+(\.\d+)?%$"},
+                {"type": "number", "minimum": 0, "maximum": 100},
+            ],
+            "description": "A percentage: 80% or 0.8.",
+        }
+    ),
+]
+
+_SECRET = re.compile(r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$")
+
+
+class SecretRef(str):
+    """A reference to a secret (`env:NAME` or `file:/path`); the value itself never sits in the file."""
+
+    def resolve(self, environ: dict[str, str] | None = None) -> str:
+        """The secret's value; raises SecretError naming the reference when it cannot be read."""
+        scheme, _, target = self.partition(":")
+        if scheme == "env":
+            env = os.environ if environ is None else environ
+            if target not in env:
+                raise SecretError(f"secret {self} is not set: export {target} in the environment")
+            return env[target]
+        try:
+            return Path(target).read_text().rstrip("\n")
+        except OSError as exc:
+            raise SecretError(f"secret {self} cannot be read: {exc.strerror}") from None
+
+    def __repr__(self) -> str:
+        return f"SecretRef({str(self)!r})"
+
+
+def _parse_secret(value: Any) -> str:
+    if isinstance(value, str) and _SECRET.match(value):
+        return value
+    raise ValueError(
+        "expected a secret reference (env:NAME or file:/absolute/path); "
+        "secrets are never written in the configuration file"
+    )
+
+
+Secret = Annotated[
+    str,
+    BeforeValidator(_parse_secret),
+    AfterValidator(SecretRef),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": _SECRET.pattern,
+            "description": "A secret reference: env:NAME or file:/absolute/path.",
+        }
+    ),
+]
