@@ -1,0 +1,1 @@
+"""The edges of opsplane: everything that talks to the outside world."""

@@ -1,0 +1,74 @@
+"""The probe boundary: one interface, one timeout rule, one translation of failures.
+
+A probe is any object with `async def probe(self) -> ProbeResult`. `run_probe` is the only
+caller: it applies the timeout, measures the duration, and turns every exception into a
+CRITICAL or UNKNOWN result with a reason a person can act on, so nothing above this line
+ever sees a traceback from a target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import ssl
+import time
+from dataclasses import replace
+from typing import Protocol
+
+from opsplane.health.models import ProbeResult, State
+
+
+class Probe(Protocol):
+    async def probe(self) -> ProbeResult:
+        """Look at the target once and say what was found."""
+        ...
+
+
+class ProbeFailed(Exception):
+    """Raised inside a probe to end it with a definite state and reason."""
+
+    def __init__(self, reason: str, state: State = State.CRITICAL):
+        super().__init__(reason)
+        self.reason = reason
+        self.state = state
+
+
+async def run_probe(probe: Probe, timeout: float) -> ProbeResult:
+    """Run `probe` once within `timeout` seconds; never raises for a target's failure."""
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout):
+            result = await probe.probe()
+    except TimeoutError:
+        result = ProbeResult(State.CRITICAL, f"no answer within {_seconds(timeout)}")
+    except ProbeFailed as exc:
+        result = ProbeResult(exc.state, exc.reason)
+    except Exception as exc:  # noqa: BLE001 - the boundary: every failure becomes a state
+        result = ProbeResult(*describe_failure(exc))
+    return replace(result, duration=time.perf_counter() - started)
+
+
+def describe_failure(exc: BaseException) -> tuple[State, str]:
+    """A state and a short reason for an exception raised while talking to a target."""
+    if isinstance(exc, ConnectionRefusedError):
+        return State.CRITICAL, "refuses connections"
+    if isinstance(exc, socket.gaierror):
+        return State.CRITICAL, f"host name does not resolve ({exc.strerror})"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return State.CRITICAL, f"TLS certificate not trusted: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return State.CRITICAL, f"TLS handshake failed: {exc.reason or exc}"
+    if isinstance(exc, ConnectionResetError):
+        return State.CRITICAL, "connection reset by peer"
+    if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return State.CRITICAL, "host unreachable"
+    if isinstance(exc, TimeoutError):
+        return State.CRITICAL, "timed out"
+    if isinstance(exc, OSError):
+        return State.CRITICAL, exc.strerror or str(exc) or type(exc).__name__
+    return State.UNKNOWN, f"probe error: {type(exc).__name__}: {exc}"
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:g} s"

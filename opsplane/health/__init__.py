@@ -1,0 +1,1 @@
+"""Health: check states, dependency impact, the health command and the probe scheduler."""

@@ -1,0 +1,128 @@
+"""From the inventory to concrete check targets: which check, against which address, how often."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from opsplane.config.models import (
+    Cache,
+    CheckBase,
+    Component,
+    Database,
+    HttpCheck,
+    Inventory,
+    check_name,
+)
+from opsplane.config.types import SecretRef
+from opsplane.errors import UsageError
+
+_DEFAULT_PORTS = {"postgres": 5432, "redis": 6379, "tls": 443}
+
+
+@dataclass(frozen=True)
+class CheckTarget:
+    """One check of one component, resolved for one environment."""
+
+    component: str
+    section: str
+    name: str
+    check: CheckBase
+    host: str
+    port: int | None
+    url: str | None
+    interval: float
+    timeout: float
+    database: str | None = None
+    user: str | None = None
+    password: SecretRef | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.component}/{self.name}"
+
+    @property
+    def type(self) -> str:
+        return self.check.type  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def address(self) -> str:
+        if self.url:
+            return self.url
+        return f"{self.host}:{self.port}" if self.port else self.host
+
+
+def environment_name(inv: Inventory, env: str | None) -> str:
+    name = env or inv.platform.default_environment
+    if name not in inv.environments:
+        raise UsageError(
+            f"unknown environment {name!r}; the inventory defines {', '.join(inv.environments)}"
+        )
+    return name
+
+
+def check_targets(
+    inv: Inventory, env: str | None = None, *, only: set[str] | None = None
+) -> list[CheckTarget]:
+    """Every check of every component (or of the components named in `only`) in environment `env`."""
+    env_name = environment_name(inv, env)
+    known = {name for _, name, _ in inv.components()}
+    if only:
+        unknown = sorted(only - known)
+        if unknown:
+            raise UsageError(f"unknown service {', '.join(map(repr, unknown))}; "
+                             f"the inventory defines {', '.join(sorted(known))}")
+    targets: list[CheckTarget] = []
+    for section, name, component in inv.components():
+        if only and name not in only:
+            continue
+        for check in component.checks:
+            targets.append(_resolve(inv, env_name, section, name, component, check))
+    return targets
+
+
+def _resolve(
+    inv: Inventory, env: str, section: str, name: str, component: Component, check: CheckBase
+) -> CheckTarget:
+    override = component.environments.get(env)
+    host = (
+        check.host
+        or (override.host if override else None)
+        or component.host
+        or inv.environments[env].host
+        or "127.0.0.1"
+    )
+    kind: str = check.type  # type: ignore[attr-defined]
+    port = check.port or (override.port if override else None) or component.port
+    url = None
+    if isinstance(check, HttpCheck):
+        port = port or (443 if check.scheme == "https" else 80)
+        if check.url:
+            url = check.url
+        else:
+            base = (override.url if override else None) or component.url
+            base = base or f"{check.scheme}://{_bracket(host)}:{port}"
+            url = base.rstrip("/") + "/" + check.path.lstrip("/")
+    else:
+        port = port or _DEFAULT_PORTS.get(kind)
+    extra: dict[str, object] = {}
+    if isinstance(component, Database):
+        extra = {"database": component.database, "user": component.user,
+                 "password": component.password}
+    elif isinstance(component, Cache):
+        extra = {"password": component.password}
+    return CheckTarget(
+        component=name,
+        section=section,
+        name=check_name(check),
+        check=check,
+        host=host,
+        port=port,
+        url=url,
+        interval=check.interval or inv.defaults.interval,
+        timeout=check.timeout or inv.defaults.timeout,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
