@@ -1,0 +1,69 @@
+"""`opsplane token create|list|revoke`."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from opsplane.auth import service
+from opsplane.auth.service import Role
+from opsplane.cli_support import cli_actor, open_store, out, print_json
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command()
+def create(
+    role: Role = typer.Option(..., "--role", help="viewer, responder, operator or admin."),
+    name: str = typer.Option(None, "--name", help="A name to recognise it by [default: role-N]."),
+    json_out: bool = typer.Option(False, "--json", help="Print the token as JSON."),
+) -> None:
+    """Create an API token. It is shown once; only its hash is stored."""
+    store = open_store()
+    with store.session() as session:
+        if name is None:
+            name = f"{role.value}-{len(service.get_all(session, include_revoked=True)) + 1}"
+        token = service.create(session, name=name, role=role, actor=cli_actor())
+    if json_out:
+        print_json({"name": name, "role": role.value, "token": token})
+    else:
+        out.print(f"Created {role.value} token [bold]{name}[/]. It is shown only this once:\n")
+        out.print(token)
+
+
+@app.command("list")
+def list_(
+    all_: bool = typer.Option(False, "--all", help="Include revoked tokens."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """List tokens (names, roles, use), never their values."""
+    store = open_store()
+    with store.session() as session:
+        rows = service.get_all(session, include_revoked=all_)
+        data = [
+            {"name": r.name, "role": r.role, "prefix": r.prefix, "created_at": r.created_at,
+             "created_by": r.created_by, "last_used_at": r.last_used_at,
+             "revoked_at": r.revoked_at}
+            for r in rows
+        ]
+    if json_out:
+        print_json(data)
+        return
+    table = Table("NAME", "ROLE", "PREFIX", "CREATED", "LAST USED", "REVOKED")
+    for r in data:
+        table.add_row(r["name"], r["role"], r["prefix"] + "…", _t(r["created_at"]),
+                      _t(r["last_used_at"]), _t(r["revoked_at"]))
+    out.print(table)
+
+
+@app.command()
+def revoke(name: str = typer.Argument(..., help="Token name.")) -> None:
+    """Revoke a token; requests with it are refused from now on."""
+    store = open_store()
+    with store.session() as session:
+        service.revoke(session, name=name, actor=cli_actor())
+    out.print(f"Revoked token {name}.")
+
+
+def _t(value: object) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"  # type: ignore[attr-defined]

@@ -1,0 +1,47 @@
+"""The role check every API route declares: `Depends(require(Role.VIEWER))`."""
+
+from __future__ import annotations
+
+from fastapi import HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from opsplane.auth.service import Principal, Role, authenticate
+from opsplane.errors import AuthError
+
+_bearer = HTTPBearer(auto_error=False)
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="opsplane"'}
+
+
+class RoleGuard:
+    """A FastAPI dependency that admits a bearer token holding `role` or a higher one."""
+
+    def __init__(self, role: Role) -> None:
+        self.role = role
+
+    async def __call__(self, request: Request) -> Principal:
+        credentials: HTTPAuthorizationCredentials | None = await _bearer(request)
+        if credentials is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a bearer token is required",
+                                headers=_CHALLENGE)
+        store = request.app.state.plane.store
+
+        def check() -> Principal:
+            with store.session() as session:
+                return authenticate(session, token=credentials.credentials)
+
+        from starlette.concurrency import run_in_threadpool
+
+        try:
+            principal = await run_in_threadpool(check)
+        except AuthError as exc:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers=_CHALLENGE) from None
+        if not principal.role.allows(self.role):
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                f"this needs the {self.role.value} role; "
+                                f"token {principal.name!r} has {principal.role.value}")
+        request.state.principal = principal
+        return principal
+
+
+def require(role: Role) -> RoleGuard:
+    return RoleGuard(role)

@@ -1,0 +1,76 @@
+"""The `opsplane` command: one Typer app, each domain adding its own commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from opsplane.errors import OpsplaneError
+
+app = typer.Typer(
+    name="opsplane",
+    help="The operations manual of an e-commerce platform, as software.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Path = typer.Option(
+        None, "--config", "-c", envvar="OPSPLANE_CONFIG",
+        help="Inventory file [default: opsplane.yaml].",
+    ),
+) -> None:
+    ctx.obj = {"config": config or Path("opsplane.yaml")}
+
+
+def config_path(ctx: typer.Context) -> Path:
+    """The inventory path chosen by --config, OPSPLANE_CONFIG or the default."""
+    root = ctx.find_root()
+    return (root.obj or {}).get("config") or Path("opsplane.yaml")
+
+
+def _register() -> None:
+    from opsplane.auth.cli import app as token_app
+    from opsplane.config.cli import app as config_app
+    from opsplane.events.cli import app as events_app
+    from opsplane.health.cli import register as register_health
+    from opsplane.server_cli import register as register_server
+    from opsplane.store.cli import app as db_app
+
+    app.add_typer(config_app, name="config", help="Validate the inventory; print its JSON Schema.")
+    app.add_typer(token_app, name="token", help="Create, list and revoke API tokens.")
+    app.add_typer(events_app, name="events", help="Read the event log.")
+    app.add_typer(db_app, name="db", help="The store: migrations and location.")
+    register_health(app)
+    register_server(app)
+
+
+def main() -> None:
+    """Entry point: run the app and turn OpsplaneError into its message and exit code."""
+    _register()
+    try:
+        code = app(standalone_mode=False)
+    except OpsplaneError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(3)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)

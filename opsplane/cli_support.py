@@ -1,0 +1,59 @@
+"""What every domain's commands share: the store, the acting user, JSON and table output."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+
+from opsplane.store import Store
+
+out = Console(highlight=False, soft_wrap=True)
+
+
+def cli_actor() -> str:
+    """The event log's actor for a command run by a person: `cli:<login name>`."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+def open_store() -> Store:
+    return Store.open()
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=_default) + "\n")
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def parse_when(text: str | None, now: datetime) -> datetime | None:
+    """A time from an ISO 8601 timestamp or an age ('15m', '24h', '7d' meaning that long ago)."""
+    if text is None:
+        return None
+    from datetime import UTC, timedelta
+
+    from opsplane.config.types import parse_duration
+    from opsplane.errors import UsageError
+
+    try:
+        return now - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"cannot read time {text!r}: give an age such as 15m, 24h, 7d or an ISO 8601 time"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

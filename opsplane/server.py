@@ -1,0 +1,237 @@
+"""The control plane: the probe scheduler and the API in one asyncio process.
+
+Data flow: the scheduler runs checks; each result updates the in-memory latest results and
+opsplane's own metrics; a result that changes a check's state becomes a Transition, queued
+and written (event + check_states row) by one writer task in a worker thread, so the event
+loop never waits on the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import resource
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import select
+
+from opsplane.clock import Clock, SystemClock
+from opsplane.config.models import Inventory
+from opsplane.events import service as events
+from opsplane.health.flows import probe_target
+from opsplane.health.models import ProbeResult, State
+from opsplane.health.scheduler import ProbeScheduler
+from opsplane.health.tables import CheckState
+from opsplane.health.targets import CheckTarget, check_targets, environment_name
+from opsplane.health.transitions import KnownState, StateTracker, Transition
+from opsplane.store import Store
+from opsplane.telemetry import ControlPlaneMetrics
+
+log = logging.getLogger("opsplane.server")
+ACTOR = "system:control-plane"
+
+
+class ControlPlane:
+    """Everything `opsplane serve` runs, with its world (store, clock, environment) injected."""
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        store: Store,
+        *,
+        env: str | None = None,
+        clock: Clock | None = None,
+        environ: Mapping[str, str] | None = None,
+        metrics: ControlPlaneMetrics | None = None,
+        flush_interval: float = 0.5,
+    ) -> None:
+        self.inventory = inventory
+        self.store = store
+        self.env = environment_name(inventory, env)
+        self.targets: list[CheckTarget] = check_targets(inventory, self.env)
+        self.clock = clock or SystemClock()
+        self.environ = environ
+        self.metrics = metrics or ControlPlaneMetrics()
+        self.flush_interval = flush_interval
+        self.latest: dict[str, ProbeResult] = {}
+        self.checked_at: dict[str, datetime] = {}
+        self.started_at: datetime | None = None
+        self._tracker = StateTracker()
+        self._pending: list[Transition] = []
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._scheduler: ProbeScheduler | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        _raise_open_files_limit()
+        self.started_at = self.clock.now()
+        self._tracker = StateTracker(await asyncio.to_thread(self._load_known))
+        self.metrics.watch(self.targets)
+        await asyncio.to_thread(self._record_lifecycle, "control_plane.started")
+        self._scheduler = ProbeScheduler(
+            self.targets, run=self._run, on_result=self._on_result, on_skip=self.metrics.skip
+        )
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._scheduler.run_forever()),
+                       loop.create_task(self._writer())]
+        log.info("watching %d checks of %d components in %s", len(self.targets),
+                 len(list(self.inventory.components())), self.env)
+
+    async def stop(self) -> None:
+        """Cancel the scheduler, write what is pending, record the stop."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await asyncio.to_thread(self._write, self._take_pending())
+        await asyncio.to_thread(self._record_lifecycle, "control_plane.stopped")
+
+    # --- the hot path -------------------------------------------------------------------
+
+    async def _run(self, target: CheckTarget) -> ProbeResult:
+        return await probe_target(target, environ=self.environ)
+
+    def _on_result(self, target: CheckTarget, result: ProbeResult, lateness: float) -> None:
+        now = self.clock.now()
+        self.latest[target.id] = result
+        self.checked_at[target.id] = now
+        self.metrics.observe(target, result, lateness)
+        transition = self._tracker.observe(target.id, target.component, result, now)
+        if transition is not None:
+            self._pending.append(transition)
+            self._wake.set()
+
+    # --- persistence --------------------------------------------------------------------
+
+    async def _writer(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch = self._take_pending()
+            if batch:
+                try:
+                    await asyncio.to_thread(self._write, batch)
+                except Exception:  # noqa: BLE001 - keep watching; retry the batch next round
+                    log.exception("could not write %d state changes; will retry", len(batch))
+                    self._pending[:0] = batch
+                    self._wake.set()
+            await asyncio.sleep(self.flush_interval)
+
+    def _take_pending(self) -> list[Transition]:
+        batch, self._pending = self._pending, []
+        return batch
+
+    def _write(self, batch: list[Transition]) -> None:
+        if not batch:
+            return
+        by_id = {t.id: t for t in self.targets}
+        with self.store.session() as session:
+            rows = {r.check_id: r for r in session.scalars(
+                select(CheckState).where(CheckState.check_id.in_({t.check_id for t in batch})))}
+            for change in batch:
+                target = by_id.get(change.check_id)
+                events.record(
+                    session,
+                    kind="check.state_changed",
+                    actor=ACTOR,
+                    target=change.check_id,
+                    service=change.component,
+                    outcome=change.current.value,
+                    details={
+                        "check": target.name if target else change.check_id,
+                        "type": target.type if target else None,
+                        "address": target.address if target else None,
+                        "from": change.previous.value if change.previous else None,
+                        "to": change.current.value,
+                        "reason": change.reason,
+                        "environment": self.env,
+                    },
+                    ts=change.at,
+                )
+                row = rows.get(change.check_id)
+                if row is None:
+                    row = CheckState(check_id=change.check_id, component=change.component)
+                    session.add(row)
+                    rows[change.check_id] = row
+                row.state = change.current.value
+                row.reason = change.reason
+                row.since = change.at
+        self.metrics.state_changes.inc(len(batch))
+
+    def _load_known(self) -> dict[str, KnownState]:
+        with self.store.session() as session:
+            return {
+                row.check_id: KnownState(State(row.state), row.since)
+                for row in session.scalars(select(CheckState))
+            }
+
+    def _record_lifecycle(self, kind: str) -> None:
+        with self.store.session() as session:
+            events.record(session, kind=kind, actor=ACTOR, target="control-plane",
+                          outcome="success", clock=self.clock,
+                          details={"environment": self.env, "checks": len(self.targets)})
+
+    # --- views --------------------------------------------------------------------------
+
+    def since(self, check_id: str) -> datetime | None:
+        known = self._tracker.known.get(check_id)
+        return known.since if known else None
+
+
+def _raise_open_files_limit() -> None:
+    # Thousands of probes in flight need thousands of sockets; the soft limit is often 1024.
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def create_app(plane: ControlPlane) -> FastAPI:
+    """The FastAPI app serving `plane`: /health, /metrics and the authenticated /api/v1."""
+    from opsplane.events.views import router as events_router
+    from opsplane.health.views import router as health_router
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await plane.start()
+        try:
+            yield
+        finally:
+            await plane.stop()
+
+    app = FastAPI(title="opsplane", version=_version(), lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.plane = plane
+
+    @app.get("/health", include_in_schema=False)
+    def own_health() -> JSONResponse:
+        running = bool(plane._tasks) and not any(t.done() for t in plane._tasks)
+        body: dict[str, Any] = {"status": "ok" if running else "starting",
+                                "checks": len(plane.targets), "environment": plane.env}
+        return JSONResponse(body, status_code=200 if running else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    def own_metrics() -> Response:
+        return Response(generate_latest(plane.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(health_router, prefix="/api/v1")
+    app.include_router(events_router, prefix="/api/v1")
+
+    from opsplane.auth.views import router as auth_router
+
+    app.include_router(auth_router, prefix="/api/v1")
+    return app
+
+
+def _version() -> str:
+    from opsplane import __version__
+
+    return __version__

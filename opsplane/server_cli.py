@@ -1,0 +1,55 @@
+"""`opsplane serve`: run the control plane until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from opsplane.cli_support import out
+
+
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option(None, "--host", help="Listen address [default: server.listen_host]."),
+    port: int = typer.Option(None, "--port", help="Listen port [default: server.listen_port]."),
+    env: str = typer.Option(None, "--env", "-e", help="Environment to watch."),
+    log_level: str = typer.Option("info", "--log-level"),
+) -> None:
+    """Run the probe scheduler and the API in one process; SIGTERM stops it cleanly."""
+    import uvicorn
+
+    from opsplane.cli import config_path
+    from opsplane.config.loader import load
+    from opsplane.server import ControlPlane, create_app
+    from opsplane.store import Store
+
+    inventory = load(config_path(ctx))
+    store = Store.open()
+    plane = ControlPlane(inventory, store, env=env)
+    app = create_app(plane)
+    listen_host = host or inventory.server.listen_host
+    listen_port = port or inventory.server.listen_port
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    out.print(f"opsplane serving {inventory.platform.name} ({plane.env}): "
+              f"{len(plane.targets)} checks, API on http://{listen_host}:{listen_port}, "
+              f"store {store.url}")
+    config = uvicorn.Config(app, host=listen_host, port=listen_port, log_level=log_level,
+                            loop=_loop(), access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    server.run()
+    store.close()
+    if not server.started:
+        raise typer.Exit(2)
+
+
+def _loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

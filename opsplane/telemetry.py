@@ -1,0 +1,63 @@
+"""opsplane's own Prometheus metrics, on a registry the control plane owns (no globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.process_collector import ProcessCollector
+
+from opsplane.config.models import CHECK_TYPES
+from opsplane.health.models import ProbeResult, State
+from opsplane.health.targets import CheckTarget
+
+_DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5)
+STATE_VALUE = {State.OK: 0, State.WARNING: 1, State.UNKNOWN: 2, State.CRITICAL: 3}
+
+
+class ControlPlaneMetrics:
+    """Counters and gauges of the scheduler and probes; label children are built once so the
+    per-result cost stays a few attribute lookups."""
+
+    def __init__(self, registry: CollectorRegistry | None = None, *, process: bool = True) -> None:
+        self.registry = registry or CollectorRegistry()
+        if process:
+            ProcessCollector(registry=self.registry)
+        self.probes = Counter(
+            "opsplane_probes", "Probe runs by check type and resulting state.",
+            ["type", "state"], registry=self.registry)
+        self.duration = Histogram(
+            "opsplane_probe_duration_seconds", "Time a probe run took.", ["type"],
+            buckets=_DURATION_BUCKETS, registry=self.registry)
+        self.status = Gauge(
+            "opsplane_check_status",
+            "Current state of each check: 0 OK, 1 WARNING, 2 UNKNOWN, 3 CRITICAL.",
+            ["component", "check"], registry=self.registry)
+        self.lateness = Histogram(
+            "opsplane_scheduler_lateness_seconds", "How late a check started against its slot.",
+            buckets=_LATENESS_BUCKETS, registry=self.registry)
+        self.skipped = Counter(
+            "opsplane_scheduler_skipped", "Slots skipped because the previous run was still going.",
+            ["component", "check"], registry=self.registry)
+        self.checks = Gauge("opsplane_checks", "Checks the scheduler runs.", registry=self.registry)
+        self.state_changes = Counter(
+            "opsplane_check_state_changes", "Check state changes recorded as events.",
+            registry=self.registry)
+        self._probe_children = {
+            (kind, state): self.probes.labels(kind, state.value) for kind in CHECK_TYPES for state in State
+        }
+        self._duration_children = {kind: self.duration.labels(kind) for kind in CHECK_TYPES}
+        self._status_children: dict[str, Gauge] = {}
+
+    def watch(self, targets: list[CheckTarget]) -> None:
+        self.checks.set(len(targets))
+        for target in targets:
+            self._status_children[target.id] = self.status.labels(target.component, target.name)
+
+    def observe(self, target: CheckTarget, result: ProbeResult, lateness: float) -> None:
+        self._probe_children[(target.type, result.state)].inc()
+        self._duration_children[target.type].observe(result.duration)
+        self._status_children[target.id].set(STATE_VALUE[result.state])
+        self.lateness.observe(max(lateness, 0.0))
+
+    def skip(self, target: CheckTarget) -> None:
+        self.skipped.labels(target.component, target.name).inc()
