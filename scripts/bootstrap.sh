@@ -19,25 +19,22 @@ done
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# package:command-or-path that shows it is installed
-packages=(python3:python3 python3-venv:/usr/lib/python3/dist-packages/../../python3*/venv
-          postgresql:/usr/lib/postgresql redis-server:redis-server)
-if [ "$want_test" = 1 ]; then packages+=(openssl:openssl); fi
+missing=()
+need() {  # need PACKAGE TEST...: the Debian package is wanted unless TEST succeeds
+  local pkg=$1; shift
+  "$@" >/dev/null 2>&1 && return 0
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" && return 0
+  missing+=("$pkg")
+}
+python=${PYTHON:-python3}
+need python3 command -v "$python"
+need python3-venv "$python" -c 'import ensurepip, venv'
+need postgresql compgen -G '/usr/lib/postgresql/*/bin/initdb'
+need redis-server command -v redis-server
 if [ "$want_bench" = 1 ]; then
-  packages+=(prometheus-blackbox-exporter:prometheus-blackbox-exporter)
+  need prometheus-blackbox-exporter command -v prometheus-blackbox-exporter
 fi
 
-missing=()
-for entry in "${packages[@]}"; do
-  pkg=${entry%%:*}; probe=${entry#*:}
-  if [[ "$probe" == /* ]]; then
-    compgen -G "$probe" >/dev/null && continue
-  else
-    command -v "$probe" >/dev/null 2>&1 && continue
-  fi
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" && continue
-  missing+=("$pkg")
-done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq
@@ -50,7 +47,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
   done
 fi
 
-python=${PYTHON:-python3}
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   echo "bootstrap: opsplane needs Python 3.11 or newer; $("$python" --version) found" >&2
   exit 3

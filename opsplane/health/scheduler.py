@@ -19,6 +19,7 @@ from opsplane.health.targets import CheckTarget
 RunCheck = Callable[[CheckTarget], Awaitable[ProbeResult]]
 OnResult = Callable[[CheckTarget, ProbeResult, float], None]
 OnSkip = Callable[[CheckTarget], None]
+Sleep = Callable[[float], Awaitable[None]]
 
 
 def phase(check_id: str, interval: float) -> float:
@@ -42,6 +43,8 @@ class ProbeScheduler:
         on_result: OnResult,
         on_skip: OnSkip | None = None,
         max_in_flight: int = 2000,
+        time: Callable[[], float] | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.targets = list(targets)
         self._run = run
@@ -50,19 +53,23 @@ class ProbeScheduler:
         self._gate = asyncio.Semaphore(max_in_flight)
         self._in_flight: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # The event loop's clock unless a test gives a virtual one (with a matching sleep).
+        self._time = time
+        self._sleep = sleep
 
     async def run_forever(self) -> None:
         """Schedule until cancelled; on cancellation, the checks in flight are cancelled too."""
         loop = asyncio.get_running_loop()
-        start = loop.time()
+        clock = self._time or loop.time
+        start = clock()
         heap = [(start + phase(t.id, t.interval), i) for i, t in enumerate(self.targets)]
         heapq.heapify(heap)
         try:
             while heap:
                 due, index = heap[0]
-                now = loop.time()
+                now = clock()
                 if due > now:
-                    await asyncio.sleep(due - now)
+                    await self._sleep(due - now)
                     continue
                 target = self.targets[index]
                 heapq.heapreplace(heap, (due + target.interval, index))
@@ -84,7 +91,7 @@ class ProbeScheduler:
         target = self.targets[index]
         try:
             async with self._gate:
-                lateness = asyncio.get_running_loop().time() - due
+                lateness = (self._time or asyncio.get_running_loop().time)() - due
                 result = await self._run(target)
             self._on_result(target, result, lateness)
         finally:
