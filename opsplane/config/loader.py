@@ -41,10 +41,20 @@ def loads(text: str, file: str = DEFAULT_PATH) -> Inventory:
         inventory = Inventory.model_validate(doc.data)
     except ValidationError as exc:
         raise ConfigError(_translate(exc, doc)) from None
-    problems = [doc.problem(path, message) for path, message in cross_check(inventory)]
+    problems = [
+        doc.problem(path, message, at_key=_ends_at_a_name(path))
+        for path, message in cross_check(inventory)
+    ]
     if problems:
         raise ConfigError(problems)
     return inventory
+
+
+def _ends_at_a_name(path: tuple[str | int, ...]) -> bool:
+    """Whether `path` ends at a name the user chose (a component or an environment override),
+    whose key, not its value, is what a cross-check problem is about."""
+    component = len(path) == 2 and path[0] in SECTIONS
+    return component or (len(path) == 4 and path[2] == "environments")
 
 
 def cross_check(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
@@ -53,7 +63,11 @@ def cross_check(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
     owner: dict[str, str] = {}
     for section, name, _ in inv.components():
         if name in owner:
-            problems.append(((section, name), f"name already used in {owner[name]}.{name}"))
+            problems.append(
+                ((section, name),
+                 f"name {name!r} is already used by {owner[name]}.{name}; a name must be unique "
+                 f"across {', '.join(SECTIONS[:-1])} and {SECTIONS[-1]}")
+            )
         else:
             owner[name] = section
     if inv.platform.default_environment not in inv.environments:
@@ -65,7 +79,9 @@ def cross_check(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
     for section, name, component in inv.components():
         for i, dep in enumerate(component.depends_on):
             if dep == name:
-                problems.append(((section, name, "depends_on", i), "a component cannot depend on itself"))
+                problems.append(
+                    ((section, name, "depends_on", i), "a component cannot depend on itself")
+                )
             elif dep not in owner:
                 problems.append(
                     ((section, name, "depends_on", i),
@@ -101,7 +117,7 @@ def _cycles(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
     def visit(node: str, trail: list[str]) -> None:
         state[node] = 1
         for dep in graph.get(node, []):
-            if dep not in graph:
+            if dep not in graph or dep == node:  # unknown and self references are reported apart
                 continue
             if state.get(dep) == 1:
                 cycle = trail[trail.index(dep):] + [dep] if dep in trail else [node, dep]
@@ -135,7 +151,12 @@ def _model_fields(path: tuple[str | int, ...], data: Any) -> list[str]:
     """Field names allowed at `path`, for 'did you mean' hints on unknown fields."""
     model: type[BaseModel] | None = Inventory
     for part in path:
-        data = data[part] if isinstance(data, dict | list) else None
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and isinstance(part, int):
+            data = data[part]
+        else:
+            data = None
         if model is None:
             return []
         if isinstance(part, int):
@@ -165,11 +186,15 @@ def _translate(exc: ValidationError, doc: LocatedDocument) -> list[ConfigProblem
     seen: set[tuple[tuple[str | int, ...], str]] = set()
     for error in exc.errors(include_url=False):
         loc = _clean_loc(error["loc"])
+        if error["type"] == "union_tag_invalid":
+            loc = loc + ("type",)  # point at the wrong type, not at the whole check
         message = _message(error, loc, doc)
         if (loc, message) in seen:
             continue
         seen.add((loc, message))
-        problems.append(doc.problem(loc, message, at_key=error["type"] == "extra_forbidden"))
+        # a bad mapping key (extra field, invalid name) is located at the key, not its value
+        at_key = error["type"] == "extra_forbidden" or "[key]" in error["loc"]
+        problems.append(doc.problem(loc, message, at_key=at_key))
     problems.sort(key=lambda p: (p.line or 0, p.column or 0))
     return problems
 
@@ -208,15 +233,21 @@ def _message(error: Any, loc: tuple[str | int, ...], doc: LocatedDocument) -> st
         return f"a check needs a 'type': one of {', '.join(CHECK_TYPES)}"
     if kind == "string_pattern_mismatch" and loc and isinstance(loc[-1], str):
         return (f"invalid name {value!r}: use lowercase letters, digits, '-', '_' and '.', "
-                "starting with a letter or digit")
+                "starting with a lowercase letter or digit")
+    if kind == "string_too_long" and loc and isinstance(loc[-1], str):
+        return f"invalid name {value!r}: at most {ctx.get('max_length')} characters"
+    if loc and loc[-1] in _PORT_FIELDS and kind in _PORT_ERRORS:
+        return f"expected a port number from 1 to 65535, got {value!r}"
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return f"expected a mapping, got {_kind_of(value)}"
     if kind == "list_type":
         return f"expected a list, got {_kind_of(value)}"
-    if kind in ("int_type", "int_parsing"):
+    if kind in ("int_type", "int_parsing", "int_from_float"):
         return f"expected a whole number, got {value!r}"
+    if kind in ("float_type", "float_parsing"):
+        return f"expected a number, got {value!r}"
     if kind in ("string_type",):
         return f"expected text, got {_kind_of(value)}"
     if kind in ("bool_type", "bool_parsing"):
@@ -226,6 +257,12 @@ def _message(error: Any, loc: tuple[str | int, ...], doc: LocatedDocument) -> st
     if kind == "too_short":
         return "expected at least one item"
     return error["msg"]
+
+
+_PORT_FIELDS = ("port", "listen_port")
+_PORT_ERRORS = (
+    "int_type", "int_parsing", "int_from_float", "greater_than_equal", "less_than_equal"
+)
 
 
 def _kind_of(value: Any) -> str:

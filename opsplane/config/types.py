@@ -11,7 +11,8 @@ from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonS
 
 from opsplane.errors import SecretError
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+# the sign is accepted here so that "-5s" is reported as not positive rather than malformed
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -88,7 +89,7 @@ _SECRET = re.compile(r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$")
 
 
 class SecretRef(str):
-    """A reference to a secret (`env:NAME` or `file:/path`); the value itself never sits in the file."""
+    """A reference to a secret (`env:NAME` or `file:/path`); never the value itself."""
 
     def resolve(self, environ: dict[str, str] | None = None) -> str:
         """The secret's value; raises SecretError naming the reference when it cannot be read."""
@@ -108,8 +109,18 @@ class SecretRef(str):
 
 
 def _parse_secret(value: Any) -> str:
+    # Messages never repeat the value: it may be the very secret that must not be in the file.
     if isinstance(value, str) and _SECRET.match(value):
         return value
+    if isinstance(value, str) and value.startswith("file:"):
+        raise ValueError(
+            "a file: secret reference needs an absolute path, such as file:/run/secrets/db-password"
+        )
+    if isinstance(value, str) and value.startswith("env:"):
+        raise ValueError(
+            "an env: secret reference needs a variable name (letters, digits and _), "
+            "such as env:DB_PASSWORD"
+        )
     raise ValueError(
         "expected a secret reference (env:NAME or file:/absolute/path); "
         "secrets are never written in the configuration file"

@@ -81,19 +81,36 @@ def parse(text: str, file: str) -> LocatedDocument:
                     line=mark.line + 1 if mark else None,
                     column=mark.column + 1 if mark else None,
                     field="",
-                    message=f"invalid YAML: {exc.problem}",
+                    message=_syntax_message(exc),
                 )
             ]
         ) from None
     doc = LocatedDocument(file=file, data=None)
     if root is None:
         doc.data = {}
+        doc.values[()] = Position(line=1, column=1)  # so "platform is missing" has a place
         return doc
     problems: list[ConfigProblem] = []
     doc.data = _build(root, (), doc, problems)
     if problems:
         raise ConfigError(problems)
     return doc
+
+
+def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
+    """PyYAML's problem, with where the construct it was reading began and the usual cause."""
+    message = f"invalid YAML: {exc.problem}"
+    if exc.context and exc.context_mark:
+        mark = exc.context_mark
+        message += f" {exc.context} that starts at line {mark.line + 1}, column {mark.column + 1}"
+    problem = exc.problem or ""
+    if "'\\t'" in problem:  # PyYAML writes the tab escaped
+        message += "; indent with spaces, YAML does not allow tabs"
+    elif "<block end>" in problem:
+        message += "; check the indentation"
+    elif "mapping values are not allowed" in problem:
+        message += "; check the indentation, or quote a value that contains ': '"
+    return message
 
 
 def _build(node: yaml.Node, path: Path, doc: LocatedDocument, problems: list[ConfigProblem]) -> Any:

@@ -1,0 +1,86 @@
+"""`opsplane config validate|schema`: check the inventory, print its JSON Schema."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from opsplane.cli_support import out, print_json
+from opsplane.config.loader import load
+from opsplane.config.models import SECTIONS, Inventory
+from opsplane.config.schema import json_schema
+from opsplane.errors import ConfigError, UsageError
+
+app = typer.Typer(no_args_is_help=True)
+
+_SINGULAR = {"services": "service", "databases": "database", "caches": "cache",
+             "proxies": "proxy", "hosts": "host", "checks": "check"}
+
+
+@app.command()
+def validate(
+    ctx: typer.Context,
+    path: Path = typer.Argument(
+        None, help="Inventory file [default: --config, then opsplane.yaml]."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
+) -> None:
+    """Load the inventory and report every problem in it. Exit code: 0 valid, 3 invalid."""
+    from opsplane.cli import config_path
+
+    path = path or config_path(ctx)
+    try:
+        inventory = load(path)
+    except ConfigError as exc:
+        if not json_out:
+            raise
+        print_json({"valid": False, "file": str(path),
+                    "problems": [asdict(problem) for problem in exc.problems]})
+        raise typer.Exit(exc.exit_code) from None
+    if json_out:
+        print_json({"valid": True, "file": str(path), **summary(inventory)})
+    else:
+        out.print(f"{path}: valid: {summary_line(inventory)}")
+
+
+def summary(inventory: Inventory) -> dict[str, Any]:
+    """What the inventory holds, in numbers: platform, components per section, checks."""
+    return {
+        "platform": inventory.platform.name,
+        "components": {section: len(getattr(inventory, section)) for section in SECTIONS},
+        "checks": sum(len(component.checks) for _, _, component in inventory.components()),
+        "environments": list(inventory.environments),
+        "default_environment": inventory.platform.default_environment,
+    }
+
+
+def summary_line(inventory: Inventory) -> str:
+    """'platform shop, 1 service, 0 databases, ..., 1 check; environments production, staging'."""
+    facts = summary(inventory)
+    counts = [*facts["components"].items(), ("checks", facts["checks"])]
+    return (f"platform {facts['platform']}, "
+            + ", ".join(f"{n} {section if n != 1 else _SINGULAR[section]}" for section, n in counts)
+            + f"; environments {', '.join(facts['environments'])}"
+            + f" (default {facts['default_environment']})")
+
+
+@app.command()
+def schema(
+    output: Path = typer.Option(
+        None, "--output", "-o", help="Write to this file instead of stdout."
+    ),
+) -> None:
+    """Print the JSON Schema of opsplane.yaml, for editors (yaml-language-server) and CI."""
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write the schema to {output}: {exc.strerror}") from None
+    typer.echo(f"wrote {output}", err=True)

@@ -1,0 +1,516 @@
+"""The inventory's JSON Schema (for editors) and its reference page (docs/configuration.md).
+
+Both are generated from the pydantic models, so neither can drift from what the loader
+accepts. Regenerate the page with:
+
+    .venv/bin/python -m opsplane.config.schema --markdown > docs/configuration.md
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, get_args
+
+from pydantic import BaseModel, TypeAdapter
+
+from opsplane.config.models import (
+    CHECK_MODELS,
+    SECTIONS,
+    CheckBase,
+    Component,
+    Defaults,
+    Endpoint,
+    Environment,
+    Inventory,
+    JsonCondition,
+    Name,
+    Platform,
+    ServerSettings,
+)
+from opsplane.config.types import Duration, Ratio, Secret, format_duration
+
+SCHEMA_DRAFT = "https://json-schema.org/draft/2020-12/schema"
+SCHEMA_ID = "urn:opsplane:schema:opsplane.yaml:v1"
+REGENERATE = ".venv/bin/python -m opsplane.config.schema --markdown > docs/configuration.md"
+
+# Descriptions for fields whose model does not describe them (yet). A description written in
+# the model always wins; these only fill gaps, keyed "Model.field" or, for a field that means
+# the same thing wherever it appears, by the field name alone.
+_FIELD_NOTES: dict[str, str] = {
+    "Inventory.version": "Version of the file format.",
+    "Inventory.platform": "The platform this file describes.",
+    "Inventory.environments": "The environments, by name (lowercase).",
+    "Inventory.defaults": "Defaults for every check.",
+    "Inventory.server": "Where `opsplane serve` listens.",
+    "Inventory.services": "Application services, by name.",
+    "Inventory.databases": "PostgreSQL databases, by name.",
+    "Inventory.caches": "Redis caches, by name.",
+    "Inventory.proxies": "Reverse proxies and load balancers, by name.",
+    "Inventory.hosts": "Machines whose resources are checked, by name.",
+    "Platform.name": "Name shown in reports, pages and the status page.",
+    "Platform.default_environment": "Environment used when a command is given no --env.",
+    "Environment.description": "What the environment is for.",
+    "Defaults.interval": "How often each check runs unless it says otherwise.",
+    "Defaults.timeout": "Longest a single check run may take unless it says otherwise.",
+    "ServerSettings.listen_host": "Address the control plane's API listens on.",
+    "ServerSettings.listen_port": "Port the control plane's API listens on.",
+    "Endpoint.host": "Host of the component in this environment.",
+    "Endpoint.port": "Port of the component in this environment.",
+    "description": "What the component does, for people reading reports.",
+    "port": "Port the component listens on.",
+    "criticality": "How much its failure hurts: critical, high or medium.",
+    "depends_on": "Names of the components it needs; their failure explains its own.",
+    "runbook": "Link to the runbook to follow when it fails.",
+    "checks": "Health checks run against it; see the check types below.",
+    "Service.kind": "What sort of service it is.",
+    "Database.engine": "Database engine.",
+    "Database.database": "Database name the postgres check connects to.",
+    "Database.user": "User the postgres check connects as.",
+    "Database.password": "Password of that user, as a secret reference.",
+    "Cache.engine": "Cache engine.",
+    "Cache.password": "Password (AUTH) of the cache, as a secret reference.",
+    "Proxy.engine": "Proxy software.",
+    "type": "Which kind of check this is.",
+    "HttpCheck.scheme": "Scheme of the built URL.",
+    "HttpCheck.path": "Path of the built URL.",
+    "HttpCheck.method": "HTTP method of the request.",
+    "HttpCheck.latency_warning": "Warning when the response takes longer than this.",
+    "HttpCheck.latency_critical": "Critical when the response takes longer than this.",
+    "HttpCheck.body_contains": "Text the response body must contain.",
+    "HttpCheck.json": "A condition on a field of the JSON response body.",
+    "HttpCheck.headers": "Extra request headers (no secrets here: use bearer_token).",
+    "HttpCheck.bearer_token": "Sent as `Authorization: Bearer ...`, as a secret reference.",
+    "HttpCheck.verify_tls": "Verify the server's certificate for https.",
+    "HttpCheck.ca_file": "CA bundle used to verify the server's certificate.",
+    "JsonCondition.op": "Comparison between the field and value.",
+    "JsonCondition.value": "Value compared with the field (a list for `in`).",
+    "PostgresCheck.connections_warning": "Warning when this share of max_connections is in use.",
+    "PostgresCheck.connections_critical": "Critical when this share of max_connections is in use.",
+    "PostgresCheck.long_transaction_warning": "Warning when a transaction is open this long.",
+    "PostgresCheck.long_transaction_critical": "Critical when a transaction is open this long.",
+    "PostgresCheck.replication_lag_warning": "Warning when a replica lags this far behind.",
+    "PostgresCheck.replication_lag_critical": "Critical when a replica lags this far behind.",
+    "RedisCheck.memory_warning": "Warning when used memory exceeds this share of maxmemory.",
+    "RedisCheck.memory_critical": "Critical when used memory exceeds this share of maxmemory.",
+    "TlsCheck.server_name": "Name sent in SNI to select the certificate; default: the host.",
+    "TlsCheck.warning_days": "Warning when the certificate expires within this many days.",
+    "TlsCheck.critical_days": "Critical when the certificate expires within this many days.",
+    "CommandCheck.warning_exit_codes": "Exit codes meaning warning; 0 is OK, any other critical.",
+    "CommandCheck.env": "Extra environment variables for the command.",
+    "CommandCheck.cwd": "Working directory of the command.",
+    "HostCheck.disk_warning": "Warning when the filesystem is this full.",
+    "HostCheck.disk_critical": "Critical when the filesystem is this full.",
+    "HostCheck.memory_warning": "Warning when this share of memory is in use.",
+    "HostCheck.memory_critical": "Critical when this share of memory is in use.",
+    "HostCheck.cpu_warning": "Warning when CPU usage exceeds this.",
+    "HostCheck.cpu_critical": "Critical when CPU usage exceeds this.",
+}
+
+
+def _bare(schema: dict[str, Any]) -> dict[str, Any]:
+    """A schema without the keys that vary from field to field."""
+    return {k: v for k, v in schema.items() if k not in ("title", "default", "description")}
+
+
+def _value_types() -> dict[str, tuple[dict[str, Any], str]]:
+    """The inventory's own value types, by the name the reference page gives them."""
+    return {
+        name: (_bare(TypeAdapter(annotation).json_schema()), described)
+        for name, annotation, described in (
+            ("duration", Duration, "duration"),
+            ("percentage", Ratio, "percentage"),
+            ("secret", Secret, "secret reference"),
+            ("name", Name, "name"),
+        )
+    }
+
+
+_VALUE_TYPES = _value_types()
+_TYPE_DESCRIPTIONS = {
+    TypeAdapter(annotation).json_schema().get("description")
+    for annotation in (Duration, Ratio, Secret)
+}
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of `opsplane.yaml`, for editors and other tools."""
+    schema = Inventory.model_json_schema()
+    definitions = schema.setdefault("$defs", {})
+    for model_name, model_schema in [("Inventory", schema), *definitions.items()]:
+        for field, prop in model_schema.get("properties", {}).items():
+            note = _FIELD_NOTES.get(f"{model_name}.{field}") or _FIELD_NOTES.get(field)
+            if note and prop.get("description") in (None, *_TYPE_DESCRIPTIONS):
+                prop["description"] = note
+            # names of components and environments: the loader refuses others, so do editors
+            if "patternProperties" in prop:
+                prop.setdefault("additionalProperties", False)
+    schema.update({"$schema": SCHEMA_DRAFT, "$id": SCHEMA_ID, "title": "opsplane.yaml"})
+    ordered = {key: schema.pop(key) for key in ("$schema", "$id", "title")}
+    ordered.update(schema)
+    return ordered
+
+
+# --- the reference page ------------------------------------------------------------------
+
+
+class _Page:
+    """Renders fields of the schema as Markdown tables."""
+
+    def __init__(self, schema: dict[str, Any]):
+        self.schema = schema
+        self.definitions: dict[str, Any] = schema["$defs"]
+        self.lines: list[str] = []
+
+    def definition(self, model: type[BaseModel]) -> dict[str, Any]:
+        name = model.__name__
+        return self.schema if name == "Inventory" else self.definitions[name]
+
+    def table(
+        self,
+        model: type[BaseModel],
+        *,
+        only: tuple[str, ...] | None = None,
+        skip: tuple[str, ...] = (),
+    ) -> None:
+        """One row per field of `model` (those in `only`, when given, less those in `skip`)."""
+        definition = self.definition(model)
+        required = set(definition.get("required", ()))
+        rows = ["| Field | Type | Default | Description |", "| --- | --- | --- | --- |"]
+        for field, prop in definition["properties"].items():
+            if field in skip or (only is not None and field not in only):
+                continue
+            attribute = _attribute(model, field)
+            kind = self.type_of(prop)
+            default = "required" if field in required else _default(model, attribute, kind)
+            description = (prop.get("description") or "").replace("|", "\\|")
+            rows.append(f"| `{field}` | {kind} | {default} | {description} |")
+        self.lines += rows + [""]
+
+    def type_of(self, prop: dict[str, Any]) -> str:
+        bare = _bare(prop)
+        for known, described in _VALUE_TYPES.values():
+            if bare == known:
+                return described
+        if "$ref" in prop:
+            name = prop["$ref"].rsplit("/", 1)[-1]
+            target = self.definitions[name]
+            return self.type_of(target) if "enum" in target else _words(name)
+        if "anyOf" in prop:
+            options = list(dict.fromkeys(
+                self.type_of(p) for p in prop["anyOf"] if p.get("type") != "null"
+            ))
+            if "integer" in options and "number" in options:
+                options.remove("integer")
+            return " or ".join(options) if len(options) < 3 else (
+                ", ".join(options[:-1]) + " or " + options[-1]
+            )
+        if "const" in prop:
+            return f"`{prop['const']}`"
+        if "enum" in prop:
+            return "one of " + ", ".join(f"`{v}`" for v in prop["enum"])
+        kind = prop.get("type")
+        if kind == "array":
+            items = prop.get("items", {})
+            if "oneOf" in items:
+                return "list of checks"
+            if len(items.get("anyOf", ())) > 2:
+                return "list of values"
+            return f"list of {self.type_of(items)}"
+        if kind == "object":
+            if "patternProperties" in prop:
+                (value,) = prop["patternProperties"].values()
+                return f"mapping of name to {self.type_of(value)}"
+            value = prop.get("additionalProperties", {})
+            keys = "name" if "$ref" in value else "text"
+            return f"mapping of {keys} to {self.type_of(value)}"
+        if kind == "integer":
+            low, high = prop.get("minimum"), prop.get("maximum")
+            if low is not None and high is not None:
+                return f"integer {low}-{high}"
+            return f"integer >= {low}" if low is not None else "integer"
+        return {"string": "text", "number": "number", "boolean": "`true`/`false`"}.get(
+            str(kind), "any value"
+        )
+
+
+def _words(name: str) -> str:
+    """'ServerSettings' -> 'server settings': a definition's name as the page says it."""
+    return "".join(f" {c.lower()}" if c.isupper() else c for c in name).strip()
+
+
+def _attribute(model: type[BaseModel], field: str) -> str:
+    """The model attribute behind a schema property (they differ where an alias is used)."""
+    for attribute, info in model.model_fields.items():
+        if (info.alias or attribute) == field:
+            return attribute
+    return field
+
+
+def _default(model: type[BaseModel], attribute: str, kind: str) -> str:
+    info = model.model_fields[attribute]
+    value = info.default_factory() if info.default_factory else info.default  # type: ignore[call-arg]
+    if value is None:
+        return "unset"
+    if isinstance(value, BaseModel):
+        return "see below"
+    if isinstance(value, dict):
+        return ", ".join(f"`{key}`" for key in value) if value else "`{}`"
+    if isinstance(value, list):
+        return "`[]`" if not value else f"`{json.dumps(value)}`"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if kind == "duration":
+        return f"`{format_duration(value)}`"
+    if kind == "percentage":
+        return f"`{value * 100:g}%`"
+    return f"`{value}`"
+
+
+def _section_model(section: str) -> type[Component]:
+    annotation = Inventory.model_fields[section].annotation
+    return get_args(annotation)[1]  # type: ignore[no-any-return]
+
+
+_CHECK_INTROS = {
+    "http": "Sends an HTTP(S) request and judges the status code, the body and the latency.",
+    "tcp": "Opens a TCP connection to the port: the port check of the service inventory.",
+    "postgres": "Connects to PostgreSQL (what `pg_isready` tells, and more): connections in use, "
+                "long transactions, replication lag. Uses the database's `database`, `user` and "
+                "`password`.",
+    "redis": "Sends PING and reads INFO: memory against maxmemory, keyspace hit ratio. "
+             "Uses the cache's `password`.",
+    "tls": "Reads the server's certificate and warns before it expires.",
+    "command": "Runs a program (never through a shell) and judges its exit code.",
+    "host": "Disk, memory, CPU and load of the machine opsplane runs on.",
+}
+
+
+def render_markdown() -> str:
+    """docs/configuration.md: the introduction followed by a table of every section and field."""
+    page = _Page(json_schema())
+    add = page.lines.append
+    page.lines += [INTRODUCTION.strip("\n"), "", "## Reference", ""]
+    add("Generated from the models in `opsplane/config/models.py`; the JSON Schema printed by")
+    add("`opsplane config schema` says the same for editors.")
+    add("")
+    add("### Top level")
+    add("")
+    page.table(Inventory)
+    settings: list[tuple[str, type[BaseModel]]] = [
+        ("platform", Platform),
+        ("environments.*NAME*", Environment),
+        ("defaults", Defaults),
+        ("server", ServerSettings),
+    ]
+    for heading, settings_model in settings:
+        page.lines += [f"### {heading}", ""]
+        page.table(settings_model)
+    page.lines += [
+        "### Fields of every component",
+        "",
+        "Every entry of " + ", ".join(f"`{s}`" for s in SECTIONS[:-1])
+        + f" and `{SECTIONS[-1]}` has these fields.",
+        "",
+    ]
+    common = tuple(Component.model_fields)
+    # Component and CheckBase are not in the schema themselves: read them through a subclass
+    page.table(_section_model(SECTIONS[0]), only=common)
+    for section in SECTIONS:
+        component_model = _section_model(section)
+        page.lines += [f"### {section}.*NAME*", ""]
+        if set(component_model.model_fields) == set(common):
+            page.lines += ["The fields of every component, and no others.", ""]
+        else:
+            page.lines += ["The fields of every component, and:", ""]
+            page.table(component_model, skip=common)
+    page.lines += [
+        "### *SECTION*.*NAME*.environments.*ENV*",
+        "",
+        "Where the component is found in environment *ENV*; see "
+        "[how a check's address is resolved](#how-a-checks-address-is-resolved).",
+        "",
+    ]
+    page.table(Endpoint)
+    page.lines += ["### Fields of every check", "",
+                   "Every entry of a component's `checks` has these fields.", ""]
+    base_fields = tuple(CheckBase.model_fields)
+    page.table(CHECK_MODELS["http"], only=base_fields)
+    for kind, check_model in CHECK_MODELS.items():
+        page.lines += [f"### Check type `{kind}`", "", _CHECK_INTROS[kind], ""]
+        page.table(check_model, skip=base_fields)
+    page.lines += ["### The `json` condition of an `http` check", ""]
+    page.table(JsonCondition)
+    return "\n".join(page.lines).rstrip("\n") + "\n"
+
+
+INTRODUCTION = """
+<!-- Generated by `python -m opsplane.config.schema --markdown`: edit opsplane/config/schema.py,
+     not this file, then regenerate. tests/config/test_docs.py fails when they differ. -->
+
+# Configuration: `opsplane.yaml`
+
+One YAML file describes the platform opsplane operates: what runs, where, who owns it, what it
+depends on, and how to tell whether it is healthy. Every command reads it (`--config`/`-c`,
+the `OPSPLANE_CONFIG` variable, or `opsplane.yaml` in the current directory).
+`examples/minimal.yaml` is the smallest useful file; `examples/seed-platform.yaml` describes a
+whole e-commerce platform and is the one to copy.
+
+## How the file is organised
+
+- `platform` names the platform and the environment commands use by default.
+- `environments` lists the environments (production, staging, development, ...), each with
+  the host its components run on unless they say otherwise.
+- `defaults` gives every check its interval and timeout; `server` is where `opsplane serve`
+  listens.
+- `services`, `databases`, `caches`, `proxies` and `hosts` are the components, each a mapping
+  from a name to its description. Names are lowercase (`a-z`, `0-9`, `-`, `_`, `.`) and unique
+  across all five sections, because `depends_on` refers to components by name alone.
+- Each component has a `criticality` (critical, high or medium), an owning `team`, a
+  `runbook` link, the components it `depends_on`, and a list of `checks`.
+
+A dependency explains a failure: when a database is down, the services that depend on it are
+reported as impacted, with the database named as the root cause. Dependencies must name
+existing components and may not form a cycle.
+
+## Environments and endpoint overrides
+
+A component is written once, as it runs in production. Where another environment differs,
+the component's `environments` mapping overrides its `host`, `port` or `url` there:
+
+```yaml
+environments:
+  production: {host: 10.0.1.20}
+  staging: {host: staging.shop.internal}
+  development: {host: 127.0.0.1}
+
+services:
+  backend:
+    port: 8000
+    environments:
+      development: {port: 18000}   # runs on another port on a laptop
+```
+
+## How a check's address is resolved
+
+For a check of a component in environment *ENV*, the first of these that is set wins:
+
+- host: the check's `host`, then the component's `environments.ENV.host`, then the
+  component's `host`, then `environments.ENV.host` at the top of the file, then `127.0.0.1`;
+- port: the check's `port`, then the component's `environments.ENV.port`, then the
+  component's `port`, then the usual port of the check type (80 or 443 for http by scheme,
+  5432 postgres, 6379 redis, 443 tls);
+- URL of an `http` check: the check's `url` when given; otherwise a base URL (the component's
+  `environments.ENV.url`, then its `url`, then `scheme://host:port`) followed by the
+  check's `path`.
+
+With the example above, `backend`'s `http` check with `path: /health/` requests
+`http://staging.shop.internal:8000/health/` in staging and `http://127.0.0.1:18000/health/`
+in development.
+
+## Secrets by reference
+
+A password or token is never written in the file. A field that takes a secret takes a
+reference to it:
+
+- `env:NAME` reads the environment variable `NAME` when the check runs;
+- `file:/absolute/path` reads the file (one trailing newline removed), for example a Docker
+  or Kubernetes secret mounted under `/run/secrets/`.
+
+Anything else is refused, and the error message never repeats what was written, in case it was
+the secret itself.
+
+## Durations and percentages
+
+- A duration is a number with a unit, `500ms`, `10s`, `5m`, `1h`, `7d`, or a plain number of
+  seconds. It must be positive.
+- A percentage is written `80%` or as a fraction, `0.8`; it must lie between 0% and 100%.
+
+## Checking the file
+
+`opsplane config validate` loads the file and reports every problem at once, each as
+`file:line:column: field: what was expected`, and exits with status 3 when there is one
+(`--json` for tools). `opsplane config schema --output opsplane.schema.json` writes the JSON
+Schema; with the YAML language server, a first line
+`# yaml-language-server: $schema=opsplane.schema.json` gives completion and checking in the
+editor.
+
+## Example
+
+```yaml
+version: 1
+platform:
+  name: shop
+  default_environment: production
+
+environments:
+  production:
+    host: 10.0.1.20
+  staging:
+    host: staging.shop.internal
+  development:
+    host: 127.0.0.1
+
+defaults:
+  interval: 30s
+  timeout: 5s
+
+services:
+  backend:
+    kind: api
+    port: 8000
+    container: shop_backend
+    criticality: critical
+    team: platform
+    runbook: runbooks/service-down.md
+    depends_on: [postgres-main, redis]
+    environments:
+      development: {port: 18000}
+    checks:
+      - type: http
+        path: /health/
+        expect_status: [200]
+        latency_warning: 500ms
+        latency_critical: 1s
+
+databases:
+  postgres-main:
+    port: 5432
+    container: shop_postgres
+    criticality: critical
+    team: dba
+    runbook: disaster-recovery.md#scenario-1-database-container-failure
+    password: env:POSTGRES_PASSWORD
+    checks:
+      - type: postgres
+        connections_warning: 80%
+        connections_critical: 95%
+
+caches:
+  redis:
+    port: 6379
+    criticality: critical
+    team: sre
+    password: file:/run/secrets/redis-password
+    checks:
+      - type: redis
+        memory_warning: 75%
+        memory_critical: 90%
+```
+"""
+
+
+def main(argv: list[str]) -> int:
+    """`python -m opsplane.config.schema [--markdown]`: print the JSON Schema or the page."""
+    if argv == ["--markdown"]:
+        sys.stdout.write(render_markdown())
+    elif not argv:
+        sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+    else:
+        sys.stderr.write("usage: python -m opsplane.config.schema [--markdown]\n")
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

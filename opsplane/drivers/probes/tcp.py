@@ -1,0 +1,48 @@
+"""TCP probe: can a connection to host:port be opened, and how long does it take."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from opsplane.drivers.probes.base import ProbeFailed
+from opsplane.health.models import ProbeResult, State
+from opsplane.health.targets import CheckTarget
+
+
+class TcpProbe:
+    """Opens one TCP connection and closes it at once; nothing is sent."""
+
+    def __init__(self, host: str, port: int | None) -> None:
+        self.host = host
+        self.port = port
+
+    @classmethod
+    def for_target(cls, target: CheckTarget) -> TcpProbe:
+        return cls(target.host, target.port)
+
+    async def probe(self) -> ProbeResult:
+        """OK "port 5432 open in 1 ms" with `connect_ms`; connection errors propagate to
+        run_probe, which names them ("refuses connections", "host unreachable")."""
+        if self.port is None:
+            raise ProbeFailed("no port to check: set port on the check or the component",
+                              State.UNKNOWN)
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        transport, _ = await loop.create_connection(asyncio.Protocol, self.host, self.port)
+        elapsed = time.perf_counter() - started
+        transport.abort()  # nothing to say goodbye to; don't leave the socket lingering
+        return ProbeResult.ok(
+            f"port {self.port} open in {format_elapsed(elapsed)}",
+            connect_ms=round(elapsed * 1000, 3),
+        )
+
+
+def format_elapsed(seconds: float) -> str:
+    """A short duration for a reason: "0.4 ms", "12 ms", "1.25 s"."""
+    ms = seconds * 1000
+    if ms < 10:
+        return f"{ms:.1f} ms"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    return f"{seconds:.3g} s"

@@ -1,0 +1,120 @@
+"""The API: every route but /health and /metrics demands a token with the right role."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from opsplane.auth import service as tokens
+from opsplane.auth.deps import RoleGuard
+from opsplane.auth.service import Role
+from opsplane.config.loader import loads
+from opsplane.health.models import ProbeResult, State
+from opsplane.server import ControlPlane, create_app
+from opsplane.store import Store
+
+PUBLIC = {"/health", "/metrics"}
+INVENTORY = """
+platform: {name: shop}
+services:
+  backend: {port: 8000, depends_on: [postgres-main], checks: [{type: http, path: /health/}]}
+databases:
+  postgres-main: {port: 5432, checks: [{type: postgres}]}
+"""
+
+
+@pytest.fixture
+def plane(tmp_path) -> ControlPlane:
+    store = Store.open(f"sqlite:///{tmp_path}/o.db")
+    return ControlPlane(loads(INVENTORY), store)
+
+
+@pytest.fixture
+def client(plane: ControlPlane) -> TestClient:
+    # No `with`: the lifespan (and so the scheduler) does not start; routes read plane state.
+    return TestClient(create_app(plane))
+
+
+def token(plane: ControlPlane, role: Role) -> str:
+    with plane.store.session() as session:
+        return tokens.create(session, name=f"{role.value}-t", role=role, actor="test")
+
+
+def api_routes(app) -> list[APIRoute]:
+    return [r for r in app.routes if isinstance(r, APIRoute)]
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "x", path)
+
+
+def test_every_route_outside_the_public_ones_declares_a_role(client: TestClient) -> None:
+    routes = api_routes(client.app)
+    assert {r.path for r in routes} >= {"/health", "/metrics", "/api/v1/services",
+                                        "/api/v1/health", "/api/v1/events"}
+    for route in routes:
+        guards = [d.call for d in route.dependant.dependencies if isinstance(d.call, RoleGuard)]
+        if route.path in PUBLIC:
+            assert not guards, route.path
+        else:
+            assert len(guards) == 1, f"{route.path} declares no role"
+
+
+def test_every_protected_route_refuses_no_token_bad_token_and_a_lower_role(
+    client: TestClient, plane: ControlPlane
+) -> None:
+    lowest_below = {Role.RESPONDER: Role.VIEWER, Role.OPERATOR: Role.RESPONDER,
+                    Role.ADMIN: Role.OPERATOR}
+    issued = {role: token(plane, role) for role in Role}
+    for route in api_routes(client.app):
+        if route.path in PUBLIC:
+            continue
+        [guard] = [d.call for d in route.dependant.dependencies if isinstance(d.call, RoleGuard)]
+        for method in route.methods:
+            url = concrete(route.path)
+            missing = client.request(method, url)
+            assert missing.status_code == 401, (method, url)
+            assert missing.headers["www-authenticate"].startswith("Bearer")
+            forged = client.request(method, url, headers={"Authorization": "Bearer ops_forged"})
+            assert forged.status_code == 401, (method, url)
+            if guard.role in lowest_below:
+                low = issued[lowest_below[guard.role]]
+                denied = client.request(method, url, headers={"Authorization": f"Bearer {low}"})
+                assert denied.status_code == 403, (method, url)
+            ok = client.request(method, url, headers={"Authorization": f"Bearer {issued[guard.role]}"})
+            assert ok.status_code < 400, (method, url, ok.text)
+
+
+def test_public_routes_answer_without_a_token(client: TestClient) -> None:
+    assert client.get("/metrics").status_code == 200
+    assert "opsplane_checks" in client.get("/metrics").text
+    # not started: /health says so with 503 rather than pretending
+    assert client.get("/health").status_code == 503
+
+
+def test_revoked_token_is_refused(client: TestClient, plane: ControlPlane) -> None:
+    secret = token(plane, Role.ADMIN)
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert client.get("/api/v1/whoami", headers=headers).json() == {"name": "admin-t", "role": "admin"}
+    with plane.store.session() as session:
+        tokens.revoke(session, name="admin-t", actor="test")
+    assert client.get("/api/v1/whoami", headers=headers).status_code == 401
+
+
+def test_health_route_reports_latest_results_with_root_cause(client: TestClient, plane: ControlPlane) -> None:
+    plane.latest["postgres-main/postgres"] = ProbeResult(State.CRITICAL, "refuses connections")
+    plane.latest["backend/http"] = ProbeResult(State.CRITICAL, "HTTP 503 in 3 ms")
+    headers = {"Authorization": f"Bearer {token(plane, Role.VIEWER)}"}
+    body = client.get("/api/v1/health", headers=headers).json()
+    assert body["state"] == "CRITICAL" and body["exit_code"] == 2
+    backend = next(s for s in body["services"] if s["name"] == "backend")
+    assert backend["reason"] == "depends on postgres-main, which refuses connections"
+    assert backend["root_causes"] == [{"component": "postgres-main", "path": ["postgres-main"],
+                                       "reason": "refuses connections"}]
+    services = client.get("/api/v1/services", headers=headers).json()
+    assert [s["name"] for s in services] == ["backend", "postgres-main"]
+    assert services[0]["depends_on"] == ["postgres-main"] and services[0]["state"] == "CRITICAL"
+    assert client.get("/api/v1/health?service=nope", headers=headers).status_code == 404

@@ -1,0 +1,1 @@
+"""Helpers for tests: local servers, certificates and factories of test data."""
