@@ -40,6 +40,7 @@ def config_path(ctx: typer.Context) -> Path:
 def _register() -> None:
     from opsplane.auth.cli import app as token_app
     from opsplane.config.cli import app as config_app
+    from opsplane.demo.cli import register as register_demo
     from opsplane.events.cli import app as events_app
     from opsplane.health.cli import register as register_health
     from opsplane.server_cli import register as register_server
@@ -51,6 +52,7 @@ def _register() -> None:
     app.add_typer(db_app, name="db", help="The store: migrations and location.")
     register_health(app)
     register_server(app)
+    register_demo(app)
 
 
 def main() -> None:

@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
-from fastapi.routing import APIRoute
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import select
 
@@ -237,7 +237,7 @@ def _mount(app: FastAPI, router: APIRouter, prefix: str) -> None:
         if not isinstance(route, APIRoute):
             raise TypeError(f"unexpected route type {type(route).__name__} in {router}")
         app.router.add_api_route(
-            prefix + route.path, route.endpoint, methods=sorted(route.methods),
+            prefix + route.path, route.endpoint, methods=sorted(route.methods or ()),
             name=route.name, include_in_schema=route.include_in_schema, tags=route.tags,
             summary=route.summary, description=route.description,
             response_model=route.response_model,

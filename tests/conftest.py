@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-
 from opsplane.store import Store
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from rich.table import Table
 
@@ -40,7 +42,7 @@ def list_(
     store = open_store()
     with store.session() as session:
         rows = service.get_all(session, include_revoked=all_)
-        data = [
+        data: list[dict[str, Any]] = [
             {"name": r.name, "role": r.role, "prefix": r.prefix, "created_at": r.created_at,
              "created_by": r.created_by, "last_used_at": r.last_used_at,
              "revoked_at": r.revoked_at}

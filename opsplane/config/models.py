@@ -33,8 +33,12 @@ class Criticality(StrEnum):
 
 class CheckBase(Strict):
     name: Name | None = Field(None, description="Unique within the component; defaults to the check type.")
-    interval: Duration | None = Field(None, description="How often the control plane runs it; defaults.interval when unset.")
-    timeout: Duration | None = Field(None, description="Longest a single run may take; defaults.timeout when unset.")
+    interval: Duration | None = Field(
+        None, description="How often the control plane runs it; defaults.interval when unset."
+    )
+    timeout: Duration | None = Field(
+        None, description="Longest a single run may take; defaults.timeout when unset."
+    )
     host: str | None = Field(None, description="Overrides the component's host for this check.")
     port: Port | None = Field(None, description="Overrides the component's port for this check.")
 
@@ -84,7 +88,9 @@ class RedisCheck(CheckBase):
     type: Literal["redis"]
     memory_warning: Ratio = 0.75
     memory_critical: Ratio = 0.90
-    hit_ratio_warning: Ratio | None = Field(None, description="Warn when the keyspace hit ratio falls below this.")
+    hit_ratio_warning: Ratio | None = Field(
+        None, description="Warn when the keyspace hit ratio falls below this."
+    )
 
 
 class TlsCheck(CheckBase):

@@ -23,7 +23,9 @@ def health(
     ctx: typer.Context,
     detailed: bool = typer.Option(False, "--detailed", "-d", help="Show every check's figures."),
     watch: bool = typer.Option(False, "--watch", "-w", help="Refresh in place until Ctrl-C."),
-    interval: float = typer.Option(10.0, "--interval", "-n", min=0.5, help="Seconds between refreshes with --watch."),
+    interval: float = typer.Option(
+        10.0, "--interval", "-n", min=0.5, help="Seconds between refreshes with --watch."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     service: list[str] = typer.Option(None, "--service", "-s", help="Only this service (repeatable)."),
     env: str = typer.Option(None, "--env", "-e", help="Environment [default: the inventory's default]."),

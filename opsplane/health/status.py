@@ -96,14 +96,14 @@ def assess(inventory: Inventory, results: Mapping[str, ProbeResult]) -> list[Com
     reasons: dict[str, str] = {}
     checks: dict[str, tuple[CheckStatus, ...]] = {}
     for _, name, component in inventory.components():
-        statuses = tuple(
+        per_check = tuple(
             CheckStatus(check_name(c), c.type, results.get(f"{name}/{check_name(c)}"))  # type: ignore[attr-defined]
             for c in component.checks
         )
-        checks[name] = statuses
-        ran = [s.result for s in statuses if s.result is not None]
+        checks[name] = per_check
+        ran = [s.result for s in per_check if s.result is not None]
         own[name] = worst(r.state for r in ran) if ran else State.UNKNOWN
-        failing = [s for s in statuses if s.result and s.result.state is own[name]]
+        failing = [s for s in per_check if s.result and s.result.state is own[name]]
         reasons[name] = failing[0].result.reason if failing and failing[0].result else "is unknown"
 
     graph = {name: component.depends_on for _, name, component in inventory.components()}
@@ -130,7 +130,7 @@ def assess(inventory: Inventory, results: Mapping[str, ProbeResult]) -> list[Com
             ComponentStatus(
                 name=name,
                 section=section,
-                kind=getattr(component, "kind", None) or getattr(component, "engine", section),
+                kind=str(getattr(component, "kind", None) or getattr(component, "engine", section)),
                 criticality=component.criticality.value,
                 team=component.team,
                 state=own[name] if checks[name] else State.UNKNOWN,

@@ -26,9 +26,11 @@ def test_change_reports_previous_and_current_and_moves_since() -> None:
     tracker = StateTracker()
     tracker.observe("db/postgres", "db", ProbeResult(State.OK, "ready"), clock.now())
     clock.advance(30)
-    change = tracker.observe("db/postgres", "db", ProbeResult(State.CRITICAL, "refuses connections"), clock.now())
+    down = ProbeResult(State.CRITICAL, "refuses connections")
+    change = tracker.observe("db/postgres", "db", down, clock.now())
     assert change is not None
-    assert (change.previous, change.current, change.reason) == (State.OK, State.CRITICAL, "refuses connections")
+    assert (change.previous, change.current, change.reason) == (
+        State.OK, State.CRITICAL, "refuses connections")
     assert tracker.known["db/postgres"].since == clock.now()
 
 
@@ -36,6 +38,7 @@ def test_known_state_from_before_a_restart_suppresses_a_repeat() -> None:
     clock = ManualClock()
     tracker = StateTracker({"db/postgres": KnownState(State.CRITICAL, clock.now())})
     clock.advance(60)
-    assert tracker.observe("db/postgres", "db", ProbeResult(State.CRITICAL, "still down"), clock.now()) is None
+    still = ProbeResult(State.CRITICAL, "still down")
+    assert tracker.observe("db/postgres", "db", still, clock.now()) is None
     change = tracker.observe("db/postgres", "db", ProbeResult(State.OK, "ready"), clock.now())
     assert change is not None and change.previous is State.CRITICAL

@@ -83,7 +83,8 @@ class HttpProbe:
         return cls(target.url, target.check, bearer_token=bearer_token)
 
     async def probe(self) -> ProbeResult:
-        """OK "HTTP 200 in 12 ms", or the first rules broken; metrics latency_ms, status, bytes."""
+        """OK "HTTP 200 in 12 ms", else the broken rules of the worst state; metrics
+        latency_ms, status and bytes."""
         if self._problem is not None:
             raise ProbeFailed(self._problem, State.UNKNOWN)
         started = time.perf_counter()

@@ -1,0 +1,1 @@
+"""`opsplane demo`: a small platform of local processes, watched by a real control plane."""
