@@ -68,11 +68,10 @@ def main() -> None:
     except typer.Abort:
         err.print("aborted")
         sys.exit(130)
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(3)
-        raise
+    except typer.TyperException as exc:  # usage errors: bad option values, unknown commands
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()
+        sys.exit(3)
     sys.exit(code if isinstance(code, int) else 0)

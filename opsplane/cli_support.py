@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import sys
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,9 @@ from rich.console import Console
 from opsplane.store import Store
 
 out = Console(highlight=False, soft_wrap=True)
+if not out.is_terminal and "COLUMNS" not in os.environ:
+    # Piped into a file or a log: don't squeeze tables into 80 columns.
+    out.width = 160
 
 
 def cli_actor() -> str:

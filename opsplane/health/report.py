@@ -86,7 +86,10 @@ def as_table(statuses: list[ComponentStatus], *, detailed: bool = False, title: 
         if s.impacted:
             state.append(" ⇣", style="red")
         slowest = max((c.result.duration for c in s.checks if c.result), default=0.0)
-        table.add_row(s.name, s.kind, s.criticality, state, f"{slowest * 1000:.0f} ms", s.reason)
+        details = s.reason
+        if s.impacted and s.state is State.OK:
+            details += "; impacted: " + "; ".join(c.explain() for c in s.root_causes)
+        table.add_row(s.name, s.kind, s.criticality, state, f"{slowest * 1000:.0f} ms", details)
         if detailed:
             for c in s.checks:
                 if c.result is None:

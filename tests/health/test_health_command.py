@@ -1,0 +1,147 @@
+"""`opsplane health` against real local targets: JSON field by field, exit codes, filters."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.http_servers import LocalHttpServer, Reply
+
+
+def opsplane(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "opsplane", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=60, env=env)
+
+
+@pytest.fixture(scope="module")
+def web():
+    routes = {
+        "/health": Reply(body=b'{"status": "ok", "db": "up"}', content_type="application/json"),
+        "/slow": Reply(delay=0.3),
+    }
+    with LocalHttpServer(routes) as server:
+        yield server
+
+
+def write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "opsplane.yaml"
+    path.write_text(body)
+    return path
+
+
+def inventory(web_port: int, pg_port: int, closed_port: int, *, slow: bool, down: bool) -> str:
+    lines = [
+        "platform: {name: shop}",
+        "environments: {production: {}, staging: {host: 127.0.0.2}}",
+        "services:",
+        "  backend:",
+        f"    port: {web_port}",
+        "    criticality: critical",
+        "    team: platform",
+        "    depends_on: [postgres-main" + (", payments" if down else "") + "]",
+        "    checks: [{type: http, path: /health, json: {path: status, value: ok}}]",
+    ]
+    if slow:
+        lines += ["  search:", f"    port: {web_port}",
+                  "    checks: [{type: http, path: /slow, latency_warning: 100ms}]"]
+    if down:
+        lines += ["  payments:", f"    port: {closed_port}", "    checks: [{type: tcp}]"]
+    lines += ["databases:", "  postgres-main:", f"    port: {pg_port}",
+              "    checks: [{type: postgres}]"]
+    return "\n".join(lines) + "\n"
+
+
+def test_all_ok_exits_0_and_reports_every_field(tmp_path, web, postgres_cluster, free_port) -> None:
+    path = write(tmp_path, inventory(web.port, postgres_cluster.port, free_port, slow=False, down=False))
+    run = opsplane("-c", str(path), "health", "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["platform"] == "shop" and report["environment"] == "production"
+    assert report["state"] == "OK" and report["exit_code"] == 0
+    assert report["summary"] == {"OK": 2, "WARNING": 0, "UNKNOWN": 0, "CRITICAL": 0}
+    backend, database = report["services"]
+    assert backend["name"] == "backend" and backend["section"] == "services"
+    assert backend["criticality"] == "critical" and backend["team"] == "platform"
+    assert backend["state"] == "OK" and backend["impacted"] is False and backend["root_causes"] == []
+    [check] = backend["checks"]
+    assert check["name"] == "http" and check["type"] == "http"
+    assert check["target"] == f"http://127.0.0.1:{web.port}/health"
+    assert check["state"] == "OK" and check["reason"].startswith("HTTP 200 in ")
+    assert check["metrics"]["status"] == 200 and check["duration_ms"] > 0
+    assert database["name"] == "postgres-main" and database["section"] == "databases"
+    pg = database["checks"][0]
+    assert pg["metrics"]["max_connections"] > pg["metrics"]["connections"] >= 1
+
+
+def test_warning_exits_1(tmp_path, web, postgres_cluster, free_port) -> None:
+    path = write(tmp_path, inventory(web.port, postgres_cluster.port, free_port, slow=True, down=False))
+    run = opsplane("-c", str(path), "health", "--json", cwd=tmp_path)
+    assert run.returncode == 1, run.stderr
+    search = next(s for s in json.loads(run.stdout)["services"] if s["name"] == "search")
+    assert search["state"] == "WARNING"
+
+
+def test_critical_dependency_exits_2_and_names_the_root_cause(
+    tmp_path, web, postgres_cluster, free_port
+) -> None:
+    path = write(tmp_path, inventory(web.port, postgres_cluster.port, free_port, slow=False, down=True))
+    run = opsplane("-c", str(path), "health", "--json", cwd=tmp_path)
+    assert run.returncode == 2, run.stderr
+    services = {s["name"]: s for s in json.loads(run.stdout)["services"]}
+    assert services["payments"]["state"] == "CRITICAL"
+    assert services["payments"]["reason"] == "tcp: refuses connections"
+    assert services["backend"]["impacted"] is True
+    assert services["backend"]["root_causes"] == [
+        {"component": "payments", "path": ["payments"], "reason": "refuses connections"}]
+    # the table names the cause too
+    table = opsplane("-c", str(path), "health", cwd=tmp_path)
+    assert table.returncode == 2
+    assert "impacted: depends on payments, which refuses connections" in table.stdout, table.stdout
+
+
+def test_service_filter_and_environment(tmp_path, web, postgres_cluster, free_port) -> None:
+    path = write(tmp_path, inventory(web.port, postgres_cluster.port, free_port, slow=False, down=True))
+    only = opsplane("-c", str(path), "health", "--json", "--service", "backend", cwd=tmp_path)
+    report = json.loads(only.stdout)
+    assert [s["name"] for s in report["services"]] == ["backend"]
+    assert only.returncode == 0  # backend's own check passes; the dependency is not checked
+    staging = opsplane("-c", str(path), "health", "--json", "--env", "staging",
+                       "--service", "payments", cwd=tmp_path)
+    [payments] = json.loads(staging.stdout)["services"]
+    assert payments["checks"][0]["target"] == f"127.0.0.2:{free_port}"
+
+
+def test_detailed_table_shows_the_figures(tmp_path, web, postgres_cluster, free_port) -> None:
+    path = write(tmp_path, inventory(web.port, postgres_cluster.port, free_port, slow=False, down=False))
+    run = opsplane("-c", str(path), "health", "--detailed", cwd=tmp_path)
+    assert run.returncode == 0
+    assert "connections=" in run.stdout and "latency_ms=" in run.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["health", "--service", "nope"], "unknown service 'nope'"),
+    (["health", "--env", "qa"], "unknown environment 'qa'"),
+    (["health", "--interval", "0"], "Invalid value"),
+])
+def test_usage_errors_exit_3(tmp_path, web, postgres_cluster, free_port, args, message) -> None:
+    path = write(tmp_path, inventory(web.port, postgres_cluster.port, free_port, slow=False, down=False))
+    run = opsplane("-c", str(path), *args, cwd=tmp_path)
+    assert run.returncode == 3
+    assert message in run.stderr
+
+
+def test_invalid_inventory_exits_3_before_probing_anything(tmp_path, web) -> None:
+    path = write(tmp_path, f"platform: {{name: shop}}\nservices:\n  web:\n    port: {web.port}\n"
+                           "    checks: [{type: http, path: /health, timout: 2s}]\n")
+    before = len(web.seen)
+    run = opsplane("-c", str(path), "health", cwd=tmp_path)
+    assert run.returncode == 3
+    assert f"{path}:5:42: services.web.checks[0].timout: unknown field 'timout'; did you mean 'timeout'?" \
+        in run.stderr.replace("\n", "")
+    assert len(web.seen) == before
