@@ -61,3 +61,15 @@ def parse_when(text: str | None, now: datetime) -> datetime | None:
             f"cannot read time {text!r}: give an age such as 15m, 24h, 7d or an ISO 8601 time"
         ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def exit_zero_on_sigterm() -> None:
+    """Make SIGTERM end the process with exit code 0 by way of SystemExit, so `finally`
+    blocks run. (uvicorn re-raises the signal it caught once it has shut down; with the
+    default handler that would kill the process before our own clean-up.)"""
+    import signal
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _exit)

@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from opsplane.cli_support import out
+from opsplane.cli_support import exit_zero_on_sigterm, out
 
 
 def serve(
@@ -37,8 +37,11 @@ def serve(
     config = uvicorn.Config(app, host=listen_host, port=listen_port, log_level=log_level,
                             loop=_loop(), access_log=False, lifespan="on")
     server = uvicorn.Server(config)
-    server.run()
-    store.close()
+    exit_zero_on_sigterm()
+    try:
+        server.run()
+    finally:
+        store.close()
     if not server.started:
         raise typer.Exit(2)
 

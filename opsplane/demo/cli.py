@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.live import Live
 from rich.text import Text
 
-from opsplane.cli_support import out
+from opsplane.cli_support import exit_zero_on_sigterm, out
 from opsplane.drivers.sandbox.ports import free_port
 
 DEMO_DIR = Path(".opsplane") / "demo"
@@ -31,7 +31,11 @@ def demo(
         stopped = stop_recorded(directory)
         out.print("stopped: " + (", ".join(stopped) if stopped else "no demo was running"))
         return
-    asyncio.run(_run(directory.resolve(), port or _api_port(), duration, outage))
+    exit_zero_on_sigterm()
+    try:
+        asyncio.run(_run(directory.resolve(), port or _api_port(), duration, outage))
+    except KeyboardInterrupt:
+        pass
 
 
 def _api_port() -> int:
