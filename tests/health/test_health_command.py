@@ -145,3 +145,22 @@ def test_invalid_inventory_exits_3_before_probing_anything(tmp_path, web) -> Non
     assert f"{path}:5:42: services.web.checks[0].timout: unknown field 'timout'; did you mean 'timeout'?" \
         in run.stderr.replace("\n", "")
     assert len(web.seen) == before
+
+
+def test_watch_refreshes_until_interrupted(tmp_path, web, postgres_cluster, free_port) -> None:
+    import signal
+
+    path = write(tmp_path, inventory(web.port, postgres_cluster.port, free_port, slow=False, down=True))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "opsplane", "-c", str(path), "health", "--watch", "--json",
+         "--interval", "0.5"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        reports = [json.loads(process.stdout.readline()) for _ in range(3)]
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=15)
+    finally:
+        process.kill()
+    assert len({r["checked_at"] for r in reports}) == 3  # three separate rounds
+    assert all(r["state"] == "CRITICAL" for r in reports)
+    assert process.returncode == 2  # the last round's exit code, not a crash
+    assert "Traceback" not in stderr
