@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from opsplane.drivers.sandbox.postgres import TemporaryPostgres
 from opsplane.store import Store
 
 
@@ -20,17 +21,15 @@ def free_port() -> int:
     return pick()
 
 
-@pytest.fixture(scope="session")
-def postgres_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """A private PostgreSQL cluster (initdb + pg_ctl) on a free loopback port."""
-    from opsplane.drivers.sandbox.postgres import TemporaryPostgres
+from tests.support.passwords import PG_PASSWORD
 
-    cluster = TemporaryPostgres(tmp_path_factory.mktemp("pg"))
-    cluster.start()
-    try:
+
+@pytest.fixture(scope="session")
+def postgres_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporaryPostgres]:
+    """A private PostgreSQL cluster (initdb + pg_ctl) on a free loopback port; TCP logins need
+    PG_PASSWORD, so every use exercises authentication."""
+    with TemporaryPostgres(tmp_path_factory.mktemp("pg"), password=PG_PASSWORD) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 _database_names = (f"store_{i}" for i in itertools.count())

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.http_servers import LocalHttpServer, Reply
+from tests.support.passwords import PG_PASSWORD
 
 
 def opsplane(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200"}
+    env = {**os.environ, "COLUMNS": "200", "PG_PASSWORD": PG_PASSWORD}
     return subprocess.run([sys.executable, "-m", "opsplane", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=60, env=env)
 
@@ -53,7 +54,7 @@ def inventory(web_port: int, pg_port: int, closed_port: int, *, slow: bool, down
     if down:
         lines += ["  payments:", f"    port: {closed_port}", "    checks: [{type: tcp}]"]
     lines += ["databases:", "  postgres-main:", f"    port: {pg_port}",
-              "    checks: [{type: postgres}]"]
+              "    password: env:PG_PASSWORD", "    checks: [{type: postgres}]"]
     return "\n".join(lines) + "\n"
 
 
@@ -153,7 +154,8 @@ def test_watch_refreshes_until_interrupted(tmp_path, web, postgres_cluster, free
     path = write(tmp_path, inventory(web.port, postgres_cluster.port, free_port, slow=False, down=True))
     process = subprocess.Popen(
         [sys.executable, "-m", "opsplane", "-c", str(path), "health", "--watch", "--json",
-         "--interval", "0.5"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--interval", "0.5"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "PG_PASSWORD": PG_PASSWORD})
     try:
         reports = [json.loads(process.stdout.readline()) for _ in range(3)]
         process.send_signal(signal.SIGINT)

@@ -1,4 +1,4 @@
-"""Real servers for probe tests: one PostgreSQL cluster and one Redis per session.
+"""Real servers for probe tests: the session's PostgreSQL cluster (tests/conftest.py) and a Redis.
 
 Both require a password, so every probe run exercises authentication; tests read the
 passwords through secret references (env:NAME) resolved from SECRETS.
@@ -10,19 +10,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from opsplane.drivers.sandbox.postgres import TemporaryPostgres
 from opsplane.drivers.sandbox.redis import TemporaryRedis
+from tests.support.passwords import PG_PASSWORD
 
-PG_PASSWORD = "pg-probe-secret"
 REDIS_PASSWORD = "cache-probe-secret"
 SECRETS = {"PG_PASSWORD": PG_PASSWORD, "REDIS_PASSWORD": REDIS_PASSWORD}
-
-
-@pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporaryPostgres]:
-    """A private PostgreSQL cluster on a free loopback port, password PG_PASSWORD over TCP."""
-    with TemporaryPostgres(tmp_path_factory.mktemp("pg"), password=PG_PASSWORD) as cluster:
-        yield cluster
 
 
 @pytest.fixture(scope="session")

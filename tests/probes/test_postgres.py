@@ -20,8 +20,8 @@ from tests.support.http_servers import closed_port
 from tests.support.probing import probe_once
 
 
-async def test_a_healthy_primary_is_ok_with_its_figures(postgres_server: TemporaryPostgres) -> None:
-    result = await probe_once(postgres_target(postgres_server.port, password="env:PG_PASSWORD"),
+async def test_a_healthy_primary_is_ok_with_its_figures(postgres_cluster: TemporaryPostgres) -> None:
+    result = await probe_once(postgres_target(postgres_cluster.port, password="env:PG_PASSWORD"),
                               environ=SECRETS)
     assert result.state is State.OK, result.reason
     assert result.reason.startswith("PostgreSQL 1") and " primary ready in " in result.reason
@@ -35,22 +35,22 @@ async def test_a_healthy_primary_is_ok_with_its_figures(postgres_server: Tempora
 
 
 async def test_the_probe_announces_itself_and_leaves_no_session(
-    postgres_server: TemporaryPostgres,
+    postgres_cluster: TemporaryPostgres,
 ) -> None:
-    target = postgres_target(postgres_server.port, password="env:PG_PASSWORD")
+    target = postgres_target(postgres_cluster.port, password="env:PG_PASSWORD")
     await probe_once(target, environ=SECRETS)
-    left = postgres_server.execute(
+    left = postgres_cluster.execute(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'opsplane-probe'")
     assert left == [(0,)]
 
 
 async def test_the_connection_figure_counts_open_connections(
-    postgres_server: TemporaryPostgres,
+    postgres_cluster: TemporaryPostgres,
 ) -> None:
-    target = postgres_target(postgres_server.port, password="env:PG_PASSWORD",
+    target = postgres_target(postgres_cluster.port, password="env:PG_PASSWORD",
                              connections_warning=0.05)
     before = await probe_once(target, environ=SECRETS)
-    held = [postgres_server.connect() for _ in range(5)]
+    held = [postgres_cluster.connect() for _ in range(5)]
     try:
         during = await probe_once(target, environ=SECRETS)
     finally:
@@ -63,10 +63,10 @@ async def test_the_connection_figure_counts_open_connections(
     assert during.reason == f"{used}/100 connections (warning at 5%)"
 
 
-async def test_a_long_open_transaction_is_found(postgres_server: TemporaryPostgres) -> None:
-    target = postgres_target(postgres_server.port, password="env:PG_PASSWORD",
+async def test_a_long_open_transaction_is_found(postgres_cluster: TemporaryPostgres) -> None:
+    target = postgres_target(postgres_cluster.port, password="env:PG_PASSWORD",
                              long_transaction_warning="1s", long_transaction_critical="1h")
-    with postgres_server.connect(autocommit=False) as idle_in_transaction:
+    with postgres_cluster.connect(autocommit=False) as idle_in_transaction:
         idle_in_transaction.execute("SELECT 1")  # opens a transaction and leaves it open
         await asyncio.sleep(1.2)
         result = await probe_once(target, environ=SECRETS)
@@ -78,16 +78,16 @@ async def test_a_long_open_transaction_is_found(postgres_server: TemporaryPostgr
 
 
 async def test_a_wrong_password_says_so_without_showing_it(
-    postgres_server: TemporaryPostgres,
+    postgres_cluster: TemporaryPostgres,
 ) -> None:
-    target = postgres_target(postgres_server.port, password="env:WRONG")
+    target = postgres_target(postgres_cluster.port, password="env:WRONG")
     result = await probe_once(target, environ={"WRONG": "hunter2"})
     assert result.state is State.CRITICAL
     assert result.reason == 'password authentication failed for user "postgres"'
 
 
-async def test_a_missing_database_is_named(postgres_server: TemporaryPostgres) -> None:
-    target = postgres_target(postgres_server.port, database="orders",
+async def test_a_missing_database_is_named(postgres_cluster: TemporaryPostgres) -> None:
+    target = postgres_target(postgres_cluster.port, database="orders",
                              password="env:PG_PASSWORD")
     result = await probe_once(target, environ=SECRETS)
     assert (result.state, result.reason) == (State.CRITICAL, 'database "orders" does not exist')
@@ -188,8 +188,8 @@ def _wait(condition: object, timeout: float = 10) -> None:
 
 
 def test_the_temporary_cluster_refuses_a_password_over_tcp_when_wrong(
-    postgres_server: TemporaryPostgres,
+    postgres_cluster: TemporaryPostgres,
 ) -> None:
     # The fixture's claim that every probe authenticates rests on this.
     with pytest.raises(psycopg.OperationalError):
-        psycopg.connect(postgres_server.dsn.replace(PG_PASSWORD, "nope"), connect_timeout=5)
+        psycopg.connect(postgres_cluster.dsn.replace(PG_PASSWORD, "nope"), connect_timeout=5)
