@@ -11,6 +11,7 @@ import pytest
 
 from opsplane.drivers.sandbox.postgres import TemporaryPostgres
 from opsplane.store import Store
+from tests.support.passwords import PG_PASSWORD
 
 
 @pytest.fixture
@@ -20,8 +21,6 @@ def free_port() -> int:
 
     return pick()
 
-
-from tests.support.passwords import PG_PASSWORD
 
 
 @pytest.fixture(scope="session")
