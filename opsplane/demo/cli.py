@@ -18,7 +18,9 @@ DEMO_DIR = Path(".opsplane") / "demo"
 
 def demo(
     stop: bool = typer.Option(False, "--stop", help="Stop a running demo and everything it started."),
-    port: int = typer.Option(0, "--port", help="API port [default: a free port from 8089 up]."),
+    port: int = typer.Option(
+        -1, "--port", help="API port; 0 picks any free port [default: 8089 or the next free one]."
+    ),
     duration: float = typer.Option(0, "--duration", help="Stop by itself after this many seconds."),
     outage: bool = typer.Option(True, "--outage/--no-outage",
                                 help="Stage a catalog outage after 40 s to show impact and recovery."),
@@ -33,7 +35,8 @@ def demo(
         return
     exit_zero_on_sigterm()
     try:
-        asyncio.run(_run(directory.resolve(), port or _api_port(), duration, outage))
+        api_port = _api_port() if port < 0 else port or free_port()
+        asyncio.run(_run(directory.resolve(), api_port, duration, outage))
     except KeyboardInterrupt:
         pass
 
