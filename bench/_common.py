@@ -134,7 +134,8 @@ class Child:
 
 
 class Children:
-    """Every child started in a `with Children() as children:` block is killed at its end."""
+    """Every child started in a `with Children() as children:` block is stopped at its end:
+    SIGTERM first (so nginx reaps its workers), then SIGKILL to its whole process group."""
 
     def __init__(self) -> None:
         self._started: list[Child] = []
@@ -148,7 +149,7 @@ class Children:
 
     def __exit__(self, *_: object) -> None:
         for child in reversed(self._started):
-            child.kill()
+            child.terminate(5.0)
 
 
 def raise_on_sigterm() -> None:
@@ -164,13 +165,32 @@ def raise_on_sigterm() -> None:
 # --- /proc ---------------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int, proc: Path = PROC) -> float:
-    """User plus system CPU time of `pid` (all its threads), in seconds."""
+@dataclass(frozen=True)
+class CpuTimes:
+    """CPU time a process (all its threads) has used, in seconds."""
+
+    user: float
+    system: float
+
+    @property
+    def total(self) -> float:
+        return self.user + self.system
+
+    def __sub__(self, other: CpuTimes) -> CpuTimes:
+        return CpuTimes(self.user - other.user, self.system - other.system)
+
+
+def cpu_times(pid: int, proc: Path = PROC) -> CpuTimes:
+    """utime and stime of `pid` from /proc/PID/stat."""
     stat = (proc / str(pid) / "stat").read_text()
     # The command name may contain spaces and parentheses; fields resume after the last ")".
     fields = stat[stat.rindex(")") + 2:].split()
-    utime, stime = int(fields[11]), int(fields[12])
-    return (utime + stime) / CLOCK_TICKS
+    return CpuTimes(int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS)
+
+
+def cpu_seconds(pid: int, proc: Path = PROC) -> float:
+    """User plus system CPU time of `pid` (all its threads), in seconds."""
+    return cpu_times(pid, proc).total
 
 
 def status_kib(pid: int, field: str, proc: Path = PROC) -> int:

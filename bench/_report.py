@@ -27,6 +27,8 @@ class ProberRun:
     ok: int
     failed: int
     cpu_seconds: float  # user + system of the prober process, in the window
+    cpu_user_seconds: float
+    cpu_system_seconds: float
     peak_rss_mb: float  # VmHWM, in 10^6 bytes
     probes_per_second: float = 0.0
     probes_per_cpu_second: float | None = None
@@ -35,6 +37,7 @@ class ProberRun:
     lateness_p99_ms: float | None = None
     started_within_100ms: float | None = None  # share of the window's probes
     skipped: int = 0
+    state_changes: int = 0  # state-change events written during the window
     ready_seconds: float = 0.0  # from start until it answered
     exit_code: int | None = None
     stop_seconds: float | None = None
@@ -133,6 +136,12 @@ def _per_cpu(run: ProberRun) -> str:
     return "-" if run.probes_per_cpu_second is None else f"{run.probes_per_cpu_second:,.0f}"
 
 
+def _cpu(run: ProberRun) -> str:
+    user = 100 * run.cpu_user_seconds / run.window if run.window else 0.0
+    system = 100 * run.cpu_system_seconds / run.window if run.window else 0.0
+    return f"{run.cpu_percent:.1f}% ({user:.0f} user + {system:.0f} sys)"
+
+
 def _mark(met: bool | None) -> str:
     return {True: "met", False: "NOT MET", None: "not measured"}[met]
 
@@ -143,12 +152,12 @@ def _name(run: ProberRun) -> str:
 
 def table(report: Report) -> str:
     """The results as an aligned plain-text table, the targets, and the notes."""
-    header = ["targets", "prober", "probes/s", "asked/s", "CPU %", "probes/CPU-s",
+    header = ["targets", "prober", "probes/s", "asked/s", "CPU of one core", "probes/CPU-s",
               "late p50", "late p99", "peak RSS", "failed"]
     rows = [header]
     for run in report.runs:
         rows.append([f"{run.targets:,}", _name(run), f"{run.probes_per_second:,.1f}",
-                     f"{run.expected_rate:,.0f}", f"{run.cpu_percent:.1f}", _per_cpu(run),
+                     f"{run.expected_rate:,.0f}", _cpu(run), _per_cpu(run),
                      _ms(run.lateness_p50_ms), _ms(run.lateness_p99_ms),
                      f"{run.peak_rss_mb:.0f} MB", f"{run.failed:,}/{run.probes:,}"])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -178,6 +187,9 @@ def _notes(report: Report) -> list[str]:
                 f"{_ms(_float(d['send_lateness_p50_ms']))} / "
                 f"{_ms(_float(d['send_lateness_p99_ms']))} late (p50 / p99), "
                 f"using {d['cpu_percent']:.0f}% of a core itself (not counted)")
+        if run.state_changes:
+            notes.append(f"{who}: {run.state_changes:,} state-change events written during the "
+                         f"window (the first results of every check are state changes)")
         if run.skipped:
             notes.append(f"{who}: {run.skipped:,} slots skipped (previous run still going)")
         notes += [f"{who}: {note}" for note in run.notes]
@@ -217,7 +229,7 @@ def markdown(report: Report) -> str:
             f"{_ms(run.lateness_p50_ms)} / {_ms(run.lateness_p99_ms)}"
         lines.append(
             f"| {run.targets:,} | {_name(run)} | {run.probes_per_second:,.1f} "
-            f"({run.expected_rate:,.0f}) | {run.cpu_percent:.1f}% | {_per_cpu(run)} | {late} "
+            f"({run.expected_rate:,.0f}) | {_cpu(run)} | {_per_cpu(run)} | {late} "
             f"| {run.peak_rss_mb:.0f} MB | {run.failed:,} of {run.probes:,} |")
     lines += ["", "| Target | Result | Figures |", "| --- | --- | --- |"]
     for verdict in report.verdicts:

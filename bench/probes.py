@@ -28,9 +28,10 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from _blackbox import BlackboxDriver, blackbox_binary, blackbox_version, start_blackbox
 from _common import (
@@ -38,6 +39,7 @@ from _common import (
     ChildFailed,
     Children,
     cpu_seconds,
+    cpu_times,
     free_port,
     free_ports,
     histogram_quantile,
@@ -134,15 +136,16 @@ async def run_opsplane(
         log=tmp / f"opsplane-{count}.log", cwd=tmp, env=env))
     base = f"http://127.0.0.1:{port}"
     ready = await asyncio.to_thread(wait_for_http, f"{base}/health", child, timeout=180)
-    await watch(INTERVAL, child)  # warm-up: every check has had its first slot
+    await watch(INTERVAL, child, server.child)  # warm-up: every check has had its first slot
 
-    cpu_before = cpu_seconds(child.pid)
+    # The two scrapes fall inside the CPU window: Prometheus would scrape it too.
+    cpu_before = cpu_times(child.pid)
     before = await asyncio.to_thread(scrape, f"{base}/metrics")
     started = time.monotonic()
-    await watch(duration, child)
+    await watch(duration, child, server.child)
     after = await asyncio.to_thread(scrape, f"{base}/metrics")
     window = time.monotonic() - started
-    cpu_after = cpu_seconds(child.pid)
+    cpu = cpu_times(child.pid) - cpu_before
     peak = status_kib(child.pid, "VmHWM") * 1024 / 1e6
 
     def delta(name: str, where: Where = None) -> int:
@@ -157,16 +160,17 @@ async def run_opsplane(
     p50, p99 = histogram_quantile(0.5, lateness), histogram_quantile(0.99, lateness)
     run = ProberRun(
         prober="opsplane", targets=count, window=window, expected_rate=count / INTERVAL,
-        probes=probes, ok=ok, failed=probes - ok, cpu_seconds=cpu_after - cpu_before,
-        peak_rss_mb=peak,
+        probes=probes, ok=ok, failed=probes - ok, cpu_seconds=cpu.total,
+        cpu_user_seconds=cpu.user, cpu_system_seconds=cpu.system, peak_rss_mb=peak,
         lateness_p50_ms=None if p50 is None else p50 * 1000,
         lateness_p99_ms=None if p99 is None else p99 * 1000,
         started_within_100ms=share_at_most(0.1, lateness) if lateness else None,
-        skipped=delta("opsplane_scheduler_skipped_total"), ready_seconds=ready)
-    if run.failed:
-        run.failure_examples = await asyncio.to_thread(_opsplane_failures, base)
+        skipped=delta("opsplane_scheduler_skipped_total"), ready_seconds=ready,
+        state_changes=delta("opsplane_check_state_changes_total"))
     run.exit_code, run.stop_seconds = await asyncio.to_thread(child.terminate, STOP_GRACE)
     run.stopped_event = _recorded_stop(database)
+    if run.failed:
+        run.failure_examples = _failure_reasons(database)
     if run.exit_code != 0:
         tail = " | ".join(line for line in child.log_tail(5).splitlines() if line.strip())
         run.notes.append(f"exit status {run.exit_code} {run.stop_seconds:.1f} s after SIGTERM "
@@ -187,13 +191,18 @@ def _recorded_stop(database: Path) -> bool:
     return bool(row and row[0])
 
 
-def _opsplane_failures(base: str) -> list[str]:
-    """A few reasons of failing checks, from the per-check status gauge and the server log
-    (the API needs a token, which a benchmark should not have to create)."""
-    samples = scrape(f"{base}/metrics")
-    failing = [labels["component"] for labels, value in samples.get("opsplane_check_status", [])
-               if value != 0]
-    return [f"{len(failing)} checks not OK now, e.g. {', '.join(failing[:5])}"] if failing else []
+def _failure_reasons(database: Path, limit: int = 3) -> list[str]:
+    """The commonest reasons of changes to a failing state over the whole run (warm-up
+    included), from the events the control plane wrote; the API would need a token."""
+    try:
+        with contextlib.closing(sqlite3.connect(database)) as db:
+            rows = db.execute(
+                "SELECT json_extract(details, '$.reason'), count(*) FROM events "
+                "WHERE kind = 'check.state_changed' AND outcome != 'OK' "
+                "GROUP BY 1 ORDER BY 2 DESC LIMIT ?", (limit,)).fetchall()
+    except sqlite3.Error as exc:
+        return [f"no reasons: cannot read {database.name}: {exc}"]
+    return [f"{count:,} x {reason!r}" for reason, count in rows]
 
 
 # --- blackbox ------------------------------------------------------------------------------
@@ -208,11 +217,11 @@ async def run_blackbox(
     driver = BlackboxDriver(port, server.urls(count), interval=INTERVAL)
     driving = asyncio.create_task(driver.run())
     try:
-        await watch(INTERVAL, child)
-        before, cpu_before = driver.counts.snapshot(), cpu_seconds(child.pid)
+        await watch(INTERVAL, child, server.child)
+        before, cpu_before = driver.counts.snapshot(), cpu_times(child.pid)
         own_before, started = cpu_seconds(os.getpid()), time.monotonic()
-        await watch(duration, child)
-        after, cpu_after = driver.counts.snapshot(), cpu_seconds(child.pid)
+        await watch(duration, child, server.child)
+        after, cpu = driver.counts.snapshot(), cpu_times(child.pid) - cpu_before
         own_after, window = cpu_seconds(os.getpid()), time.monotonic() - started
         if driving.done():
             driving.result()  # the driver died: say why
@@ -227,7 +236,8 @@ async def run_blackbox(
         prober="blackbox", targets=count, window=window, expected_rate=count / INTERVAL,
         probes=answered, ok=after.succeeded - before.succeeded,
         failed=(after.failed - before.failed) + (after.errors - before.errors),
-        cpu_seconds=cpu_after - cpu_before, peak_rss_mb=peak)
+        cpu_seconds=cpu.total, cpu_user_seconds=cpu.user, cpu_system_seconds=cpu.system,
+        peak_rss_mb=peak)
     p50, p99 = quantile(late, 0.5), quantile(late, 0.99)
     run.driver = {
         "sent_per_second": sent / window,
@@ -308,10 +318,20 @@ def _counts(text: str) -> list[int]:
     try:
         counts = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers like 1000,10000, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected numbers like 1000,10000, got {text!r}") from None
     if not counts or min(counts) < 1:
         raise argparse.ArgumentTypeError("target counts must be positive")
     return counts
+
+
+def _run(work: Coroutine[Any, Any, Report]) -> Report:
+    """Run `work` on uvloop when installed, as `opsplane serve` does."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(work)
+    return uvloop.run(work)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -322,16 +342,14 @@ def main(argv: Sequence[str]) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
     try:
-        import uvloop
-
-        run = uvloop.run
-    except ImportError:
-        run = asyncio.run
-    try:
-        report = run(bench(args, progress))
+        report = _run(bench(args, progress))
     except ChildFailed as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted; every process the benchmark started has been stopped",
+              file=sys.stderr)
+        return 130
     data = asdict(report)
     if not args.no_save:
         RESULTS.mkdir(parents=True, exist_ok=True)
