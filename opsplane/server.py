@@ -24,8 +24,9 @@ from sqlalchemy import select
 
 from opsplane.clock import Clock, SystemClock
 from opsplane.config.models import Inventory
+from opsplane.drivers.probes import Probe, run_probe
 from opsplane.events import service as events
-from opsplane.health.flows import probe_target
+from opsplane.health.flows import prepare
 from opsplane.health.models import ProbeResult, State
 from opsplane.health.scheduler import ProbeScheduler
 from opsplane.health.tables import CheckState
@@ -68,6 +69,7 @@ class ControlPlane:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._scheduler: ProbeScheduler | None = None
+        self._probes: dict[str, Probe] = {}
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -98,7 +100,15 @@ class ControlPlane:
     # --- the hot path -------------------------------------------------------------------
 
     async def _run(self, target: CheckTarget) -> ProbeResult:
-        return await probe_target(target, environ=self.environ)
+        # Probes are built once (request bytes, TLS context, resolved secrets) and reused; a
+        # check whose secret is missing is retried on its next slot.
+        probe = self._probes.get(target.id)
+        if probe is None:
+            prepared = prepare(target, environ=self.environ)
+            if isinstance(prepared, ProbeResult):
+                return prepared
+            probe = self._probes[target.id] = prepared
+        return await run_probe(probe, target.timeout)
 
     def _on_result(self, target: CheckTarget, result: ProbeResult, lateness: float) -> None:
         now = self.clock.now()

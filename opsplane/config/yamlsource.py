@@ -156,6 +156,11 @@ _constructor = yaml.SafeLoader("")
 
 
 def _scalar(node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
+    if not isinstance(node, yaml.ScalarNode):
+        raise TypeError("expected a scalar node")
+    try:
         return _constructor.construct_object(node, deep=True)
-    raise TypeError("expected a scalar node")
+    finally:
+        # The constructor memoises every node it builds; keeping them would hold the whole
+        # node tree (and its marks) alive for as long as the process runs.
+        _constructor.constructed_objects.clear()

@@ -5,20 +5,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 
-from opsplane.drivers.probes import build_probe, run_probe
+from opsplane.drivers.probes import Probe, build_probe, run_probe
 from opsplane.errors import SecretError
 from opsplane.health.models import ProbeResult, State
 from opsplane.health.targets import CheckTarget
+
+
+def prepare(target: CheckTarget, *, environ: Mapping[str, str] | None = None) -> Probe | ProbeResult:
+    """The probe for `target`, or the UNKNOWN result to report when a secret it needs is missing."""
+    try:
+        return build_probe(target, environ=environ)
+    except SecretError as exc:
+        return ProbeResult(State.UNKNOWN, str(exc))
 
 
 async def probe_target(
     target: CheckTarget, *, environ: Mapping[str, str] | None = None
 ) -> ProbeResult:
     """Run one target's check once; a missing secret is an UNKNOWN state, not an exception."""
-    try:
-        probe = build_probe(target, environ=environ)
-    except SecretError as exc:
-        return ProbeResult(State.UNKNOWN, str(exc))
+    probe = prepare(target, environ=environ)
+    if isinstance(probe, ProbeResult):
+        return probe
     return await run_probe(probe, target.timeout)
 
 

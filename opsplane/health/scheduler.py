@@ -22,6 +22,11 @@ OnSkip = Callable[[CheckTarget], None]
 Sleep = Callable[[float], Awaitable[None]]
 
 
+# Slots closer than this are started now rather than slept for: the event loop's timers have
+# millisecond resolution, and a shorter sleep wakes at once and spins.
+_RESOLUTION = 0.001
+
+
 def phase(check_id: str, interval: float) -> float:
     """Offset of a check's slots within its interval: stable and uniformly spread."""
     return (zlib.crc32(check_id.encode()) / 2**32) * interval
@@ -68,7 +73,7 @@ class ProbeScheduler:
             while heap:
                 due, index = heap[0]
                 now = clock()
-                if due > now:
+                if due - now > _RESOLUTION:
                     await self._sleep(due - now)
                     continue
                 target = self.targets[index]
