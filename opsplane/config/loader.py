@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from opsplane.config.models import CHECK_MODELS, CHECK_TYPES, SECTIONS, Inventory, check_name
@@ -34,6 +35,14 @@ def load(path: str | Path) -> Inventory:
 
 
 def loads(text: str, file: str = DEFAULT_PATH) -> Inventory:
+    """The validated inventory in `text`; raises ConfigError listing every problem found.
+
+    A valid file takes the fast path (libyaml, no positions kept); any problem sends the
+    file through the located parser, which is slower but says where each problem is.
+    """
+    inventory = _fast_load(text)
+    if inventory is not None:
+        return inventory
     doc = parse(text, file)
     if not isinstance(doc.data, dict):
         raise ConfigError([doc.problem((), "expected a mapping at the top of the file")])
@@ -55,6 +64,37 @@ def _ends_at_a_name(path: tuple[str | int, ...]) -> bool:
     whose key, not its value, is what a cross-check problem is about."""
     component = len(path) == 2 and path[0] in SECTIONS
     return component or (len(path) == 4 and path[2] == "environments")
+
+
+def _fast_load(text: str) -> Inventory | None:
+    """The inventory when `text` is valid in every respect, else None (never raises)."""
+    try:
+        data = yaml.load(text, Loader=_StrictFastLoader)  # noqa: S506 - a safe loader
+    except (yaml.YAMLError, TypeError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    try:
+        inventory = Inventory.model_validate(data)
+    except ValidationError:
+        return None
+    return None if cross_check(inventory) else inventory
+
+
+class _StrictFastLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """A safe loader that refuses what the located parser refuses: duplicate keys, merge
+    keys and keys that are not plain strings."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                raise ValueError("merge key or complex key")
+            key = self.construct_object(key_node)
+            if not isinstance(key, str) or key in keys:
+                raise ValueError("duplicate or non-text key")
+            keys.add(key)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
 
 
 def cross_check(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
