@@ -37,6 +37,8 @@ from opsplane.telemetry import ControlPlaneMetrics
 
 log = logging.getLogger("opsplane.server")
 ACTOR = "system:control-plane"
+WRITE_CHUNK = 500
+RETRY_DELAY = 5.0
 
 
 class ControlPlane:
@@ -94,7 +96,8 @@ class ControlPlane:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-        await asyncio.to_thread(self._write, self._take_pending())
+        while batch := self._take_pending():
+            await asyncio.to_thread(self._write, batch)
         await asyncio.to_thread(self._record_lifecycle, "control_plane.stopped")
 
     # --- the hot path -------------------------------------------------------------------
@@ -130,14 +133,23 @@ class ControlPlane:
             if batch:
                 try:
                     await asyncio.to_thread(self._write, batch)
-                except Exception:  # noqa: BLE001 - keep watching; retry the batch next round
-                    log.exception("could not write %d state changes; will retry", len(batch))
+                except Exception:  # noqa: BLE001 - keep watching; retry the batch later
+                    log.exception("could not write %d state changes; retrying in %g s",
+                                  len(batch), RETRY_DELAY)
                     self._pending[:0] = batch
                     self._wake.set()
-            await asyncio.sleep(self.flush_interval)
+                    await asyncio.sleep(RETRY_DELAY)
+                    continue
+            if not self._pending:
+                await asyncio.sleep(self.flush_interval)  # let the next changes gather
 
     def _take_pending(self) -> list[Transition]:
-        batch, self._pending = self._pending, []
+        # At most WRITE_CHUNK per transaction: the first round of a large inventory is
+        # thousands of state changes, and one transaction of them all would hold every ORM
+        # object in memory at once.
+        batch, self._pending = self._pending[:WRITE_CHUNK], self._pending[WRITE_CHUNK:]
+        if self._pending:
+            self._wake.set()
         return batch
 
     def _write(self, batch: list[Transition]) -> None:

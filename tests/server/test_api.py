@@ -118,3 +118,20 @@ def test_health_route_reports_latest_results_with_root_cause(client: TestClient,
     assert [s["name"] for s in services] == ["backend", "postgres-main"]
     assert services[0]["depends_on"] == ["postgres-main"] and services[0]["state"] == "CRITICAL"
     assert client.get("/api/v1/health?service=nope", headers=headers).status_code == 404
+
+
+async def test_state_changes_are_taken_a_chunk_at_a_time_and_stop_drains_the_rest(
+    plane: ControlPlane,
+) -> None:
+    from opsplane.events import service as events
+    from opsplane.health.transitions import Transition
+    from opsplane.server import WRITE_CHUNK
+
+    now = plane.clock.now()
+    plane._pending = [Transition(f"svc-{i}/http", f"svc-{i}", None, State.OK, "up", now)
+                      for i in range(2 * WRITE_CHUNK + 7)]
+    assert len(plane._take_pending()) == WRITE_CHUNK  # one transaction's worth at a time
+    await plane.stop()  # drains what is left
+    with plane.store.session() as session:
+        written = events.get_all(session, kind="check.state_changed", limit=5000)
+    assert len(written) == WRITE_CHUNK + 7
