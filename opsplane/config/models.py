@@ -156,6 +156,9 @@ class Component(Strict):
     port: Port | None = None
     url: str | None = Field(None, description="Base URL for HTTP checks (scheme://host:port).")
     container: str | None = Field(None, description="Container or process name on the runtime.")
+    metrics_path: str | None = Field(
+        None, description="Path of its Prometheus metrics endpoint (e.g. /metrics); unset: not scraped."
+    )
     criticality: Criticality = Criticality.MEDIUM
     team: str | None = Field(None, description="Owning team.")
     depends_on: list[str] = Field(default_factory=list)
