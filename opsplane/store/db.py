@@ -8,15 +8,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, inspect
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from opsplane.errors import StoreError
 
 DEFAULT_SQLITE = Path(".opsplane") / "opsplane.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The newest migration. Opening a store that is already there skips Alembic altogether
+# (about 8 MB of imports and a scan of the migration scripts); a test keeps this in step
+# with migrations/versions.
+HEAD_REVISION = "0001"
 
 
 def default_url(environ: Mapping[str, str] | None = None, *, base: Path | None = None) -> str:
@@ -68,7 +72,7 @@ class Store:
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
         store = cls(engine)
-        if migrate:
+        if migrate and store._stamped_revision() != HEAD_REVISION:
             store.upgrade()
         return store
 
@@ -99,6 +103,15 @@ class Store:
                 command.upgrade(config, revision)
         except OperationalError as exc:
             raise StoreError(f"cannot open the store at {self.url}: {exc.orig}") from None
+
+    def _stamped_revision(self) -> str | None:
+        """The revision recorded in alembic_version, read with plain SQL; None when there is
+        none yet or it cannot be read (upgrade() then says why)."""
+        try:
+            with self.engine.connect() as connection:
+                return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except DBAPIError:
+            return None
 
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext

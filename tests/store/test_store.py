@@ -135,3 +135,25 @@ def test_unreachable_database_is_a_store_error(free_port) -> None:
 def test_alembic_config_points_at_the_packaged_migrations() -> None:
     config = alembic_config()
     assert config.get_main_option("script_location").endswith("store/migrations")
+
+
+def test_head_revision_names_the_newest_migration() -> None:
+    from alembic.script import ScriptDirectory
+
+    from opsplane.store.db import HEAD_REVISION, alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert HEAD_REVISION == head, "a migration was added: set store.db.HEAD_REVISION to its revision"
+
+
+def test_opening_a_store_at_head_does_not_load_alembic(tmp_path) -> None:
+    # A fresh interpreter: alembic must not be imported when the schema is already current.
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path}/opsplane.db"
+    Store.open(url).close()
+    probe = ("import sys; from opsplane.store import Store; Store.open(sys.argv[1]).close(); "
+             "print('alembic' in sys.modules)")
+    shown = subprocess.run([sys.executable, "-c", probe, url], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "False"

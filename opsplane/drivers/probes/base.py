@@ -72,3 +72,13 @@ def describe_failure(exc: BaseException) -> tuple[State, str]:
 
 def _seconds(value: float) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:g} s"
+
+
+def format_elapsed(seconds: float) -> str:
+    """A short duration for a reason: "0.4 ms", "12 ms", "1.25 s"."""
+    ms = seconds * 1000
+    if ms < 10:
+        return f"{ms:.1f} ms"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    return f"{seconds:.3g} s"

@@ -14,8 +14,7 @@ import time
 from collections.abc import Mapping
 
 from opsplane.config.models import CommandCheck
-from opsplane.drivers.probes.base import ProbeFailed
-from opsplane.drivers.probes.tcp import format_elapsed
+from opsplane.drivers.probes.base import ProbeFailed, format_elapsed
 from opsplane.health.models import Metric, ProbeResult, State
 from opsplane.health.targets import CheckTarget
 

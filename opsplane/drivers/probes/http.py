@@ -20,8 +20,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from opsplane.config.models import HttpCheck, JsonCondition
-from opsplane.drivers.probes.base import ProbeFailed
-from opsplane.drivers.probes.tcp import format_elapsed
+from opsplane.drivers.probes.base import ProbeFailed, format_elapsed
 from opsplane.health.models import Metric, ProbeResult, State, Threshold, worst
 from opsplane.health.targets import CheckTarget
 

@@ -17,8 +17,7 @@ import psycopg
 
 from opsplane.config.models import PostgresCheck
 from opsplane.config.types import format_duration
-from opsplane.drivers.probes.base import ProbeFailed
-from opsplane.drivers.probes.tcp import format_elapsed
+from opsplane.drivers.probes.base import ProbeFailed, format_elapsed
 from opsplane.health.models import Metric, ProbeResult, State, Threshold, worst
 from opsplane.health.targets import CheckTarget
 

@@ -13,8 +13,7 @@ import time
 from typing import Any
 
 from opsplane.config.models import RedisCheck
-from opsplane.drivers.probes.base import ProbeFailed
-from opsplane.drivers.probes.tcp import format_elapsed
+from opsplane.drivers.probes.base import ProbeFailed, format_elapsed
 from opsplane.health.models import Metric, ProbeResult, State, Threshold, worst
 from opsplane.health.targets import CheckTarget
 

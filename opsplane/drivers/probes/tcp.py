@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from opsplane.drivers.probes.base import ProbeFailed
+from opsplane.drivers.probes.base import ProbeFailed, format_elapsed
 from opsplane.health.models import ProbeResult, State
 from opsplane.health.targets import CheckTarget
 
@@ -36,13 +36,3 @@ class TcpProbe:
             f"port {self.port} open in {format_elapsed(elapsed)}",
             connect_ms=round(elapsed * 1000, 3),
         )
-
-
-def format_elapsed(seconds: float) -> str:
-    """A short duration for a reason: "0.4 ms", "12 ms", "1.25 s"."""
-    ms = seconds * 1000
-    if ms < 10:
-        return f"{ms:.1f} ms"
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    return f"{seconds:.3g} s"
