@@ -6,11 +6,12 @@ silently disabling a check. Secrets are `Secret` references, never literal value
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from opsplane.config.types import Duration, Ratio, Secret
 
@@ -141,6 +142,110 @@ def check_name(check: CheckBase) -> str:
     return check.name or check.type  # type: ignore[attr-defined]
 
 
+# --- running components as local processes ---------------------------------------------
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.match(value):
+        raise ValueError(
+            f"invalid environment variable name {value!r}: "
+            "use letters, digits and _, not starting with a digit"
+        )
+    return value
+
+
+EnvName = Annotated[
+    str, AfterValidator(_env_name), WithJsonSchema({"type": "string", "pattern": _ENV_NAME.pattern})
+]
+RUN_PLACEHOLDERS = ("port", "host", "instance", "service")
+
+
+class Backoff(Strict):
+    initial: Duration = Field(1.0, description="Wait before restarting after the first crash in a row.")
+    factor: float = Field(
+        2.0, ge=1, le=10, description="Each further crash in a row multiplies the wait by this."
+    )
+    max: Duration = Field(60.0, description="Longest wait between two restarts.")
+    reset_after: Duration = Field(
+        30.0,
+        description="A run at least this long ends a series of crashes: the next wait is `initial` again.",
+    )
+
+
+class LogRotation(Strict):
+    max_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="An instance's log file is rotated when it reaches this size."
+    )
+    backups: int = Field(
+        3, ge=0, le=100, description="Rotated files kept per instance (name.log.1 is the newest)."
+    )
+
+
+class RunSettings(Strict):
+    argv: list[str] = Field(
+        min_length=1,
+        description="Program and arguments, never run through a shell; {port}, {host}, {instance} and "
+        "{service} are replaced for each instance.",
+    )
+    env: dict[EnvName, str] = Field(
+        default_factory=dict, description="Environment variables added for the process; same placeholders."
+    )
+    secret_env: dict[EnvName, Secret] = Field(
+        default_factory=dict,
+        description="Environment variables whose values are secret references, read each time an "
+        "instance starts and never written to logs, state or events.",
+    )
+    cwd: str | None = Field(
+        None,
+        description="Working directory; relative to the inventory file's directory, which is the default.",
+    )
+    instances: int = Field(1, ge=1, le=100, description="How many copies `opsplane up` starts.")
+    restart: Literal["always", "on-failure", "never"] = Field(
+        "on-failure",
+        description="When an exited instance is started again: always, on-failure (non-zero exit or a "
+        "signal) or never.",
+    )
+    backoff: Backoff = Field(default_factory=Backoff, description="Waits between restarts after crashes.")
+    max_restarts: int | None = Field(
+        None, ge=1, description="Restarts allowed within `restart_window`; one more crash marks the "
+        "instance failed. Unset: no limit.",
+    )
+    restart_window: Duration = Field(600.0, description="The window `max_restarts` counts restarts in.")
+    stop_timeout: Duration = Field(
+        10.0, description="Wait after SIGTERM to the process group before SIGKILL."
+    )
+    logs: LogRotation = Field(
+        default_factory=LogRotation, description="Rotation of each instance's log file."
+    )
+
+    @model_validator(mode="after")
+    def _secrets_are_not_also_plain(self) -> RunSettings:
+        both = sorted(set(self.env) & set(self.secret_env))
+        if both:
+            raise ValueError(
+                f"{', '.join(both)} is set in both env and secret_env; keep a secret only in secret_env"
+            )
+        return self
+
+    def uses_port(self) -> bool:
+        """Whether the program is told its port by the {port} placeholder."""
+        texts = [*self.argv, *self.env.values()]
+        return any("{port}" in text for text in texts)
+
+
+class RuntimeSettings(Strict):
+    driver: Literal["process"] = Field(
+        "process", description="What runs the components: `process`, supervised local processes."
+    )
+    state_dir: str = Field(
+        ".opsplane/run",
+        description="Where the runtime keeps its socket, state and logs; relative to the inventory "
+        "file's directory.",
+    )
+
+
 # --- components -------------------------------------------------------------------------
 
 
@@ -167,6 +272,9 @@ class Component(Strict):
         default_factory=dict, description="Per-environment endpoint overrides."
     )
     checks: list[Check] = Field(default_factory=list)
+    run: RunSettings | None = Field(
+        None, description="How `opsplane up` runs it as local processes; unset: opsplane does not run it."
+    )
 
 
 class Service(Component):
@@ -227,6 +335,9 @@ class Inventory(Strict):
     )
     defaults: Defaults = Field(default_factory=Defaults)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    runtime: RuntimeSettings = Field(
+        default_factory=RuntimeSettings, description="How `opsplane up` runs the components that have `run`."
+    )
     services: dict[Name, Service] = Field(default_factory=dict)
     databases: dict[Name, Database] = Field(default_factory=dict)
     caches: dict[Name, Cache] = Field(default_factory=dict)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, TypeAdapter
 from opsplane.config.models import (
     CHECK_MODELS,
     SECTIONS,
+    Backoff,
     CheckBase,
     Component,
     Defaults,
@@ -25,8 +26,11 @@ from opsplane.config.models import (
     Environment,
     Inventory,
     JsonCondition,
+    LogRotation,
     Name,
     Platform,
+    RunSettings,
+    RuntimeSettings,
     ServerSettings,
 )
 from opsplane.config.types import Duration, Ratio, Secret, format_duration
@@ -304,6 +308,7 @@ def render_markdown() -> str:
         ("environments.*NAME*", Environment),
         ("defaults", Defaults),
         ("server", ServerSettings),
+        ("runtime", RuntimeSettings),
     ]
     for heading, settings_model in settings:
         page.lines += [f"### {heading}", ""]
@@ -334,6 +339,7 @@ def render_markdown() -> str:
         "",
     ]
     page.table(Endpoint)
+    _run_tables(page)
     page.lines += ["### Fields of every check", "",
                    "Every entry of a component's `checks` has these fields.", ""]
     base_fields = tuple(CheckBase.model_fields)
@@ -346,6 +352,25 @@ def render_markdown() -> str:
     return "\n".join(page.lines).rstrip("\n") + "\n"
 
 
+
+
+def _run_tables(page: _Page) -> None:
+    """The `run` section of a component and its parts; docs/runtime.md tells how it behaves."""
+    page.lines += [
+        "### *SECTION*.*NAME*.run",
+        "",
+        "How `opsplane up` runs the component as supervised local processes "
+        "(see [docs/runtime.md](runtime.md)). Instance 0 listens on the component's `port`; "
+        "further instances get free loopback ports chosen by the supervisor, passed as `{port}`.",
+        "",
+    ]
+    page.table(RunSettings)
+    page.lines += ["### *SECTION*.*NAME*.run.backoff", "",
+                   "The wait before the n-th crash in a row is restarted: "
+                   "`initial * factor^(n-1)`, at most `max`.", ""]
+    page.table(Backoff)
+    page.lines += ["### *SECTION*.*NAME*.run.logs", ""]
+    page.table(LogRotation)
 
 
 def main(argv: list[str]) -> int:
