@@ -1,0 +1,51 @@
+"""Serving one shop service with uvicorn (uvloop and httptools when installed)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+import uvicorn
+from fastapi import FastAPI
+
+from shop import SERVICES
+from shop.service import ServiceSpec, build_app
+from shop.settings import ShopConfigError, load_settings
+
+
+def spec_for(service: str) -> ServiceSpec:
+    """The ServiceSpec of `service`; ShopConfigError listing the services otherwise."""
+    if service not in SERVICES:
+        raise ShopConfigError(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}")
+    # Imported on demand: a payments process never loads the catalog's code.
+    module = __import__(f"shop.{service}", fromlist=["SPEC"])
+    spec: ServiceSpec = module.SPEC
+    return spec
+
+
+def create_app(service: str, environ: Mapping[str, str] | None = None) -> FastAPI:
+    """The app of `service` configured from `environ` (os.environ when None)."""
+    return build_app(spec_for(service), load_settings(environ))
+
+
+def _available(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+def serve(service: str, host: str = "127.0.0.1", port: int = 8200, log_level: str = "warning") -> None:
+    """Run `service` until SIGINT or SIGTERM. Raises ShopConfigError on bad settings."""
+    logging.basicConfig(level=os.environ.get("SHOP_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    app = create_app(service)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, access_log=False, server_header=False,
+        loop="uvloop" if _available("uvloop") else "asyncio",
+        http="httptools" if _available("httptools") else "h11",
+        backlog=2048, timeout_keep_alive=30,
+    )
+    uvicorn.Server(config).run()
