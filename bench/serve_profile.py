@@ -1,7 +1,7 @@
 """Where `opsplane serve` spends its memory and CPU at N HTTP targets, measured in-process.
 
     .venv/bin/python bench/serve_profile.py [--targets 10000] [--duration 30] [--top 25]
-        [--freeze] [--no-cprofile]
+        [--freeze] [--no-cprofile] [--tracemalloc]
 
 Builds the control plane the way `opsplane serve` does (same inventory as bench/probes.py,
 same nginx targets, uvloop), without the HTTP server in front, and reports:
@@ -29,6 +29,7 @@ import pstats
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,8 @@ async def profile(args: argparse.Namespace, tmp: Path, urls: Sequence[str]) -> N
     cached = getattr(constructor, "constructed_objects", None)
     if cached is not None:
         print(f"  YAML nodes still referenced by yamlsource._constructor: {len(cached):,}")
+    if args.tracemalloc:
+        tracemalloc.start(1)
     store = Store.open(f"sqlite:///{tmp}/profile.db")
     plane = ControlPlane(inventory, store)
     create_app(plane)
@@ -102,6 +105,12 @@ async def profile(args: argparse.Namespace, tmp: Path, urls: Sequence[str]) -> N
     await plane.start()
     await asyncio.sleep(INTERVAL)
     print(f"after one interval of probes:    {_rss()}")
+    if args.tracemalloc:
+        gc.collect()
+        print("  allocations alive since the inventory was loaded, by line:")
+        for stat in tracemalloc.take_snapshot().statistics("lineno")[:args.top]:
+            print(f"    {stat.size / 2**20:6.2f} MiB {stat.count:>8,} blocks  {stat.traceback[0]}")
+        tracemalloc.stop()
     if args.freeze:
         gc.collect()
         gc.freeze()
@@ -161,6 +170,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--top", type=int, default=25, help="functions to list")
     parser.add_argument("--freeze", action="store_true", help="gc.freeze() after start-up")
     parser.add_argument("--no-cprofile", dest="cprofile", action="store_false")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="list what start-up and the first interval allocated, by line")
     return parser.parse_args(argv)
 
 

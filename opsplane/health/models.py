@@ -38,7 +38,7 @@ def worst(states: Iterable[State]) -> State:
 Metric = float | int | str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProbeResult:
     """What one run of one check found.
 
@@ -60,7 +60,7 @@ class ProbeResult:
         return cls(State.CRITICAL, reason, metrics=metrics)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Threshold:
     """Warning and critical levels for one figure; `higher_is_worse` says which way is bad."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opsplane.config.models import (
     Cache,
@@ -19,9 +19,13 @@ from opsplane.errors import UsageError
 _DEFAULT_PORTS = {"postgres": 5432, "redis": 6379, "tls": 443}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CheckTarget:
-    """One check of one component, resolved for one environment."""
+    """One check of one component, resolved for one environment.
+
+    Slotted, with its id built once: `serve` holds one per check and keys several tables by
+    the id, so every copy of the string would be paid 10,000 times over.
+    """
 
     component: str
     section: str
@@ -35,10 +39,10 @@ class CheckTarget:
     database: str | None = None
     user: str | None = None
     password: SecretRef | None = None
+    id: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def id(self) -> str:
-        return f"{self.component}/{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", f"{self.component}/{self.name}")
 
     @property
     def type(self) -> str:

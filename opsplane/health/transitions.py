@@ -8,13 +8,13 @@ from datetime import datetime
 from opsplane.health.models import ProbeResult, State
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KnownState:
     state: State
     since: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Transition:
     check_id: str
     component: str

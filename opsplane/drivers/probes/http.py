@@ -47,6 +47,10 @@ class HttpProbe:
     `bearer_token` is the resolved secret; it is sent, never shown in a reason.
     """
 
+    # `serve` keeps one per check for its whole life.
+    __slots__ = ("_head_only", "_keep_body", "_latency", "_problem", "_request", "_ssl",
+                 "check", "host", "port", "tls", "url")
+
     def __init__(self, url: str, check: HttpCheck, *, bearer_token: str | None = None) -> None:
         self.url = url
         self.check = check
