@@ -1,0 +1,1 @@
+"""Metrics the control plane reads from the components it watches (Prometheus text format)."""

@@ -1,0 +1,369 @@
+"""Scraping components' Prometheus endpoints for their request rate.
+
+A component with `metrics_path` in the inventory is fetched at `{base URL}{metrics_path}` on the
+inventory's default interval. From each answer only the sum of `http_requests_total` (and the
+part with a 5xx status code) is kept, as a counter sample with its time; the dashboard turns the
+samples of the last hour into a request rate per time bucket, treating a counter that went down
+as a restarted process (as Prometheus' `rate` does).
+
+The pieces are split along the usual line: `scrape_targets` and `request_counts` and
+`bucket_rates` are pure; `MetricsScraper` does the I/O through a `Fetch` function (HTTP by
+default), so a failing target becomes a `ScrapeStatus` with a reason, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from array import array
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from opsplane.clock import Clock, SystemClock
+from opsplane.config.models import Component, Inventory
+from opsplane.drivers.probes.base import describe_failure
+from opsplane.health.models import State
+from opsplane.health.scheduler import phase
+from opsplane.health.targets import environment_name
+
+REQUESTS = "http_requests_total"
+_STATUS_LABELS = ("code", "status", "status_code")
+MAX_BODY = 8 * 1024 * 1024
+
+# fetch(url, timeout) -> (HTTP status, body text); raises for a transport failure.
+Fetch = Callable[[str, float], Awaitable[tuple[int, str]]]
+
+
+class MetricsError(Exception):
+    """An answer that is not usable metrics text (reported as a status, never raised above)."""
+
+
+# --- what to scrape (pure) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    """One component's metrics endpoint. `problem` is set when the inventory gives no address."""
+
+    component: str
+    url: str
+    interval: float
+    timeout: float
+    problem: str | None = None
+
+
+def scrape_targets(inventory: Inventory, env: str | None = None) -> list[ScrapeTarget]:
+    """Every component with `metrics_path`, its endpoint resolved for environment `env`."""
+    env_name = environment_name(inventory, env)
+    interval, timeout = inventory.defaults.interval, inventory.defaults.timeout
+    found = []
+    for _, name, component in inventory.components():
+        if not component.metrics_path:
+            continue
+        base = _base_url(inventory, env_name, component)
+        if base is None:
+            found.append(ScrapeTarget(name, "", interval, timeout,
+                                      problem="has metrics_path but neither a url nor a port"))
+            continue
+        path = "/" + component.metrics_path.lstrip("/")
+        found.append(ScrapeTarget(name, base.rstrip("/") + path, interval, timeout))
+    return found
+
+
+def _base_url(inventory: Inventory, env: str, component: Component) -> str | None:
+    override = component.environments.get(env)
+    url = (override.url if override else None) or component.url
+    if url:
+        return url
+    port = (override.port if override else None) or component.port
+    if port is None:
+        return None
+    host = (override.host if override else None) or component.host or inventory.environments[env].host
+    host = host or "127.0.0.1"
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+# --- what an answer says (pure) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestCounts:
+    """Sum of a component's `http_requests_total` series, and the part with a 5xx status."""
+
+    total: float
+    server_errors: float
+
+
+def request_counts(text: str) -> RequestCounts | None:
+    """The request counters in Prometheus text `text`; None when it has no `http_requests_total`.
+
+    Raises MetricsError when those lines do not parse.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    # Only the lines of the one metric are parsed: exporters often expose thousands of series.
+    lines = [line for line in text.splitlines()
+             if line.startswith(REQUESTS) and line[len(REQUESTS):len(REQUESTS) + 1] in ("{", " ")]
+    if not lines:
+        return None
+    total = errors = 0.0
+    try:
+        for family in text_string_to_metric_families("\n".join(lines) + "\n"):
+            for sample in family.samples:
+                if sample.name != REQUESTS:
+                    continue
+                total += sample.value
+                code = next((sample.labels[k] for k in _STATUS_LABELS if k in sample.labels), "")
+                if code.startswith("5"):
+                    errors += sample.value
+    except ValueError as exc:
+        raise MetricsError(f"{REQUESTS} does not parse: {exc}") from None
+    return RequestCounts(total, errors)
+
+
+# --- from counter samples to rates (pure) ---------------------------------------------------
+
+
+def increase(before: float, after: float) -> float:
+    """How much a counter grew between two samples; a drop means the process restarted and
+    counted `after` since."""
+    return after - before if after >= before else after
+
+
+def bucket_rates(
+    times: Sequence[float],
+    values: Sequence[float],
+    *,
+    first_bucket: int,
+    width: float,
+    size: int,
+    max_gap: float | None = None,
+) -> list[float | None]:
+    """Per-second rate of a counter in `size` buckets of `width` seconds, the first numbered
+    `first_bucket` (bucket n covers [n*width, (n+1)*width) on the samples' clock).
+
+    Each pair of consecutive samples contributes its increase and its duration to the bucket
+    holding the later sample; a bucket's rate is increase over duration. Pairs further apart
+    than `max_gap` (a scrape outage) are left out, and so a bucket without a pair is None.
+    """
+    grown = [0.0] * size
+    spent = [0.0] * size
+    for i in range(1, len(times)):
+        elapsed = times[i] - times[i - 1]
+        if elapsed <= 0 or (max_gap is not None and elapsed > max_gap):
+            continue
+        slot = int(times[i] // width) - first_bucket
+        if 0 <= slot < size:
+            grown[slot] += increase(values[i - 1], values[i])
+            spent[slot] += elapsed
+    return [g / s if s else None for g, s in zip(grown, spent, strict=True)]
+
+
+# --- state kept while serving ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScrapeStatus:
+    """How the last scrape of a component went: OK, or a state and a reason a person reads."""
+
+    state: State
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class RateSeries:
+    """Request rates per bucket, oldest first; None where no two samples fell in a bucket."""
+
+    width: float
+    starts: tuple[datetime, ...]
+    requests: tuple[float | None, ...]
+    server_errors: tuple[float | None, ...]
+
+    @property
+    def latest(self) -> float | None:
+        """The newest bucket's request rate that is known."""
+        return next((r for r in reversed(self.requests) if r is not None), None)
+
+
+class CounterSamples:
+    """A ring of (monotonic time, total, server errors) samples, sized for one window."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._times = array("d", [0.0]) * capacity
+        self._totals = array("d", [0.0]) * capacity
+        self._errors = array("d", [0.0]) * capacity
+        self._next = 0
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def append(self, at: float, counts: RequestCounts) -> None:
+        self._times[self._next] = at
+        self._totals[self._next] = counts.total
+        self._errors[self._next] = counts.server_errors
+        self._next = (self._next + 1) % self.capacity
+        self._count = min(self._count + 1, self.capacity)
+
+    def columns(self) -> tuple[list[float], list[float], list[float]]:
+        """Times, totals and server errors, oldest first."""
+        start = (self._next - self._count) % self.capacity
+        order = [(start + i) % self.capacity for i in range(self._count)]
+        return ([self._times[i] for i in order], [self._totals[i] for i in order],
+                [self._errors[i] for i in order])
+
+
+class MetricsScraper:
+    """Scrapes every target on its interval and keeps the last `window` seconds of counters.
+
+    `fetch` is the HTTP boundary; the default is a plain GET that never follows redirects and
+    ignores proxy settings from the environment.
+    """
+
+    def __init__(
+        self,
+        targets: Sequence[ScrapeTarget],
+        *,
+        clock: Clock | None = None,
+        window: float = 3600.0,
+        bucket: float = 60.0,
+        fetch: Fetch | None = None,
+    ) -> None:
+        self.targets = list(targets)
+        self.clock = clock or SystemClock()
+        self.width = float(bucket)
+        self.size = math.ceil(window / bucket)
+        self._fetch = fetch
+        self._http: HttpFetch | None = None
+        self._samples = {t.component: CounterSamples(math.ceil(window / t.interval) + 2)
+                         for t in self.targets}
+        self._status: dict[str, ScrapeStatus] = {}
+        self._intervals = {t.component: t.interval for t in self.targets}
+
+    @property
+    def components(self) -> set[str]:
+        return set(self._samples)
+
+    def status(self, component: str) -> ScrapeStatus | None:
+        """The last scrape's outcome; None before the first or when the component is not scraped."""
+        return self._status.get(component)
+
+    async def scrape(self, target: ScrapeTarget) -> ScrapeStatus:
+        """Fetch `target` once, keep its counter sample, and say how it went."""
+        status = await self._scrape(target)
+        self._status[target.component] = status
+        return status
+
+    async def _scrape(self, target: ScrapeTarget) -> ScrapeStatus:
+        if target.problem:
+            return ScrapeStatus(State.UNKNOWN, target.problem, self.clock.now())
+        fetch = self._fetch or self._default_fetch()
+        try:
+            async with asyncio.timeout(target.timeout):
+                code, text = await fetch(target.url, target.timeout)
+            if code != 200:
+                raise MetricsError(f"HTTP {code} from {target.url}")
+            counts = request_counts(text)
+        except TimeoutError:
+            return ScrapeStatus(State.CRITICAL, f"no answer within {target.timeout:g} s", self.clock.now())
+        except MetricsError as exc:
+            return ScrapeStatus(State.CRITICAL, str(exc), self.clock.now())
+        except Exception as exc:  # noqa: BLE001 - the boundary: a target's failure is a status
+            state, reason = describe_failure(_innermost_os_error(exc))
+            return ScrapeStatus(state, reason, self.clock.now())
+        if counts is None:
+            return ScrapeStatus(State.UNKNOWN, f"exposes no {REQUESTS}", self.clock.now())
+        self._samples[target.component].append(self.clock.monotonic(), counts)
+        return ScrapeStatus(State.OK, f"{counts.total:g} requests counted", self.clock.now())
+
+    def request_rates(self, component: str) -> RateSeries | None:
+        """Requests per second in each bucket of the window; None when not scraped."""
+        samples = self._samples.get(component)
+        if samples is None:
+            return None
+        mono, wall = self.clock.monotonic(), self.clock.now()
+        current = int(mono // self.width)
+        first = current - self.size + 1
+        times, totals, errors = samples.columns()
+        gap = 3 * self._intervals[component]
+        starts = tuple(wall - timedelta(seconds=mono - n * self.width) for n in range(first, current + 1))
+        requests = bucket_rates(times, totals, first_bucket=first, width=self.width, size=self.size,
+                                max_gap=gap)
+        failed = bucket_rates(times, errors, first_bucket=first, width=self.width, size=self.size,
+                              max_gap=gap)
+        return RateSeries(self.width, starts, tuple(requests), tuple(failed))
+
+    # --- running ------------------------------------------------------------------------
+
+    async def run_forever(self) -> None:
+        """Scrape every target on its interval until cancelled."""
+        loops = [asyncio.ensure_future(self._every(t)) for t in self.targets]
+        try:
+            await asyncio.gather(*loops)
+        finally:
+            for loop in loops:
+                loop.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _every(self, target: ScrapeTarget) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + phase("metrics:" + target.component, target.interval)
+        while True:
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            await self.scrape(target)
+            due += target.interval
+            if due < loop.time():  # a slow scrape: skip the slots it overran
+                due += math.ceil((loop.time() - due) / target.interval) * target.interval
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def _default_fetch(self) -> Fetch:
+        if self._http is None:
+            self._http = HttpFetch()
+        return self._http
+
+
+class HttpFetch:
+    """GET over HTTP(S) with httpx, imported only when some component is scraped; reads at
+    most MAX_BODY bytes."""
+
+    def __init__(self) -> None:
+        import httpx
+
+        self._client = httpx.AsyncClient(trust_env=False, follow_redirects=False,
+                                         headers={"Accept": "text/plain"})
+
+    async def __call__(self, url: str, timeout: float) -> tuple[int, str]:
+        async with self._client.stream("GET", url, timeout=timeout) as response:
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_BODY:
+                    raise MetricsError(f"metrics from {url} exceed {MAX_BODY // (1024 * 1024)} MiB")
+            return response.status_code, _decode(bytes(body), response)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _innermost_os_error(exc: BaseException) -> BaseException:
+    """The deepest OSError behind `exc` (HTTP clients wrap 'connection refused' twice), or `exc`."""
+    found, seen = exc, set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError):
+            found = current
+        current = current.__cause__ or current.__context__
+    return found
+
+
+def _decode(body: bytes, response: Any) -> str:
+    return body.decode(response.encoding or "utf-8", errors="replace")
