@@ -4,8 +4,10 @@
 only draws a small chart per component, so results are not kept one by one: each check owns a
 ring of buckets (by default 60 of 60 s) holding how many runs ended in the bucket, how many
 were not OK, the worst state, and the sum and maximum of their durations. The rings of all
-checks live side by side in a handful of flat `array`s (13 bytes per bucket, about 8 MB for
-10,000 checks over an hour) instead of one Python object per result.
+checks live side by side in a handful of flat `array`s (11 bytes per bucket, about 6.6 MB for
+10,000 checks over an hour) instead of one Python object per result. Counts are single bytes
+that stop at 255 runs per bucket (a check every quarter second); past that the bucket keeps
+the mean of its first 255 runs, which is all a sparkline needs.
 
 Time comes from an injected clock: buckets are numbered on its monotonic seconds, and wall
 times are derived for display only.
@@ -22,7 +24,7 @@ from datetime import datetime, timedelta
 from opsplane.clock import Clock, SystemClock
 from opsplane.health.models import ProbeResult, State
 
-_COUNT_LIMIT = 0xFFFF  # counts are unsigned 16-bit: they saturate instead of wrapping
+_COUNT_LIMIT = 0xFF  # counts are single bytes: they saturate instead of wrapping
 _BY_SEVERITY = sorted(State, key=lambda s: s.severity)
 
 
@@ -80,11 +82,11 @@ class ProbeHistory:
         self.clock = clock or SystemClock()
         self._index = {check_id: i for i, check_id in enumerate(dict.fromkeys(check_ids))}
         slots = len(self._index) * self.size
-        self._count = array("H", bytes(2 * slots))
-        self._failures = array("H", bytes(2 * slots))
-        self._worst = array("B", bytes(slots))  # severity + 1; 0 means empty
-        self._latency_sum = array("f", bytes(4 * slots))
-        self._latency_max = array("f", bytes(4 * slots))
+        self._count = array("B", [0]) * slots
+        self._failures = array("B", [0]) * slots
+        self._worst = array("B", [0]) * slots  # severity + 1; 0 means empty
+        self._latency_sum = array("f", [0.0]) * slots
+        self._latency_max = array("f", [0.0]) * slots
         # The newest bucket number each check has written; slots between it and the present
         # hold data one lap old and are cleared on the next write, or skipped when read.
         self._newest = array("q", [-1] * len(self._index))

@@ -94,14 +94,16 @@ def test_unknown_checks_are_ignored_and_memory_is_fixed_up_front(clock: ManualCl
         history.record(ids[i], ok(0.1))
         clock.advance(7.3)
     assert history.memory_bytes() == before
-    assert before < 1000 * 60 * 14  # at most 13 bytes per bucket plus 8 per check
+    assert before == 1000 * 60 * 11 + 1000 * 8  # 11 bytes per bucket, 8 per check
 
 
 def test_counts_saturate_instead_of_wrapping(clock: ManualClock) -> None:
     history = ProbeHistory(["x/tcp"], window=60, bucket=60, clock=clock)
-    for _ in range(70_000):
-        history.add("x/tcp", State.OK, 0.001)
-    assert history.series(["x/tcp"]).runs == 0xFFFF
+    for _ in range(300):
+        history.add("x/tcp", State.CRITICAL, 0.001)
+    bucket = history.series(["x/tcp"]).buckets[-1]
+    assert (bucket.count, bucket.failures, bucket.worst) == (255, 255, State.CRITICAL)
+    assert bucket.mean_latency == pytest.approx(0.001, rel=1e-3)
 
 
 def test_a_window_shorter_than_a_bucket_is_refused() -> None:
