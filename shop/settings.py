@@ -88,8 +88,8 @@ def _redact(url: str) -> str:
 
 def _base_url(env: Mapping[str, str], name: str, default: str) -> str:
     value = (env.get(name) or default).rstrip("/")
-    if not value.startswith(("http://", "https://")):
-        raise ShopConfigError(f"{name}={value!r} is not an http:// or https:// base URL")
+    if not value.startswith("http://"):
+        raise ShopConfigError(f"{name}={value!r} is not an http:// base URL (services talk plain HTTP)")
     return value
 
 

@@ -1,0 +1,257 @@
+"""Shoppers against the gateway: browsing, viewing products, searching (hits and misses),
+filling carts and checking out, with exponential think time between steps.
+
+The load is an open model: sessions arrive as a Poisson process whose rate makes the request
+rate `rps` on average, whatever the shop's answer times; a session arriving while
+`concurrency` sessions are running is dropped and counted, never queued, so an overloaded
+shop shows up as drops and latency rather than as a quietly lower rate. Requests go through
+`shop.httpclient` (keep-alive, a tenth of httpx's CPU per request), so the generator leaves
+the machine's cores to the shop it measures.
+
+Run it with `python -m shop.traffic --base-url URL --rps N --duration S [--json]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from shop.httpclient import HttpClientError, Origin
+from shop.products import SEARCH_HITS, SEARCH_MISSES
+from shop.traffic_report import Recorder, TrafficReport
+
+# Share of sessions of each kind; most look around, a fifth buy.
+SESSION_MIX = (("browse", 0.5), ("search", 0.3), ("buy", 0.2))
+SEARCH_MISS_SHARE = 0.25
+DEFAULT_THINK_TIME = 0.5
+DEFAULT_CONCURRENCY = 256
+PROGRESS_EVERY = 5.0
+REQUEST_TIMEOUT = 10.0
+
+
+def plan_session(rng: random.Random) -> list[str]:
+    """The steps of one session, decided when it arrives."""
+    kind = rng.choices([k for k, _ in SESSION_MIX], [w for _, w in SESSION_MIX])[0]
+    if kind == "browse":
+        return ["browse"] * rng.randint(1, 2) + ["product"] * rng.randint(1, 3)
+    if kind == "search":
+        return ["search"] * rng.randint(1, 2) + ["product"] * rng.randint(0, 2)
+    return (["browse"] + ["product"] * rng.randint(1, 2) + ["cart"] + ["add_item"] * rng.randint(1, 3)
+            + ["checkout"])
+
+
+def mean_session_length(seed: int | None, samples: int = 4000) -> float:
+    rng = random.Random(seed)
+    return sum(len(plan_session(rng)) for _ in range(samples)) / samples
+
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def _json(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload).encode()
+
+
+class Shopper:
+    """One session: remembers the products it has seen and its cart."""
+
+    def __init__(self, client: Origin, rng: random.Random, recorder: Recorder,
+                 catalog_pages: list[int], timeout: float) -> None:
+        self.client = client
+        self.timeout = timeout
+        self.rng = rng
+        self.recorder = recorder
+        self.pages = catalog_pages  # shared one-element list: pages learnt from any answer
+        self.seen: list[int] = []
+        self.cart_id: str | None = None
+
+    async def step(self, name: str) -> None:
+        if name == "browse":
+            page = self.rng.randint(1, self.pages[0])
+            body = await self._call(name, "GET", f"/api/products?page={page}")
+            if body:
+                self.pages[0] = max(1, int(body.get("pages", self.pages[0])))
+                self.seen += [item["id"] for item in body.get("items", [])]
+        elif name == "product":
+            if self.seen:
+                await self._call(name, "GET", f"/api/products/{self.rng.choice(self.seen)}")
+        elif name == "search":
+            words = SEARCH_MISSES if self.rng.random() < SEARCH_MISS_SHARE else SEARCH_HITS
+            body = await self._call(name, "GET", "/api/search?" + urlencode({"q": self.rng.choice(words)}))
+            if body:
+                self.seen += [item["id"] for item in body.get("items", [])[:5]]
+        elif name == "cart":
+            body = await self._call(name, "POST", "/api/carts", {})
+            self.cart_id = body.get("id") if body else None
+        elif name == "add_item":
+            if self.cart_id and self.seen:
+                item = {"product_id": self.rng.choice(self.seen), "quantity": self.rng.randint(1, 3)}
+                await self._call(name, "POST", f"/api/carts/{self.cart_id}/items", item)
+        elif name == "checkout" and self.cart_id:
+            await self._checkout()
+
+    async def _checkout(self) -> None:
+        started = time.perf_counter()
+        try:
+            answer = await self.client.request("POST", "/api/checkout", headers=_JSON_HEADERS,
+                                               content=_json({"cart_id": self.cart_id}), timeout=self.timeout)
+        except HttpClientError as exc:
+            self.recorder.record("checkout", time.perf_counter() - started, False, type(exc).__name__)
+            self.recorder.checkouts["failed"] += 1
+            return
+        elapsed = time.perf_counter() - started
+        # A declined card is the shop working as it should: not a failed request.
+        outcome = {201: "completed", 402: "declined"}.get(answer.status_code, "failed")
+        self.recorder.checkouts[outcome] += 1
+        ok = outcome != "failed"
+        self.recorder.record("checkout", elapsed, ok, None if ok else f"checkout HTTP {answer.status_code}")
+
+    async def _call(self, step: str, method: str, target: str,
+                    payload: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        started = time.perf_counter()
+        try:
+            if payload is None:
+                answer = await self.client.request(method, target, timeout=self.timeout)
+            else:
+                answer = await self.client.request(method, target, content=_json(payload),
+                                                   headers=_JSON_HEADERS, timeout=self.timeout)
+        except HttpClientError as exc:
+            self.recorder.record(step, time.perf_counter() - started, False, type(exc).__name__)
+            return None
+        elapsed = time.perf_counter() - started
+        if answer.status_code >= 400:
+            self.recorder.record(step, elapsed, False, f"{step} HTTP {answer.status_code}")
+            return None
+        self.recorder.record(step, elapsed, True)
+        try:
+            body = answer.json()
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+
+async def run_traffic(
+    base_url: str, *, rps: float, duration: float, think_time: float = DEFAULT_THINK_TIME,
+    seed: int | None = None, on_progress: Callable[[TrafficReport], None] | None = None,
+    stop: asyncio.Event | None = None, concurrency: int = DEFAULT_CONCURRENCY,
+    progress_every: float = PROGRESS_EVERY, timeout: float = REQUEST_TIMEOUT,
+) -> TrafficReport:
+    """Drive shoppers against `base_url` at about `rps` requests per second for `duration`
+    seconds (0: until `stop` is set); `on_progress` gets a report of each live window."""
+    if rps <= 0:
+        raise ValueError(f"rps must be positive, got {rps}")
+    if duration < 0 or think_time < 0 or concurrency < 1:
+        raise ValueError("duration and think_time must be >= 0 and concurrency >= 1")
+    stop = stop or asyncio.Event()
+    rng = random.Random(seed)
+    arrival_rate = rps / mean_session_length(seed)
+    recorder = Recorder()
+    pages = [10]
+    running: set[asyncio.Task[None]] = set()
+    client = Origin(base_url, max_connections=concurrency)
+    try:
+        started = time.monotonic()
+        deadline = started + duration if duration > 0 else float("inf")
+        reporter = asyncio.ensure_future(_report_progress(recorder, started, progress_every, on_progress))
+
+        async def session() -> None:
+            shopper = Shopper(client, random.Random(rng.random()), recorder, pages, timeout)
+            for index, step in enumerate(plan_session(shopper.rng)):
+                if stop.is_set():
+                    return
+                if index and think_time:
+                    await asyncio.sleep(shopper.rng.expovariate(1.0 / think_time))
+                await shopper.step(step)
+
+        next_arrival = started
+        while not stop.is_set() and next_arrival < deadline:
+            delay = next_arrival - time.monotonic()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), min(delay, deadline - time.monotonic()))
+                continue
+            if len(running) >= concurrency:
+                recorder.sessions_dropped += 1
+            else:
+                recorder.sessions_started += 1
+                task = asyncio.ensure_future(session())
+                running.add(task)
+                task.add_done_callback(running.discard)
+            next_arrival += rng.expovariate(arrival_rate)
+        ended = time.monotonic()
+        stop.set()  # sessions end after the request they are in
+        if running:
+            await asyncio.wait(running, timeout=timeout + 1)
+        for task in running:
+            task.cancel()
+        reporter.cancel()
+    finally:
+        client.close()
+    return recorder.report(ended - started, ended - started)
+
+
+async def _report_progress(recorder: Recorder, started: float, every: float,
+                           on_progress: Callable[[TrafficReport], None] | None) -> None:
+    if on_progress is None:
+        return
+    mark, mark_time = recorder.mark(), time.monotonic()
+    while True:
+        await asyncio.sleep(every)
+        now = time.monotonic()
+        on_progress(recorder.report(now - mark_time, now - started, since=mark))
+        mark, mark_time = recorder.mark(), now
+
+
+def run_cli(base_url: str, *, rps: float, duration: float, think_time: float, concurrency: int,
+            seed: int | None, as_json: bool) -> int:
+    """Run traffic from the command line: live lines on stderr, the final report on stdout.
+    Exit code 0 when at least 99 % of requests succeeded, 1 otherwise."""
+
+    async def main() -> TrafficReport:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await run_traffic(base_url, rps=rps, duration=duration, think_time=think_time, seed=seed,
+                                 concurrency=concurrency, stop=stop,
+                                 on_progress=lambda r: print(r.line(), file=sys.stderr, flush=True))
+
+    try:
+        import uvloop
+    except ImportError:
+        report = asyncio.run(main())
+    else:
+        report = uvloop.run(main())
+    print(json.dumps(report.as_dict(), indent=2) if as_json else report.table())
+    return 0 if report.requests and report.success_ratio >= 0.99 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shop.traffic", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base-url", default="http://127.0.0.1:8200", help="the gateway")
+    parser.add_argument("--rps", type=float, required=True, help="target requests per second")
+    parser.add_argument("--duration", type=float, default=0.0, help="seconds; 0 runs until Ctrl-C")
+    parser.add_argument("--think-time", type=float, default=DEFAULT_THINK_TIME,
+                        help="mean seconds between a session's steps (exponential); 0 for benchmarks")
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                        help="sessions at most at once")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--json", action="store_true", help="final report as JSON")
+    args = parser.parse_args(argv)
+    if args.rps <= 0 or args.duration < 0 or args.think_time < 0 or args.concurrency < 1:
+        parser.error("--rps must be positive, --duration and --think-time >= 0, --concurrency >= 1")
+    return run_cli(args.base_url, rps=args.rps, duration=args.duration, think_time=args.think_time,
+                   concurrency=args.concurrency, seed=args.seed, as_json=args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
