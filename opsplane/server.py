@@ -27,11 +27,13 @@ from opsplane.config.models import Inventory
 from opsplane.drivers.probes import Probe, run_probe
 from opsplane.events import service as events
 from opsplane.health.flows import prepare
+from opsplane.health.history import ProbeHistory
 from opsplane.health.models import ProbeResult, State
 from opsplane.health.scheduler import ProbeScheduler
 from opsplane.health.tables import CheckState
 from opsplane.health.targets import CheckTarget, check_targets, environment_name
 from opsplane.health.transitions import KnownState, StateTracker, Transition
+from opsplane.metrics.scrape import MetricsScraper, scrape_targets
 from opsplane.store import Store
 from opsplane.telemetry import ControlPlaneMetrics
 
@@ -72,6 +74,10 @@ class ControlPlane:
         self._tasks: list[asyncio.Task[None]] = []
         self._scheduler: ProbeScheduler | None = None
         self._probes: dict[str, Probe] = {}
+        # What the dashboard charts: the last hour of results per check, and the request
+        # rates of components that expose Prometheus metrics.
+        self.history = ProbeHistory((t.id for t in self.targets), clock=self.clock)
+        self.scraper = MetricsScraper(scrape_targets(inventory, self.env), clock=self.clock)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -87,6 +93,8 @@ class ControlPlane:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._scheduler.run_forever()),
                        loop.create_task(self._writer())]
+        if self.scraper.targets:
+            self._tasks.append(loop.create_task(self.scraper.run_forever()))
         log.info("watching %d checks of %d components in %s", len(self.targets),
                  len(list(self.inventory.components())), self.env)
 
@@ -96,6 +104,7 @@ class ControlPlane:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        await self.scraper.close()
         while batch := self._take_pending():
             await asyncio.to_thread(self._write, batch)
         await asyncio.to_thread(self._record_lifecycle, "control_plane.stopped")
@@ -117,6 +126,7 @@ class ControlPlane:
         now = self.clock.now()
         self.latest[target.id] = result
         self.checked_at[target.id] = now
+        self.history.record(target.id, result)
         self.metrics.observe(target, result, lateness)
         transition = self._tracker.observe(target.id, target.component, result, now)
         if transition is not None:
@@ -218,9 +228,11 @@ def _raise_open_files_limit() -> None:
 
 
 def create_app(plane: ControlPlane) -> FastAPI:
-    """The FastAPI app serving `plane`: /health, /metrics and the authenticated /api/v1."""
+    """The FastAPI app serving `plane`: /health, /metrics, the authenticated /api/v1 and the
+    dashboard under /ui."""
     from opsplane.events.views import router as events_router
     from opsplane.health.views import router as health_router
+    from opsplane.web.views import router as web_router
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -249,6 +261,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
 
     for router in (health_router, events_router, auth_router):
         _mount(app, router, "/api/v1")
+    _mount(app, web_router, "")
     return app
 
 

@@ -31,6 +31,9 @@ need python3 command -v "$python"
 need python3-venv "$python" -c 'import ensurepip, venv'
 need postgresql compgen -G '/usr/lib/postgresql/*/bin/initdb'
 need redis-server command -v redis-server
+if [ "$want_test" = 1 ]; then
+  need chromium command -v chromium  # the dashboard's browser test drives it headless
+fi
 if [ "$want_bench" = 1 ]; then
   need prometheus-blackbox-exporter command -v prometheus-blackbox-exporter
 fi

@@ -277,8 +277,14 @@ class MetricsScraper:
             return ScrapeStatus(state, reason, self.clock.now())
         if counts is None:
             return ScrapeStatus(State.UNKNOWN, f"exposes no {REQUESTS}", self.clock.now())
-        self._samples[target.component].append(self.clock.monotonic(), counts)
+        self.record(target.component, counts)
         return ScrapeStatus(State.OK, f"{counts.total:g} requests counted", self.clock.now())
+
+    def record(self, component: str, counts: RequestCounts) -> None:
+        """Keep `counts` as the component's sample taken now (ignored when it is not scraped)."""
+        samples = self._samples.get(component)
+        if samples is not None:
+            samples.append(self.clock.monotonic(), counts)
 
     def request_rates(self, component: str) -> RateSeries | None:
         """Requests per second in each bucket of the window; None when not scraped."""

@@ -1,4 +1,5 @@
-"""The API: every route but /health and /metrics demands a token with the right role."""
+"""The API and the dashboard: every route but the public ones demands a token with the right
+role, as a bearer header (API) or as the dashboard's session cookie (pages)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from opsplane.config.loader import loads
 from opsplane.health.models import ProbeResult, State
 from opsplane.server import ControlPlane, create_app
 from opsplane.store import Store
+from opsplane.web.session import COOKIE, SessionGuard
 
-PUBLIC = {"/health", "/metrics"}
+# The API's own health and metrics, and what a browser needs before signing in.
+PUBLIC = {"/health", "/metrics", "/", "/ui/login", "/ui/static/dashboard.css"}
 INVENTORY = """
 platform: {name: shop}
 services:
@@ -48,15 +51,22 @@ def api_routes(app) -> list[APIRoute]:
 
 
 def concrete(path: str) -> str:
-    return re.sub(r"\{[^}]+\}", "x", path)
+    # Path parameters name a real component, so an admitted request can succeed.
+    return re.sub(r"\{[^}]+\}", "backend", path)
+
+
+def guards_of(route: APIRoute) -> list[RoleGuard | SessionGuard]:
+    return [d.call for d in route.dependant.dependencies
+            if isinstance(d.call, RoleGuard | SessionGuard)]
 
 
 def test_every_route_outside_the_public_ones_declares_a_role(client: TestClient) -> None:
     routes = api_routes(client.app)
     assert {r.path for r in routes} >= {"/health", "/metrics", "/api/v1/services",
-                                        "/api/v1/health", "/api/v1/events"}
+                                        "/api/v1/health", "/api/v1/events", "/ui/",
+                                        "/ui/services/{name}", "/ui/events"}
     for route in routes:
-        guards = [d.call for d in route.dependant.dependencies if isinstance(d.call, RoleGuard)]
+        guards = guards_of(route)
         if route.path in PUBLIC:
             assert not guards, route.path
         else:
@@ -72,7 +82,9 @@ def test_every_protected_route_refuses_no_token_bad_token_and_a_lower_role(
     for route in api_routes(client.app):
         if route.path in PUBLIC:
             continue
-        [guard] = [d.call for d in route.dependant.dependencies if isinstance(d.call, RoleGuard)]
+        [guard] = guards_of(route)
+        if isinstance(guard, SessionGuard):
+            continue  # the next test
         for method in route.methods:
             url = concrete(route.path)
             missing = client.request(method, url)
@@ -88,11 +100,45 @@ def test_every_protected_route_refuses_no_token_bad_token_and_a_lower_role(
             assert ok.status_code < 400, (method, url, ok.text)
 
 
+def test_every_page_sends_no_cookie_a_forged_one_and_a_lower_role_to_sign_in(
+    client: TestClient, plane: ControlPlane
+) -> None:
+    lowest_below = {Role.RESPONDER: Role.VIEWER, Role.OPERATOR: Role.RESPONDER,
+                    Role.ADMIN: Role.OPERATOR}
+    issued = {role: token(plane, role) for role in Role}
+    pages = [r for r in api_routes(client.app) if r.path not in PUBLIC
+             and isinstance(guards_of(r)[0], SessionGuard)]
+    assert len(pages) >= 5
+    for route in pages:
+        [guard] = guards_of(route)
+        for method in route.methods:
+            url = concrete(route.path)
+            for cookie in (None, "ops_forged"):
+                client.cookies.clear()
+                if cookie:
+                    client.cookies.set(COOKIE, cookie)
+                refused = client.request(method, url, follow_redirects=False)
+                assert refused.status_code == 303, (method, url, cookie)
+                assert refused.headers["location"].startswith("/ui/login"), (method, url)
+            if guard.role in lowest_below:
+                client.cookies.set(COOKIE, issued[lowest_below[guard.role]])
+                assert client.request(method, url).status_code == 403, (method, url)
+            client.cookies.set(COOKIE, issued[guard.role])
+            ok = client.request(method, url, follow_redirects=False)
+            assert ok.status_code < 400, (method, url, ok.text)
+            if method == "GET":
+                assert ok.status_code == 200, (method, url)
+    client.cookies.clear()
+
+
 def test_public_routes_answer_without_a_token(client: TestClient) -> None:
     assert client.get("/metrics").status_code == 200
     assert "opsplane_checks" in client.get("/metrics").text
     # not started: /health says so with 503 rather than pretending
     assert client.get("/health").status_code == 503
+    assert client.get("/ui/login").status_code == 200
+    assert client.get("/ui/static/dashboard.css").status_code == 200
+    assert client.get("/", follow_redirects=False).headers["location"] == "/ui/"
 
 
 def test_revoked_token_is_refused(client: TestClient, plane: ControlPlane) -> None:

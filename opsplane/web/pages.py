@@ -1,0 +1,298 @@
+"""What each dashboard page shows, computed from the control plane's state.
+
+The functions here take the plane (latest results, probe history, scraped request rates) and
+return plain values for the templates: no request, no HTML beyond the SVG charts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from markupsafe import Markup
+
+from opsplane.health.history import Series
+from opsplane.health.models import ProbeResult, State
+from opsplane.health.status import ComponentStatus, assess
+from opsplane.metrics.scrape import RateSeries, ScrapeStatus
+from opsplane.web.charts import GraphNode, dependency_graph, sparkline
+
+if TYPE_CHECKING:
+    from opsplane.events.tables import Event
+    from opsplane.server import ControlPlane
+
+
+# --- words for numbers ----------------------------------------------------------------------
+
+
+def seconds_text(value: float | None) -> str:
+    """'<1 ms', '12 ms', '1.4 s' - how long something took."""
+    if value is None:
+        return "-"
+    if value < 0.001:
+        return "<1 ms"
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    return f"{value:.1f} s" if value < 100 else f"{value:.0f} s"
+
+
+def rate_text(value: float | None) -> str:
+    """'3.2/s', '0.05/s', '1,200/s' - a request rate."""
+    if value is None:
+        return "-"
+    if value >= 10:
+        return f"{value:,.0f}/s"
+    return f"{value:.2g}/s" if value < 1 else f"{value:.1f}/s"
+
+
+def age_text(now: datetime, then: datetime | None) -> str:
+    """'4 s ago', '3 min ago', '2 h ago' - how long since `then`."""
+    if then is None:
+        return "never"
+    seconds = max((now - then).total_seconds(), 0.0)
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h ago"
+    return f"{seconds / 86400:.0f} d ago"
+
+
+def span_text(seconds: float | None) -> str:
+    """'45 s', '12 min', '3 h 5 min' - a length of time such as an uptime."""
+    if seconds is None:
+        return "-"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    hours, minutes = divmod(int(seconds) // 60, 60)
+    return f"{hours} h {minutes} min"
+
+
+def bytes_text(value: int | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1024 * 1024:
+        return f"{value / 1024:.0f} KiB"
+    return f"{value / 1024 / 1024:.1f} MiB"
+
+
+# --- charts of the last hour ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A sparkline and the sentence that says what it shows (also its accessible name)."""
+
+    svg: Markup
+    summary: str
+
+
+def latency_chart(series: Series, *, width: int = 120, height: int = 28) -> Chart:
+    """Mean probe duration per bucket, with a tick under each bucket that had a failed run."""
+    means = series.mean_latencies()
+    known = [b for b in series.buckets if b.count]
+    if not known:
+        summary = "no probe results in the last hour"
+    else:
+        last = known[-1].mean_latency
+        peak = max(b.max_latency or 0.0 for b in known)
+        failed = series.failures
+        summary = (f"latency now {seconds_text(last)}, slowest {seconds_text(peak)}; "
+                   f"{series.runs} runs, {failed} not OK in the last hour")
+    marks = [b.failures > 0 for b in series.buckets]
+    return Chart(sparkline(means, label=summary, marks=marks, width=width, height=height), summary)
+
+
+def rate_chart(rates: RateSeries, *, width: int = 120, height: int = 28) -> Chart:
+    """Requests per second per bucket, with a tick under each bucket that served 5xx."""
+    known = [r for r in rates.requests if r is not None]
+    if not known:
+        summary = "no request rate yet (needs two scrapes)"
+    else:
+        errors = next((e for e in reversed(rates.server_errors) if e is not None), None)
+        summary = (f"requests now {rate_text(rates.latest)}, peak {rate_text(max(known))}, "
+                   f"5xx now {rate_text(errors)}")
+    marks = [bool(e) for e in rates.server_errors]
+    return Chart(sparkline(list(rates.requests), label=summary, marks=marks, width=width,
+                           height=height), summary)
+
+
+# --- overview -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ComponentRow:
+    """One line of the overview."""
+
+    status: ComponentStatus
+    latency: Chart
+    requests: Chart | None
+    scrape: ScrapeStatus | None
+    scraped: bool
+
+    @property
+    def shown_state(self) -> State | None:
+        return self.status.state if self.status.checked else None
+
+
+def checks_by_component(plane: ControlPlane) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for target in plane.targets:
+        found.setdefault(target.component, []).append(target.id)
+    return found
+
+
+def overview(plane: ControlPlane) -> list[ComponentRow]:
+    """Every component of the inventory, in inventory order, with its charts."""
+    checks = checks_by_component(plane)
+    rows = []
+    for status in assess(plane.inventory, plane.latest):
+        rates = plane.scraper.request_rates(status.name)
+        rows.append(ComponentRow(
+            status=status,
+            latency=latency_chart(plane.history.series(checks.get(status.name, []))),
+            requests=rate_chart(rates) if rates is not None else None,
+            scrape=plane.scraper.status(status.name),
+            scraped=rates is not None,
+        ))
+    return rows
+
+
+def state_counts(rows: Iterable[ComponentRow]) -> list[tuple[str, str, int]]:
+    """(label, css state, count) for the summary line, worst first, zero counts left out."""
+    counts: dict[State | None, int] = {}
+    for row in rows:
+        counts[row.shown_state] = counts.get(row.shown_state, 0) + 1
+    order: list[State | None] = [State.CRITICAL, State.UNKNOWN, State.WARNING, State.OK, None]
+    return [(state.value if state else "not checked", state.value.lower() if state else "none",
+             counts[state]) for state in order if counts.get(state)]
+
+
+# --- one service ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    name: str
+    type: str
+    address: str
+    interval: float
+    result: ProbeResult | None
+    checked_at: datetime | None
+    since: datetime | None
+    latency: Chart
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    name: str
+    state: State | None
+
+
+@dataclass(frozen=True)
+class ServiceDetail:
+    status: ComponentStatus
+    description: str | None
+    runbook: str | None
+    runbook_is_link: bool
+    checks: list[CheckRow]
+    depends_on: list[Neighbour]
+    dependants: list[Neighbour]
+    latency: Chart
+    requests: Chart | None
+    scrape: ScrapeStatus | None
+    metrics_path: str | None
+
+
+def service_detail(plane: ControlPlane, name: str) -> ServiceDetail | None:
+    """What the service page shows about `name`; None when the inventory has no such component."""
+    statuses = {s.name: s for s in assess(plane.inventory, plane.latest)}
+    status = statuses.get(name)
+    if status is None:
+        return None
+    component = plane.inventory.component(name)
+
+    def neighbour(other: str) -> Neighbour:
+        found = statuses.get(other)
+        return Neighbour(other, found.state if found and found.checked else None)
+
+    checks = [
+        CheckRow(
+            name=t.name, type=t.type, address=t.address, interval=t.interval,
+            result=plane.latest.get(t.id), checked_at=plane.checked_at.get(t.id),
+            since=plane.since(t.id),
+            latency=latency_chart(plane.history.series([t.id]), width=160),
+        )
+        for t in plane.targets if t.component == name
+    ]
+    dependants = [other for _, other, c in plane.inventory.components() if name in c.depends_on]
+    rates = plane.scraper.request_rates(name)
+    runbook = component.runbook
+    return ServiceDetail(
+        status=status,
+        description=component.description,
+        runbook=runbook,
+        runbook_is_link=bool(runbook and runbook.startswith(("https://", "http://"))),
+        checks=checks,
+        depends_on=[neighbour(d) for d in component.depends_on],
+        dependants=[neighbour(d) for d in dependants],
+        latency=latency_chart(plane.history.series([c for c in checks_by_component(plane).get(name, [])]),
+                              width=360, height=60),
+        requests=rate_chart(rates, width=360, height=60) if rates is not None else None,
+        scrape=plane.scraper.status(name),
+        metrics_path=component.metrics_path,
+    )
+
+
+# --- dependencies ---------------------------------------------------------------------------
+
+
+def dependency_view(plane: ControlPlane) -> Markup:
+    """The dependency graph SVG, boxes coloured (and labelled) by each component's state."""
+    nodes = [GraphNode(s.name, s.state if s.checked else None, s.impacted)
+             for s in assess(plane.inventory, plane.latest)]
+    graph = {name: list(c.depends_on) for _, name, c in plane.inventory.components()}
+    return dependency_graph(nodes, graph, link=lambda n: f"/ui/services/{n}")
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: int
+    ts: datetime
+    kind: str
+    service: str | None
+    target: str
+    outcome: str
+    actor: str
+    summary: str
+    state: State | None
+
+
+def event_rows(events: Sequence[Event]) -> list[EventRow]:
+    return [EventRow(e.id, e.ts, e.kind, e.service, e.target, e.outcome, e.actor,
+                     summarise(e.kind, e.details), _state(e.outcome)) for e in events]
+
+
+def summarise(kind: str, details: Mapping[str, Any]) -> str:
+    """One line a person reads: 'OK -> CRITICAL: refuses connections' for a state change,
+    the details as 'key: value' pairs otherwise."""
+    if kind == "check.state_changed":
+        before = details.get("from") or "new"
+        return f"{before} \u2192 {details.get('to')}: {details.get('reason') or ''}".rstrip(": ")
+    pairs = [f"{k}: {v}" for k, v in details.items() if v not in (None, "", [], {})]
+    return ", ".join(pairs)
+
+
+def _state(outcome: str) -> State | None:
+    try:
+        return State(outcome)
+    except ValueError:
+        return None

@@ -1,0 +1,88 @@
+"""Turning a template and its values into an HTML response with the dashboard's headers.
+
+Jinja2 is imported on the first page rendered, so a control plane nobody looks at does not
+carry it. Autoescaping is on for every template: values are text unless a chart function
+returned them as markup.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+
+from opsplane.web import pages
+from opsplane.web.charts import state_class
+
+if TYPE_CHECKING:
+    import jinja2
+
+HERE = Path(__file__).parent
+REFRESH_SECONDS = 5
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        seconds=pages.seconds_text,
+        rate=pages.rate_text,
+        span=pages.span_text,
+        bytes=pages.bytes_text,
+        timestamp=timestamp,
+        state_class=state_class,
+    )
+    return env
+
+
+def timestamp(value: datetime | float | None) -> str:
+    """'2026-01-06 10:00:05 UTC'; a number is read as seconds since the epoch."""
+    if value is None:
+        return "-"
+    if isinstance(value, int | float):
+        value = datetime.fromtimestamp(value, UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def page(request: Request, template: str, *, status_code: int = 200, **values: Any) -> HTMLResponse:
+    """Render `template` for `request`; every page gets the plane, the signed-in principal,
+    the current time and a fresh nonce for its one inline script."""
+    nonce = secrets.token_urlsafe(16)
+    plane = request.app.state.plane
+    html = environment().get_template(template).render(
+        nonce=nonce,
+        plane=plane,
+        principal=getattr(request.state, "principal", None),
+        now=plane.clock.now(),
+        age=pages.age_text,
+        refresh_seconds=REFRESH_SECONDS,
+        current=template.removesuffix(".html"),
+        **values,
+    )
+    return HTMLResponse(html, status_code=status_code, headers=security_headers(nonce))
+
+
+def security_headers(nonce: str) -> dict[str, str]:
+    """No framing, no third-party anything, only our own nonce'd script; nothing cached."""
+    policy = ("default-src 'none'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+              f"script-src 'nonce-{nonce}'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+    return {
+        "Content-Security-Policy": policy,
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }

@@ -1,0 +1,183 @@
+"""Dashboard routes: sign-in, overview, one service, dependencies, events.
+
+Every page declares `Depends(viewer)` in its own signature (as the API routes declare their
+RoleGuard), so the route test can walk them; only the sign-in form, the stylesheet and the
+redirect from `/` are public.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from opsplane.auth.service import Principal, authenticate
+from opsplane.errors import AuthError
+from opsplane.events import service as events
+from opsplane.web import pages
+from opsplane.web.instances import Instances, RuntimeView
+from opsplane.web.render import HERE, page
+from opsplane.web.session import (
+    HOME_PATH,
+    LOGIN_PATH,
+    cookie_header,
+    expired_cookie_header,
+    safe_next,
+    same_origin,
+    viewer,
+)
+
+router = APIRouter(tags=["dashboard"])
+MAX_FORM_BYTES = 4096
+EVENT_LIMIT_DEFAULT = 100
+
+
+@router.get("/", include_in_schema=False)
+def root() -> RedirectResponse:
+    return RedirectResponse(HOME_PATH, status_code=307)
+
+
+@router.get("/ui/static/dashboard.css", include_in_schema=False)
+def stylesheet() -> Response:
+    return Response(_stylesheet(), media_type="text/css",
+                    headers={"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"})
+
+
+def _stylesheet() -> bytes:
+    return (HERE / "static" / "dashboard.css").read_bytes()
+
+
+# --- signing in and out ---------------------------------------------------------------------
+
+
+@router.get(LOGIN_PATH, include_in_schema=False)
+def login_form(request: Request, next: str | None = Query(None)) -> Response:  # noqa: A002
+    return page(request, "login.html", error=None, next=safe_next(next))
+
+
+@router.post(LOGIN_PATH, include_in_schema=False)
+async def login(request: Request) -> Response:
+    """Check the token; on success set the session cookie and go where the user was headed."""
+    if not same_origin(request):
+        return page(request, "login.html", status_code=403, next=HOME_PATH,
+                    error="This sign-in form was sent from another site. Open the dashboard "
+                          "directly and sign in there.")
+    form = await _form(request)
+    target = safe_next(form.get("next"))
+    token = form.get("token", "").strip()
+    if not token:
+        return page(request, "login.html", status_code=400, next=target,
+                    error="Enter an API token (`opsplane token create --role viewer` makes one).")
+    client = request.client.host if request.client else "unknown"
+    principal = await run_in_threadpool(_sign_in, request.app.state.plane.store, token, client)
+    if principal is None:
+        return page(request, "login.html", status_code=401, next=target,
+                    error="That token is unknown or revoked. Check it, or ask an admin for a "
+                          "new one (`opsplane token create`).")
+    secure = request.url.scheme == "https"
+    return RedirectResponse(target, status_code=303,
+                            headers={"Set-Cookie": cookie_header(token, secure=secure)})
+
+
+def _sign_in(store: object, token: str, client: str) -> Principal | None:
+    """Authenticate and record the attempt either way: sign-ins are part of the audit trail."""
+    with store.session() as session:  # type: ignore[attr-defined]
+        try:
+            principal = authenticate(session, token=token)
+        except AuthError as exc:
+            events.record(session, kind="ui.login_failed", actor="anonymous", target="dashboard",
+                          outcome="denied", details={"client": client, "reason": str(exc)})
+            return None
+        events.record(session, kind="ui.login", actor=principal.actor, target="dashboard",
+                      outcome="success", details={"client": client, "role": principal.role.value})
+        return principal
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The urlencoded form fields (first value of each), read up to MAX_FORM_BYTES."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            break
+    fields = parse_qs(bytes(body[:MAX_FORM_BYTES]).decode("utf-8", errors="replace"))
+    return {key: values[0] for key, values in fields.items()}
+
+
+@router.post("/ui/logout", include_in_schema=False)
+def logout(request: Request, _: Principal = Depends(viewer)) -> Response:
+    return RedirectResponse(LOGIN_PATH, status_code=303,
+                            headers={"Set-Cookie": expired_cookie_header()})
+
+
+# --- pages ----------------------------------------------------------------------------------
+
+
+@router.get("/ui/", include_in_schema=False)
+def overview(request: Request, _: Principal = Depends(viewer)) -> Response:
+    rows = pages.overview(request.app.state.plane)
+    return page(request, "overview.html", rows=rows, counts=pages.state_counts(rows))
+
+
+@router.get("/ui/services/{name}", include_in_schema=False)
+async def service_page(request: Request, name: str, _: Principal = Depends(viewer)) -> Response:
+    plane = request.app.state.plane
+    detail = pages.service_detail(plane, name)
+    if detail is None:
+        return page(request, "missing.html", status_code=404, name=name)
+
+    def recent() -> list[pages.EventRow]:
+        with plane.store.session() as session:
+            return pages.event_rows(events.get_all(session, service=name, limit=20))
+
+    found = await run_in_threadpool(recent)
+    instances = (await _runtime(request).instances()).of(name)
+    return page(request, "service.html", detail=detail, events=found, instances=instances)
+
+
+@router.get("/ui/dependencies", include_in_schema=False)
+def dependencies(request: Request, _: Principal = Depends(viewer)) -> Response:
+    rows = pages.overview(request.app.state.plane)
+    return page(request, "dependencies.html", graph=pages.dependency_view(request.app.state.plane),
+                counts=pages.state_counts(rows))
+
+
+@router.get("/ui/events", include_in_schema=False)
+async def event_log(
+    request: Request,
+    service: str | None = Query(None),
+    kind: str | None = Query(None),
+    limit: int = Query(EVENT_LIMIT_DEFAULT, ge=1, le=1000),
+    _: Principal = Depends(viewer),
+) -> Response:
+    plane = request.app.state.plane
+    service = service or None
+    kind = (kind or "").strip() or None
+
+    def read() -> list[pages.EventRow]:
+        with plane.store.session() as session:
+            return pages.event_rows(events.get_all(session, service=service, kind=kind, limit=limit))
+
+    found = await run_in_threadpool(read)
+    names = [name for _, name, _ in plane.inventory.components()]
+    return page(request, "events.html", events=found, services=names, service=service, kind=kind,
+                limit=limit)
+
+
+@router.get("/ui/instances", include_in_schema=False)
+async def instances_page(request: Request, _: Principal = Depends(viewer)) -> Response:
+    instances: Instances = await _runtime(request).instances()
+    return page(request, "instances.html", instances=instances)
+
+
+def _runtime(request: Request) -> RuntimeView:
+    """The app's runtime view, opened on first use; instance state lives beside `serve`'s
+    working directory, where the runtime keeps it."""
+    state = request.app.state
+    view = getattr(state, "runtime_view", None)
+    if view is None:
+        view = state.runtime_view = RuntimeView(state.plane.inventory, base_dir=Path.cwd())
+    return view
