@@ -43,6 +43,7 @@ def _register() -> None:
     from opsplane.demo.cli import register as register_demo
     from opsplane.events.cli import app as events_app
     from opsplane.health.cli import register as register_health
+    from opsplane.runtime.cli import register as register_runtime
     from opsplane.server_cli import register as register_server
     from opsplane.store.cli import app as db_app
 
@@ -53,6 +54,7 @@ def _register() -> None:
     register_health(app)
     register_server(app)
     register_demo(app)
+    register_runtime(app)
 
 
 def main() -> None:

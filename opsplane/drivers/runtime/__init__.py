@@ -1,0 +1,22 @@
+"""Runtime drivers: what runs the inventory's components (`process` today; `compose` and
+`kubernetes` behind the same `RuntimeDriver` interface later)."""
+
+from opsplane.drivers.runtime.base import (
+    InstanceState,
+    InstanceStatus,
+    LogLine,
+    RuntimeDriver,
+    RuntimeFailure,
+    RuntimeNotRunning,
+    open_runtime,
+)
+
+__all__ = [
+    "InstanceState",
+    "InstanceStatus",
+    "LogLine",
+    "RuntimeDriver",
+    "RuntimeFailure",
+    "RuntimeNotRunning",
+    "open_runtime",
+]

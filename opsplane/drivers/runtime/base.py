@@ -1,0 +1,184 @@
+"""The runtime boundary: what runs the inventory's components, behind one interface.
+
+`open_runtime(inventory)` returns the driver the inventory's `runtime.driver` names. Callers
+(the CLI, the dashboard) only use `RuntimeDriver`, `InstanceStatus` and `LogLine`, so a
+`compose` or `kubernetes` driver can follow without changing them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from opsplane.errors import OpsplaneError
+
+if TYPE_CHECKING:
+    from opsplane.config.models import Inventory
+
+
+class InstanceState(StrEnum):
+    STARTING = "starting"  # started, its port not answering yet
+    RUNNING = "running"
+    BACKOFF = "backoff"  # exited, waiting to be restarted
+    FAILED = "failed"  # exited and not restarted: non-zero exit, or too many restarts
+    STOPPED = "stopped"  # exited cleanly, or stopped on request
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    """One instance of a service as the runtime sees it now."""
+
+    service: str
+    instance: int
+    pid: int | None
+    port: int | None
+    state: str
+    started_at: datetime | None
+    restarts: int
+    rss_bytes: int | None = None
+    cpu_percent: float | None = None
+    last_exit: str | None = None
+
+    @property
+    def uptime(self) -> float | None:
+        """Seconds since the current process started; None unless it is starting or running."""
+        return self.uptime_at(datetime.now(UTC))
+
+    def uptime_at(self, now: datetime) -> float | None:
+        if self.started_at is None or self.state not in (InstanceState.STARTING, InstanceState.RUNNING):
+            return None
+        return max(0.0, (now - self.started_at).total_seconds())
+
+    @property
+    def name(self) -> str:
+        """`service.instance`, as logs and tables show it."""
+        return f"{self.service}.{self.instance}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "instance": self.instance,
+            "pid": self.pid,
+            "port": self.port,
+            "state": str(self.state),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "uptime": self.uptime,
+            "restarts": self.restarts,
+            "rss_bytes": self.rss_bytes,
+            "cpu_percent": self.cpu_percent,
+            "last_exit": self.last_exit,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InstanceStatus:
+        started = data.get("started_at")
+        return cls(
+            service=data["service"],
+            instance=int(data["instance"]),
+            pid=data.get("pid"),
+            port=data.get("port"),
+            state=str(data["state"]),
+            started_at=datetime.fromisoformat(started) if started else None,
+            restarts=int(data.get("restarts", 0)),
+            rss_bytes=data.get("rss_bytes"),
+            cpu_percent=data.get("cpu_percent"),
+            last_exit=data.get("last_exit"),
+        )
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line an instance wrote, stamped (UTC) when the runtime read it."""
+
+    ts: datetime
+    service: str
+    instance: int
+    stream: str  # stdout or stderr
+    text: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ts": self.ts.isoformat(), "service": self.service, "instance": self.instance,
+                "stream": self.stream, "text": self.text}
+
+
+class RuntimeDriver(Protocol):
+    """Starts, stops, scales and reports the components that have a `run` section.
+
+    Service names are component names; `None` means every runnable component. Each change is
+    recorded as a `runtime.*` event by the driver.
+    """
+
+    def up(self, services: Sequence[str] | None = None) -> None:
+        """Start the services (those already running with the same settings are left alone)."""
+        ...
+
+    def down(self, services: Sequence[str] | None = None) -> None:
+        """Stop the services; with None, stop everything and leave no process behind."""
+        ...
+
+    def restart(self, service: str) -> None:
+        """Stop and start each instance of `service`, one after the other."""
+        ...
+
+    def scale(self, service: str, instances: int) -> None:
+        """Run exactly `instances` instances of `service`."""
+        ...
+
+    def status(self) -> list[InstanceStatus]:
+        """Every instance the runtime knows of, by service and instance number."""
+        ...
+
+    def logs(
+        self,
+        service: str,
+        since: datetime | None = None,
+        grep: str | None = None,
+        follow: bool = False,
+        tail: int | None = None,
+    ) -> Iterator[LogLine]:
+        """The service's log lines, oldest first; with `follow`, then new lines as they come."""
+        ...
+
+
+class RuntimeNotRunning(OpsplaneError):
+    """Nothing supervises the services: `ps`, `restart` and `stats` have nothing to ask.
+
+    `orphans` are processes a supervisor that died left behind (still alive, no longer
+    restarted); with any, the exit code is 2, else 1."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, orphans: Sequence[InstanceStatus] = ()) -> None:
+        super().__init__(message)
+        self.orphans = list(orphans)
+        if self.orphans:
+            self.exit_code = 2
+
+
+class RuntimeFailure(OpsplaneError):
+    """The runtime could not do what was asked (a supervisor that does not answer, a stop that
+    did not end a process)."""
+
+
+def open_runtime(
+    inventory: Inventory,
+    *,
+    base_dir: Path | None = None,
+    environ: Mapping[str, str] = os.environ,
+    actor: str = "system:runtime",
+) -> RuntimeDriver:
+    """The driver named by `inventory.runtime.driver`. Relative paths of the inventory (the state
+    directory, a component's `cwd`) are taken from `base_dir`, the inventory file's directory
+    (default: the current directory); `actor` is who the recorded events name."""
+    base = (base_dir or Path.cwd()).resolve()
+    driver = inventory.runtime.driver
+    if driver == "process":
+        from opsplane.drivers.runtime.process import ProcessRuntime
+
+        return ProcessRuntime(inventory, base_dir=base, environ=environ, actor=actor)
+    raise OpsplaneError(f"runtime driver {driver!r} is not available in this opsplane")

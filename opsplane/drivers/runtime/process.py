@@ -1,0 +1,243 @@
+"""The `process` runtime: the inventory's components as local processes under a supervisor.
+
+`ProcessRuntime` is the client side. It starts the supervisor daemon for the state directory
+when needed (`up`, `scale`), sends it requests over its socket, and reads what it can without
+it: the state file (so `down` still stops what a dead supervisor left running) and the log
+files (so `logs` works whether or not anything runs).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from opsplane.clock import SystemClock
+from opsplane.config.models import Inventory
+from opsplane.drivers.runtime.base import InstanceStatus, LogLine, RuntimeFailure, RuntimeNotRunning
+from opsplane.drivers.runtime.logfiles import read_logs
+from opsplane.drivers.runtime.processes import (
+    ProcessIdentity,
+    is_alive,
+    is_gone,
+    session_members,
+    stop_session,
+)
+from opsplane.drivers.runtime.protocol import (
+    NotAnswering,
+    StatePaths,
+    SupervisorRefused,
+    call,
+    read_state,
+    write_state,
+)
+from opsplane.drivers.runtime.recorder import RuntimeEvent, write_events
+from opsplane.drivers.runtime.spec import ServiceSpec
+from opsplane.errors import UsageError
+from opsplane.runtime.selection import require, runnable, select
+from opsplane.store import default_url
+
+_PING_TIMEOUT = 3.0
+_START_TIMEOUT = 20.0
+_EXIT_TIMEOUT = 15.0
+MAX_INSTANCES = 100
+
+
+class ProcessRuntime:
+    """Runs components with a `run` section as supervised local processes."""
+
+    def __init__(self, inventory: Inventory, *, base_dir: Path, environ: Mapping[str, str],
+                 actor: str = "system:runtime") -> None:
+        self.inventory = inventory
+        self.base_dir = base_dir
+        self.environ = environ
+        self.actor = actor
+        self.paths = StatePaths(base_dir / inventory.runtime.state_dir)
+        self.clock = SystemClock()
+
+    # --- RuntimeDriver ------------------------------------------------------------------
+
+    def up(self, services: Sequence[str] | None = None) -> None:
+        names = select(self.inventory, services)
+        specs = [self.spec(name).as_dict() for name in names]
+        self._ensure_supervisor()
+        self._call({"op": "up", "services": specs}, timeout=self._stop_budget(names) + 30)
+
+    def down(self, services: Sequence[str] | None = None) -> None:
+        names = select(self.inventory, services) if services else None
+        state = read_state(self.paths)
+        try:
+            reply = self._call({"op": "down", "services": names},
+                               timeout=self._stop_budget(names or list(runnable(self.inventory))) + 15)
+        except NotAnswering:
+            self._stop_orphans(state, names, reason="supervisor not running")
+            return
+        if not reply.get("remaining"):
+            self._wait_for_exit(state)
+
+    def restart(self, service: str) -> None:
+        require(self.inventory, service)
+        instances = self._running_count(service)
+        self._call({"op": "restart", "service": service},
+                   timeout=instances * (self._stop_budget([service]) + 35), not_running=True)
+
+    def scale(self, service: str, instances: int) -> None:
+        require(self.inventory, service)
+        if not 1 <= instances <= MAX_INSTANCES:
+            raise UsageError(
+                f"cannot scale {service} to {instances}: give a number of instances from 1 to "
+                f"{MAX_INSTANCES} (to stop every instance: opsplane down {service})"
+            )
+        spec = self.spec(service)
+        self._ensure_supervisor()
+        self._call({"op": "scale", "spec": spec.as_dict(), "instances": instances},
+                   timeout=self._stop_budget([service]) + 45)
+
+    def status(self) -> list[InstanceStatus]:
+        try:
+            reply = self._call({"op": "status"}, timeout=_PING_TIMEOUT * 3)
+        except NotAnswering:
+            raise self._not_running() from None
+        return [InstanceStatus.from_dict(item) for item in reply["instances"]]
+
+    def logs(
+        self,
+        service: str,
+        since: datetime | None = None,
+        grep: str | None = None,
+        follow: bool = False,
+        tail: int | None = None,
+    ) -> Iterator[LogLine]:
+        require(self.inventory, service)
+        return read_logs(self.paths.logs, service, since=since, grep=grep, follow=follow, tail=tail)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def spec(self, name: str) -> ServiceSpec:
+        """What the supervisor is told about component `name`."""
+        return ServiceSpec.from_component(name, self.inventory.component(name), base_dir=self.base_dir)
+
+    def supervisor_pid(self) -> int | None:
+        """The pid of the supervisor answering on the socket, or None."""
+        try:
+            return int(self._call({"op": "ping"}, timeout=_PING_TIMEOUT)["pid"])
+        except NotAnswering:
+            return None
+
+    def _call(self, request: dict[str, Any], *, timeout: float, not_running: bool = False) -> dict[str, Any]:
+        try:
+            return call(self.paths, {**request, "actor": self.actor}, timeout=timeout)
+        except SupervisorRefused as exc:
+            raise RuntimeFailure(f"the supervisor could not {request['op']}: {exc}") from None
+        except NotAnswering:
+            if not_running:
+                raise self._not_running() from None
+            raise
+
+    def _running_count(self, service: str) -> int:
+        state = read_state(self.paths) or {}
+        return max(1, len(state.get("services", {}).get(service, {}).get("instances", [])))
+
+    def _stop_budget(self, names: Sequence[str]) -> float:
+        """Longest a stop of these services may take: their longest stop_timeout and a margin."""
+        timeouts = [self.spec(name).stop_timeout for name in names if name in runnable(self.inventory)]
+        return max(timeouts, default=10.0) + 5.0
+
+    def _ensure_supervisor(self) -> None:
+        if self.supervisor_pid() is not None:
+            return
+        state = read_state(self.paths)
+        self._stop_stuck_supervisor(state)
+        self._stop_orphans(state, None, reason="supervisor not running; starting a new one")
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        env = {**self.environ, "OPSPLANE_DATABASE_URL": default_url(self.environ)}
+        started = subprocess.run(  # noqa: S603 - our own module, argument list
+            [sys.executable, "-m", "opsplane.drivers.runtime.supervisor",
+             "--state-dir", str(self.paths.root), "--detach"],
+            env=env, cwd=self.base_dir, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=_START_TIMEOUT,
+        )
+        if started.returncode != 0:
+            raise RuntimeFailure(
+                f"cannot start the supervisor for {self.paths.root}: "
+                f"{started.stderr.strip() or 'no reason given'}"
+            )
+        deadline = time.monotonic() + _START_TIMEOUT
+        while self.supervisor_pid() is None:
+            if time.monotonic() > deadline:
+                raise RuntimeFailure(f"the supervisor for {self.paths.root} started but does not answer; "
+                                     f"see {self.paths.supervisor_log}")
+            time.sleep(0.05)
+
+    def _stop_stuck_supervisor(self, state: dict[str, Any] | None) -> None:
+        """A supervisor that is alive but does not answer is ended (it would hold the lock)."""
+        recorded = (state or {}).get("supervisor") or {}
+        if not recorded.get("pid"):
+            return
+        identity = ProcessIdentity(int(recorded["pid"]), float(recorded.get("create_time") or 0))
+        if is_alive(identity):
+            stop_session(identity, 10.0)
+
+    def _stop_orphans(
+        self, state: dict[str, Any] | None, names: Sequence[str] | None, *, reason: str
+    ) -> None:
+        """Stop what a supervisor that is gone left running; record one event per service."""
+        if not state:
+            return
+        services: dict[str, Any] = state.get("services", {})
+        events = []
+        for name in [n for n in services if names is None or n in names]:
+            stop_timeout = float(services[name].get("spec", {}).get("stop_timeout", 10.0))
+            pids = []
+            for item in services[name].get("instances", []):
+                if not item.get("pid") or not item.get("create_time"):
+                    continue
+                identity = ProcessIdentity(int(item["pid"]), float(item["create_time"]))
+                if session_members(identity) and stop_session(identity, stop_timeout):
+                    pids.append(identity.pid)
+            if pids:
+                events.append(RuntimeEvent("runtime.stopped", name, "ok", self.actor, self.clock.now(),
+                                           {"pids": pids, "instances": len(pids), "reason": reason}))
+            del services[name]
+        if events:
+            write_events(default_url(self.environ), events)
+        if services:
+            write_state(self.paths, state)
+        else:
+            self.paths.state.unlink(missing_ok=True)
+
+    def _wait_for_exit(self, state: dict[str, Any] | None) -> None:
+        pid = ((state or {}).get("supervisor") or {}).get("pid")
+        deadline = time.monotonic() + _EXIT_TIMEOUT
+        while pid and not is_gone(int(pid)):
+            if time.monotonic() > deadline:
+                raise RuntimeFailure(f"the supervisor (pid {pid}) stopped every service but did not exit")
+            time.sleep(0.05)
+
+    def _not_running(self) -> RuntimeNotRunning:
+        orphans = self._orphans(read_state(self.paths))
+        where = self.paths.root
+        if not orphans:
+            return RuntimeNotRunning(
+                f"no supervisor is running for {where}: nothing started by `opsplane up` runs; "
+                "start the services with `opsplane up`"
+            )
+        listed = ", ".join(f"{o.name} (pid {o.pid})" for o in orphans)
+        return RuntimeNotRunning(
+            f"the supervisor for {where} is not running, but processes it started are still alive "
+            f"and no longer restarted: {listed}; stop them with `opsplane down`, then `opsplane up`",
+            orphans,
+        )
+
+    def _orphans(self, state: dict[str, Any] | None) -> list[InstanceStatus]:
+        found = []
+        for service in ((state or {}).get("services") or {}).values():
+            for item in service.get("instances", []):
+                if item.get("pid") and item.get("create_time") and is_alive(
+                        ProcessIdentity(int(item["pid"]), float(item["create_time"]))):
+                    found.append(InstanceStatus.from_dict(item))
+        return found

@@ -1,0 +1,95 @@
+"""What the supervisor needs to run one service, as plain JSON-ready data.
+
+The CLI builds a `ServiceSpec` from the inventory and sends it to the supervisor, which never
+reads the inventory itself: an `up` after the file changed brings the new settings with it.
+Secret values are not in a spec, only their references, resolved when an instance starts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opsplane.config.models import Component
+from opsplane.runtime.restarts import RestartPolicy
+
+_PLACEHOLDER = re.compile(r"\{(port|host|instance|service)\}")
+DEFAULT_HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    argv: tuple[str, ...]
+    cwd: str
+    host: str
+    port: int | None  # instance 0's port: the component's own
+    wants_port: bool  # every instance gets a port (the component has one, or argv/env use {port})
+    instances: int
+    policy: RestartPolicy
+    stop_timeout: float
+    log_max_bytes: int
+    log_backups: int
+    env: Mapping[str, str] = field(default_factory=dict)
+    secret_env: Mapping[str, str] = field(default_factory=dict)  # name -> secret reference
+
+    @classmethod
+    def from_component(cls, name: str, component: Component, *, base_dir: Path) -> ServiceSpec:
+        run = component.run
+        if run is None:
+            raise ValueError(f"{name} has no run section")
+        cwd = base_dir / run.cwd if run.cwd else base_dir
+        return cls(
+            name=name,
+            argv=tuple(run.argv),
+            cwd=str(cwd),
+            host=component.host or DEFAULT_HOST,
+            port=component.port,
+            wants_port=component.port is not None or run.uses_port(),
+            instances=run.instances,
+            policy=RestartPolicy(
+                mode=run.restart,
+                initial=run.backoff.initial,
+                factor=run.backoff.factor,
+                max_delay=run.backoff.max,
+                reset_after=run.backoff.reset_after,
+                max_restarts=run.max_restarts,
+                window=run.restart_window,
+            ),
+            stop_timeout=run.stop_timeout,
+            log_max_bytes=run.logs.max_bytes,
+            log_backups=run.logs.backups,
+            env=dict(run.env),
+            secret_env={key: str(ref) for key, ref in run.secret_env.items()},
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["argv"] = list(self.argv)
+        data["env"] = dict(self.env)
+        data["secret_env"] = dict(self.secret_env)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ServiceSpec:
+        values = dict(data)
+        values["argv"] = tuple(values["argv"])
+        values["policy"] = RestartPolicy(**values["policy"])
+        return cls(**values)
+
+    def same_program(self, other: ServiceSpec) -> bool:
+        """Whether `other` runs the same thing the same way (the instance count aside)."""
+        mine, theirs = self.as_dict(), other.as_dict()
+        mine.pop("instances")
+        theirs.pop("instances")
+        return mine == theirs
+
+
+def substitute(text: str, *, port: int | None, host: str, instance: int, service: str) -> str:
+    """`text` with {port}, {host}, {instance} and {service} replaced; other braces are kept."""
+    values = {"port": "" if port is None else str(port), "host": host,
+              "instance": str(instance), "service": service}
+    return _PLACEHOLDER.sub(lambda match: values[match.group(1)], text)

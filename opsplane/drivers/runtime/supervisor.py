@@ -1,0 +1,400 @@
+"""The supervisor: one daemon per state directory that runs the services' instances.
+
+    python -m opsplane.drivers.runtime.supervisor --state-dir DIR [--detach]
+
+`opsplane up` starts it with --detach: the command returns once the supervisor listens on
+its socket (or says why it could not start). It holds `supervisor.lock` for its lifetime, so
+a second one for the same directory exits at once, answering "running". It answers one JSON
+request per connection (ping, up, down, restart, scale, status), keeps the state file
+current, samples CPU and memory every few seconds, and ends after a `down` that leaves no
+service, or on SIGTERM, stopping every instance first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from opsplane.clock import Clock, SystemClock
+from opsplane.drivers.runtime.instance import SYSTEM_ACTOR, Instance, Recorder
+from opsplane.drivers.runtime.protocol import StatePaths, unix_path, write_state
+from opsplane.drivers.runtime.recorder import EventRecorder
+from opsplane.drivers.runtime.spec import ServiceSpec
+from opsplane.drivers.sandbox.ports import free_port
+
+log = logging.getLogger("opsplane.runtime")
+
+_REQUEST_LIMIT = 4 * 1024 * 1024
+_START_WAIT = 30.0
+
+
+class Refused(Exception):
+    """A request that cannot be carried out; `usage` marks the caller's mistake."""
+
+    def __init__(self, message: str, *, usage: bool = True) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+class ServiceGroup:
+    """The instances of one service and the ports they were given."""
+
+    def __init__(self, spec: ServiceSpec) -> None:
+        self.spec = spec
+        self.instances: dict[int, Instance] = {}
+        self.ports: dict[int, int | None] = {}
+
+    def port_for(self, index: int) -> int | None:
+        """Instance 0 gets the component's port; others a free one, kept across restarts."""
+        if index not in self.ports:
+            if not self.spec.wants_port:
+                self.ports[index] = None
+            elif index == 0 and self.spec.port is not None:
+                self.ports[index] = self.spec.port
+            else:
+                self.ports[index] = free_port(_bind_host(self.spec.host))
+        return self.ports[index]
+
+    def active_count(self) -> int:
+        return sum(1 for instance in self.instances.values() if instance.active)
+
+
+def _bind_host(host: str) -> str:
+    try:
+        socket.inet_aton(host)
+        return host
+    except OSError:
+        return "127.0.0.1"
+
+
+class Supervisor:
+    def __init__(
+        self,
+        paths: StatePaths,
+        *,
+        environ: Mapping[str, str],
+        recorder: Recorder,
+        clock: Clock | None = None,
+        sample_every: float = 2.0,
+    ) -> None:
+        self.paths = paths
+        self.environ = environ
+        self.recorder = recorder
+        self.clock = clock or SystemClock()
+        self.sample_every = sample_every
+        self.groups: dict[str, ServiceGroup] = {}
+        self.shutdown = asyncio.Event()
+        self._save_pending = False
+        self._closed = False
+        self._lock = asyncio.Lock()  # one change at a time; status reads need no lock
+        self._me = psutil.Process()
+
+    # --- the daemon ---------------------------------------------------------------------
+
+    async def serve(self, ready: Any = None) -> None:
+        """Listen, signal readiness, run until shutdown, then stop everything and clean up."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.shutdown.set)
+        self.paths.socket.unlink(missing_ok=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with unix_path(self.paths.socket) as address:
+            listener.bind(address)
+        os.chmod(self.paths.socket, 0o600)
+        server = await asyncio.start_unix_server(self._client, sock=listener, limit=_REQUEST_LIMIT)
+        self._save()
+        sampler = asyncio.create_task(self._sample_forever())
+        log.info("supervisor %d listening on %s", os.getpid(), self.paths.socket)
+        if ready is not None:
+            ready()
+        try:
+            await self.shutdown.wait()
+        finally:
+            server.close()
+            sampler.cancel()
+            async with self._lock:
+                await self._stop_groups(list(self.groups), SYSTEM_ACTOR, reason="supervisor stopping")
+            self._closed = True
+            self.paths.socket.unlink(missing_ok=True)
+            self.paths.state.unlink(missing_ok=True)
+            log.info("supervisor %d stopped", os.getpid())
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await reader.readline()
+            answer = await self.handle(json.loads(line))
+        except Refused as exc:
+            answer = {"ok": False, "error": str(exc), "usage": exc.usage}
+        except (ValueError, KeyError, TypeError) as exc:
+            answer = {"ok": False, "error": f"malformed request: {exc}", "usage": False}
+        except Exception as exc:  # noqa: BLE001 - one bad request must not end the supervisor
+            log.exception("request failed")
+            answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "usage": False}
+        with contextlib.suppress(ConnectionError):
+            writer.write(json.dumps(answer).encode() + b"\n")
+            await writer.drain()
+            writer.close()
+        if not self.groups and answer.get("op") == "down":
+            self.shutdown.set()
+
+    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Carry out one request; the answer always has "ok" and the op's own fields."""
+        op = request.get("op")
+        actor = str(request.get("actor") or SYSTEM_ACTOR)
+        if op == "ping":
+            return {"ok": True, "op": op, "pid": os.getpid()}
+        if op == "status":
+            return {"ok": True, "op": op, "pid": os.getpid(), "instances": self.statuses()}
+        async with self._lock:
+            if op == "up":
+                specs = [ServiceSpec.from_dict(item) for item in request["services"]]
+                return {"ok": True, "op": op, **await self.up(specs, actor)}
+            if op == "down":
+                names = request.get("services") or list(self.groups)
+                return {"ok": True, "op": op, **await self.down(names, actor)}
+            if op == "restart":
+                return {"ok": True, "op": op, **await self.restart(str(request["service"]), actor)}
+            if op == "scale":
+                spec = ServiceSpec.from_dict(request["spec"])
+                return {"ok": True, "op": op, **await self.scale(spec, int(request["instances"]), actor)}
+        raise Refused(f"unknown request {op!r}", usage=False)
+
+    # --- operations ---------------------------------------------------------------------
+
+    async def up(self, specs: list[ServiceSpec], actor: str) -> dict[str, Any]:
+        """Start what is not running; a service whose settings changed is stopped and started
+        with the new ones. A count set by `scale` is kept."""
+        result: dict[str, list[str]] = {"started": [], "recreated": [], "unchanged": []}
+        for spec in specs:
+            group = self.groups.get(spec.name)
+            reason = None
+            if group is not None and not group.spec.same_program(spec):
+                await self._stop_groups([spec.name], actor, reason="settings changed")
+                group, reason = None, "settings changed"
+            if group is None:
+                group = self.groups[spec.name] = ServiceGroup(spec)
+                count = spec.instances
+            else:
+                count = max(len(group.instances), 1)
+            started = self._start_instances(group, range(count), actor, reason)
+            outcome = "recreated" if reason else "started" if started else "unchanged"
+            result[outcome].append(spec.name)
+        self._changed()
+        return result
+
+    async def down(self, names: list[str], actor: str) -> dict[str, Any]:
+        unknown = [name for name in names if name not in self.groups]
+        stopped = await self._stop_groups([n for n in names if n in self.groups], actor, reason=None)
+        return {"stopped": stopped, "not_running": unknown, "remaining": list(self.groups)}
+
+    async def restart(self, name: str, actor: str) -> dict[str, Any]:
+        """Stop and start each instance in turn, waiting for one to answer before the next."""
+        group = self._group(name)
+        pids = {}
+        for index in sorted(group.instances):
+            instance = group.instances[index]
+            await instance.stop()
+            instance.start(actor, kind="runtime.restarted", reason="requested")
+            await instance.wait_started(_START_WAIT)
+            pids[index] = instance.pid
+        self._changed()
+        return {"service": name, "pids": pids}
+
+    async def scale(self, spec: ServiceSpec, count: int, actor: str) -> dict[str, Any]:
+        if not 1 <= count <= 100:
+            raise Refused(f"cannot scale {spec.name} to {count}: give a number of instances from 1 to 100")
+        group = self.groups.get(spec.name)
+        if group is None:
+            group = self.groups[spec.name] = ServiceGroup(spec)
+        before = group.active_count()
+        surplus = sorted((i for i in group.instances if i >= count), reverse=True)
+        await asyncio.gather(*(group.instances[i].stop() for i in surplus))
+        for index in surplus:
+            group.instances.pop(index).close()
+            group.ports.pop(index, None)
+        self._start_instances(group, range(count), actor, None)
+        await asyncio.gather(*(group.instances[i].wait_started(_START_WAIT) for i in range(count)))
+        ports = [group.ports.get(i) for i in range(count)]
+        self.recorder.record("runtime.scaled", service=spec.name, outcome="ok", actor=actor,
+                             details={"from": before, "to": count, "ports": ports})
+        self._changed()
+        return {"service": spec.name, "from": before, "to": count, "ports": ports}
+
+    def statuses(self) -> list[dict[str, Any]]:
+        return [group.instances[i].status().as_dict()
+                for group in self.groups.values() for i in sorted(group.instances)]
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _group(self, name: str) -> ServiceGroup:
+        group = self.groups.get(name)
+        if group is None or not group.instances:
+            raise Refused(f"{name} is not running; start it with `opsplane up {name}`")
+        return group
+
+    def _start_instances(
+        self, group: ServiceGroup, indexes: range, actor: str, reason: str | None
+    ) -> list[int]:
+        started = []
+        for index in indexes:
+            instance = group.instances.get(index)
+            if instance is None:
+                instance = group.instances[index] = Instance(
+                    group.spec, index, group.port_for(index), log_dir=self.paths.logs,
+                    environ=self.environ, recorder=self.recorder, clock=self.clock,
+                    on_change=self._changed)
+            if not instance.active:
+                instance.start(actor, reason=reason)
+                started.append(index)
+        return started
+
+    async def _stop_groups(self, names: list[str], actor: str, *, reason: str | None) -> list[str]:
+        """Stop every instance of the named services at once and forget the services."""
+
+        async def stop(name: str) -> None:
+            group = self.groups[name]
+            pids = [i.pid for i in group.instances.values() if i.pid]
+            endings = await asyncio.gather(*(i.stop() for i in group.instances.values()))
+            for instance in group.instances.values():
+                instance.close()
+            details: dict[str, Any] = {"instances": len(group.instances), "pids": pids,
+                                       "killed": sum(1 for how in endings if how == "SIGKILL")}
+            if reason:
+                details["reason"] = reason
+            self.recorder.record("runtime.stopped", service=name, outcome="ok", actor=actor, details=details)
+            del self.groups[name]
+
+        await asyncio.gather(*(stop(name) for name in names))
+        self._changed()
+        return names
+
+    def _changed(self) -> None:
+        """Save the state file once the current step of the event loop is done."""
+        if not self._save_pending:
+            self._save_pending = True
+            asyncio.get_running_loop().call_soon(self._save)
+
+    def _save(self) -> None:
+        self._save_pending = False
+        if self._closed:
+            return
+        write_state(self.paths, {
+            "version": 1,
+            "supervisor": {"pid": os.getpid(), "create_time": self._me.create_time()},
+            "services": {
+                name: {"spec": group.spec.as_dict(),
+                       "instances": [group.instances[i].recorded() for i in sorted(group.instances)]}
+                for name, group in self.groups.items()
+            },
+        })
+
+    async def _sample_forever(self) -> None:
+        while True:
+            for group in self.groups.values():
+                for instance in group.instances.values():
+                    instance.sample()
+            await asyncio.sleep(self.sample_every)
+
+
+# --- the process ----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m opsplane.drivers.runtime.supervisor")
+    parser.add_argument("--state-dir", required=True, type=Path)
+    parser.add_argument("--detach", action="store_true", help="Run in the background once listening.")
+    parser.add_argument("--sample-every", type=float, default=2.0)
+    args = parser.parse_args(argv)
+    paths = StatePaths(args.state_dir.resolve())
+    paths.root.mkdir(parents=True, exist_ok=True)
+    if args.detach:
+        return _detach(paths, args.sample_every)
+    _configure_logging()
+    return _run(paths, args.sample_every, notify=None)
+
+
+def _detach(paths: StatePaths, sample_every: float) -> int:
+    """Fork a supervisor into its own session; return when it listens (0) or failed (1)."""
+    read_end, write_end = os.pipe()
+    if os.fork() == 0:
+        os.close(read_end)
+        os.setsid()
+        _redirect_output(paths.supervisor_log)
+        _configure_logging()
+        code = 1
+        try:
+            code = _run(paths, sample_every, notify=write_end)
+        except BaseException:
+            log.exception("supervisor failed")
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        message = pipe.read().decode().strip()
+    if message.startswith(("ready", "running")):
+        print(message)
+        return 0
+    sys.stderr.write((message or f"the supervisor ended before it was ready; see {paths.supervisor_log}")
+                     + "\n")
+    return 1
+
+
+def _run(paths: StatePaths, sample_every: float, *, notify: int | None) -> int:
+    lock = paths.lock.open("a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        _notify(notify, "running: another supervisor holds " + str(paths.lock))
+        return 0
+    recorder = EventRecorder(os.environ.get("OPSPLANE_DATABASE_URL"))
+    supervisor = Supervisor(paths, environ=dict(os.environ), recorder=recorder, sample_every=sample_every)
+    try:
+        asyncio.run(supervisor.serve(ready=lambda: _notify(notify, f"ready {os.getpid()}")))
+    except OSError as exc:
+        _notify(notify, f"the supervisor cannot listen on {paths.socket}: {exc.strerror or exc}")
+        return 1
+    finally:
+        recorder.close()
+        lock.close()
+    return 0
+
+
+def _notify(fd: int | None, message: str) -> None:
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):
+        os.write(fd, message.encode())
+        os.close(fd)
+
+
+def _redirect_output(path: Path) -> None:
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""`opsplane up / down / ps / restart / scale / stats / logs`: the platform's processes, as
+`docker compose` manages containers in the operations manual."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+
+import typer
+from rich.console import Console
+
+from opsplane.cli_support import cli_actor, out, parse_when, print_json
+from opsplane.clock import SystemClock
+from opsplane.config.models import Inventory
+from opsplane.drivers.runtime.base import (
+    InstanceState,
+    InstanceStatus,
+    LogLine,
+    RuntimeDriver,
+    RuntimeNotRunning,
+    open_runtime,
+)
+from opsplane.drivers.runtime.logfiles import stamp
+from opsplane.errors import UsageError
+from opsplane.runtime import report
+from opsplane.runtime.flows import await_settled
+from opsplane.runtime.logscan import as_data, count_errors
+from opsplane.runtime.selection import require, runnable, select
+
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+_SERVICES = typer.Argument(None, help="Services to act on [default: every one with a run section].",
+                           show_default=False)
+
+
+def _open(ctx: typer.Context) -> tuple[Inventory, RuntimeDriver]:
+    from opsplane.cli import config_path
+    from opsplane.config.loader import load
+
+    path = config_path(ctx)
+    inventory = load(path)
+    return inventory, open_runtime(inventory, base_dir=path.resolve().parent, actor=cli_actor())
+
+
+def up(
+    ctx: typer.Context,
+    services: list[str] = _SERVICES,
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until the instances answer."),
+    timeout: float = typer.Option(30.0, "--timeout", min=0, help="Longest wait, in seconds."),
+) -> None:
+    """Start services as supervised processes (like `docker compose up -d`).
+
+    Exit 2 when an instance is not running once the wait is over.
+    """
+    inventory, driver = _open(ctx)
+    names = select(inventory, services)
+    driver.up(names)
+    statuses = await_settled(driver, names, timeout=timeout if wait else 0)
+    out.print(report.ps_table(statuses, SystemClock().now()))
+    _exit_unless_running(statuses, wait)
+
+
+def down(ctx: typer.Context, services: list[str] = _SERVICES) -> None:
+    """Stop services (all, and the supervisor with them, when none is named)."""
+    inventory, driver = _open(ctx)
+    names = select(inventory, services) if services else None
+    try:
+        before = driver.status()
+    except RuntimeNotRunning as exc:
+        before = exc.orphans
+    driver.down(names)
+    stopped: dict[str, int] = {}
+    for status in before:
+        if status.pid and (names is None or status.service in names):
+            stopped[status.service] = stopped.get(status.service, 0) + 1
+    if not stopped:
+        out.print("nothing was running")
+        return
+    out.print("stopped " + ", ".join(
+        f"{name} ({count} instance{'s' if count != 1 else ''})" for name, count in stopped.items()))
+
+
+def ps(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the instances: pid, port, state, uptime, restarts (like `docker compose ps`).
+
+    Exit 1 when no supervisor runs, 2 when processes it started run without it.
+    """
+    _, driver = _open(ctx)
+    statuses = driver.status()
+    now = SystemClock().now()
+    if json_out:
+        print_json(report.ps_data(statuses, now))
+    else:
+        out.print(report.ps_table(statuses, now))
+
+
+def stats(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """CPU and memory of every instance (like `docker stats --no-stream`).
+
+    Figures cover each instance's process and its children, sampled every 2 s by the supervisor.
+    """
+    _, driver = _open(ctx)
+    statuses = driver.status()
+    if json_out:
+        print_json(report.stats_data(statuses))
+    else:
+        out.print(report.stats_table(statuses))
+
+
+def restart(ctx: typer.Context, service: str = typer.Argument(..., help="The service to restart.")) -> None:
+    """Restart each instance of a service in turn, waiting for one to answer before the next."""
+    inventory, driver = _open(ctx)
+    require(inventory, service)
+    before = {s.instance: s.pid for s in driver.status() if s.service == service}
+    driver.restart(service)
+    after = [s for s in driver.status() if s.service == service]
+    for status in after:
+        out.print(f"restarted {status.name}: pid {before.get(status.instance) or '-'} -> "
+                  f"{status.pid or '-'} ({status.state})")
+    _exit_unless_running(after, True)
+
+
+def scale(
+    ctx: typer.Context,
+    service: str = typer.Argument(..., help="The service to scale."),
+    instances: str = typer.Argument(..., metavar="N", help="How many instances to run (1-100)."),
+) -> None:
+    """Run N instances of a service (like `docker compose up -d --scale SERVICE=N`)."""
+    inventory, driver = _open(ctx)
+    require(inventory, service)
+    count = _instance_count(service, instances)
+    try:
+        before = sum(1 for s in driver.status() if s.service == service and s.pid)
+    except RuntimeNotRunning:
+        before = 0
+    driver.scale(service, count)
+    statuses = [s for s in driver.status() if s.service == service]
+    ports = ", ".join(str(s.port) for s in statuses if s.port)
+    out.print(f"scaled {service} from {before} to {count}" + (f"; ports {ports}" if ports else ""))
+    run = inventory.component(service).run
+    if count > 1 and run is not None and not run.uses_port():
+        out.print(f"note: {service}'s run does not use {{port}}: every instance gets the same arguments")
+    _exit_unless_running(statuses, True)
+
+
+def logs(
+    ctx: typer.Context,
+    service: str = typer.Argument(None, help="The service whose logs to show.", show_default=False),
+    since: str = typer.Option(None, "--since", help="Age (1h, 15m) or ISO time [--errors: 24h]."),
+    grep: str = typer.Option(None, "--grep", help="Only lines matching this regular expression."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until Ctrl-C."),
+    tail: int = typer.Option(None, "--tail", min=0, help="Only the last N lines (before following)."),
+    errors: bool = typer.Option(False, "--errors", help="Count error lines by service instead."),
+    top: int = typer.Option(5, "--top", min=1, help="Messages listed per service with --errors."),
+    json_out: bool = typer.Option(False, "--json", help="JSON: one object per line, or the report."),
+) -> None:
+    """Show a service's logs (like `docker compose logs`), or count errors with --errors.
+
+    --errors counts error lines by service with their most frequent messages, over the last
+    24 hours unless --since says otherwise; exit 1 when there are any.
+    """
+    inventory, driver = _open(ctx)
+    now = SystemClock().now()
+    if errors:
+        if follow or tail is not None or grep:
+            raise UsageError("--errors cannot be combined with --follow, --tail or --grep")
+        _error_report(inventory, driver, service, parse_when(since or "24h", now), top, json_out)
+        return
+    if service is None:
+        raise UsageError("name a service (opsplane logs SERVICE), or count errors with --errors")
+    lines = driver.logs(service, since=parse_when(since, now), grep=grep, follow=follow, tail=tail)
+    try:
+        _print_lines(lines, json_out)
+    except KeyboardInterrupt:
+        pass
+
+
+def _print_lines(lines: Iterator[LogLine], json_out: bool) -> None:
+    # written as they are, not through rich: log text is not markup
+    for line in lines:
+        if json_out:
+            sys.stdout.write(json.dumps(line.as_dict()) + "\n")
+        else:
+            sys.stdout.write(f"{stamp(line.ts)} {line.service}.{line.instance} {line.stream} {line.text}\n")
+        sys.stdout.flush()
+
+
+def _error_report(inventory: Inventory, driver: RuntimeDriver, service: str | None,
+                  since: datetime | None, top: int, json_out: bool) -> None:
+    names = [require(inventory, service)] if service else list(runnable(inventory))
+    results = [count_errors(name, driver.logs(name, since=since)) for name in names]
+    if json_out:
+        print_json(as_data(results, since=since, top=top))
+    else:
+        for part in report.errors_table(results, top=top):
+            out.print(part)
+    if any(r.errors for r in results):
+        raise typer.Exit(1)
+
+
+def _instance_count(service: str, text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if str(count) != text.strip() or not 1 <= count <= 100:
+        raise UsageError(
+            f"cannot scale {service} to {text!r}: N is a whole number of instances from 1 to 100 "
+            f"(to stop every instance: opsplane down {service})"
+        )
+    return count
+
+
+def _exit_unless_running(statuses: list[InstanceStatus], waited: bool) -> None:
+    """Exit 2 naming the instances that do not run, with where to look."""
+    if not waited:
+        return
+    bad = [s for s in statuses if s.state != InstanceState.RUNNING]
+    if not bad:
+        return
+    for status in bad:
+        exit_note = f", last exit: {status.last_exit}" if status.last_exit else ""
+        _err.print(f"{status.name} is {status.state}{exit_note}; see `opsplane logs {status.service}`")
+    raise typer.Exit(2)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (up, down, ps, restart, scale, stats, logs):
+        app.command(command.__name__)(command)
