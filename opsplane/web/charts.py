@@ -179,9 +179,9 @@ def dependency_graph(
         'xmlns="http://www.w3.org/2000/svg">'
         '<title id="graph-title">Dependencies: each arrow points from a component to one it '
         'depends on</title>'
-        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
-        'markerHeight="7" orient="auto-start-reverse"><path class="arrowhead" d="M 0 0 L 10 5 '
-        'L 0 10 z"/></marker></defs>'
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" '
+        'markerHeight="9" markerUnits="userSpaceOnUse" orient="auto-start-reverse">'
+        '<path class="arrowhead" d="M 0 0 L 10 5 L 0 10 z"/></marker></defs>'
         + "".join(edges) + "".join(boxes) + "</svg>"
     )
 

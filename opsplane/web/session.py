@@ -54,10 +54,10 @@ def same_origin(request: Request) -> bool:
     cross-site login form (which would sign the victim in as the attacker).
     """
     site = request.headers.get("sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
-        return False
+    if site is not None:  # what current browsers say about every request
+        return site in ("same-origin", "none")
     origin = request.headers.get("origin")
-    if origin is None:  # not a browser, or one that sends no Origin on this request
+    if origin is None:  # not a browser, or an older one that sends no Origin here
         return True
     return urlsplit(origin).netloc == request.headers.get("host")
 

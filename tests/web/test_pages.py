@@ -80,7 +80,10 @@ def test_a_login_form_posted_from_another_site_is_refused(client: TestClient, pl
     answer = client.post("/ui/login", data={"token": token},
                          headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
     assert answer.status_code == 403 and "set-cookie" not in answer.headers
-    same = client.post("/ui/login", data={"token": token}, headers={"Origin": "http://testserver"})
+    older = client.post("/ui/login", data={"token": token}, headers={"Origin": "https://evil.example"})
+    assert older.status_code == 403  # a browser without fetch metadata still sends Origin
+    same = client.post("/ui/login", data={"token": token},
+                       headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"})
     assert same.status_code == 303
 
 
@@ -138,6 +141,8 @@ def test_overview_lists_every_component_with_state_reason_and_root_cause(
     assert "depends on postgres-main, which refuses connections" in catalog
     gateway = html.split('data-component="gateway"')[1].split("</tr>")[0]
     assert ">OK<" in gateway and "impacted" in gateway and "critical" in gateway and "edge" in gateway
+    assert ("depends on catalog, which depends on postgres-main, which refuses connections" in gateway
+            and "Own checks: HTTP 200 in 2 ms" in gateway)
     sessions = html.split('data-component="sessions"')[1].split("</tr>")[0]
     assert "not checked" in sessions and "no checks defined" in sessions
     assert "2 CRITICAL" in html and "1 OK" in html and "1 not checked" in html
