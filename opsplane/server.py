@@ -14,6 +14,7 @@ import logging
 import resource
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -227,9 +228,10 @@ def _raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def create_app(plane: ControlPlane) -> FastAPI:
+def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> FastAPI:
     """The FastAPI app serving `plane`: /health, /metrics, the authenticated /api/v1 and the
-    dashboard under /ui."""
+    dashboard under /ui. `inventory_dir` (default: the current directory) is where the
+    inventory's relative paths start, such as the runtime's state for the instance list."""
     from opsplane.events.views import router as events_router
     from opsplane.health.views import router as health_router
     from opsplane.web.views import router as web_router
@@ -245,6 +247,7 @@ def create_app(plane: ControlPlane) -> FastAPI:
     app = FastAPI(title="opsplane", version=_version(), lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.plane = plane
+    app.state.inventory_dir = inventory_dir or Path.cwd()
 
     @app.get("/health", include_in_schema=False)
     def own_health() -> JSONResponse:

@@ -1,24 +1,29 @@
-"""The instances a runtime driver runs, as the dashboard lists them.
+"""The instances the runtime runs, as the dashboard lists them.
 
-The runtime drivers (`opsplane.drivers.runtime`: `open_runtime(inventory, base_dir=...)`, a
-driver whose `status()` lists `InstanceStatus` values) are optional: an inventory without a
-`runtime` section, or an opsplane without the module, shows "no runtime" instead of a list.
-This module is the only place the dashboard touches them.
+This is the only place the dashboard touches `opsplane.drivers.runtime`. An inventory whose
+components have no `run` section has nothing for a runtime to run and shows "no runtime";
+a runtime that is not started shows its own message (which says to run `opsplane up`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
-import inspect
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 from opsplane.config.models import Inventory
 from opsplane.errors import OpsplaneError
+
+if TYPE_CHECKING:
+    from opsplane.drivers.runtime import InstanceStatus
+
+
+class StatusSource(Protocol):
+    """What the dashboard needs of a runtime driver."""
+
+    def status(self) -> list[InstanceStatus]: ...
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,15 @@ class InstanceRow:
     last_exit: str | None
     uptime: float | None
 
+    @classmethod
+    def of(cls, status: InstanceStatus, now: datetime) -> InstanceRow:
+        return cls(
+            service=status.service, instance=str(status.instance), pid=status.pid, port=status.port,
+            state=str(status.state), started_at=status.started_at, restarts=status.restarts,
+            rss_bytes=status.rss_bytes, cpu_percent=status.cpu_percent, last_exit=status.last_exit,
+            uptime=status.uptime_at(now),
+        )
+
 
 @dataclass(frozen=True)
 class Instances:
@@ -52,72 +66,39 @@ class Instances:
 class RuntimeView:
     """Opens the inventory's runtime once, on first use, and reads its status on request.
 
-    `driver` replaces opening one (any object with `status()`), for a caller that already
-    holds it.
+    `driver` replaces opening one, for a caller that already holds it.
     """
 
-    def __init__(self, inventory: Inventory, *, base_dir: Path, driver: Any = None) -> None:
+    def __init__(self, inventory: Inventory, *, base_dir: Path, driver: StatusSource | None = None) -> None:
         self.inventory = inventory
         self.base_dir = base_dir
-        self._driver: Any = driver
+        self._driver = driver
         self._note: str | None = None
         self._opened = driver is not None
 
     def _open(self) -> None:
         self._opened = True
-        if getattr(self.inventory, "runtime", None) is None:
-            self._note = "no runtime: the inventory has no runtime section"
-            return
-        if not any(getattr(c, "run", None) for _, _, c in self.inventory.components()):
+        if not any(c.run for _, _, c in self.inventory.components()):
             self._note = "no runtime: no component of the inventory has a run section"
             return
+        # Imported here: a control plane whose dashboard nobody opens does not carry it.
+        from opsplane.drivers.runtime import open_runtime
+
         try:
-            open_runtime = importlib.import_module("opsplane.drivers.runtime").open_runtime
-        except (ImportError, AttributeError):
-            self._note = "no runtime: this opsplane has no runtime drivers"
-            return
-        try:
-            self._driver = open_runtime(self.inventory, base_dir=self.base_dir)
+            self._driver = open_runtime(self.inventory, base_dir=self.base_dir, actor="system:dashboard")
         except OpsplaneError as exc:
             self._note = f"runtime unavailable: {exc}"
 
-    async def instances(self) -> Instances:
+    async def instances(self, now: datetime) -> Instances:
         """Every instance the runtime knows, or none with a note saying why."""
         if not self._opened:
             self._open()
         if self._driver is None:
             return Instances((), self._note)
-        status = self._driver.status
         try:
-            if inspect.iscoroutinefunction(status):
-                found = await status()
-            else:
-                found = await asyncio.to_thread(status)
+            found = await asyncio.to_thread(self._driver.status)
         except OpsplaneError as exc:  # e.g. nothing started: the message says what to do
             return Instances((), str(exc))
         except OSError as exc:
             return Instances((), f"the runtime did not answer: {exc}")
-        return Instances(tuple(_row(item) for item in _items(found)))
-
-
-def _items(found: Any) -> Iterable[Any]:
-    return found.values() if isinstance(found, dict) else found
-
-
-def _row(item: Any) -> InstanceRow:
-    def field(name: str, default: Any = None) -> Any:
-        return getattr(item, name, default)
-
-    return InstanceRow(
-        service=str(field("service", "")),
-        instance=str(field("instance", "")),
-        pid=field("pid"),
-        port=field("port"),
-        state=str(getattr(field("state", ""), "value", field("state", ""))),
-        started_at=field("started_at"),
-        restarts=int(field("restarts", 0) or 0),
-        rss_bytes=field("rss_bytes"),
-        cpu_percent=field("cpu_percent"),
-        last_exit=None if field("last_exit") is None else str(field("last_exit")),
-        uptime=field("uptime"),
-    )
+        return Instances(tuple(InstanceRow.of(item, now) for item in found))

@@ -134,7 +134,7 @@ async def service_page(request: Request, name: str, _: Principal = Depends(viewe
             return pages.event_rows(events.get_all(session, service=name, limit=20))
 
     found = await run_in_threadpool(recent)
-    instances = (await _runtime(request).instances()).of(name)
+    instances = (await _runtime(request).instances(plane.clock.now())).of(name)
     return page(request, "service.html", detail=detail, events=found, instances=instances)
 
 
@@ -169,15 +169,16 @@ async def event_log(
 
 @router.get("/ui/instances", include_in_schema=False)
 async def instances_page(request: Request, _: Principal = Depends(viewer)) -> Response:
-    instances: Instances = await _runtime(request).instances()
+    instances: Instances = await _runtime(request).instances(request.app.state.plane.clock.now())
     return page(request, "instances.html", instances=instances)
 
 
 def _runtime(request: Request) -> RuntimeView:
-    """The app's runtime view, opened on first use; instance state lives beside `serve`'s
-    working directory, where the runtime keeps it."""
+    """The app's runtime view, opened on first use from the inventory's directory (where the
+    runtime's state directory is relative to)."""
     state = request.app.state
     view = getattr(state, "runtime_view", None)
     if view is None:
-        view = state.runtime_view = RuntimeView(state.plane.inventory, base_dir=Path.cwd())
+        base_dir = getattr(state, "inventory_dir", None) or Path.cwd()
+        view = state.runtime_view = RuntimeView(state.plane.inventory, base_dir=base_dir)
     return view

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from opsplane.auth import service as tokens
 from opsplane.auth.service import Role
 from opsplane.clock import ManualClock
 from opsplane.config.loader import loads
+from opsplane.drivers.runtime import InstanceStatus
 from opsplane.server import ControlPlane, create_app
 from opsplane.store import Store
 
@@ -77,30 +77,15 @@ def signed_in(client: TestClient, plane: ControlPlane) -> TestClient:
     return client
 
 
-@dataclass(frozen=True)
-class Instance:
-    """The shape of a runtime driver's InstanceStatus."""
-
-    service: str
-    instance: int
-    pid: int | None
-    port: int | None
-    state: str
-    started_at: datetime | None
-    restarts: int
-    rss_bytes: int | None
-    cpu_percent: float | None
-    last_exit: str | None
-    uptime: float | None
-
-
 class StandInRuntime:
+    """A runtime driver's `status()` with three instances, for pages that list them."""
+
     def __init__(self) -> None:
         self.asked = 0
 
-    def status(self) -> list[Instance]:
+    def status(self) -> list[InstanceStatus]:
         self.asked += 1
-        started = datetime(2026, 1, 6, 9, 0, tzinfo=UTC)
-        return [Instance("catalog", 1, 4242, 8101, "running", started, 0, 50 * 2**20, 1.5, None, 3600.0),
-                Instance("catalog", 2, None, 8102, "failed", None, 3, None, None, "exit 1", None),
-                Instance("orders", 1, 4243, 8201, "running", started, 1, 2**20, 0.0, "signal 9", 60.0)]
+        started = datetime(2026, 1, 6, 9, 0, tzinfo=UTC)  # an hour before the ManualClock's start
+        return [InstanceStatus("catalog", 1, 4242, 8101, "running", started, 0, 50 * 2**20, 1.5, None),
+                InstanceStatus("catalog", 2, None, 8102, "failed", None, 3, None, None, "exit 1"),
+                InstanceStatus("orders", 1, 4243, 8201, "running", started, 1, 2**20, 0.0, "signal 9")]

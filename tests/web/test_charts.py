@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 from opsplane.config.loader import loads
@@ -58,16 +59,17 @@ INVENTORY = "platform: {name: shop}\nservices: {catalog: {port: 8101}}\n"
 
 def test_without_a_runtime_the_list_says_so() -> None:
     view = RuntimeView(loads(INVENTORY), base_dir=Path.cwd())
-    found = asyncio.run(view.instances())
+    found = asyncio.run(view.instances(datetime.now(UTC)))
     assert found.rows == () and found.note is not None and found.note.startswith("no runtime")
 
 
 def test_a_runtime_s_instances_are_listed_and_filtered_by_service() -> None:
     runtime = StandInRuntime()
     view = RuntimeView(loads(INVENTORY), base_dir=Path.cwd(), driver=runtime)
-    found = asyncio.run(view.instances())
+    found = asyncio.run(view.instances(datetime(2026, 1, 6, 10, 0, tzinfo=UTC)))
     assert [(r.service, r.instance, r.state) for r in found.rows] == [
         ("catalog", "1", "running"), ("catalog", "2", "failed"), ("orders", "1", "running")]
     catalog = found.of("catalog")
     assert len(catalog.rows) == 2 and catalog.rows[1].last_exit == "exit 1"
     assert catalog.rows[0].rss_bytes == 50 * 2**20 and runtime.asked == 1
+    assert catalog.rows[0].uptime == 3600.0 and catalog.rows[1].uptime is None
