@@ -77,6 +77,7 @@ class Instance:
         self.cpu_percent: float | None = None
         self._sampled: dict[int, psutil.Process] = {}
         self._task: asyncio.Task[None] | None = None
+        self._pid: int | None = None
         self._stopping = False
         self._wake = asyncio.Event()
         self._log = RotatingLog(log_path(log_dir, spec.name, index), max_bytes=spec.log_max_bytes,
@@ -91,8 +92,9 @@ class Instance:
 
     @property
     def pid(self) -> int | None:
-        running = self.process is not None and self.process.returncode is None
-        return self.process.pid if running and self.process else None
+        """The pid of the current process, from its start until its exit has been handled (so a
+        status never shows a running state without a pid)."""
+        return self._pid
 
     def status(self) -> InstanceStatus:
         return InstanceStatus(
@@ -147,21 +149,22 @@ class Instance:
             begun = self.clock.monotonic()
             previous_pid = self.last_pid
             error = await self._spawn()
-            if self._stopping:
-                await self._terminate()
-                return
+            pumps: list[asyncio.Task[None]] = []
             if error is None:
-                self._record_start(kind, actor, reason, previous_pid)
-                returncode = await self._run_to_exit()
+                if self._stopping:  # stop() came while the program was being started
+                    await self._terminate()
+                else:
+                    self._record_start(kind, actor, reason, previous_pid)
+                returncode, pumps = await self._run_to_exit()
                 failed = returncode != 0
                 self.last_exit = describe_exit(returncode)
             else:
                 failed = True
                 self.last_exit = f"cannot start: {error}"
-            if self._stopping:
-                return
-            delay = self._after_exit(begun, failed)
-            if delay is None:
+            delay = None if self._stopping else self._after_exit(begun, failed)
+            self._pid = None
+            await self._clean_up(pumps)
+            if self._stopping or delay is None:
                 return
             if await self._sleep_unless_stopped(delay):
                 return
@@ -221,15 +224,17 @@ class Instance:
         except OSError as exc:
             return f"{exc.strerror or exc}: {argv[0]} (cwd {self.spec.cwd})"
         self.process = process
-        self.last_pid = process.pid
+        self._pid = self.last_pid = process.pid
         self.identity = identify(process.pid) or ProcessIdentity(process.pid, 0.0)
         self.started_at = self.clock.now()
         self._sampled.clear()
+        self.sample()  # memory at once; CPU from the next sample on
         self.state = InstanceState.STARTING if self.port else InstanceState.RUNNING
         self.on_change()
         return None
 
-    async def _run_to_exit(self) -> int:
+    async def _run_to_exit(self) -> tuple[int, list[asyncio.Task[None]]]:
+        """Wait for the process to end; its return code and the tasks still pumping its output."""
         process = self.process
         assert process is not None and process.stdout is not None and process.stderr is not None
         pumps = [asyncio.create_task(self._pump(process.stdout, "stdout")),
@@ -238,14 +243,18 @@ class Instance:
         returncode = await process.wait()
         if ready is not None:
             ready.cancel()
-        if self.identity is not None:
-            # what the program left of its session (workers, a shell's children) dies with it
-            await asyncio.to_thread(signal_session, self.identity, signal.SIGKILL)
-        _, pending = await asyncio.wait(pumps, timeout=2.0)
-        for task in pending:
-            task.cancel()
+        return returncode, pumps
+
+    async def _clean_up(self, pumps: list[asyncio.Task[None]]) -> None:
+        """After an exit: end what the program left of its session (workers, a shell's
+        children), then let the output pumps finish."""
         self.rss_bytes = self.cpu_percent = None
-        return returncode
+        if self.identity is not None:
+            await asyncio.to_thread(signal_session, self.identity, signal.SIGKILL)
+        if pumps:
+            _, pending = await asyncio.wait(pumps, timeout=2.0)
+            for task in pending:
+                task.cancel()
 
     async def _terminate(self) -> str | None:
         """End the current process: SIGTERM to its group, SIGKILL after stop_timeout."""

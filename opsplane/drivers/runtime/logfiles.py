@@ -71,7 +71,8 @@ class RotatingLog:
             for n in range(self.backups - 1, 0, -1):
                 if self._numbered(n).exists():
                     os.replace(self._numbered(n), self._numbered(n + 1))
-            os.replace(self.path, self._numbered(1))
+            if self.path.exists():  # it may have been deleted by hand
+                os.replace(self.path, self._numbered(1))
         self._file = self.path.open("ab")
         self._size = 0
 
