@@ -107,17 +107,7 @@ def layers(depends_on: Mapping[str, Sequence[str]]) -> list[list[str]]:
     (the inventory loader has refused cycles). Within a row, components are ordered by where
     their dependants sit, which keeps most edges short and uncrossed.
     """
-    depth: dict[str, int] = {}
-
-    def level(name: str) -> int:
-        if name not in depth:
-            depth[name] = 0  # guards against a cycle slipping through
-            depth[name] = 1 + max((level(d) for d in depends_on.get(name, ()) if d in depends_on),
-                                  default=-1)
-        return depth[name]
-
-    for name in depends_on:
-        level(name)
+    depth = _depths(depends_on)
     rows: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
     for name in depends_on:  # inventory order
         rows[depth[name]].append(name)
@@ -140,6 +130,33 @@ def layers(depends_on: Mapping[str, Sequence[str]]) -> list[list[str]]:
         for i, name in enumerate(row):
             placed[name] = i - (len(row) - 1) / 2
     return rows
+
+
+def _depths(depends_on: Mapping[str, Sequence[str]]) -> dict[str, int]:
+    """Longest chain of dependencies below each component, without recursion (chains may be
+    long); an edge that would close a cycle is ignored rather than followed forever."""
+    depth: dict[str, int] = {}
+
+    def below(name: str) -> list[str]:
+        return [d for d in depends_on.get(name, ()) if d in depends_on]
+
+    for start in depends_on:
+        if start in depth:
+            continue
+        path = {start}
+        stack = [(start, iter(below(start)))]
+        while stack:
+            name, pending = stack[-1]
+            for dep in pending:
+                if dep not in depth and dep not in path:
+                    path.add(dep)
+                    stack.append((dep, iter(below(dep))))
+                    break
+            else:
+                stack.pop()
+                path.discard(name)
+                depth[name] = 1 + max((depth.get(d, -1) for d in below(name)), default=-1)
+    return depth
 
 
 def dependency_graph(

@@ -42,6 +42,14 @@ def test_layers_put_each_component_above_what_it_depends_on() -> None:
     assert all(row_of[dep] > row_of[name] for name, deps in graph.items() for dep in deps)
 
 
+def test_layers_follow_the_longest_chain_whatever_the_order_and_length() -> None:
+    rows = layers({"a": ["c", "b"], "b": ["c"], "c": []})
+    assert rows == [["a"], ["b"], ["c"]]
+    chain = {f"s{i}": [f"s{i + 1}"] if i < 2999 else [] for i in range(3000)}
+    rows = layers(chain)
+    assert len(rows) == 3000 and rows[0] == ["s0"] and rows[-1] == ["s2999"]
+
+
 def test_graph_nodes_link_to_their_page_and_name_their_state_in_text() -> None:
     nodes = [GraphNode("web", State.OK, impacted=True), GraphNode("db", State.CRITICAL),
              GraphNode("cache", None)]

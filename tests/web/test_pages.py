@@ -253,3 +253,9 @@ def test_instances_page_lists_what_the_runtime_reports(signed_in: TestClient, pl
     assert "4242" in table and "50.0 MiB" in table and "60 min" in table and "exit 1" in table
     service = signed_in.get("/ui/services/catalog").text.split('id="service-instances"')[1]
     assert "4242" in service and "4243" not in service  # orders' instance is not catalog's
+
+
+def test_large_inventories_refresh_less_often() -> None:
+    from opsplane.web.render import refresh_seconds
+
+    assert [refresh_seconds(n) for n in (0, 4, 500, 501, 1000, 10_000)] == [5, 5, 5, 10, 10, 60]
