@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mmap
 import os
 import random
 from collections.abc import Callable, Iterable
@@ -22,7 +23,7 @@ log = logging.getLogger("shop.faults")
 
 ALL_ROUTES = "*"
 # Operational routes keep answering under "*" faults so the fault can be observed and cleared.
-EXEMPT_ROUTES = frozenset({"/admin/faults", "/health", "/metrics"})
+EXEMPT_ROUTES = frozenset({"/admin/faults", "/health", "/metrics", "/version"})
 
 Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
 Millis = Annotated[float, Field(ge=0.0, le=600_000.0)]
@@ -103,7 +104,7 @@ class FaultInjector:
         self._by_route: dict[str, RouteFaults | None] = {}
         self._changed = asyncio.Event()
         self._answered_since_crash_set = 0
-        self._ballast: list[bytes] = []
+        self._ballast: list[mmap.mmap] = []
         self._grower: asyncio.Task[None] | None = None
 
     @property
@@ -163,6 +164,11 @@ class FaultInjector:
     async def close(self) -> None:
         if self._grower is not None:
             self._grower.cancel()
+        self._release_ballast()
+
+    def _release_ballast(self) -> None:
+        for chunk in self._ballast:
+            chunk.close()
         self._ballast.clear()
 
     def _schedule_exit(self, code: int) -> None:
@@ -181,7 +187,7 @@ class FaultInjector:
             self._grower = None
         growth = self._plan.memory_growth
         if growth is None:
-            self._ballast.clear()
+            self._release_ballast()
             return
         try:
             self._grower = asyncio.get_running_loop().create_task(self._grow(growth))
@@ -192,6 +198,16 @@ class FaultInjector:
         tick = 0.1
         chunk = max(1, int(growth.mb_per_second * 1e6 * tick))
         while growth.limit_mb is None or self.ballast_mb + chunk / 1e6 <= growth.limit_mb:
-            # Filled, not zeroed: zero pages from calloc would not count in the RSS.
-            self._ballast.append(b"\xa5" * chunk)
+            self._ballast.append(_resident_block(chunk))
             await asyncio.sleep(tick)
+
+
+def _resident_block(size: int) -> mmap.mmap:
+    """`size` bytes of anonymous memory, every page written so that it counts in the RSS.
+
+    An mmap of its own (not a bytes object) so that clearing the fault gives the memory back to
+    the system at once instead of leaving it in the allocator's heap."""
+    block = mmap.mmap(-1, size)
+    for offset in range(0, size, mmap.PAGESIZE):
+        block[offset] = 0xA5
+    return block
