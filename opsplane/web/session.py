@@ -23,13 +23,14 @@ HOME_PATH = "/ui/"
 
 def cookie_header(token: str, *, secure: bool) -> str:
     """The Set-Cookie value that signs a browser in."""
-    flags = "; Path=/; HttpOnly; SameSite=Strict" + ("; Secure" if secure else "")
+    # Scoped to the dashboard: the API takes bearer tokens only and never sees the cookie.
+    flags = "; Path=/ui; HttpOnly; SameSite=Strict" + ("; Secure" if secure else "")
     return f"{COOKIE}={token}{flags}"
 
 
 def expired_cookie_header() -> str:
     """The Set-Cookie value that signs a browser out."""
-    return f"{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict"
+    return f"{COOKIE}=; Path=/ui; Max-Age=0; HttpOnly; SameSite=Strict"
 
 
 def safe_next(target: str | None) -> str:

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from opsplane.auth.service import Principal, authenticate
 from opsplane.errors import AuthError
 from opsplane.events import service as events
+from opsplane.store import Store
 from opsplane.web import pages
 from opsplane.web.instances import Instances, RuntimeView
 from opsplane.web.render import HERE, page
@@ -54,7 +55,7 @@ def _stylesheet() -> bytes:
 
 
 @router.get(LOGIN_PATH, include_in_schema=False)
-def login_form(request: Request, next: str | None = Query(None)) -> Response:  # noqa: A002
+def login_form(request: Request, next: str | None = Query(None)) -> Response:
     return page(request, "login.html", error=None, next=safe_next(next))
 
 
@@ -82,9 +83,9 @@ async def login(request: Request) -> Response:
                             headers={"Set-Cookie": cookie_header(token, secure=secure)})
 
 
-def _sign_in(store: object, token: str, client: str) -> Principal | None:
+def _sign_in(store: Store, token: str, client: str) -> Principal | None:
     """Authenticate and record the attempt either way: sign-ins are part of the audit trail."""
-    with store.session() as session:  # type: ignore[attr-defined]
+    with store.session() as session:
         try:
             principal = authenticate(session, token=token)
         except AuthError as exc:

@@ -62,7 +62,7 @@ def test_signing_in_sets_a_strict_httponly_cookie_and_returns_where_the_user_was
     assert answer.headers["location"] == "/ui/events?kind=ui.*"
     cookie = answer.headers["set-cookie"]
     assert cookie.startswith("opsplane_session=ops_")
-    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/ui;" in cookie
     page = client.get("/ui/events?kind=ui.*")
     assert page.status_code == 200
     assert "ui.login" in page.text and "token:viewer-web" in page.text
