@@ -4,9 +4,10 @@
 
 GET /health answers JSON with its pid, instance and environment; /say?text=... prints the
 text on stdout; /warn?text=... prints it on stderr; /fail prints a traceback on stderr and
-answers 500; /bulk?n=N prints N numbered lines. Every request is also logged on stderr in
-common log format. --child starts a `sleep` in the same session (a worker it forgets to stop);
---ignore-term makes SIGTERM do nothing, so only SIGKILL ends it.
+answers 500; /timeout logs an ERROR line on stderr; /bulk?n=N prints N numbered lines. Every
+request is also logged on stderr in common log format. --child starts a `sleep` in the same
+session (a worker it forgets to stop); --ignore-term makes SIGTERM do nothing, so only SIGKILL
+ends it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path == "/bulk":
             for n in range(int(query.get("n", "10"))):
                 print(f"bulk line {n:05d} " + "x" * 40, flush=True)
+            self._json(200, {})
+        elif url.path == "/timeout":
+            print("2026-01-06 08:00:01,120 ERROR payment provider timeout after 3000 ms", file=sys.stderr,
+                  flush=True)
             self._json(200, {})
         elif url.path == "/fail":
             print("Traceback (most recent call last):", file=sys.stderr)

@@ -58,13 +58,13 @@ def test_killed_instance_is_restarted_after_a_growing_backoff(platform, free_por
     [second] = wait_for(lambda: [s for s in running(platform, "web", 1) if s.pid != first.pid],
                         "a new process")
     os.kill(second.pid, signal.SIGKILL)
-    [third] = wait_for(lambda: [s for s in running(platform, "web", 1) if s.pid not in (first.pid, second.pid)],
-                       "another new process")
+    [third] = wait_for(
+        lambda: [s for s in running(platform, "web", 1) if s.pid not in (first.pid, second.pid)],
+        "another new process")
 
     assert third.restarts == 2 and third.last_exit == "signal 9" and third.port == free_port
     assert get_json(free_port)["pid"] == third.pid
-    exited = wait_for(lambda: len(platform.events("runtime.exited")) == 2 and platform.events("runtime.exited"),
-                      "two exit events")
+    exited = events(platform, "runtime.exited", 2)
     restarted = platform.events("runtime.restarted")
     assert [e["details"]["pid"] for e in exited] == [first.pid, second.pid]
     assert all(e["outcome"] == "failure" and e["details"]["exit"] == "signal 9" for e in exited)
@@ -74,6 +74,12 @@ def test_killed_instance_is_restarted_after_a_growing_backoff(platform, free_por
     assert all(e["actor"] == "system:runtime" for e in exited + restarted)
     waits = [_seconds(r["ts"]) - _seconds(e["ts"]) for e, r in zip(exited, restarted, strict=True)]
     assert waits[0] >= 0.29 and waits[1] >= 0.59, waits
+
+
+def events(platform: Platform, kind: str, count: int) -> list:
+    """The events of `kind`, once there are `count` of them (the supervisor writes from a thread)."""
+    return wait_for(lambda: (found := platform.events(kind)) and len(found) == count and found,
+                    f"{count} {kind} events")
 
 
 def _seconds(iso: str) -> float:
@@ -102,8 +108,7 @@ def test_scale_to_three_distinct_live_ports_and_back_to_one(platform, free_port)
 
     assert left.pid == three[0].pid, "scaling down keeps instance 0"
     assert all(gone(s.pid) for s in three[1:]) and not any(answers(s.port) for s in three[1:])
-    scaled = wait_for(lambda: len(platform.events("runtime.scaled")) == 2 and platform.events("runtime.scaled"),
-                      "two scale events")
+    scaled = events(platform, "runtime.scaled", 2)
     assert [(e["details"]["from"], e["details"]["to"]) for e in scaled] == [(1, 3), (3, 1)]
     assert scaled[0]["details"]["ports"] == ports and scaled[0]["actor"] == "cli:tester"
 
@@ -129,8 +134,7 @@ def test_restart_replaces_every_instance_on_the_same_ports(platform, free_port) 
     assert [s.port for s in after] == [s.port for s in before]
     assert all(a.pid != b.pid and gone(b.pid) for a, b in zip(after, before, strict=True))
     assert get_json(free_port)["pid"] == after[0].pid
-    restarted = wait_for(lambda: len(platform.events("runtime.restarted")) == 2
-                         and platform.events("runtime.restarted"), "restart events")
+    restarted = events(platform, "runtime.restarted", 2)
     assert {(e["details"]["previous_pid"], e["details"]["pid"]) for e in restarted} == {
         (b.pid, a.pid) for a, b in zip(after, before, strict=True)}
     assert all(e["actor"] == "cli:tester" and e["details"]["reason"] == "requested" for e in restarted)
@@ -257,10 +261,11 @@ def test_crash_loop_stops_at_max_restarts_and_clean_exit_is_not_restarted(platfo
         return found if all(s.state in ("failed", "stopped") for s in found.values()) else {}
 
     found = wait_for(settled, "every service to settle")
-    assert (found["crashy"].state, found["crashy"].restarts, found["crashy"].last_exit) == ("failed", 2, "exit 3")
-    assert (found["oneshot"].state, found["oneshot"].restarts, found["oneshot"].last_exit) == ("stopped", 0, "exit 0")
-    assert found["missing"].state == "failed"
-    assert found["missing"].last_exit.startswith("cannot start: No such file or directory: /nonexistent/program")
+    crashy, oneshot, missing = found["crashy"], found["oneshot"], found["missing"]
+    assert (crashy.state, crashy.restarts, crashy.last_exit) == ("failed", 2, "exit 3")
+    assert (oneshot.state, oneshot.restarts, oneshot.last_exit) == ("stopped", 0, "exit 0")
+    assert missing.state == "failed"
+    assert missing.last_exit.startswith("cannot start: No such file or directory: /nonexistent/program")
     [failed] = wait_for(lambda: platform.events("runtime.failed"), "the failed event")
     assert failed["target"] == "crashy" and "more than max_restarts (2)" in failed["details"]["reason"]
 
