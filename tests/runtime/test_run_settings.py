@@ -104,3 +104,13 @@ def test_the_public_surface_of_the_runtime_drivers() -> None:
 
     assert sorted(runtime.__all__) == ["InstanceState", "InstanceStatus", "LogLine", "RuntimeDriver",
                                        "RuntimeFailure", "RuntimeNotRunning", "open_runtime"]
+
+
+def test_the_runtime_example_is_a_valid_inventory_with_two_runnable_services() -> None:
+    from opsplane.config.loader import load
+    from opsplane.runtime.selection import runnable
+
+    inventory = load(Path(__file__).resolve().parents[2] / "examples" / "local-processes.yaml")
+
+    assert list(runnable(inventory)) == ["gateway", "catalog"]
+    assert inventory.component("catalog").run.uses_port()  # type: ignore[union-attr]
