@@ -40,11 +40,17 @@ def traffic(
                                      help="mean seconds between steps; 0 for benchmarks"),
     concurrency: int = typer.Option(DEFAULT_CONCURRENCY, min=1, help="sessions at most at once"),
     seed: int | None = typer.Option(None, help="seed for a repeatable run"),
+    mix: str = typer.Option("", help="session kinds and weights, e.g. browse=0.5,search=0.3,buy=0.2"),
     json_output: bool = typer.Option(False, "--json", help="final report as JSON"),
 ) -> None:
     """Send shoppers to the gateway; live lines on stderr, the report on stdout (exit 1 below 99 % ok)."""
-    from shop.traffic import run_cli
+    from shop.traffic import parse_mix, run_cli
 
+    try:
+        weights = parse_mix(mix) if mix else None
+    except ValueError as exc:
+        typer.echo(f"--mix: {exc}", err=True)
+        raise typer.Exit(3) from None
     code = run_cli(base_url, rps=rps, duration=duration, think_time=think_time, concurrency=concurrency,
-                   seed=seed, as_json=json_output)
+                   seed=seed, as_json=json_output, mix=weights)
     raise typer.Exit(code)

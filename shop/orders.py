@@ -70,29 +70,33 @@ def _cart(conn: Connection, cart_id: str, status: str | None = None) -> dict[str
 
 
 def _add_item(conn: Connection, cart_id: str, item: AddItem) -> dict[str, Any]:
-    status = _cart_status(conn, cart_id)
-    if status != "open":
-        raise HTTPException(409, f"cart {cart_id} is {status}: items can only be added to an open cart")
-    price = conn.execute(sa.select(products.c.price_cents).where(products.c.id == item.product_id)
-                         ).scalar_one_or_none()
-    if price is None:
+    # One statement checks the cart is open, reads the price and adds the line; the reason is
+    # looked up only when nothing was added. Round trips are most of an add's cost.
+    quantity = sa.literal(item.quantity, sa.Integer)
+    line = (sa.select(carts.c.id, products.c.id, quantity, products.c.price_cents)
+            .select_from(carts.join(products, sa.true()))
+            .where(carts.c.id == cart_id, carts.c.status == "open", products.c.id == item.product_id))
+    added = conn.execute(cart_items.insert().from_select(
+        ["cart_id", "product_id", "quantity", "unit_price_cents"], line).returning(cart_items.c.id)).first()
+    if added is None:
+        status = _cart_status(conn, cart_id)
+        if status != "open":
+            raise HTTPException(409, f"cart {cart_id} is {status}: items can only be added to an open cart")
         raise HTTPException(404, f"no product {item.product_id}")
-    conn.execute(cart_items.insert().values(cart_id=cart_id, product_id=item.product_id,
-                                            quantity=item.quantity, unit_price_cents=price))
-    return _cart(conn, cart_id, status)
+    return _cart(conn, cart_id, "open")
 
 
 def _begin_checkout(conn: Connection, cart_id: str) -> tuple[str, int]:
     """Claim the open cart (so a second checkout cannot charge twice); write a pending order."""
-    total = conn.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(cart_items.c.quantity * cart_items.c.unit_price_cents), 0))
-        .where(cart_items.c.cart_id == cart_id)
-    ).scalar_one()
+    line_total = cart_items.c.quantity * cart_items.c.unit_price_cents
+    total_of_cart = (sa.select(sa.func.coalesce(sa.func.sum(line_total), 0))
+                     .where(cart_items.c.cart_id == cart_id).scalar_subquery())
     claimed = conn.execute(carts.update().where(carts.c.id == cart_id, carts.c.status == "open")
-                           .values(status="checking_out"))
-    if claimed.rowcount == 0:
+                           .values(status="checking_out").returning(total_of_cart)).first()
+    if claimed is None:
         status = _cart_status(conn, cart_id)
         raise HTTPException(409, f"cart {cart_id} is {status}: only an open cart can be checked out")
+    total = claimed[0]
     if not total:
         raise HTTPException(422, f"cart {cart_id} is empty: add items before checking out")
     order_id = uuid.uuid4().hex

@@ -30,7 +30,7 @@ from shop.products import SEARCH_HITS, SEARCH_MISSES
 from shop.traffic_report import Recorder, TrafficReport
 
 # Share of sessions of each kind; most look around, a fifth buy.
-SESSION_MIX = (("browse", 0.5), ("search", 0.3), ("buy", 0.2))
+SESSION_MIX: dict[str, float] = {"browse": 0.5, "search": 0.3, "buy": 0.2}
 SEARCH_MISS_SHARE = 0.25
 DEFAULT_THINK_TIME = 0.5
 DEFAULT_CONCURRENCY = 256
@@ -38,9 +38,30 @@ PROGRESS_EVERY = 5.0
 REQUEST_TIMEOUT = 10.0
 
 
-def plan_session(rng: random.Random) -> list[str]:
+def parse_mix(text: str) -> dict[str, float]:
+    """`browse=0.5,search=0.3,buy=0.2` as a mix; ValueError naming what is wrong."""
+    mix: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        kind, _, weight = part.partition("=")
+        if kind not in SESSION_MIX:
+            raise ValueError(f"unknown session kind {kind!r}: use {', '.join(SESSION_MIX)}")
+        try:
+            mix[kind] = float(weight)
+        except ValueError:
+            raise ValueError(f"weight of {kind!r} is not a number: {weight!r}") from None
+    return check_mix(mix)
+
+
+def check_mix(mix: dict[str, float]) -> dict[str, float]:
+    if any(w < 0 for w in mix.values()) or not sum(mix.values()) > 0 or not set(mix) <= set(SESSION_MIX):
+        raise ValueError(f"a session mix needs kinds from {', '.join(SESSION_MIX)} with weights >= 0, "
+                         f"not all 0; got {mix}")
+    return mix
+
+
+def plan_session(rng: random.Random, mix: dict[str, float] = SESSION_MIX) -> list[str]:
     """The steps of one session, decided when it arrives."""
-    kind = rng.choices([k for k, _ in SESSION_MIX], [w for _, w in SESSION_MIX])[0]
+    kind = rng.choices(list(mix), list(mix.values()))[0]
     if kind == "browse":
         return ["browse"] * rng.randint(1, 2) + ["product"] * rng.randint(1, 3)
     if kind == "search":
@@ -49,9 +70,9 @@ def plan_session(rng: random.Random) -> list[str]:
             + ["checkout"])
 
 
-def mean_session_length(seed: int | None, samples: int = 4000) -> float:
+def mean_session_length(seed: int | None, mix: dict[str, float] = SESSION_MIX, samples: int = 4000) -> float:
     rng = random.Random(seed)
-    return sum(len(plan_session(rng)) for _ in range(samples)) / samples
+    return sum(len(plan_session(rng, mix)) for _ in range(samples)) / samples
 
 
 _JSON_HEADERS = {"Content-Type": "application/json"}
@@ -144,16 +165,19 @@ async def run_traffic(
     seed: int | None = None, on_progress: Callable[[TrafficReport], None] | None = None,
     stop: asyncio.Event | None = None, concurrency: int = DEFAULT_CONCURRENCY,
     progress_every: float = PROGRESS_EVERY, timeout: float = REQUEST_TIMEOUT,
+    mix: dict[str, float] | None = None,
 ) -> TrafficReport:
     """Drive shoppers against `base_url` at about `rps` requests per second for `duration`
-    seconds (0: until `stop` is set); `on_progress` gets a report of each live window."""
+    seconds (0: until `stop` is set); `on_progress` gets a report of each live window. `mix`
+    weighs the session kinds (browse, search, buy); {"buy": 1} makes every session check out."""
     if rps <= 0:
         raise ValueError(f"rps must be positive, got {rps}")
     if duration < 0 or think_time < 0 or concurrency < 1:
         raise ValueError("duration and think_time must be >= 0 and concurrency >= 1")
     stop = stop or asyncio.Event()
     rng = random.Random(seed)
-    arrival_rate = rps / mean_session_length(seed)
+    mix = check_mix(dict(mix or SESSION_MIX))
+    arrival_rate = rps / mean_session_length(seed, mix)
     recorder = Recorder()
     pages = [10]
     running: set[asyncio.Task[None]] = set()
@@ -165,7 +189,7 @@ async def run_traffic(
 
         async def session() -> None:
             shopper = Shopper(client, random.Random(rng.random()), recorder, pages, timeout)
-            for index, step in enumerate(plan_session(shopper.rng)):
+            for index, step in enumerate(plan_session(shopper.rng, mix)):
                 if stop.is_set():
                     return
                 if index and think_time:
@@ -212,7 +236,7 @@ async def _report_progress(recorder: Recorder, started: float, every: float,
 
 
 def run_cli(base_url: str, *, rps: float, duration: float, think_time: float, concurrency: int,
-            seed: int | None, as_json: bool) -> int:
+            seed: int | None, as_json: bool, mix: dict[str, float] | None = None) -> int:
     """Run traffic from the command line: live lines on stderr, the final report on stdout.
     Exit code 0 when at least 99 % of requests succeeded, 1 otherwise."""
 
@@ -222,7 +246,7 @@ def run_cli(base_url: str, *, rps: float, duration: float, think_time: float, co
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         return await run_traffic(base_url, rps=rps, duration=duration, think_time=think_time, seed=seed,
-                                 concurrency=concurrency, stop=stop,
+                                 concurrency=concurrency, stop=stop, mix=mix,
                                  on_progress=lambda r: print(r.line(), file=sys.stderr, flush=True))
 
     try:
@@ -245,12 +269,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
                         help="sessions at most at once")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--mix", default="",
+                        help="session kinds and weights, e.g. browse=0.5,search=0.3,buy=0.2")
     parser.add_argument("--json", action="store_true", help="final report as JSON")
     args = parser.parse_args(argv)
     if args.rps <= 0 or args.duration < 0 or args.think_time < 0 or args.concurrency < 1:
         parser.error("--rps must be positive, --duration and --think-time >= 0, --concurrency >= 1")
+    try:
+        mix = parse_mix(args.mix) if args.mix else None
+    except ValueError as exc:
+        parser.error(f"--mix: {exc}")
     return run_cli(args.base_url, rps=args.rps, duration=args.duration, think_time=args.think_time,
-                   concurrency=args.concurrency, seed=args.seed, as_json=args.json)
+                   concurrency=args.concurrency, seed=args.seed, as_json=args.json, mix=mix)
 
 
 if __name__ == "__main__":
