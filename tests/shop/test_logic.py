@@ -5,12 +5,14 @@ from __future__ import annotations
 import random
 
 import pytest
+from typer.testing import CliRunner
 
+from shop.cli import app
 from shop.faults import FaultPlan, RouteFaults, resolve
 from shop.payments import decide
 from shop.settings import ShopConfigError, load_settings
 from shop.telemetry import ErrorWindow
-from shop.traffic import mean_session_length, plan_session
+from shop.traffic import mean_session_length, parse_mix, plan_session
 from shop.traffic_report import percentile
 
 
@@ -106,3 +108,20 @@ def test_sessions_mostly_look_around_and_some_buy() -> None:
     assert 0.15 < buying < 0.25
     assert all(plan.index("cart") < plan.index("checkout") for plan in plans if "checkout" in plan)
     assert 3 < mean_session_length(2) < 5
+
+
+def test_a_session_mix_is_parsed_and_checked() -> None:
+    assert parse_mix("browse=1, buy=3") == {"browse": 1.0, "buy": 3.0}
+    problems = (("shop=1", "unknown session kind"), ("buy=lots", "not a number"), ("buy=0", "not all 0"))
+    for bad, needle in problems:
+        with pytest.raises(ValueError, match=needle):
+            parse_mix(bad)
+    rng = random.Random(4)
+    assert all("checkout" in plan_session(rng, {"buy": 1}) for _ in range(50))
+
+
+def test_serving_an_unknown_service_is_a_usage_error() -> None:
+    result = CliRunner().invoke(app, ["serve", "warehouse"])
+
+    assert result.exit_code == 3
+    assert "gateway, catalog, orders, payments" in result.output
