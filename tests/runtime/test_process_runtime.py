@@ -282,3 +282,19 @@ def test_session_members_of_a_reused_pid_are_never_touched() -> None:
     me = ProcessIdentity(os.getpid(), 12345.0)  # same pid, another create time: a reused pid
 
     assert session_members(me) == []
+
+
+def test_sigterm_to_the_supervisor_stops_every_instance_first(platform, free_port) -> None:
+    platform.write(service_yaml("web", port=free_port, instances=2))
+    platform.driver().up()
+    statuses = running(platform, "web", 2)
+    supervisor = platform.driver().supervisor_pid()
+    assert supervisor is not None
+
+    os.kill(supervisor, signal.SIGTERM)
+
+    wait_for(lambda: gone(supervisor), "the supervisor to exit")
+    assert all(gone(s.pid) for s in statuses)
+    assert not platform.paths.state.exists() and not platform.paths.socket.exists()
+    [stopped] = wait_for(lambda: platform.events("runtime.stopped"), "the stop event")
+    assert stopped["details"]["reason"] == "supervisor stopping" and stopped["actor"] == "system:runtime"

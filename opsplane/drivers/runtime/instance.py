@@ -74,6 +74,7 @@ class Instance:
         self.last_pid: int | None = None
         self.history: list[Run] = []
         self.rss_bytes: int | None = None
+        self.lost_lines = 0
         self.cpu_percent: float | None = None
         self._sampled: dict[int, psutil.Process] = {}
         self._task: asyncio.Task[None] | None = None
@@ -177,6 +178,8 @@ class Instance:
         self.history.append(Run(begun, now, failed))
         del self.history[:-_HISTORY_KEPT]
         decision = decide(self.spec.policy, self.history, now)
+        log.info("%s.%d (pid %s) exited: %s; %s", self.spec.name, self.index, self.last_pid, self.last_exit,
+                 decision.reason)
         self.recorder.record(
             "runtime.exited", service=self.spec.name, outcome="failure" if failed else "ok",
             actor=SYSTEM_ACTOR,
@@ -287,17 +290,28 @@ class Instance:
                 await asyncio.sleep(0.1)
 
     async def _pump(self, reader: asyncio.StreamReader, stream: str) -> None:
+        """Copy one stream into the log until it ends. The pipe is always drained, even when the
+        log cannot be written (a full disk): a program blocked on a full pipe would hang."""
         partial = b""
         while chunk := await reader.read(65536):
             *lines, partial = (partial + chunk).split(b"\n")
             if len(partial) > _LINE_LIMIT:  # a line without end: keep the log readable
                 lines.append(partial)
                 partial = b""
-            now = self.clock.now()
+            self._write_lines(stream, lines)
+        if partial:
+            self._write_lines(stream, [partial])
+
+    def _write_lines(self, stream: str, lines: list[bytes]) -> None:
+        now = self.clock.now()
+        try:
             for line in lines:
                 self._log.write(stream, _text(line), now)
-        if partial:
-            self._log.write(stream, _text(partial), self.clock.now())
+        except OSError as exc:
+            self.lost_lines += len(lines)
+            if self.lost_lines == len(lines):  # say it once, not for every line
+                log.error("%s.%d: cannot write its log %s: %s; dropping lines", self.spec.name,
+                          self.index, self._log.path, exc.strerror or exc)
 
     def _environment(self) -> dict[str, str]:
         env = {key: value for key, value in self.environ.items() if key not in HIDDEN_VARIABLES}
@@ -321,7 +335,7 @@ class Instance:
         try:
             leader = self._sampled.get(pid) or psutil.Process(pid)
             members = [leader, *leader.children(recursive=True)]
-        except psutil.NoSuchProcess:
+        except psutil.Error:
             return
         rss, cpu, measured = 0, 0.0, pid in self._sampled
         seen: dict[int, psutil.Process] = {}
@@ -330,7 +344,7 @@ class Instance:
             try:
                 rss += known.memory_info().rss
                 share = known.cpu_percent(None)
-            except psutil.NoSuchProcess:
+            except psutil.Error:
                 continue
             if process.pid in self._sampled:
                 cpu += share

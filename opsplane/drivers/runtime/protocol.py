@@ -89,7 +89,10 @@ def call(paths: StatePaths, request: dict[str, Any], *, timeout: float) -> dict[
             raise NotAnswering(exc.strerror or str(exc)) from None
     if not answer:
         raise NotAnswering("the supervisor closed the connection without answering")
-    reply: dict[str, Any] = json.loads(answer)
+    try:
+        reply: dict[str, Any] = json.loads(answer)
+    except ValueError:
+        raise NotAnswering(f"unreadable answer from the supervisor: {answer[:80]!r}") from None
     if not reply.get("ok"):
         message = str(reply.get("error", "the supervisor refused the request"))
         if reply.get("usage"):
