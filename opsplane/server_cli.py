@@ -25,10 +25,11 @@ def serve(
     from opsplane.server import ControlPlane, create_app
     from opsplane.store import Store
 
-    inventory = load(config_path(ctx))
+    path = config_path(ctx)
+    inventory = load(path)
     store = Store.open()
     plane = ControlPlane(inventory, store, env=env)
-    app = create_app(plane)
+    app = create_app(plane, inventory_dir=path.resolve().parent)
     listen_host = host or inventory.server.listen_host
     listen_port = port or inventory.server.listen_port
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

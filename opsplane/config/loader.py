@@ -132,33 +132,38 @@ def cross_check(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
 
 
 def _cycles(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every dependency cycle once, found by a depth-first walk with its own stack (a chain
+    thousands of components deep must not exhaust Python's recursion limit)."""
     graph = {name: list(c.depends_on) for _, name, c in inv.components()}
     section_of = {name: section for section, name, _ in inv.components()}
     problems: list[tuple[tuple[str | int, ...], str]] = []
-    state: dict[str, int] = {}  # 1 visiting, 2 done
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
     reported: set[frozenset[str]] = set()
 
-    def visit(node: str, trail: list[str]) -> None:
-        state[node] = 1
-        for dep in graph.get(node, []):
-            if dep not in graph or dep == node:  # unknown and self references are reported apart
+    for root in graph:
+        if root in state:
+            continue
+        state[root] = 1
+        trail, pending = [root], [iter(graph[root])]
+        while trail:
+            node = trail[-1]
+            dep = next(pending[-1], None)
+            if dep is None:
+                state[node] = 2
+                trail.pop()
+                pending.pop()
+            elif dep not in graph or dep == node:  # unknown and self references are reported apart
                 continue
-            if state.get(dep) == 1:
-                cycle = trail[trail.index(dep):] + [dep] if dep in trail else [node, dep]
-                key = frozenset(cycle)
-                if key not in reported:
+            elif state.get(dep) == 1:
+                cycle = trail[trail.index(dep):] + [dep]
+                if (key := frozenset(cycle)) not in reported:
                     reported.add(key)
-                    problems.append(
-                        ((section_of[node], node, "depends_on"),
-                         "dependency cycle: " + " -> ".join(cycle))
-                    )
-            elif state.get(dep) is None:
-                visit(dep, trail + [dep])
-        state[node] = 2
-
-    for name in graph:
-        if name not in state:
-            visit(name, [name])
+                    problems.append(((section_of[node], node, "depends_on"),
+                                     "dependency cycle: " + " -> ".join(cycle)))
+            elif dep not in state:
+                state[dep] = 1
+                trail.append(dep)
+                pending.append(iter(graph[dep]))
     return problems
 
 

@@ -109,20 +109,33 @@ def assess(inventory: Inventory, results: Mapping[str, ProbeResult]) -> list[Com
     graph = {name: component.depends_on for _, name, component in inventory.components()}
     memo: dict[str, tuple[RootCause, ...]] = {}
 
-    def causes(name: str) -> tuple[RootCause, ...]:
-        if name in memo:
-            return memo[name]
-        found: list[RootCause] = []
-        for dep in graph.get(name, []):
-            if own.get(dep) is not State.CRITICAL:
+    def causes(start: str) -> tuple[RootCause, ...]:
+        # Depth first with an explicit stack: dependency chains may be longer than Python's
+        # recursion limit. A dependency already on the stack (a cycle, which the loader
+        # refuses anyway) contributes nothing.
+        stack, on_stack = [start], {start}
+        while stack:
+            name = stack[-1]
+            if name in memo:
+                stack.pop()
                 continue
-            below = causes(dep)
-            if below:
-                found.extend(RootCause((dep, *c.path), c.reason) for c in below)
-            else:
-                found.append(RootCause((dep,), _describe(reasons[dep])))
-        memo[name] = tuple(found)
-        return memo[name]
+            down = [d for d in graph.get(name, []) if own.get(d) is State.CRITICAL]
+            todo = [d for d in down if d not in memo and d not in on_stack]
+            if todo:
+                stack.extend(todo)
+                on_stack.update(todo)
+                continue
+            found: list[RootCause] = []
+            for dep in down:
+                below = memo.get(dep, ())
+                if below:
+                    found.extend(RootCause((dep, *c.path), c.reason) for c in below)
+                else:
+                    found.append(RootCause((dep,), _describe(reasons[dep])))
+            memo[name] = tuple(found)
+            stack.pop()
+            on_stack.discard(name)
+        return memo[start]
 
     statuses: list[ComponentStatus] = []
     for section, name, component in inventory.components():

@@ -16,7 +16,7 @@ from opsplane.config.loader import load, loads
 from opsplane.config.models import CHECK_TYPES, Criticality, HostCheck, HttpCheck
 from opsplane.config.schema import SCHEMA_DRAFT, json_schema
 from opsplane.config.types import SecretRef
-from opsplane.errors import SecretError
+from opsplane.errors import ConfigError, SecretError
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -362,3 +362,13 @@ def test_json_schema_accepts_the_examples(path: Path) -> None:
     import yaml
 
     jsonschema.Draft202012Validator(json_schema()).validate(yaml.safe_load(path.read_text()))
+
+
+def test_a_cycle_at_the_end_of_a_long_chain_is_found_without_recursion() -> None:
+    depth = 3000
+    lines = ["platform: {name: deep}", "services:"]
+    lines += [f"  s{i}: {{depends_on: [s{i + 1}]}}" for i in range(depth - 1)]
+    lines += [f"  s{depth - 1}: {{depends_on: [s{depth - 2}]}}"]
+    with pytest.raises(ConfigError) as raised:
+        loads("\n".join(lines), "opsplane.yaml")
+    assert f"dependency cycle: s{depth - 2} -> s{depth - 1} -> s{depth - 2}" in str(raised.value)

@@ -135,3 +135,21 @@ def test_threshold_lower_is_worse() -> None:
     days = Threshold(30, 7, higher_is_worse=False)
     assert [days.judge(d) for d in (90, 30, 8, 7, -1)] == [
         State.OK, State.WARNING, State.WARNING, State.CRITICAL, State.CRITICAL]
+
+
+def test_a_dependency_chain_deeper_than_the_recursion_limit_is_explained() -> None:
+    # s0 depends on s1, ..., s1499 on db: loading and assessing must not recurse per link.
+    depth = 1500
+    lines = ["platform: {name: deep}", "services:"]
+    lines += [f"  s{i}: {{port: 8000, depends_on: [s{i + 1}], checks: [{{type: tcp}}]}}"
+              for i in range(depth - 1)]
+    lines += [f"  s{depth - 1}: {{port: 8000, depends_on: [db], checks: [{{type: tcp}}]}}",
+              "databases:", "  db: {port: 5432, checks: [{type: postgres}]}"]
+    deep = loads("\n".join(lines), "opsplane.yaml")
+    found = {f"s{i}/tcp": ProbeResult(State.CRITICAL, "refuses connections") for i in range(depth)}
+    found["db/postgres"] = ProbeResult(State.CRITICAL, "refuses connections")
+
+    top = by_name(assess(deep, found))["s0"]
+
+    assert [cause.path[-1] for cause in top.root_causes] == ["db"]
+    assert len(top.root_causes[0].path) == depth
