@@ -8,6 +8,8 @@ files (so `logs` works whether or not anything runs).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import subprocess
 import sys
 import time
@@ -74,7 +76,11 @@ class ProcessRuntime:
             reply = self._call({"op": "down", "services": names},
                                timeout=self._stop_budget(names or list(runnable(self.inventory))) + 15)
         except NotAnswering:
-            self._stop_orphans(state, names, reason="supervisor not running")
+            with self._starting():
+                state = read_state(self.paths)
+                if names is None:
+                    self._stop_stuck_supervisor(state)
+                self._stop_orphans(state, names, reason="supervisor not running")
             return
         if not reply.get("remaining"):
             self._wait_for_exit(state)
@@ -147,9 +153,23 @@ class ProcessRuntime:
         timeouts = [self.spec(name).stop_timeout for name in names if name in runnable(self.inventory)]
         return max(timeouts, default=10.0) + 5.0
 
+    @contextlib.contextmanager
+    def _starting(self) -> Iterator[None]:
+        """Held while a supervisor is checked, cleaned up after or started, so two commands at
+        once neither start two supervisors nor take a starting one for a dead one."""
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        with (self.paths.root / "start.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
     def _ensure_supervisor(self) -> None:
         if self.supervisor_pid() is not None:
             return
+        with self._starting():
+            if self.supervisor_pid() is None:
+                self._start_supervisor()
+
+    def _start_supervisor(self) -> None:
         state = read_state(self.paths)
         self._stop_stuck_supervisor(state)
         self._stop_orphans(state, None, reason="supervisor not running; starting a new one")
