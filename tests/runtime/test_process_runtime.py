@@ -298,3 +298,32 @@ def test_sigterm_to_the_supervisor_stops_every_instance_first(platform, free_por
     assert not platform.paths.state.exists() and not platform.paths.socket.exists()
     [stopped] = wait_for(lambda: platform.events("runtime.stopped"), "the stop event")
     assert stopped["details"]["reason"] == "supervisor stopping" and stopped["actor"] == "system:runtime"
+
+
+def test_two_ups_at_once_start_one_supervisor_and_one_instance(platform, free_port) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    platform.write(service_yaml("web", port=free_port))
+
+    with ThreadPoolExecutor(2) as pool:
+        for done in [pool.submit(platform.driver().up) for _ in range(2)]:
+            done.result()
+    [status] = running(platform, "web", 1)
+
+    ours = [p for p in psutil_processes() if "opsplane.drivers.runtime.supervisor" in p
+            and str(platform.paths.root) in p]
+    assert len(ours) == 1
+    assert get_json(free_port)["pid"] == status.pid
+    wait_for(lambda: platform.events("runtime.started"), "the start event")
+    assert len(platform.events("runtime.started")) == 1
+
+
+def psutil_processes() -> list[str]:
+    """Command lines of the live processes of the machine."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        if process.info["status"] != psutil.STATUS_ZOMBIE and process.info["cmdline"]:
+            found.append(" ".join(process.info["cmdline"]))
+    return found
