@@ -149,3 +149,23 @@ def test_a_crash_fault_set_through_admin_exits_at_once(shop_logs: Path) -> None:
 def test_an_invalid_shop_faults_variable_stops_the_start_with_exit_code_3(shop_logs: Path) -> None:
     with pytest.raises(AssertionError, match="exited with 3"):
         start_stack(("payments",), {"SHOP_FAULTS": '{"hang": ["/missing"]}'}, shop_logs)
+
+
+def test_a_payments_outage_fails_checkouts_and_leaves_the_cart_open(shop: ShopStack) -> None:
+    gateway, orders = shop.url("gateway"), shop.url("orders")
+    before = scrape(orders)
+    cart_id = httpx.post(gateway + "/api/carts").json()["id"]
+    httpx.post(f"{gateway}/api/carts/{cart_id}/items", json={"product_id": 9})
+    put_faults(orders, {"outages": ["payments"]})
+
+    failed = httpx.post(gateway + "/api/checkout", json={"cart_id": cart_id}, timeout=10)
+    health = wait_for(lambda: (body := httpx.get(orders + "/health").json())["status"] == "degraded" and body)
+    httpx.delete(orders + "/admin/faults", headers=admin_headers())
+    retried = httpx.post(gateway + "/api/checkout", json={"cart_id": cart_id}, timeout=10)
+
+    assert failed.status_code == 502
+    assert failed.json()["status"] == "failed" and "payments unavailable" in failed.json()["reason"]
+    assert health["checks"]["payments"]["status"] == "down"
+    assert retried.status_code == 201
+    after = scrape(orders)
+    assert value(after, "orders_total", status="failed") - value(before, "orders_total", status="failed") == 1
