@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Group
@@ -12,6 +13,9 @@ from rich.text import Text
 
 from opsplane.cli_support import exit_zero_on_sigterm, out
 from opsplane.drivers.sandbox.ports import free_port
+
+if TYPE_CHECKING:
+    from opsplane.demo.stack import DemoStack
 
 DEMO_DIR = Path(".opsplane") / "demo"
 
@@ -23,10 +27,12 @@ def demo(
     ),
     duration: float = typer.Option(0, "--duration", help="Stop by itself after this many seconds."),
     outage: bool = typer.Option(True, "--outage/--no-outage",
-                                help="Stage a catalog outage after 40 s to show impact and recovery."),
+                                help="Inject faults after 45 s (payments errors, a catalog crash) "
+                                     "to show impact and recovery."),
     directory: Path = typer.Option(DEMO_DIR, "--dir", help="Where the demo keeps its files."),
 ) -> None:
-    """Run the demo: a small platform of local processes watched by opsplane. Ctrl-C stops it all."""
+    """Run the demo: the reference shop on local processes, watched by opsplane, with a dashboard.
+    Ctrl-C stops it all."""
     from opsplane.demo.stack import stop_recorded
 
     if stop:
@@ -62,24 +68,26 @@ async def _run(base: Path, port: int, duration: float, outage: bool) -> None:
     from opsplane.store import Store
 
     stack = DemoStack(base)
-    out.print(f"opsplane demo: starting the platform in {base} …")
+    out.print(f"opsplane demo: starting PostgreSQL and Redis in {base} …")
     try:
-        await asyncio.to_thread(stack.start)
+        await asyncio.to_thread(stack.start_servers)
         for note in stack.notes:
             out.print(f"  [yellow]{note}[/]")
-        inventory_path = base / "opsplane.yaml"
-        inventory_path.write_text(stack.inventory_yaml(port))
-        inventory = load(inventory_path)
-        store = Store.open(f"sqlite:///{base / 'opsplane.db'}")
+        inventory = load(stack.write_inventory(port))
+        out.print("opsplane demo: starting the shop (gateway, catalog, orders, payments) and "
+                  "its shoppers with the process runtime …")
+        await asyncio.to_thread(stack.start_shop, inventory)
+        store = Store.open(stack.store_url)
         with store.session() as session:
             admin = tokens.create(session, name="demo-admin", role=Role.ADMIN, actor="system:demo")
         plane = ControlPlane(inventory, store)
-        server = uvicorn.Server(uvicorn.Config(create_app(plane), host="127.0.0.1", port=port,
+        app = create_app(plane, inventory_dir=base)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                                log_level="warning", lifespan="on"))
-        _welcome(base, port, admin, len(plane.targets))
+        _welcome(stack, port, admin, len(plane.targets))
         tasks = [asyncio.create_task(_display(plane))]
         if outage:
-            tasks.append(asyncio.create_task(_stage_outage(stack)))
+            tasks.append(asyncio.create_task(_stage_outages(stack)))
         if duration:
             tasks.append(asyncio.create_task(_stop_after(server, duration)))
         try:
@@ -90,25 +98,30 @@ async def _run(base: Path, port: int, duration: float, outage: bool) -> None:
             await asyncio.gather(*tasks, return_exceptions=True)
             store.close()
     finally:
+        out.print("opsplane demo: stopping …")
         await asyncio.to_thread(stack.stop)
         out.print("opsplane demo: stopped everything it started.")
 
 
-def _welcome(base: Path, port: int, token: str, checks: int) -> None:
+def _welcome(stack: DemoStack, port: int, token: str, checks: int) -> None:
+    base = stack.base
+    inventory = base / "opsplane.yaml"
     url = f"http://127.0.0.1:{port}"
     out.print(f"""
-[bold]opsplane is watching the demo platform[/] ({checks} checks every 5 s).
-  API        {url}/api/v1/health   (bearer token below)
-  metrics    {url}/metrics
-  inventory  {base / 'opsplane.yaml'}
+[bold]opsplane is running the demo shop and watching it[/] ({checks} checks every 5 s).
+  dashboard  {url}/ui/   (sign in with the admin token)
   admin token (shown once): [bold]{token}[/]
+  API        {url}/api/v1/health   (Authorization: Bearer <token>)
+  shop       {stack.gateway_url}/api/products   (shoppers are already on it)
+  inventory  {inventory}
 
 Try, in another terminal:
-  curl -s -H 'Authorization: Bearer {token}' {url}/api/v1/health
-  opsplane -c {base / 'opsplane.yaml'} health --detailed
-  OPSPLANE_DATABASE_URL=sqlite:///{base / 'opsplane.db'} opsplane events
+  export OPSPLANE_CONFIG={inventory} OPSPLANE_DATABASE_URL={stack.store_url}
+  opsplane ps; opsplane stats; opsplane health --detailed
+  opsplane logs orders --since 5m; opsplane logs --errors
+  opsplane scale catalog 3; opsplane events --kind 'runtime.*'
 Ctrl-C (or `opsplane demo --stop`) stops everything.
-""")
+""")  # noqa: E501
 
 
 async def _display(plane: object) -> None:
@@ -135,14 +148,35 @@ async def _display(plane: object) -> None:
             live.update(render(), refresh=True)
 
 
-async def _stage_outage(stack: object, after: float = 40.0, length: float = 30.0) -> None:
-    catalog = stack.services["catalog"]  # type: ignore[attr-defined]
-    await asyncio.sleep(after)
-    out.print("[yellow]demo: stopping catalog to stage an outage; gateway depends on it.[/]")
-    await asyncio.to_thread(catalog.stop)
-    await asyncio.sleep(length)
-    out.print("[green]demo: starting catalog again.[/]")
-    await asyncio.to_thread(catalog.start)
+async def _stage_outages(stack: DemoStack, first: float = 45.0) -> None:
+    """Two incidents, by the shop's own fault injection: payments fails a third of charges
+    for a minute (orders is impacted), then catalog crashes and the runtime restarts it."""
+    import httpx
+
+    token = stack.admin_token()
+    ports = stack.ports
+
+    async def faults(service: str, plan: dict[str, object] | None) -> None:
+        url = f"http://127.0.0.1:{ports[service]}/admin/faults"
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
+            try:
+                if plan is None:
+                    await client.delete(url, headers=headers)
+                else:
+                    await client.put(url, headers=headers, json=plan)
+            except httpx.HTTPError as exc:
+                out.print(f"[yellow]demo: could not reach {service} to set a fault: {exc}[/]")
+
+    await asyncio.sleep(first)
+    out.print("[yellow]demo: payments starts failing 30 % of charges for 60 s; orders depends on it.[/]")
+    await faults("payments", {"error_ratio": {"/charges": 0.3}})
+    await asyncio.sleep(60)
+    out.print("[green]demo: payments recovers.[/]")
+    await faults("payments", None)
+    await asyncio.sleep(30)
+    out.print("[yellow]demo: catalog crashes; the runtime restarts it (see `opsplane events`).[/]")
+    await faults("catalog", {"crash": {"after_requests": 0, "exit_code": 1}})
 
 
 async def _stop_after(server: object, seconds: float) -> None:

@@ -1,14 +1,20 @@
-"""`opsplane demo`: it comes up healthy, `--stop` ends it, and nothing it started survives."""
+"""`opsplane demo`: the shop comes up healthy under the runtime, shoppers buy, `--stop` ends it,
+and nothing it started survives."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
+
+SHOP = {"gateway", "catalog", "orders", "payments", "traffic"}
 
 
 def gone(pid: int) -> bool:
@@ -18,32 +24,76 @@ def gone(pid: int) -> bool:
         return True
 
 
-def test_demo_reaches_health_and_stop_leaves_no_process(tmp_path: Path) -> None:
+def opsplane(base: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OPSPLANE_CONFIG": str(base / "opsplane.yaml"),
+           "OPSPLANE_DATABASE_URL": f"sqlite:///{base / 'opsplane.db'}"}
+    return subprocess.run([sys.executable, "-m", "opsplane", *args], cwd=base.parent, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def completed_orders(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:  # noqa: S310
+        text = answer.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "orders_total" and sample.labels.get("status") == "completed":
+                return sample.value
+    raise AssertionError("orders_total{status=completed} is missing")
+
+
+def descendants(pid: int) -> set[int]:
+    try:
+        return {child.pid for child in psutil.Process(pid).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return set()
+
+
+def test_demo_runs_the_shop_until_stopped_and_leaves_no_process(tmp_path: Path) -> None:
     base = tmp_path / "demo"
     demo = subprocess.Popen(
-        [sys.executable, "-m", "opsplane", "demo", "--dir", str(base), "--port", "0",
-         "--no-outage"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [sys.executable, "-m", "opsplane", "demo", "--dir", str(base), "--port", "0", "--no-outage"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen: list[str] = []
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         assert demo.stdout is not None
-        while time.monotonic() < deadline:
+        healthy: set[str] = set()
+        while time.monotonic() < deadline and not {"gateway", "orders", "payments"} <= healthy:
             line = demo.stdout.readline()
             seen.append(line)
-            if line.startswith("gateway OK"):
-                break
-        else:
-            raise AssertionError("gateway never became OK:\n" + "".join(seen))
+            if " OK: " in line:
+                healthy.add(line.split(" ", 1)[0])
+        assert {"gateway", "orders", "payments"} <= healthy, "".join(seen)
+        text = "".join(seen)
+        assert "admin token (shown once): ops_" in text and "/ui/" in text
+
+        # The runtime runs every shop service and the shoppers.
+        ps = opsplane(base, "ps", "--json")
+        assert ps.returncode == 0, ps.stderr
+        instances = json.loads(ps.stdout)
+        running = {i["service"] for i in instances if i["state"] == "running"}
+        assert running == SHOP, instances
+        shop_pids = {i["pid"] for i in instances}
+        # Shoppers are checking out: the orders service counts completed orders.
+        orders_port = next(i["port"] for i in instances if i["service"] == "orders")
+        deadline, completed = time.monotonic() + 60, 0.0
+        while time.monotonic() < deadline and not completed:
+            completed = completed_orders(orders_port)
+            time.sleep(1)
+        assert completed > 0
         pids = json.loads((base / "pids.json").read_text())
-        assert {"demo", "catalog", "gateway"} <= set(pids)
-        assert "admin token (shown once): ops_" in "".join(seen)
+        assert {"demo", "postgres", "redis"} <= set(pids)
+        everything = set(pids.values()) | shop_pids | descendants(demo.pid)
+        for pid in shop_pids:
+            everything |= descendants(pid)
+
         stop = subprocess.run([sys.executable, "-m", "opsplane", "demo", "--stop", "--dir", str(base)],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+                              cwd=tmp_path, capture_output=True, text=True, timeout=90)
         assert stop.returncode == 0, stop.stderr
-        assert demo.wait(30) == 0
+        assert demo.wait(60) == 0
         rest = demo.stdout.read()
         assert "stopped everything it started" in rest and "Traceback" not in rest
-        assert all(gone(pid) for pid in pids.values()), pids
+        assert [pid for pid in everything if not gone(pid)] == []
         assert not (base / "pids.json").exists()
     finally:
         demo.kill()
