@@ -46,11 +46,13 @@ def _register() -> None:
     from opsplane.runtime.cli import register as register_runtime
     from opsplane.server_cli import register as register_server
     from opsplane.store.cli import app as db_app
+    from shop.cli import app as shop_app
 
     app.add_typer(config_app, name="config", help="Validate the inventory; print its JSON Schema.")
     app.add_typer(token_app, name="token", help="Create, list and revoke API tokens.")
     app.add_typer(events_app, name="events", help="Read the event log.")
     app.add_typer(db_app, name="db", help="The store: migrations and location.")
+    app.add_typer(shop_app, name="shop", help="The reference shop: serve its services, send it traffic.")
     register_health(app)
     register_server(app)
     register_demo(app)

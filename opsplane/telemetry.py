@@ -73,19 +73,21 @@ class CheckStatus(Collector):
 
     def __init__(self) -> None:
         self.states: dict[str, int] = {}
-        self._labels: dict[str, tuple[str, str]] = {}
+        self._targets: list[CheckTarget] = []
 
     def watch(self, targets: list[CheckTarget]) -> None:
-        self._labels = {target.id: (target.component, target.name) for target in targets}
-        self.states = {key: value for key, value in self.states.items() if key in self._labels}
+        self._targets = targets
+        known = {target.id for target in targets}
+        self.states = {key: value for key, value in self.states.items() if key in known}
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
             "opsplane_check_status",
             "Current state of each check: 0 OK, 1 WARNING, 2 UNKNOWN, 3 CRITICAL.",
             labels=["component", "check"])
-        for key, value in list(self.states.items()):
-            labels = self._labels.get(key)
-            if labels is not None:
-                family.add_metric(labels, value)
+        states = self.states
+        for target in self._targets:
+            value = states.get(target.id)
+            if value is not None:
+                family.add_metric((target.component, target.name), value)
         yield family

@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import ssl
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, cast
@@ -59,7 +60,7 @@ class HttpProbe:
         self.tls = parts.scheme == "https"
         if parts.scheme not in ("http", "https") or not parts.hostname:
             self._problem = f"cannot probe {url!r}: expected an http:// or https:// URL"
-        self.host = parts.hostname or ""
+        self.host = sys.intern(parts.hostname or "")  # thousands of checks share a few hosts
         try:
             self.port = parts.port or (443 if self.tls else 80)
         except ValueError:
