@@ -1,0 +1,128 @@
+"""opsplane operating the reference shop end to end: the shop runs under the process runtime on
+a private PostgreSQL and Redis (as `opsplane demo` sets it up), faults are injected through its
+admin endpoint, and what a user relies on is checked where they would look: the shop's
+metrics, `opsplane health` and the event log."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from opsplane.config.loader import load
+from opsplane.demo.stack import DemoStack
+from opsplane.drivers.sandbox.ports import free_port
+from opsplane.events.service import get_all
+from opsplane.store import Store
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
+    stack = DemoStack(tmp_path_factory.mktemp("shop") / "demo")
+    try:
+        stack.start_servers()
+        stack.start_shop(load(stack.write_inventory(free_port())))
+        yield stack
+    finally:
+        stack.stop()
+
+
+def opsplane(stack: DemoStack, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OPSPLANE_CONFIG": str(stack.inventory_path),
+           "OPSPLANE_DATABASE_URL": stack.store_url}
+    return subprocess.run([sys.executable, "-m", "opsplane", *args], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def requests_by_status(port: int, route: str) -> dict[str, float]:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", trust_env=False).text
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "http_requests_total" and sample.labels["route"] == route:
+                status = sample.labels["status"]
+                counts[status] = counts.get(status, 0.0) + sample.value
+    return counts
+
+
+def set_faults(stack: DemoStack, service: str, plan: dict[str, object] | None) -> None:
+    url = f"http://127.0.0.1:{stack.ports[service]}/admin/faults"
+    headers = {"Authorization": f"Bearer {stack.admin_token()}"}
+    answer = (httpx.delete(url, headers=headers, trust_env=False) if plan is None
+              else httpx.put(url, headers=headers, json=plan, trust_env=False))
+    assert answer.status_code == 200, answer.text
+
+
+def gateway_health(stack: DemoStack) -> tuple[int, dict[str, object]]:
+    shown = opsplane(stack, "health", "--service", "gateway", "--json")
+    return shown.returncode, json.loads(shown.stdout)
+
+
+def test_the_shop_is_healthy_under_the_runtime(shop: DemoStack) -> None:
+    code, report = gateway_health(shop)
+    gateway = report["services"][0]  # type: ignore[index]
+    assert (code, gateway["name"], gateway["state"]) == (0, "gateway", "OK"), report
+
+
+def test_injected_errors_show_in_the_metrics_and_in_opsplane_health(shop: DemoStack) -> None:
+    port = shop.ports["gateway"]
+    before = requests_by_status(port, "/api/products")
+    set_faults(shop, "gateway", {"error_ratio": {"*": 0.1}})
+    try:
+        with httpx.Client(base_url=shop.gateway_url, trust_env=False) as client:
+            answers = [client.get("/api/products", params={"page": 1 + i % 5}).status_code
+                       for i in range(400)]
+        after = requests_by_status(port, "/api/products")
+        failed = after.get("500", 0) - before.get("500", 0)
+        served = sum(after.values()) - sum(before.values())
+        assert answers.count(500) == failed  # every injected error is counted, nothing else
+        assert served >= 400 and 0.06 <= failed / served <= 0.15, (failed, served)
+
+        code, report = gateway_health(shop)
+        checks = {c["name"]: c for c in report["services"][0]["checks"]}  # type: ignore[index]
+        assert code == 2
+        assert checks["errors"]["state"] == "CRITICAL"
+        assert "errors.ratio_1m: expected < 0.05" in checks["errors"]["reason"]
+        assert checks["health"]["state"] == "OK"  # the service is up; it is failing requests
+    finally:
+        set_faults(shop, "gateway", None)
+
+
+def test_a_crashed_service_is_restarted_and_the_crash_recorded(shop: DemoStack) -> None:
+    assert shop.runtime is not None
+    catalog = next(i for i in shop.runtime.status() if i.service == "catalog")
+    set_faults(shop, "catalog", {"crash": {"after_requests": 0, "exit_code": 3}})
+    # The catalog exits at once; a request now is refused or is its last answer.
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{catalog.port}/products", trust_env=False)
+    deadline = time.monotonic() + 30
+    restarted = catalog
+    while time.monotonic() < deadline:
+        restarted = next(i for i in shop.runtime.status() if i.service == "catalog")
+        if restarted.pid != catalog.pid and restarted.state == "running":
+            break
+        time.sleep(0.2)
+    assert restarted.pid != catalog.pid and restarted.state == "running"
+    assert restarted.restarts == catalog.restarts + 1
+    assert restarted.last_exit == "exit 3"
+    shop.wait_for_gateway()
+
+    store = Store.open(shop.store_url)
+    try:
+        deadline = time.monotonic() + 10
+        kinds: list[str] = []
+        while time.monotonic() < deadline and "runtime.restarted" not in kinds:
+            with store.session() as session:
+                kinds = [e.kind for e in get_all(session, service="catalog", kind="runtime.*")]
+            time.sleep(0.2)
+    finally:
+        store.close()
+    assert "runtime.exited" in kinds and "runtime.restarted" in kinds
