@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 import math
+from array import array
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 STEPS = ("browse", "product", "search", "cart", "add_item", "checkout")
 
 
-def percentile(sorted_values: list[float], q: float) -> float:
+def percentile(sorted_values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of already sorted values (0.0 for none)."""
     if not sorted_values:
         return 0.0
@@ -30,7 +32,7 @@ class StepSummary:
     p99_ms: float
 
     @classmethod
-    def of(cls, latencies: list[float], failed: int) -> StepSummary:
+    def of(cls, latencies: Sequence[float], failed: int) -> StepSummary:
         ordered = sorted(latencies)
         return cls(len(ordered), failed, *(round(percentile(ordered, q) * 1000, 2) for q in (50, 95, 99)))
 
@@ -106,7 +108,8 @@ class Recorder:
     """Collects results as they come; `report` rolls up everything since a given mark."""
 
     def __init__(self) -> None:
-        self.latencies: dict[str, list[float]] = {name: [] for name in STEPS}
+        # Compact arrays: a long run at a high rate keeps millions of latencies.
+        self.latencies: dict[str, array[float]] = {name: array("d") for name in STEPS}
         self.failures: dict[str, int] = dict.fromkeys(STEPS, 0)
         self.errors: Counter[str] = Counter()
         self.checkouts: Counter[str] = Counter()
