@@ -11,28 +11,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from opsplane.config.loader import load
 from opsplane.demo.stack import DemoStack
-from opsplane.drivers.sandbox.ports import free_port
 from opsplane.events.service import get_all
 from opsplane.store import Store
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
-    stack = DemoStack(tmp_path_factory.mktemp("shop") / "demo")
-    try:
-        stack.start_servers()
-        stack.start_shop(load(stack.write_inventory(free_port())))
-        yield stack
-    finally:
-        stack.stop()
+from tests.integration.conftest import set_faults
 
 
 def opsplane(stack: DemoStack, *args: str) -> subprocess.CompletedProcess[str]:
@@ -51,14 +37,6 @@ def requests_by_status(port: int, route: str) -> dict[str, float]:
                 status = sample.labels["status"]
                 counts[status] = counts.get(status, 0.0) + sample.value
     return counts
-
-
-def set_faults(stack: DemoStack, service: str, plan: dict[str, object] | None) -> None:
-    url = f"http://127.0.0.1:{stack.ports[service]}/admin/faults"
-    headers = {"Authorization": f"Bearer {stack.admin_token()}"}
-    answer = (httpx.delete(url, headers=headers, trust_env=False) if plan is None
-              else httpx.put(url, headers=headers, json=plan, trust_env=False))
-    assert answer.status_code == 200, answer.text
 
 
 def gateway_health(stack: DemoStack) -> tuple[int, dict[str, object]]:

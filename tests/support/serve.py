@@ -1,0 +1,66 @@
+"""`opsplane serve` as a subprocess for tests that need the real process (browser, signals)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from opsplane.drivers.sandbox.ports import free_port
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Serve:
+    """`opsplane serve` in a subprocess with its own SQLite store."""
+
+    def __init__(self, workdir: Path, inventory: Path) -> None:
+        self.workdir, self.inventory, self.port = workdir, inventory, free_port()
+        self.env = {**os.environ, "OPSPLANE_DATABASE_URL": f"sqlite:///{workdir}/opsplane.db"}
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[str] | None = None
+
+    def cli(self, *args: str) -> str:
+        run = subprocess.run([sys.executable, "-m", "opsplane", "-c", str(self.inventory), *args],
+                             cwd=self.workdir, env=self.env, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "opsplane", "-c", str(self.inventory), "serve", "--port", str(self.port)],
+            cwd=self.workdir, env=self.env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        wait_for(self._healthy, "serve to answer /health")
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> str:
+        if self.process is None:
+            return ""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            output, _ = self.process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            output, _ = self.process.communicate()
+        self.process = None
+        return output
