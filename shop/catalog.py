@@ -73,7 +73,7 @@ def catalog_routes(runtime: ShopRuntime) -> APIRouter:
         key = f"shop:products:{page}:{per_page}:{category or ''}"
         body = await cached(key)
         if body is None:
-            body = json.dumps(await database.run(_page, page, per_page, category)).encode()
+            body = json.dumps(await database.run(_page, page, per_page, category, atomic=False)).encode()
             await remember(key, body)
         return _json(body)
 
@@ -82,7 +82,7 @@ def catalog_routes(runtime: ShopRuntime) -> APIRouter:
         key = f"shop:product:{product_id}"
         body = await cached(key)
         if body is None:
-            found = await database.run(_one, product_id)
+            found = await database.run(_one, product_id, atomic=False)
             if found is None:
                 raise HTTPException(404, f"no product {product_id}")
             body = json.dumps(found).encode()
@@ -101,7 +101,7 @@ def catalog_routes(runtime: ShopRuntime) -> APIRouter:
             searches.inc("hit" if count != b"0" else "empty")
             return _json(body)
         try:
-            result = await database.run(_search, query, limit)
+            result = await database.run(_search, query, limit, atomic=False)
         except DependencyUnavailable:
             searches.inc("error")
             raise

@@ -160,6 +160,8 @@ class Database:
 
     def __init__(self, engine: Engine, faults: FaultInjector) -> None:
         self.engine = engine
+        # Same pool; each statement commits by itself, saving the BEGIN and COMMIT round trips.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._faults = faults
         pool = engine.pool
         self._limiter = anyio.CapacityLimiter(pool.size() + getattr(pool, "_max_overflow", 0))  # type: ignore[attr-defined]
@@ -170,13 +172,14 @@ class Database:
     def pool_size(self) -> float:
         return float(self.engine.pool.size())  # type: ignore[attr-defined]
 
-    async def run(self, work: Callable[..., T], *args: Any) -> T:
-        """`work(conn, *args)` in one transaction in a worker thread.
+    async def run(self, work: Callable[..., T], *args: Any, atomic: bool = True) -> T:
+        """`work(conn, *args)` in a worker thread: in one transaction, or with `atomic=False`
+        each statement on its own (for reads and single writes, two round trips fewer).
 
         Raises DependencyUnavailable when the database is out (by fault) or unreachable."""
         if self._faults.is_out("database"):
             raise DependencyUnavailable("database", "outage injected by fault")
-        call = functools.partial(self._transaction, work, *args)
+        call = functools.partial(self._transaction if atomic else self._statements, work, *args)
         try:
             return await anyio.to_thread.run_sync(call, limiter=self._limiter)
         except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as exc:
@@ -186,8 +189,12 @@ class Database:
         with self.engine.begin() as conn:
             return work(conn, *args)
 
+    def _statements(self, work: Callable[..., T], *args: Any) -> T:
+        with self._autocommit.connect() as conn:
+            return work(conn, *args)
+
     async def ping(self) -> None:
-        await self.run(lambda conn: conn.execute(sa.text("SELECT 1")))
+        await self.run(lambda conn: conn.execute(sa.text("SELECT 1")), atomic=False)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -143,19 +143,19 @@ def orders_routes(runtime: ShopRuntime) -> APIRouter:
 
     @router.post("/carts", status_code=201)
     async def create_cart() -> dict[str, Any]:
-        return await database.run(_create_cart)
+        return await database.run(_create_cart, atomic=False)
 
     @router.get("/carts/{cart_id}")
     async def get_cart(cart_id: str) -> dict[str, Any]:
-        return await database.run(_cart, cart_id)
+        return await database.run(_cart, cart_id, atomic=False)
 
     @router.post("/carts/{cart_id}/items", status_code=201)
     async def add_item(cart_id: str, item: AddItem) -> dict[str, Any]:
-        return await database.run(_add_item, cart_id, item)
+        return await database.run(_add_item, cart_id, item, atomic=False)
 
     @router.get("/orders/{order_id}")
     async def get_order(order_id: str) -> dict[str, Any]:
-        return await database.run(_order, order_id)
+        return await database.run(_order, order_id, atomic=False)
 
     @router.post("/checkout")
     async def checkout(request: Checkout) -> JSONResponse:
