@@ -5,33 +5,16 @@ CRITICAL and orders impacted. Screenshots go to build/test-artifacts/."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-from pathlib import Path
 
 import httpx
-import pytest
 
 from opsplane.demo.stack import SHOP_SERVICES, DemoStack
 from tests.integration.conftest import set_faults
+from tests.support.browser import ARTIFACTS, CHROMIUM, browser_tests, expect, sync_playwright
 from tests.support.serve import Serve
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
-
-try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # pragma: no cover - the test extras install it
-    sync_playwright = None  # type: ignore[assignment]
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(sync_playwright is None,
-                       reason="playwright is not installed (pip install -e '.[test]')"),
-    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
-                       reason="Debian chromium is not installed (scripts/bootstrap.sh --test installs it)"),
-]
+pytestmark = browser_tests
 
 
 def test_the_dashboard_shows_the_shop_and_a_fault_in_it(shop: DemoStack) -> None:

@@ -4,12 +4,9 @@ SIGTERM stops it cleanly; a restart neither loses nor repeats a state."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ import httpx
 import pytest
 
 from opsplane.drivers.sandbox.ports import free_port
+from tests.support.serve import Serve, wait_for
 
 
 def start_target(port: int) -> subprocess.Popen[bytes]:
@@ -31,56 +29,6 @@ def _connects(port: int) -> bool:
 
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Serve:
-    def __init__(self, workdir: Path, inventory: Path, port: int) -> None:
-        self.env = {**os.environ, "OPSPLANE_DATABASE_URL": f"sqlite:///{workdir}/opsplane.db"}
-        self.workdir, self.inventory, self.port = workdir, inventory, port
-        self.process: subprocess.Popen[str] | None = None
-        self.url = f"http://127.0.0.1:{port}"
-
-    def cli(self, *args: str) -> str:
-        run = subprocess.run([sys.executable, "-m", "opsplane", *args], cwd=self.workdir,
-                             env=self.env, capture_output=True, text=True, timeout=60)
-        assert run.returncode == 0, run.stderr
-        return run.stdout
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "opsplane", "-c", str(self.inventory), "serve",
-             "--port", str(self.port)], cwd=self.workdir, env=self.env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        wait_for(self._healthy, "serve to answer /health")
-
-    def _healthy(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def terminate(self) -> tuple[int, str]:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        output, _ = self.process.communicate(timeout=15)
-        code = self.process.returncode
-        self.process = None
-        return code, output
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
 
 
 @pytest.fixture

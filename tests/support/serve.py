@@ -29,8 +29,8 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float = 20.0) -> 
 class Serve:
     """`opsplane serve` in a subprocess with its own SQLite store."""
 
-    def __init__(self, workdir: Path, inventory: Path) -> None:
-        self.workdir, self.inventory, self.port = workdir, inventory, free_port()
+    def __init__(self, workdir: Path, inventory: Path, port: int | None = None) -> None:
+        self.workdir, self.inventory, self.port = workdir, inventory, port or free_port()
         self.env = {**os.environ, "OPSPLANE_DATABASE_URL": f"sqlite:///{workdir}/opsplane.db"}
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[str] | None = None
@@ -53,14 +53,23 @@ class Serve:
         except httpx.HTTPError:
             return False
 
-    def stop(self) -> str:
-        if self.process is None:
-            return ""
+    def terminate(self) -> tuple[int, str]:
+        """SIGTERM, then its exit status and output; SIGKILL (status -9) after 15 s."""
+        assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         try:
             output, _ = self.process.communicate(timeout=15)
         except subprocess.TimeoutExpired:
             self.process.kill()
             output, _ = self.process.communicate()
-        self.process = None
-        return output
+        code, self.process = self.process.returncode, None
+        return code, output
+
+    def stop(self) -> str:
+        """Stop it if it runs; its output."""
+        return self.terminate()[1] if self.process is not None else ""
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()

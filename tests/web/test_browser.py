@@ -8,32 +8,17 @@ in build/test-artifacts/ for a person to look at.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.browser import ARTIFACTS, CHROMIUM, Page, browser_tests, expect, sync_playwright
 from tests.support.http_servers import LocalHttpServer, Reply
 from tests.support.serve import Serve
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
-
-try:
-    from playwright.sync_api import Page, expect, sync_playwright
-except ImportError:  # pragma: no cover - the test extras install it
-    sync_playwright = None  # type: ignore[assignment]
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(sync_playwright is None,
-                       reason="playwright is not installed (pip install -e '.[test]')"),
-    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
-                       reason="Debian chromium is not installed (scripts/bootstrap.sh --test installs it)"),
-]
+pytestmark = browser_tests
 
 
 def metrics(requests: int) -> bytes:
