@@ -18,11 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     from shop.server import serve
 
     try:
-        serve(args.service, args.host, args.port or DEFAULT_PORTS[args.service])
+        return serve(args.service, args.host, args.port or DEFAULT_PORTS[args.service])
     except ShopConfigError as exc:
         print(f"shop {args.service}: {exc}", file=sys.stderr)
         return exc.exit_code
-    return 0
 
 
 if __name__ == "__main__":

@@ -25,10 +25,11 @@ def serve(
         typer.echo(f"unknown service {service!r}: choose one of {', '.join(SERVICES)}", err=True)
         raise typer.Exit(3)
     try:
-        run(service, host, port or DEFAULT_PORTS[service])
+        code = run(service, host, port or DEFAULT_PORTS[service])
     except ShopConfigError as exc:
         typer.echo(f"shop {service}: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -37,8 +37,9 @@ def _available(module: str) -> bool:
     return True
 
 
-def serve(service: str, host: str = "127.0.0.1", port: int = 8200, log_level: str = "warning") -> None:
-    """Run `service` until SIGINT or SIGTERM. Raises ShopConfigError on bad settings."""
+def serve(service: str, host: str = "127.0.0.1", port: int = 8200, log_level: str = "warning") -> int:
+    """Run `service` until SIGINT or SIGTERM; the exit code: 0 after a clean stop, 1 when it
+    could not start (database unreachable, port taken). Raises ShopConfigError on bad settings."""
     logging.basicConfig(level=os.environ.get("SHOP_LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = create_app(service)
@@ -48,4 +49,9 @@ def serve(service: str, host: str = "127.0.0.1", port: int = 8200, log_level: st
         http="httptools" if _available("httptools") else "h11",
         backlog=2048, timeout_keep_alive=30,
     )
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        logging.getLogger("shop").error("%s did not start: see the errors above", service)
+        return 1
+    return 0
