@@ -35,6 +35,7 @@ SEARCH_MISS_SHARE = 0.25
 DEFAULT_THINK_TIME = 0.5
 DEFAULT_CONCURRENCY = 256
 PROGRESS_EVERY = 5.0
+_NAP = 0.1
 REQUEST_TIMEOUT = 10.0
 
 
@@ -187,32 +188,38 @@ async def run_traffic(
         deadline = started + duration if duration > 0 else float("inf")
         reporter = asyncio.ensure_future(_report_progress(recorder, started, progress_every, on_progress))
 
+        ending = asyncio.Event()
+
         async def session() -> None:
             shopper = Shopper(client, random.Random(rng.random()), recorder, pages, timeout)
             for index, step in enumerate(plan_session(shopper.rng, mix)):
-                if stop.is_set():
+                if stop.is_set() or ending.is_set():
                     return
                 if index and think_time:
                     await asyncio.sleep(shopper.rng.expovariate(1.0 / think_time))
                 await shopper.step(step)
 
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            slot_free.set()
+
+        slot_free = asyncio.Event()
         next_arrival = started
-        while not stop.is_set() and next_arrival < deadline:
-            delay = next_arrival - time.monotonic()
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), min(delay, deadline - time.monotonic()))
-                continue
-            if len(running) >= concurrency:
-                recorder.sessions_dropped += 1
+        while not stop.is_set() and (now := time.monotonic()) < deadline:
+            if next_arrival > now:
+                # Short naps keep Ctrl-C and `stop` responsive whatever the arrival rate.
+                await asyncio.sleep(min(next_arrival - now, deadline - now, _NAP))
+            elif len(running) >= concurrency:
+                next_arrival = await _wait_for_a_slot(slot_free, min(deadline - now, _NAP), next_arrival,
+                                                      lambda: rng.expovariate(arrival_rate), recorder)
             else:
                 recorder.sessions_started += 1
                 task = asyncio.ensure_future(session())
                 running.add(task)
-                task.add_done_callback(running.discard)
-            next_arrival += rng.expovariate(arrival_rate)
+                task.add_done_callback(finished)
+                next_arrival += rng.expovariate(arrival_rate)
         ended = time.monotonic()
-        stop.set()  # sessions end after the request they are in
+        ending.set()  # sessions end after the request they are in
         if running:
             await asyncio.wait(running, timeout=timeout + 1)
         for task in running:
@@ -221,6 +228,23 @@ async def run_traffic(
     finally:
         client.close()
     return recorder.report(ended - started, ended - started)
+
+
+async def _wait_for_a_slot(slot_free: asyncio.Event, timeout: float, next_arrival: float,
+                           gap: Callable[[], float], recorder: Recorder) -> float:
+    """Wait (at most `timeout`) for a running session to end, then drop the sessions that
+    arrived meanwhile but the last one, which takes the free slot. Returns its arrival time.
+
+    Waiting on the slot rather than on each arrival keeps a saturated run (a huge `rps` with
+    `concurrency` as the real limit) from spinning through arrivals it can only drop."""
+    slot_free.clear()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(slot_free.wait(), timeout)
+    now = time.monotonic()
+    while (following := next_arrival + gap()) <= now:
+        recorder.sessions_dropped += 1
+        next_arrival = following
+    return next_arrival
 
 
 async def _report_progress(recorder: Recorder, started: float, every: float,

@@ -49,3 +49,11 @@ def test_traffic_against_nothing_reports_failures_not_exceptions(free_port: int)
 
     assert report.requests > 0 and report.success_ratio == 0.0
     assert set(report.errors) == {"HttpClientError"}
+
+
+async def test_a_saturated_run_is_limited_by_concurrency_and_counts_drops(shop: ShopStack) -> None:
+    report = await run_traffic(shop.url("gateway"), rps=100_000, duration=1.5, think_time=0, seed=9,
+                               concurrency=4)
+
+    assert report.requests > 0 and report.success_ratio == 1.0
+    assert report.sessions_dropped > 10 * report.sessions_started
