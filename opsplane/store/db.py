@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # (about 8 MB of imports and a scan of the migration scripts); a test keeps this in step
 # with migrations/versions.
 HEAD_REVISION = "0001"
+_MIGRATION_LOCK = 0x6F70_7370_6D69_6772  # "opspmigr": the advisory lock key of migrations
 
 
 def default_url(environ: Mapping[str, str] | None = None, *, base: Path | None = None) -> str:
@@ -73,8 +75,38 @@ class Store:
             event.listen(engine, "connect", _sqlite_pragmas)
         store = cls(engine)
         if migrate and store._stamped_revision() != HEAD_REVISION:
-            store.upgrade()
+            # Several processes may open a new store at once (`opsplane up` and `serve`, say):
+            # one migrates, the others wait and then find it done.
+            with store._migration_lock():
+                if store._stamped_revision() != HEAD_REVISION:
+                    store.upgrade()
         return store
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """Held while migrating: a lock file beside a SQLite database, an advisory lock on
+        PostgreSQL."""
+        if self.engine.dialect.name == "postgresql":
+            try:
+                with self.engine.connect() as connection:
+                    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
+                    try:
+                        yield
+                    finally:
+                        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
+            except OperationalError as exc:
+                raise StoreError(f"cannot open the store at {self.url}: {exc.orig}") from None
+            return
+        database = self.engine.url.database
+        if self.engine.dialect.name != "sqlite" or not database or database == ":memory:":
+            yield
+            return
+        with open(f"{database}.migrate-lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     @property
     def url(self) -> str:

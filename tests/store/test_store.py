@@ -157,3 +157,27 @@ def test_opening_a_store_at_head_does_not_load_alembic(tmp_path) -> None:
              "print('alembic' in sys.modules)")
     shown = subprocess.run([sys.executable, "-c", probe, url], capture_output=True, text=True, check=True)
     assert shown.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_processes_opening_a_new_store_at_once_migrate_it_once(backend, request, tmp_path) -> None:
+    # `opsplane up` and `opsplane serve` started together on a fresh store: both must open it.
+    import subprocess
+    import sys
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path}/opsplane.db"
+    else:
+        cluster = request.getfixturevalue("postgres_cluster")
+        cluster.execute('CREATE DATABASE "concurrent_open"')
+        url = cluster.url("concurrent_open")
+    opener = "import sys; from opsplane.store import Store; Store.open(sys.argv[1]).close()"
+    openers = [subprocess.Popen([sys.executable, "-c", opener, url], stderr=subprocess.PIPE, text=True)
+               for _ in range(6)]
+    failures = [p.stderr.read() for p in openers if p.wait(60) != 0]  # type: ignore[union-attr]
+    assert failures == []
+    store = Store.open(url)
+    try:
+        assert store.current_revision() == "0001"
+    finally:
+        store.close()
