@@ -144,14 +144,18 @@ def ensure_schema(engine: Engine) -> None:
 def ensure_schema_with_retry(engine: Engine, timeout: float = 30.0) -> None:
     """ensure_schema, retried while the database is not reachable yet (it may start after us)."""
     deadline = time.monotonic() + timeout
+    said = 0.0  # when the wait was last logged: every 5 s, not on each try
     while True:
         try:
             ensure_schema(engine)
             return
         except sa.exc.OperationalError as exc:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise
-            log.warning("database not ready (%s), retrying", str(exc).splitlines()[0])
+            if now - said >= 5.0:
+                log.warning("database not ready (%s), retrying", str(exc).splitlines()[0])
+                said = now
             time.sleep(0.5)
 
 

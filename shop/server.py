@@ -37,12 +37,33 @@ def _available(module: str) -> bool:
     return True
 
 
+def _database_ready(url: str) -> bool:
+    """Create the schema before serving, waiting for a database that starts after us; a
+    database still unreachable after the wait is one logged line, not a traceback."""
+    import sqlalchemy as sa
+
+    from shop.db import create_engine, ensure_schema_with_retry
+
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+    try:
+        ensure_schema_with_retry(engine)
+    except sa.exc.OperationalError as exc:
+        logging.getLogger("shop").error("database unreachable, giving up: %s", str(exc).splitlines()[0])
+        return False
+    finally:
+        engine.dispose()
+    return True
+
+
 def serve(service: str, host: str = "127.0.0.1", port: int = 8200, log_level: str = "warning") -> int:
     """Run `service` until SIGINT or SIGTERM; the exit code: 0 after a clean stop, 1 when it
     could not start (database unreachable, port taken). Raises ShopConfigError on bad settings."""
     logging.basicConfig(level=os.environ.get("SHOP_LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = create_app(service)
+    spec, settings = spec_for(service), load_settings(None)
+    if spec.database and not _database_ready(settings.database_url):
+        return 1
+    app = build_app(spec, settings)
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, access_log=False, server_header=False,
         loop="uvloop" if _available("uvloop") else "asyncio",
