@@ -36,6 +36,7 @@ if [ "$want_test" = 1 ]; then
 fi
 if [ "$want_bench" = 1 ]; then
   need prometheus-blackbox-exporter command -v prometheus-blackbox-exporter
+  need nginx test -x /usr/sbin/nginx  # serves the probe benchmark's targets
 fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -43,7 +44,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian starts the services it installs; opsplane starts its own private ones.
-  for svc in redis-server prometheus-blackbox-exporter; do
+  for svc in redis-server prometheus-blackbox-exporter nginx; do
     if [[ " ${missing[*]} " == *" $svc "* ]]; then
       as_root systemctl disable --now "$svc" >/dev/null 2>&1 || as_root service "$svc" stop >/dev/null 2>&1 || true
     fi

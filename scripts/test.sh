@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh --test
-.venv/bin/ruff check opsplane tests bench
-.venv/bin/mypy opsplane
+.venv/bin/ruff check opsplane shop tests bench
+.venv/bin/mypy opsplane shop
 exec .venv/bin/python -m pytest "$@"
