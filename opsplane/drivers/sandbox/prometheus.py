@@ -1,0 +1,254 @@
+"""A private Prometheus server on loopback that answers queries over samples we give it.
+
+Nothing is scraped: samples arrive as OpenMetrics text, `promtool tsdb
+create-blocks-from openmetrics` turns them into TSDB blocks in the server's storage
+directory, and `prometheus` is started on that directory. Blocks are only read when the
+server opens its storage, so every data set must be imported before `start()`.
+
+Two properties of backfilled blocks shape how callers choose their samples:
+- Prometheus keeps blocks only while they are within retention of the newest data, and it
+  refuses to backfill into the time range its head still covers; samples should therefore
+  lie well in the past (a fixed day months ago), and retention here is set to a century.
+- OpenMetrics cannot carry stale markers, so a series that "stops" simply has no more
+  samples: instant queries still see its last sample for the 5-minute lookback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from opsplane.drivers.sandbox import SandboxError
+from opsplane.drivers.sandbox.ports import free_port
+
+_START_TIMEOUT = 60.0
+_STOP_TIMEOUT = 15.0
+_QUERY_TIMEOUT = 30.0
+_PROMETHEUS = "/usr/bin/prometheus"
+_PROMTOOL = "/usr/bin/promtool"
+
+
+def find_binary(name: str, debian_path: str) -> str:
+    """The path of a Prometheus binary; SandboxError saying how to install it otherwise."""
+    if os.access(debian_path, os.X_OK):
+        return debian_path
+    found = shutil.which(name)
+    if found is None:
+        raise SandboxError(
+            f"{name} not found (looked at {debian_path} and on PATH): install Prometheus, "
+            "e.g. `apt-get install prometheus`, which brings promtool too"
+        )
+    return found
+
+
+def format_openmetrics_value(value: float) -> str:
+    """A float as OpenMetrics writes it: NaN, +Inf, -Inf, or the shortest exact decimal."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+def _escape_label_value(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def openmetrics_text(
+    series: list[tuple[tuple[tuple[str, str], ...], list[tuple[float, float]]]],
+) -> str:
+    """OpenMetrics exposition of `series`: each a sorted label tuple (with `__name__`) and
+    its (seconds, value) samples in time order, ending with the mandatory `# EOF`.
+
+    No TYPE lines are written: every family is "unknown", which lets any name carry any
+    samples; PromQL does not look at metric types.
+    """
+    lines: list[str] = []
+    for labels, samples in series:
+        name = dict(labels).get("__name__")
+        if not name:
+            raise SandboxError(f"series {labels!r} has no __name__ label")
+        rest = ",".join(f'{k}="{_escape_label_value(v)}"' for k, v in labels if k != "__name__")
+        head = f"{name}{{{rest}}}" if rest else name
+        lines.extend(f"{head} {format_openmetrics_value(v)} {t:.3f}" for t, v in samples)
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+class TemporaryPrometheus:
+    """A Prometheus server of our own on 127.0.0.1 on a free port, serving imported blocks.
+
+    `base_dir` holds the storage (`data/`), the empty configuration and the server log.
+    Use `import_openmetrics()` before `start()`, then `query()` and `query_range()`.
+    """
+
+    def __init__(self, base_dir: str | os.PathLike[str], lookback_seconds: float = 300.0) -> None:
+        self.base_dir = Path(base_dir)
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.lookback_seconds = lookback_seconds
+        self._process: subprocess.Popen[bytes] | None = None
+        self._client: httpx.Client | None = None
+        self._imports = 0
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while running, else None."""
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base_dir / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.base_dir / "prometheus.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def import_openmetrics(self, text: str) -> None:
+        """Turn OpenMetrics `text` into TSDB blocks in the storage directory.
+
+        Raises SandboxError when the server is already running (it would not see the new
+        blocks) or when promtool rejects the text, with promtool's own explanation.
+        """
+        if self.running:
+            raise SandboxError("import OpenMetrics data before starting Prometheus: a running "
+                               "server does not load new blocks")
+        promtool = find_binary("promtool", _PROMTOOL)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._imports += 1
+        source = self.base_dir / f"import-{self._imports}.om.txt"
+        source.write_text(text)
+        result = subprocess.run(  # noqa: S603 - argv built here, no shell
+            [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(self.data_dir)],
+            capture_output=True, text=True, check=False, cwd=self.base_dir,
+        )
+        if result.returncode != 0:
+            detail = (result.stderr or result.stdout).strip()
+            raise SandboxError(f"promtool could not turn {source} into blocks: {detail}")
+
+    def start(self) -> TemporaryPrometheus:
+        """Start the server; returns self once /-/ready answers. Starting twice does nothing."""
+        if self.running:
+            return self
+        binary = find_binary("prometheus", _PROMETHEUS)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config = self.base_dir / "prometheus.yml"
+        config.write_text("# no scrape jobs: this server only answers queries over imported blocks\n"
+                          "global: {}\n")
+        self.port = free_port(self.host)
+        argv = [
+            binary, f"--config.file={config}", f"--storage.tsdb.path={self.data_dir}",
+            f"--web.listen-address={self.host}:{self.port}",
+            "--storage.tsdb.retention.time=100y",
+            f"--query.lookback-delta={self.lookback_seconds:g}s", "--log.level=warn",
+        ]
+        with self.log_file.open("ab") as log:
+            self._process = subprocess.Popen(  # noqa: S603 - argv built here, no shell
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.base_dir,
+            )
+        self._client = httpx.Client(base_url=self.url, timeout=_QUERY_TIMEOUT, trust_env=False)
+        try:
+            self._wait_ready(self._client)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def query(self, expr: str, at: float) -> dict[str, Any]:
+        """The `data` of /api/v1/query for `expr` at `at` (Unix seconds): `resultType` and `result`.
+
+        A query Prometheus rejects raises SandboxError carrying its error type and message.
+        """
+        return self._get("/api/v1/query", {"query": expr, "time": f"{at:.3f}"})
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> dict[str, Any]:
+        """The `data` of /api/v1/query_range for `expr` from `start` to `end` every `step` seconds."""
+        params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+        return self._get("/api/v1/query_range", params)
+
+    def stop(self) -> None:
+        """SIGTERM the server and wait until it has exited (SIGKILL if it will not). Idempotent."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(_STOP_TIMEOUT)
+
+    def __enter__(self) -> TemporaryPrometheus:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<TemporaryPrometheus {self.host}:{self.port} pid={self.pid}>"
+
+    def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
+        if self._client is None or not self.running:
+            raise SandboxError("Prometheus is not running: call start() first")
+        response = self._client.get(path, params=params)
+        try:
+            body = response.json()
+        except json.JSONDecodeError as exc:
+            raise SandboxError(f"Prometheus answered {path} with HTTP {response.status_code} "
+                               f"and no JSON: {response.text[:200]!r}") from exc
+        if body.get("status") != "success":
+            raise SandboxError(f"Prometheus refused {params.get('query')!r}: "
+                               f"{body.get('errorType')}: {body.get('error')}")
+        data: dict[str, Any] = body["data"]
+        return data
+
+    def _wait_ready(self, client: httpx.Client) -> None:
+        deadline = time.monotonic() + _START_TIMEOUT
+        last_error = "no answer yet"
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise SandboxError(f"prometheus exited with code {self._process.returncode} at "
+                                   f"start{self._log_tail()}")
+            try:
+                response = client.get("/-/ready")
+                if response.status_code == 200:
+                    return
+                last_error = f"HTTP {response.status_code}"
+            except httpx.TransportError as exc:
+                last_error = str(exc) or type(exc).__name__
+            time.sleep(0.05)
+        raise SandboxError(f"prometheus on port {self.port} was not ready within "
+                           f"{_START_TIMEOUT:g} s ({last_error}){self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self.log_file.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return "\nserver log:\n" + "\n".join(lines[-10:]) if lines else ""
