@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
+from opsplane.alerts.models import AlertingSettings
 from opsplane.config.types import Duration, Ratio, Secret
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=63)]
@@ -343,6 +344,10 @@ class Inventory(Strict):
     caches: dict[Name, Cache] = Field(default_factory=dict)
     proxies: dict[Name, Proxy] = Field(default_factory=dict)
     hosts: dict[Name, Host] = Field(default_factory=dict)
+    alerting: AlertingSettings = Field(
+        default_factory=AlertingSettings,
+        description="Alert rules, the routing tree, receivers and inhibition; see docs/alerting.md.",
+    )
 
     def components(self) -> Iterator[tuple[str, str, Component]]:
         """Every component as (section, name, model), in file order within each section."""

@@ -1,0 +1,219 @@
+"""The `alerting:` section of the inventory: rules, the routing tree, receivers, inhibition.
+
+Where the operations manual is silent the defaults are Prometheus's and Alertmanager's
+(group_wait 30s, group_interval 5m, repeat_interval 4h, `for` of zero), so rules and routes
+mean the same thing when they are exported to those tools.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from opsplane.alerts.matchers import LABEL_NAME, MatcherField
+from opsplane.alerts.templates import parse_template
+from opsplane.config.types import Duration, Secret
+
+DEFAULT_GROUP_WAIT = 30.0
+DEFAULT_GROUP_INTERVAL = 300.0
+DEFAULT_REPEAT_INTERVAL = 4 * 3600.0
+ALL_LABELS = "..."
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Severity(StrEnum):
+    """P0 pages at once; P3 waits for a batched e-mail (the manual's alert levels)."""
+
+    P0 = "P0"
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+
+
+def _label_name(value: str) -> str:
+    if not LABEL_NAME.match(value):
+        raise ValueError(
+            f"invalid label name {value!r}: use letters, digits and _, not starting with a digit"
+        )
+    if value.startswith("__"):
+        raise ValueError(f"label name {value!r} is reserved (names starting with __ are internal)")
+    return value
+
+
+def _template(value: str) -> str:
+    parse_template(value)
+    return value
+
+
+LabelName = Annotated[str, AfterValidator(_label_name)]
+TemplateText = Annotated[str, AfterValidator(_template)]
+AlertName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=100)]
+ReceiverName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=63)]
+
+
+class AlertRule(_Strict):
+    name: AlertName = Field(description="Alert name, such as HighErrorRate; the `alertname` label.")
+    expr: str = Field(
+        min_length=1,
+        description="PromQL expression; every series it returns is one alert, its value the alert's value.",
+    )
+    for_: Duration | None = Field(
+        None,
+        alias="for",
+        description="How long the expression must keep returning a series before the alert fires; "
+        "unset: it fires at the first evaluation that returns it.",
+    )
+    keep_firing_for: Duration | None = Field(
+        None,
+        description="How long a firing alert stays firing after its series disappears; unset: it "
+        "resolves at the first evaluation without it.",
+    )
+    severity: Severity = Field(description="P0 (critical) to P3 (low); added as the `severity` label.")
+    labels: dict[LabelName, str] = Field(
+        default_factory=dict, description="Labels added to every alert of the rule (team, component...)."
+    )
+    annotations: dict[LabelName, TemplateText] = Field(
+        default_factory=dict,
+        description="Texts for people, such as summary and description; {{ $labels.name }} and "
+        "{{ $value }} are replaced, with humanize, humanizePercentage and humanizeDuration to format "
+        "the value.",
+    )
+    runbook: str | None = Field(
+        None, description="Link to the runbook; sent as the `runbook_url` annotation."
+    )
+
+    @model_validator(mode="after")
+    def _labels_do_not_hide_severity(self) -> AlertRule:
+        for reserved in ("alertname", "severity"):
+            if reserved in self.labels:
+                source = "name" if reserved == "alertname" else "severity"
+                raise ValueError(
+                    f"label {reserved!r} is set by opsplane from the rule's {source}; remove it from labels"
+                )
+        return self
+
+    def static_labels(self) -> dict[str, str]:
+        """The labels every alert of this rule carries, on top of its series' labels."""
+        return {**self.labels, "alertname": self.name, "severity": self.severity.value}
+
+
+class Route(_Strict):
+    receiver: ReceiverName | None = Field(
+        None, description="Receiver of the alerts this route takes; unset: the parent's."
+    )
+    matchers: list[MatcherField] = Field(
+        default_factory=list,
+        description='Labels an alert must match to take this route, such as severity=~"P0|P1"; the '
+        "top-level route takes every alert.",
+    )
+    group_by: list[str] | None = Field(
+        None,
+        description="Labels whose values split alerts into separate notifications; `...` means every "
+        "label. Unset: the parent's; at the top, all alerts form one group.",
+    )
+    group_wait: Duration | None = Field(
+        None, description="Wait before the first notification of a new group (default 30s)."
+    )
+    group_interval: Duration | None = Field(
+        None, description="Wait before notifying a group again when its alerts changed (default 5m)."
+    )
+    repeat_interval: Duration | None = Field(
+        None, description="Wait before repeating an unchanged notification (default 4h)."
+    )
+    continue_: bool = Field(
+        False,
+        alias="continue",
+        description="Keep trying the following sibling routes after this one matched.",
+    )
+    routes: list[Route] = Field(default_factory=list, description="Child routes, tried in order.")
+
+    @model_validator(mode="after")
+    def _group_by_names_labels(self) -> Route:
+        for name in self.group_by or ():
+            if name != ALL_LABELS:
+                _label_name(name)
+        if self.group_by and ALL_LABELS in self.group_by and len(self.group_by) > 1:
+            raise ValueError("group_by: `...` already means every label; list nothing else with it")
+        return self
+
+    def walk(self) -> Iterator[Route]:
+        yield self
+        for child in self.routes:
+            yield from child.walk()
+
+
+class WebhookReceiver(_Strict):
+    url: str = Field(pattern=r"^https?://", description="URL the notification is POSTed to as JSON.")
+    bearer_token: Secret | None = Field(
+        None, description="Sent as `Authorization: Bearer ...`, as a secret reference."
+    )
+    timeout: Duration = Field(10.0, description="Longest a delivery may take.")
+
+
+class Receiver(_Strict):
+    webhook: WebhookReceiver | None = Field(
+        None, description="Also POST each notification to this webhook; the event log always gets it."
+    )
+    send_resolved: bool = Field(True, description="Notify when the alerts of a group resolve.")
+
+
+class InhibitRule(_Strict):
+    source_matchers: list[MatcherField] = Field(
+        min_length=1, description="Alerts that, while firing, mute others."
+    )
+    target_matchers: list[MatcherField] = Field(min_length=1, description="Alerts that may be muted.")
+    equal: list[LabelName] = Field(
+        default_factory=list,
+        description="Labels whose values must be the same on both alerts (a missing label counts as empty).",
+    )
+
+
+class AlertingSettings(_Strict):
+    evaluation_interval: Duration = Field(
+        15.0, description="How often every rule is evaluated (the manual's scrape interval)."
+    )
+    rules: list[AlertRule] = Field(default_factory=list, description="Alert rules.")
+    route: Route = Field(
+        default_factory=lambda: Route(receiver="default"),
+        description="The routing tree: its top route takes every alert and must name a receiver.",
+    )
+    receivers: dict[ReceiverName, Receiver] = Field(
+        default_factory=lambda: {"default": Receiver()},
+        description="Receivers by name; each writes notifications to the event log.",
+    )
+    inhibit_rules: list[InhibitRule] = Field(
+        default_factory=list, description="Firing alerts that mute other alerts."
+    )
+    inhibit_dependents: bool = Field(
+        True,
+        description="A firing alert about a component (its `service` label) mutes the alerts of the "
+        "components that depend on it, and its notification names them.",
+    )
+
+    @model_validator(mode="after")
+    def _routes_name_known_receivers(self) -> AlertingSettings:
+        if self.route.receiver is None:
+            raise ValueError("route: the top-level route must name a receiver")
+        for route in self.route.walk():
+            if route.receiver is not None and route.receiver not in self.receivers:
+                known = ", ".join(sorted(self.receivers)) or "none"
+                raise ValueError(f"route names receiver {route.receiver!r}, which is not defined "
+                                 f"under receivers (defined: {known})")
+        return self
+
+    @model_validator(mode="after")
+    def _rules_are_distinct(self) -> AlertingSettings:
+        seen: set[tuple[tuple[str, str], ...]] = set()
+        for rule in self.rules:
+            key = tuple(sorted(rule.static_labels().items()))
+            if key in seen:
+                raise ValueError(f"two rules named {rule.name} have the same severity and labels; "
+                                 "their alerts could not be told apart")
+            seen.add(key)
+        return self
