@@ -151,14 +151,14 @@ def _parse_action(body: str) -> _Action:
         raise TemplateError(f"cannot read {{{{{body}}}}}: write {{{{ $value }}}}, "
                             "{{ $labels.name }} or {{ $value | humanize }}")
     argument = first[0]
-    if argument != "$value" and not _LABEL_REF.match(argument):
-        raise TemplateError(f"unknown value {argument!r} in {{{{{body}}}}}: only $value and "
-                            "$labels.<name> can be used")
     functions = tuple(stage[0] for stage in rest)
     for name in functions:
         if name not in FUNCTIONS and name not in NUMBER_FUNCTIONS:
             known = ", ".join(sorted([*NUMBER_FUNCTIONS, *FUNCTIONS]))
             raise TemplateError(f"unknown function {name!r} in {{{{{body}}}}}; known: {known}")
+    if argument != "$value" and not _LABEL_REF.match(argument):
+        raise TemplateError(f"unknown value {argument!r} in {{{{{body}}}}}: only $value and "
+                            "$labels.<name> can be used")
     return _Action(argument, functions)
 
 
