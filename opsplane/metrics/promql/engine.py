@@ -1,0 +1,187 @@
+"""Evaluating PromQL expressions over a SeriesSource at one time or over a range of steps.
+
+Each selector reads its series from the source once per query, for the whole window the
+query needs; every step then cuts its samples out of those arrays by bisection.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Sequence
+
+from opsplane.metrics.promql import functions, operators
+from opsplane.metrics.promql.model import (
+    InstantVector,
+    Labels,
+    Matrix,
+    PromQLError,
+    Sample,
+    Scalar,
+    SeriesSource,
+    StringValue,
+    Value,
+    format_labels,
+    is_stale,
+)
+from opsplane.metrics.promql.syntax import (
+    Aggregate,
+    Binary,
+    Call,
+    Expr,
+    MatrixSelector,
+    Negation,
+    NumberLiteral,
+    StringLiteral,
+    VectorSelector,
+    parse,
+)
+
+DEFAULT_LOOKBACK = 300.0
+
+Series = tuple[Labels, list[float], list[float]]
+
+
+class Evaluator:
+    """The state of one query: the source, its time window and the series each selector read."""
+
+    def __init__(self, source: SeriesSource, start: float, end: float, lookback: float):
+        self.source = source
+        self.start = start
+        self.end = end
+        self.lookback = lookback
+        self._loaded: dict[tuple[VectorSelector, float], list[Series]] = {}
+
+    def series_for(self, selector: VectorSelector, width: float) -> list[Series]:
+        """The series of `selector` with every sample any step of this query can need."""
+        key = (selector, width)
+        if key not in self._loaded:
+            first = self.start - selector.offset - width
+            last = self.end - selector.offset
+            loaded: list[Series] = []
+            for labels, samples in self.source.select(selector.matchers, first, last):
+                loaded.append((labels, [t for t, _ in samples], [v for _, v in samples]))
+            self._loaded[key] = loaded
+        return self._loaded[key]
+
+    def evaluate(self, node: Expr, t: float) -> Value:
+        """The value of `node` at time `t`."""
+        if isinstance(node, NumberLiteral):
+            return Scalar(node.value)
+        if isinstance(node, StringLiteral):
+            return StringValue(node.value)
+        if isinstance(node, VectorSelector):
+            return InstantVector(self.instant_samples(node, t))
+        if isinstance(node, MatrixSelector):
+            return Matrix(self.range_samples(node, t))
+        if isinstance(node, Call):
+            return functions.call(self, node, t)
+        if isinstance(node, Aggregate):
+            return operators.aggregate(self, node, t)
+        if isinstance(node, Binary):
+            return operators.binary(self, node, t)
+        if isinstance(node, Negation):
+            return _negate(self.evaluate(node.expr, t))
+        raise PromQLError(f"cannot evaluate {type(node).__name__}", type(node).__name__)
+
+    def instant_samples(self, node: VectorSelector, t: float) -> list[tuple[Labels, float]]:
+        """The newest sample in (t - lookback, t] of each series, unless it is a stale marker."""
+        at = t - node.offset
+        oldest = at - self.lookback
+        out: list[tuple[Labels, float]] = []
+        for labels, times, values in self.series_for(node, self.lookback):
+            i = bisect_right(times, at) - 1
+            if i < 0 or times[i] <= oldest:
+                continue
+            value = values[i]
+            if value != value and is_stale(value):
+                continue
+            out.append((labels, value))
+        return out
+
+    def range_samples(self, node: MatrixSelector, t: float) -> list[tuple[Labels, list[Sample]]]:
+        """The samples in (t - range, t] of each series, stale markers left out."""
+        selector = node.selector
+        at = t - selector.offset
+        out: list[tuple[Labels, list[Sample]]] = []
+        for labels, times, values in self.series_for(selector, node.range):
+            lo, hi = bisect_right(times, at - node.range), bisect_right(times, at)
+            if lo >= hi:
+                continue
+            samples = [(times[i], values[i]) for i in range(lo, hi) if not is_stale(values[i])]
+            if samples:
+                out.append((labels, samples))
+        return out
+
+
+def _negate(value: Value) -> Value:
+    if isinstance(value, Scalar):
+        return Scalar(-value.value)
+    if isinstance(value, InstantVector):
+        return InstantVector([(functions.drop_name(labels), -v) for labels, v in value.samples])
+    raise PromQLError("unary minus applies to scalars and instant vectors only", "unary minus")
+
+
+def _tree(expr: str | Expr) -> Expr:
+    return parse(expr) if isinstance(expr, str) else expr
+
+
+def instant(
+    expr: str | Expr, source: SeriesSource, at: float, *, lookback: float = DEFAULT_LOOKBACK
+) -> Value:
+    """The value of `expr` at time `at` (seconds), as Prometheus's instant query returns it."""
+    tree = _tree(expr)
+    at = float(at)
+    return Evaluator(source, at, at, lookback).evaluate(tree, at)
+
+
+def range_query(
+    expr: str | Expr,
+    source: SeriesSource,
+    start: float,
+    end: float,
+    step: float,
+    *,
+    lookback: float = DEFAULT_LOOKBACK,
+) -> Matrix:
+    """The value of `expr` at start, start + step, ... up to end, one series per label set.
+
+    Only scalar and instant-vector expressions can be evaluated over a range, as in Prometheus.
+    """
+    if step <= 0 or math.isnan(step):
+        raise PromQLError(f"range query step must be positive, got {step}", "step")
+    if end < start:
+        raise PromQLError(f"range query end {end} is before its start {start}", "range")
+    tree = _tree(expr)
+    start, end, step = float(start), float(end), float(step)
+    evaluator = Evaluator(source, start, end, lookback)
+    collected: dict[Labels, list[Sample]] = {}
+    for t in _steps(start, end, step):
+        value = evaluator.evaluate(tree, t)
+        for labels, v in _step_samples(value):
+            collected.setdefault(labels, []).append((t, v))
+    return Matrix(sorted(collected.items()))
+
+
+def _steps(start: float, end: float, step: float) -> Sequence[float]:
+    count = int(math.floor((end - start) / step + 1e-9)) + 1
+    return [start + i * step for i in range(count)]
+
+
+def _step_samples(value: Value) -> list[tuple[Labels, float]]:
+    if isinstance(value, Scalar):
+        return [((), value.value)]
+    if isinstance(value, InstantVector):
+        seen: set[Labels] = set()
+        for labels, _ in value.samples:
+            if labels in seen:
+                raise PromQLError(
+                    f"vector cannot contain metrics with the same labelset {format_labels(labels)}",
+                    "labelset",
+                )
+            seen.add(labels)
+        return value.samples
+    kind = "range vector" if isinstance(value, Matrix) else "string"
+    raise PromQLError(
+        f"invalid expression type {kind} for range query, must be scalar or instant vector", kind
+    )

@@ -1,0 +1,190 @@
+"""Values the PromQL engine reads and returns: labels, samples, matchers, series sources, results.
+
+Everything here is plain data so that the scraper, the alert rules and the tests can build it
+without touching the evaluator.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from opsplane.errors import OpsplaneError
+
+Sample = tuple[float, float]
+"""One observation: timestamp in seconds since the epoch, value."""
+
+Labels = tuple[tuple[str, str], ...]
+"""A label set sorted by name, including `__name__` when the series has one."""
+
+STALE_NAN_BITS = 0x7FF0000000000002
+"""The bit pattern Prometheus writes as a sample to say a series has gone away."""
+
+STALE_NAN: float = struct.unpack("<d", struct.pack("<Q", STALE_NAN_BITS))[0]
+
+METRIC_NAME = "__name__"
+
+
+def is_stale(value: float) -> bool:
+    """True when `value` is the stale marker, not merely some NaN a target exported."""
+    return value != value and struct.pack("<d", value) == struct.pack("<Q", STALE_NAN_BITS)
+
+
+def labels_of(mapping: dict[str, str]) -> Labels:
+    """The sorted label tuple for a mapping; empty values are dropped as Prometheus does."""
+    return tuple(sorted((name, value) for name, value in mapping.items() if value != ""))
+
+
+def label_value(labels: Labels, name: str) -> str:
+    """The value of label `name`, or "" when the series does not carry it."""
+    for key, value in labels:
+        if key == name:
+            return value
+    return ""
+
+
+def format_labels(labels: Labels) -> str:
+    """Labels in PromQL's own notation, `name{a="b"}`, for error messages."""
+    name = label_value(labels, METRIC_NAME)
+    rest = ", ".join(f'{key}="{value}"' for key, value in labels if key != METRIC_NAME)
+    return f"{name}{{{rest}}}"
+
+
+class PromQLError(OpsplaneError):
+    """An expression could not be parsed, is outside the supported subset, or failed to evaluate.
+
+    `construct` names the part of PromQL at fault (for example "subquery" or "predict_linear")
+    so that a rule file can point its author at what to change.
+    """
+
+    exit_code = 3
+
+    def __init__(self, message: str, construct: str | None = None, position: int | None = None):
+        self.message = message
+        self.construct = construct
+        self.position = position
+        super().__init__(message)
+
+
+MATCH_OPS = ("=", "!=", "=~", "!~")
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """One label matcher of a selector; regular expressions are anchored at both ends."""
+
+    name: str
+    op: str
+    value: str
+    _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.op not in MATCH_OPS:
+            raise PromQLError(f"unknown matcher operator {self.op!r} for label {self.name!r}", "matcher")
+        if self.op in ("=~", "!~"):
+            try:
+                compiled = re.compile(f"(?:{self.value})", re.DOTALL)
+            except re.error as exc:
+                raise PromQLError(
+                    f"invalid regular expression {self.value!r} for label {self.name!r}: {exc}", "matcher"
+                ) from exc
+            object.__setattr__(self, "_regex", compiled)
+
+    def matches(self, value: str) -> bool:
+        """True when a label value (use "" for a missing label) satisfies this matcher."""
+        if self.op == "=":
+            return value == self.value
+        if self.op == "!=":
+            return value != self.value
+        assert self._regex is not None  # set in __post_init__ for both regex operators
+        found = self._regex.fullmatch(value) is not None
+        return found if self.op == "=~" else not found
+
+    def __str__(self) -> str:
+        return f'{self.name}{self.op}"{self.value}"'
+
+
+def matches_all(matchers: Sequence[Matcher], labels: Labels) -> bool:
+    """True when a label set satisfies every matcher."""
+    values = dict(labels)
+    return all(m.matches(values.get(m.name, "")) for m in matchers)
+
+
+class SeriesSource(Protocol):
+    """Where the engine reads samples from: the scraper's window, a test's list, ..."""
+
+    def select(
+        self, matchers: Sequence[Matcher], start: float, end: float
+    ) -> Iterable[tuple[Labels, Sequence[Sample]]]:
+        """Every series matching all matchers, with its samples in [start, end] ordered by time."""
+        ...
+
+
+class MemorySource:
+    """Series held in memory, for tests and for expressions over a fixed data set."""
+
+    def __init__(self, series: Iterable[tuple[Labels | dict[str, str], Sequence[Sample]]] = ()):
+        self._series: list[tuple[Labels, list[float], list[float]]] = []
+        for labels, samples in series:
+            self.add(labels, samples)
+
+    def add(self, labels: Labels | dict[str, str], samples: Sequence[Sample]) -> None:
+        """Add one series; its samples are sorted by time here so callers need not."""
+        key = labels_of(labels) if isinstance(labels, dict) else tuple(sorted(labels))
+        ordered = sorted(samples, key=lambda sample: sample[0])
+        self._series.append((key, [t for t, _ in ordered], [v for _, v in ordered]))
+
+    def select(
+        self, matchers: Sequence[Matcher], start: float, end: float
+    ) -> Iterable[tuple[Labels, Sequence[Sample]]]:
+        """Every stored series matching all matchers, cut to [start, end]."""
+        for labels, times, values in self._series:
+            if not matches_all(matchers, labels):
+                continue
+            lo, hi = bisect_left(times, start), bisect_right(times, end)
+            yield labels, list(zip(times[lo:hi], values[lo:hi], strict=True))
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """A single number, such as `time()` or `1 + 2`."""
+
+    value: float
+
+
+@dataclass(frozen=True)
+class StringValue:
+    """A string literal evaluated on its own."""
+
+    value: str
+
+
+@dataclass
+class InstantVector:
+    """One value per series at the evaluation time."""
+
+    samples: list[tuple[Labels, float]]
+
+
+@dataclass
+class Matrix:
+    """Several values per series: a range selector's samples, or a range query's result."""
+
+    series: list[tuple[Labels, list[Sample]]]
+
+
+Value = Scalar | StringValue | InstantVector | Matrix
+
+
+def same_float(a: float, b: float, rel: float = 1e-9) -> bool:
+    """Equality for results: NaN equals NaN, infinities by sign, others within relative error."""
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    if math.isinf(a) or math.isinf(b):
+        return a == b
+    return a == b or abs(a - b) <= rel * max(abs(a), abs(b))
