@@ -237,6 +237,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     inventory's relative paths start, such as the runtime's state for the instance list."""
     from opsplane.events.views import router as events_router
     from opsplane.health.views import router as health_router
+    from opsplane.runtime.views import router as runtime_router
     from opsplane.web.views import router as web_router
 
     @contextlib.asynccontextmanager
@@ -265,7 +266,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
 
     from opsplane.auth.views import router as auth_router
 
-    for router in (health_router, events_router, auth_router):
+    for router in (health_router, events_router, auth_router, runtime_router):
         _mount(app, router, "/api/v1")
     _mount(app, web_router, "")
     return app

@@ -19,6 +19,7 @@ from opsplane.demo.stack import DemoStack
 from opsplane.events.service import get_all
 from opsplane.store import Store
 from tests.integration.conftest import set_faults
+from tests.support.serve import Serve
 
 
 def opsplane(stack: DemoStack, *args: str) -> subprocess.CompletedProcess[str]:
@@ -104,3 +105,42 @@ def test_a_crashed_service_is_restarted_and_the_crash_recorded(shop: DemoStack) 
     finally:
         store.close()
     assert "runtime.exited" in kinds and "runtime.restarted" in kinds
+
+
+def test_operators_restart_and_scale_through_the_api_and_viewers_only_read(shop: DemoStack) -> None:
+    serve = Serve(shop.base, shop.inventory_path)
+    viewer = json.loads(serve.cli("token", "create", "--name", "dash", "--role", "viewer", "--json"))["token"]
+    operator = json.loads(serve.cli("token", "create", "--name", "oncall", "--role", "operator",
+                                    "--json"))["token"]
+    serve.start()
+    try:
+        def call(method: str, path: str, token: str, **kwargs: object) -> httpx.Response:
+            return httpx.request(method, serve.url + path, headers={"Authorization": f"Bearer {token}"},
+                                 trust_env=False, timeout=60, **kwargs)  # type: ignore[arg-type]
+
+        listed = call("GET", "/api/v1/instances", viewer).json()
+        assert listed["running"] is True
+        before = {i["service"]: i for i in listed["instances"]}
+        assert {"gateway", "catalog", "orders", "payments", "traffic"} <= set(before)
+
+        assert call("POST", "/api/v1/services/payments/restart", viewer).status_code == 403
+        restarted = call("POST", "/api/v1/services/payments/restart", operator)
+        assert restarted.status_code == 200, restarted.text
+        [payments] = restarted.json()["instances"]
+        assert payments["pid"] != before["payments"]["pid"] and payments["state"] == "running"
+
+        scaled = call("POST", "/api/v1/services/catalog/scale", operator, json={"instances": 2})
+        assert scaled.status_code == 200, scaled.text
+        ports = {i["port"] for i in scaled.json()["instances"] if i["state"] == "running"}
+        assert len(ports) == 2
+        assert call("POST", "/api/v1/services/catalog/scale", operator,
+                    json={"instances": 1}).status_code == 200
+        assert call("POST", "/api/v1/services/postgres-main/restart", operator).status_code == 404
+
+        recorded = json.loads(serve.cli("events", "--kind", "runtime.*", "--json"))
+        actors = {(e["kind"], e["actor"]) for e in recorded if e["service"] in ("payments", "catalog")}
+        assert ("runtime.restarted", "token:oncall") in actors
+        assert ("runtime.scaled", "token:oncall") in actors
+    finally:
+        output = serve.stop()
+        assert "Traceback" not in output, output
