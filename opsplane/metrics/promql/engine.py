@@ -75,13 +75,13 @@ class Evaluator:
         if isinstance(node, MatrixSelector):
             return Matrix(self.range_samples(node, t))
         if isinstance(node, Call):
-            return functions.call(self, node, t)
+            return _unique(functions.call(self, node, t))
         if isinstance(node, Aggregate):
             return operators.aggregate(self, node, t)
         if isinstance(node, Binary):
-            return operators.binary(self, node, t)
+            return _unique(operators.binary(self, node, t))
         if isinstance(node, Negation):
-            return _negate(self.evaluate(node.expr, t))
+            return _unique(_negate(self.evaluate(node.expr, t)))
         raise PromQLError(f"cannot evaluate {type(node).__name__}", type(node).__name__)
 
     def instant_samples(self, node: VectorSelector, t: float) -> list[tuple[Labels, float]]:
@@ -112,6 +112,20 @@ class Evaluator:
             if samples:
                 out.append((labels, samples))
         return out
+
+
+def _unique(value: Value) -> Value:
+    """The value unchanged, after checking that dropping metric names left no two equal label sets."""
+    if isinstance(value, InstantVector) and len(value.samples) > 1:
+        seen: set[Labels] = set()
+        for labels, _ in value.samples:
+            if labels in seen:
+                raise PromQLError(
+                    f"vector cannot contain metrics with the same labelset {format_labels(labels)}",
+                    "labelset",
+                )
+            seen.add(labels)
+    return value
 
 
 def _negate(value: Value) -> Value:
@@ -172,14 +186,6 @@ def _step_samples(value: Value) -> list[tuple[Labels, float]]:
     if isinstance(value, Scalar):
         return [((), value.value)]
     if isinstance(value, InstantVector):
-        seen: set[Labels] = set()
-        for labels, _ in value.samples:
-            if labels in seen:
-                raise PromQLError(
-                    f"vector cannot contain metrics with the same labelset {format_labels(labels)}",
-                    "labelset",
-                )
-            seen.add(labels)
         return value.samples
     kind = "range vector" if isinstance(value, Matrix) else "string"
     raise PromQLError(
