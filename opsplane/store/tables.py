@@ -1,5 +1,6 @@
 """Every domain's tables, gathered so that migrations see one metadata."""
 
+from opsplane.alerts.tables import AlertRow, NotificationRow, SilenceRow
 from opsplane.auth.tables import ApiToken
 from opsplane.events.tables import Event
 from opsplane.health.tables import CheckState
@@ -7,4 +8,6 @@ from opsplane.store.base import Base
 
 metadata = Base.metadata
 
-__all__ = ["ApiToken", "CheckState", "Event", "metadata"]
+__all__ = [
+    "AlertRow", "ApiToken", "CheckState", "Event", "NotificationRow", "SilenceRow", "metadata",
+]
