@@ -1,0 +1,258 @@
+"""The in-memory window of scraped samples that PromQL expressions and alert rules read.
+
+Each series keeps its timestamps and values in two `array('d')` columns (8 bytes a sample,
+no per-sample objects) and its label set interned: equal label tuples and equal label
+strings are stored once however many series or scrapes repeat them. Samples older than the
+window (1 h unless configured) are dropped as new ones arrive; a series left with no
+samples and no longer reported by its target is forgotten by `expire()`.
+
+Scrapes arrive per target, as Prometheus ingests them:
+- a series the target reported last time but not this time gets a stale marker (the NaN
+  with bit pattern 0x7ff0000000000002) at the scrape's time, so expressions stop seeing it
+  at once instead of 5 minutes later; `mark_target_gone()` does the same for every series
+  of a target that is down or removed;
+- a target may hold at most `series_limit` series: series it already had are always kept,
+  new ones beyond the limit are refused and counted in the result, so the caller can report
+  the target instead of letting one exporter fill the memory;
+- samples must move forward in time per series; an older or repeated timestamp is refused
+  and counted.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from opsplane.clock import Clock, SystemClock
+from opsplane.errors import UsageError
+from opsplane.metrics.promql import STALE_NAN, Labels, Matcher, Sample, is_stale
+
+METRIC_NAME = "__name__"
+DEFAULT_WINDOW = 3600.0
+DEFAULT_SERIES_LIMIT = 10_000
+# Dropping the oldest samples moves a start index; the arrays are only rewritten once the
+# dead part is this large, so trimming costs O(1) amortised per sample.
+_COMPACT_AT = 64
+
+
+class _Series:
+    """One series: interned labels and time-ordered sample columns."""
+
+    __slots__ = ("labels", "times", "values", "head")
+
+    def __init__(self, labels: Labels) -> None:
+        self.labels = labels
+        self.times = array("d")
+        self.values = array("d")
+        self.head = 0  # index of the oldest sample still inside the window
+
+    def last_time(self) -> float | None:
+        return self.times[-1] if len(self.times) > self.head else None
+
+    def append(self, t: float, value: float) -> bool:
+        """Add a sample; False (and nothing added) when it is not newer than the last one."""
+        last = self.last_time()
+        if last is not None and t <= last:
+            return False
+        self.times.append(t)
+        self.values.append(value)
+        return True
+
+    def trim(self, cutoff: float) -> None:
+        """Forget samples older than `cutoff`."""
+        times = self.times
+        if self.head < len(times) and times[self.head] < cutoff:
+            self.head = bisect_left(times, cutoff, self.head)
+        if self.head >= _COMPACT_AT and self.head * 2 >= len(times):
+            del times[: self.head]
+            del self.values[: self.head]
+            self.head = 0
+
+    def __len__(self) -> int:
+        return len(self.times) - self.head
+
+
+@dataclass(frozen=True)
+class ScrapeIngest:
+    """What one scrape did to the store, for the scraper's events and metrics."""
+
+    target: str
+    appended: int
+    new_series: int
+    refused_series: int
+    out_of_order: int
+    stale_marked: int
+
+    @property
+    def over_limit(self) -> bool:
+        """True when the target reported more series than its limit allows."""
+        return self.refused_series > 0
+
+
+class SampleStore:
+    """Series per target in a sliding time window; a `SeriesSource` for the PromQL engine.
+
+    `window` is in seconds, `series_limit` applies to each target separately, and `clock`
+    decides which samples have left the window (tests pass a `ManualClock`).
+    """
+
+    def __init__(
+        self,
+        *,
+        window: float = DEFAULT_WINDOW,
+        series_limit: int = DEFAULT_SERIES_LIMIT,
+        clock: Clock | None = None,
+    ) -> None:
+        if window <= 0:
+            raise UsageError(f"the metrics window must be positive, got {window:g} s")
+        if series_limit < 1:
+            raise UsageError(f"the per-target series limit must be at least 1, got {series_limit}")
+        self.window = window
+        self.series_limit = series_limit
+        self._clock = clock or SystemClock()
+        self._series: dict[Labels, _Series] = {}
+        self._by_name: dict[str, dict[Labels, _Series]] = {}
+        self._active: dict[str, set[Labels]] = {}  # per target: series in its last scrape
+        self._labels: dict[Labels, Labels] = {}
+
+    @property
+    def series_count(self) -> int:
+        """Series currently held, stale or not."""
+        return len(self._series)
+
+    @property
+    def sample_count(self) -> int:
+        """Samples currently held inside the window, stale markers included."""
+        return sum(len(series) for series in self._series.values())
+
+    def targets(self) -> list[str]:
+        """Targets whose last scrape put at least one series here."""
+        return sorted(target for target, active in self._active.items() if active)
+
+    def append_scrape(self, target: str, at: float, samples: Iterable[tuple[Labels, float]]) -> ScrapeIngest:
+        """Store one scrape of `target` taken at `at` (Unix seconds): `samples` are
+        (labels, value) pairs, labels sorted and including `__name__`.
+
+        Series the target reported last time and not now get a stale marker at `at`.
+        A series seen twice in one scrape keeps its first value, as Prometheus does.
+        """
+        previous = self._active.get(target, set())
+        reported: dict[Labels, float] = {}
+        for labels, value in samples:
+            key = self._intern(labels)
+            reported.setdefault(key, value)
+        kept = [key for key in reported if key in previous]
+        room = max(self.series_limit - len(kept), 0)
+        fresh = [key for key in reported if key not in previous]
+        accepted, refused = fresh[:room], len(fresh) - min(room, len(fresh))
+        cutoff = self._cutoff()
+        appended = out_of_order = new_series = 0
+        for key in (*kept, *accepted):
+            series = self._series.get(key)
+            if series is None:
+                series = self._create(key)
+                new_series += 1
+            series.trim(cutoff)
+            if series.append(at, reported[key]):
+                appended += 1
+            else:
+                out_of_order += 1
+        now_active = set(kept) | set(accepted)
+        stale = self._mark_stale(previous - now_active, at, cutoff)
+        self._active[target] = now_active
+        return ScrapeIngest(target, appended, new_series, refused, out_of_order, stale)
+
+    def mark_target_gone(self, target: str, at: float) -> int:
+        """Write a stale marker at `at` on every series `target` last reported (it is down or
+        no longer configured); returns how many series were marked."""
+        previous = self._active.pop(target, set())
+        return self._mark_stale(previous, at, self._cutoff())
+
+    def expire(self) -> int:
+        """Drop samples that left the window, and series left empty that no target still
+        reports; returns how many series were forgotten. Call it now and then."""
+        cutoff = self._cutoff()
+        reported = set().union(*self._active.values()) if self._active else set()
+        forgotten = 0
+        for key, series in list(self._series.items()):
+            series.trim(cutoff)
+            if len(series) == 0 and key not in reported:
+                self._forget(key)
+                forgotten += 1
+        return forgotten
+
+    def select(
+        self, matchers: Sequence[Matcher], start: float, end: float
+    ) -> Iterator[tuple[Labels, Sequence[Sample]]]:
+        """Every series matching all matchers, with its samples in [start, end] in time
+        order, stale markers included; series without samples there are left out."""
+        cutoff = self._cutoff()
+        lower = max(start, cutoff)
+        for key, series in self._candidates(matchers):
+            if not _matches(matchers, key):
+                continue
+            times = series.times
+            lo = bisect_left(times, lower, series.head)
+            hi = bisect_right(times, end, lo)
+            if lo < hi:
+                yield key, list(zip(times[lo:hi], series.values[lo:hi], strict=True))
+
+    def _candidates(self, matchers: Sequence[Matcher]) -> Iterable[tuple[Labels, _Series]]:
+        # Nearly every selector names its metric; looking it up avoids scanning the store.
+        for matcher in matchers:
+            if matcher.name == METRIC_NAME and matcher.op == "=":
+                return list(self._by_name.get(matcher.value, {}).items())
+        return list(self._series.items())
+
+    def _mark_stale(self, keys: Iterable[Labels], at: float, cutoff: float) -> int:
+        marked = 0
+        for key in keys:
+            series = self._series.get(key)
+            if series is None or len(series) == 0 or is_stale(series.values[-1]):
+                continue
+            series.trim(cutoff)
+            if series.append(at, STALE_NAN):
+                marked += 1
+        return marked
+
+    def _create(self, key: Labels) -> _Series:
+        series = _Series(key)
+        self._series[key] = series
+        self._by_name.setdefault(_metric_name(key), {})[key] = series
+        return series
+
+    def _forget(self, key: Labels) -> None:
+        del self._series[key]
+        self._labels.pop(key, None)
+        name = _metric_name(key)
+        same_name = self._by_name.get(name)
+        if same_name is not None:
+            same_name.pop(key, None)
+            if not same_name:
+                del self._by_name[name]
+
+    def _intern(self, labels: Labels) -> Labels:
+        """The one stored copy of this label set, its strings interned too."""
+        found = self._labels.get(labels)
+        if found is not None:
+            return found
+        canonical = tuple(sorted((sys.intern(name), sys.intern(value)) for name, value in labels))
+        return self._labels.setdefault(canonical, canonical)
+
+    def _cutoff(self) -> float:
+        return self._clock.now().timestamp() - self.window
+
+
+def _metric_name(labels: Labels) -> str:
+    for name, value in labels:
+        if name == METRIC_NAME:
+            return value
+    return ""
+
+
+def _matches(matchers: Sequence[Matcher], labels: Labels) -> bool:
+    values = dict(labels)
+    return all(matcher.matches(values.get(matcher.name, "")) for matcher in matchers)
