@@ -38,10 +38,12 @@ def config_path(ctx: typer.Context) -> Path:
 
 
 def _register() -> None:
+    from opsplane.alerts.cli import silence_app
     from opsplane.auth.cli import app as token_app
     from opsplane.config.cli import app as config_app
     from opsplane.demo.cli import register as register_demo
     from opsplane.events.cli import app as events_app
+    from opsplane.export.cli import app as export_app
     from opsplane.health.cli import register as register_health
     from opsplane.runtime.cli import register as register_runtime
     from opsplane.server_cli import register as register_server
@@ -52,6 +54,8 @@ def _register() -> None:
     app.add_typer(token_app, name="token", help="Create, list and revoke API tokens.")
     app.add_typer(events_app, name="events", help="Read the event log.")
     app.add_typer(db_app, name="db", help="The store: migrations and location.")
+    app.add_typer(export_app, name="export", help="The inventory for Prometheus and Alertmanager.")
+    app.add_typer(silence_app, name="silence", help="Mute notifications of matching alerts for a while.")
     app.add_typer(shop_app, name="shop", help="The reference shop: serve its services, send it traffic.")
     register_health(app)
     register_server(app)

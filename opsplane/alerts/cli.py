@@ -1,0 +1,115 @@
+"""`opsplane silence add|list|expire`: mute notifications of matching alerts for a while."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from opsplane.alerts import service
+from opsplane.alerts.silences import Silence
+from opsplane.cli_support import cli_actor, open_store, out, print_json
+from opsplane.clock import SystemClock
+from opsplane.config.types import parse_duration
+from opsplane.errors import UsageError
+
+silence_app = typer.Typer(no_args_is_help=True)
+
+
+@silence_app.command()
+def add(
+    matchers: list[str] = typer.Argument(
+        ..., help='Label matchers, such as alertname="HighErrorRate" service=~"orders|payments".'
+    ),
+    comment: str = typer.Option(..., "--comment", "-m", help="Why the alerts are silenced."),
+    duration: str = typer.Option("1h", "--duration", "-d", help="How long it lasts (30m, 2h, 1d)."),
+    start: str = typer.Option(None, "--start", help="ISO 8601 start time [default: now]."),
+    end: str = typer.Option(None, "--end", help="ISO 8601 end time; overrides --duration."),
+    author: str = typer.Option(None, "--author", help="Who silences [default: your login name]."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Silence matching alerts: they keep their state but are not notified."""
+    now = SystemClock().now()
+    starts_at = _when(start, "--start") or now
+    ends_at = _when(end, "--end") or starts_at + timedelta(seconds=_duration(duration))
+    actor = cli_actor()
+    with open_store().session() as session:
+        silence = service.create_silence(
+            session, matchers=matchers, author=author or actor.removeprefix("cli:"), comment=comment,
+            starts_at=starts_at, ends_at=ends_at, now=now, actor=actor,
+        )
+    if json_out:
+        print_json(_as_dict(silence, now))
+        return
+    out.print(f"Silence {silence.id} mutes {' '.join(map(str, silence.matchers))} "
+              f"until {silence.ends_at.isoformat(timespec='seconds')}.")
+
+
+@silence_app.command("list")
+def list_(
+    all_: bool = typer.Option(False, "--all", help="Include expired silences."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Active and upcoming silences (with --all, expired ones too)."""
+    now = SystemClock().now()
+    with open_store().session() as session:
+        found = service.get_silences(session, now=now, include_expired=all_)
+    rows = [_as_dict(silence, now) for silence in found]
+    if json_out:
+        print_json(rows)
+        return
+    table = Table("ID", "STATE", "MATCHERS", "STARTS", "ENDS", "AUTHOR", "COMMENT")
+    for row in rows:
+        table.add_row(str(row["id"]), row["state"], " ".join(row["matchers"]), row["starts_at"][:19],
+                      row["ends_at"][:19], row["author"], row["comment"][:60])
+    out.print(table)
+
+
+@silence_app.command()
+def expire(
+    silence_ids: list[int] = typer.Argument(..., help="Ids shown by `opsplane silence list`."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """End silences now: their alerts are notified again."""
+    now = SystemClock().now()
+    with open_store().session() as session:
+        ended = [service.expire_silence(session, silence_id=i, now=now, actor=cli_actor())
+                 for i in silence_ids]
+    if json_out:
+        print_json([_as_dict(silence, now) for silence in ended])
+        return
+    for silence in ended:
+        out.print(f"Silence {silence.id} expired.")
+
+
+def _as_dict(silence: Silence, now: datetime) -> dict[str, Any]:
+    return {
+        "id": silence.id,
+        "state": silence.state(now).value,
+        "matchers": [str(m) for m in silence.matchers],
+        "author": silence.author,
+        "comment": silence.comment,
+        "starts_at": silence.starts_at.isoformat(),
+        "ends_at": silence.ends_at.isoformat(),
+        "created_at": silence.created_at.isoformat(),
+    }
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"--duration: {exc}") from None
+
+
+def _when(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option}: cannot read {text!r}; give an ISO 8601 time such as "
+                         "2026-11-24T02:00:00Z") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
