@@ -39,7 +39,8 @@ from opsplane.metrics.promql.syntax import (
 
 DEFAULT_LOOKBACK = 300.0
 
-Series = tuple[Labels, list[float], list[float]]
+Series = tuple[Labels, list[float], list[float], bool]
+"""Labels, sample times, sample values, and whether any value is a stale marker."""
 
 
 class Evaluator:
@@ -60,7 +61,9 @@ class Evaluator:
             last = self.end - selector.offset
             loaded: list[Series] = []
             for labels, samples in self.source.select(selector.matchers, first, last):
-                loaded.append((labels, [t for t, _ in samples], [v for _, v in samples]))
+                values = [v for _, v in samples]
+                has_stale = any(v != v and is_stale(v) for v in values)
+                loaded.append((labels, [t for t, _ in samples], values, has_stale))
             self._loaded[key] = loaded
         return self._loaded[key]
 
@@ -89,7 +92,7 @@ class Evaluator:
         at = t - node.offset
         oldest = at - self.lookback
         out: list[tuple[Labels, float]] = []
-        for labels, times, values in self.series_for(node, self.lookback):
+        for labels, times, values, _ in self.series_for(node, self.lookback):
             i = bisect_right(times, at) - 1
             if i < 0 or times[i] <= oldest:
                 continue
@@ -101,16 +104,26 @@ class Evaluator:
 
     def range_samples(self, node: MatrixSelector, t: float) -> list[tuple[Labels, list[Sample]]]:
         """The samples in (t - range, t] of each series, stale markers left out."""
+        return [
+            (labels, list(zip(times, values, strict=True)))
+            for labels, times, values in self.range_arrays(node, t)
+        ]
+
+    def range_arrays(self, node: MatrixSelector, t: float) -> list[tuple[Labels, list[float], list[float]]]:
+        """Like range_samples, as separate time and value lists, which functions read faster."""
         selector = node.selector
         at = t - selector.offset
-        out: list[tuple[Labels, list[Sample]]] = []
-        for labels, times, values in self.series_for(selector, node.range):
+        out: list[tuple[Labels, list[float], list[float]]] = []
+        for labels, times, values, has_stale in self.series_for(selector, node.range):
             lo, hi = bisect_right(times, at - node.range), bisect_right(times, at)
             if lo >= hi:
                 continue
-            samples = [(times[i], values[i]) for i in range(lo, hi) if not is_stale(values[i])]
-            if samples:
-                out.append((labels, samples))
+            if has_stale:
+                kept = [i for i in range(lo, hi) if not is_stale(values[i])]
+                if kept:
+                    out.append((labels, [times[i] for i in kept], [values[i] for i in kept]))
+            else:
+                out.append((labels, times[lo:hi], values[lo:hi]))
         return out
 
 
@@ -177,8 +190,16 @@ def range_query(
     return Matrix(sorted(collected.items()))
 
 
+MAX_POINTS = 11000
+"""Prometheus's own limit on the steps of one range query."""
+
+
 def _steps(start: float, end: float, step: float) -> Sequence[float]:
     count = int(math.floor((end - start) / step + 1e-9)) + 1
+    if count > MAX_POINTS:
+        raise PromQLError(
+            f"range query of {count} steps exceeds the maximum of {MAX_POINTS}; use a larger step", "step"
+        )
     return [start + i * step for i in range(count)]
 
 

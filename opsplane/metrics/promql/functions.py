@@ -12,7 +12,6 @@ from opsplane.metrics.promql.model import (
     Labels,
     Matrix,
     PromQLError,
-    Sample,
     Scalar,
     StringValue,
     Value,
@@ -64,7 +63,7 @@ def variance(values: Sequence[float]) -> float:
 
 
 def _extrapolated_rate(
-    samples: list[Sample], t: float, node: MatrixSelector, counter: bool, per_second: bool
+    times: list[float], values: list[float], t: float, node: MatrixSelector, counter: bool, per_second: bool
 ) -> float | None:
     """rate, increase and delta as Prometheus computes them, or None with fewer than two samples.
 
@@ -72,23 +71,23 @@ def _extrapolated_rate(
     the edges of the range when the samples reach to within 1.1 average intervals of them, and
     otherwise by half an interval; a counter is never extrapolated below zero.
     """
-    if len(samples) < 2:
+    if len(values) < 2:
         return None
     range_end = t - node.selector.offset
     range_start = range_end - node.range
-    first_t, first_v = samples[0]
-    last_t, last_v = samples[-1]
+    first_t, first_v = times[0], values[0]
+    last_t, last_v = times[-1], values[-1]
     result = last_v - first_v
     if counter:
         previous = first_v
-        for _, value in samples[1:]:
+        for value in values[1:]:
             if value < previous:
                 result += previous
             previous = value
     to_start = first_t - range_start
     to_end = range_end - last_t
     sampled = last_t - first_t
-    average = sampled / (len(samples) - 1)
+    average = sampled / (len(values) - 1)
     threshold = average * 1.1
     if to_start >= threshold:
         to_start = average / 2
@@ -103,11 +102,11 @@ def _extrapolated_rate(
     return result * factor
 
 
-def _instant_change(samples: list[Sample], per_second: bool) -> float | None:
+def _instant_change(times: list[float], values: list[float], per_second: bool) -> float | None:
     """irate and idelta: the change between the last two samples, or None."""
-    if len(samples) < 2:
+    if len(values) < 2:
         return None
-    (prev_t, prev_v), (last_t, last_v) = samples[-2], samples[-1]
+    prev_t, prev_v, last_t, last_v = times[-2], values[-2], times[-1], values[-1]
     change = last_v if per_second and last_v < prev_v else last_v - prev_v
     interval = last_t - prev_t
     if interval == 0:
@@ -253,22 +252,23 @@ def _range_function(ev: Evaluator, node: Call, t: float) -> Value:
     if not isinstance(matrix_node, MatrixSelector):
         raise PromQLError(f"{name}() expects a range vector selector", name)
     if name == "absent_over_time":
-        return _absent(node, bool(ev.range_samples(matrix_node, t)))
+        return _absent(node, bool(ev.range_arrays(matrix_node, t)))
     q = _scalar(ev, node, 0, t) if name == "quantile_over_time" else 0.0
     out: Vector = []
-    for labels, samples in ev.range_samples(matrix_node, t):
-        value = _over_range(name, samples, t, matrix_node, q)
+    for labels, times, values in ev.range_arrays(matrix_node, t):
+        value = _over_range(name, times, values, t, matrix_node, q)
         if value is not None:
             out.append((labels if name == "last_over_time" else drop_name(labels), value))
     return InstantVector(out)
 
 
-def _over_range(name: str, samples: list[Sample], t: float, node: MatrixSelector, q: float) -> float | None:
+def _over_range(
+    name: str, times: list[float], values: list[float], t: float, node: MatrixSelector, q: float
+) -> float | None:
     if name in ("rate", "increase", "delta"):
-        return _extrapolated_rate(samples, t, node, counter=name != "delta", per_second=name == "rate")
+        return _extrapolated_rate(times, values, t, node, counter=name != "delta", per_second=name == "rate")
     if name in ("irate", "idelta"):
-        return _instant_change(samples, per_second=name == "irate")
-    values = [v for _, v in samples]
+        return _instant_change(times, values, per_second=name == "irate")
     if name == "quantile_over_time":
         return quantile(q, values)
     fn = _OVER_TIME.get(name)

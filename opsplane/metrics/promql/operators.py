@@ -131,6 +131,8 @@ def _set_op(node: Binary, lhs: Vector, rhs: Vector) -> Vector:
 
 def _vector_vector(node: Binary, lhs: Vector, rhs: Vector) -> Vector:
     """One-to-one and grouped matching; the "many" side is walked and looked up on the "one" side."""
+    if not lhs or not rhs:
+        return []  # nothing can match, so, as in Prometheus, no duplicate checks either
     many, one = (rhs, lhs) if node.card == "one-to-many" else (lhs, rhs)
     one_side = "left" if node.card == "one-to-many" else "right"
     by_sig: dict[Labels, tuple[Labels, float]] = {}

@@ -173,3 +173,7 @@ def test_error_ratio_alert_expression() -> None:
         " / sum by (job) (rate(http_requests_total[1m])) > 0.01"
     )
     assert query(expr, src, 60) == {ls(job="api"): pytest.approx(12 / 612)}
+
+
+def test_matching_against_an_empty_side_is_empty_not_an_error() -> None:
+    assert query("team_info / on (job) nothing", errors_and_requests(), 0) == {}

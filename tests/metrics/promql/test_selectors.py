@@ -113,3 +113,8 @@ def test_parsed_tree_can_be_evaluated_repeatedly() -> None:
     src = source(series("x", regular(0, 60, [1, 2])))
     assert by_labels(instant(tree, src, 0)) == {ls(name="x"): 1.0}
     assert by_labels(instant(tree, src, 60)) == {ls(name="x"): 2.0}
+
+
+def test_range_query_with_too_many_steps_is_refused() -> None:
+    with pytest.raises(PromQLError, match="11000"):
+        range_query("time()", source(), 0, 86400, 1)
