@@ -11,9 +11,12 @@ from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonS
 
 from opsplane.errors import SecretError
 
-# the sign is accepted here so that "-5s" is reported as not positive rather than malformed
-_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+# the sign is accepted here so that "-5s" is reported as not positive rather than malformed;
+# several parts from the largest unit down ("1h30m", as Prometheus writes them) add up
+_DURATION = re.compile(r"^\s*-?(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+\s*$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_UNIT_ORDER = ("d", "h", "m", "s", "ms")
 
 
 def parse_duration(value: Any) -> float:
@@ -22,13 +25,22 @@ def parse_duration(value: Any) -> float:
         raise ValueError("expected a duration such as 10s, 500ms or 5m")
     if isinstance(value, int | float):
         seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    elif isinstance(value, str) and _DURATION.match(value) and _units_descend(value):
+        parts = _DURATION_PART.findall(value)
+        seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+        if value.strip().startswith("-"):
+            seconds = -seconds
     else:
         raise ValueError(f"expected a duration such as 10s, 500ms or 5m, got {value!r}")
     if seconds <= 0:
         raise ValueError(f"expected a positive duration, got {value!r}")
     return seconds
+
+
+def _units_descend(value: str) -> bool:
+    """Each unit at most once, largest first: '1h30m' yes, '30m1h' and '1m1m' no."""
+    ranks = [_UNIT_ORDER.index(unit) for _, unit in _DURATION_PART.findall(value)]
+    return all(a < b for a, b in zip(ranks, ranks[1:], strict=False))
 
 
 def format_duration(seconds: float) -> str:
@@ -48,10 +60,10 @@ Duration = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d)$"},
+                {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+$"},
                 {"type": "number", "exclusiveMinimum": 0},
             ],
-            "description": "A duration: 500ms, 10s, 5m, 1h, 7d, or a number of seconds.",
+            "description": "A duration: 500ms, 10s, 5m, 1h30m, 7d, or a number of seconds.",
         }
     ),
 ]

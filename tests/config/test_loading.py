@@ -175,12 +175,18 @@ def test_unreadable_file_secret_is_an_error_naming_the_reference(tmp_path: Path)
 @pytest.mark.parametrize(
     ("written", "seconds"),
     [("500ms", 0.5), ("10s", 10.0), ("5m", 300.0), ("1h", 3600.0), ("7d", 604800.0),
-     ("1.5s", 1.5), ("45", 45.0)],
+     ("1.5s", 1.5), ("45", 45.0), ("1h30m", 5400.0), ("1m30s500ms", 90.5)],
 )
 def test_durations_are_read_as_seconds(written: str, seconds: float) -> None:
     inventory = loads(f"platform: {{name: shop}}\ndefaults: {{interval: {written}}}\n")
 
     assert inventory.defaults.interval == seconds
+
+
+@pytest.mark.parametrize("written", ["30m1h", "1m1m", "1h 30m", "5x"])
+def test_compound_durations_go_from_the_largest_unit_down_once_each(written: str) -> None:
+    with pytest.raises(ConfigError, match="expected a duration such as 10s"):
+        loads(f"platform: {{name: shop}}\ndefaults: {{interval: '{written}'}}\n")
 
 
 @pytest.mark.parametrize(("written", "ratio"), [("80%", 0.8), ("0.8", 0.8), ("80", 0.8),
