@@ -34,6 +34,7 @@ need redis-server command -v redis-server
 if [ "$want_test" = 1 ]; then
   need chromium command -v chromium  # the dashboard's browser test drives it headless
   need prometheus test -x /usr/bin/promtool  # the PromQL differential tests; brings prometheus too
+  need prometheus-alertmanager test -x /usr/bin/amtool  # amtool checks the exported alertmanager.yml
 fi
 if [ "$want_bench" = 1 ]; then
   need prometheus-blackbox-exporter command -v prometheus-blackbox-exporter
@@ -45,7 +46,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian starts the services it installs; opsplane starts its own private ones.
-  for svc in redis-server prometheus prometheus-blackbox-exporter nginx; do
+  for svc in redis-server prometheus prometheus-alertmanager prometheus-blackbox-exporter nginx; do
     if [[ " ${missing[*]} " == *" $svc "* ]]; then
       as_root systemctl disable --now "$svc" >/dev/null 2>&1 || as_root service "$svc" stop >/dev/null 2>&1 || true
     fi
