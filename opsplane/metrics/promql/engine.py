@@ -7,7 +7,7 @@ query needs; every step then cuts its samples out of those arrays by bisection.
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 
 from opsplane.metrics.promql import functions, operators
@@ -39,6 +39,9 @@ from opsplane.metrics.promql.syntax import (
 
 DEFAULT_LOOKBACK = 300.0
 
+SUPPORTED_VERSIONS = frozenset({2, 3})
+"""Prometheus major versions whose window and extrapolation rules the engine can follow."""
+
 Series = tuple[Labels, list[float], list[float], bool]
 """Labels, sample times, sample values, and whether any value is a stale marker."""
 
@@ -46,11 +49,20 @@ Series = tuple[Labels, list[float], list[float], bool]
 class Evaluator:
     """The state of one query: the source, its time window and the series each selector read."""
 
-    def __init__(self, source: SeriesSource, start: float, end: float, lookback: float):
+    def __init__(self, source: SeriesSource, start: float, end: float, lookback: float, prometheus: int = 3):
+        if prometheus not in SUPPORTED_VERSIONS:
+            raise PromQLError(
+                f"cannot follow Prometheus {prometheus}: choose one of {sorted(SUPPORTED_VERSIONS)}",
+                "version",
+            )
         self.source = source
         self.start = start
         self.end = end
         self.lookback = lookback
+        self.prometheus = prometheus
+        # Prometheus 3 made the lookback and range windows open on the left; 2.x included
+        # a sample lying exactly on the lower edge.
+        self.left_open = prometheus >= 3
         self._loaded: dict[tuple[VectorSelector, float], list[Series]] = {}
 
     def series_for(self, selector: VectorSelector, width: float) -> list[Series]:
@@ -88,13 +100,16 @@ class Evaluator:
         raise PromQLError(f"cannot evaluate {type(node).__name__}", type(node).__name__)
 
     def instant_samples(self, node: VectorSelector, t: float) -> list[tuple[Labels, float]]:
-        """The newest sample in (t - lookback, t] of each series, unless it is a stale marker."""
+        """The newest sample in (t - lookback, t] of each series, unless it is a stale marker.
+
+        Under Prometheus 2 rules the window is [t - lookback, t].
+        """
         at = t - node.offset
         oldest = at - self.lookback
         out: list[tuple[Labels, float]] = []
         for labels, times, values, _ in self.series_for(node, self.lookback):
             i = bisect_right(times, at) - 1
-            if i < 0 or times[i] <= oldest:
+            if i < 0 or times[i] < oldest or (self.left_open and times[i] == oldest):
                 continue
             value = values[i]
             if value != value and is_stale(value):
@@ -115,7 +130,9 @@ class Evaluator:
         at = t - selector.offset
         out: list[tuple[Labels, list[float], list[float]]] = []
         for labels, times, values, has_stale in self.series_for(selector, node.range):
-            lo, hi = bisect_right(times, at - node.range), bisect_right(times, at)
+            edge = at - node.range
+            lo = bisect_right(times, edge) if self.left_open else bisect_left(times, edge)
+            hi = bisect_right(times, at)
             if lo >= hi:
                 continue
             if has_stale:
@@ -154,12 +171,17 @@ def _tree(expr: str | Expr) -> Expr:
 
 
 def instant(
-    expr: str | Expr, source: SeriesSource, at: float, *, lookback: float = DEFAULT_LOOKBACK
+    expr: str | Expr,
+    source: SeriesSource,
+    at: float,
+    *,
+    lookback: float = DEFAULT_LOOKBACK,
+    prometheus: int = 3,
 ) -> Value:
     """The value of `expr` at time `at` (seconds), as Prometheus's instant query returns it."""
     tree = _tree(expr)
     at = float(at)
-    return Evaluator(source, at, at, lookback).evaluate(tree, at)
+    return Evaluator(source, at, at, lookback, prometheus).evaluate(tree, at)
 
 
 def range_query(
@@ -170,6 +192,7 @@ def range_query(
     step: float,
     *,
     lookback: float = DEFAULT_LOOKBACK,
+    prometheus: int = 3,
 ) -> Matrix:
     """The value of `expr` at start, start + step, ... up to end, one series per label set.
 
@@ -181,7 +204,7 @@ def range_query(
         raise PromQLError(f"range query end {end} is before its start {start}", "range")
     tree = _tree(expr)
     start, end, step = float(start), float(end), float(step)
-    evaluator = Evaluator(source, start, end, lookback)
+    evaluator = Evaluator(source, start, end, lookback, prometheus)
     collected: dict[Labels, list[Sample]] = {}
     for t in _steps(start, end, step):
         value = evaluator.evaluate(tree, t)

@@ -63,13 +63,20 @@ def variance(values: Sequence[float]) -> float:
 
 
 def _extrapolated_rate(
-    times: list[float], values: list[float], t: float, node: MatrixSelector, counter: bool, per_second: bool
+    times: list[float],
+    values: list[float],
+    t: float,
+    node: MatrixSelector,
+    counter: bool,
+    per_second: bool,
+    zero_first: bool = False,
 ) -> float | None:
     """rate, increase and delta as Prometheus computes them, or None with fewer than two samples.
 
     The change between the first and last sample (counting resets for counters) is stretched to
     the edges of the range when the samples reach to within 1.1 average intervals of them, and
-    otherwise by half an interval; a counter is never extrapolated below zero.
+    otherwise by half an interval; a counter is never extrapolated below zero. Prometheus 2
+    (`zero_first`) applied the zero point before the 1.1-interval test, Prometheus 3 after it.
     """
     if len(values) < 2:
         return None
@@ -89,11 +96,13 @@ def _extrapolated_rate(
     sampled = last_t - first_t
     average = sampled / (len(values) - 1)
     threshold = average * 1.1
+    can_reach_zero = counter and result > 0 and first_v >= 0
+    if zero_first and can_reach_zero:
+        to_start = min(to_start, sampled * (first_v / result))
     if to_start >= threshold:
         to_start = average / 2
-    if counter and result > 0 and first_v >= 0:
-        to_zero = sampled * (first_v / result)
-        to_start = min(to_start, to_zero)
+    if not zero_first and can_reach_zero:
+        to_start = min(to_start, sampled * (first_v / result))
     if to_end >= threshold:
         to_end = average / 2
     factor = (sampled + to_start + to_end) / sampled
@@ -256,17 +265,18 @@ def _range_function(ev: Evaluator, node: Call, t: float) -> Value:
     q = _scalar(ev, node, 0, t) if name == "quantile_over_time" else 0.0
     out: Vector = []
     for labels, times, values in ev.range_arrays(matrix_node, t):
-        value = _over_range(name, times, values, t, matrix_node, q)
+        value = _over_range(name, times, values, t, matrix_node, q, ev.prometheus)
         if value is not None:
             out.append((labels if name == "last_over_time" else drop_name(labels), value))
     return InstantVector(out)
 
 
 def _over_range(
-    name: str, times: list[float], values: list[float], t: float, node: MatrixSelector, q: float
+    name: str, times: list[float], values: list[float], t: float, node: MatrixSelector, q: float, version: int
 ) -> float | None:
     if name in ("rate", "increase", "delta"):
-        return _extrapolated_rate(times, values, t, node, counter=name != "delta", per_second=name == "rate")
+        counter, per_second = name != "delta", name == "rate"
+        return _extrapolated_rate(times, values, t, node, counter, per_second, zero_first=version < 3)
     if name in ("irate", "idelta"):
         return _instant_change(times, values, per_second=name == "irate")
     if name == "quantile_over_time":
