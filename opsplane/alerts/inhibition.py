@@ -1,0 +1,114 @@
+"""Inhibition: firing alerts that mute others, so one fault is one page.
+
+Two sources: the inventory's inhibition rules (Alertmanager's semantics), and, by default,
+its `depends_on` graph: while an alert about a component fires, alerts about the components
+that depend on it are muted, and each muted alert knows its root cause, so the page about
+the cause can list what it explains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from opsplane.alerts.matchers import matches_all
+from opsplane.alerts.models import InhibitRule
+from opsplane.alerts.state import Alert, AlertState
+
+COMPONENT_LABEL = "service"
+
+
+@dataclass(frozen=True)
+class Inhibition:
+    """Why an alert is muted: the firing alert that explains it, and by which rule."""
+
+    target: Alert
+    cause: Alert
+    reason: str
+
+
+def dependents(depends_on: Mapping[str, Sequence[str]]) -> dict[str, set[str]]:
+    """For each component, every component that needs it directly or through others."""
+    needed_by: dict[str, set[str]] = {}
+    for component, needs in depends_on.items():
+        for need in needs:
+            needed_by.setdefault(need, set()).add(component)
+    closure: dict[str, set[str]] = {}
+    for component in needed_by:
+        seen: set[str] = set()
+        stack = [component]
+        while stack:
+            for dependent in needed_by.get(stack.pop(), ()):
+                if dependent not in seen:
+                    seen.add(dependent)
+                    stack.append(dependent)
+        closure[component] = seen
+    return closure
+
+
+def inhibitions(
+    alerts: Iterable[Alert],
+    rules: Sequence[InhibitRule] = (),
+    depends_on: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, Inhibition]:
+    """The firing alerts that are muted, by fingerprint, each with its cause."""
+    firing = [a for a in alerts if a.state is AlertState.FIRING]
+    muted: dict[str, Inhibition] = {}
+    if depends_on:
+        muted.update(_by_dependencies(firing, dependents(depends_on)))
+    for index, rule in enumerate(rules):
+        for target in firing:
+            if target.fingerprint in muted:
+                continue
+            cause = _rule_source(rule, target, firing)
+            if cause is not None:
+                muted[target.fingerprint] = Inhibition(target, cause, f"inhibit_rules[{index}]")
+    return muted
+
+
+def _rule_source(rule: InhibitRule, target: Alert, firing: Sequence[Alert]) -> Alert | None:
+    if not matches_all(rule.target_matchers, target.labels):
+        return None
+    # An alert matching both sides must not be muted by one that also matches both
+    # (two such alerts would mute each other and nobody would be told): Alertmanager's rule.
+    two_sided = matches_all(rule.source_matchers, target.labels)
+    for source in firing:
+        if source.fingerprint == target.fingerprint:
+            continue
+        if not matches_all(rule.source_matchers, source.labels):
+            continue
+        if two_sided and matches_all(rule.target_matchers, source.labels):
+            continue
+        if all(source.labels.get(name, "") == target.labels.get(name, "") for name in rule.equal):
+            return source
+    return None
+
+
+def _by_dependencies(firing: Sequence[Alert], needed_by: Mapping[str, set[str]]) -> dict[str, Inhibition]:
+    """Alerts about components whose dependency has a firing alert in the same environment;
+    the cause is the alert furthest down the dependency chain (the root cause)."""
+    muted: dict[str, Inhibition] = {}
+    for target in firing:
+        component = target.labels.get(COMPONENT_LABEL)
+        if not component:
+            continue
+        causes = [
+            source for source in firing
+            if (cause := source.labels.get(COMPONENT_LABEL))
+            and component in needed_by.get(cause, ())
+            and source.labels.get("env", "") == target.labels.get("env", "")
+        ]
+        if causes:
+            muted[target.fingerprint] = Inhibition(target, _root(causes, needed_by), "depends_on")
+    return muted
+
+
+def _root(causes: Sequence[Alert], needed_by: Mapping[str, set[str]]) -> Alert:
+    components = {c.labels[COMPONENT_LABEL] for c in causes}
+
+    def downstream(alert: Alert) -> bool:
+        own = alert.labels[COMPONENT_LABEL]
+        return any(own in needed_by.get(other, ()) for other in components if other != own)
+
+    roots = [c for c in causes if not downstream(c)] or list(causes)
+    return min(roots, key=lambda a: (a.labels.get("severity", ""), a.name, a.fingerprint))
