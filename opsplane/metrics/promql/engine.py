@@ -69,8 +69,8 @@ class Evaluator:
         """The series of `selector` with every sample any step of this query can need."""
         key = (selector, width)
         if key not in self._loaded:
-            first = self.start - selector.offset - width
-            last = self.end - selector.offset
+            first = to_millisecond(self.start - selector.offset - width)
+            last = to_millisecond(self.end - selector.offset)
             loaded: list[Series] = []
             for labels, samples in self.source.select(selector.matchers, first, last):
                 values = [v for _, v in samples]
@@ -104,8 +104,10 @@ class Evaluator:
 
         Under Prometheus 2 rules the window is [t - lookback, t].
         """
-        at = t - node.offset
-        oldest = at - self.lookback
+        # Window edges are rounded to the millisecond so that a sample lying exactly on one is
+        # classified as Prometheus, which counts in integer milliseconds, classifies it.
+        at = to_millisecond(t - node.offset)
+        oldest = to_millisecond(at - self.lookback)
         out: list[tuple[Labels, float]] = []
         for labels, times, values, _ in self.series_for(node, self.lookback):
             i = bisect_right(times, at) - 1
@@ -127,10 +129,10 @@ class Evaluator:
     def range_arrays(self, node: MatrixSelector, t: float) -> list[tuple[Labels, list[float], list[float]]]:
         """Like range_samples, as separate time and value lists, which functions read faster."""
         selector = node.selector
-        at = t - selector.offset
+        at = to_millisecond(t - selector.offset)
         out: list[tuple[Labels, list[float], list[float]]] = []
         for labels, times, values, has_stale in self.series_for(selector, node.range):
-            edge = at - node.range
+            edge = to_millisecond(at - node.range)
             lo = bisect_right(times, edge) if self.left_open else bisect_left(times, edge)
             hi = bisect_right(times, at)
             if lo >= hi:
@@ -180,7 +182,7 @@ def instant(
 ) -> Value:
     """The value of `expr` at time `at` (seconds), as Prometheus's instant query returns it."""
     tree = _tree(expr)
-    at = float(at)
+    at = to_millisecond(at)
     return Evaluator(source, at, at, lookback, prometheus).evaluate(tree, at)
 
 
@@ -198,12 +200,16 @@ def range_query(
 
     Only scalar and instant-vector expressions can be evaluated over a range, as in Prometheus.
     """
-    if step <= 0 or math.isnan(step):
-        raise PromQLError(f"range query step must be positive, got {step}", "step")
+    if not all(math.isfinite(x) for x in (start, end, step)):
+        raise PromQLError(
+            f"range query start, end and step must be finite, got {start}, {end}, {step}", "range"
+        )
+    start, end, step = to_millisecond(start), to_millisecond(end), to_millisecond(step)
+    if step <= 0:
+        raise PromQLError(f"range query step must be at least 1 ms, got {step}", "step")
     if end < start:
         raise PromQLError(f"range query end {end} is before its start {start}", "range")
     tree = _tree(expr)
-    start, end, step = float(start), float(end), float(step)
     evaluator = Evaluator(source, start, end, lookback, prometheus)
     collected: dict[Labels, list[Sample]] = {}
     for t in _steps(start, end, step):
@@ -223,7 +229,12 @@ def _steps(start: float, end: float, step: float) -> Sequence[float]:
         raise PromQLError(
             f"range query of {count} steps exceeds the maximum of {MAX_POINTS}; use a larger step", "step"
         )
-    return [start + i * step for i in range(count)]
+    return [to_millisecond(start + i * step) for i in range(count)]
+
+
+def to_millisecond(seconds: float) -> float:
+    """Times rounded to whole milliseconds, the resolution Prometheus evaluates at."""
+    return round(float(seconds) * 1000.0) / 1000.0
 
 
 def _step_samples(value: Value) -> list[tuple[Labels, float]]:

@@ -80,10 +80,12 @@ def _extrapolated_rate(
     """
     if len(values) < 2:
         return None
-    range_end = t - node.selector.offset
-    range_start = range_end - node.range
-    first_t, first_v = times[0], values[0]
-    last_t, last_v = times[-1], values[-1]
+    # Durations are taken between whole milliseconds, as Prometheus does, because differences
+    # of float seconds near the current epoch carry errors of a few hundred nanoseconds.
+    range_end = _ms(t) - _ms(node.selector.offset)
+    range_start = range_end - _ms(node.range)
+    first_t, first_v = _ms(times[0]), values[0]
+    last_t, last_v = _ms(times[-1]), values[-1]
     result = last_v - first_v
     if counter:
         previous = first_v
@@ -91,9 +93,9 @@ def _extrapolated_rate(
             if value < previous:
                 result += previous
             previous = value
-    to_start = first_t - range_start
-    to_end = range_end - last_t
-    sampled = last_t - first_t
+    to_start = (first_t - range_start) / 1000
+    to_end = (range_end - last_t) / 1000
+    sampled = (last_t - first_t) / 1000
     average = sampled / (len(values) - 1)
     threshold = average * 1.1
     can_reach_zero = counter and result > 0 and first_v >= 0
@@ -111,13 +113,17 @@ def _extrapolated_rate(
     return result * factor
 
 
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
 def _instant_change(times: list[float], values: list[float], per_second: bool) -> float | None:
     """irate and idelta: the change between the last two samples, or None."""
     if len(values) < 2:
         return None
     prev_t, prev_v, last_t, last_v = times[-2], values[-2], times[-1], values[-1]
     change = last_v if per_second and last_v < prev_v else last_v - prev_v
-    interval = last_t - prev_t
+    interval = (_ms(last_t) - _ms(prev_t)) / 1000
     if interval == 0:
         return None
     return change / interval if per_second else change
