@@ -7,6 +7,7 @@ the evaluator does not implement. A rule that passes `parse` therefore evaluates
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -126,7 +127,25 @@ def parse(text: str) -> Expr:
         tree = pp.parse(text)
     except ValueError as exc:
         raise PromQLError(f"syntax error in {text!r}: {exc}", "syntax") from exc
-    return _convert(tree)
+    try:
+        return _convert(tree)
+    except PromQLError as exc:
+        if exc.position is None and exc.construct is not None:
+            exc.position = _locate(text, exc.construct)
+        raise
+
+
+def _locate(text: str, construct: str) -> int | None:
+    """Where in `text` a refused construct starts (a character offset), when it can be found."""
+    if construct == "subquery":
+        found = re.search(r"\[[^\]]*:", text)
+    elif construct == "@ modifier":
+        found = re.search("@", text)
+    elif re.fullmatch(r"[a-z_]+", construct):
+        found = re.search(rf"\b{construct}\b", text)
+    else:
+        found = None
+    return found.start() if found else None
 
 
 def _seconds(delta: timedelta | None) -> float:

@@ -89,3 +89,18 @@ def test_invalid_regex_is_reported() -> None:
     with pytest.raises(PromQLError) as caught:
         parse('x{job=~"("}')
     assert "job" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("expr", "position"),
+    [
+        ("sum(rate(x[5m])) + predict_linear(y[1h], 60)", 19),
+        ("max_over_time(x[5m:1m])", 15),
+        ("x @ 100", 2),
+        ('count_values("v", x)', 0),
+    ],
+)
+def test_refused_construct_position_is_reported(expr: str, position: int) -> None:
+    with pytest.raises(PromQLError) as caught:
+        parse(expr)
+    assert caught.value.position == position
