@@ -16,9 +16,10 @@ from sqlalchemy.orm import Session
 
 from opsplane.alerts import silences
 from opsplane.alerts.matchers import parse_matcher
+from opsplane.alerts.routing import Notification, SentNotification
 from opsplane.alerts.silences import Silence
 from opsplane.alerts.state import Alert, AlertState, Transition
-from opsplane.alerts.tables import AlertRow, SilenceRow
+from opsplane.alerts.tables import AlertRow, NotificationRow, SilenceRow
 from opsplane.errors import UsageError
 from opsplane.events import service as events
 
@@ -150,3 +151,66 @@ def _silence(row: SilenceRow) -> Silence:
         id=row.id, matchers=tuple(parse_matcher(text) for text in row.matchers), author=row.author,
         comment=row.comment, starts_at=row.starts_at, ends_at=row.ends_at, created_at=row.created_at,
     )
+
+
+# --- the notification log -------------------------------------------------------------------
+
+
+def get_notification_log(session: Session) -> dict[tuple[str, str], SentNotification]:
+    """The last notification of every group to every receiver, by (receiver, group id)."""
+    log = {}
+    for row in session.scalars(select(NotificationRow)):
+        log[(row.receiver, row.group_id)] = SentNotification(
+            receiver=row.receiver, group_id=row.group_id, group_key=row.group_key, sent_at=row.sent_at,
+            firing=frozenset(row.firing), resolved=frozenset(row.resolved),
+        )
+    return log
+
+
+def record_notification(
+    session: Session, *, notification: Notification, at: datetime, webhook: str | None = None
+) -> SentNotification:
+    """Enter a delivered notification in the log and the event log (`alert.notified`)."""
+    sent = notification.record(at)
+    session.merge(NotificationRow(
+        receiver=sent.receiver, group_id=sent.group_id, group_key=sent.group_key, sent_at=sent.sent_at,
+        firing=sorted(sent.firing), resolved=sorted(sent.resolved),
+    ))
+    events.record(
+        session, kind="alert.notified", actor=ACTOR, target=notification.receiver,
+        service=_common(notification, "service"), outcome="sent", ts=at,
+        details={**summary(notification), **({"webhook": webhook} if webhook else {})},
+    )
+    return sent
+
+
+def record_failed_delivery(session: Session, *, notification: Notification, at: datetime, error: str) -> None:
+    """A webhook that could not be reached: the notification stays due and is tried again."""
+    events.record(
+        session, kind="alert.notify_failed", actor=ACTOR, target=notification.receiver,
+        service=_common(notification, "service"), outcome="failed", ts=at,
+        details={**summary(notification), "error": error},
+    )
+
+
+def summary(notification: Notification) -> dict[str, object]:
+    """What an event says about a notification: the group, its alerts and the root causes."""
+    return {
+        "group": dict(notification.group_labels),
+        "firing": [_brief(a) for a in notification.firing],
+        "resolved": [_brief(a) for a in notification.resolved],
+        "explains": [
+            {"alert": _brief(i.target), "root_cause": i.cause.name, "root_cause_labels": dict(i.cause.labels)}
+            for i in notification.explains
+        ],
+    }
+
+
+def _brief(alert: Alert) -> dict[str, object]:
+    return {"name": alert.name, "labels": dict(alert.labels), "fingerprint": alert.fingerprint,
+            "summary": alert.annotations.get("summary")}
+
+
+def _common(notification: Notification, label: str) -> str | None:
+    values = {a.labels.get(label) for a in (*notification.firing, *notification.resolved)}
+    return values.pop() if len(values) == 1 else None

@@ -1,0 +1,178 @@
+"""One alerting cycle over the store: evaluate rules, keep state, mute, notify receivers.
+
+`Alerting.run_once` is what the control plane calls every `evaluation_interval` (from a
+worker thread: it reads and writes the store and may POST to webhooks). Every receiver
+writes its notifications to the event log; one with a webhook also POSTs them in
+Alertmanager's webhook format, so tools that accept Alertmanager's notifications accept
+opsplane's. A notification whose webhook fails is not entered in the notification log, so it
+is tried again at the next cycle; one that succeeded is never sent twice, even across a
+restart.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from opsplane.alerts import service
+from opsplane.alerts.inhibition import inhibitions
+from opsplane.alerts.models import AlertingSettings, Receiver, WebhookReceiver
+from opsplane.alerts.routing import Muted, Notification, build_tree, due_notifications, mute
+from opsplane.alerts.state import Alert, AlertState, Evaluate, EvaluationCycle, evaluate_rules
+from opsplane.clock import Clock
+from opsplane.config.models import Inventory
+from opsplane.config.types import SecretRef
+from opsplane.errors import SecretError
+from opsplane.store import Store
+
+NEVER = "0001-01-01T00:00:00Z"  # Alertmanager's "no end yet"
+
+
+def dependencies(inventory: Inventory) -> dict[str, list[str]]:
+    """Each component's `depends_on`, the default inhibition graph."""
+    return {name: list(component.depends_on) for _, name, component in inventory.components()}
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did: the evaluation, what was muted, sent and not delivered."""
+
+    evaluation: EvaluationCycle
+    muted: Muted
+    sent: list[Notification] = field(default_factory=list)
+    failed: list[tuple[Notification, str]] = field(default_factory=list)
+
+
+class Alerting:
+    """Alert rules, their state and their notifications, carried from cycle to cycle."""
+
+    def __init__(
+        self,
+        settings: AlertingSettings,
+        *,
+        store: Store,
+        evaluate: Evaluate,
+        clock: Clock,
+        depends_on: Mapping[str, Sequence[str]] | None = None,
+        environ: Mapping[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.evaluate = evaluate
+        self.clock = clock
+        self.depends_on = depends_on if settings.inhibit_dependents else None
+        self.environ = os.environ if environ is None else environ
+        self.tree = build_tree(settings.route)
+        self._transport = transport
+        with store.session() as session:
+            self.alerts: list[Alert] = service.get_all(session)
+            self.log = service.get_notification_log(session)
+
+    def run_once(self) -> CycleReport:
+        now = self.clock.now()
+        evaluation = evaluate_rules(self.settings.rules, self.evaluate, self.alerts, now)
+        with self.store.session() as session:
+            service.save_all(session, alerts=evaluation.alerts, dropped=evaluation.dropped)
+            service.record_transitions(session, transitions=evaluation.transitions, at=now)
+            silences = service.get_silences(session, now=now)
+        self.alerts = evaluation.alerts
+        inhibited = inhibitions(evaluation.alerts, self.settings.inhibit_rules, self.depends_on)
+        muted = mute(evaluation.alerts, silences=silences, inhibited=inhibited, now=now)
+        due = due_notifications(
+            evaluation.alerts, tree=self.tree, sent=self.log, now=now, muted=muted,
+            send_resolved={name: r.send_resolved for name, r in self.settings.receivers.items()},
+        )
+        report = CycleReport(evaluation, muted)
+        for notification in due:
+            self._notify(notification, now, report)
+        return report
+
+    def _notify(self, notification: Notification, now: datetime, report: CycleReport) -> None:
+        receiver = self.settings.receivers[notification.receiver]
+        error = self._post(receiver, notification)
+        with self.store.session() as session:
+            if error is not None:
+                service.record_failed_delivery(session, notification=notification, at=now, error=error)
+                report.failed.append((notification, error))
+                return
+            webhook = receiver.webhook.url if receiver.webhook else None
+            sent = service.record_notification(session, notification=notification, at=now, webhook=webhook)
+        self.log[(sent.receiver, sent.group_id)] = sent
+        report.sent.append(notification)
+
+    def _post(self, receiver: Receiver, notification: Notification) -> str | None:
+        """POST to the receiver's webhook; the reason when it failed, None when delivered."""
+        if receiver.webhook is None:
+            return None
+        try:
+            headers = _headers(receiver.webhook, self.environ)
+        except SecretError as exc:
+            return str(exc)
+        payload = webhook_payload(notification)
+        try:
+            with httpx.Client(timeout=receiver.webhook.timeout, transport=self._transport) as client:
+                response = client.post(receiver.webhook.url, json=payload, headers=headers)
+        except httpx.HTTPError as exc:
+            return f"webhook {receiver.webhook.url} unreachable: {exc}"
+        if response.status_code >= 300:
+            return f"webhook {receiver.webhook.url} answered {response.status_code}"
+        return None
+
+
+def _headers(webhook: WebhookReceiver, environ: Mapping[str, str]) -> dict[str, str]:
+    if webhook.bearer_token is None:
+        return {}
+    token = SecretRef(webhook.bearer_token).resolve(dict(environ))
+    return {"Authorization": f"Bearer {token}"}
+
+
+def webhook_payload(notification: Notification) -> dict[str, Any]:
+    """Alertmanager's webhook message (version 4), plus `explains`: the alerts muted because
+    an alert of this notification is their root cause."""
+    alerts = [*notification.firing, *notification.resolved]
+    return {
+        "version": "4",
+        "groupKey": notification.group_key,
+        "truncatedAlerts": 0,
+        "status": "firing" if notification.firing else "resolved",
+        "receiver": notification.receiver,
+        "groupLabels": dict(notification.group_labels),
+        "commonLabels": _common([a.labels for a in alerts]),
+        "commonAnnotations": _common([a.annotations for a in alerts]),
+        "externalURL": "",
+        "alerts": [_alert(a) for a in alerts],
+        "explains": [
+            {"alert": _alert(i.target), "rootCause": _alert(i.cause), "reason": i.reason}
+            for i in notification.explains
+        ],
+    }
+
+
+def _alert(alert: Alert) -> dict[str, Any]:
+    resolved = alert.state is AlertState.RESOLVED
+    return {
+        "status": "resolved" if resolved else "firing",
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "startsAt": _time(alert.fired_at or alert.active_at),
+        "endsAt": _time(alert.resolved_at) if resolved and alert.resolved_at else NEVER,
+        "generatorURL": "",
+        "fingerprint": alert.fingerprint,
+    }
+
+
+def _time(when: datetime) -> str:
+    return when.isoformat().replace("+00:00", "Z")
+
+
+def _common(mappings: Sequence[Mapping[str, str]]) -> dict[str, str]:
+    if not mappings:
+        return {}
+    first, *rest = mappings
+    return {k: v for k, v in first.items() if all(m.get(k) == v for m in rest)}
