@@ -17,6 +17,7 @@ from opsplane.metrics.promql.model import (
     Matrix,
     PromQLError,
     Sample,
+    SampleColumns,
     Scalar,
     SeriesSource,
     StringValue,
@@ -73,9 +74,13 @@ class Evaluator:
             last = to_millisecond(self.end - selector.offset)
             loaded: list[Series] = []
             for labels, samples in self.source.select(selector.matchers, first, last):
-                values = [v for _, v in samples]
-                has_stale = any(v != v and is_stale(v) for v in values)
-                loaded.append((labels, [t for t, _ in samples], values, has_stale))
+                if not samples:
+                    continue
+                if isinstance(samples, SampleColumns):
+                    times, values = samples.times, samples.values
+                else:
+                    times, values = (list(column) for column in zip(*samples, strict=True))
+                loaded.append((labels, times, values, _has_stale(values)))
             self._loaded[key] = loaded
         return self._loaded[key]
 
@@ -144,6 +149,15 @@ class Evaluator:
             else:
                 out.append((labels, times[lo:hi], values[lo:hi]))
         return out
+
+
+def _has_stale(values: list[float]) -> bool:
+    # sum() runs in C and is NaN exactly when some value is NaN (or infinities cancel), so the
+    # slow bit-pattern test runs only for series that hold a NaN at all.
+    total = sum(values)
+    if total == total:
+        return False
+    return any(v != v and is_stale(v) for v in values)
 
 
 def _unique(value: Value) -> Value:

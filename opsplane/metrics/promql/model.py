@@ -12,7 +12,7 @@ import struct
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, overload
 
 from opsplane.errors import OpsplaneError
 
@@ -115,6 +115,44 @@ def matches_all(matchers: Sequence[Matcher], labels: Labels) -> bool:
     return all(m.matches(values.get(m.name, "")) for m in matchers)
 
 
+class SampleColumns(Sequence[Sample]):
+    """Samples kept as a list of times and a list of values.
+
+    A SeriesSource may return this instead of a list of pairs; the engine then reads the two
+    lists directly instead of building and taking apart one tuple per sample.
+    """
+
+    __slots__ = ("times", "values")
+
+    def __init__(self, times: list[float], values: list[float]):
+        if len(times) != len(values):
+            raise PromQLError(f"{len(times)} sample times but {len(values)} values", "samples")
+        self.times = times
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    @overload
+    def __getitem__(self, index: int) -> Sample: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Sample]: ...
+
+    def __getitem__(self, index: int | slice) -> Sample | Sequence[Sample]:
+        if isinstance(index, slice):
+            return SampleColumns(self.times[index], self.values[index])
+        return self.times[index], self.values[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return f"SampleColumns({list(self)!r})"
+
+
 class SeriesSource(Protocol):
     """Where the engine reads samples from: the scraper's window, a test's list, ..."""
 
@@ -126,10 +164,15 @@ class SeriesSource(Protocol):
 
 
 class MemorySource:
-    """Series held in memory, for tests and for expressions over a fixed data set."""
+    """Series held in memory, for tests and for expressions over a fixed data set.
+
+    Series are indexed by metric name, and each matcher is tried once per distinct label value,
+    so that selecting from ten thousand series stays cheap.
+    """
 
     def __init__(self, series: Iterable[tuple[Labels | dict[str, str], Sequence[Sample]]] = ()):
-        self._series: list[tuple[Labels, list[float], list[float]]] = []
+        self._series: list[tuple[Labels, dict[str, str], list[float], list[float]]] = []
+        self._by_name: dict[str, list[int]] = {}
         for labels, samples in series:
             self.add(labels, samples)
 
@@ -137,17 +180,40 @@ class MemorySource:
         """Add one series; its samples are sorted by time here so callers need not."""
         key = labels_of(labels) if isinstance(labels, dict) else tuple(sorted(labels))
         ordered = sorted(samples, key=lambda sample: sample[0])
-        self._series.append((key, [t for t, _ in ordered], [v for _, v in ordered]))
+        values = dict(key)
+        self._by_name.setdefault(values.get(METRIC_NAME, ""), []).append(len(self._series))
+        self._series.append((key, values, [t for t, _ in ordered], [v for _, v in ordered]))
 
     def select(
         self, matchers: Sequence[Matcher], start: float, end: float
     ) -> Iterable[tuple[Labels, Sequence[Sample]]]:
         """Every stored series matching all matchers, cut to [start, end]."""
-        for labels, times, values in self._series:
-            if not matches_all(matchers, labels):
+        out: list[tuple[Labels, Sequence[Sample]]] = []
+        memo: list[dict[str, bool]] = [{} for _ in matchers]
+        for index in self._candidates(matchers):
+            labels, values_by_name, times, values = self._series[index]
+            if not _all_match(matchers, memo, values_by_name):
                 continue
             lo, hi = bisect_left(times, start), bisect_right(times, end)
-            yield labels, list(zip(times[lo:hi], values[lo:hi], strict=True))
+            out.append((labels, SampleColumns(times[lo:hi], values[lo:hi])))
+        return out
+
+    def _candidates(self, matchers: Sequence[Matcher]) -> Iterable[int]:
+        for m in matchers:
+            if m.name == METRIC_NAME and m.op == "=":
+                return self._by_name.get(m.value, [])
+        return range(len(self._series))
+
+
+def _all_match(matchers: Sequence[Matcher], memo: list[dict[str, bool]], values: dict[str, str]) -> bool:
+    for m, seen in zip(matchers, memo, strict=True):
+        value = values.get(m.name, "")
+        ok = seen.get(value)
+        if ok is None:
+            ok = seen[value] = m.matches(value)
+        if not ok:
+            return False
+    return True
 
 
 @dataclass(frozen=True)
