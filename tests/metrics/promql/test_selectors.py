@@ -118,3 +118,23 @@ def test_parsed_tree_can_be_evaluated_repeatedly() -> None:
 def test_range_query_with_too_many_steps_is_refused() -> None:
     with pytest.raises(PromQLError, match="11000"):
         range_query("time()", source(), 0, 86400, 1)
+
+
+class CountingSource:
+    """A MemorySource that records every select call."""
+
+    def __init__(self, inner):  # type: ignore[no-untyped-def]
+        self.inner = inner
+        self.calls: list[tuple[float, float]] = []
+
+    def select(self, matchers, start, end):  # type: ignore[no-untyped-def]
+        self.calls.append((start, end))
+        return self.inner.select(matchers, start, end)
+
+
+def test_range_query_reads_each_selector_once_for_the_whole_window() -> None:
+    src = CountingSource(source(series("x", regular(0, 15, range(100)), job="a")))
+    result = range_query("rate(x[2m]) / rate(x[2m]) + x", src, 600, 1200, 60)
+    assert len(result.series) == 1 and len(result.series[0][1]) == 11
+    # one read for x[2m] (used twice) and one for x with its 5-minute lookback
+    assert sorted(src.calls) == [(300.0, 1200.0), (480.0, 1200.0)]
