@@ -83,7 +83,8 @@ class Alerting:
             silences = service.get_silences(session, now=now)
         self.alerts = evaluation.alerts
         inhibited = inhibitions(evaluation.alerts, self.settings.inhibit_rules, self.depends_on)
-        muted = mute(evaluation.alerts, silences=silences, inhibited=inhibited, now=now)
+        muted = mute(evaluation.alerts, silences=silences, inhibited=inhibited, now=now,
+                     windows=self.settings.maintenance_windows)
         due = due_notifications(
             evaluation.alerts, tree=self.tree, sent=self.log, now=now, muted=muted,
             send_resolved={name: r.send_resolved for name, r in self.settings.receivers.items()},

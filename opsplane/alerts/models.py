@@ -7,13 +7,15 @@ mean the same thing when they are exported to those tools.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from opsplane.alerts.matchers import LABEL_NAME, MatcherField
+from opsplane.alerts.matchers import LABEL_NAME, MatcherField, matches_all
 from opsplane.alerts.templates import parse_template
 from opsplane.config.types import Duration, Secret
 
@@ -174,6 +176,56 @@ class InhibitRule(_Strict):
     )
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class MaintenanceWindow(_Strict):
+    """A silence by calendar: every listed weekday from `start` for `duration`."""
+
+    matchers: list[MatcherField] = Field(
+        min_length=1, description='Alerts the window mutes, such as service="orders".'
+    )
+    days: list[Weekday] = Field(
+        default_factory=lambda: list(WEEKDAYS),
+        min_length=1,
+        description="Weekdays on which the window opens (mon ... sun); default every day.",
+    )
+    start: time = Field(description="Local time the window opens, such as 02:00.")
+    duration: Duration = Field(description="How long it stays open (at most 7d).")
+    timezone: str = Field("UTC", description="IANA time zone of `start`, such as Europe/Berlin.")
+    comment: str | None = Field(None, description="Why, for whoever wonders where the alerts went.")
+
+    @model_validator(mode="after")
+    def _known_zone_and_bounded(self) -> MaintenanceWindow:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.timezone!r}; use an IANA name such as "
+                             "Europe/Berlin or UTC") from None
+        if self.duration > 7 * 86400:
+            raise ValueError("a maintenance window lasts at most 7d; use a silence for longer")
+        return self
+
+    def is_open(self, now: datetime) -> bool:
+        """Whether the window is open at `now` (an aware time); a window that opened on an
+        earlier day and is still running counts."""
+        zone = ZoneInfo(self.timezone)
+        local_day = now.astimezone(zone).date()
+        for back in range(int(self.duration // 86400) + 2):
+            day = local_day - timedelta(days=back)
+            if WEEKDAYS[day.weekday()] not in self.days:
+                continue
+            opens = datetime.combine(day, self.start, tzinfo=zone).astimezone(UTC)
+            if opens <= now < opens + timedelta(seconds=self.duration):
+                return True
+        return False
+
+    def mutes(self, labels: Mapping[str, str], now: datetime) -> bool:
+        """Whether the window mutes an alert with `labels` at `now`."""
+        return self.is_open(now) and matches_all(self.matchers, labels)
+
+
 class AlertingSettings(_Strict):
     evaluation_interval: Duration = Field(
         15.0, description="How often every rule is evaluated (the manual's scrape interval)."
@@ -194,6 +246,11 @@ class AlertingSettings(_Strict):
         True,
         description="A firing alert about a component (its `service` label) mutes the alerts of the "
         "components that depend on it, and its notification names them.",
+    )
+
+    maintenance_windows: dict[ReceiverName, MaintenanceWindow] = Field(
+        default_factory=dict,
+        description="Recurring windows, by name, during which matching alerts are not notified.",
     )
 
     @model_validator(mode="after")

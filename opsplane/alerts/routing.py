@@ -22,6 +22,7 @@ from opsplane.alerts.models import (
     DEFAULT_GROUP_INTERVAL,
     DEFAULT_GROUP_WAIT,
     DEFAULT_REPEAT_INTERVAL,
+    MaintenanceWindow,
     Route,
 )
 from opsplane.alerts.silences import Silence
@@ -149,10 +150,15 @@ class Notification:
 
 @dataclass(frozen=True)
 class Muted:
-    """Alerts not notified now: silenced (by silence ids) or inhibited (with the cause)."""
+    """Alerts not notified now, by fingerprint: silenced (with the silence ids), in a
+    maintenance window (with the window names) or inhibited (with the cause)."""
 
     silenced: Mapping[str, list[int]]
     inhibited: Mapping[str, Inhibition]
+    in_maintenance: Mapping[str, list[str]] = field(default_factory=dict)
+
+    def __contains__(self, fingerprint: object) -> bool:
+        return any(fingerprint in why for why in (self.silenced, self.inhibited, self.in_maintenance))
 
 
 def mute(
@@ -161,13 +167,18 @@ def mute(
     silences: Sequence[Silence],
     inhibited: Mapping[str, Inhibition],
     now: datetime,
+    windows: Mapping[str, MaintenanceWindow] | None = None,
 ) -> Muted:
     """Which alerts are muted at `now`, and why."""
     silenced: dict[str, list[int]] = {}
+    in_maintenance: dict[str, list[str]] = {}
+    open_windows = {name: w for name, w in (windows or {}).items() if w.is_open(now)}
     for alert in alerts:
         if ids := [s.id for s in silences if s.mutes(alert.labels, now)]:
             silenced[alert.fingerprint] = ids
-    return Muted(silenced, inhibited)
+        if names := [name for name, w in open_windows.items() if matches_all(w.matchers, alert.labels)]:
+            in_maintenance[alert.fingerprint] = names
+    return Muted(silenced, inhibited, in_maintenance)
 
 
 def due_notifications(
@@ -185,8 +196,7 @@ def due_notifications(
     muted = muted or Muted({}, {})
     audible = [
         a for a in alerts
-        if a.state in (AlertState.FIRING, AlertState.RESOLVED)
-        and a.fingerprint not in muted.silenced and a.fingerprint not in muted.inhibited
+        if a.state in (AlertState.FIRING, AlertState.RESOLVED) and a.fingerprint not in muted
     ]
     explained: dict[str, list[Inhibition]] = {}
     for inhibition in muted.inhibited.values():
