@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from opsplane.metrics.promql import trends
 from opsplane.metrics.promql.model import (
     METRIC_NAME,
     InstantVector,
@@ -263,12 +264,13 @@ def _absent(node: Call, present: bool) -> InstantVector:
 def _range_function(ev: Evaluator, node: Call, t: float) -> Value:
     name = node.name
     arg_index = 1 if name == "quantile_over_time" else 0
+    param_index = {"quantile_over_time": 0, "predict_linear": 1}.get(name)
     matrix_node = node.args[arg_index]
     if not isinstance(matrix_node, MatrixSelector):
         raise PromQLError(f"{name}() expects a range vector selector", name)
     if name == "absent_over_time":
         return _absent(node, bool(ev.range_arrays(matrix_node, t)))
-    q = _scalar(ev, node, 0, t) if name == "quantile_over_time" else 0.0
+    q = _scalar(ev, node, param_index, t) if param_index is not None else 0.0
     out: Vector = []
     for labels, times, values in ev.range_arrays(matrix_node, t):
         value = _over_range(name, times, values, t, matrix_node, q, ev.prometheus)
@@ -287,6 +289,14 @@ def _over_range(
         return _instant_change(times, values, per_second=name == "irate")
     if name == "quantile_over_time":
         return quantile(q, values)
+    if name == "deriv":
+        return trends.deriv(times, values)
+    if name == "predict_linear":
+        return trends.predict_linear(times, values, t, q)
+    if name == "changes":
+        return trends.changes(values)
+    if name == "resets":
+        return trends.resets(values)
     fn = _OVER_TIME.get(name)
     if fn is None:
         raise PromQLError(f"unsupported function '{name}'", name)

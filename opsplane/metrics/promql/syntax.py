@@ -91,7 +91,7 @@ SUPPORTED_FUNCTIONS = frozenset(
         "rate", "irate", "increase", "delta", "idelta",
         "avg_over_time", "min_over_time", "max_over_time", "sum_over_time", "count_over_time",
         "last_over_time", "stddev_over_time", "stdvar_over_time", "quantile_over_time",
-        "present_over_time", "absent_over_time",
+        "present_over_time", "absent_over_time", "changes", "resets", "deriv", "predict_linear",
         "histogram_quantile", "absent", "clamp", "clamp_min", "clamp_max",
         "abs", "ceil", "floor", "sqrt", "exp", "ln", "log2", "log10",
         "time", "vector", "scalar",
@@ -126,6 +126,10 @@ def parse(text: str) -> Expr:
     try:
         tree = pp.parse(text)
     except ValueError as exc:
+        unknown = re.fullmatch(r"unknown function with name '(\w+)'", str(exc))
+        if unknown:
+            name = unknown.group(1)
+            raise PromQLError(f"unknown function '{name}' in {text!r}", name, _locate(text, name)) from exc
         raise PromQLError(f"syntax error in {text!r}: {exc}", "syntax") from exc
     try:
         return _convert(tree)
@@ -141,7 +145,7 @@ def _locate(text: str, construct: str) -> int | None:
         found = re.search(r"\[[^\]]*:", text)
     elif construct == "@ modifier":
         found = re.search("@", text)
-    elif re.fullmatch(r"[a-z_]+", construct):
+    elif re.fullmatch(r"\w+", construct):
         found = re.search(rf"\b{construct}\b", text)
     else:
         found = None

@@ -49,7 +49,8 @@ def test_aggregation_grouping() -> None:
 @pytest.mark.parametrize(
     ("expr", "construct", "wording"),
     [
-        ("predict_linear(x[5m], 3600)", "predict_linear", "unsupported function 'predict_linear'"),
+        ("timestamp(x)", "timestamp", "unsupported function 'timestamp'"),
+        ("nosuch(x)", "nosuch", "unknown function 'nosuch'"),
         ("max_over_time(rate(x[1m])[5m:1m])", "subquery", "subqueries are not supported"),
         ("x @ 1700000000", "@ modifier", "@ modifier is not supported"),
         ('count_values("v", x)', "count_values", "unsupported aggregation 'count_values'"),
@@ -94,7 +95,8 @@ def test_invalid_regex_is_reported() -> None:
 @pytest.mark.parametrize(
     ("expr", "position"),
     [
-        ("sum(rate(x[5m])) + predict_linear(y[1h], 60)", 19),
+        ("sum(rate(x[5m])) + timestamp(y)", 19),
+        ("1 + nosuch(y)", 4),
         ("max_over_time(x[5m:1m])", 15),
         ("x @ 100", 2),
         ('count_values("v", x)', 0),
