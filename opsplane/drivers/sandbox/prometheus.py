@@ -183,6 +183,17 @@ class TemporaryPrometheus:
         params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
         return self._get("/api/v1/query_range", params)
 
+    def version(self) -> str:
+        """The running server's version as it reports it, e.g. "2.42.0+ds"."""
+        return str(self._get("/api/v1/status/buildinfo", {})["version"])
+
+    def major_version(self) -> int:
+        """The running server's major version: 2 and 3 differ in window edges and extrapolation."""
+        head = self.version().split(".", 1)[0]
+        if not head.isdigit():
+            raise SandboxError(f"cannot read a major version from Prometheus's {self.version()!r}")
+        return int(head)
+
     def stop(self) -> None:
         """SIGTERM the server and wait until it has exited (SIGKILL if it will not). Idempotent."""
         client, self._client = self._client, None
@@ -223,7 +234,7 @@ class TemporaryPrometheus:
             raise SandboxError(f"Prometheus answered {path} with HTTP {response.status_code} "
                                f"and no JSON: {response.text[:200]!r}") from exc
         if body.get("status") != "success":
-            raise SandboxError(f"Prometheus refused {params.get('query')!r}: "
+            raise SandboxError(f"Prometheus refused {params.get('query', path)!r}: "
                                f"{body.get('errorType')}: {body.get('error')}")
         data: dict[str, Any] = body["data"]
         return data

@@ -47,6 +47,12 @@ def test_last_sample_is_visible_for_the_five_minute_lookback_only(tmp_path: Path
         assert prometheus.query("requests_total", DAY + 900.001)["result"] == []
 
 
+def test_the_server_reports_its_version(tmp_path: Path) -> None:
+    with TemporaryPrometheus(tmp_path) as prometheus:
+        assert prometheus.major_version() >= 2
+        assert prometheus.version().startswith(f"{prometheus.major_version()}.")
+
+
 def test_a_refused_query_names_prometheus_reason(tmp_path: Path) -> None:
     with TemporaryPrometheus(tmp_path) as prometheus, pytest.raises(SandboxError, match="bad_data"):
         prometheus.query("sum(", DAY)
