@@ -28,7 +28,11 @@ Vector = list[tuple[Labels, float]]
 
 def drop_name(labels: Labels) -> Labels:
     """The label set without `__name__`: what most functions and arithmetic return."""
-    if labels and any(name == METRIC_NAME for name, _ in labels):
+    if not labels:
+        return labels
+    if labels[0][0] == METRIC_NAME:
+        return labels[1:]  # the usual place: lower-case label names sort after "__name__"
+    if any(name == METRIC_NAME for name, _ in labels):
         return tuple(pair for pair in labels if pair[0] != METRIC_NAME)
     return labels
 

@@ -141,3 +141,8 @@ def test_functions_that_drop_names_refuse_equal_label_sets() -> None:
         ls(name="a", job="x"): 1.0,
         ls(name="b", job="x"): 2.0,
     }
+
+
+def test_name_is_dropped_wherever_it_sorts() -> None:
+    src = source(series("g", [(0, -2.0)], Zone="a", job="x"))
+    assert query("abs(g)", src, 0) == {ls(Zone="a", job="x"): 2.0}
