@@ -1,0 +1,147 @@
+"""The alerting section as Prometheus rule files and an Alertmanager configuration.
+
+Teams that run Prometheus and Alertmanager get the same rules, routes, receivers and
+inhibitions opsplane uses. What those tools cannot express is left out and named in the
+returned notes instead of being approximated silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opsplane.alerts.inhibition import COMPONENT_LABEL, dependents
+from opsplane.alerts.models import AlertingSettings, AlertRule, Receiver, Route
+
+_UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))
+
+
+def prometheus_duration(seconds: float) -> str:
+    """A duration as Prometheus writes it, in whole units: 90 -> '1m30s', 0.25 -> '250ms'."""
+    millis = round(seconds * 1000)
+    if millis <= 0:
+        return "0s"
+    parts = []
+    for unit, size in _UNITS:
+        count, millis = divmod(millis, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+@dataclass
+class Export:
+    """The documents to write, and what could not be expressed in them."""
+
+    rules: dict[str, Any]
+    alertmanager: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def export(settings: AlertingSettings, *, depends_on: Mapping[str, Sequence[str]] | None = None) -> Export:
+    notes: list[str] = []
+    alertmanager: dict[str, Any] = {
+        "route": _route(settings.route, top=True),
+        "receivers": [_receiver(name, receiver, notes) for name, receiver in settings.receivers.items()],
+    }
+    inhibit = [
+        {"source_matchers": [str(m) for m in rule.source_matchers],
+         "target_matchers": [str(m) for m in rule.target_matchers],
+         **({"equal": list(rule.equal)} if rule.equal else {})}
+        for rule in settings.inhibit_rules
+    ]
+    if settings.inhibit_dependents and depends_on:
+        inhibit += _dependency_inhibitions(depends_on)
+    if inhibit:
+        alertmanager["inhibit_rules"] = inhibit
+    if settings.maintenance_windows:
+        names = ", ".join(settings.maintenance_windows)
+        notes.append(f"maintenance windows ({names}) are not exported: Alertmanager mutes by route, not by "
+                     "matchers; add mute_time_intervals to the routes they concern")
+    rules = {"groups": [{
+        "name": "opsplane",
+        "interval": prometheus_duration(settings.evaluation_interval),
+        "rules": [_rule(rule) for rule in settings.rules],
+    }]}
+    return Export(rules, alertmanager, notes)
+
+
+def _rule(rule: AlertRule) -> dict[str, Any]:
+    exported: dict[str, Any] = {"alert": rule.name, "expr": rule.expr}
+    if rule.for_:
+        exported["for"] = prometheus_duration(rule.for_)
+    if rule.keep_firing_for:
+        exported["keep_firing_for"] = prometheus_duration(rule.keep_firing_for)
+    exported["labels"] = {k: v for k, v in rule.static_labels().items() if k != "alertname"}
+    annotations = dict(rule.annotations)
+    if rule.runbook:
+        annotations.setdefault("runbook_url", rule.runbook)
+    if annotations:
+        exported["annotations"] = annotations
+    return exported
+
+
+def _route(route: Route, *, top: bool = False) -> dict[str, Any]:
+    exported: dict[str, Any] = {}
+    if route.receiver:
+        exported["receiver"] = route.receiver
+    if route.matchers and not top:
+        exported["matchers"] = [str(m) for m in route.matchers]
+    if route.group_by is not None:
+        exported["group_by"] = list(route.group_by)
+    for name in ("group_wait", "group_interval", "repeat_interval"):
+        value = getattr(route, name)
+        if value is not None:
+            exported[name] = prometheus_duration(value)
+    if route.continue_ and not top:
+        exported["continue"] = True
+    if route.routes:
+        exported["routes"] = [_route(child) for child in route.routes]
+    return exported
+
+
+def _receiver(name: str, receiver: Receiver, notes: list[str]) -> dict[str, Any]:
+    exported: dict[str, Any] = {"name": name}
+    if receiver.webhook is None:
+        return exported
+    config: dict[str, Any] = {"url": receiver.webhook.url, "send_resolved": receiver.send_resolved}
+    token = receiver.webhook.bearer_token
+    if token is not None and token.startswith("file:"):
+        config["http_config"] = {"authorization": {"credentials_file": token.removeprefix("file:")}}
+    elif token is not None:
+        notes.append(f"receiver {name}: the bearer token {token} is an environment variable, which "
+                     "Alertmanager cannot read; give it as file:/path to export it")
+    exported["webhook_configs"] = [config]
+    return exported
+
+
+def _dependency_inhibitions(depends_on: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
+    """One rule per component with dependents: its alerts mute theirs, in the same env."""
+    rules = []
+    for component, needing in sorted(dependents(depends_on).items()):
+        alternatives = "|".join(sorted(needing))
+        rules.append({
+            "source_matchers": [f'{COMPONENT_LABEL}="{component}"'],
+            "target_matchers": [f'{COMPONENT_LABEL}=~"{alternatives}"'],
+            "equal": ["env"],
+        })
+    return rules
+
+
+RULES_FILE = "opsplane-rules.yml"
+ALERTMANAGER_FILE = "alertmanager.yml"
+
+
+def write(exported: Export, directory: Path) -> list[Path]:
+    """Write the rule file and alertmanager.yml into `directory`; the paths written."""
+    import yaml
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, document in ((RULES_FILE, exported.rules), (ALERTMANAGER_FILE, exported.alertmanager)):
+        path = directory / name
+        path.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
+        written.append(path)
+    return written
