@@ -22,6 +22,7 @@ from opsplane.metrics.promql.model import (
     Value,
     is_stale,
     labels_of,
+    same_float,
 )
 from opsplane.metrics.promql.syntax import Expr, parse
 
@@ -46,4 +47,5 @@ __all__ = [
     "labels_of",
     "parse",
     "range_query",
+    "same_float",
 ]

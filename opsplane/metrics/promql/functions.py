@@ -11,12 +11,9 @@ from opsplane.metrics.promql.model import (
     METRIC_NAME,
     InstantVector,
     Labels,
-    Matrix,
     PromQLError,
     Scalar,
-    StringValue,
     Value,
-    format_labels,
 )
 from opsplane.metrics.promql.syntax import Call, MatrixSelector, VectorSelector
 
@@ -385,16 +382,3 @@ def _almost_equal(a: float, b: float, epsilon: float) -> bool:
     if a == 0 or b == 0 or abs_sum < min_normal:
         return diff < epsilon * min_normal
     return diff / min(abs_sum, 1.7976931348623157e308) < epsilon
-
-
-def describe(value: Value) -> str:
-    """A short human description of a value's type, for error messages."""
-    if isinstance(value, Scalar):
-        return "scalar"
-    if isinstance(value, StringValue):
-        return "string"
-    if isinstance(value, Matrix):
-        return "range vector"
-    return (
-        "instant vector" if not value.samples else f"instant vector like {format_labels(value.samples[0][0])}"
-    )

@@ -1,5 +1,7 @@
 """The names other parts of opsplane import from the PromQL engine."""
 
+import math
+
 import opsplane.metrics.promql as promql
 
 
@@ -25,6 +27,7 @@ def test_public_surface_is_what_callers_use() -> None:
         "labels_of",
         "parse",
         "range_query",
+        "same_float",
     }
     assert all(hasattr(promql, name) for name in promql.__all__)
     assert promql.DEFAULT_LOOKBACK == 300.0
@@ -53,3 +56,11 @@ def test_a_source_returning_plain_pairs_works_too() -> None:
     assert isinstance(result, promql.InstantVector)
     # 2 over 60 s; the range start is 60 s away but the counter was zero 30 s before: 2 * 90 / 60.
     assert result.samples == [((), 3.0)]
+
+
+def test_same_float_compares_results_as_prometheus_answers_are_compared() -> None:
+    assert promql.same_float(1.0, 1.0 + 1e-12)
+    assert not promql.same_float(1.0, 1.0 + 1e-6)
+    assert promql.same_float(math.nan, math.nan) and not promql.same_float(math.nan, 0.0)
+    assert promql.same_float(math.inf, math.inf) and not promql.same_float(math.inf, -math.inf)
+    assert promql.same_float(0.0, 0.0) and not promql.same_float(0.0, 1e-300)
