@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -113,3 +114,36 @@ def _when(text: str | None, option: str) -> datetime | None:
         raise UsageError(f"{option}: cannot read {text!r}; give an ISO 8601 time such as "
                          "2026-11-24T02:00:00Z") from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+export_app = typer.Typer(no_args_is_help=True)
+
+
+@export_app.callback()
+def _export() -> None:
+    """Write the inventory's alerting for other tools."""
+
+
+@export_app.command()
+def prometheus(
+    ctx: typer.Context,
+    directory: Path = typer.Argument(..., help="Where to write the rule file and alertmanager.yml."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Write the inventory's alert rules as a Prometheus rule file and its routes, receivers
+    and inhibitions as alertmanager.yml."""
+    from opsplane.alerts.export import export, write
+    from opsplane.alerts.flows import dependencies
+    from opsplane.cli import config_path
+    from opsplane.config import load
+
+    inventory = load(config_path(ctx))
+    exported = export(inventory.alerting, depends_on=dependencies(inventory))
+    written = write(exported, directory)
+    if json_out:
+        print_json({"files": [str(p) for p in written], "notes": exported.notes})
+        return
+    for path in written:
+        out.print(f"wrote {path}")
+    for note in exported.notes:
+        out.print(f"[yellow]not exported:[/] {note}")

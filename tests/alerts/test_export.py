@@ -102,3 +102,28 @@ def test_routes_receivers_and_dependency_inhibitions_are_exported(tmp_path: Path
                                                 (3600 * 4, "4h"), (1.5, "1s500ms")])
 def test_durations_are_written_in_whole_units(seconds: float, text: str) -> None:
     assert prometheus_duration(seconds) == text
+
+
+def test_export_prometheus_command_writes_both_files_from_the_inventory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from opsplane.alerts.cli import export_app
+
+    inventory = tmp_path / "opsplane.yaml"
+    inventory.write_text(
+        "platform: {name: shop}\n"
+        "services: {orders: {depends_on: [postgres]}}\n"
+        "databases: {postgres: {}}\n"
+        "alerting:\n"
+        "  rules: [{name: DatabaseDown, expr: pg_up == 0, for: 1m, severity: P0}]\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(export_app, ["prometheus", "out", "--json"])
+    assert result.exit_code == 0, result.output
+    rules_file, alertmanager_file = (Path(p) for p in yaml.safe_load(result.output)["files"])
+    assert yaml.safe_load(rules_file.read_text())["groups"][0]["rules"][0]["alert"] == "DatabaseDown"
+    inhibit = yaml.safe_load(alertmanager_file.read_text())["inhibit_rules"]
+    assert inhibit == [{"source_matchers": ['service="postgres"'], "target_matchers": ['service=~"orders"'],
+                        "equal": ["env"]}]
