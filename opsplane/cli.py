@@ -45,6 +45,7 @@ def _register() -> None:
     from opsplane.events.cli import app as events_app
     from opsplane.export.cli import app as export_app
     from opsplane.health.cli import register as register_health
+    from opsplane.metrics.cli import register as register_query
     from opsplane.runtime.cli import register as register_runtime
     from opsplane.server_cli import register as register_server
     from opsplane.store.cli import app as db_app
@@ -58,6 +59,7 @@ def _register() -> None:
     app.add_typer(silence_app, name="silence", help="Mute notifications of matching alerts for a while.")
     app.add_typer(shop_app, name="shop", help="The reference shop: serve its services, send it traffic.")
     register_health(app)
+    register_query(app)
     register_server(app)
     register_demo(app)
     register_runtime(app)

@@ -15,7 +15,7 @@ import resource
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -34,9 +34,12 @@ from opsplane.health.scheduler import ProbeScheduler
 from opsplane.health.tables import CheckState
 from opsplane.health.targets import CheckTarget, check_targets, environment_name
 from opsplane.health.transitions import KnownState, StateTracker, Transition
-from opsplane.metrics.scrape import MetricsScraper, scrape_targets
+from opsplane.metrics.scrape import MetricsScraper, ScrapeStatus, ScrapeTarget, scrape_targets
 from opsplane.store import Store
 from opsplane.telemetry import ControlPlaneMetrics
+
+if TYPE_CHECKING:
+    from opsplane.metrics.store import SampleStore
 
 CHART_BUCKET = 120.0  # seconds per point of the dashboard's charts
 log = logging.getLogger("opsplane.server")
@@ -76,12 +79,22 @@ class ControlPlane:
         self._tasks: list[asyncio.Task[None]] = []
         self._scheduler: ProbeScheduler | None = None
         self._probes: dict[str, Probe] = {}
+        self._side_tasks: set[asyncio.Future[None]] = set()
         # What the dashboard charts: the last hour of results per check, and the request
         # rates of components that expose Prometheus metrics, in two-minute buckets (thirty
         # points per chart; the rings cost 3.3 MB at 10,000 checks).
         self.history = ProbeHistory((t.id for t in self.targets), bucket=CHART_BUCKET, clock=self.clock)
-        self.scraper = MetricsScraper(scrape_targets(inventory, self.env), bucket=CHART_BUCKET,
-                                      clock=self.clock)
+        scraped = scrape_targets(inventory, self.env)
+        # Every scraped sample, for PromQL; only when something is scraped (the engine and
+        # the store are not even imported otherwise).
+        self.samples: SampleStore | None = None
+        if scraped:
+            from opsplane.metrics.store import SampleStore
+
+            self.samples = SampleStore(window=inventory.metrics.window,
+                                       series_limit=inventory.metrics.series_limit, clock=self.clock)
+        self.scraper = MetricsScraper(scraped, bucket=CHART_BUCKET, clock=self.clock, store=self.samples,
+                                      env=self.env, on_change=self._scrape_changed)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -210,6 +223,22 @@ class ControlPlane:
                 for row in session.scalars(select(CheckState))
             }
 
+    def _scrape_changed(self, target: ScrapeTarget, status: ScrapeStatus) -> None:
+        """A target's scrape state changed (read, unreadable, over its series limit): an event."""
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(
+            self._record_scrape, target.component, status.state.value, status.reason))
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    def _record_scrape(self, component: str, state: str, reason: str) -> None:
+        try:
+            with self.store.session() as session:
+                events.record(session, kind="metrics.scrape", actor=ACTOR, target=component,
+                              service=component, outcome=state.lower(), clock=self.clock,
+                              details={"state": state, "reason": reason})
+        except Exception as exc:  # the store may be down; the next change is recorded again
+            log.warning("could not record the scrape state of %s: %s", component, exc)
+
     def _record_lifecycle(self, kind: str) -> None:
         with self.store.session() as session:
             events.record(session, kind=kind, actor=ACTOR, target="control-plane",
@@ -237,6 +266,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     inventory's relative paths start, such as the runtime's state for the instance list."""
     from opsplane.events.views import router as events_router
     from opsplane.health.views import router as health_router
+    from opsplane.metrics.views import router as metrics_router
     from opsplane.runtime.views import router as runtime_router
     from opsplane.web.views import router as web_router
 
@@ -266,7 +296,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
 
     from opsplane.auth.views import router as auth_router
 
-    for router in (health_router, events_router, auth_router, runtime_router):
+    for router in (health_router, events_router, auth_router, runtime_router, metrics_router):
         _mount(app, router, "/api/v1")
     _mount(app, web_router, "")
     return app

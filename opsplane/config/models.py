@@ -325,6 +325,17 @@ class ServerSettings(Strict):
     listen_port: Port = 8089
 
 
+class MetricsSettings(Strict):
+    window: Duration = Field(
+        3600.0, description="How long scraped samples are kept in memory for PromQL (alert rules, "
+        "`opsplane query`)."
+    )
+    series_limit: Annotated[int, Field(ge=1)] = Field(
+        10_000, description="Series one target may have; new series beyond it are refused and the "
+        "target's scrape state says so."
+    )
+
+
 SECTIONS = ("services", "databases", "caches", "proxies", "hosts")
 
 
@@ -336,6 +347,10 @@ class Inventory(Strict):
     )
     defaults: Defaults = Field(default_factory=Defaults)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    metrics: MetricsSettings = Field(
+        default_factory=MetricsSettings,
+        description="The samples scraped from components with `metrics_path`.",
+    )
     runtime: RuntimeSettings = Field(
         default_factory=RuntimeSettings, description="How `opsplane up` runs the components that have `run`."
     )

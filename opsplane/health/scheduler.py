@@ -69,6 +69,8 @@ class ProbeScheduler:
         start = clock()
         heap = [(start + phase(t.id, t.interval), i) for i, t in enumerate(self.targets)]
         heapq.heapify(heap)
+        if not heap:  # nothing to run (an inventory of scrape targets only): idle until cancelled
+            await loop.create_future()
         try:
             while heap:
                 due, index = heap[0]

@@ -1,10 +1,15 @@
-"""Scraping components' Prometheus endpoints for their request rate.
+"""Scraping components' Prometheus endpoints: their request rate, and with a store, every sample.
 
 A component with `metrics_path` in the inventory is fetched at `{base URL}{metrics_path}` on the
 inventory's default interval. From each answer only the sum of `http_requests_total` (and the
 part with a 5xx status code) is kept, as a counter sample with its time; the dashboard turns the
 samples of the last hour into a request rate per time bucket, treating a counter that went down
 as a restarted process (as Prometheus' `rate` does).
+
+Given a `SampleStore`, the scraper also keeps every sample of every scrape, labelled as
+Prometheus labels them (`metrics/ingest.py`), for PromQL: alert rules and `opsplane query`.
+A page that cannot be read is a CRITICAL scrape state (with `up` 0), and a target that
+reports more series than its limit a WARNING; `on_change` hears of each change of state.
 
 The pieces are split along the usual line: `scrape_targets` and `request_counts` and
 `bucket_rates` are pure; `MetricsScraper` does the I/O through a `Fetch` function (HTTP by
@@ -15,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from array import array
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsplane.clock import Clock, SystemClock
 from opsplane.config.models import Component, Inventory
@@ -27,6 +33,9 @@ from opsplane.drivers.probes.base import describe_failure
 from opsplane.health.models import State
 from opsplane.health.scheduler import phase
 from opsplane.health.targets import environment_name
+
+if TYPE_CHECKING:
+    from opsplane.metrics.store import SampleStore
 
 REQUESTS = "http_requests_total"
 _STATUS_LABELS = ("code", "status", "status_code")
@@ -232,8 +241,16 @@ class MetricsScraper:
         window: float = 3600.0,
         bucket: float = 60.0,
         fetch: Fetch | None = None,
+        store: SampleStore | None = None,
+        env: str = "production",
+        on_change: Callable[[ScrapeTarget, ScrapeStatus], None] | None = None,
     ) -> None:
         self.targets = list(targets)
+        # With a store, every sample of every scrape is kept for PromQL (alert rules,
+        # `opsplane query`), labelled with job, instance, service and env.
+        self.store = store
+        self.env = env
+        self._on_change = on_change
         self.clock = clock or SystemClock()
         self.width = float(bucket)
         self.size = math.ceil(window / bucket)
@@ -253,14 +270,21 @@ class MetricsScraper:
         return self._status.get(component)
 
     async def scrape(self, target: ScrapeTarget) -> ScrapeStatus:
-        """Fetch `target` once, keep its counter sample, and say how it went."""
-        status = await self._scrape(target)
+        """Fetch `target` once, keep its counter sample (and with a store, all its samples),
+        and say how it went."""
+        at, started = self.clock.now(), time.perf_counter()
+        status, text = await self._scrape(target)
+        if self.store is not None and not target.problem:
+            status = self._ingest(target, status, text, at.timestamp(), time.perf_counter() - started)
+        before = self._status.get(target.component)
         self._status[target.component] = status
+        if self._on_change is not None and (before is None or before.state is not status.state):
+            self._on_change(target, status)
         return status
 
-    async def _scrape(self, target: ScrapeTarget) -> ScrapeStatus:
+    async def _scrape(self, target: ScrapeTarget) -> tuple[ScrapeStatus, str | None]:
         if target.problem:
-            return ScrapeStatus(State.UNKNOWN, target.problem, self.clock.now())
+            return ScrapeStatus(State.UNKNOWN, target.problem, self.clock.now()), None
         fetch = self._fetch or self._default_fetch()
         try:
             async with asyncio.timeout(target.timeout):
@@ -269,16 +293,37 @@ class MetricsScraper:
                 raise MetricsError(f"HTTP {code} from {target.url}")
             counts = request_counts(text)
         except TimeoutError:
-            return ScrapeStatus(State.CRITICAL, f"no answer within {target.timeout:g} s", self.clock.now())
+            return ScrapeStatus(State.CRITICAL, f"no answer within {target.timeout:g} s",
+                                self.clock.now()), None
         except MetricsError as exc:
-            return ScrapeStatus(State.CRITICAL, str(exc), self.clock.now())
+            return ScrapeStatus(State.CRITICAL, str(exc), self.clock.now()), None
         except Exception as exc:  # noqa: BLE001 - the boundary: a target's failure is a status
             state, reason = describe_failure(_innermost_os_error(exc))
-            return ScrapeStatus(state, reason, self.clock.now())
+            return ScrapeStatus(state, reason, self.clock.now()), None
         if counts is None:
-            return ScrapeStatus(State.UNKNOWN, f"exposes no {REQUESTS}", self.clock.now())
+            return ScrapeStatus(State.UNKNOWN, f"exposes no {REQUESTS}", self.clock.now()), text
         self.record(target.component, counts)
-        return ScrapeStatus(State.OK, f"{counts.total:g} requests counted", self.clock.now())
+        return ScrapeStatus(State.OK, f"{counts.total:g} requests counted", self.clock.now()), text
+
+    def _ingest(self, target: ScrapeTarget, status: ScrapeStatus, text: str | None, at: float,
+                took: float) -> ScrapeStatus:
+        from opsplane.metrics.exposition import ExpositionError
+        from opsplane.metrics.ingest import ingest, ingest_failure
+
+        assert self.store is not None
+        if text is None:
+            ingest_failure(self.store, target, self.env, at=at, duration=took)
+            return status
+        try:
+            done = ingest(self.store, target, self.env, text, at=at, duration=took)
+        except ExpositionError as exc:
+            ingest_failure(self.store, target, self.env, at=at, duration=took)
+            return ScrapeStatus(State.CRITICAL, f"unreadable metrics: {exc}", status.at)
+        if done.over_limit:
+            return ScrapeStatus(
+                State.WARNING, f"{done.refused_series} new series refused: over the limit of "
+                f"{self.store.series_limit} series per target", status.at)
+        return status
 
     def record(self, component: str, counts: RequestCounts) -> None:
         """Keep `counts` as the component's sample taken now (ignored when it is not scraped)."""

@@ -116,3 +116,17 @@ async def test_results_report_the_state_the_probe_returned() -> None:
                                time=clock.time, sleep=clock.sleep)
     await run_for(scheduler, clock, 5.0)
     assert sorted(seen) == [("down", State.CRITICAL), ("up", State.OK)]
+
+
+async def test_with_no_checks_it_idles_until_cancelled_instead_of_returning() -> None:
+    # serve reports itself healthy only while its tasks run: an inventory that is only
+    # scraped, with no checks, must not look like a stopped scheduler.
+    async def run(t: CheckTarget) -> ProbeResult:
+        raise AssertionError("nothing to run")
+
+    task = asyncio.ensure_future(ProbeScheduler([], run=run, on_result=lambda t, r, late: None).run_forever())
+    await asyncio.sleep(0.05)
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

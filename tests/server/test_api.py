@@ -50,6 +50,13 @@ def api_routes(app) -> list[APIRoute]:
     return [r for r in app.routes if isinstance(r, APIRoute)]
 
 
+# Required query parameters, so that an admitted request can succeed.
+PARAMS: dict[str, dict[str, str]] = {
+    "/api/v1/query": {"query": "vector(1)"},
+    "/api/v1/query_range": {"query": "vector(1)", "start": "0", "end": "60", "step": "15s"},
+}
+
+
 def concrete(path: str) -> str:
     # Path parameters name a real component, so an admitted request can succeed.
     return re.sub(r"\{[^}]+\}", "backend", path)
@@ -87,16 +94,20 @@ def test_every_protected_route_refuses_no_token_bad_token_and_a_lower_role(
             continue  # the next test
         for method in route.methods:
             url = concrete(route.path)
-            missing = client.request(method, url)
+            params = PARAMS.get(route.path)
+            missing = client.request(method, url, params=params)
             assert missing.status_code == 401, (method, url)
             assert missing.headers["www-authenticate"].startswith("Bearer")
-            forged = client.request(method, url, headers={"Authorization": "Bearer ops_forged"})
+            forged = client.request(method, url, params=params,
+                                    headers={"Authorization": "Bearer ops_forged"})
             assert forged.status_code == 401, (method, url)
             if guard.role in lowest_below:
                 low = issued[lowest_below[guard.role]]
-                denied = client.request(method, url, headers={"Authorization": f"Bearer {low}"})
+                denied = client.request(method, url, params=params,
+                                        headers={"Authorization": f"Bearer {low}"})
                 assert denied.status_code == 403, (method, url)
-            ok = client.request(method, url, headers={"Authorization": f"Bearer {issued[guard.role]}"})
+            ok = client.request(method, url, params=params,
+                                headers={"Authorization": f"Bearer {issued[guard.role]}"})
             if method == "GET":
                 assert ok.status_code < 400, (method, url, ok.text)
             else:  # admitted; the change itself may be refused (no runtime runs here)

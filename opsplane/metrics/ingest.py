@@ -1,0 +1,67 @@
+"""One scrape into the sample store, labelled as Prometheus labels it.
+
+Every sample gets the target's labels: `job` and `service` (the component's name),
+`instance` (host:port of its metrics URL) and `env`. A label the target exposes under one of
+those names is kept as `exported_<name>`, as Prometheus does with `honor_labels: false`, so a
+target cannot pass itself off as another; a label with an empty value is dropped. Each
+scrape also writes the series Prometheus writes for every target: `up` (1 when the page
+was read, 0 otherwise),
+`scrape_duration_seconds` and `scrape_samples_scraped`. A failed scrape therefore turns every
+series of the target stale at once (the store marks what was not reported) and leaves `up`
+at 0 for alert rules such as `up == 0`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from opsplane.metrics.exposition import METRIC_NAME, parse_samples
+from opsplane.metrics.promql import Labels
+from opsplane.metrics.store import SampleStore, ScrapeIngest
+
+if TYPE_CHECKING:
+    from opsplane.metrics.scrape import ScrapeTarget
+
+
+def target_labels(target: ScrapeTarget, env: str) -> dict[str, str]:
+    """The labels every series of `target` carries."""
+    parts = urlsplit(target.url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host = parts.hostname or ""
+    instance = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return {"job": target.component, "service": target.component, "instance": instance, "env": env}
+
+
+def ingest(store: SampleStore, target: ScrapeTarget, env: str, text: str, *, at: float,
+           duration: float) -> ScrapeIngest:
+    """Parse `text` (raising ExpositionError before anything is stored) and store it as the
+    scrape of `target` taken at `at`, with `up` 1."""
+    own = target_labels(target, env)
+    samples = [(_relabel(labels, own), value) for labels, value in parse_samples(text)]
+    samples.extend(_scrape_series(own, up=1.0, duration=duration, scraped=len(samples)))
+    return store.append_scrape(target.component, at, samples)
+
+
+def ingest_failure(store: SampleStore, target: ScrapeTarget, env: str, *, at: float,
+                   duration: float) -> ScrapeIngest:
+    """Record a scrape that did not read a page: `up` 0, and everything else stale."""
+    own = target_labels(target, env)
+    return store.append_scrape(target.component, at,
+                               list(_scrape_series(own, up=0.0, duration=duration, scraped=0)))
+
+
+def _relabel(labels: Labels, own: dict[str, str]) -> Labels:
+    merged = dict(own)
+    for name, value in labels:
+        if value:  # an empty label is no label, as in Prometheus
+            merged[f"exported_{name}" if name in own else name] = value
+    return tuple(sorted(merged.items()))
+
+
+def _scrape_series(own: dict[str, str], *, up: float, duration: float,
+                   scraped: int) -> Iterator[tuple[Labels, float]]:
+    for name, value in (("up", up), ("scrape_duration_seconds", duration),
+                        ("scrape_samples_scraped", float(scraped))):
+        yield tuple(sorted({**own, METRIC_NAME: name}.items())), value

@@ -1,0 +1,125 @@
+"""PromQL over the control plane's scraped samples, in the shape of Prometheus's HTTP API.
+
+`GET /api/v1/query?query=EXPR[&time=T]` and `GET /api/v1/query_range?query=EXPR&start=S&end=E&step=D`
+answer as Prometheus does (`{"status": "success", "data": {"resultType", "result"}}`, values
+as strings), so tools that speak to Prometheus can read them; `opsplane query` is one.
+An expression outside the supported subset is a 400 naming the construct.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from opsplane.auth.deps import require
+from opsplane.auth.service import Principal, Role
+from opsplane.config.types import parse_duration
+
+router = APIRouter(tags=["metrics"])
+MAX_POINTS = 11_000  # as Prometheus: more points than this in one series is refused
+
+
+@router.get("/query")
+async def query(
+    request: Request,
+    expr: str = Query(..., alias="query", description="A PromQL expression."),
+    at: float | None = Query(None, alias="time", description="Unix time; default now."),
+    _: Principal = Depends(require(Role.VIEWER)),
+) -> JSONResponse:
+    """The expression's value at one instant."""
+    from opsplane.metrics.promql import PromQLError, instant
+
+    source = _source(request)
+    when = time.time() if at is None else at
+    try:
+        value = await run_in_threadpool(instant, expr, source, when)
+    except PromQLError as exc:
+        return _bad(str(exc))
+    return _ok(_result(value, when))
+
+
+@router.get("/query_range")
+async def query_range(
+    request: Request,
+    expr: str = Query(..., alias="query", description="A PromQL expression."),
+    start: float = Query(..., description="Unix time of the first step."),
+    end: float = Query(..., description="Unix time of the last step."),
+    step: str = Query(..., description="Seconds between steps, or a duration such as 15s."),
+    _: Principal = Depends(require(Role.VIEWER)),
+) -> JSONResponse:
+    """The expression's value at every step from start to end."""
+    from opsplane.metrics.promql import PromQLError, range_query
+
+    try:
+        seconds = _seconds(step)
+    except ValueError as exc:
+        return _bad(f"step: {exc}")
+    if end < start:
+        return _bad("end is before start")
+    if (end - start) / seconds > MAX_POINTS:
+        return _bad(f"more than {MAX_POINTS:,} points per series: use a longer step")
+    try:
+        matrix = await run_in_threadpool(range_query, expr, _source(request), start, end, seconds)
+    except PromQLError as exc:
+        return _bad(str(exc))
+    return _ok(_matrix(matrix.series))
+
+
+def _seconds(step: str) -> float:
+    try:
+        return parse_duration(float(step))
+    except ValueError:
+        return parse_duration(step)
+
+
+def _source(request: Request) -> Any:
+    plane = request.app.state.plane
+    if plane.samples is not None:
+        return plane.samples
+    from opsplane.metrics.store import SampleStore  # nothing is scraped: an empty store
+
+    return SampleStore()
+
+
+def _result(value: Any, at: float) -> dict[str, Any]:
+    from opsplane.metrics.promql import InstantVector, Matrix, Scalar
+
+    if isinstance(value, InstantVector):
+        return {"resultType": "vector", "result": [
+            {"metric": dict(labels), "value": [at, _number(v)]} for labels, v in value.samples]}
+    if isinstance(value, Scalar):
+        return {"resultType": "scalar", "result": [at, _number(value.value)]}
+    if isinstance(value, Matrix):
+        return _matrix(value.series)
+    return {"resultType": "string", "result": [at, str(value.value)]}
+
+
+def _matrix(series: Any) -> dict[str, Any]:
+    return {"resultType": "matrix", "result": [
+        {"metric": dict(labels), "values": [[t, _number(v)] for t, v in samples]}
+        for labels, samples in series]}
+
+
+def _number(value: float) -> str:
+    """A sample value as Prometheus writes it: NaN, +Inf, -Inf, or plain digits."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return format(Decimal(repr(value)), "f")
+
+
+def _ok(data: dict[str, Any]) -> JSONResponse:
+    return JSONResponse({"status": "success", "data": data})
+
+
+def _bad(message: str) -> JSONResponse:
+    return JSONResponse({"status": "error", "errorType": "bad_data", "error": message}, status_code=400)
