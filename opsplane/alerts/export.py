@@ -14,6 +14,7 @@ from typing import Any
 
 from opsplane.alerts.inhibition import COMPONENT_LABEL, dependents
 from opsplane.alerts.models import AlertingSettings, AlertRule, Receiver, Route
+from opsplane.alerts.pack import effective_rules
 
 _UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))
 
@@ -63,7 +64,7 @@ def export(settings: AlertingSettings, *, depends_on: Mapping[str, Sequence[str]
     rules = {"groups": [{
         "name": "opsplane",
         "interval": prometheus_duration(settings.evaluation_interval),
-        "rules": [_rule(rule) for rule in settings.rules],
+        "rules": [_rule(rule) for rule in effective_rules(settings)],
     }]}
     return Export(rules, alertmanager, notes)
 

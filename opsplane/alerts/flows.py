@@ -22,6 +22,7 @@ import httpx
 from opsplane.alerts import service
 from opsplane.alerts.inhibition import inhibitions
 from opsplane.alerts.models import AlertingSettings, Receiver, WebhookReceiver
+from opsplane.alerts.pack import effective_rules
 from opsplane.alerts.routing import Muted, Notification, build_tree, due_notifications, mute
 from opsplane.alerts.state import Alert, AlertState, Evaluate, EvaluationCycle, evaluate_rules
 from opsplane.clock import Clock
@@ -69,6 +70,7 @@ class Alerting:
         self.depends_on = depends_on if settings.inhibit_dependents else None
         self.environ = os.environ if environ is None else environ
         self.tree = build_tree(settings.route)
+        self.rules = effective_rules(settings)
         self._transport = transport
         with store.session() as session:
             self.alerts: list[Alert] = service.get_all(session)
@@ -76,7 +78,7 @@ class Alerting:
 
     def run_once(self) -> CycleReport:
         now = self.clock.now()
-        evaluation = evaluate_rules(self.settings.rules, self.evaluate, self.alerts, now)
+        evaluation = evaluate_rules(self.rules, self.evaluate, self.alerts, now)
         with self.store.session() as session:
             service.save_all(session, alerts=evaluation.alerts, dropped=evaluation.dropped)
             service.record_transitions(session, transitions=evaluation.transitions, at=now)

@@ -17,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from opsplane.alerts.matchers import LABEL_NAME, MatcherField, matches_all
 from opsplane.alerts.templates import parse_template
-from opsplane.config.types import Duration, Secret
+from opsplane.config.types import Duration, Ratio, Secret
 
 DEFAULT_GROUP_WAIT = 30.0
 DEFAULT_GROUP_INTERVAL = 300.0
@@ -226,6 +226,45 @@ class MaintenanceWindow(_Strict):
         return self.is_open(now) and matches_all(self.matchers, labels)
 
 
+class PackThresholds(_Strict):
+    """The operations manual's thresholds (MON-2, MON-3); each can be overridden."""
+
+    error_rate: Ratio = Field(0.01, description="HighErrorRate (P1): share of 5xx responses.")
+    latency_p95: Duration = Field(0.5, description="HighLatencyP95 (P2): 95th percentile response time.")
+    latency_p99: Duration = Field(1.0, description="HighLatencyP99 (P1): 99th percentile response time.")
+    request_rate_drop: Ratio = Field(
+        0.5, description="RequestRateDrop (P0): fall of the request rate against 15 minutes earlier."
+    )
+    cpu_warning: Ratio = 0.75
+    cpu_critical: Ratio = 0.90
+    memory_warning: Ratio = 0.80
+    memory_critical: Ratio = 0.95
+    disk_space_low: Ratio = Field(0.85, description="DiskSpaceLow (P2): filesystem usage.")
+    disk_warning: Ratio = 0.75
+    disk_critical: Ratio = 0.90
+    db_pool_warning: Ratio = 0.80
+    db_pool_critical: Ratio = 0.95
+    redis_memory_warning: Ratio = 0.75
+    redis_memory_critical: Ratio = 0.90
+    order_completion: Ratio = Field(0.95, description="LowOrderCompletion (P2): completed checkouts.")
+    payment_success: Ratio = Field(0.98, description="LowPaymentSuccess (P1): succeeded charges.")
+    search_success: Ratio = Field(0.99, description="LowSearchSuccess (P2): searches without error.")
+    gateway_success: Ratio = Field(0.995, description="LowGatewaySuccess (P1): gateway non-5xx responses.")
+
+
+class RulePack(_Strict):
+    enabled: bool = Field(
+        True, description="Evaluate the built-in rules of the operations manual next to `rules`."
+    )
+    thresholds: PackThresholds = Field(default_factory=PackThresholds, description="Their thresholds.")
+    for_: Duration = Field(
+        300.0, alias="for", description="How long each built-in condition must hold before it fires."
+    )
+    runbook_base: str = Field(
+        "runbooks/", description="Prefix of the built-in rules' runbook links (a URL or a path)."
+    )
+
+
 class AlertingSettings(_Strict):
     evaluation_interval: Duration = Field(
         15.0, description="How often every rule is evaluated (the manual's scrape interval)."
@@ -248,6 +287,11 @@ class AlertingSettings(_Strict):
         "components that depend on it, and its notification names them.",
     )
 
+    builtin_rules: RulePack = Field(
+        default_factory=RulePack,
+        description="The operations manual's alert tables as rules; a rule in `rules` with the same "
+        "name and severity replaces the built-in one.",
+    )
     maintenance_windows: dict[ReceiverName, MaintenanceWindow] = Field(
         default_factory=dict,
         description="Recurring windows, by name, during which matching alerts are not notified.",

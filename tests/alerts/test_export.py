@@ -15,6 +15,7 @@ from opsplane.alerts.models import AlertingSettings
 
 SETTINGS = AlertingSettings.model_validate({
     "evaluation_interval": "15s",
+    "builtin_rules": {"enabled": False},
     "rules": [
         {"name": "HighErrorRate", "for": "5m", "severity": "P1", "labels": {"team": "checkout"},
          "expr": 'sum by (service) (rate(http_requests_total{code=~"5.."}[5m])) '
@@ -117,6 +118,7 @@ def test_export_prometheus_command_writes_both_files_from_the_inventory(
         "services: {orders: {depends_on: [postgres]}}\n"
         "databases: {postgres: {}}\n"
         "alerting:\n"
+        "  builtin_rules: {enabled: false}\n"
         "  rules: [{name: DatabaseDown, expr: pg_up == 0, for: 1m, severity: P0}]\n"
     )
     monkeypatch.chdir(tmp_path)

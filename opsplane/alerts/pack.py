@@ -1,0 +1,120 @@
+"""The built-in rules: the operations manual's alert tables (MON-2, MON-3, MON-4) as PromQL.
+
+Service and business rules read the metrics the reference shop exposes
+(`http_requests_total{status}`, `http_request_duration_seconds`, `orders_total`,
+`payments_total`, `search_queries_total`, `db_pool_*`); machine rules read the standard
+node, PostgreSQL and Redis exporters' names. Each warning level is P2 and each critical
+level P1, as the manual pages on critical and notifies on warning. Thresholds, the common
+`for` and the runbook prefix come from `alerting.builtin_rules`.
+
+The manual's "service uptime < 99.9%" is left out: measured over the one-hour window that
+opsplane keeps, a single failed scrape already breaks it, which would page on noise.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from opsplane.alerts.models import AlertingSettings, AlertRule, PackThresholds, RulePack
+
+BY = "service, env"
+REQUESTS = "http_requests_total"
+ERRORS = 'http_requests_total{status=~"5.."}'
+GATEWAY = 'http_requests_total{service="gateway"}'
+GATEWAY_ERRORS = 'http_requests_total{service="gateway",status=~"5.."}'
+COMPLETED_ORDERS = 'orders_total{status="completed"}'
+FAILED_PAYMENTS = 'payments_total{status="error"}'
+FAILED_SEARCHES = 'search_queries_total{result="error"}'
+CPU_BUSY = '1 - avg by (instance, service, env) (rate(node_cpu_seconds_total{mode="idle"}[5m]))'
+DISK_USED = (
+    '1 - node_filesystem_avail_bytes{fstype!~"tmpfs|overlay"} '
+    '/ node_filesystem_size_bytes{fstype!~"tmpfs|overlay"}'
+)
+PERCENT = "{{ $value | humanizePercentage }}"
+
+
+def _ratio(part: str, whole: str, window: str = "5m") -> str:
+    return f"sum by ({BY}) (rate({part}[{window}])) / sum by ({BY}) (rate({whole}[{window}]))"
+
+
+def _quantile(q: float) -> str:
+    return f"histogram_quantile({q}, sum by ({BY}, le) (rate(http_request_duration_seconds_bucket[5m])))"
+
+
+def _rule(name: str, severity: str, expr: str, summary: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "severity": severity, "expr": expr, "summary": summary, **extra}
+
+
+def _definitions(t: PackThresholds) -> list[dict[str, Any]]:
+    """Each rule as a dict; `for` is present only where it differs from the pack's."""
+    rules = [
+        _rule("DatabaseDown", "P0", "pg_up == 0", "PostgreSQL {{ $labels.service }} does not answer",
+              **{"for": None}),
+        _rule("HighErrorRate", "P1", f"{_ratio(ERRORS, REQUESTS)} > {t.error_rate:g}",
+              f"{{{{ $labels.service }}}} answers {PERCENT} of requests with 5xx"),
+        _rule("HighLatencyP95", "P2", f"{_quantile(0.95)} > {t.latency_p95:g}",
+              "{{ $labels.service }} p95 latency is {{ $value | humanizeDuration }}"),
+        _rule("HighLatencyP99", "P1", f"{_quantile(0.99)} > {t.latency_p99:g}",
+              "{{ $labels.service }} p99 latency is {{ $value | humanizeDuration }}"),
+        _rule("RequestRateDrop", "P0",
+              f"sum by ({BY}) (rate({REQUESTS}[5m])) < {1 - t.request_rate_drop:g} * "
+              f"sum by ({BY}) (rate({REQUESTS}[5m] offset 15m))",
+              "{{ $labels.service }} gets {{ $value | humanize }} requests/s, far fewer than 15 minutes ago"),
+        _rule("DiskSpaceLow", "P2", f"{DISK_USED} > {t.disk_space_low:g}",
+              f"{{{{ $labels.mountpoint }}}} is {PERCENT} full"),
+        _rule("LowOrderCompletion", "P2",
+              f"{_ratio(COMPLETED_ORDERS, 'orders_total', '15m')} < {t.order_completion:g}",
+              f"only {PERCENT} of checkouts complete"),
+        _rule("LowPaymentSuccess", "P1",
+              f"1 - {_ratio(FAILED_PAYMENTS, 'payments_total', '15m')} < {t.payment_success:g}",
+              f"only {PERCENT} of charges go through without error"),
+        _rule("LowSearchSuccess", "P2",
+              f"1 - {_ratio(FAILED_SEARCHES, 'search_queries_total', '15m')} < {t.search_success:g}",
+              f"only {PERCENT} of searches succeed"),
+        _rule("LowGatewaySuccess", "P1", f"1 - {_ratio(GATEWAY_ERRORS, GATEWAY)} < {t.gateway_success:g}",
+              f"the gateway answers only {PERCENT} of requests without 5xx"),
+    ]
+    levels = [
+        ("HighCpuUsage", CPU_BUSY, t.cpu_warning, t.cpu_critical, "CPU"),
+        ("HighMemoryUsage", "1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes",
+         t.memory_warning, t.memory_critical, "memory"),
+        ("HighDiskUsage", DISK_USED, t.disk_warning, t.disk_critical, "disk {{ $labels.mountpoint }}"),
+        ("HighDbPoolUsage", "db_pool_connections_in_use / (db_pool_size > 0)",
+         t.db_pool_warning, t.db_pool_critical, "database pool"),
+        ("HighRedisMemory", "redis_memory_used_bytes / (redis_memory_max_bytes > 0)",
+         t.redis_memory_warning, t.redis_memory_critical, "Redis memory"),
+    ]
+    for name, expr, warning, critical, what in levels:
+        for severity, threshold, level in (("P2", warning, "warning"), ("P1", critical, "critical")):
+            rules.append(_rule(name, severity, f"{expr} > {threshold:g}",
+                               f"{what} at {PERCENT} on {{{{ $labels.instance }}}} "
+                               f"({level} above {threshold:.0%})"))
+    return rules
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+
+
+def builtin_rules(pack: RulePack) -> list[AlertRule]:
+    """The manual's rules with the pack's thresholds, `for` and runbook prefix."""
+    rules = []
+    for rule in _definitions(pack.thresholds):
+        hold = pack.for_ if "for" not in rule else rule["for"]
+        rules.append(AlertRule.model_validate({
+            "name": rule["name"], "expr": rule["expr"], "severity": rule["severity"], "for": hold,
+            "annotations": {"summary": rule["summary"]},
+            "runbook": f"{pack.runbook_base}{_slug(rule['name'])}.md",
+        }))
+    return rules
+
+
+def effective_rules(settings: AlertingSettings) -> list[AlertRule]:
+    """Every rule to evaluate: the built-in ones that `rules` does not replace (same name and
+    severity), then `rules`."""
+    if not settings.builtin_rules.enabled:
+        return list(settings.rules)
+    own = {(r.name, r.severity) for r in settings.rules}
+    kept = [r for r in builtin_rules(settings.builtin_rules) if (r.name, r.severity) not in own]
+    return [*kept, *settings.rules]
