@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from opsplane.clock import Clock, SystemClock
 from opsplane.errors import UsageError
-from opsplane.metrics.promql import STALE_NAN, Labels, Matcher, Sample, is_stale
+from opsplane.metrics.promql import STALE_NAN, Labels, Matcher, Sample, SampleColumns, is_stale
 
 METRIC_NAME = "__name__"
 DEFAULT_WINDOW = 3600.0
@@ -191,21 +191,30 @@ class SampleStore:
         order, stale markers included; series without samples there are left out."""
         cutoff = self._cutoff()
         lower = max(start, cutoff)
-        for key, series in self._candidates(matchers):
-            if not _matches(matchers, key):
+        candidates, remaining = self._candidates(matchers)
+        # A matcher's verdict depends only on the label value, and values repeat across
+        # series (one job, a few instances): each distinct value is matched once per select.
+        verdicts: list[dict[str, bool]] = [{} for _ in remaining]
+        for key, series in candidates:
+            if remaining and not _matches(remaining, verdicts, key):
                 continue
             times = series.times
             lo = bisect_left(times, lower, series.head)
             hi = bisect_right(times, end, lo)
             if lo < hi:
-                yield key, list(zip(times[lo:hi], series.values[lo:hi], strict=True))
+                # Columns, not pairs: the engine reads the two lists without a tuple per sample.
+                yield key, SampleColumns(times[lo:hi].tolist(), series.values[lo:hi].tolist())
 
-    def _candidates(self, matchers: Sequence[Matcher]) -> Iterable[tuple[Labels, _Series]]:
+    def _candidates(
+        self, matchers: Sequence[Matcher]
+    ) -> tuple[list[tuple[Labels, _Series]], list[Matcher]]:
+        """The series worth matching, and the matchers still to check on them."""
         # Nearly every selector names its metric; looking it up avoids scanning the store.
         for matcher in matchers:
             if matcher.name == METRIC_NAME and matcher.op == "=":
-                return list(self._by_name.get(matcher.value, {}).items())
-        return list(self._series.items())
+                rest = [m for m in matchers if m is not matcher]
+                return list(self._by_name.get(matcher.value, {}).items()), rest
+        return list(self._series.items()), list(matchers)
 
     def _mark_stale(self, keys: Iterable[Labels], at: float, cutoff: float) -> int:
         marked = 0
@@ -253,6 +262,16 @@ def _metric_name(labels: Labels) -> str:
     return ""
 
 
-def _matches(matchers: Sequence[Matcher], labels: Labels) -> bool:
-    values = dict(labels)
-    return all(matcher.matches(values.get(matcher.name, "")) for matcher in matchers)
+def _matches(matchers: Sequence[Matcher], verdicts: list[dict[str, bool]], labels: Labels) -> bool:
+    for matcher, seen in zip(matchers, verdicts, strict=True):
+        value = ""
+        for name, label_value in labels:
+            if name == matcher.name:
+                value = label_value
+                break
+        verdict = seen.get(value)
+        if verdict is None:
+            verdict = seen[value] = matcher.matches(value)
+        if not verdict:
+            return False
+    return True

@@ -99,6 +99,7 @@ class TemporaryPrometheus:
         self._process: subprocess.Popen[bytes] | None = None
         self._client: httpx.Client | None = None
         self._imports = 0
+        self._version: str | None = None
 
     @property
     def pid(self) -> int | None:
@@ -185,7 +186,9 @@ class TemporaryPrometheus:
 
     def version(self) -> str:
         """The running server's version as it reports it, e.g. "2.42.0+ds"."""
-        return str(self._get("/api/v1/status/buildinfo", {})["version"])
+        if self._version is None:
+            self._version = str(self._get("/api/v1/status/buildinfo", {})["version"])
+        return self._version
 
     def major_version(self) -> int:
         """The running server's major version: 2 and 3 differ in window edges and extrapolation."""
@@ -196,6 +199,7 @@ class TemporaryPrometheus:
 
     def stop(self) -> None:
         """SIGTERM the server and wait until it has exited (SIGKILL if it will not). Idempotent."""
+        self._version = None
         client, self._client = self._client, None
         if client is not None:
             client.close()

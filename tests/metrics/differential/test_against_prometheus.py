@@ -15,7 +15,7 @@ import pytest
 
 from opsplane.drivers.sandbox import SandboxError
 from opsplane.drivers.sandbox.prometheus import TemporaryPrometheus
-from opsplane.metrics.promql import MemorySource, PromQLError, instant, range_query
+from opsplane.metrics.promql import PromQLError, SeriesSource, instant, range_query
 from tests.metrics.differential.compare import Result, differences, from_engine, from_prometheus
 from tests.metrics.differential.datasets import DAY, SPAN, STOP_AT
 from tests.metrics.differential.expressions import ALL, INSTANT_ONLY
@@ -76,14 +76,25 @@ def _cases(mode: str, expressions: list[str]) -> list[object]:
     return cases
 
 
-def _prometheus_instant(prometheus: TemporaryPrometheus, expr: str, at: float) -> Result:
-    try:
-        return from_prometheus(prometheus.query(expr, at))
-    except SandboxError as exc:
-        return Result("error", error=str(exc))
+# Prometheus's answers, kept for the session: each is compared with several engine sources.
+_answers: dict[tuple[str, float, float, float], Result] = {}
 
 
-def _engine_instant(source: MemorySource, expr: str, at: float, major: int) -> Result:
+def _prometheus_answer(prometheus: TemporaryPrometheus, expr: str, start: float, end: float,
+                       step: float) -> Result:
+    """An instant query when step is 0, else a range query."""
+    key = (expr, start, end, step)
+    if key not in _answers:
+        try:
+            data = (prometheus.query(expr, start) if step == 0
+                    else prometheus.query_range(expr, start, end, step))
+            _answers[key] = from_prometheus(data)
+        except SandboxError as exc:
+            _answers[key] = Result("error", error=str(exc))
+    return _answers[key]
+
+
+def _engine_instant(source: SeriesSource, expr: str, at: float, major: int) -> Result:
     try:
         return from_engine(instant(expr, source, at, prometheus=major))
     except PromQLError as exc:
@@ -96,11 +107,11 @@ def _report(expr: str, problems: list[str]) -> str:
 
 @pytest.mark.parametrize("expr", _cases("instant", ALL))
 def test_instant_query_matches_prometheus(
-    expr: str, reference_prometheus: TemporaryPrometheus, engine_source: MemorySource
+    expr: str, reference_prometheus: TemporaryPrometheus, engine_source: SeriesSource
 ) -> None:
     problems: list[str] = []
     for at in INSTANTS:
-        expected = _prometheus_instant(reference_prometheus, expr, at)
+        expected = _prometheus_answer(reference_prometheus, expr, at, at, 0.0)
         got = _engine_instant(engine_source, expr, at, reference_prometheus.major_version())
         problems += [f"at DAY+{at - DAY:g}: {p}" for p in differences(expected, got)]
     assert not problems, _report(expr, problems)
@@ -108,14 +119,11 @@ def test_instant_query_matches_prometheus(
 
 @pytest.mark.parametrize("expr", _cases("range", [e for e in ALL if e not in INSTANT_ONLY]))
 def test_range_query_matches_prometheus(
-    expr: str, reference_prometheus: TemporaryPrometheus, engine_source: MemorySource
+    expr: str, reference_prometheus: TemporaryPrometheus, engine_source: SeriesSource
 ) -> None:
     problems: list[str] = []
     for start, end, step in RANGES:
-        try:
-            expected = from_prometheus(reference_prometheus.query_range(expr, start, end, step))
-        except SandboxError as exc:
-            expected = Result("error", error=str(exc))
+        expected = _prometheus_answer(reference_prometheus, expr, start, end, step)
         try:
             got = from_engine(range_query(expr, engine_source, start, end, step,
                                           prometheus=reference_prometheus.major_version()))
