@@ -37,7 +37,25 @@ def config_path(ctx: typer.Context) -> Path:
     return (root.obj or {}).get("config") or Path("opsplane.yaml")
 
 
-def _register() -> None:
+def invoked_command(argv: list[str]) -> str | None:
+    """The subcommand named in `argv` (after the root's options), or None."""
+    rest = iter(argv)
+    for arg in rest:
+        if arg in ("--config", "-c"):
+            next(rest, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def _register(command: str | None = None) -> None:
+    """Mount every domain's commands; for `serve` only its own, since the control plane runs
+    for weeks and every other command's imports would stay resident in it."""
+    from opsplane.server_cli import register as register_server
+
+    register_server(app)
+    if command == "serve":
+        return
     from opsplane.alerts.cli import silence_app
     from opsplane.auth.cli import app as token_app
     from opsplane.config.cli import app as config_app
@@ -47,7 +65,6 @@ def _register() -> None:
     from opsplane.health.cli import register as register_health
     from opsplane.metrics.cli import register as register_query
     from opsplane.runtime.cli import register as register_runtime
-    from opsplane.server_cli import register as register_server
     from opsplane.store.cli import app as db_app
     from shop.cli import app as shop_app
 
@@ -60,14 +77,13 @@ def _register() -> None:
     app.add_typer(shop_app, name="shop", help="The reference shop: serve its services, send it traffic.")
     register_health(app)
     register_query(app)
-    register_server(app)
     register_demo(app)
     register_runtime(app)
 
 
 def main() -> None:
     """Entry point: run the app and turn OpsplaneError into its message and exit code."""
-    _register()
+    _register(invoked_command(sys.argv[1:]))
     try:
         code = app(standalone_mode=False)
     except OpsplaneError as exc:

@@ -32,7 +32,9 @@ def demo(
     directory: Path = typer.Option(DEMO_DIR, "--dir", help="Where the demo keeps its files."),
 ) -> None:
     """Run the demo: the reference shop on local processes, watched by opsplane, with a dashboard.
-    Ctrl-C stops it all."""
+
+    Ctrl-C (or `opsplane demo --stop` from another terminal) stops everything it started.
+    """
     from opsplane.demo.stack import stop_recorded
 
     if stop:

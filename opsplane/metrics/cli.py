@@ -20,8 +20,10 @@ def query(
     json_out: bool = typer.Option(False, "--json", help="Print the API's answer as JSON."),
     url: str = typer.Option(None, "--url", help="The control plane [default: the inventory's server]."),
 ) -> None:
-    """Evaluate EXPR now (or over --range) on the samples `opsplane serve` keeps; the token is
-    read from OPSPLANE_TOKEN."""
+    """Evaluate a PromQL expression on what `opsplane serve` scraped (token: OPSPLANE_TOKEN).
+
+    EXPR is evaluated now, or with --range over that long up to now, one point per --step.
+    """
     import httpx
 
     from opsplane.cli import config_path
