@@ -56,12 +56,11 @@ def _register(command: str | None = None) -> None:
     register_server(app)
     if command == "serve":
         return
-    from opsplane.alerts.cli import silence_app
+    from opsplane.alerts.cli import export_app, silence_app
     from opsplane.auth.cli import app as token_app
     from opsplane.config.cli import app as config_app
     from opsplane.demo.cli import register as register_demo
     from opsplane.events.cli import app as events_app
-    from opsplane.export.cli import app as export_app
     from opsplane.health.cli import register as register_health
     from opsplane.metrics.cli import register as register_query
     from opsplane.runtime.cli import register as register_runtime

@@ -1,1 +1,0 @@
-"""Exports of the inventory to the formats of other tools (Prometheus and Alertmanager)."""
