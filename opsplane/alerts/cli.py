@@ -147,3 +147,32 @@ def prometheus(
         out.print(f"wrote {path}")
     for note in exported.notes:
         out.print(f"[yellow]not exported:[/] {note}")
+
+
+def alerts_command(
+    ctx: typer.Context,
+    all_: bool = typer.Option(False, "--all", help="Include alerts resolved in the last 15 minutes."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Firing and pending alerts with value, since, runbook and why any are muted. Exit code 2
+    when a P0 or P1 alert fires unmuted, 1 when another one does, else 0."""
+    from opsplane.alerts.views import alert_rows, exit_code_for
+    from opsplane.cli import config_path
+    from opsplane.config import load
+
+    inventory = load(config_path(ctx))
+    now = SystemClock().now()
+    with open_store().session() as session:
+        rows = alert_rows(session, inventory=inventory, now=now, include_resolved=all_)
+    if json_out:
+        print_json(rows)
+    else:
+        table = Table("STATE", "ALERT", "SEV", "LABELS", "VALUE", "SINCE", "MUTED", "RUNBOOK")
+        for row in rows:
+            shown = {k: v for k, v in row["labels"].items() if k not in ("alertname", "severity")}
+            labels = " ".join(f"{k}={v}" for k, v in shown.items())
+            table.add_row(row["state"], row["name"], row["severity"], labels, row["value_text"],
+                          (row["since"] or "")[:19].replace("T", " "), row["muted"] or "",
+                          row["runbook"] or "")
+        out.print(table)
+    raise typer.Exit(exit_code_for(rows))
