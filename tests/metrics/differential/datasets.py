@@ -139,6 +139,14 @@ def resources() -> DataSet:
         series.append((labels_of("db_pool_connections_in_use", job=service, service=service), in_use))
         size = tuple((t, 20.0) for t in _times(rng, DAY, DAY + SPAN, 15.0))
         series.append((labels_of("db_pool_connections_max", job=service, service=service), size))
+    # Success ratios that are NaN when a scrape saw no requests (0/0), and one always NaN:
+    # targets export such NaNs, which are values, not stale markers.
+    for service, nan_every in (("orders", 0), ("payments", 7), ("search", 5), ("gift-cards", 1)):
+        ratio = tuple(
+            (t, math.nan if nan_every and i % nan_every == 0 else round(rng.uniform(0.95, 1.0), 5))
+            for i, t in enumerate(_times(rng, DAY, DAY + SPAN, 15.0))
+        )
+        series.append((labels_of("success_ratio", job=service, service=service), ratio))
     return DataSet("resources", tuple(series))
 
 

@@ -54,6 +54,11 @@ INCREMENTAL_MEAN = (
     "two differ in the last bit, and at DAY+2820 node-3's user ratio equals its average over "
     "modes exactly in Prometheus (0.3641 > 0.3641 is false) but not in opsplane (0.3640999999999999)"
 )
+NAN_ORDER_IN_QUANTILE = (
+    "quantile_over_time over samples that include NaN: Prometheus sorts NaN below every number "
+    "(Go's sort.Float64s) before taking ranks; opsplane sorts with Python's sorted(), which "
+    "leaves NaNs wherever the failed comparisons put them, so the rank lands on another value"
+)
 # (mode, expression) -> why opsplane's answer differs today; mode is "instant" or "range".
 KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {
     ("instant", 'http_requests_total{method=~"(?i)get"}'): REGEX_FLAGS,
@@ -64,6 +69,8 @@ KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {
         QUANTILE_ZERO_DIVISION,
     ("range", "node_cpu_ratio > bool on(instance) group_left avg by (instance) (node_cpu_ratio)"):
         INCREMENTAL_MEAN,
+    ("instant", "quantile_over_time(0.5, success_ratio[5m])"): NAN_ORDER_IN_QUANTILE,
+    ("range", "quantile_over_time(0.5, success_ratio[5m])"): NAN_ORDER_IN_QUANTILE,
 }
 
 
