@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+from sqlalchemy.orm import Session
 
 from opsplane.alerts import service
 from opsplane.alerts.inhibition import inhibitions
@@ -72,6 +73,10 @@ class Alerting:
         self.tree = build_tree(settings.route)
         self.rules = effective_rules(settings)
         self._transport = transport
+        # The last error of each failing rule and undelivered group, so that a failure that
+        # persists is one event when it starts and one when it ends, not one per cycle.
+        self._rule_errors: dict[str, str] = {}
+        self._delivery_errors: dict[tuple[str, str], str] = {}
         with store.session() as session:
             self.alerts: list[Alert] = service.get_all(session)
             self.log = service.get_notification_log(session)
@@ -82,6 +87,7 @@ class Alerting:
         with self.store.session() as session:
             service.save_all(session, alerts=evaluation.alerts, dropped=evaluation.dropped)
             service.record_transitions(session, transitions=evaluation.transitions, at=now)
+            self._record_rule_errors(session, evaluation.errors, now)
             silences = service.get_silences(session, now=now)
         self.alerts = evaluation.alerts
         inhibited = inhibitions(evaluation.alerts, self.settings.inhibit_rules, self.depends_on)
@@ -99,15 +105,27 @@ class Alerting:
     def _notify(self, notification: Notification, now: datetime, report: CycleReport) -> None:
         receiver = self.settings.receivers[notification.receiver]
         error = self._post(receiver, notification)
+        key = (notification.receiver, notification.group_id)
         with self.store.session() as session:
             if error is not None:
-                service.record_failed_delivery(session, notification=notification, at=now, error=error)
+                if self._delivery_errors.get(key) != error:
+                    service.record_failed_delivery(session, notification=notification, at=now, error=error)
+                self._delivery_errors[key] = error
                 report.failed.append((notification, error))
                 return
+            self._delivery_errors.pop(key, None)
             webhook = receiver.webhook.url if receiver.webhook else None
             sent = service.record_notification(session, notification=notification, at=now, webhook=webhook)
-        self.log[(sent.receiver, sent.group_id)] = sent
+        self.log[key] = sent
         report.sent.append(notification)
+
+    def _record_rule_errors(self, session: Session, errors: Mapping[str, str], now: datetime) -> None:
+        for rule, error in errors.items():
+            if self._rule_errors.get(rule) != error:
+                service.record_rule_error(session, rule=rule, error=error, at=now)
+        for rule in set(self._rule_errors) - set(errors):
+            service.record_rule_error(session, rule=rule, error=None, at=now)
+        self._rule_errors = dict(errors)
 
     def _post(self, receiver: Receiver, notification: Notification) -> str | None:
         """POST to the receiver's webhook; the reason when it failed, None when delivered."""

@@ -63,6 +63,15 @@ def record_transitions(session: Session, *, transitions: Sequence[Transition], a
         )
 
 
+def record_rule_error(session: Session, *, rule: str, error: str | None, at: datetime) -> None:
+    """`alert.rule_failed` when a rule starts failing to evaluate (or fails differently),
+    `alert.rule_recovered` (error None) when it evaluates again."""
+    events.record(
+        session, kind="alert.rule_failed" if error else "alert.rule_recovered", actor=ACTOR, target=rule,
+        outcome="failed" if error else "ok", details={"error": error} if error else {}, ts=at,
+    )
+
+
 def _row(alert: Alert) -> AlertRow:
     return AlertRow(
         fingerprint=alert.fingerprint,

@@ -178,3 +178,43 @@ def test_a_missing_webhook_secret_is_a_failed_delivery_naming_the_variable(
     clock.advance(10)
     (failure,) = alerting.run_once().failed
     assert "PAGER_TOKEN" in failure[1] and webhook.received == []
+
+
+def test_a_webhook_that_stays_down_is_one_failure_event_not_one_per_cycle(
+    store: Store, webhook: WebhookServer
+) -> None:
+    clock, platform = ManualClock(T0), Platform()
+    alerting = _alerting(store, webhook, clock, platform)
+    platform.database_down()
+    alerting.run_once()
+    clock.advance(30)
+    alerting.run_once()
+    webhook.status = 500
+    for _ in range(3):
+        clock.advance(15)
+        assert len(alerting.run_once().failed) == 1
+    with store.session() as session:
+        assert len(events.get_all(session, kind="alert.notify_failed")) == 1
+
+
+def test_a_failing_rule_is_recorded_when_it_starts_and_when_it_recovers(
+    store: Store, webhook: WebhookServer
+) -> None:
+    clock, platform = ManualClock(T0), Platform()
+    broken = {"on": True}
+
+    def evaluate(expr: str, at: datetime) -> Sequence[Sample]:
+        if broken["on"] and expr == "pg_up == 0":
+            raise RuntimeError("no samples window yet")
+        return platform.evaluate(expr, at)
+
+    alerting = Alerting(_settings(webhook.url), store=store, evaluate=evaluate, clock=clock)
+    for _ in range(3):
+        assert list(alerting.run_once().evaluation.errors.values()) == ["no samples window yet"]
+        clock.advance(15)
+    broken["on"] = False
+    alerting.run_once()
+    with store.session() as session:
+        found = [(e.kind, e.target) for e in events.get_all(session, kind="alert.rule_*")]
+    assert found == [("alert.rule_recovered", 'DatabaseDown{severity="P0"}'),
+                     ("alert.rule_failed", 'DatabaseDown{severity="P0"}')]
