@@ -1,9 +1,10 @@
 """A private Prometheus server on loopback that answers queries over samples we give it.
 
-Nothing is scraped: samples arrive as OpenMetrics text, `promtool tsdb
-create-blocks-from openmetrics` turns them into TSDB blocks in the server's storage
-directory, and `prometheus` is started on that directory. Blocks are only read when the
-server opens its storage, so every data set must be imported before `start()`.
+Samples arrive as OpenMetrics text, `promtool tsdb create-blocks-from openmetrics` turns
+them into TSDB blocks in the server's storage directory, and `prometheus` is started on
+that directory. Blocks are only read when the server opens its storage, so every data set
+must be imported before `start()`. Optionally the server also scrapes loopback targets,
+the only way to get the stale markers Prometheus writes when a series disappears.
 
 Two properties of backfilled blocks shape how callers choose their samples:
 - Prometheus keeps blocks only while they are within retention of the newest data, and it
@@ -21,6 +22,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -85,17 +87,34 @@ def openmetrics_text(
 
 
 class TemporaryPrometheus:
-    """A Prometheus server of our own on 127.0.0.1 on a free port, serving imported blocks.
+    """A Prometheus server of our own on 127.0.0.1 on a free port.
 
-    `base_dir` holds the storage (`data/`), the empty configuration and the server log.
-    Use `import_openmetrics()` before `start()`, then `query()` and `query_range()`.
+    `base_dir` holds the storage (`data/`), the configuration and the server log. Use
+    `import_openmetrics()` before `start()`, then `query()` and `query_range()`. With
+    `scrape_targets` ("127.0.0.1:PORT" each, loopback only) the server also scrapes their
+    /metrics every `scrape_interval` seconds, in one job named "targets", which is how
+    stale markers get written: only a scrape can tell that a series went away.
     """
 
-    def __init__(self, base_dir: str | os.PathLike[str], lookback_seconds: float = 300.0) -> None:
+    def __init__(
+        self,
+        base_dir: str | os.PathLike[str],
+        lookback_seconds: float = 300.0,
+        scrape_targets: Sequence[str] = (),
+        scrape_interval: float = 1.0,
+    ) -> None:
+        for target in scrape_targets:
+            if not target.startswith(("127.0.0.1:", "localhost:", "[::1]:")):
+                raise SandboxError(f"scrape target {target!r} is not on loopback: the sandbox "
+                                   "Prometheus only scrapes 127.0.0.1, localhost or [::1]")
+        if scrape_interval <= 0:
+            raise SandboxError(f"scrape interval must be positive, got {scrape_interval:g} s")
         self.base_dir = Path(base_dir)
         self.host = "127.0.0.1"
         self.port = 0
         self.lookback_seconds = lookback_seconds
+        self.scrape_targets = tuple(scrape_targets)
+        self.scrape_interval = scrape_interval
         self._process: subprocess.Popen[bytes] | None = None
         self._client: httpx.Client | None = None
         self._imports = 0
@@ -151,8 +170,7 @@ class TemporaryPrometheus:
         binary = find_binary("prometheus", _PROMETHEUS)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.base_dir / "prometheus.yml"
-        config.write_text("# no scrape jobs: this server only answers queries over imported blocks\n"
-                          "global: {}\n")
+        config.write_text(self._configuration())
         self.port = free_port(self.host)
         argv = [
             binary, f"--config.file={config}", f"--storage.tsdb.path={self.data_dir}",
@@ -227,6 +245,17 @@ class TemporaryPrometheus:
 
     def __repr__(self) -> str:
         return f"<TemporaryPrometheus {self.host}:{self.port} pid={self.pid}>"
+
+    def _configuration(self) -> str:
+        """prometheus.yml as JSON, which YAML reads as it is."""
+        interval = f"{self.scrape_interval * 1000:.0f}ms"
+        settings: dict[str, Any] = {"global": {"scrape_interval": interval, "evaluation_interval": interval}}
+        if self.scrape_targets:
+            settings["scrape_configs"] = [{
+                "job_name": "targets", "scrape_interval": interval, "scrape_timeout": interval,
+                "static_configs": [{"targets": list(self.scrape_targets)}],
+            }]
+        return json.dumps(settings, indent=2) + "\n"
 
     def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
         if self._client is None or not self.running:

@@ -79,3 +79,10 @@ def test_stop_leaves_no_process_behind(tmp_path: Path) -> None:
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     with pytest.raises(SandboxError, match="not running"):
         prometheus.query("up", DAY)
+
+
+def test_scrape_targets_off_loopback_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(SandboxError, match="not on loopback"):
+        TemporaryPrometheus(tmp_path, scrape_targets=["10.0.0.5:9100"])
+    with pytest.raises(SandboxError, match="must be positive"):
+        TemporaryPrometheus(tmp_path, scrape_targets=["127.0.0.1:9100"], scrape_interval=0)
