@@ -130,8 +130,7 @@ def prometheus(
     directory: Path = typer.Argument(..., help="Where to write the rule file and alertmanager.yml."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Write the inventory's alert rules as a Prometheus rule file and its routes, receivers
-    and inhibitions as alertmanager.yml."""
+    """Write the alert rules as a Prometheus rule file and the routing as alertmanager.yml."""
     from opsplane.alerts.export import export, write
     from opsplane.alerts.flows import dependencies
     from opsplane.cli import config_path
@@ -154,8 +153,10 @@ def alerts_command(
     all_: bool = typer.Option(False, "--all", help="Include alerts resolved in the last 15 minutes."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Firing and pending alerts with value, since, runbook and why any are muted. Exit code 2
-    when a P0 or P1 alert fires unmuted, 1 when another one does, else 0."""
+    """Firing and pending alerts with value, since, runbook and why any are muted.
+
+    Exit code 2 when a P0 or P1 alert fires unmuted, 1 when another one does, else 0.
+    """
     from opsplane.alerts.views import alert_rows, exit_code_for
     from opsplane.cli import config_path
     from opsplane.config import load
