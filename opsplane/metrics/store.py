@@ -16,6 +16,8 @@ Scrapes arrive per target, as Prometheus ingests them:
   the target instead of letting one exporter fill the memory;
 - samples must move forward in time per series; an older or repeated timestamp is refused
   and counted.
+
+A store is not thread-safe: scrapes and queries run on one event loop (or one thread).
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ class SampleStore:
         self._series: dict[Labels, _Series] = {}
         self._by_name: dict[str, dict[Labels, _Series]] = {}
         self._active: dict[str, set[Labels]] = {}  # per target: series in its last scrape
-        self._labels: dict[Labels, Labels] = {}
+        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
 
     @property
     def series_count(self) -> int:
@@ -182,6 +184,9 @@ class SampleStore:
             if len(series) == 0 and key not in reported:
                 self._forget(key)
                 forgotten += 1
+        if forgotten:
+            # Label values that churn (a pod name per deploy) must not pile up as pairs.
+            self._pairs = {pair: pair for labels in self._series for pair in labels}
         return forgotten
 
     def select(
@@ -235,7 +240,6 @@ class SampleStore:
 
     def _forget(self, key: Labels) -> None:
         del self._series[key]
-        self._labels.pop(key, None)
         name = _metric_name(key)
         same_name = self._by_name.get(name)
         if same_name is not None:
@@ -244,12 +248,25 @@ class SampleStore:
                 del self._by_name[name]
 
     def _intern(self, labels: Labels) -> Labels:
-        """The one stored copy of this label set, its strings interned too."""
-        found = self._labels.get(labels)
-        if found is not None:
-            return found
-        canonical = tuple(sorted((sys.intern(name), sys.intern(value)) for name, value in labels))
-        return self._labels.setdefault(canonical, canonical)
+        """The one stored copy of this label set, built from shared (name, value) pairs.
+
+        The series table doubles as the table of label sets. Pairs are shared too: a
+        target's `job` and `instance`, and a metric's name, repeat in every series, so most
+        series add only their outer tuple.
+        """
+        series = self._series.get(labels)
+        if series is not None:
+            return series.labels
+        canonical = tuple(sorted(self._pair(name, value) for name, value in labels))
+        series = self._series.get(canonical)
+        return series.labels if series is not None else canonical
+
+    def _pair(self, name: str, value: str) -> tuple[str, str]:
+        found = self._pairs.get((name, value))
+        if found is None:
+            found = (sys.intern(name), sys.intern(value))
+            self._pairs[found] = found
+        return found
 
     def _cutoff(self) -> float:
         return self._clock.now().timestamp() - self.window

@@ -210,3 +210,12 @@ def test_the_engine_reads_the_store_and_stops_seeing_a_series_at_its_stale_marke
     assert sorted(v for _, v in before.samples) == [4.0, 7.0]
     # Without the marker the refunds series would linger for the 5-minute lookback.
     assert [(dict(labels)["queue"], v) for labels, v in after.samples] == [("orders", 5.0)]
+
+
+def test_series_of_one_target_share_their_common_label_pairs() -> None:
+    store = store_at(ManualClock(START))
+    scrape = [(series("a", job="api", path="/x"), 1.0), (series("b", job="api", path="/y"), 2.0)]
+    store.append_scrape("t", T0, scrape)
+    [(a, _)] = list(store.select([Matcher("__name__", "=", "a")], T0, T0))
+    [(b, _)] = list(store.select([Matcher("__name__", "=", "b")], T0, T0))
+    assert a[1] == ("job", "api") and a[1] is b[1]
