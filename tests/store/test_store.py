@@ -14,7 +14,7 @@ from opsplane.clock import ManualClock
 from opsplane.errors import AuthError, StoreError, UsageError
 from opsplane.events import service as events
 from opsplane.store import Store, default_url
-from opsplane.store.db import alembic_config
+from opsplane.store.db import HEAD_REVISION, alembic_config
 from opsplane.store.tables import metadata
 
 
@@ -38,12 +38,12 @@ def test_migrations_create_exactly_the_models(store: Store) -> None:
         context = MigrationContext.configure(connection, opts={"compare_type": False})
         diff = compare_metadata(context, metadata)
     assert diff == []
-    assert store.current_revision() == "0001"
+    assert store.current_revision() == HEAD_REVISION
 
 
 def test_upgrade_twice_is_harmless(store: Store) -> None:
     store.upgrade()
-    assert store.current_revision() == "0001"
+    assert store.current_revision() == HEAD_REVISION
 
 
 def test_events_round_trip_with_details_and_time(store: Store) -> None:
@@ -140,8 +140,6 @@ def test_alembic_config_points_at_the_packaged_migrations() -> None:
 def test_head_revision_names_the_newest_migration() -> None:
     from alembic.script import ScriptDirectory
 
-    from opsplane.store.db import HEAD_REVISION, alembic_config
-
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert HEAD_REVISION == head, "a migration was added: set store.db.HEAD_REVISION to its revision"
 
@@ -178,6 +176,6 @@ def test_processes_opening_a_new_store_at_once_migrate_it_once(backend, request,
     assert failures == []
     store = Store.open(url)
     try:
-        assert store.current_revision() == "0001"
+        assert store.current_revision() == HEAD_REVISION
     finally:
         store.close()
