@@ -128,7 +128,20 @@ def cross_check(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
                 )
             seen.setdefault(cname, i)
     problems.extend(_cycles(inv))
+    problems.extend(_alerting(inv))
     return problems
+
+
+def _alerting(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
+    """Rule expressions the PromQL engine refuses (syntax, or a construct outside its subset),
+    and `service` labels naming no component. The engine is loaded only when there are rules."""
+    if not inv.alerting.rules:
+        return []
+    from opsplane.alerts.checks import expression_problems, label_problems
+    from opsplane.metrics.promql import parse
+
+    return [*expression_problems(inv.alerting, parse),
+            *label_problems(inv.alerting, [name for _, name, _ in inv.components()])]
 
 
 def _cycles(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:

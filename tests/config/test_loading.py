@@ -378,3 +378,17 @@ def test_a_cycle_at_the_end_of_a_long_chain_is_found_without_recursion() -> None
     with pytest.raises(ConfigError) as raised:
         loads("\n".join(lines), "opsplane.yaml")
     assert f"dependency cycle: s{depth - 2} -> s{depth - 1} -> s{depth - 2}" in str(raised.value)
+
+
+def test_a_rule_the_promql_engine_refuses_is_a_located_config_error() -> None:
+    text = ("platform: {name: shop}\n"
+            "services: {orders: {}}\n"
+            "alerting:\n"
+            "  rules:\n"
+            "    - {name: Slow, expr: 'max_over_time(up[5m:1m]) > 1', severity: P2}\n"
+            "    - {name: Down, expr: 'up == 0', severity: P0, labels: {service: ordres}}\n")
+    with pytest.raises(ConfigError) as raised:
+        loads(text, "opsplane.yaml")
+    shown = str(raised.value)
+    assert "opsplane.yaml:5:26: alerting.rules[0].expr: rule Slow: subqueries are not supported" in shown
+    assert "alerting.rules[1].labels.service: unknown component 'ordres'" in shown
