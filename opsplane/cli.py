@@ -56,7 +56,7 @@ def _register(command: str | None = None) -> None:
     register_server(app)
     if command == "serve":
         return
-    from opsplane.alerts.cli import export_app, silence_app
+    from opsplane.alerts.cli import alerts_command, export_app, silence_app
     from opsplane.auth.cli import app as token_app
     from opsplane.config.cli import app as config_app
     from opsplane.demo.cli import register as register_demo
@@ -76,6 +76,7 @@ def _register(command: str | None = None) -> None:
     app.add_typer(shop_app, name="shop", help="The reference shop: serve its services, send it traffic.")
     register_health(app)
     register_query(app)
+    app.command("alerts")(alerts_command)
     register_demo(app)
     register_runtime(app)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import resource
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
@@ -39,6 +40,7 @@ from opsplane.store import Store
 from opsplane.telemetry import ControlPlaneMetrics
 
 if TYPE_CHECKING:
+    from opsplane.alerts.flows import Alerting
     from opsplane.metrics.store import SampleStore
 
 CHART_BUCKET = 120.0  # seconds per point of the dashboard's charts
@@ -95,6 +97,16 @@ class ControlPlane:
                                        series_limit=inventory.metrics.series_limit, clock=self.clock)
         self.scraper = MetricsScraper(scraped, bucket=CHART_BUCKET, clock=self.clock, store=self.samples,
                                       env=self.env, on_change=self._scrape_changed)
+        # Alert rules read the scraped samples: with nothing scraped there is nothing to
+        # evaluate, and neither the engine nor the rules are loaded.
+        self.alerting: Alerting | None = None
+        source = self.scraper.locked_source()
+        if source is not None:
+            from opsplane.alerts.engine import evaluate_with
+            from opsplane.alerts.flows import Alerting, dependencies
+
+            self.alerting = Alerting(inventory.alerting, store=store, evaluate=evaluate_with(source),
+                                     clock=self.clock, depends_on=dependencies(inventory), environ=environ)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -112,6 +124,8 @@ class ControlPlane:
                        loop.create_task(self._writer())]
         if self.scraper.targets:
             self._tasks.append(loop.create_task(self.scraper.run_forever()))
+        if self.alerting is not None:
+            self._tasks.append(loop.create_task(self._evaluate_rules(self.alerting)))
         log.info("watching %d checks of %d components in %s", len(self.targets),
                  len(list(self.inventory.components())), self.env)
 
@@ -222,6 +236,22 @@ class ControlPlane:
                 row.check_id: KnownState(State(row.state), row.since)
                 for row in session.scalars(select(CheckState))
             }
+
+    async def _evaluate_rules(self, alerting: Alerting) -> None:
+        """One alerting cycle (evaluate, store, mute, notify) every evaluation interval, in a
+        worker thread: it reads the samples under their lock and writes to the store."""
+        interval = alerting.settings.evaluation_interval
+        loop = asyncio.get_running_loop()
+        due = loop.time() + interval
+        while True:
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            try:
+                await asyncio.to_thread(alerting.run_once)
+            except Exception:  # a cycle that fails must not end alerting; the next one retries
+                log.exception("alert evaluation failed")
+            due += interval
+            if due < loop.time():  # a slow cycle: skip the slots it overran
+                due += math.ceil((loop.time() - due) / interval) * interval
 
     def _scrape_changed(self, target: ScrapeTarget, status: ScrapeStatus) -> None:
         """A target's scrape state changed (read, unreadable, over its series limit): an event."""

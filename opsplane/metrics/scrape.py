@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
 from array import array
 from collections.abc import Awaitable, Callable, Sequence
@@ -249,6 +250,7 @@ class MetricsScraper:
         # With a store, every sample of every scrape is kept for PromQL (alert rules,
         # `opsplane query`), labelled with job, instance, service and env.
         self.store = store
+        self.lock = threading.Lock()  # the store is written by scrapes, read by rules and queries
         self.env = env
         self._on_change = on_change
         self.clock = clock or SystemClock()
@@ -275,7 +277,9 @@ class MetricsScraper:
         at, started = self.clock.now(), time.perf_counter()
         status, text = await self._scrape(target)
         if self.store is not None and not target.problem:
-            status = self._ingest(target, status, text, at.timestamp(), time.perf_counter() - started)
+            # Parsing and storing a page is CPU work: off the event loop, under the store's lock.
+            status = await asyncio.to_thread(self._ingest, target, status, text, at.timestamp(),
+                                             time.perf_counter() - started)
         before = self._status.get(target.component)
         self._status[target.component] = status
         if self._on_change is not None and (before is None or before.state is not status.state):
@@ -311,14 +315,15 @@ class MetricsScraper:
         from opsplane.metrics.ingest import ingest, ingest_failure
 
         assert self.store is not None
-        if text is None:
-            ingest_failure(self.store, target, self.env, at=at, duration=took)
-            return status
-        try:
-            done = ingest(self.store, target, self.env, text, at=at, duration=took)
-        except ExpositionError as exc:
-            ingest_failure(self.store, target, self.env, at=at, duration=took)
-            return ScrapeStatus(State.CRITICAL, f"unreadable metrics: {exc}", status.at)
+        with self.lock:
+            if text is None:
+                ingest_failure(self.store, target, self.env, at=at, duration=took)
+                return status
+            try:
+                done = ingest(self.store, target, self.env, text, at=at, duration=took)
+            except ExpositionError as exc:
+                ingest_failure(self.store, target, self.env, at=at, duration=took)
+                return ScrapeStatus(State.CRITICAL, f"unreadable metrics: {exc}", status.at)
         if done.over_limit:
             return ScrapeStatus(
                 State.WARNING, f"{done.refused_series} new series refused: over the limit of "
@@ -370,6 +375,10 @@ class MetricsScraper:
             if due < loop.time():  # a slow scrape: skip the slots it overran
                 due += math.ceil((loop.time() - due) / target.interval) * target.interval
 
+    def locked_source(self) -> LockedSource | None:
+        """The store as a PromQL `SeriesSource` that is safe to read from any thread."""
+        return LockedSource(self.store, self.lock) if self.store is not None else None
+
     async def close(self) -> None:
         if self._http is not None:
             await self._http.close()
@@ -379,6 +388,20 @@ class MetricsScraper:
         if self._http is None:
             self._http = HttpFetch()
         return self._http
+
+
+class LockedSource:
+    """A `SeriesSource` whose every `select` runs to the end under the store's lock (the store
+    hands out copies of the samples), so an evaluation in one thread never sees a scrape
+    half-written by another."""
+
+    def __init__(self, store: SampleStore, lock: threading.Lock) -> None:
+        self._store = store
+        self._lock = lock
+
+    def select(self, matchers: Any, start: float, end: float) -> list[tuple[Any, Any]]:
+        with self._lock:
+            return list(self._store.select(matchers, start, end))
 
 
 class HttpFetch:

@@ -79,9 +79,9 @@ def _seconds(step: str) -> float:
 
 
 def _source(request: Request) -> Any:
-    plane = request.app.state.plane
-    if plane.samples is not None:
-        return plane.samples
+    source = request.app.state.plane.scraper.locked_source()
+    if source is not None:
+        return source
     from opsplane.metrics.store import SampleStore  # nothing is scraped: an empty store
 
     return SampleStore()
