@@ -1,0 +1,108 @@
+"""Alerting end to end on the shop: `opsplane serve` scrapes the shop under the runtime,
+evaluates an error-ratio rule over the samples, and a webhook receiver gets the firing
+notification when errors are injected into the gateway and the resolved one when they stop."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from opsplane.config.loader import load
+from opsplane.demo.stack import DemoStack
+from opsplane.drivers.sandbox.ports import free_port
+from tests.integration.conftest import set_faults
+from tests.support.serve import Serve, wait_for
+
+RULES = """\
+alerting:
+  evaluation_interval: 1s
+  rules:
+    - name: GatewayErrors
+      expr: >-
+        sum by (service) (rate(http_requests_total{{service="gateway",status=~"5.."}}[20s]))
+        / sum by (service) (rate(http_requests_total{{service="gateway"}}[20s])) > 0.05
+      for: 2s
+      severity: P1
+      annotations: {{summary: "{{{{ $labels.service }}}} fails {{{{ $value | humanizePercentage }}}}"}}
+  route: {{receiver: hook, group_by: [alertname], group_wait: 100ms, group_interval: 1s}}
+  receivers:
+    hook: {{webhook: {{url: "http://127.0.0.1:{port}/hook"}}}}
+"""
+
+
+class Hook:
+    """A webhook receiver on loopback that keeps every JSON body POSTed to it."""
+
+    def __init__(self) -> None:
+        received: list[dict[str, Any]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.received = received
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def statuses(self, alertname: str) -> list[str]:
+        return [alert["status"] for message in self.received for alert in message["alerts"]
+                if alert["labels"].get("alertname") == alertname]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def watched_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DemoStack, Serve, Hook]]:
+    stack, hook = DemoStack(tmp_path_factory.mktemp("alerting") / "demo"), Hook()
+    serve: Serve | None = None
+    try:
+        stack.start_servers()
+        path = stack.write_inventory(free_port())
+        path.write_text(path.read_text().replace("defaults: {interval: 5s", "defaults: {interval: 2s")
+                        + RULES.format(port=hook.port))
+        stack.start_shop(load(path))
+        serve = Serve(stack.base, path)
+        serve.start()
+        yield stack, serve, hook
+    finally:
+        output = serve.stop() if serve is not None else ""
+        stack.stop()
+        hook.close()
+        assert "Traceback" not in output, output
+
+
+def test_errors_in_the_gateway_page_once_and_resolve_when_they_stop(watched_shop) -> None:
+    stack, serve, hook = watched_shop
+    assert hook.statuses("GatewayErrors") == []  # a healthy shop pages nobody
+
+    set_faults(stack, "gateway", {"error_ratio": {"*": 0.5}})
+    try:
+        wait_for(lambda: "firing" in hook.statuses("GatewayErrors"), "the firing notification", timeout=60)
+        shown = subprocess.run([sys.executable, "-m", "opsplane", "-c", str(serve.inventory), "alerts",
+                                "--json"], cwd=serve.workdir, env=serve.env, capture_output=True, text=True)
+        assert shown.returncode == 2, shown.stderr  # a P1 fires: scripts see it in the exit code
+        [firing] = [a for a in json.loads(shown.stdout) if a["name"] == "GatewayErrors"]
+        assert firing["state"] == "firing" and firing["labels"]["service"] == "gateway"
+        [message] = [m for m in hook.received if m["status"] == "firing"
+                     and m["alerts"][0]["labels"]["alertname"] == "GatewayErrors"][:1]
+        assert message["alerts"][0]["annotations"]["summary"].startswith("gateway fails ")
+    finally:
+        set_faults(stack, "gateway", None)
+    wait_for(lambda: "resolved" in hook.statuses("GatewayErrors"), "the resolved notification", timeout=90)
+    assert hook.statuses("GatewayErrors").count("firing") == 1  # paged once, not every cycle
