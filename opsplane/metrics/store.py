@@ -38,6 +38,8 @@ DEFAULT_SERIES_LIMIT = 10_000
 # Dropping the oldest samples moves a start index; the arrays are only rewritten once the
 # dead part is this large, so trimming costs O(1) amortised per sample.
 _COMPACT_AT = 64
+# select() answers kept between changes of the store; a rule cycle needs a few dozen.
+_REMEMBERED_ANSWERS = 256
 
 
 class _Series:
@@ -119,6 +121,10 @@ class SampleStore:
         self._by_name: dict[str, dict[Labels, _Series]] = {}
         self._active: dict[str, set[Labels]] = {}  # per target: series in its last scrape
         self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
+        # Answers of select() since the last change; any append or expiry bumps _version.
+        self._version = 0
+        self._answers: dict[tuple[tuple[Matcher, ...], float, float], list[tuple[Labels, SampleColumns]]] = {}
+        self._answers_version = 0
 
     @property
     def series_count(self) -> int:
@@ -141,6 +147,7 @@ class SampleStore:
         Series the target reported last time and not now get a stale marker at `at`.
         A series seen twice in one scrape keeps its first value, as Prometheus does.
         """
+        self._version += 1
         previous = self._active.get(target, set())
         reported: dict[Labels, float] = {}
         for labels, value in samples:
@@ -170,12 +177,14 @@ class SampleStore:
     def mark_target_gone(self, target: str, at: float) -> int:
         """Write a stale marker at `at` on every series `target` last reported (it is down or
         no longer configured); returns how many series were marked."""
+        self._version += 1
         previous = self._active.pop(target, set())
         return self._mark_stale(previous, at, self._cutoff())
 
     def expire(self) -> int:
         """Drop samples that left the window, and series left empty that no target still
         reports; returns how many series were forgotten. Call it now and then."""
+        self._version += 1
         cutoff = self._cutoff()
         reported = set().union(*self._active.values()) if self._active else set()
         forgotten = 0
@@ -193,9 +202,28 @@ class SampleStore:
         self, matchers: Sequence[Matcher], start: float, end: float
     ) -> Iterator[tuple[Labels, Sequence[Sample]]]:
         """Every series matching all matchers, with its samples in [start, end] in time
-        order, stale markers included; series without samples there are left out."""
+        order, stale markers included; series without samples there are left out.
+
+        The answer is remembered until the store changes: a cycle of alert rules asks for
+        the same few selectors over the same window again and again. Callers must not
+        modify the sample columns they get.
+        """
         cutoff = self._cutoff()
-        lower = max(start, cutoff)
+        key = (tuple(matchers), max(start, cutoff), end)
+        if self._answers_version != self._version:
+            self._answers.clear()
+            self._answers_version = self._version
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = list(self._select(matchers, max(start, cutoff), end))
+            if len(self._answers) >= _REMEMBERED_ANSWERS:
+                self._answers.clear()
+            self._answers[key] = answer
+        return iter(answer)
+
+    def _select(
+        self, matchers: Sequence[Matcher], lower: float, end: float
+    ) -> Iterator[tuple[Labels, SampleColumns]]:
         candidates, remaining = self._candidates(matchers)
         # A matcher's verdict depends only on the label value, and values repeat across
         # series (one job, a few instances): each distinct value is matched once per select.

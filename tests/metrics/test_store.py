@@ -219,3 +219,15 @@ def test_series_of_one_target_share_their_common_label_pairs() -> None:
     [(a, _)] = list(store.select([Matcher("__name__", "=", "a")], T0, T0))
     [(b, _)] = list(store.select([Matcher("__name__", "=", "b")], T0, T0))
     assert a[1] == ("job", "api") and a[1] is b[1]
+
+
+def test_a_repeated_select_sees_every_later_scrape_and_the_window_moving() -> None:
+    clock = ManualClock(START)
+    store = store_at(clock, window=60.0)
+    up = series("up")
+    store.append_scrape("t", T0, [(up, 1.0)])
+    assert values(store, "up") == values(store, "up") == {up: [(T0, 1.0)]}
+    store.append_scrape("t", T0 + 15, [(up, 0.0)])
+    assert values(store, "up") == {up: [(T0, 1.0), (T0 + 15, 0.0)]}
+    clock.advance(70)  # no scrape: only the clock moves, and T0 leaves the window
+    assert values(store, "up") == {up: [(T0 + 15, 0.0)]}
