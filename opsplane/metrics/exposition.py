@@ -32,13 +32,32 @@ class ExpositionError(OpsplaneError):
     """The page is not in the Prometheus text format or OpenMetrics."""
 
 
-def parse_samples(text: str) -> Iterator[tuple[Labels, float]]:
-    """Every sample of a metrics page, in page order."""
+def parse_samples(text: str, known: dict[str, Labels] | None = None) -> Iterator[tuple[Labels, float]]:
+    """Every sample of a metrics page, in page order.
+
+    `known` maps the text of a series (the line up to its value) to its labels: a target
+    sends the same series scrape after scrape, so a caller that keeps this mapping between
+    scrapes reads most lines with one dictionary lookup instead of parsing their labels.
+    """
     for number, line in enumerate(text.splitlines(), start=1):
         if not line or line[0] == "#":
             continue
         try:
-            yield _sample(line)
+            if known is None:
+                yield _sample(line)
+                continue
+            end = line.rfind("}") + 1 or line.find(" ")
+            labels = known.get(line[:end]) if end > 0 else None
+            if labels is None:
+                labels, value = _sample(line)
+                if end > 0:
+                    known[line[:end]] = labels
+            else:
+                rest = line[end:].split()
+                if not rest:
+                    raise ValueError("expected a value after the labels")
+                value = _value(rest[0])
+            yield labels, value
         except ValueError as exc:
             shown = line if len(line) <= 120 else line[:117] + "..."
             raise ExpositionError(f"line {number}: {exc}: {shown!r}") from None

@@ -34,12 +34,37 @@ def target_labels(target: ScrapeTarget, env: str) -> dict[str, str]:
     return {"job": target.component, "service": target.component, "instance": instance, "env": env}
 
 
+class SeriesCache:
+    """The final labels of the series a target sent before, by the text of their line: most
+    of a scrape is then lookups, not parsing and relabelling. Bounded: it starts over when a
+    target churns through more series than `limit`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._raw: dict[str, dict[str, Labels]] = {}
+        self._final: dict[str, dict[Labels, Labels]] = {}
+
+    def of(self, target: str) -> tuple[dict[str, Labels], dict[Labels, Labels]]:
+        raw = self._raw.setdefault(target, {})
+        final = self._final.setdefault(target, {})
+        if len(raw) > self.limit or len(final) > self.limit:
+            raw.clear()
+            final.clear()
+        return raw, final
+
+
 def ingest(store: SampleStore, target: ScrapeTarget, env: str, text: str, *, at: float,
-           duration: float) -> ScrapeIngest:
+           duration: float, cache: SeriesCache | None = None) -> ScrapeIngest:
     """Parse `text` (raising ExpositionError before anything is stored) and store it as the
     scrape of `target` taken at `at`, with `up` 1."""
     own = target_labels(target, env)
-    samples = [(_relabel(labels, own), value) for labels, value in parse_samples(text)]
+    raw, final = cache.of(target.component) if cache is not None else (None, {})
+    samples = []
+    for labels, value in parse_samples(text, raw):
+        relabelled = final.get(labels)
+        if relabelled is None:
+            relabelled = final[labels] = _relabel(labels, own)
+        samples.append((relabelled, value))
     samples.extend(_scrape_series(own, up=1.0, duration=duration, scraped=len(samples)))
     return store.append_scrape(target.component, at, samples)
 

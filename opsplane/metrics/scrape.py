@@ -36,6 +36,7 @@ from opsplane.health.scheduler import phase
 from opsplane.health.targets import environment_name
 
 if TYPE_CHECKING:
+    from opsplane.metrics.ingest import SeriesCache
     from opsplane.metrics.store import SampleStore
 
 REQUESTS = "http_requests_total"
@@ -251,6 +252,7 @@ class MetricsScraper:
         # `opsplane query`), labelled with job, instance, service and env.
         self.store = store
         self.lock = threading.Lock()  # the store is written by scrapes, read by rules and queries
+        self._series_cache: SeriesCache | None = None
         self.env = env
         self._on_change = on_change
         self.clock = clock or SystemClock()
@@ -312,15 +314,18 @@ class MetricsScraper:
     def _ingest(self, target: ScrapeTarget, status: ScrapeStatus, text: str | None, at: float,
                 took: float) -> ScrapeStatus:
         from opsplane.metrics.exposition import ExpositionError
-        from opsplane.metrics.ingest import ingest, ingest_failure
+        from opsplane.metrics.ingest import SeriesCache, ingest, ingest_failure
 
         assert self.store is not None
+        if self._series_cache is None:
+            self._series_cache = SeriesCache(2 * self.store.series_limit)
         with self.lock:
             if text is None:
                 ingest_failure(self.store, target, self.env, at=at, duration=took)
                 return status
             try:
-                done = ingest(self.store, target, self.env, text, at=at, duration=took)
+                done = ingest(self.store, target, self.env, text, at=at, duration=took,
+                              cache=self._series_cache)
             except ExpositionError as exc:
                 ingest_failure(self.store, target, self.env, at=at, duration=took)
                 return ScrapeStatus(State.CRITICAL, f"unreadable metrics: {exc}", status.at)

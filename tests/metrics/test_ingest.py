@@ -65,3 +65,29 @@ def test_instance_is_host_and_port_with_the_scheme_default() -> None:
     v6 = ScrapeTarget("gw", "http://[::1]:9000/metrics", interval=15, timeout=5)
     assert target_labels(https, "staging")["instance"] == "shop.internal:443"
     assert target_labels(v6, "staging")["instance"] == "[::1]:9000"
+
+
+def test_the_series_cache_gives_the_same_samples_and_follows_new_values(store: SampleStore) -> None:
+    from opsplane.metrics.ingest import SeriesCache
+
+    cache = SeriesCache(limit=100)
+    first = 'orders_total{status="completed"} 12\nup_time 5\n'
+    second = 'orders_total{status="completed"} 13\nup_time 6 1700000000000\n'
+    ingest(store, TARGET, "production", first, at=T0, duration=0.01, cache=cache)
+    ingest(store, TARGET, "production", second, at=T0 + 15, duration=0.01, cache=cache)
+    uncached = SampleStore(clock=ManualClock(datetime.fromtimestamp(T0 + 20, UTC)))
+    ingest(uncached, TARGET, "production", first, at=T0, duration=0.01)
+    ingest(uncached, TARGET, "production", second, at=T0 + 15, duration=0.01)
+
+    for name in ("orders_total", "up_time"):
+        assert series(store, name, T0 + 15) == series(uncached, name, T0 + 15)
+    assert list(series(store, "orders_total", T0 + 15).values()) == [[12.0, 13.0]]
+
+
+def test_the_series_cache_starts_over_past_its_limit() -> None:
+    from opsplane.metrics.ingest import SeriesCache
+
+    cache = SeriesCache(limit=2)
+    raw, _ = cache.of("orders")
+    raw.update({"a": (), "b": (), "c": ()})
+    assert cache.of("orders")[0] == {}
