@@ -53,13 +53,9 @@ class _Series:
         self.values = array("d")
         self.head = 0  # index of the oldest sample still inside the window
 
-    def last_time(self) -> float | None:
-        return self.times[-1] if len(self.times) > self.head else None
-
     def append(self, t: float, value: float) -> bool:
         """Add a sample; False (and nothing added) when it is not newer than the last one."""
-        last = self.last_time()
-        if last is not None and t <= last:
+        if self.times and t <= self.times[-1]:
             return False
         self.times.append(t)
         self.values.append(value)
@@ -149,30 +145,51 @@ class SampleStore:
         """
         self._version += 1
         previous = self._active.get(target, set())
+        known = self._series
         reported: dict[Labels, float] = {}
         for labels, value in samples:
-            key = self._intern(labels)
-            reported.setdefault(key, value)
-        kept = [key for key in reported if key in previous]
-        room = max(self.series_limit - len(kept), 0)
-        fresh = [key for key in reported if key not in previous]
-        accepted, refused = fresh[:room], len(fresh) - min(room, len(fresh))
+            found = known.get(labels)
+            key = found.labels if found is not None else self._intern(labels)
+            if key not in reported:
+                reported[key] = value
+        refused = 0
+        if len(reported) > self.series_limit:
+            reported, refused = self._within_limit(reported, previous)
         cutoff = self._cutoff()
         appended = out_of_order = new_series = 0
-        for key in (*kept, *accepted):
-            series = self._series.get(key)
+        for key, value in reported.items():
+            series = known.get(key)
             if series is None:
                 series = self._create(key)
                 new_series += 1
-            series.trim(cutoff)
-            if series.append(at, reported[key]):
-                appended += 1
-            else:
-                out_of_order += 1
-        now_active = set(kept) | set(accepted)
+            times = series.times
+            if times:
+                # Compared with the last sample kept in the arrays, even one already outside
+                # the window, so that the arrays stay sorted for bisection.
+                if at <= times[-1]:
+                    out_of_order += 1
+                    continue
+                if series.head < len(times) and times[series.head] < cutoff:
+                    series.trim(cutoff)
+            times.append(at)
+            series.values.append(value)
+            appended += 1
+        now_active = set(reported)
         stale = self._mark_stale(previous - now_active, at, cutoff)
         self._active[target] = now_active
         return ScrapeIngest(target, appended, new_series, refused, out_of_order, stale)
+
+    def _within_limit(
+        self, reported: dict[Labels, float], previous: set[Labels]
+    ) -> tuple[dict[Labels, float], int]:
+        """The reported series the target may keep, and how many new ones were refused:
+        series it already had come first, new ones fill what room the limit leaves."""
+        kept = {key: value for key, value in reported.items() if key in previous}
+        room = max(self.series_limit - len(kept), 0)
+        fresh = [key for key in reported if key not in previous]
+        for key in fresh[:room]:
+            kept[key] = reported[key]
+        return kept, max(len(fresh) - room, 0)
 
     def mark_target_gone(self, target: str, at: float) -> int:
         """Write a stale marker at `at` on every series `target` last reported (it is down or
