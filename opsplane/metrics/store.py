@@ -1,8 +1,9 @@
 """The in-memory window of scraped samples that PromQL expressions and alert rules read.
 
 Each series keeps its timestamps and values in two `array('d')` columns (8 bytes a sample,
-no per-sample objects) and its label set interned: equal label tuples and equal label
-strings are stored once however many series or scrapes repeat them. Samples older than the
+no per-sample objects) and its label set interned: a label set is stored once however many
+scrapes repeat it, and its (name, value) pairs are shared with every other series that
+has them, so a series costs about 500 bytes besides its samples. Samples older than the
 window (1 h unless configured) are dropped as new ones arrive; a series left with no
 samples and no longer reported by its target is forgotten by `expire()`.
 
