@@ -15,7 +15,7 @@ import pytest
 
 from opsplane.clock import ManualClock
 from opsplane.drivers.sandbox.prometheus import TemporaryPrometheus
-from opsplane.metrics.promql import PromQLError, instant
+from opsplane.metrics.promql import PromQLError, instant, range_query
 from opsplane.metrics.store import SampleStore
 from tests.metrics.differential.compare import Result, differences, from_engine, from_prometheus
 from tests.support.http_servers import LocalHttpServer, Reply
@@ -82,6 +82,13 @@ def test_a_series_that_leaves_a_scrape_is_stale_at_once_in_both(tmp_path: Path) 
                     got = Result("error", error=str(exc))
                 where = f"{expr} at first scrape + {at - scrapes[0]:.3f} s"
                 problems += [f"{where}: {p}" for p in differences(expected, got)]
+            expected = from_prometheus(prometheus.query_range(expr, scrapes[0], scrapes[-1] + 0.2, 0.25))
+            try:
+                got = from_engine(range_query(expr, store, scrapes[0], scrapes[-1] + 0.2, 0.25,
+                                              prometheus=prometheus.major_version()))
+            except PromQLError as exc:
+                got = Result("error", error=str(exc))
+            problems += [f"{expr} as a range query: {p}" for p in differences(expected, got)]
         assert not problems, "\n".join(problems)
         # Without the marker the series would linger for five minutes after it went away.
         last_gone = max(gone_times)
