@@ -15,7 +15,6 @@ from typing import Any
 from opsplane.metrics.promql import InstantVector, Labels, Matrix, Scalar, StringValue, Value
 
 REL_TOLERANCE = 1e-9
-TIME_TOLERANCE = 1e-3  # Prometheus keeps milliseconds
 _MAX_LISTED = 6
 
 
@@ -111,7 +110,7 @@ def _compare_one(expected: Any, got: Any) -> str:
 
 
 def _compare_points(expected: list[tuple[float, float]], got: list[tuple[float, float]]) -> str:
-    theirs = {round(t, 3): v for t, v in expected}
+    theirs = {round(t, 3): v for t, v in expected}  # Prometheus keeps milliseconds
     ours = {round(t, 3): v for t, v in got}
     only_theirs = sorted(set(theirs) - set(ours))
     only_ours = sorted(set(ours) - set(theirs))

@@ -38,7 +38,7 @@ def labels_of(name: str, **labels: str) -> Labels:
 
 @dataclass(frozen=True)
 class DataSet:
-    """A named group of series with the instants at which expressions over it are checked."""
+    """A named group of series, one kind of behaviour to check."""
 
     name: str
     series: tuple[Series, ...]
