@@ -168,6 +168,24 @@ async def event_log(
                 limit=limit)
 
 
+@router.get("/ui/alerts", include_in_schema=False)
+async def alerts_page(request: Request, _: Principal = Depends(viewer)) -> Response:
+    """Firing, pending and recently resolved alerts, with value, since, why muted, runbook."""
+    from opsplane.alerts.views import alert_rows
+
+    plane = request.app.state.plane
+
+    def read() -> list[dict[str, object]]:
+        with plane.store.session() as session:
+            return alert_rows(session, inventory=plane.inventory, now=plane.clock.now(),
+                              include_resolved=True)
+
+    rows = await run_in_threadpool(read)
+    note = ("No alerts: every rule is quiet." if plane.alerting is not None else
+            "No alert rules run: give components a metrics_path so that serve scrapes them.")
+    return page(request, "alerts.html", alerts=rows, note=note)
+
+
 @router.get("/ui/instances", include_in_schema=False)
 async def instances_page(request: Request, _: Principal = Depends(viewer)) -> Response:
     instances: Instances = await _runtime(request).instances(request.app.state.plane.clock.now())

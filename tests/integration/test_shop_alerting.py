@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 
 from opsplane.config.loader import load
 from opsplane.demo.stack import DemoStack
 from opsplane.drivers.sandbox.ports import free_port
+from opsplane.web.session import COOKIE
 from tests.integration.conftest import set_faults
 from tests.support.serve import Serve, wait_for
 
@@ -102,6 +104,13 @@ def test_errors_in_the_gateway_page_once_and_resolve_when_they_stop(watched_shop
         [message] = [m for m in hook.received if m["status"] == "firing"
                      and m["alerts"][0]["labels"]["alertname"] == "GatewayErrors"][:1]
         assert message["alerts"][0]["annotations"]["summary"].startswith("gateway fails ")
+        # and the dashboard's alerts page shows it, for someone signed in
+        created = serve.cli("token", "create", "--name", "wall", "--role", "viewer", "--json")
+        token = json.loads(created)["token"]
+        shown_page = httpx.get(f"{serve.url}/ui/alerts", cookies={COOKIE: token}, trust_env=False)
+        assert shown_page.status_code == 200
+        assert '<tr data-alert="GatewayErrors">' in shown_page.text
+        assert 'class="badge alert-firing">firing<' in shown_page.text
     finally:
         set_faults(stack, "gateway", None)
     wait_for(lambda: "resolved" in hook.statuses("GatewayErrors"), "the resolved notification", timeout=90)
