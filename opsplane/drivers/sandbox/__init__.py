@@ -1,9 +1,10 @@
 """Sandboxes: real, temporary servers on loopback for tests and `opsplane demo`.
 
-Each sandbox starts a genuine server binary (PostgreSQL, Redis) on a free loopback port in
-a directory it owns, and stops it completely: nothing it started outlives `stop()`.
-Import them from their modules: `sandbox.postgres.TemporaryPostgres`,
-`sandbox.redis.TemporaryRedis`, `sandbox.ports.free_port`. This package module holds only
+Each sandbox starts a genuine server binary (PostgreSQL, Redis, Prometheus) on a free
+loopback port in a directory it owns, and stops it completely: nothing it started outlives
+`stop()`. Import them from their modules: `sandbox.postgres.TemporaryPostgres`,
+`sandbox.redis.TemporaryRedis`, `sandbox.prometheus.TemporaryPrometheus`,
+`sandbox.ports.free_port`. This package module holds only
 what they share, so importing one sandbox never imports the others.
 """
 
