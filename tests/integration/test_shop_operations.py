@@ -62,7 +62,8 @@ def test_injected_errors_show_in_the_metrics_and_in_opsplane_health(shop: DemoSt
         after = requests_by_status(port, "/api/products")
         failed = after.get("500", 0) - before.get("500", 0)
         served = sum(after.values()) - sum(before.values())
-        assert answers.count(500) == failed  # every injected error is counted, nothing else
+        # every injected error is counted (the demo's shoppers add their own requests)
+        assert failed >= answers.count(500) > 0
         assert served >= 400 and 0.06 <= failed / served <= 0.15, (failed, served)
 
         code, report = gateway_health(shop)
