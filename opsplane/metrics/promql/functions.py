@@ -50,7 +50,9 @@ def quantile(q: float, values: Sequence[float]) -> float:
         return -math.inf
     if q > 1:
         return math.inf
-    ordered = sorted(values)
+    # NaN below every number, as Go's sort.Float64s puts it (sorted() alone would leave
+    # NaNs wherever the failed comparisons happen to put them)
+    ordered = sorted(values, key=lambda v: (v == v, v))
     rank = q * (len(ordered) - 1)
     lower = max(0, math.floor(rank))
     upper = min(len(ordered) - 1, lower + 1)
@@ -355,7 +357,8 @@ def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
         start = bounds[b - 1]
         count -= counts[b - 1]
         rank -= counts[b - 1]
-    return start + (end - start) * (rank / count)
+    # 0/0 (a quantile of 0 whose bucket holds nothing) is NaN in Go's floats, not an error
+    return start + (end - start) * (rank / count if count else math.nan)
 
 
 def _monotonic(counts: list[float]) -> list[float]:

@@ -88,7 +88,7 @@ class Matcher:
             raise PromQLError(f"unknown matcher operator {self.op!r} for label {self.name!r}", "matcher")
         if self.op in ("=~", "!~"):
             try:
-                compiled = re.compile(f"(?:{self.value})", re.DOTALL)
+                compiled = re.compile(f"(?:{_scoped_flags(self.value)})", re.DOTALL)
             except re.error as exc:
                 raise PromQLError(
                     f"invalid regular expression {self.value!r} for label {self.name!r}: {exc}", "matcher"
@@ -107,6 +107,16 @@ class Matcher:
 
     def __str__(self) -> str:
         return f'{self.name}{self.op}"{self.value}"'
+
+
+_LEADING_FLAGS = re.compile(r"\(\?([ims]+)\)")
+
+
+def _scoped_flags(pattern: str) -> str:
+    """RE2 lets a pattern start with flags such as (?i); Python takes them only at the very
+    start of the whole expression, so they become a scoped group: (?i)get -> (?i:get)."""
+    lead = _LEADING_FLAGS.match(pattern)
+    return f"(?{lead.group(1)}:{pattern[lead.end():]})" if lead else pattern
 
 
 def matches_all(matchers: Sequence[Matcher], labels: Labels) -> bool:

@@ -39,38 +39,15 @@ RANGES = (  # (start, end, step)
     (DAY + SPAN - 300.0, DAY + SPAN + 500.0, 37.0),
 )
 
-REGEX_FLAGS = (
-    "opsplane refuses an inline flag such as (?i) in a regular-expression matcher: Python's re "
-    "rejects a global flag inside the (?:...) the engine wraps around the pattern, while "
-    "Prometheus (Go RE2) accepts it"
-)
-QUANTILE_ZERO_DIVISION = (
-    "histogram_quantile(0, ...) raises ZeroDivisionError in opsplane when the lowest bucket "
-    "with observations is not the first one (the rank is 0 and the bucket below holds all of "
-    "them); Prometheus returns the lower bound"
-)
 INCREMENTAL_MEAN = (
     "Prometheus 2 computes avg as a running mean (mean += v/n - mean/n), opsplane as sum/n; the "
     "two differ in the last bit, and at DAY+2820 node-3's user ratio equals its average over "
     "modes exactly in Prometheus (0.3641 > 0.3641 is false) but not in opsplane (0.3640999999999999)"
 )
-NAN_ORDER_IN_QUANTILE = (
-    "quantile_over_time over samples that include NaN: Prometheus sorts NaN below every number "
-    "(Go's sort.Float64s) before taking ranks; opsplane sorts with Python's sorted(), which "
-    "leaves NaNs wherever the failed comparisons put them, so the rank lands on another value"
-)
 # (mode, expression) -> why opsplane's answer differs today; mode is "instant" or "range".
 KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {
-    ("instant", 'http_requests_total{method=~"(?i)get"}'): REGEX_FLAGS,
-    ("range", 'http_requests_total{method=~"(?i)get"}'): REGEX_FLAGS,
-    ("instant", "histogram_quantile(0, rate(http_request_duration_seconds_bucket[5m]))"):
-        QUANTILE_ZERO_DIVISION,
-    ("range", "histogram_quantile(0, rate(http_request_duration_seconds_bucket[5m]))"):
-        QUANTILE_ZERO_DIVISION,
     ("range", "node_cpu_ratio > bool on(instance) group_left avg by (instance) (node_cpu_ratio)"):
         INCREMENTAL_MEAN,
-    ("instant", "quantile_over_time(0.5, success_ratio[5m])"): NAN_ORDER_IN_QUANTILE,
-    ("range", "quantile_over_time(0.5, success_ratio[5m])"): NAN_ORDER_IN_QUANTILE,
 }
 
 
