@@ -41,6 +41,7 @@ from opsplane.telemetry import ControlPlaneMetrics
 
 if TYPE_CHECKING:
     from opsplane.alerts.flows import Alerting
+    from opsplane.metrics.remote import PrometheusClient
     from opsplane.metrics.store import SampleStore
 
 CHART_BUCKET = 120.0  # seconds per point of the dashboard's charts
@@ -100,12 +101,21 @@ class ControlPlane:
         # Alert rules read the scraped samples: with nothing scraped there is nothing to
         # evaluate, and neither the engine nor the rules are loaded.
         self.alerting: Alerting | None = None
-        source = self.scraper.locked_source()
-        if source is not None:
+        self.prometheus: PrometheusClient | None = None
+        evaluate = None
+        if inventory.metrics.source == "prometheus":
+            from opsplane.metrics.remote import PrometheusClient, evaluate_prometheus
+
+            self.prometheus = PrometheusClient.from_settings(inventory.metrics, environ)
+            evaluate = evaluate_prometheus(self.prometheus)
+        elif (source := self.scraper.locked_source()) is not None:
             from opsplane.alerts.engine import evaluate_with
+
+            evaluate = evaluate_with(source)
+        if evaluate is not None:
             from opsplane.alerts.flows import Alerting, dependencies
 
-            self.alerting = Alerting(inventory.alerting, store=store, evaluate=evaluate_with(source),
+            self.alerting = Alerting(inventory.alerting, store=store, evaluate=evaluate,
                                      clock=self.clock, depends_on=dependencies(inventory), environ=environ)
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -136,6 +146,8 @@ class ControlPlane:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         await self.scraper.close()
+        if self.prometheus is not None:
+            self.prometheus.close()
         while batch := self._take_pending():
             await asyncio.to_thread(self._write, batch)
         await asyncio.to_thread(self._record_lifecycle, "control_plane.stopped")

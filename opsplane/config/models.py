@@ -326,6 +326,18 @@ class ServerSettings(Strict):
 
 
 class MetricsSettings(Strict):
+    source: Literal["builtin", "prometheus"] = Field(
+        "builtin",
+        description="Where alert rules and `opsplane query` read samples: `builtin` (what serve "
+        "scrapes) or `prometheus` (the same expressions sent to a Prometheus server's HTTP API).",
+    )
+    prometheus_url: str | None = Field(
+        None, pattern=r"^https?://",
+        description="Base URL of that Prometheus (e.g. http://127.0.0.1:9090) when source is prometheus.",
+    )
+    prometheus_token: Secret | None = Field(
+        None, description="Bearer token for that Prometheus, as a secret reference."
+    )
     window: Duration = Field(
         3600.0, description="How long scraped samples are kept in memory for PromQL (alert rules, "
         "`opsplane query`)."
@@ -334,6 +346,12 @@ class MetricsSettings(Strict):
         10_000, description="Series one target may have; new series beyond it are refused and the "
         "target's scrape state says so."
     )
+
+    @model_validator(mode="after")
+    def _prometheus_needs_its_url(self) -> MetricsSettings:
+        if self.source == "prometheus" and not self.prometheus_url:
+            raise ValueError("source is prometheus: set prometheus_url to its base URL")
+        return self
 
 
 SECTIONS = ("services", "databases", "caches", "proxies", "hosts")

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from opsplane.auth.deps import require
 from opsplane.auth.service import Principal, Role
 from opsplane.config.types import parse_duration
+from opsplane.errors import OpsplaneError
 
 router = APIRouter(tags=["metrics"])
 MAX_POINTS = 11_000  # as Prometheus: more points than this in one series is refused
@@ -35,12 +36,16 @@ async def query(
     """The expression's value at one instant."""
     from opsplane.metrics.promql import PromQLError, instant
 
-    source = _source(request)
     when = time.time() if at is None else at
+    prometheus = request.app.state.plane.prometheus
     try:
-        value = await run_in_threadpool(instant, expr, source, when)
+        if prometheus is not None:  # metrics.source: prometheus
+            return _ok(await run_in_threadpool(prometheus.query, expr, when))
+        value = await run_in_threadpool(instant, expr, _source(request), when)
     except PromQLError as exc:
         return _bad(str(exc))
+    except OpsplaneError as exc:
+        return _unavailable(str(exc))
     return _ok(_result(value, when))
 
 
@@ -64,10 +69,15 @@ async def query_range(
         return _bad("end is before start")
     if (end - start) / seconds > MAX_POINTS:
         return _bad(f"more than {MAX_POINTS:,} points per series: use a longer step")
+    prometheus = request.app.state.plane.prometheus
     try:
+        if prometheus is not None:  # metrics.source: prometheus
+            return _ok(await run_in_threadpool(prometheus.query_range, expr, start, end, seconds))
         matrix = await run_in_threadpool(range_query, expr, _source(request), start, end, seconds)
     except PromQLError as exc:
         return _bad(str(exc))
+    except OpsplaneError as exc:
+        return _unavailable(str(exc))
     return _ok(_matrix(matrix.series))
 
 
@@ -119,6 +129,10 @@ def _number(value: float) -> str:
 
 def _ok(data: dict[str, Any]) -> JSONResponse:
     return JSONResponse({"status": "success", "data": data})
+
+
+def _unavailable(message: str) -> JSONResponse:
+    return JSONResponse({"status": "error", "errorType": "unavailable", "error": message}, status_code=503)
 
 
 def _bad(message: str) -> JSONResponse:
