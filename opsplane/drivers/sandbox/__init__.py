@@ -10,6 +10,10 @@ what they share, so importing one sandbox never imports the others.
 
 from __future__ import annotations
 
+import subprocess
+from types import TracebackType
+from typing import Any, Self
+
 from opsplane.errors import OpsplaneError
 
 
@@ -18,3 +22,36 @@ class SandboxError(OpsplaneError):
 
 
 __all__ = ["SandboxError"]
+
+
+class Sandbox:
+    """A server started on entering a `with` block and stopped, completely, on leaving it."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def end_process(process: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM `process` and wait for it; SIGKILL when it has not exited within `timeout`."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)

@@ -15,14 +15,13 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import psutil
 import psycopg
 
-from opsplane.drivers.sandbox import SandboxError
+from opsplane.drivers.sandbox import Sandbox, SandboxError
 from opsplane.drivers.sandbox.ports import free_port
 
 _SERVICE_USER = "postgres"
@@ -65,7 +64,7 @@ def _major_version(bindir: Path) -> int:
     return int(name) if name.isdigit() else 0
 
 
-class TemporaryPostgres:
+class TemporaryPostgres(Sandbox):
     """A PostgreSQL cluster of our own, listening on 127.0.0.1 on a free port.
 
     `base_dir` belongs to this cluster (data directory, socket directory, server log).
@@ -212,17 +211,6 @@ class TemporaryPostgres:
         for scratch in self._scratch:
             shutil.rmtree(scratch, ignore_errors=True)
         self._scratch.clear()
-
-    def __enter__(self) -> TemporaryPostgres:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         role = "replica" if self.primary else "primary"

@@ -24,12 +24,11 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
 
-from opsplane.drivers.sandbox import SandboxError
+from opsplane.drivers.sandbox import Sandbox, SandboxError, end_process
 from opsplane.drivers.sandbox.ports import free_port
 
 _START_TIMEOUT = 60.0
@@ -86,7 +85,7 @@ def openmetrics_text(
     return "\n".join(lines) + "\n"
 
 
-class TemporaryPrometheus:
+class TemporaryPrometheus(Sandbox):
     """A Prometheus server of our own on 127.0.0.1 on a free port.
 
     `base_dir` holds the storage (`data/`), the configuration and the server log. Use
@@ -224,24 +223,7 @@ class TemporaryPrometheus:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(_STOP_TIMEOUT)
-
-    def __enter__(self) -> TemporaryPrometheus:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        end_process(process, _STOP_TIMEOUT)
 
     def __repr__(self) -> str:
         return f"<TemporaryPrometheus {self.host}:{self.port} pid={self.pid}>"

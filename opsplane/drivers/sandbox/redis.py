@@ -7,12 +7,11 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import quote
 
 import redis
 
-from opsplane.drivers.sandbox import SandboxError
+from opsplane.drivers.sandbox import Sandbox, SandboxError, end_process
 from opsplane.drivers.sandbox.ports import free_port
 
 _START_TIMEOUT = 15.0
@@ -29,7 +28,7 @@ def find_redis_server() -> str:
     return found
 
 
-class TemporaryRedis:
+class TemporaryRedis(Sandbox):
     """A Redis server of our own on 127.0.0.1 on a free port, persisting nothing.
 
     `maxmemory` (bytes) and `password` (requirepass) are set at start; `base_dir` holds
@@ -105,24 +104,7 @@ class TemporaryRedis:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(_STOP_TIMEOUT)
-
-    def __enter__(self) -> TemporaryRedis:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        end_process(process, _STOP_TIMEOUT)
 
     def __repr__(self) -> str:
         return f"<TemporaryRedis {self.host}:{self.port} pid={self.pid}>"
