@@ -22,7 +22,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from opsplane.clock import Clock, SystemClock
 from opsplane.config.models import Inventory
@@ -98,25 +98,42 @@ class ControlPlane:
                                        series_limit=inventory.metrics.series_limit, clock=self.clock)
         self.scraper = MetricsScraper(scraped, bucket=CHART_BUCKET, clock=self.clock, store=self.samples,
                                       env=self.env, on_change=self._scrape_changed)
-        # Alert rules read the scraped samples: with nothing scraped there is nothing to
-        # evaluate, and neither the engine nor the rules are loaded.
+        # Alert rules read the scraped samples and the checks that keep failing. Without
+        # either there is nothing to evaluate, and neither the engine nor the rules are
+        # loaded: they come in with the first scrape target, or the first CRITICAL result.
         self.alerting: Alerting | None = None
         self.prometheus: PrometheusClient | None = None
-        evaluate = None
-        if inventory.metrics.source == "prometheus":
+        self._failures: dict[str, int] = {}  # check id -> CRITICAL results in a row
+        self._by_id: dict[str, CheckTarget] = {}
+        if scraped or inventory.metrics.source == "prometheus":
+            self._build_alerting()
+
+    def _build_alerting(self) -> None:
+        """The alerting machinery over the sample store (created if nothing is scraped, for the
+        checks' own series) or over the configured Prometheus."""
+        from opsplane.alerts.flows import Alerting, dependencies
+
+        if self.inventory.metrics.source == "prometheus":
             from opsplane.metrics.remote import PrometheusClient, evaluate_prometheus
 
-            self.prometheus = PrometheusClient.from_settings(inventory.metrics, environ)
+            self.prometheus = PrometheusClient.from_settings(self.inventory.metrics, self.environ)
             evaluate = evaluate_prometheus(self.prometheus)
-        elif (source := self.scraper.locked_source()) is not None:
+        else:
             from opsplane.alerts.engine import evaluate_with
+            from opsplane.metrics.store import SampleStore
 
+            if self.samples is None:
+                self.samples = SampleStore(window=self.inventory.metrics.window,
+                                           series_limit=max(self.inventory.metrics.series_limit,
+                                                            len(self.targets)), clock=self.clock)
+                self.scraper.store = self.samples
+            self._by_id = {t.id: t for t in self.targets}
+            source = self.scraper.locked_source()
+            assert source is not None
             evaluate = evaluate_with(source)
-        if evaluate is not None:
-            from opsplane.alerts.flows import Alerting, dependencies
-
-            self.alerting = Alerting(inventory.alerting, store=store, evaluate=evaluate,
-                                     clock=self.clock, depends_on=dependencies(inventory), environ=environ)
+        self.alerting = Alerting(self.inventory.alerting, store=self.store, evaluate=evaluate,
+                                 clock=self.clock, depends_on=dependencies(self.inventory),
+                                 environ=self.environ)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -134,6 +151,8 @@ class ControlPlane:
                        loop.create_task(self._writer())]
         if self.scraper.targets:
             self._tasks.append(loop.create_task(self.scraper.run_forever()))
+        if self.alerting is None and await asyncio.to_thread(self._alerts_were_stored):
+            self._build_alerting()  # alerts of an earlier run go on (and resolve) from here
         if self.alerting is not None:
             self._tasks.append(loop.create_task(self._evaluate_rules(self.alerting)))
         log.info("watching %d checks of %d components in %s", len(self.targets),
@@ -175,6 +194,15 @@ class ControlPlane:
         if transition is not None:
             self._pending.append(transition)
             self._wake.set()
+        if result.state is State.CRITICAL:
+            self._failures[target.id] = self._failures.get(target.id, 0) + 1
+            if self.alerting is None and self._tasks:
+                self._build_alerting()
+                assert self.alerting is not None
+                self._tasks.append(asyncio.get_running_loop().create_task(
+                    self._evaluate_rules(self.alerting)))
+        else:
+            self._failures.pop(target.id, None)
 
     # --- persistence --------------------------------------------------------------------
 
@@ -258,12 +286,36 @@ class ControlPlane:
         while True:
             await asyncio.sleep(max(0.0, due - loop.time()))
             try:
+                if self.samples is not None:
+                    await asyncio.to_thread(self._ingest_failing_checks)
                 await asyncio.to_thread(alerting.run_once)
             except Exception:  # a cycle that fails must not end alerting; the next one retries
                 log.exception("alert evaluation failed")
             due += interval
             if due < loop.time():  # a slow cycle: skip the slots it overran
                 due += math.ceil((loop.time() - due) / interval) * interval
+
+    def _ingest_failing_checks(self) -> None:
+        """The checks' own series for the rules, as one scrape of "opsplane": a series per
+        check that found its component CRITICAL, valued by how many runs in a row did. A
+        check that recovers is left out, so its series goes stale and its alert resolves;
+        healthy checks cost nothing."""
+        at = self.clock.now().timestamp()
+        samples = []
+        for check_id, failures in list(self._failures.items()):
+            target = self._by_id.get(check_id)
+            if target is not None:
+                samples.append((check_failure_labels(target, self.env), float(failures)))
+        assert self.samples is not None
+        with self.scraper.lock:
+            self.samples.append_scrape("opsplane", at, samples)
+
+    def _alerts_were_stored(self) -> bool:
+        try:
+            with self.store.engine.connect() as connection:
+                return connection.execute(text("SELECT 1 FROM alert_states LIMIT 1")).first() is not None
+        except Exception:  # no such table in an older store: no alerts to carry on
+            return False
 
     def _scrape_changed(self, target: ScrapeTarget, status: ScrapeStatus) -> None:
         """A target's scrape state changed (read, unreadable, over its series limit): an event."""
@@ -292,6 +344,14 @@ class ControlPlane:
     def since(self, check_id: str) -> datetime | None:
         known = self._tracker.known.get(check_id)
         return known.since if known else None
+
+
+def check_failure_labels(target: CheckTarget, env: str) -> tuple[tuple[str, str], ...]:
+    """The labels of `opsplane_check_failures` for one check (sorted, as the store keeps them)."""
+    return tuple(sorted({
+        "__name__": "opsplane_check_failures", "check": target.name, "env": env, "job": "opsplane",
+        "section": target.section, "service": target.component, "type": target.type,
+    }.items()))
 
 
 def _raise_open_files_limit() -> None:

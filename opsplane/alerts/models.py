@@ -250,6 +250,10 @@ class PackThresholds(_Strict):
     payment_success: Ratio = Field(0.98, description="LowPaymentSuccess (P1): succeeded charges.")
     search_success: Ratio = Field(0.99, description="LowSearchSuccess (P2): searches without error.")
     gateway_success: Ratio = Field(0.995, description="LowGatewaySuccess (P1): gateway non-5xx responses.")
+    check_failures: int = Field(
+        3, ge=1, description="DatabaseDown (P0) and CheckFailing (P1): health-check runs in a row that "
+        "found the component CRITICAL (opsplane's own probes)."
+    )
 
 
 class RulePack(_Strict):

@@ -3,7 +3,8 @@
 Service and business rules read the metrics the reference shop exposes
 (`http_requests_total{status}`, `http_request_duration_seconds`, `orders_total`,
 `payments_total`, `search_queries_total`, `db_pool_*`); machine rules read the standard
-node, PostgreSQL and Redis exporters' names. Each warning level is P2 and each critical
+node, PostgreSQL and Redis exporters' names; DatabaseDown and CheckFailing also read
+opsplane's own health checks (`opsplane_check_failures`). Each warning level is P2 and each critical
 level P1, as the manual pages on critical and notifies on warning. Thresholds, the common
 `for` and the runbook prefix come from `alerting.builtin_rules`.
 
@@ -32,6 +33,9 @@ DISK_USED = (
     '/ node_filesystem_size_bytes{fstype!~"tmpfs|overlay"}'
 )
 PERCENT = "{{ $value | humanizePercentage }}"
+# opsplane's own probes, as `serve` feeds them to the rules: one series per check that has
+# found its component CRITICAL, valued by how many runs in a row did (docs/alerting.md)
+CHECK_FAILURES = "opsplane_check_failures"
 
 
 def _ratio(part: str, whole: str, window: str = "5m") -> str:
@@ -49,7 +53,11 @@ def _rule(name: str, severity: str, expr: str, summary: str, **extra: Any) -> di
 def _definitions(t: PackThresholds) -> list[dict[str, Any]]:
     """Each rule as a dict; `for` is present only where it differs from the pack's."""
     rules = [
-        _rule("DatabaseDown", "P0", "pg_up == 0", "PostgreSQL {{ $labels.service }} does not answer",
+        _rule("DatabaseDown", "P0",
+              f'pg_up == 0 or {CHECK_FAILURES}{{section="databases"}} >= {t.check_failures}',
+              "PostgreSQL {{ $labels.service }} does not answer", **{"for": None}),
+        _rule("CheckFailing", "P1", f'{CHECK_FAILURES}{{section!="databases"}} >= {t.check_failures}',
+              "{{ $labels.service }}: check {{ $labels.check }} failed {{ $value }} times in a row",
               **{"for": None}),
         _rule("HighErrorRate", "P1", f"{_ratio(ERRORS, REQUESTS)} > {t.error_rate:g}",
               f"{{{{ $labels.service }}}} answers {PERCENT} of requests with 5xx"),

@@ -33,7 +33,7 @@ alerting:
       for: 2s
       severity: P1
       annotations: {{summary: "{{{{ $labels.service }}}} fails {{{{ $value | humanizePercentage }}}}"}}
-  route: {{receiver: hook, group_by: [alertname], group_wait: 100ms, group_interval: 1s}}
+  route: {{receiver: hook, group_by: [alertname], group_wait: 5s, group_interval: 1s}}
   receivers:
     hook: {{webhook: {{url: "http://127.0.0.1:{port}/hook"}}}}
 """
@@ -115,3 +115,28 @@ def test_errors_in_the_gateway_page_once_and_resolve_when_they_stop(watched_shop
         set_faults(stack, "gateway", None)
     wait_for(lambda: "resolved" in hook.statuses("GatewayErrors"), "the resolved notification", timeout=90)
     assert hook.statuses("GatewayErrors").count("firing") == 1  # paged once, not every cycle
+
+
+def test_a_dead_database_pages_once_and_mutes_what_depends_on_it(watched_shop) -> None:
+    # Last in this module: the database does not come back.
+    stack, serve, hook = watched_shop
+    assert stack.postgres is not None
+    stack.postgres.stop()
+
+    wait_for(lambda: "firing" in hook.statuses("DatabaseDown"), "the DatabaseDown page", timeout=90)
+    [page] = [m for m in hook.received if m["alerts"][0]["labels"]["alertname"] == "DatabaseDown"]
+    down = page["alerts"][0]
+    assert down["labels"]["service"] == "postgres-main" and down["labels"]["severity"] == "P0"
+    # catalog and orders need the database: their own failing checks are muted, and the
+    # page says what it explains
+    wait_for(lambda: {e["alert"]["labels"]["service"] for m in hook.received for e in m["explains"]}
+             >= {"catalog", "orders"}, "the dependants to be explained by the page", timeout=60)
+    shown = subprocess.run([sys.executable, "-m", "opsplane", "-c", str(serve.inventory), "alerts",
+                            "--json"], cwd=serve.workdir, env=serve.env, capture_output=True, text=True)
+    rows = {(a["name"], a["labels"].get("service")): a for a in json.loads(shown.stdout)}
+    for service in ("catalog", "orders"):
+        assert rows[("CheckFailing", service)]["muted"].startswith("inhibited by DatabaseDown")
+    paged = {a["labels"].get("service") for m in hook.received for a in m["alerts"]
+             if a["labels"]["alertname"] == "CheckFailing" and a["status"] == "firing"}
+    assert not paged & {"catalog", "orders"}, paged
+    assert hook.statuses("DatabaseDown").count("firing") == 1
