@@ -122,6 +122,7 @@ Try, in another terminal:
   opsplane ps; opsplane stats; opsplane health --detailed
   opsplane logs orders --since 5m; opsplane logs --errors
   opsplane scale catalog 3; opsplane events --kind 'runtime.*'
+  opsplane alerts; OPSPLANE_TOKEN=<token> opsplane query 'sum by (service) (rate(http_requests_total[1m]))'
 Ctrl-C (or `opsplane demo --stop`) stops everything.
 """)  # noqa: E501
 
