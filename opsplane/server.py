@@ -197,12 +197,21 @@ class ControlPlane:
         if result.state is State.CRITICAL:
             self._failures[target.id] = self._failures.get(target.id, 0) + 1
             if self.alerting is None and self._tasks:
-                self._build_alerting()
-                assert self.alerting is not None
-                self._tasks.append(asyncio.get_running_loop().create_task(
-                    self._evaluate_rules(self.alerting)))
+                self._start_alerting()
         else:
             self._failures.pop(target.id, None)
+
+    def _start_alerting(self) -> None:
+        """Build alerting and start its loop; a failure (the store unreachable) is logged and
+        tried again at the next CRITICAL result, never raised into the scheduler."""
+        try:
+            self._build_alerting()
+        except Exception:
+            log.exception("could not start alerting; trying again at the next failing check")
+            self.alerting = None
+            return
+        assert self.alerting is not None
+        self._tasks.append(asyncio.get_running_loop().create_task(self._evaluate_rules(self.alerting)))
 
     # --- persistence --------------------------------------------------------------------
 
