@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from opsplane.drivers.sandbox.ports import free_port
-from tests.support.serve import Serve, wait_for
+from tests.support.polling import wait_for
+from tests.support.serve import Serve
 
 
 def alerts(serve: Serve) -> list[dict[str, object]]:

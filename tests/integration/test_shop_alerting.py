@@ -20,7 +20,8 @@ from opsplane.demo.stack import DemoStack
 from opsplane.drivers.sandbox.ports import free_port
 from opsplane.web.session import COOKIE
 from tests.integration.conftest import set_faults
-from tests.support.serve import Serve, wait_for
+from tests.support.polling import wait_for
+from tests.support.serve import Serve
 
 RULES = """\
 alerting:

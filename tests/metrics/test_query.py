@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.http_servers import LocalHttpServer, Reply
-from tests.support.serve import Serve, wait_for
+from tests.support.polling import wait_for
+from tests.support.serve import Serve
 
 PAGE = (b'# TYPE orders_total counter\n'
         b'orders_total{status="completed"} 40\n'

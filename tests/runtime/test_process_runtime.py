@@ -14,7 +14,8 @@ import pytest
 from opsplane.drivers.runtime.base import RuntimeNotRunning
 from opsplane.drivers.runtime.processes import session_members
 from opsplane.errors import UsageError
-from tests.runtime.platforms import SECRET, Platform, answers, get_json, gone, service_yaml, wait_for
+from tests.runtime.platforms import SECRET, Platform, answers, get_json, gone, service_yaml
+from tests.support.polling import wait_for
 
 
 def running(platform: Platform, service: str, count: int) -> list:

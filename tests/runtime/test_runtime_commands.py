@@ -12,7 +12,8 @@ from datetime import datetime
 
 import pytest
 
-from tests.runtime.platforms import Platform, get_json, gone, service_yaml, wait_for
+from tests.runtime.platforms import Platform, get_json, gone, service_yaml
+from tests.support.polling import wait_for
 
 
 def started(platform: Platform, *services: str, db: bool = False) -> None:

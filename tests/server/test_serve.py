@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from opsplane.drivers.sandbox.ports import free_port
-from tests.support.serve import Serve, wait_for
+from tests.support.polling import wait_for
+from tests.support.serve import Serve
 
 
 def start_target(port: int) -> subprocess.Popen[bytes]:

@@ -148,13 +148,3 @@ def names(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> set[s
     return {name for name, _ in samples}
 
 
-def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll `predicate` until it returns something truthy; AssertionError after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout:g} s (last: {result!r})")
-        time.sleep(interval)

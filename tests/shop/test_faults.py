@@ -19,8 +19,8 @@ from tests.shop.shopstack import (
     scrape,
     start_stack,
     value,
-    wait_for,
 )
+from tests.support.polling import wait_for
 
 CHARGE = {"order_id": "o-1", "amount_cents": 1999}
 

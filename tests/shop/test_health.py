@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 
 from opsplane.drivers.sandbox.redis import TemporaryRedis
-from tests.shop.shopstack import ADMIN_TOKEN, ShopStack, put_faults, scrape, start_stack, value, wait_for
+from tests.shop.shopstack import ADMIN_TOKEN, ShopStack, put_faults, scrape, start_stack, value
+from tests.support.polling import wait_for
 
 
 def _health(url: str) -> tuple[int, dict[str, Any]]:

@@ -25,7 +25,21 @@ __all__ = ["SandboxError"]
 
 
 class Sandbox:
-    """A server started on entering a `with` block and stopped, completely, on leaving it."""
+    """A server started on entering a `with` block and stopped, completely, on leaving it.
+
+    `_process` is the server's process while it runs (a child here; PostgreSQL's postmaster,
+    which pg_ctl starts, overrides `running`)."""
+
+    _process: subprocess.Popen[Any] | Any = None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while running, else None."""
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def start(self) -> Self:
         raise NotImplementedError

@@ -130,11 +130,6 @@ class TemporaryPostgres(Sandbox):
         return self._socket_dir
 
     @property
-    def pid(self) -> int | None:
-        """The postmaster's process id while running, else None."""
-        return self._process.pid if self._process is not None else None
-
-    @property
     def running(self) -> bool:
         return self._process is not None and _alive(self._process)
 

@@ -120,15 +120,6 @@ class TemporaryPrometheus(Sandbox):
         self._version: str | None = None
 
     @property
-    def pid(self) -> int | None:
-        """The server's process id while running, else None."""
-        return self._process.pid if self._process is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    @property
     def data_dir(self) -> Path:
         return self.base_dir / "data"
 

@@ -49,15 +49,6 @@ class TemporaryRedis(Sandbox):
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
-    def pid(self) -> int | None:
-        """The server's process id while running, else None."""
-        return self._process.pid if self._process is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    @property
     def log_file(self) -> Path:
         return self.base_dir / "redis.log"
 
