@@ -49,6 +49,9 @@ log = logging.getLogger("opsplane.server")
 ACTOR = "system:control-plane"
 WRITE_CHUNK = 500
 RETRY_DELAY = 5.0
+# The shortest time between two alerting cycles started by changed inputs: a burst of
+# changes (many checks failing at once) is one cycle, not one each.
+CHANGE_GAP = 1.0
 
 
 class ControlPlane:
@@ -104,6 +107,10 @@ class ControlPlane:
         self.alerting: Alerting | None = None
         self.prometheus: PrometheusClient | None = None
         self._failures: dict[str, int] = {}  # check id -> CRITICAL results in a row
+        # Set when what the rules read changed in a way that can start or end an alert (a
+        # scrape target went up or down, a check started, reached or stopped failing): the
+        # next cycle runs at once instead of at the next evaluation interval.
+        self._evaluate_soon = asyncio.Event()
         self._by_id: dict[str, CheckTarget] = {}
         if scraped or inventory.metrics.source == "prometheus":
             self._build_alerting()
@@ -195,11 +202,13 @@ class ControlPlane:
             self._pending.append(transition)
             self._wake.set()
         if result.state is State.CRITICAL:
-            self._failures[target.id] = self._failures.get(target.id, 0) + 1
+            failures = self._failures[target.id] = self._failures.get(target.id, 0) + 1
             if self.alerting is None and self._tasks:
                 self._start_alerting()
-        else:
-            self._failures.pop(target.id, None)
+            if failures in (1, self.inventory.alerting.builtin_rules.thresholds.check_failures):
+                self._evaluate_soon.set()
+        elif self._failures.pop(target.id, None) is not None:
+            self._evaluate_soon.set()
 
     def _start_alerting(self) -> None:
         """Build alerting and start its loop; a failure (the store unreachable) is logged and
@@ -212,6 +221,7 @@ class ControlPlane:
             return
         assert self.alerting is not None
         self._tasks.append(asyncio.get_running_loop().create_task(self._evaluate_rules(self.alerting)))
+        self._evaluate_soon.set()
 
     # --- persistence --------------------------------------------------------------------
 
@@ -287,22 +297,36 @@ class ControlPlane:
             }
 
     async def _evaluate_rules(self, alerting: Alerting) -> None:
-        """One alerting cycle (evaluate, store, mute, notify) every evaluation interval, in a
-        worker thread: it reads the samples under their lock and writes to the store."""
+        """One alerting cycle (evaluate, store, mute, notify) every evaluation interval, and
+        one as soon as the inputs change (`_evaluate_soon`), at most one such cycle every
+        CHANGE_GAP seconds. Cycles run in a worker thread: they read the samples under their
+        lock and write to the store."""
         interval = alerting.settings.evaluation_interval
         loop = asyncio.get_running_loop()
         due = loop.time() + interval
+        quiet_until = 0.0
         while True:
-            await asyncio.sleep(max(0.0, due - loop.time()))
+            await self._next_cycle(due, quiet_until)
             try:
                 if self.samples is not None:
                     await asyncio.to_thread(self._ingest_failing_checks)
                 await asyncio.to_thread(alerting.run_once)
             except Exception:  # a cycle that fails must not end alerting; the next one retries
                 log.exception("alert evaluation failed")
-            due += interval
-            if due < loop.time():  # a slow cycle: skip the slots it overran
-                due += math.ceil((loop.time() - due) / interval) * interval
+            quiet_until = loop.time() + CHANGE_GAP
+            if loop.time() >= due:
+                due += interval
+                if due < loop.time():  # a slow cycle: skip the slots it overran
+                    due += math.ceil((loop.time() - due) / interval) * interval
+
+    async def _next_cycle(self, due: float, quiet_until: float) -> None:
+        """Wait until `due`, or until the inputs change but not before `quiet_until`."""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._evaluate_soon.wait(), max(0.0, due - loop.time()))
+        if loop.time() < quiet_until:
+            await asyncio.sleep(max(0.0, min(due, quiet_until) - loop.time()))
+        self._evaluate_soon.clear()
 
     def _ingest_failing_checks(self) -> None:
         """The checks' own series for the rules, as one scrape of "opsplane": a series per
@@ -327,7 +351,9 @@ class ControlPlane:
             return False
 
     def _scrape_changed(self, target: ScrapeTarget, status: ScrapeStatus) -> None:
-        """A target's scrape state changed (read, unreadable, over its series limit): an event."""
+        """A target's scrape state changed (read, unreadable, over its series limit): an event,
+        and the rules run now, since `up` just changed with it."""
+        self._evaluate_soon.set()
         task = asyncio.get_running_loop().create_task(asyncio.to_thread(
             self._record_scrape, target.component, status.state.value, status.reason))
         self._side_tasks.add(task)

@@ -17,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from opsplane.alerts.matchers import LABEL_NAME, MatcherField, matches_all
 from opsplane.alerts.templates import parse_template
-from opsplane.config.types import Duration, Ratio, Secret
+from opsplane.config.types import Duration, Ratio, Secret, Wait
 
 DEFAULT_GROUP_WAIT = 30.0
 DEFAULT_GROUP_INTERVAL = 300.0
@@ -65,7 +65,7 @@ class AlertRule(_Strict):
         min_length=1,
         description="PromQL expression; every series it returns is one alert, its value the alert's value.",
     )
-    for_: Duration | None = Field(
+    for_: Wait | None = Field(
         None,
         alias="for",
         description="How long the expression must keep returning a series before the alert fires; "
@@ -119,8 +119,9 @@ class Route(_Strict):
         description="Labels whose values split alerts into separate notifications; `...` means every "
         "label. Unset: the parent's; at the top, all alerts form one group.",
     )
-    group_wait: Duration | None = Field(
-        None, description="Wait before the first notification of a new group (default 30s)."
+    group_wait: Wait | None = Field(
+        None, description="Wait before the first notification of a new group (default 30s; 0s "
+        "notifies at once)."
     )
     group_interval: Duration | None = Field(
         None, description="Wait before notifying a group again when its alerts changed (default 5m)."
@@ -148,6 +149,18 @@ class Route(_Strict):
         yield self
         for child in self.routes:
             yield from child.walk()
+
+
+def default_route() -> Route:
+    """The route when the inventory gives none: every alert to the `default` receiver, with
+    Alertmanager's timers, except that a P0 alert is notified the moment it fires.
+
+    The manual answers a P0 "immediately"; Alertmanager's 30 s group_wait exists to gather the
+    alerts that separate rule evaluations send in a burst, and opsplane evaluates every rule
+    in one cycle, so the alerts a fault raises together arrive together anyway, and the
+    alerts of dependent services are muted by inhibition rather than by waiting.
+    """
+    return Route(receiver="default", routes=[Route(matchers=['severity="P0"'], group_wait=0.0)])
 
 
 class WebhookReceiver(_Strict):
@@ -275,8 +288,9 @@ class AlertingSettings(_Strict):
     )
     rules: list[AlertRule] = Field(default_factory=list, description="Alert rules.")
     route: Route = Field(
-        default_factory=lambda: Route(receiver="default"),
-        description="The routing tree: its top route takes every alert and must name a receiver.",
+        default_factory=lambda: default_route(),
+        description="The routing tree: its top route takes every alert and must name a receiver. "
+        "Unset: everything goes to `default`, P0 alerts without a group_wait.",
     )
     receivers: dict[ReceiverName, Receiver] = Field(
         default_factory=lambda: {"default": Receiver()},

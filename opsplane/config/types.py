@@ -21,6 +21,21 @@ _UNIT_ORDER = ("d", "h", "m", "s", "ms")
 
 def parse_duration(value: Any) -> float:
     """Seconds from '500ms', '10s', '5m', '1h', '7d' or a bare number of seconds."""
+    seconds = _seconds(value)
+    if seconds <= 0:
+        raise ValueError(f"expected a positive duration, got {value!r}")
+    return seconds
+
+
+def parse_wait(value: Any) -> float:
+    """Like parse_duration, and zero ('0s') is allowed: a wait that may be none at all."""
+    seconds = _seconds(value)
+    if seconds < 0:
+        raise ValueError(f"expected a duration of zero or more, got {value!r}")
+    return seconds
+
+
+def _seconds(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 10s, 500ms or 5m")
     if isinstance(value, int | float):
@@ -32,8 +47,6 @@ def parse_duration(value: Any) -> float:
             seconds = -seconds
     else:
         raise ValueError(f"expected a duration such as 10s, 500ms or 5m, got {value!r}")
-    if seconds <= 0:
-        raise ValueError(f"expected a positive duration, got {value!r}")
     return seconds
 
 
@@ -44,6 +57,8 @@ def _units_descend(value: str) -> bool:
 
 
 def format_duration(seconds: float) -> str:
+    if seconds == 0:
+        return "0s"
     if seconds < 1:
         return f"{round(seconds * 1000)}ms"
     for unit in ("d", "h", "m"):
@@ -64,6 +79,21 @@ Duration = Annotated[
                 {"type": "number", "exclusiveMinimum": 0},
             ],
             "description": "A duration: 500ms, 10s, 5m, 1h30m, 7d, or a number of seconds.",
+        }
+    ),
+]
+
+Wait = Annotated[
+    float,
+    BeforeValidator(parse_wait),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+$"},
+                {"type": "number", "minimum": 0},
+            ],
+            "description": "A duration of zero or more: 0s, 500ms, 10s, 5m, or a number of seconds.",
         }
     ),
 ]
