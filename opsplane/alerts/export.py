@@ -14,22 +14,7 @@ from typing import Any
 
 from opsplane.alerts.inhibition import COMPONENT_LABEL, dependents
 from opsplane.alerts.models import AlertingSettings, AlertRule, Receiver, Route
-from opsplane.alerts.pack import effective_rules
-
-_UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))
-
-
-def prometheus_duration(seconds: float) -> str:
-    """A duration as Prometheus writes it, in whole units: 90 -> '1m30s', 0.25 -> '250ms'."""
-    millis = round(seconds * 1000)
-    if millis <= 0:
-        return "0s"
-    parts = []
-    for unit, size in _UNITS:
-        count, millis = divmod(millis, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts)
+from opsplane.alerts.pack import effective_rules, prometheus_duration
 
 
 @dataclass

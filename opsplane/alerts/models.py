@@ -277,6 +277,11 @@ class RulePack(_Strict):
     for_: Duration = Field(
         300.0, alias="for", description="How long each built-in condition must hold before it fires."
     )
+    window: Duration = Field(
+        300.0,
+        description="Rate window of the built-in service rules (errors, latency, gateway success, "
+        "request rate); keep it at least four scrape intervals. The business rules keep 15m.",
+    )
     runbook_base: str = Field(
         "runbooks/", description="Prefix of the built-in rules' runbook links (a URL or a path)."
     )

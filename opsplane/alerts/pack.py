@@ -6,7 +6,10 @@ Service and business rules read the metrics the reference shop exposes
 node, PostgreSQL and Redis exporters' names; DatabaseDown and CheckFailing also read
 opsplane's own health checks (`opsplane_check_failures`). Each warning level is P2 and each critical
 level P1, as the manual pages on critical and notifies on warning. Thresholds, the common
-`for` and the runbook prefix come from `alerting.builtin_rules`.
+`for`, the rate window of the service rules and the runbook prefix come from
+`alerting.builtin_rules`. The business rules keep their 15-minute windows whatever the
+window: orders, charges and searches are far rarer than requests, and a short window of
+them would page on a single failed checkout.
 
 The manual's "service uptime < 99.9%" is left out: measured over the one-hour window that
 opsplane keeps, a single failed scrape already breaks it, which would page on noise.
@@ -36,22 +39,40 @@ PERCENT = "{{ $value | humanizePercentage }}"
 # opsplane's own probes, as `serve` feeds them to the rules: one series per check that has
 # found its component CRITICAL, valued by how many runs in a row did (docs/alerting.md)
 CHECK_FAILURES = "opsplane_check_failures"
+BUSINESS_WINDOW = "15m"
+_UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))
 
 
-def _ratio(part: str, whole: str, window: str = "5m") -> str:
+def prometheus_duration(seconds: float) -> str:
+    """A duration as Prometheus writes it, in whole units: 90 -> '1m30s', 0.25 -> '250ms'."""
+    millis = round(seconds * 1000)
+    if millis <= 0:
+        return "0s"
+    parts = []
+    for unit, size in _UNITS:
+        count, millis = divmod(millis, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def _ratio(part: str, whole: str, window: str) -> str:
     return f"sum by ({BY}) (rate({part}[{window}])) / sum by ({BY}) (rate({whole}[{window}]))"
 
 
-def _quantile(q: float) -> str:
-    return f"histogram_quantile({q}, sum by ({BY}, le) (rate(http_request_duration_seconds_bucket[5m])))"
+def _quantile(q: float, window: str) -> str:
+    return (f"histogram_quantile({q}, sum by ({BY}, le) "
+            f"(rate(http_request_duration_seconds_bucket[{window}])))")
 
 
 def _rule(name: str, severity: str, expr: str, summary: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "severity": severity, "expr": expr, "summary": summary, **extra}
 
 
-def _definitions(t: PackThresholds) -> list[dict[str, Any]]:
-    """Each rule as a dict; `for` is present only where it differs from the pack's."""
+def _definitions(t: PackThresholds, window: str) -> list[dict[str, Any]]:
+    """Each rule as a dict; `for` is present only where it differs from the pack's.
+    `window` is the service rules' rate window; RequestRateDrop compares it with the same
+    window 15 minutes earlier."""
     rules = [
         _rule("DatabaseDown", "P0",
               f'pg_up == 0 or {CHECK_FAILURES}{{section="databases"}} >= {t.check_failures}',
@@ -59,28 +80,30 @@ def _definitions(t: PackThresholds) -> list[dict[str, Any]]:
         _rule("CheckFailing", "P1", f'{CHECK_FAILURES}{{section!="databases"}} >= {t.check_failures}',
               "{{ $labels.service }}: check {{ $labels.check }} failed {{ $value }} times in a row",
               **{"for": None}),
-        _rule("HighErrorRate", "P1", f"{_ratio(ERRORS, REQUESTS)} > {t.error_rate:g}",
+        _rule("HighErrorRate", "P1", f"{_ratio(ERRORS, REQUESTS, window)} > {t.error_rate:g}",
               f"{{{{ $labels.service }}}} answers {PERCENT} of requests with 5xx"),
-        _rule("HighLatencyP95", "P2", f"{_quantile(0.95)} > {t.latency_p95:g}",
+        _rule("HighLatencyP95", "P2", f"{_quantile(0.95, window)} > {t.latency_p95:g}",
               "{{ $labels.service }} p95 latency is {{ $value | humanizeDuration }}"),
-        _rule("HighLatencyP99", "P1", f"{_quantile(0.99)} > {t.latency_p99:g}",
+        _rule("HighLatencyP99", "P1", f"{_quantile(0.99, window)} > {t.latency_p99:g}",
               "{{ $labels.service }} p99 latency is {{ $value | humanizeDuration }}"),
         _rule("RequestRateDrop", "P0",
-              f"sum by ({BY}) (rate({REQUESTS}[5m])) < {1 - t.request_rate_drop:g} * "
-              f"sum by ({BY}) (rate({REQUESTS}[5m] offset 15m))",
+              f"sum by ({BY}) (rate({REQUESTS}[{window}])) < {1 - t.request_rate_drop:g} * "
+              f"sum by ({BY}) (rate({REQUESTS}[{window}] offset 15m))",
               "{{ $labels.service }} gets {{ $value | humanize }} requests/s, far fewer than 15 minutes ago"),
         _rule("DiskSpaceLow", "P2", f"{DISK_USED} > {t.disk_space_low:g}",
               f"{{{{ $labels.mountpoint }}}} is {PERCENT} full"),
         _rule("LowOrderCompletion", "P2",
-              f"{_ratio(COMPLETED_ORDERS, 'orders_total', '15m')} < {t.order_completion:g}",
+              f"{_ratio(COMPLETED_ORDERS, 'orders_total', BUSINESS_WINDOW)} < {t.order_completion:g}",
               f"only {PERCENT} of checkouts complete"),
         _rule("LowPaymentSuccess", "P1",
-              f"1 - {_ratio(FAILED_PAYMENTS, 'payments_total', '15m')} < {t.payment_success:g}",
+              f"1 - {_ratio(FAILED_PAYMENTS, 'payments_total', BUSINESS_WINDOW)} < {t.payment_success:g}",
               f"only {PERCENT} of charges go through without error"),
         _rule("LowSearchSuccess", "P2",
-              f"1 - {_ratio(FAILED_SEARCHES, 'search_queries_total', '15m')} < {t.search_success:g}",
+              f"1 - {_ratio(FAILED_SEARCHES, 'search_queries_total', BUSINESS_WINDOW)} "
+              f"< {t.search_success:g}",
               f"only {PERCENT} of searches succeed"),
-        _rule("LowGatewaySuccess", "P1", f"1 - {_ratio(GATEWAY_ERRORS, GATEWAY)} < {t.gateway_success:g}",
+        _rule("LowGatewaySuccess", "P1",
+              f"1 - {_ratio(GATEWAY_ERRORS, GATEWAY, window)} < {t.gateway_success:g}",
               f"the gateway answers only {PERCENT} of requests without 5xx"),
     ]
     levels = [
@@ -106,9 +129,9 @@ def _slug(name: str) -> str:
 
 
 def builtin_rules(pack: RulePack) -> list[AlertRule]:
-    """The manual's rules with the pack's thresholds, `for` and runbook prefix."""
+    """The manual's rules with the pack's thresholds, `for`, window and runbook prefix."""
     rules = []
-    for rule in _definitions(pack.thresholds):
+    for rule in _definitions(pack.thresholds, prometheus_duration(pack.window)):
         hold = pack.for_ if "for" not in rule else rule["for"]
         rules.append(AlertRule.model_validate({
             "name": rule["name"], "expr": rule["expr"], "severity": rule["severity"], "for": hold,

@@ -49,6 +49,22 @@ def test_thresholds_for_and_runbooks_can_be_overridden() -> None:
     assert rules[("HighCpuUsage", Severity.P1)].expr.endswith("> 0.85")
 
 
+def test_the_window_shortens_the_service_rules_and_leaves_the_business_rules_at_15m() -> None:
+    default = {r.name: r.expr for r in builtin_rules(AlertingSettings().builtin_rules)}
+    assert "[5m]" in default["HighErrorRate"] and "[20s]" not in default["HighErrorRate"]
+    rules = {r.name: r.expr for r in builtin_rules(
+        AlertingSettings.model_validate({"builtin_rules": {"window": "20s"}}).builtin_rules)}
+    for name in ("HighErrorRate", "HighLatencyP95", "HighLatencyP99", "LowGatewaySuccess", "RequestRateDrop"):
+        assert "[20s]" in rules[name] and "[5m]" not in rules[name], rules[name]
+    assert rules["RequestRateDrop"].endswith("(rate(http_requests_total[20s] offset 15m))")
+    for name in ("LowOrderCompletion", "LowPaymentSuccess", "LowSearchSuccess"):
+        assert rules[name] == default[name] and "[15m]" in rules[name]
+    assert rules["HighCpuUsage"] == default["HighCpuUsage"]  # a machine's CPU keeps its 5m
+    odd = {r.name: r.expr for r in builtin_rules(
+        AlertingSettings.model_validate({"builtin_rules": {"window": 90}}).builtin_rules)}
+    assert "[1m30s]" in odd["HighErrorRate"]  # written in whole units, as PromQL needs
+
+
 def test_a_rule_of_the_same_name_and_severity_replaces_the_built_in_one() -> None:
     settings = AlertingSettings.model_validate({"rules": [
         {"name": "HighErrorRate", "expr": "my_errors > 0", "severity": "P1"}]})
@@ -57,12 +73,18 @@ def test_a_rule_of_the_same_name_and_severity_replaces_the_built_in_one() -> Non
     assert effective_rules(AlertingSettings.model_validate({"builtin_rules": {"enabled": False}})) == []
 
 
-def test_promtool_accepts_every_built_in_rule(tmp_path: Path) -> None:
-    rules_file, _ = write(export(AlertingSettings()), tmp_path)
+@pytest.mark.parametrize(("pack", "window"), [({}, "[5m]"), ({"window": "20s", "for": "10s"}, "[20s]"),
+                                             ({"window": 0.25}, "[250ms]")])
+def test_promtool_accepts_every_built_in_rule(tmp_path: Path, pack: dict[str, object], window: str) -> None:
+    settings = AlertingSettings.model_validate({"builtin_rules": pack})
+    rules_file, _ = write(export(settings), tmp_path)
     checked = subprocess.run([_promtool(), "check", "rules", str(rules_file)], capture_output=True,
                              text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert f"SUCCESS: {len(effective_rules(AlertingSettings()))} rules found" in checked.stdout
+    assert f"SUCCESS: {len(effective_rules(settings))} rules found" in checked.stdout
+    exported = yaml.safe_load(rules_file.read_text())["groups"][0]["rules"]
+    errors = next(r for r in exported if r["alert"] == "HighErrorRate")
+    assert window in errors["expr"]
 
 
 ORDERS = 'service="orders",env="production"'
