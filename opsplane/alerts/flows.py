@@ -22,10 +22,11 @@ from sqlalchemy.orm import Session
 
 from opsplane.alerts import service
 from opsplane.alerts.inhibition import inhibitions
+from opsplane.alerts.intake import AlertInbox, follow
 from opsplane.alerts.models import AlertingSettings, Receiver, WebhookReceiver
 from opsplane.alerts.pack import effective_rules
 from opsplane.alerts.routing import Muted, Notification, build_tree, due_notifications, mute
-from opsplane.alerts.state import Alert, AlertState, Evaluate, EvaluationCycle, evaluate_rules
+from opsplane.alerts.state import RULE_SOURCE, Alert, AlertState, Evaluate, EvaluationCycle, evaluate_rules
 from opsplane.clock import Clock
 from opsplane.config.models import Inventory
 from opsplane.config.types import SecretRef
@@ -63,6 +64,7 @@ class Alerting:
         depends_on: Mapping[str, Sequence[str]] | None = None,
         environ: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
+        inbox: AlertInbox | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -73,6 +75,7 @@ class Alerting:
         self.tree = build_tree(settings.route)
         self.rules = effective_rules(settings)
         self._transport = transport
+        self.inbox = inbox  # alerts received through the API (a Prometheus's), if any
         # The last error of each failing rule and undelivered group, so that a failure that
         # persists is one event when it starts and one when it ends, not one per cycle.
         self._rule_errors: dict[str, str] = {}
@@ -83,12 +86,26 @@ class Alerting:
 
     def run_once(self) -> CycleReport:
         now = self.clock.now()
-        evaluation = evaluate_rules(self.rules, self.evaluate, self.alerts, now)
-        with self.store.session() as session:
-            service.save_all(session, alerts=evaluation.alerts, dropped=evaluation.dropped)
-            service.record_transitions(session, transitions=evaluation.transitions, at=now)
-            self._record_rule_errors(session, evaluation.errors, now)
-            silences = service.get_silences(session, now=now)
+        own = [a for a in self.alerts if a.source == RULE_SOURCE]
+        received = self.inbox.take() if self.inbox is not None else []
+        try:
+            evaluation = evaluate_rules(self.rules, self.evaluate, own, now)
+            # Received alerts join the rules' here, so silences, inhibition, maintenance,
+            # routing and the notification log treat both alike.
+            intake = follow([a for a in self.alerts if a.source != RULE_SOURCE], received, now)
+            evaluation.alerts.extend(intake.alerts)
+            evaluation.transitions.extend(intake.transitions)
+            evaluation.dropped.extend(intake.dropped)
+            with self.store.session() as session:
+                service.save_all(session, alerts=evaluation.alerts, dropped=evaluation.dropped)
+                service.record_transitions(session, transitions=evaluation.transitions, at=now,
+                                           senders=intake.senders)
+                self._record_rule_errors(session, evaluation.errors, now)
+                silences = service.get_silences(session, now=now)
+        except BaseException:
+            if self.inbox is not None:  # nothing was kept: the next cycle takes them again
+                self.inbox.give_back(received)
+            raise
         self.alerts = evaluation.alerts
         inhibited = inhibitions(evaluation.alerts, self.settings.inhibit_rules, self.depends_on)
         muted = mute(evaluation.alerts, silences=silences, inhibited=inhibited, now=now,
@@ -177,13 +194,15 @@ def webhook_payload(notification: Notification) -> dict[str, Any]:
 
 def _alert(alert: Alert) -> dict[str, Any]:
     resolved = alert.state is AlertState.RESOLVED
+    # A received alert started when its sender says; opsplane's own when it fired.
+    started = alert.active_at if alert.source != RULE_SOURCE else alert.fired_at or alert.active_at
     return {
         "status": "resolved" if resolved else "firing",
         "labels": dict(alert.labels),
         "annotations": dict(alert.annotations),
-        "startsAt": _time(alert.fired_at or alert.active_at),
+        "startsAt": _time(started),
         "endsAt": _time(alert.resolved_at) if resolved and alert.resolved_at else NEVER,
-        "generatorURL": "",
+        "generatorURL": alert.generator_url,
         "fingerprint": alert.fingerprint,
     }
 

@@ -8,7 +8,7 @@ really started and a firing alert is neither lost nor announced again.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, select
@@ -18,7 +18,7 @@ from opsplane.alerts import silences
 from opsplane.alerts.matchers import parse_matcher
 from opsplane.alerts.routing import Notification, SentNotification
 from opsplane.alerts.silences import Silence
-from opsplane.alerts.state import Alert, AlertState, Transition
+from opsplane.alerts.state import RULE_SOURCE, Alert, AlertState, Transition
 from opsplane.alerts.tables import AlertRow, NotificationRow, SilenceRow
 from opsplane.errors import UsageError
 from opsplane.events import service as events
@@ -41,10 +41,20 @@ def save_all(session: Session, *, alerts: Iterable[Alert], dropped: Iterable[str
         session.merge(_row(alert))
 
 
-def record_transitions(session: Session, *, transitions: Sequence[Transition], at: datetime) -> None:
-    """One event per change of state: alert.pending, alert.firing, alert.resolved, alert.inactive."""
+def record_transitions(
+    session: Session, *, transitions: Sequence[Transition], at: datetime,
+    senders: Mapping[str, str] | None = None,
+) -> None:
+    """One event per change of state: alert.pending, alert.firing, alert.resolved, alert.inactive.
+    A received alert's event also names its source, its generator URL and, from `senders`
+    (by fingerprint), who sent the alert or its resolve."""
     for change in transitions:
         alert = change.alert
+        received: dict[str, object] = {}
+        if alert.source != RULE_SOURCE:
+            received = {"source": alert.source, "generator_url": alert.generator_url}
+            if senders and alert.fingerprint in senders:
+                received["sender"] = senders[alert.fingerprint]
         events.record(
             session,
             kind=f"alert.{change.after.value}",
@@ -58,6 +68,7 @@ def record_transitions(session: Session, *, transitions: Sequence[Transition], a
                 "value": None if math.isnan(alert.value) else alert.value,
                 "from": change.before.value,
                 "annotations": dict(alert.annotations),
+                **received,
             },
             ts=at,
         )
@@ -85,6 +96,9 @@ def _row(alert: Alert) -> AlertRow:
         fired_at=alert.fired_at,
         resolved_at=alert.resolved_at,
         keep_firing_since=alert.keep_firing_since,
+        source=alert.source,
+        ends_at=alert.ends_at,
+        generator_url=alert.generator_url,
     )
 
 
@@ -101,6 +115,9 @@ def _alert(row: AlertRow) -> Alert:
         fired_at=row.fired_at,
         resolved_at=row.resolved_at,
         keep_firing_since=row.keep_firing_since,
+        ends_at=row.ends_at,
+        source=row.source,
+        generator_url=row.generator_url,
     )
 
 

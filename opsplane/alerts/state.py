@@ -26,6 +26,8 @@ from opsplane.alerts.models import AlertRule
 from opsplane.alerts.templates import parse_template
 
 RESOLVED_RETENTION = timedelta(minutes=15)
+RULE_SOURCE = "rule"
+"""The `source` of alerts that opsplane's own rules make (others are received, see intake)."""
 
 Sample = tuple[Mapping[str, str], float]
 Evaluate = Callable[[str, datetime], Sequence[Sample]]
@@ -66,6 +68,11 @@ class Alert:
     fired_at: datetime | None = None
     resolved_at: datetime | None = None
     keep_firing_since: datetime | None = None
+    # Alerts received from elsewhere (a Prometheus): where from, when they end unless sent
+    # again, and the sender's link to the expression.
+    ends_at: datetime | None = None
+    source: str = RULE_SOURCE
+    generator_url: str = ""
 
     @property
     def name(self) -> str:

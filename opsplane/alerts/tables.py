@@ -30,6 +30,10 @@ class AlertRow(Base):
     fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     keep_firing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # "rule" for opsplane's own rules, "prometheus" for alerts received by the intake
+    source: Mapped[str] = mapped_column(String(63), nullable=False, server_default="rule")
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    generator_url: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
 
     __table_args__ = (Index("ix_alert_states_rule", "rule"),)
 

@@ -1,0 +1,274 @@
+"""Alerts received from a Prometheus, through Alertmanager's API (`POST /api/v2/alerts`).
+
+Prometheus sends each firing alert with `endsAt` set a few resend intervals ahead and sends
+it again every resend interval (one minute by default); a resolved alert is sent once more
+with `endsAt` at the moment it resolved. The semantics are Alertmanager's:
+
+- an alert's identity is its labels;
+- it fires while its `endsAt` is in the future; one that is not sent again before then
+  resolves by itself, at its `endsAt` (so a Prometheus that dies does not leave alerts
+  firing forever); one sent without `endsAt` ends RESOLVE_TIMEOUT after it was received,
+  unless sent again, as Alertmanager's `resolve_timeout`;
+- one sent with `endsAt` at or before the moment it arrives is resolved.
+
+The sender's `severity` is kept as opsplane's when it is one of P0-P3; Prometheus's usual
+critical / warning / info become P1 / P2 / P3 and anything else (or none) P2, with the
+sender's own value kept in `original_severity`, so routes, inhibition rules and silences
+written against opsplane's severities apply to received alerts as to opsplane's own.
+
+Parsing (`parse_alerts`) and following the alerts from cycle to cycle (`follow`) are pure;
+`AlertInbox` is where the API hands received alerts to the alerting cycle, which runs in
+another thread.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from opsplane.alerts.state import RESOLVED_RETENTION, Alert, AlertState, Transition, fingerprint
+from opsplane.clock import Clock
+
+SOURCE = "prometheus"
+RESOLVE_TIMEOUT = timedelta(minutes=5)
+MAX_ALERTS = 10_000  # per request; Prometheus sends at most 64 (its max batch size)
+ORIGINAL_SEVERITY = "original_severity"
+DEFAULT_SEVERITY = "P2"
+SEVERITIES = {"P0", "P1", "P2", "P3"}
+_PROMETHEUS_SEVERITIES = {"critical": "P1", "error": "P1", "warning": "P2", "warn": "P2",
+                          "info": "P3", "none": "P3"}
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# Go's zero time, which Prometheus writes for "not set"
+_UNSET_BEFORE = datetime(1971, 1, 1, tzinfo=UTC)
+_EXAMPLE = "2026-01-06T10:00:00Z"
+
+
+class IntakeError(ValueError):
+    """A request body that is not a list of alerts; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class ReceivedAlert:
+    """One alert as a sender posted it, with opsplane's severity and its absolute end."""
+
+    fingerprint: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    starts_at: datetime
+    ends_at: datetime
+    generator_url: str
+    received_at: datetime
+    sender: str
+
+    @property
+    def resolved(self) -> bool:
+        """Sent as already over (Prometheus's "resolved"), not merely ending later."""
+        return self.ends_at <= self.received_at
+
+
+def severity_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """`labels` with `severity` one of P0-P3: kept when it is one, else mapped (critical P1,
+    warning P2, info P3, anything else or none P2) with the sender's value kept in
+    `original_severity`."""
+    result = dict(labels)
+    given = result.get("severity", "")
+    if given in SEVERITIES:
+        return result
+    if given.upper() in SEVERITIES:
+        result["severity"] = given.upper()
+    else:
+        result["severity"] = _PROMETHEUS_SEVERITIES.get(given.lower(), DEFAULT_SEVERITY)
+    if given:
+        result.setdefault(ORIGINAL_SEVERITY, given)
+    return result
+
+
+def intake_fingerprint(labels: Mapping[str, str], source: str = SOURCE) -> str:
+    """A received alert's identity: its labels, kept apart from an alert of opsplane's own
+    rules that happens to carry the same labels (say, a rule exported to that Prometheus)."""
+    return fingerprint({**labels, "__source__": source})
+
+
+def parse_alerts(body: Any, *, now: datetime, sender: str) -> list[ReceivedAlert]:
+    """The alerts of a decoded JSON body (a list of `{labels, annotations, startsAt, endsAt,
+    generatorURL}`); IntakeError naming the first problem and where it is."""
+    if not isinstance(body, list):
+        raise IntakeError(f"the body must be a JSON list of alerts, not {_kind(body)}")
+    if len(body) > MAX_ALERTS:
+        raise IntakeError(f"at most {MAX_ALERTS} alerts per request, got {len(body)}")
+    return [_parse_one(item, f"alerts[{index}]", now=now, sender=sender) for index, item in enumerate(body)]
+
+
+def _parse_one(item: Any, where: str, *, now: datetime, sender: str) -> ReceivedAlert:
+    if not isinstance(item, dict):
+        raise IntakeError(f"{where} must be an object, not {_kind(item)}")
+    unknown = set(item) - {"labels", "annotations", "startsAt", "endsAt", "generatorURL"}
+    if unknown:
+        raise IntakeError(f"{where} has unknown fields: {', '.join(sorted(unknown))}")
+    labels = _label_set(item.get("labels"), f"{where}.labels", required=True)
+    if not labels.get("alertname"):
+        raise IntakeError(f"{where}.labels must have a non-empty alertname")
+    annotations = _label_set(item.get("annotations", {}), f"{where}.annotations", required=False)
+    starts_at = _time(item.get("startsAt"), f"{where}.startsAt")
+    ends_at = _time(item.get("endsAt"), f"{where}.endsAt")
+    if starts_at is not None and ends_at is not None and ends_at < starts_at:
+        raise IntakeError(f"{where}.endsAt is before its startsAt")
+    generator_url = item.get("generatorURL", "")
+    if not isinstance(generator_url, str):
+        raise IntakeError(f"{where}.generatorURL must be a string, not {_kind(generator_url)}")
+    labels = severity_labels(labels)
+    return ReceivedAlert(
+        fingerprint=intake_fingerprint(labels), labels=labels, annotations=annotations,
+        starts_at=min(starts_at or now, now), ends_at=ends_at or now + RESOLVE_TIMEOUT,
+        generator_url=generator_url, received_at=now, sender=sender,
+    )
+
+
+def _label_set(value: Any, where: str, *, required: bool) -> dict[str, str]:
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise IntakeError(f"{where} must be an object of strings, not {_kind(value)}")
+    if required and not value:
+        raise IntakeError(f"{where} must not be empty")
+    for name, text in value.items():
+        if not _LABEL_NAME.fullmatch(name):
+            raise IntakeError(f"{where}: {name!r} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)")
+        if not isinstance(text, str):
+            raise IntakeError(f"{where}.{name} must be a string, not {_kind(text)}")
+    return {name: text for name, text in value.items() if text != ""}
+
+
+def _time(value: Any, where: str) -> datetime | None:
+    """An RFC 3339 time; None when absent, null or Go's zero time."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise IntakeError(f"{where} must be an RFC 3339 time such as {_EXAMPLE}, not {_kind(value)}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise IntakeError(f"{where}: {value!r} is not an RFC 3339 time such as {_EXAMPLE}") from None
+    if parsed.tzinfo is None:
+        raise IntakeError(f"{where}: {value!r} has no time zone (end it with Z or +00:00)")
+    return None if parsed < _UNSET_BEFORE else parsed
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+             int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+# --- from cycle to cycle ---------------------------------------------------------------------
+
+
+@dataclass
+class IntakeCycle:
+    """The received alerts after one cycle, their changes of state and who sent what."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    senders: dict[str, str] = field(default_factory=dict)
+
+
+def follow(previous: Iterable[Alert], received: Sequence[ReceivedAlert], now: datetime) -> IntakeCycle:
+    """The received alerts at `now`, from those kept after the last cycle and what arrived
+    since (oldest first): new ones fire, known ones are refreshed, those whose end has come
+    resolve, and resolved ones are forgotten after RESOLVED_RETENTION."""
+    before = {alert.fingerprint: alert for alert in previous}
+    current: dict[str, Alert] = dict(before)
+    cycle = IntakeCycle()
+    for item in received:
+        updated = _receive(current.get(item.fingerprint), item, now)
+        if updated is not None:
+            current[item.fingerprint] = updated
+            cycle.senders[item.fingerprint] = item.sender
+    for key, alert in current.items():
+        alert = _at(alert, now)
+        if alert is None:
+            cycle.dropped.append(key)
+            continue
+        cycle.alerts.append(alert)
+        was = before.get(key)
+        _note(cycle.transitions, was, alert)
+    return cycle
+
+
+def _receive(before: Alert | None, item: ReceivedAlert, now: datetime) -> Alert | None:
+    """The alert once `item` arrived; None when it changes nothing (a resolve of an alert
+    that is not firing)."""
+    if before is not None and before.state is AlertState.FIRING:
+        if item.ends_at <= now:
+            return replace(before, state=AlertState.RESOLVED, resolved_at=min(item.ends_at, now),
+                           ends_at=item.ends_at, last_seen_at=now, annotations=dict(item.annotations))
+        return replace(before, annotations=dict(item.annotations), ends_at=item.ends_at, last_seen_at=now,
+                       generator_url=item.generator_url)
+    if item.ends_at <= now:
+        return None
+    # New, or firing again after it resolved: a new alert, which the routing tree sees
+    # fire now (its group_wait counts from here, as in Alertmanager); it started when the
+    # sender says.
+    return Alert(
+        fingerprint=item.fingerprint, rule=SOURCE, labels=dict(item.labels), state=AlertState.FIRING,
+        value=math.nan, annotations=dict(item.annotations), active_at=item.starts_at, last_seen_at=now,
+        fired_at=now, ends_at=item.ends_at, source=SOURCE, generator_url=item.generator_url,
+    )
+
+
+def _at(alert: Alert, now: datetime) -> Alert | None:
+    """The alert as time passes: it resolves at its end; None once it is to be forgotten."""
+    if alert.state is AlertState.FIRING and alert.ends_at is not None and alert.ends_at <= now:
+        return replace(alert, state=AlertState.RESOLVED, resolved_at=alert.ends_at)
+    if alert.state is AlertState.RESOLVED and now - (alert.resolved_at or now) >= RESOLVED_RETENTION:
+        return None
+    return alert
+
+
+def _note(transitions: list[Transition], before: Alert | None, after: Alert) -> None:
+    was = AlertState.INACTIVE if before is None else before.state
+    new = before is not None and before.fired_at != after.fired_at
+    if was is not after.state or new:
+        transitions.append(Transition(after, AlertState.INACTIVE if new else was, after.state))
+
+
+# --- between the API and the cycle -----------------------------------------------------------
+
+
+class AlertInbox:
+    """Received alerts waiting for the next alerting cycle, latest per alert. The API puts
+    (event loop), the cycle takes (worker thread); a cycle that fails gives them back."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._waiting: dict[str, ReceivedAlert] = {}
+
+    def put(self, alerts: Sequence[ReceivedAlert]) -> None:
+        with self._lock:
+            for item in alerts:
+                self._waiting.pop(item.fingerprint, None)  # keep arrival order: latest last
+                self._waiting[item.fingerprint] = item
+
+    def take(self) -> list[ReceivedAlert]:
+        """Everything waiting, oldest first; the inbox is empty afterwards."""
+        with self._lock:
+            taken, self._waiting = list(self._waiting.values()), {}
+        return taken
+
+    def give_back(self, alerts: Sequence[ReceivedAlert]) -> None:
+        """Return what a failed cycle took, unless a newer copy arrived meanwhile."""
+        with self._lock:
+            newer = self._waiting
+            self._waiting = {a.fingerprint: a for a in alerts if a.fingerprint not in newer}
+            self._waiting.update(newer)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._waiting)
