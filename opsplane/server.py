@@ -13,7 +13,7 @@ import contextlib
 import logging
 import math
 import resource
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,7 @@ from opsplane.telemetry import ControlPlaneMetrics
 
 if TYPE_CHECKING:
     from opsplane.alerts.flows import Alerting
+    from opsplane.alerts.intake import ReceivedAlert
     from opsplane.metrics.remote import PrometheusClient
     from opsplane.metrics.store import SampleStore
 
@@ -119,6 +120,7 @@ class ControlPlane:
         """The alerting machinery over the sample store (created if nothing is scraped, for the
         checks' own series) or over the configured Prometheus."""
         from opsplane.alerts.flows import Alerting, dependencies
+        from opsplane.alerts.intake import AlertInbox
 
         if self.inventory.metrics.source == "prometheus":
             from opsplane.metrics.remote import PrometheusClient, evaluate_prometheus
@@ -140,7 +142,7 @@ class ControlPlane:
             evaluate = evaluate_with(source)
         self.alerting = Alerting(self.inventory.alerting, store=self.store, evaluate=evaluate,
                                  clock=self.clock, depends_on=dependencies(self.inventory),
-                                 environ=self.environ)
+                                 environ=self.environ, inbox=AlertInbox(self.clock))
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -222,6 +224,17 @@ class ControlPlane:
         assert self.alerting is not None
         self._tasks.append(asyncio.get_running_loop().create_task(self._evaluate_rules(self.alerting)))
         self._evaluate_soon.set()
+
+    def receive_alerts(self, alerts: Sequence[ReceivedAlert]) -> bool:
+        """Hand alerts received through the API (a Prometheus's) to alerting, started for them
+        if it was not running, and run a cycle now; False when alerting could not start."""
+        if self.alerting is None and self._tasks:
+            self._start_alerting()
+        if self.alerting is None or self.alerting.inbox is None:
+            return False
+        self.alerting.inbox.put(alerts)
+        self._evaluate_soon.set()
+        return True
 
     # --- persistence --------------------------------------------------------------------
 
@@ -401,6 +414,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     """The FastAPI app serving `plane`: /health, /metrics, the authenticated /api/v1 and the
     dashboard under /ui. `inventory_dir` (default: the current directory) is where the
     inventory's relative paths start, such as the runtime's state for the instance list."""
+    from opsplane.alerts.intake_views import router as intake_router
     from opsplane.events.views import router as events_router
     from opsplane.health.views import router as health_router
     from opsplane.metrics.views import router as metrics_router
@@ -435,6 +449,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
 
     for router in (health_router, events_router, auth_router, runtime_router, metrics_router):
         _mount(app, router, "/api/v1")
+    _mount(app, intake_router, "/api/v2")  # where Prometheus sends alerts to an Alertmanager
     _mount(app, web_router, "")
     return app
 
