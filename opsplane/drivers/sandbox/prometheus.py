@@ -22,7 +22,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ _STOP_TIMEOUT = 15.0
 _QUERY_TIMEOUT = 30.0
 _PROMETHEUS = "/usr/bin/prometheus"
 _PROMTOOL = "/usr/bin/promtool"
+_LOOPBACK = ("127.0.0.1:", "localhost:", "[::1]:")
 
 
 def find_binary(name: str, debian_path: str) -> str:
@@ -93,6 +94,9 @@ class TemporaryPrometheus(Sandbox):
     `scrape_targets` ("127.0.0.1:PORT" each, loopback only) the server also scrapes their
     /metrics every `scrape_interval` seconds, in one job named "targets", which is how
     stale markers get written: only a scrape can tell that a series went away.
+    `job_name` names that job. `rules` (a rule file's content, `{"groups": [...]}`) is
+    evaluated every `scrape_interval`, and its alerts are sent to `alertmanagers` (entries
+    of prometheus.yml's `alerting.alertmanagers`, their static targets on loopback only).
     """
 
     def __init__(
@@ -101,11 +105,21 @@ class TemporaryPrometheus(Sandbox):
         lookback_seconds: float = 300.0,
         scrape_targets: Sequence[str] = (),
         scrape_interval: float = 1.0,
+        *,
+        job_name: str = "targets",
+        rules: Mapping[str, Any] | None = None,
+        alertmanagers: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         for target in scrape_targets:
-            if not target.startswith(("127.0.0.1:", "localhost:", "[::1]:")):
+            if not target.startswith(_LOOPBACK):
                 raise SandboxError(f"scrape target {target!r} is not on loopback: the sandbox "
                                    "Prometheus only scrapes 127.0.0.1, localhost or [::1]")
+        for manager in alertmanagers:
+            for static in manager.get("static_configs", ()):
+                for target in static.get("targets", ()):
+                    if not str(target).startswith(_LOOPBACK):
+                        raise SandboxError(f"alertmanager {target!r} is not on loopback: the sandbox "
+                                           "Prometheus only sends to 127.0.0.1, localhost or [::1]")
         if scrape_interval <= 0:
             raise SandboxError(f"scrape interval must be positive, got {scrape_interval:g} s")
         self.base_dir = Path(base_dir)
@@ -114,6 +128,9 @@ class TemporaryPrometheus(Sandbox):
         self.lookback_seconds = lookback_seconds
         self.scrape_targets = tuple(scrape_targets)
         self.scrape_interval = scrape_interval
+        self.job_name = job_name
+        self.rules = rules
+        self.alertmanagers = [dict(manager) for manager in alertmanagers]
         self._process: subprocess.Popen[bytes] | None = None
         self._client: httpx.Client | None = None
         self._imports = 0
@@ -225,9 +242,15 @@ class TemporaryPrometheus(Sandbox):
         settings: dict[str, Any] = {"global": {"scrape_interval": interval, "evaluation_interval": interval}}
         if self.scrape_targets:
             settings["scrape_configs"] = [{
-                "job_name": "targets", "scrape_interval": interval, "scrape_timeout": interval,
+                "job_name": self.job_name, "scrape_interval": interval, "scrape_timeout": interval,
                 "static_configs": [{"targets": list(self.scrape_targets)}],
             }]
+        if self.rules is not None:
+            rule_file = self.base_dir / "rules.yml"
+            rule_file.write_text(json.dumps(self.rules, indent=2) + "\n")
+            settings["rule_files"] = [str(rule_file)]
+        if self.alertmanagers:
+            settings["alerting"] = {"alertmanagers": self.alertmanagers}
         return json.dumps(settings, indent=2) + "\n"
 
     def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
