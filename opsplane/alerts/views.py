@@ -48,6 +48,7 @@ def _row(alert: Alert, muted: Muted) -> dict[str, Any]:
         "runbook": alert.annotations.get("runbook_url"),
         "muted": _why(alert, muted),
         "fingerprint": alert.fingerprint,
+        "source": alert.source,  # "rule", or "prometheus" for an alert received from one
     }
 
 

@@ -123,7 +123,13 @@ def test_a_prometheus_alert_pages_once_through_opsplane_and_resolves(watched) ->
     code, shown = _alerts(serve)
     assert code == 2  # a P1 fires
     [row] = [a for a in shown if a["name"] == "TargetDown"]
-    assert row["state"] == "firing"
+    assert row["state"] == "firing" and row["source"] == "prometheus"
+
+    # a restart of serve while the alert fires: kept in the store, not paged again
+    serve.terminate()
+    serve.start()
+    time.sleep(3)  # a few of serve's evaluation cycles (1 s) in real time
+    assert hook.statuses("TargetDown") == ["firing"]
 
     target.start()
     wait_for(lambda: "resolved" in hook.statuses("TargetDown"), "the resolved notification", timeout=30)
