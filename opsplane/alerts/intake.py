@@ -191,13 +191,12 @@ def follow(previous: Iterable[Alert], received: Sequence[ReceivedAlert], now: da
             current[item.fingerprint] = updated
             cycle.senders[item.fingerprint] = item.sender
     for key, alert in current.items():
-        alert = _at(alert, now)
-        if alert is None:
+        after = _at(alert, now)
+        if after is None:
             cycle.dropped.append(key)
             continue
-        cycle.alerts.append(alert)
-        was = before.get(key)
-        _note(cycle.transitions, was, alert)
+        cycle.alerts.append(after)
+        _note(cycle.transitions, before.get(key), after)
     return cycle
 
 
@@ -225,8 +224,10 @@ def _receive(before: Alert | None, item: ReceivedAlert, now: datetime) -> Alert 
 def _at(alert: Alert, now: datetime) -> Alert | None:
     """The alert as time passes: it resolves at its end; None once it is to be forgotten."""
     if alert.state is AlertState.FIRING and alert.ends_at is not None and alert.ends_at <= now:
-        return replace(alert, state=AlertState.RESOLVED, resolved_at=alert.ends_at)
-    if alert.state is AlertState.RESOLVED and now - (alert.resolved_at or now) >= RESOLVED_RETENTION:
+        return replace(alert, state=AlertState.RESOLVED, resolved_at=alert.ends_at, last_seen_at=now)
+    # Kept from when opsplane saw it resolve: an end long past (serve was down) must still
+    # be notified before the alert is forgotten.
+    if alert.state is AlertState.RESOLVED and now - alert.last_seen_at >= RESOLVED_RETENTION:
         return None
     return alert
 

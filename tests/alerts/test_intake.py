@@ -21,7 +21,7 @@ from opsplane.alerts.intake import (
     severity_labels,
 )
 from opsplane.alerts.models import AlertingSettings
-from opsplane.alerts.state import AlertState, Sample
+from opsplane.alerts.state import RESOLVED_RETENTION, AlertState, Sample
 from opsplane.clock import ManualClock
 from opsplane.config import loads
 from opsplane.events import service as events
@@ -273,3 +273,17 @@ def test_the_inbox_keeps_the_latest_copy_and_gives_back_what_a_failed_cycle_took
     inbox.put(newest)
     inbox.give_back(taken)
     assert inbox.take() == newest
+
+
+def test_an_end_that_passed_while_serve_was_down_is_still_notified(receiving: Receiving) -> None:
+    receiving.post(posted(ends_at=T0 + timedelta(minutes=4)))
+    receiving.cycle()
+    receiving.cycle(after=10)
+    receiving.restart()
+    receiving.cycle(after=3600)  # down for an hour
+    assert receiving.pages() == [("firing", "InstanceDown"), ("resolved", "InstanceDown")]
+    _, message = receiving.webhook.received[-1]
+    assert message["alerts"][0]["endsAt"] == "2026-01-06T10:04:00Z"
+    receiving.cycle(after=RESOLVED_RETENTION.total_seconds())
+    with receiving.store.session() as session:
+        assert service.get_all(session) == []
