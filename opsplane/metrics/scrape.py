@@ -396,9 +396,10 @@ class MetricsScraper:
 
 
 class LockedSource:
-    """A `SeriesSource` whose every `select` runs to the end under the store's lock (the store
-    hands out copies of the samples), so an evaluation in one thread never sees a scrape
-    half-written by another."""
+    """A `SeriesSource` whose every `select` runs to the end under the store's lock, so an
+    evaluation in one thread never sees a scrape half-written by another. The store lends its
+    sample columns with the window selected in them; later scrapes only append to those
+    columns, so what was selected stays as it was while the evaluation reads it."""
 
     def __init__(self, store: SampleStore, lock: threading.Lock) -> None:
         self._store = store

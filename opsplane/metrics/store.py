@@ -63,13 +63,18 @@ class _Series:
         return True
 
     def trim(self, cutoff: float) -> None:
-        """Forget samples older than `cutoff`."""
+        """Forget samples older than `cutoff`.
+
+        The columns are lent to queries without copying (`SampleStore.select`), so they are
+        only ever appended to: dropping the dead part makes new columns and leaves the old
+        ones, unchanged, to whoever still reads them.
+        """
         times = self.times
         if self.head < len(times) and times[self.head] < cutoff:
             self.head = bisect_left(times, cutoff, self.head)
         if self.head >= _COMPACT_AT and self.head * 2 >= len(times):
-            del times[: self.head]
-            del self.values[: self.head]
+            self.times = times[self.head:]
+            self.values = self.values[self.head:]
             self.head = 0
 
     def __len__(self) -> int:
@@ -171,8 +176,8 @@ class SampleStore:
                     out_of_order += 1
                     continue
                 if series.head < len(times) and times[series.head] < cutoff:
-                    series.trim(cutoff)
-            times.append(at)
+                    series.trim(cutoff)  # may replace the columns
+            series.times.append(at)
             series.values.append(value)
             appended += 1
         now_active = set(reported)
@@ -251,10 +256,10 @@ class SampleStore:
                 continue
             times = series.times
             lo = bisect_left(times, lower, series.head)
-            hi = bisect_right(times, end, lo)
+            hi = len(times) if times and times[-1] <= end else bisect_right(times, end, lo)
             if lo < hi:
-                # Columns, not pairs: the engine reads the two lists without a tuple per sample.
-                yield key, SampleColumns(times[lo:hi].tolist(), series.values[lo:hi].tolist())
+                # The series' own columns, lent, not copied: a store only appends to them.
+                yield key, SampleColumns(times, series.values, lo, hi)
 
     def _candidates(
         self, matchers: Sequence[Matcher]

@@ -74,6 +74,25 @@ def test_samples_older_than_the_window_are_dropped() -> None:
     assert store.sample_count == 41
 
 
+def test_a_selection_is_unchanged_by_later_scrapes_and_by_dropping_old_samples() -> None:
+    # select() lends the store's own columns; an evaluation in one thread reads them while
+    # scrapes append and trim in another.
+    clock = ManualClock(START)
+    store = store_at(clock, window=300.0)
+    up = series("up", job="api")
+    for i in range(30):
+        clock.advance(15)
+        store.append_scrape("api", clock.now().timestamp(), [(up, float(i))])
+    [(_, lent)] = store.select([Matcher("__name__", "=", "up")], 0.0, math.inf)
+    before = list(lent)
+    assert len(before) == 21
+    for i in range(30, 200):  # long enough for the oldest samples to be dropped for good
+        clock.advance(15)
+        store.append_scrape("api", clock.now().timestamp(), [(up, float(i))])
+    assert list(lent) == before
+    assert values(store, "up")[up][0] == (clock.now().timestamp() - 300, 179.0)
+
+
 def test_a_series_missing_from_the_next_scrape_gets_a_stale_marker_at_that_scrape() -> None:
     clock = ManualClock(START)
     store = store_at(clock)

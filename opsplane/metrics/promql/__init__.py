@@ -5,7 +5,7 @@ implement; `instant` and `range_query` evaluate it over any `SeriesSource` with 
 lookback, staleness, extrapolation and vector-matching rules. docs/promql.md lists the subset.
 """
 
-from opsplane.metrics.promql.engine import DEFAULT_LOOKBACK, instant, range_query
+from opsplane.metrics.promql.engine import DEFAULT_LOOKBACK, InstantEvaluation, instant, range_query
 from opsplane.metrics.promql.model import (
     STALE_NAN,
     InstantVector,
@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_LOOKBACK",
     "STALE_NAN",
     "Expr",
+    "InstantEvaluation",
     "InstantVector",
     "Labels",
     "Matcher",

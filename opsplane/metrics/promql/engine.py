@@ -2,6 +2,11 @@
 
 Each selector reads its series from the source once per query, for the whole window the
 query needs; every step then cuts its samples out of those arrays by bisection.
+
+`InstantEvaluation` evaluates several expressions at one time and computes a subexpression
+they share once: the rules of an alerting cycle repeat `rate(...[5m])` and `sum by (...)` of
+it with different thresholds. Sharing is safe because no function or operator modifies the
+values it is given; they build new ones.
 """
 
 from __future__ import annotations
@@ -43,14 +48,19 @@ DEFAULT_LOOKBACK = 300.0
 SUPPORTED_VERSIONS = frozenset({2, 3})
 """Prometheus major versions whose window and extrapolation rules the engine can follow."""
 
-Series = tuple[Labels, list[float], list[float], bool]
-"""Labels, sample times, sample values, and whether any value is a stale marker."""
+Series = tuple[Labels, Sequence[float], Sequence[float], int, int, bool]
+"""Labels, sample times and values with the slice [lo:hi] of them that was selected, and
+whether any of those values is a stale marker."""
+
+Window = tuple[Labels, Sequence[float], Sequence[float], int, int]
+"""Labels, sample times and values, and the slice [lo:hi] of them inside a range."""
 
 
 class Evaluator:
     """The state of one query: the source, its time window and the series each selector read."""
 
-    def __init__(self, source: SeriesSource, start: float, end: float, lookback: float, prometheus: int = 3):
+    def __init__(self, source: SeriesSource, start: float, end: float, lookback: float, prometheus: int = 3,
+                 *, share: bool = False):
         if prometheus not in SUPPORTED_VERSIONS:
             raise PromQLError(
                 f"cannot follow Prometheus {prometheus}: choose one of {sorted(SUPPORTED_VERSIONS)}",
@@ -65,6 +75,8 @@ class Evaluator:
         # a sample lying exactly on the lower edge.
         self.left_open = prometheus >= 3
         self._loaded: dict[tuple[VectorSelector, float], list[Series]] = {}
+        # With `share`, the value of every subexpression at every time, for later expressions.
+        self._values: dict[tuple[Expr, float], Value] | None = {} if share else None
 
     def series_for(self, selector: VectorSelector, width: float) -> list[Series]:
         """The series of `selector` with every sample any step of this query can need."""
@@ -77,15 +89,26 @@ class Evaluator:
                 if not samples:
                     continue
                 if isinstance(samples, SampleColumns):
-                    times, values = samples.times, samples.values
+                    times, values, lo, hi = samples.times, samples.values, samples.lo, samples.hi
                 else:
                     times, values = (list(column) for column in zip(*samples, strict=True))
-                loaded.append((labels, times, values, _has_stale(values)))
+                    lo, hi = 0, len(times)
+                loaded.append((labels, times, values, lo, hi, _has_stale(values, lo, hi)))
             self._loaded[key] = loaded
         return self._loaded[key]
 
     def evaluate(self, node: Expr, t: float) -> Value:
         """The value of `node` at time `t`."""
+        values = self._values
+        if values is None or isinstance(node, NumberLiteral | StringLiteral):
+            return self._evaluate(node, t)
+        key = (node, t)
+        found = values.get(key)
+        if found is None:
+            found = values[key] = self._evaluate(node, t)
+        return found
+
+    def _evaluate(self, node: Expr, t: float) -> Value:
         if isinstance(node, NumberLiteral):
             return Scalar(node.value)
         if isinstance(node, StringLiteral):
@@ -114,9 +137,9 @@ class Evaluator:
         at = to_millisecond(t - node.offset)
         oldest = to_millisecond(at - self.lookback)
         out: list[tuple[Labels, float]] = []
-        for labels, times, values, _ in self.series_for(node, self.lookback):
-            i = bisect_right(times, at) - 1
-            if i < 0 or times[i] < oldest or (self.left_open and times[i] == oldest):
+        for labels, times, values, lo, hi, _ in self.series_for(node, self.lookback):
+            i = bisect_right(times, at, lo, hi) - 1
+            if i < lo or times[i] < oldest or (self.left_open and times[i] == oldest):
                 continue
             value = values[i]
             if value != value and is_stale(value):
@@ -133,31 +156,40 @@ class Evaluator:
 
     def range_arrays(self, node: MatrixSelector, t: float) -> list[tuple[Labels, list[float], list[float]]]:
         """Like range_samples, as separate time and value lists, which functions read faster."""
+        return [(labels, list(times[lo:hi]), list(values[lo:hi]))
+                for labels, times, values, lo, hi in self.range_windows(node, t)]
+
+    def range_windows(self, node: MatrixSelector, t: float) -> list[Window]:
+        """The samples in (t - range, t] of each series as `times[lo:hi]` and `values[lo:hi]`,
+        without copying them out (rate and increase, the alert rules' hot path, read only
+        the ends and walk the values once). Series with stale markers get new lists."""
         selector = node.selector
         at = to_millisecond(t - selector.offset)
-        out: list[tuple[Labels, list[float], list[float]]] = []
-        for labels, times, values, has_stale in self.series_for(selector, node.range):
-            edge = to_millisecond(at - node.range)
-            lo = bisect_right(times, edge) if self.left_open else bisect_left(times, edge)
-            hi = bisect_right(times, at)
+        edge = to_millisecond(at - node.range)
+        cut = bisect_right if self.left_open else bisect_left
+        out: list[Window] = []
+        for labels, times, values, first, last, has_stale in self.series_for(selector, node.range):
+            lo = cut(times, edge, first, last)
+            hi = bisect_right(times, at, lo, last)
             if lo >= hi:
                 continue
             if has_stale:
                 kept = [i for i in range(lo, hi) if not is_stale(values[i])]
                 if kept:
-                    out.append((labels, [times[i] for i in kept], [values[i] for i in kept]))
+                    out.append((labels, [times[i] for i in kept], [values[i] for i in kept], 0, len(kept)))
             else:
-                out.append((labels, times[lo:hi], values[lo:hi]))
+                out.append((labels, times, values, lo, hi))
         return out
 
 
-def _has_stale(values: list[float]) -> bool:
+def _has_stale(values: Sequence[float], lo: int, hi: int) -> bool:
     # sum() runs in C and is NaN exactly when some value is NaN (or infinities cancel), so the
     # slow bit-pattern test runs only for series that hold a NaN at all.
-    total = sum(values)
+    window = values[lo:hi]
+    total = sum(window)
     if total == total:
         return False
-    return any(v != v and is_stale(v) for v in values)
+    return any(v != v and is_stale(v) for v in window)
 
 
 def _unique(value: Value) -> Value:
@@ -198,6 +230,20 @@ def instant(
     tree = _tree(expr)
     at = to_millisecond(at)
     return Evaluator(source, at, at, lookback, prometheus).evaluate(tree, at)
+
+
+class InstantEvaluation:
+    """Expressions evaluated one after the other at the same time `at`, over the same source,
+    each subexpression computed once for all of them (an alerting cycle)."""
+
+    def __init__(self, source: SeriesSource, at: float, *, lookback: float = DEFAULT_LOOKBACK,
+                 prometheus: int = 3) -> None:
+        self.at = to_millisecond(at)
+        self._evaluator = Evaluator(source, self.at, self.at, lookback, prometheus, share=True)
+
+    def value(self, expr: str | Expr) -> Value:
+        """The value of `expr` at `at`, as `instant` gives it."""
+        return self._evaluator.evaluate(_tree(expr), self.at)
 
 
 def range_query(

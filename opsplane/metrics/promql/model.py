@@ -126,22 +126,27 @@ def matches_all(matchers: Sequence[Matcher], labels: Labels) -> bool:
 
 
 class SampleColumns(Sequence[Sample]):
-    """Samples kept as a list of times and a list of values.
+    """Samples kept as a column of times and a column of values, `times[lo:hi]` and
+    `values[lo:hi]`.
 
     A SeriesSource may return this instead of a list of pairs; the engine then reads the two
-    lists directly instead of building and taking apart one tuple per sample.
+    columns directly, without a tuple per sample, and without copying them when the source
+    lends its own (lists or `array('d')`, which it must then never change in place, only
+    append to).
     """
 
-    __slots__ = ("times", "values")
+    __slots__ = ("times", "values", "lo", "hi")
 
-    def __init__(self, times: list[float], values: list[float]):
+    def __init__(self, times: Sequence[float], values: Sequence[float], lo: int = 0, hi: int | None = None):
         if len(times) != len(values):
             raise PromQLError(f"{len(times)} sample times but {len(values)} values", "samples")
         self.times = times
         self.values = values
+        self.lo = lo
+        self.hi = len(times) if hi is None else hi
 
     def __len__(self) -> int:
-        return len(self.times)
+        return self.hi - self.lo
 
     @overload
     def __getitem__(self, index: int) -> Sample: ...
@@ -151,8 +156,10 @@ class SampleColumns(Sequence[Sample]):
 
     def __getitem__(self, index: int | slice) -> Sample | Sequence[Sample]:
         if isinstance(index, slice):
-            return SampleColumns(self.times[index], self.values[index])
-        return self.times[index], self.values[index]
+            times, values = self.times[self.lo:self.hi], self.values[self.lo:self.hi]
+            return SampleColumns(list(times[index]), list(values[index]))
+        position = range(self.lo, self.hi)[index]
+        return self.times[position], self.values[position]
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Sequence):

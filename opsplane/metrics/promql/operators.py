@@ -222,9 +222,10 @@ def aggregate(ev: Evaluator, node: Aggregate, t: float) -> Value:
 
 
 def _group_key(node: Aggregate, labels: Labels) -> Labels:
+    named = node.labels
     if node.without:
-        return tuple(pair for pair in labels if pair[0] != METRIC_NAME and pair[0] not in node.labels)
-    return tuple(pair for pair in labels if pair[0] in node.labels)
+        return tuple([pair for pair in labels if pair[0] != METRIC_NAME and pair[0] not in named])
+    return tuple([pair for pair in labels if pair[0] in named])
 
 
 def _extreme(values: list[float], pick: Callable[[float, float], float]) -> float:

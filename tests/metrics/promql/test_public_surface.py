@@ -10,6 +10,7 @@ def test_public_surface_is_what_callers_use() -> None:
         "DEFAULT_LOOKBACK",
         "STALE_NAN",
         "Expr",
+        "InstantEvaluation",
         "InstantVector",
         "Labels",
         "Matcher",
