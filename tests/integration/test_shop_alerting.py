@@ -7,10 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import httpx
 import pytest
@@ -22,6 +19,7 @@ from opsplane.web.session import COOKIE
 from tests.integration.conftest import set_faults
 from tests.support.polling import wait_for
 from tests.support.serve import Serve
+from tests.support.webhook import Hook
 
 RULES = """\
 alerting:
@@ -38,36 +36,6 @@ alerting:
   receivers:
     hook: {{webhook: {{url: "http://127.0.0.1:{port}/hook"}}}}
 """
-
-
-class Hook:
-    """A webhook receiver on loopback that keeps every JSON body POSTed to it."""
-
-    def __init__(self) -> None:
-        received: list[dict[str, Any]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append(json.loads(body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.received = received
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def statuses(self, alertname: str) -> list[str]:
-        return [alert["status"] for message in self.received for alert in message["alerts"]
-                if alert["labels"].get("alertname") == alertname]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")
