@@ -41,18 +41,22 @@ DEFAULT_SERIES_LIMIT = 10_000
 _COMPACT_AT = 64
 # select() answers kept between changes of the store; a rule cycle needs a few dozen.
 _REMEMBERED_ANSWERS = 256
+_NEVER = float("-inf")
 
 
 class _Series:
     """One series: interned labels and time-ordered sample columns."""
 
-    __slots__ = ("labels", "times", "values", "head")
+    __slots__ = ("labels", "times", "values", "head", "stale_at")
 
     def __init__(self, labels: Labels) -> None:
         self.labels = labels
         self.times = array("d")
         self.values = array("d")
         self.head = 0  # index of the oldest sample still inside the window
+        # When the newest stale marker was written: a window of samples all after it holds
+        # none, which spares queries looking for them.
+        self.stale_at = _NEVER
 
     def append(self, t: float, value: float) -> bool:
         """Add a sample; False (and nothing added) when it is not newer than the last one."""
@@ -259,7 +263,7 @@ class SampleStore:
             hi = len(times) if times and times[-1] <= end else bisect_right(times, end, lo)
             if lo < hi:
                 # The series' own columns, lent, not copied: a store only appends to them.
-                yield key, SampleColumns(times, series.values, lo, hi)
+                yield key, SampleColumns(times, series.values, lo, hi, stale=series.stale_at >= times[lo])
 
     def _candidates(
         self, matchers: Sequence[Matcher]
@@ -280,6 +284,7 @@ class SampleStore:
                 continue
             series.trim(cutoff)
             if series.append(at, STALE_NAN):
+                series.stale_at = at
                 marked += 1
         return marked
 

@@ -119,6 +119,27 @@ def test_a_series_that_comes_back_after_its_stale_marker_continues() -> None:
     assert samples[2][1] == 3.0 and is_stale(samples[1][1])
 
 
+def test_queries_leave_out_stale_markers_inside_their_window_and_not_before_it() -> None:
+    clock = ManualClock(START)
+    store = store_at(clock)
+    flapping = series("queue_depth", queue="refunds")
+    for step, present in enumerate([True, True, False, True, True]):
+        store.append_scrape("q", T0 + 15 * step, [(flapping, float(step))] if present else [])
+    clock.advance(60)
+
+    def counted(at: float, window: str, prometheus: int = 3) -> list[float]:
+        value = instant(f"count_over_time(queue_depth[{window}])", store, at, prometheus=prometheus)
+        assert isinstance(value, InstantVector)
+        return [v for _, v in value.samples]
+
+    assert counted(T0 + 60, "1m") == [3.0]  # T0+15 .. T0+60 holds the marker at T0+30
+    assert counted(T0 + 60, "25s") == [2.0]  # T0+45 and T0+60, all after the marker
+    assert counted(T0 + 30, "20s") == [1.0]  # the marker is the newest sample
+    assert counted(T0 + 45, "15s", prometheus=2) == [1.0]  # the marker on the closed lower edge
+    gone = instant("queue_depth", store, T0 + 40)
+    assert isinstance(gone, InstantVector) and gone.samples == []
+
+
 def test_a_nan_exported_by_a_target_is_not_a_stale_marker() -> None:
     store = store_at(ManualClock(START))
     ratio = series("success_ratio")

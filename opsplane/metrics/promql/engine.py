@@ -90,10 +90,13 @@ class Evaluator:
                     continue
                 if isinstance(samples, SampleColumns):
                     times, values, lo, hi = samples.times, samples.values, samples.lo, samples.hi
+                    stale = samples.stale
                 else:
                     times, values = (list(column) for column in zip(*samples, strict=True))
-                    lo, hi = 0, len(times)
-                loaded.append((labels, times, values, lo, hi, _has_stale(values, lo, hi)))
+                    lo, hi, stale = 0, len(times), None
+                if stale is None:
+                    stale = _has_stale(values, lo, hi)
+                loaded.append((labels, times, values, lo, hi, stale))
             self._loaded[key] = loaded
         return self._loaded[key]
 
@@ -168,9 +171,15 @@ class Evaluator:
         edge = to_millisecond(at - node.range)
         cut = bisect_right if self.left_open else bisect_left
         out: list[Window] = []
+        left_open = self.left_open
         for labels, times, values, first, last, has_stale in self.series_for(selector, node.range):
-            lo = cut(times, edge, first, last)
-            hi = bisect_right(times, at, lo, last)
+            # Mostly the series holds just this window (an instant query): no search needed.
+            oldest = times[first]
+            if oldest > edge or (oldest == edge and not left_open):
+                lo = first
+            else:
+                lo = cut(times, edge, first, last)
+            hi = last if times[last - 1] <= at else bisect_right(times, at, lo, last)
             if lo >= hi:
                 continue
             if has_stale:

@@ -135,15 +135,17 @@ class SampleColumns(Sequence[Sample]):
     append to).
     """
 
-    __slots__ = ("times", "values", "lo", "hi")
+    __slots__ = ("times", "values", "lo", "hi", "stale")
 
-    def __init__(self, times: Sequence[float], values: Sequence[float], lo: int = 0, hi: int | None = None):
+    def __init__(self, times: Sequence[float], values: Sequence[float], lo: int = 0, hi: int | None = None,
+                 *, stale: bool | None = None):
         if len(times) != len(values):
             raise PromQLError(f"{len(times)} sample times but {len(values)} values", "samples")
         self.times = times
         self.values = values
         self.lo = lo
         self.hi = len(times) if hi is None else hi
+        self.stale = stale  # whether a stale marker is among them; None: not known
 
     def __len__(self) -> int:
         return self.hi - self.lo
