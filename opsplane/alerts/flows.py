@@ -107,7 +107,8 @@ class Alerting:
                 self.inbox.give_back(received)
             raise
         self.alerts = evaluation.alerts
-        inhibited = inhibitions(evaluation.alerts, self.settings.inhibit_rules, self.depends_on)
+        inhibited = inhibitions(evaluation.alerts, self.settings.inhibit_rules, self.depends_on, now=now,
+                                hold=self.settings.inhibit_dependents_hold)
         muted = mute(evaluation.alerts, silences=silences, inhibited=inhibited, now=now,
                      windows=self.settings.maintenance_windows)
         due = due_notifications(

@@ -3,13 +3,16 @@
 Two sources: the inventory's inhibition rules (Alertmanager's semantics), and, by default,
 its `depends_on` graph: while an alert about a component fires, alerts about the components
 that depend on it are muted, and each muted alert knows its root cause, so the page about
-the cause can list what it explains.
+the cause can list what it explains. The dependents stay muted for `hold` after the cause
+resolves: their own rules look back over windows (five minutes of error rates) that still
+hold the failures the cause made, and would otherwise page for it once it is fixed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from opsplane.alerts.matchers import matches_all
 from opsplane.alerts.models import InhibitRule
@@ -50,12 +53,22 @@ def inhibitions(
     alerts: Iterable[Alert],
     rules: Sequence[InhibitRule] = (),
     depends_on: Mapping[str, Sequence[str]] | None = None,
+    *,
+    now: datetime | None = None,
+    hold: float = 0.0,
 ) -> dict[str, Inhibition]:
-    """The firing alerts that are muted, by fingerprint, each with its cause."""
+    """The firing alerts that are muted, by fingerprint, each with its cause. A dependency
+    that resolved less than `hold` seconds before `now` still mutes its dependents."""
+    alerts = list(alerts)
     firing = [a for a in alerts if a.state is AlertState.FIRING]
     muted: dict[str, Inhibition] = {}
     if depends_on:
-        muted.update(_by_dependencies(firing, dependents(depends_on)))
+        causes = firing
+        if hold > 0 and now is not None:
+            since = now - timedelta(seconds=hold)
+            causes = firing + [a for a in alerts if a.state is AlertState.RESOLVED
+                               and a.resolved_at is not None and a.resolved_at > since]
+        muted.update(_by_dependencies(firing, causes, dependents(depends_on)))
     for index, rule in enumerate(rules):
         for target in firing:
             if target.fingerprint in muted:
@@ -84,16 +97,17 @@ def _rule_source(rule: InhibitRule, target: Alert, firing: Sequence[Alert]) -> A
     return None
 
 
-def _by_dependencies(firing: Sequence[Alert], needed_by: Mapping[str, set[str]]) -> dict[str, Inhibition]:
-    """Alerts about components whose dependency has a firing alert in the same environment;
-    the cause is the alert furthest down the dependency chain (the root cause)."""
+def _by_dependencies(firing: Sequence[Alert], sources: Sequence[Alert],
+                     needed_by: Mapping[str, set[str]]) -> dict[str, Inhibition]:
+    """Firing alerts about components whose dependency has an alert among `sources` in the
+    same environment; the cause is the one furthest down the dependency chain (the root cause)."""
     muted: dict[str, Inhibition] = {}
     for target in firing:
         component = target.labels.get(COMPONENT_LABEL)
         if not component:
             continue
         causes = [
-            source for source in firing
+            source for source in sources
             if (cause := source.labels.get(COMPONENT_LABEL))
             and component in needed_by.get(cause, ())
             and source.labels.get("env", "") == target.labels.get("env", "")
@@ -111,4 +125,6 @@ def _root(causes: Sequence[Alert], needed_by: Mapping[str, set[str]]) -> Alert:
         return any(own in needed_by.get(other, ()) for other in components if other != own)
 
     roots = [c for c in causes if not downstream(c)] or list(causes)
-    return min(roots, key=lambda a: (a.labels.get("severity", ""), a.name, a.fingerprint))
+    # A cause that still fires names the page before one that resolved.
+    return min(roots, key=lambda a: (a.state is not AlertState.FIRING, a.labels.get("severity", ""),
+                                     a.name, a.fingerprint))

@@ -309,6 +309,11 @@ class AlertingSettings(_Strict):
         description="A firing alert about a component (its `service` label) mutes the alerts of the "
         "components that depend on it, and its notification names them.",
     )
+    inhibit_dependents_hold: Wait = Field(
+        300.0,
+        description="How long the dependents stay muted after that alert resolves: their rules' "
+        "windows still hold the failures it caused. 0s: only while it fires.",
+    )
 
     builtin_rules: RulePack = Field(
         default_factory=RulePack,

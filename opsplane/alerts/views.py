@@ -22,11 +22,12 @@ def alert_rows(
     session: Session, *, inventory: Inventory, now: datetime, include_resolved: bool = False
 ) -> list[dict[str, Any]]:
     """Stored alerts, firing first then by severity and name, each with why it is muted."""
-    alerts = [a for a in service.get_all(session) if include_resolved or a.state is not AlertState.RESOLVED]
+    stored = service.get_all(session)
     settings = inventory.alerting
     graph = dependencies(inventory) if settings.inhibit_dependents else None
-    muted = mute(alerts, silences=service.get_silences(session, now=now),
-                 inhibited=inhibitions(alerts, settings.inhibit_rules, graph), now=now,
+    inhibited = inhibitions(stored, settings.inhibit_rules, graph, now=now, hold=settings.inhibit_dependents_hold)
+    alerts = [a for a in stored if include_resolved or a.state is not AlertState.RESOLVED]
+    muted = mute(alerts, silences=service.get_silences(session, now=now), inhibited=inhibited, now=now,
                  windows=settings.maintenance_windows)
     alerts.sort(key=lambda a: (_ORDER[a.state], a.labels.get("severity", ""), a.name, a.fingerprint))
     return [_row(alert, muted) for alert in alerts]

@@ -92,3 +92,30 @@ def test_the_page_about_the_root_cause_names_what_it_explains() -> None:
                                 muted=Muted({}, found))
     assert [a.name for a in page.firing] == ["DatabaseDown"]
     assert [(i.target.labels["service"], i.cause.name) for i in page.explains] == [("orders", "DatabaseDown")]
+
+
+def test_dependents_stay_muted_for_the_hold_after_their_cause_resolves() -> None:
+    # orders' error ratio still covers the minutes the database was down when the database
+    # alert resolves; paging for it then would be a second page for the same fault.
+    resolved_at = T0 + timedelta(minutes=10)
+    database = alert("DatabaseDown", state=AlertState.RESOLVED, at=resolved_at, severity="P0", service="postgres")
+    orders = alert("HighErrorRate", service="orders")
+
+    def muted_at(minutes_after: float, hold: float = 300.0) -> bool:
+        now = resolved_at + timedelta(minutes=minutes_after)
+        return orders.fingerprint in inhibitions([database, orders], depends_on=SHOP, now=now, hold=hold)
+
+    assert muted_at(1) and muted_at(4.9)
+    assert not muted_at(5) and not muted_at(6)
+    assert not muted_at(1, hold=0.0)
+    found = inhibitions([database, orders], depends_on=SHOP, now=resolved_at + timedelta(minutes=1), hold=300)
+    assert found[orders.fingerprint].cause == database
+
+
+def test_a_firing_cause_is_named_before_a_resolved_one() -> None:
+    resolved = alert("DatabaseDown", state=AlertState.RESOLVED, severity="P0", service="postgres")
+    payments = alert("ServiceDown", severity="P1", service="payments")
+    orders = alert("HighErrorRate", service="orders")
+    found = inhibitions([resolved, payments, orders], depends_on={"orders": ["payments", "postgres"]},
+                        now=T0 + timedelta(minutes=1), hold=300)
+    assert found[orders.fingerprint].cause == payments

@@ -19,9 +19,9 @@ import pytest
 from opsplane.drivers.sandbox.ports import free_port
 from opsplane.drivers.sandbox.prometheus import TemporaryPrometheus
 from opsplane.web.session import COOKIE
-from tests.integration.test_shop_alerting import Hook
 from tests.support.polling import wait_for
 from tests.support.serve import Serve
+from tests.support.webhook import Hook
 
 pytestmark = pytest.mark.slow
 
