@@ -98,7 +98,8 @@ def test_dependents_stay_muted_for_the_hold_after_their_cause_resolves() -> None
     # orders' error ratio still covers the minutes the database was down when the database
     # alert resolves; paging for it then would be a second page for the same fault.
     resolved_at = T0 + timedelta(minutes=10)
-    database = alert("DatabaseDown", state=AlertState.RESOLVED, at=resolved_at, severity="P0", service="postgres")
+    database = alert("DatabaseDown", state=AlertState.RESOLVED, at=resolved_at, severity="P0",
+                     service="postgres")
     orders = alert("HighErrorRate", service="orders")
 
     def muted_at(minutes_after: float, hold: float = 300.0) -> bool:
