@@ -44,7 +44,8 @@ def _row(alert: Alert, muted: Muted) -> dict[str, Any]:
         "severity": alert.labels.get("severity", ""),
         "labels": dict(alert.labels),
         "value": alert.value if alert.value == alert.value else None,  # NaN is not JSON
-        "value_text": go_float(alert.value),
+        # a rule's alert has a value; one received from a Prometheus carries none
+        "value_text": go_float(alert.value) if alert.source == "rule" else "-",
         "since": since.isoformat() if since else None,
         "summary": alert.annotations.get("summary"),
         "runbook": alert.annotations.get("runbook_url"),

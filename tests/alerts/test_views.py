@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -83,3 +85,12 @@ def test_a_warning_firing_unmuted_exits_1_and_resolved_alerts_need_all(workdir: 
     assert [r["name"] for r in rows] == ["HighLatency"] and code == 1
     code, rows = _run("--all")
     assert [r["state"] for r in rows] == ["firing", "resolved"]
+
+
+def test_a_rule_alert_shows_its_value_and_a_received_one_shows_none(workdir: Path) -> None:
+    now = SystemClock().now()
+    received = replace(alert("InstanceDown", service="orders", at=now, value=math.nan), source="prometheus")
+    _store(workdir, alert("HighErrorRate", service="orders", at=now, value=0.0625), received)
+    _, rows = _run()
+    shown = {r["name"]: (r["value"], r["value_text"], r["source"]) for r in rows}
+    assert shown == {"HighErrorRate": (0.0625, "0.0625", "rule"), "InstanceDown": (None, "-", "prometheus")}
