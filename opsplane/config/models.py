@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 
 from opsplane.alerts.models import AlertingSettings
 from opsplane.config.types import Duration, Ratio, Secret
+from opsplane.notify.models import ChannelsSettings
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=63)]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -380,6 +381,11 @@ class Inventory(Strict):
     alerting: AlertingSettings = Field(
         default_factory=AlertingSettings,
         description="Alert rules, the routing tree, receivers and inhibition; see docs/alerting.md.",
+    )
+    channels: ChannelsSettings = Field(
+        default_factory=ChannelsSettings,
+        description="Where notifications go (Slack, PagerDuty, e-mail, webhooks, console) and how "
+        "they are retried and digested; see docs/notifications.md.",
     )
 
     def components(self) -> Iterator[tuple[str, str, Component]]:

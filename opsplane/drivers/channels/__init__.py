@@ -1,0 +1,1 @@
+"""Notification channels: pure formatting (a Notification to a request) apart from sending."""
