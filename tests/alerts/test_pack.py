@@ -14,6 +14,7 @@ from opsplane.alerts.export import export, write
 from opsplane.alerts.models import AlertingSettings, Severity
 from opsplane.alerts.pack import builtin_rules, effective_rules
 from opsplane.alerts.templates import render
+from opsplane.metrics.promql import parse
 
 
 def _promtool() -> str:
@@ -60,9 +61,10 @@ def test_the_window_shortens_the_service_rules_and_leaves_the_business_rules_at_
     for name in ("LowOrderCompletion", "LowPaymentSuccess", "LowSearchSuccess"):
         assert rules[name] == default[name] and "[15m]" in rules[name]
     assert rules["HighCpuUsage"] == default["HighCpuUsage"]  # a machine's CPU keeps its 5m
-    odd = {r.name: r.expr for r in builtin_rules(
-        AlertingSettings.model_validate({"builtin_rules": {"window": 90}}).builtin_rules)}
-    assert "[1m30s]" in odd["HighErrorRate"]  # written in whole units, as PromQL needs
+    odd = builtin_rules(AlertingSettings.model_validate({"builtin_rules": {"window": 90}}).builtin_rules)
+    assert "[1m30s]" in next(r.expr for r in odd if r.name == "HighErrorRate")  # whole units, as PromQL needs
+    for rule in odd:
+        parse(rule.expr)  # and opsplane's own engine runs every one of them
 
 
 def test_a_rule_of_the_same_name_and_severity_replaces_the_built_in_one() -> None:
