@@ -286,6 +286,14 @@ class RulePack(_Strict):
         "runbooks/", description="Prefix of the built-in rules' runbook links (a URL or a path)."
     )
 
+    @model_validator(mode="after")
+    def _window_fits_the_rate_drop_comparison(self) -> RulePack:
+        # RequestRateDrop compares the window with the same window 15 minutes earlier; a
+        # longer window would overlap the one it is compared with.
+        if self.window > 900:
+            raise ValueError("window: at most 15m, the offset RequestRateDrop compares against")
+        return self
+
 
 class AlertingSettings(_Strict):
     evaluation_interval: Duration = Field(

@@ -65,6 +65,8 @@ def test_the_window_shortens_the_service_rules_and_leaves_the_business_rules_at_
     assert "[1m30s]" in next(r.expr for r in odd if r.name == "HighErrorRate")  # whole units, as PromQL needs
     for rule in odd:
         parse(rule.expr)  # and opsplane's own engine runs every one of them
+    with pytest.raises(ValueError, match="at most 15m"):
+        AlertingSettings.model_validate({"builtin_rules": {"window": "20m"}})
 
 
 def test_a_rule_of_the_same_name_and_severity_replaces_the_built_in_one() -> None:
