@@ -1,12 +1,13 @@
 """The built-in HighErrorRate end to end on the shop: 5 % of the checkout service's answers
 turned into 500s page once for that service and resolve once the fault is removed, with the
-rule pack's own expression over a short window and nothing else paging.
+rule pack's own expression over a short window; a healthy shop fires nothing, and the
+fault fires nothing but that alert and the gateway's echo of the same 500s.
 
 "Checkout" is the orders service (team checkout), which serves /api/checkout behind the
 gateway. The fault is on the whole service rather than on its /checkout route alone: under
 the shop's buying sessions (a cart, one to three items, then the checkout) a route-only 5 %
-is about 1.25 % of orders' answers, which a 20 s window cannot tell from the 1 % threshold,
-so the alert would flap instead of firing once.
+is 1 to 1.5 % of orders' answers over a 20 s window, which cannot be told from the 1 %
+threshold, so the alert would flap instead of firing once.
 """
 
 from __future__ import annotations
