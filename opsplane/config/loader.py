@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from opsplane.config.models import CHECK_MODELS, CHECK_TYPES, SECTIONS, Inventory, check_name
 from opsplane.config.yamlsource import LocatedDocument, NotPlain, load_plain, parse
 from opsplane.errors import ConfigError, ConfigProblem
+from opsplane.oncall.checks import oncall_problems
 
 DEFAULT_PATH = "opsplane.yaml"
 
@@ -129,6 +130,7 @@ def cross_check(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
             seen.setdefault(cname, i)
     problems.extend(_cycles(inv))
     problems.extend(_alerting(inv))
+    problems.extend(oncall_problems(inv.oncall, channels=inv.channels.named))
     return problems
 
 

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 from opsplane.alerts.models import AlertingSettings
 from opsplane.config.types import Duration, Ratio, Secret
 from opsplane.notify.models import ChannelsSettings
+from opsplane.oncall.models import OncallSettings
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=63)]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -386,6 +387,10 @@ class Inventory(Strict):
         default_factory=ChannelsSettings,
         description="Where notifications go (Slack, PagerDuty, e-mail, webhooks, console) and how "
         "they are retried and digested; see docs/notifications.md.",
+    )
+    oncall: OncallSettings = Field(
+        default_factory=OncallSettings,
+        description="People, on-call schedules and escalation policies by severity; see docs/oncall.md.",
     )
 
     def components(self) -> Iterator[tuple[str, str, Component]]:

@@ -1,0 +1,1 @@
+"""On call: schedules with weekly rotations, overrides and swaps, handoff notes, escalation policies."""
