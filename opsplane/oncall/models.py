@@ -201,9 +201,8 @@ class OncallSettings(_Strict):
 
     def policy_name_for(self, severity: str) -> str:
         """The name of the policy that `severity` (P0 ... P3) escalates by."""
-        chosen: dict[str, str] = dict(DEFAULT_SEVERITIES)
-        chosen.update(self.severities)
-        return chosen[severity]
+        given = {str(key): value for key, value in self.severities.items()}
+        return given.get(severity) or DEFAULT_SEVERITIES[severity]
 
     def policy_for(self, severity: str) -> EscalationPolicy:
         """The escalation policy of `severity`; KeyError for a severity that is not P0 ... P3."""
