@@ -1,0 +1,114 @@
+"""The channel interface: what a delivery attempt returns, and the HTTP sending most channels share.
+
+A channel is two halves. Formatting (`Notification` -> request) is a pure function in each
+channel's module, unit-tested without a network. Sending is `ChannelDriver.send`, which never
+raises for a receiver's failure: it returns a `SendResult` the outbox acts on (delivered, try
+again later, or failed for good).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Protocol
+
+import httpx
+
+from opsplane.notify.models import Notification
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"  # timeouts, connection errors, 429, 5xx: the receiver may take it later
+    FAILED = "failed"  # any other refusal: sending it again would be refused again
+
+
+@dataclass(frozen=True)
+class SendResult:
+    outcome: Outcome
+    detail: str = ""
+    status: int | None = None
+    retry_after: float | None = None  # seconds the receiver asked us to wait (429, 503)
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """A POST a channel sends; it may carry a secret (in the URL or the body), so it is never logged."""
+
+    url: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class ChannelDriver(Protocol):
+    """One configured channel, secrets resolved, ready to send."""
+
+    name: str
+
+    def send(self, notification: Notification) -> SendResult:
+        """Format and deliver one notification; failures come back as a SendResult."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """`text` with every secret value replaced, for details that reach the event log."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: a number of seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    from datetime import UTC, datetime
+
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def classify_status(status: int, retry_after: str | None = None, body: str = "") -> SendResult:
+    """What an HTTP status means for the outbox: 2xx delivered; 408, 429 and 5xx again later
+    (PagerDuty documents exactly these as retryable); any other 4xx failed for good."""
+    snippet = body.strip().replace("\n", " ")[:200]
+    detail = f"HTTP {status}" + (f": {snippet}" if snippet else "")
+    if 200 <= status < 300:
+        return SendResult(Outcome.DELIVERED, detail, status)
+    if status in (408, 429) or status >= 500:
+        return SendResult(Outcome.RETRY, detail, status, parse_retry_after(retry_after))
+    return SendResult(Outcome.FAILED, detail, status)
+
+
+class HttpSender:
+    """POSTs requests over one pooled client; a failure of the receiver becomes a SendResult."""
+
+    def __init__(self, timeout: float, *, transport: httpx.BaseTransport | None = None) -> None:
+        self._client = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
+
+    def post(self, request: HttpRequest, *, secrets: tuple[str, ...] = ()) -> SendResult:
+        try:
+            response = self._client.post(request.url, content=request.body, headers=request.headers)
+        except httpx.TimeoutException:
+            return SendResult(Outcome.RETRY, "timed out")
+        except httpx.TransportError as exc:
+            # httpx's messages name the host at most, never the path or the body; redact anyway
+            return SendResult(Outcome.RETRY, redact(f"{type(exc).__name__}: {exc}", secrets))
+        result = classify_status(response.status_code, response.headers.get("retry-after"),
+                                 response.text)
+        return SendResult(result.outcome, redact(result.detail, secrets), result.status,
+                          result.retry_after)
+
+    def close(self) -> None:
+        self._client.close()
