@@ -56,7 +56,11 @@ class DispatchReport:
 
     attempts: list[Attempt] = field(default_factory=list)
     digests: int = 0
-    rate_limited: int = 0
+    waiting_for_rate: set[int] = field(default_factory=set)  # rows due but over their channel's rate
+
+    @property
+    def rate_limited(self) -> int:
+        return len(self.waiting_for_rate)
 
     def count(self, outcome: str) -> int:
         return sum(1 for attempt in self.attempts if attempt.outcome == outcome)
@@ -79,12 +83,14 @@ class Dispatcher:
         opener: ChannelOpener = _default_opener,
         random_source: Callable[[], float] | None = None,
         batch: int = 200,
+        max_rounds: int = 10,
     ) -> None:
         self.store = store
         self.settings = settings
         self._opener = opener
         self._random = random_source or random.Random().random
         self._batch = batch
+        self._max_rounds = max_rounds
         self._drivers: dict[str, ChannelDriver] = {}
         self._recent: dict[str, deque[datetime]] | None = None  # attempt times in the last minute
 
@@ -93,21 +99,33 @@ class Dispatcher:
         report = DispatchReport()
         report.digests = self._build_digests(now)
         recent = self._rate_windows(now)
+        # a round that finished a row may have freed the next message of its group
+        for _ in range(self._max_rounds):
+            finished = self._round(now, recent, report)
+            if not finished:
+                break
+        return report
+
+    def _round(self, now: datetime, recent: dict[str, deque[datetime]], report: DispatchReport) -> int:
+        """Try each due row once; the number delivered, failed or dead."""
+        finished = 0
         for row_id, channel in self._due(now):
             window = recent.setdefault(channel, deque())
             while window and window[0] <= now - _RATE_WINDOW:
                 window.popleft()
             settings = self.settings.named.get(channel)
             if settings is not None and len(window) >= settings.rate_per_minute:
-                report.rate_limited += 1
+                report.waiting_for_rate.add(row_id)
                 continue
             claimed = self._claim(row_id, now)
             if claimed is None:
                 continue  # another dispatcher took it
             window.append(now)
             result = self._send(channel, claimed)
-            report.attempts.append(self._finish(row_id, result, now))
-        return report
+            attempt = self._finish(row_id, result, now)
+            report.attempts.append(attempt)
+            finished += attempt.outcome != "retry"
+        return finished
 
     def next_wakeup(self, now: datetime) -> datetime | None:
         """When a row next becomes due (a retry, a digest), for a loop to sleep until; None if
@@ -144,7 +162,7 @@ class Dispatcher:
                  .where(OutboxRow.state == "pending", OutboxRow.next_attempt_at <= now, ~blocked)
                  .order_by(OutboxRow.id).limit(self._batch))
         with self.store.session() as session:
-            return [(row_id, channel) for row_id, channel in session.execute(query).tuples()]
+            return [(row_id, channel) for row_id, channel in session.execute(query)]
 
     def _rate_windows(self, now: datetime) -> dict[str, deque[datetime]]:
         """Attempt times per channel in the last minute; read from the store once, so a
@@ -155,7 +173,7 @@ class Dispatcher:
                      .where(OutboxRow.last_attempt_at > now - _RATE_WINDOW)
                      .order_by(OutboxRow.last_attempt_at))
             with self.store.session() as session:
-                for channel, at in session.execute(query).tuples():
+                for channel, at in session.execute(query):
                     if at is not None:
                         self._recent.setdefault(channel, deque()).append(at)
         return self._recent

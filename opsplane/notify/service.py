@@ -125,4 +125,4 @@ def get_all(
 
 def count_by_state(session: Session) -> dict[str, int]:
     query = select(OutboxRow.state, func.count()).group_by(OutboxRow.state)
-    return {state: count for state, count in session.execute(query).tuples()}
+    return {state: count for state, count in session.execute(query)}
