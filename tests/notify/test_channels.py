@@ -77,7 +77,8 @@ def test_a_bad_request_fails_for_good_and_a_server_error_is_retried() -> None:
         hook = _open("hook", {"type": "webhook", "url": server.url("/in")}, {})
         refused, unavailable = hook.send(notification()), hook.send(notification())
 
-    assert (refused.outcome, refused.detail) == (Outcome.FAILED, 'HTTP 400: {"message":"Event object is invalid"}')
+    assert refused.outcome is Outcome.FAILED
+    assert refused.detail == 'HTTP 400: {"message":"Event object is invalid"}'
     assert (unavailable.outcome, unavailable.status) == (Outcome.RETRY, 502)
 
 
