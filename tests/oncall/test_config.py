@@ -1,0 +1,97 @@
+"""The `oncall:` section in the inventory: defaults from the manual, and every name it uses
+checked at load time with file, line and field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from opsplane.config.loader import loads
+from opsplane.errors import ConfigError
+from tests.oncall.factories import oncall_data
+
+
+def _load(oncall: dict[str, Any], **top: Any) -> Any:
+    text = yaml.safe_dump({"platform": {"name": "shop"}, **top, "oncall": oncall}, sort_keys=False)
+    return loads(text, "opsplane.yaml")
+
+
+def _problems(oncall: dict[str, Any], **top: Any) -> list[str]:
+    with pytest.raises(ConfigError) as raised:
+        _load(oncall, **top)
+    return [str(p) for p in raised.value.problems]
+
+
+def test_without_the_section_every_severity_escalates_as_the_manual_says() -> None:
+    inventory = loads("platform: {name: shop}\n")
+    offsets = {sev: [s.delay for s in inventory.oncall.policy_for(sev).steps] for sev in ("P0", "P1")}
+    assert offsets == {"P0": [0, 300, 1500, 900, 900], "P1": [0, 900, 900]}
+    assert inventory.oncall.policy_for("P0").steps[0].notify == ["layer:primary", "channel:incidents"]
+    assert [str(v) for v in inventory.oncall.policy_for("P0").steps[0].via] == ["pagerduty", "sms", "phone"]
+    assert inventory.oncall.policy_for("P3").steps[0].notify == ["channel:ops-team"]
+
+
+def test_a_valid_section_loads() -> None:
+    settings = _load(oncall_data()).oncall
+    assert settings.schedules["platform"].layers["primary"].rotation == ["ana", "ben", "cleo"]
+
+
+def test_unknown_people_in_rotations_roles_and_overrides_are_located() -> None:
+    data = oncall_data(roles={"team_lead": "tine"})
+    data["schedules"]["platform"]["layers"]["secondary"]["rotation"] = ["ben", "bob"]
+    data["schedules"]["platform"]["overrides"] = [
+        {"layer": "primray", "person": "zoe", "start": "2026-03-10T12:00:00", "end": "2026-03-11T12:00:00"}]
+    problems = _problems(data)
+    assert len(problems) == 4
+    assert any(p.startswith("opsplane.yaml:") and p.endswith(
+        "oncall.roles.team_lead: unknown person 'tine'; did you mean 'tina'?") for p in problems)
+    assert any(p.endswith("oncall.schedules.platform.layers.secondary.rotation[1]: unknown person 'bob'")
+               for p in problems)
+    assert any(p.endswith("overrides[0].layer: unknown layer 'primray'; did you mean 'primary'?")
+               for p in problems)
+    assert any(p.endswith("overrides[0].person: unknown person 'zoe'") for p in problems)
+    assert all(p.split(":")[1].isdigit() for p in problems)  # each names its line
+
+
+def test_a_policy_naming_an_unknown_schedule_layer_person_role_or_channel_is_refused() -> None:
+    policy = {"steps": [{"notify": ["schedule:payments/primary", "schedule:platform/standby",
+                                    "person:zoe", "role:cto", "channel:pager", "channel:incidents"]}]}
+    problems = _problems(oncall_data(policies={"mine": policy}, severities={"P0": "mine", "P1": "nope"}),
+                         channels={"named": {"incidents": {"type": "console"}}})
+    endings = [p.split(": ", 1)[1] for p in problems]
+    assert endings == [
+        "oncall.policies.mine.steps[0].notify[0]: unknown schedule 'payments'",
+        "oncall.policies.mine.steps[0].notify[1]: schedule 'platform' has no layer 'standby'",
+        "oncall.policies.mine.steps[0].notify[2]: unknown person 'zoe'",
+        "oncall.policies.mine.steps[0].notify[3]: unknown role 'cto'; assign it under oncall.roles",
+        "oncall.policies.mine.steps[0].notify[4]: unknown channel 'pager'; define it under channels.named",
+        "oncall.severities.P1: unknown policy 'nope'",
+    ]
+
+
+def test_layer_targets_need_a_schedule() -> None:
+    policy = {"steps": [{"notify": ["layer:primary"]}]}
+    [problem] = _problems({"policies": {"mine": policy}})
+    assert problem.endswith("'layer:primary' needs an on-call schedule; define one under oncall.schedules")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"timezone": "Europe/Berln"}, "unknown time zone 'Europe/Berln'"),
+        ({"handoff": {"day": "monday"}}, "expected 'mon', 'tue', 'wed', 'thu', 'fri', 'sat' or 'sun'"),
+        ({"layers": {}}, "expected at least one item"),
+    ],
+)
+def test_a_malformed_schedule_says_what_was_expected(change: dict[str, Any], message: str) -> None:
+    data = oncall_data()
+    data["schedules"]["platform"].update(change)
+    problems = _problems(data)
+    assert any(message in p for p in problems), problems
+
+
+def test_a_malformed_target_says_which_forms_there_are() -> None:
+    [problem] = _problems(oncall_data(policies={"mine": {"steps": [{"notify": ["primary"]}]}}))
+    assert "invalid target 'primary': expected layer:<layer>, schedule:<schedule>/<layer>" in problem
