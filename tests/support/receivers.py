@@ -51,6 +51,7 @@ class _State:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in two writes: don't wait on delayed ACKs
     server: _Server
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
