@@ -4,6 +4,7 @@ overrides from the inventory and from the event log, and swaps."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -128,3 +129,29 @@ def test_asking_for_an_unknown_layer_or_a_naive_time_fails_plainly() -> None:
         roster.on_call("platform", "tertiary", T0)
     with pytest.raises(ValueError, match="time zone"):
         roster.on_call("platform", "primary", T0.replace(tzinfo=None))
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"])
+@pytest.mark.parametrize("handoff", [("mon", "09:00"), ("sun", "02:30"), ("fri", "23:45")])
+def test_a_year_of_shifts_covers_every_instant_once_with_handoffs_at_the_local_time(
+    zone: str, handoff: tuple[str, str]
+) -> None:
+    data = oncall_data()
+    data["schedules"]["platform"].update(timezone=zone, handoff={"day": handoff[0], "time": handoff[1]})
+    roster = Roster(oncall_settings(schedules=data["schedules"]))
+    start = _utc(2026, 1, 1, 0, 0)
+    shifts = roster.shifts("platform", "primary", start, start + timedelta(days=366))
+    assert len(shifts) in (53, 54)
+    assert all(a.end == b.start for a, b in zip(shifts, shifts[1:], strict=False))
+    for shift in shifts:
+        local = shift.start.astimezone(ZoneInfo(zone))
+        # a handoff the clock skips happens just after the gap; all others at the wall time
+        assert local.strftime("%a").lower() == handoff[0]
+        assert local.strftime("%H:%M") == handoff[1] or (handoff[1] == "02:30" and local.hour == 3)
+        assert abs((shift.end - shift.start) - timedelta(weeks=1)) <= timedelta(hours=1)
+        probe = shift.start + (shift.end - shift.start) / 2
+        assert roster.on_call("platform", "primary", probe) == shift
+    rotation = ["ana", "ben", "cleo"]
+    people = [s.person for s in shifts]
+    offset = rotation.index(people[0])
+    assert people == [rotation[(offset + i) % 3] for i in range(len(people))]
