@@ -3,6 +3,7 @@ checked at load time with file, line and field."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -95,3 +96,11 @@ def test_a_malformed_schedule_says_what_was_expected(change: dict[str, Any], mes
 def test_a_malformed_target_says_which_forms_there_are() -> None:
     [problem] = _problems(oncall_data(policies={"mine": {"steps": [{"notify": ["primary"]}]}}))
     assert "invalid target 'primary': expected layer:<layer>, schedule:<schedule>/<layer>" in problem
+
+
+def test_the_example_in_the_on_call_docs_loads() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "oncall.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    inventory = loads("platform: {name: shop}\nchannels: {named: {alerts: {type: console}}}\n" + block)
+    assert inventory.oncall.policy_for("P1").repeat == 1
+    assert inventory.oncall.schedules["platform"].overrides[0].person == "cleo"
