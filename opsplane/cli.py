@@ -63,6 +63,7 @@ def _register(command: str | None = None) -> None:
     from opsplane.events.cli import app as events_app
     from opsplane.health.cli import register as register_health
     from opsplane.metrics.cli import register as register_query
+    from opsplane.notify.cli import app as notify_app
     from opsplane.oncall.cli import app as oncall_app
     from opsplane.runtime.cli import register as register_runtime
     from opsplane.store.cli import app as db_app
@@ -74,6 +75,7 @@ def _register(command: str | None = None) -> None:
     app.add_typer(db_app, name="db", help="The store: migrations and location.")
     app.add_typer(export_app, name="export", help="The inventory for Prometheus and Alertmanager.")
     app.add_typer(silence_app, name="silence", help="Mute notifications of matching alerts for a while.")
+    app.add_typer(notify_app, name="notify", help="Test a notification channel; see the outbox.")
     app.add_typer(oncall_app, name="oncall", help="Who is on call, shifts, handoffs, overrides, escalation.")
     app.add_typer(shop_app, name="shop", help="The reference shop: serve its services, send it traffic.")
     register_health(app)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -94,22 +94,24 @@ class Dispatcher:
         self._drivers: dict[str, ChannelDriver] = {}
         self._recent: dict[str, deque[datetime]] | None = None  # attempt times in the last minute
 
-    def run_once(self, now: datetime) -> DispatchReport:
-        """One pass: build the digests that are due, then try each due row once."""
+    def run_once(self, now: datetime, *, only: Collection[int] | None = None) -> DispatchReport:
+        """One pass: build the digests that are due, then try each due row once (of `only`,
+        when given: `opsplane notify test` sends its own row and nothing else)."""
         report = DispatchReport()
         report.digests = self._build_digests(now)
         recent = self._rate_windows(now)
         # a round that finished a row may have freed the next message of its group
         for _ in range(self._max_rounds):
-            finished = self._round(now, recent, report)
+            finished = self._round(now, recent, report, only)
             if not finished:
                 break
         return report
 
-    def _round(self, now: datetime, recent: dict[str, deque[datetime]], report: DispatchReport) -> int:
+    def _round(self, now: datetime, recent: dict[str, deque[datetime]], report: DispatchReport,
+               only: Collection[int] | None) -> int:
         """Try each due row once; the number delivered, failed or dead."""
         finished = 0
-        for row_id, channel in self._due(now):
+        for row_id, channel in self._due(now, only):
             window = recent.setdefault(channel, deque())
             while window and window[0] <= now - _RATE_WINDOW:
                 window.popleft()
@@ -148,7 +150,7 @@ class Dispatcher:
 
     # --- one pass ------------------------------------------------------------------------
 
-    def _due(self, now: datetime) -> list[tuple[int, str]]:
+    def _due(self, now: datetime, only: Collection[int] | None = None) -> list[tuple[int, str]]:
         """Due pending rows that are first of their group: a later message of a group waits
         until every earlier one is delivered, failed or dead."""
         earlier = aliased(OutboxRow)
@@ -161,6 +163,8 @@ class Dispatcher:
         query = (select(OutboxRow.id, OutboxRow.channel)
                  .where(OutboxRow.state == "pending", OutboxRow.next_attempt_at <= now, ~blocked)
                  .order_by(OutboxRow.id).limit(self._batch))
+        if only is not None:
+            query = query.where(OutboxRow.id.in_(list(only)))
         with self.store.session() as session:
             return [(row_id, channel) for row_id, channel in session.execute(query)]
 

@@ -1,0 +1,131 @@
+"""`opsplane notify test|outbox`: try a channel end to end; see what the outbox holds."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from opsplane.cli_support import cli_actor, open_store, out, print_json
+from opsplane.clock import SystemClock
+from opsplane.config.types import parse_wait
+from opsplane.errors import UsageError
+from opsplane.notify import service
+from opsplane.notify.dispatcher import Dispatcher
+from opsplane.notify.models import Notification
+from opsplane.notify.outbox import Outbox
+from opsplane.notify.tables import OPEN_STATES
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("test")
+def test_channel(
+    ctx: typer.Context,
+    channel: str = typer.Argument(..., help="A channel named under channels.named in the inventory."),
+    wait: str = typer.Option("30s", "--wait", help="How long to keep retrying before giving the answer."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Send a test notification to CHANNEL through the outbox and report what happened.
+
+    Exit 0 when it was delivered, 2 when the channel refused it, 1 when it is still waiting
+    for a retry (it stays in the outbox)."""
+    from opsplane.cli import config_path
+    from opsplane.config import load
+
+    settings = load(config_path(ctx)).channels
+    try:
+        budget = parse_wait(wait)
+    except ValueError as exc:
+        raise UsageError(f"--wait: {exc}") from None
+    clock = SystemClock()
+    actor = cli_actor()
+    message = Notification(
+        key=f"test:{channel}:{uuid.uuid4().hex[:12]}", group=f"test:{channel}", severity="P2",
+        summary=f"Test notification to {channel}",
+        details=f"Sent with `opsplane notify test {channel}` by {actor.removeprefix('cli:')}. "
+                "Nothing is wrong.",
+        source="opsplane notify test",
+    )
+    store = open_store()
+    [queued] = Outbox(store, settings).enqueue(message, channels=[channel], now=clock.now())
+    if queued.row_id is None:
+        raise UsageError(f"the test notification to {channel} was not queued")
+    dispatcher = Dispatcher(store, settings)
+    try:
+        row = _deliver(dispatcher, store, queued.row_id, clock, deadline=time.monotonic() + budget)
+    finally:
+        dispatcher.close()
+    result = row.as_dict()
+    if json_out:
+        print_json(result)
+    else:
+        _say(result)
+    raise typer.Exit({"delivered": 0, "pending": 1}.get(row.state, 2))
+
+
+def _deliver(dispatcher: Dispatcher, store: Any, row_id: int, clock: SystemClock, *,
+             deadline: float) -> Any:
+    """Run passes for this one row until it is finished or the deadline comes."""
+    while True:
+        dispatcher.run_once(clock.now(), only={row_id})
+        with store.session() as session:
+            row = service.get(session, row_id=row_id)
+        if row is None or row.state != "pending":
+            return row
+        wait = (row.next_attempt_at - clock.now()).total_seconds()
+        if time.monotonic() + wait > deadline:
+            return row
+        time.sleep(max(0.0, wait))
+
+
+def _say(row: dict[str, Any]) -> None:
+    attempts = f"{row['attempts']} attempt{'s' if row['attempts'] != 1 else ''}"
+    if row["state"] == "delivered":
+        out.print(f"[green]delivered[/] to {row['channel']} ({attempts}).")
+    elif row["state"] == "pending":
+        out.print(f"[yellow]not delivered yet[/] to {row['channel']} after {attempts}: {row['last_error']}. "
+                  f"Next attempt at {row['next_attempt_at'][:19]}; it stays in the outbox.")
+    else:
+        what = "refused it" if row["state"] == "failed" else "never took it"
+        out.print(f"[red]{row['state']}[/]: {row['channel']} {what} ({attempts}): {row['last_error']}")
+
+
+@app.command("outbox")
+def outbox_command(
+    all_: bool = typer.Option(False, "--all", help="Include delivered and digested notifications."),
+    channel: str = typer.Option(None, "--channel", help="Only this channel."),
+    limit: int = typer.Option(200, "--limit", help="At most this many rows, oldest first."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Notifications waiting (pending, held for a digest), failed or dead.
+
+    Exit 1 when some notification failed or is dead."""
+    states = None if all_ else [*OPEN_STATES, "failed", "dead"]
+    with open_store().session() as session:
+        rows = [row.as_dict() for row in service.get_all(session, states=states, channel=channel,
+                                                          limit=limit)]
+    if json_out:
+        print_json(rows)
+    else:
+        _table(rows)
+    if any(row["state"] in ("failed", "dead") for row in rows):
+        raise typer.Exit(1)
+
+
+def _table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        out.print("The outbox holds nothing waiting, failed or dead.")
+        return
+    table = Table("ID", "CHANNEL", "STATE", "SEV", "STATUS", "TRIES", "NEXT / DONE", "KEY", "LAST ERROR")
+    colour = {"failed": "red", "dead": "red", "pending": "yellow", "held": "cyan", "delivered": "green"}
+    for row in rows:
+        when = row["finished_at"] or row["next_attempt_at"]
+        state = row["state"]
+        table.add_row(str(row["id"]), row["channel"], f"[{colour.get(state, 'white')}]{state}[/]",
+                      row["severity"], row["status"], str(row["attempts"]), when[:19], row["key"][:50],
+                      row["last_error"][:60])
+    out.print(table)
