@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import typer
@@ -15,9 +14,9 @@ from opsplane.cli_support import cli_actor, open_store, out, print_json
 from opsplane.clock import SystemClock
 from opsplane.config.types import parse_duration
 from opsplane.errors import UsageError
-from opsplane.oncall import escalation, ical, service
+from opsplane.oncall import ical, report, service
 from opsplane.oncall.models import WEEKDAYS, OncallSettings, Schedule
-from opsplane.oncall.rotation import Roster, Shift
+from opsplane.oncall.rotation import Shift
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -37,26 +36,21 @@ def now(
     instant = _when(at, settings.schedules[names[0]], "--at") if at else SystemClock().now()
     with open_store().session() as session:
         roster = service.get_roster(session, settings=settings)
-        notes = {name: service.get_handoffs(session, schedule=name, limit=1) for name in names}
-    result: list[dict[str, Any]] = []
-    for name in names:
-        layers = [_shift_dict(roster.on_call(name, layer, instant), settings)
-                  for layer in settings.schedules[name].layers]
-        note = notes[name][0].as_dict() if notes[name] else None
-        result.append({"schedule": name, "timezone": settings.schedules[name].timezone,
-                       "layers": layers, "handoff": note})
+        notes = {name: next(iter(service.get_handoffs(session, schedule=name, limit=1)), None)
+                 for name in names}
+    shown = report.now_report(settings, roster, at=instant, schedules=names, last_notes=notes)
     if json_out:
-        print_json({"at": instant.isoformat(), "schedules": result})
+        print_json(shown)
         return
     table = Table("SCHEDULE", "LAYER", "ON CALL", "SINCE", "UNTIL", "SOURCE", "CONTACT")
-    for item in result:
+    for item in shown["schedules"]:
         zone = ZoneInfo(item["timezone"])
         for layer in item["layers"]:
             table.add_row(item["schedule"], layer["layer"], layer["display_name"],
                           _local(layer["start"], zone), _local(layer["end"], zone), layer["source"],
                           ", ".join(f"{k} {v}" for k, v in layer["contact"].items()))
     out.print(table)
-    for item in result:
+    for item in shown["schedules"]:
         if last := item["handoff"]:
             written = _local(last["at"], ZoneInfo(item["timezone"]))
             out.print(f"Handoff note on {item['schedule']} ({written}, {last['actor']}): {last['note']}")
@@ -76,7 +70,7 @@ def schedule_command(
     begin = _when(start, settings.schedules[names[0]], "--from") if start else SystemClock().now()
     shifts = _shifts(settings, names, begin, weeks)
     if json_out:
-        print_json([_shift_dict(s, settings) for s in shifts])
+        print_json([report.shift_dict(s, settings) for s in shifts])
         return
     table = Table("SCHEDULE", "LAYER", "ON CALL", "FROM", "UNTIL", "SOURCE")
     for shift in shifts:
@@ -176,7 +170,7 @@ def swap(
         roster = service.get_roster(session, settings=settings)
     shifts = [roster.on_call(name, layer, first), roster.on_call(name, layer, second)]
     if json_out:
-        print_json([_shift_dict(s, settings) for s in shifts])
+        print_json([report.shift_dict(s, settings) for s in shifts])
         return
     zone = ZoneInfo(spec.timezone)
     for s in shifts:
@@ -195,24 +189,20 @@ def escalation_command(
     if severity.upper() not in ("P0", "P1", "P2", "P3"):
         raise UsageError(f"unknown severity {severity!r}; expected P0, P1, P2 or P3")
     severity = severity.upper()
-    policy = settings.policy_for(severity)
-    start = SystemClock().now()
     with open_store().session() as session:
         roster = service.get_roster(session, settings=settings)
-    steps = [escalation.Notification(p.at, p.offset, p.round, p.step,
-                                     escalation.resolve_step(policy, p.step, roster, at=p.at))
-             for p in escalation.plan(policy, triggered_at=start)]
+    shown = report.escalation_report(settings, roster, severity=severity, triggered_at=SystemClock().now())
     if json_out:
-        print_json({"severity": severity, "policy": settings.policy_name_for(severity),
-                    "steps": [s.as_dict() for s in steps]})
+        print_json(shown)
         return
     table = Table("AFTER", "STEP", "NOTIFY", "VIA")
-    for s in steps:
-        for r in s.recipients:
-            via = r.problem or ", ".join(f"{kind} {address}" for kind, address in r.contacts) or r.kind
-            table.add_row(_minutes(s.offset), f"{s.round + 1}.{s.step + 1}", f"{r.display_name} ({r.because})"
-                          if r.kind == "person" else r.display_name, via)
-    out.print(f"{severity} escalates by policy {settings.policy_name_for(severity)}; "
+    for step in shown["steps"]:
+        for r in step["recipients"]:
+            via = r["problem"] or ", ".join(f"{c['kind']} {c['address']}" for c in r["contacts"]) or r["kind"]
+            who = f"{r['display_name']} ({r['because']})" if r["kind"] == "person" else r["display_name"]
+            number = f"{step['round'] + 1}.{step['step'] + 1}"
+            table.add_row(_minutes(step["offset_seconds"]), number, who, via)
+    out.print(f"{severity} escalates by policy {shown['policy']}; "
               "an acknowledgement stops every later step.")
     out.print(table)
 
@@ -245,18 +235,9 @@ def _one_schedule(settings: OncallSettings, name: str | None) -> str:
 
 def _shifts(settings: OncallSettings, names: list[str], begin: datetime, weeks: int) -> list[Shift]:
     with open_store().session() as session:
-        roster: Roster = service.get_roster(session, settings=settings)
-    end = begin + timedelta(weeks=weeks)
-    shifts = [s for name in names for layer in settings.schedules[name].layers
-              for s in roster.shifts(name, layer, begin, end)]
-    return sorted(shifts, key=lambda s: (s.start, s.schedule, list(settings.schedules[s.schedule].layers)
-                                         .index(s.layer)))
-
-
-def _shift_dict(shift: Shift, settings: OncallSettings) -> dict[str, Any]:
-    person = settings.people.get(shift.person)
-    return {**shift.as_dict(), "display_name": settings.display_name(shift.person),
-            "contact": {str(k): v for k, v in person.contact.items()} if person else {}}
+        roster = service.get_roster(session, settings=settings)
+    return report.upcoming_shifts(settings, roster, schedules=names, start=begin,
+                                  end=begin + timedelta(weeks=weeks))
 
 
 def _when(text: str, schedule: Schedule, option: str) -> datetime:
@@ -300,6 +281,6 @@ def _local(value: datetime | str, zone: ZoneInfo) -> str:
     return at.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z")
 
 
-def _minutes(offset: timedelta) -> str:
-    minutes = int(offset.total_seconds() // 60)
+def _minutes(seconds: float) -> str:
+    minutes = int(seconds // 60)
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
