@@ -418,6 +418,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     from opsplane.events.views import router as events_router
     from opsplane.health.views import router as health_router
     from opsplane.metrics.views import router as metrics_router
+    from opsplane.oncall.views import router as oncall_router
     from opsplane.runtime.views import router as runtime_router
     from opsplane.web.views import router as web_router
 
@@ -447,7 +448,8 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
 
     from opsplane.auth.views import router as auth_router
 
-    for router in (health_router, events_router, auth_router, runtime_router, metrics_router):
+    for router in (health_router, events_router, auth_router, runtime_router, metrics_router,
+                   oncall_router):
         _mount(app, router, "/api/v1")
     _mount(app, intake_router, "/api/v2")  # where Prometheus sends alerts to an Alertmanager
     _mount(app, web_router, "")
@@ -464,7 +466,7 @@ def _mount(app: FastAPI, router: APIRouter, prefix: str) -> None:
             prefix + route.path, route.endpoint, methods=sorted(route.methods or ()),
             name=route.name, include_in_schema=route.include_in_schema, tags=route.tags,
             summary=route.summary, description=route.description,
-            response_model=route.response_model,
+            response_model=route.response_model, status_code=route.status_code,
         )
 
 
