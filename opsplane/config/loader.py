@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from opsplane.config.models import CHECK_MODELS, CHECK_TYPES, SECTIONS, Inventory, check_name
 from opsplane.config.yamlsource import LocatedDocument, NotPlain, load_plain, parse
 from opsplane.errors import ConfigError, ConfigProblem
+from opsplane.notify.models import CHANNEL_TYPES
 from opsplane.oncall.checks import oncall_problems
 
 DEFAULT_PATH = "opsplane.yaml"
@@ -249,6 +250,8 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
     for i, part in enumerate(loc):
         if isinstance(part, str) and part in CHECK_TYPES and i > 0 and isinstance(loc[i - 1], int):
             continue
+        if part in CHANNEL_TYPES and i == 3 and loc[:2] == ("channels", "named"):
+            continue  # the union tag of channels.named.NAME
         if isinstance(part, str) and ("[" in part or part.startswith("function-")):
             continue
         out.append(part)
@@ -270,6 +273,9 @@ def _message(error: Any, loc: tuple[str | int, ...], doc: LocatedDocument) -> st
         return f"expected {ctx.get('expected', 'one of the allowed values')}, got {value!r}"
     if kind == "enum":
         return f"expected {ctx.get('expected')}, got {value!r}"
+    if kind in ("union_tag_invalid", "union_tag_not_found") and loc[:2] == ("channels", "named"):
+        return (f"unknown channel type {ctx.get('tag')!r}; " if kind == "union_tag_invalid" else
+                "a channel needs a 'type': ") + f"one of {', '.join(CHANNEL_TYPES)}"
     if kind == "union_tag_invalid":
         return (f"unknown check type {ctx.get('tag')!r}; expected one of "
                 f"{', '.join(CHECK_TYPES)}{_suggest(str(ctx.get('tag')), CHECK_TYPES)}")

@@ -152,6 +152,8 @@ class ConsoleChannel(_ChannelBase):
     digest: bool = Field(False, description="Print P3 notifications at once rather than in a digest.")
 
 
+CHANNEL_TYPES = ("slack", "pagerduty", "email", "webhook", "console")
+
 Channel = Annotated[
     SlackChannel | PagerDutyChannel | EmailChannel | WebhookChannel | ConsoleChannel,
     Field(discriminator="type"),
