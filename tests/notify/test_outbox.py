@@ -98,17 +98,17 @@ def test_delivery_marks_rows_delivered_and_records_each_attempt(sqlite_store: St
         assert event.details["channel"] == "pager" and event.details["attempt"] == 1
 
 
-def test_a_later_message_of_a_group_waits_for_the_earlier_one(sqlite_store: Store) -> None:
+def test_a_later_message_of_a_group_waits_for_the_earlier_one(store: Store) -> None:
     clock = ManualClock()
     config = settings(CHANNELS)
-    outbox = Outbox(sqlite_store, config)
+    outbox = Outbox(store, config)
     trigger, resolve = pair("g")
     other = notification(key="other", group="other")
     for message in (trigger, resolve, other):
         outbox.enqueue(message, channels=["pager"], now=clock.now())
     failures = iter([SendResult(Outcome.RETRY, "HTTP 503", 503)])
     pager = ScriptedDriver("pager", lambda n: next(failures, SendResult(Outcome.DELIVERED)))
-    dispatcher = _dispatcher(sqlite_store, config, pager=pager)
+    dispatcher = _dispatcher(store, config, pager=pager)
 
     dispatcher.run_once(clock.now())
     assert [n.key for n in pager.sent] == ["g:trigger", "other"]  # the resolve waits its turn
@@ -182,36 +182,36 @@ def test_a_notification_never_delivered_within_give_up_after_is_dead(sqlite_stor
     assert _states(sqlite_store) == [("pager", "k", "dead")]
 
 
-def test_each_channel_keeps_its_rate_across_a_restart(sqlite_store: Store) -> None:
+def test_each_channel_keeps_its_rate_across_a_restart(store: Store) -> None:
     clock = ManualClock()
     config = settings(CHANNELS)  # slack: 3 a minute
     for n in range(5):
-        Outbox(sqlite_store, config).enqueue(notification(key=f"k{n}"), channels=["slack", "console"],
+        Outbox(store, config).enqueue(notification(key=f"k{n}"), channels=["slack", "console"],
                                              now=clock.now())
     slack, console = ScriptedDriver("slack"), ScriptedDriver("console")
 
-    report = _dispatcher(sqlite_store, config, slack=slack, console=console).run_once(clock.now())
+    report = _dispatcher(store, config, slack=slack, console=console).run_once(clock.now())
     assert (len(slack.sent), len(console.sent), report.rate_limited) == (3, 5, 2)
 
     clock.advance(30)
-    restarted = _dispatcher(sqlite_store, config, slack=slack, console=console)
+    restarted = _dispatcher(store, config, slack=slack, console=console)
     assert restarted.run_once(clock.now()).rate_limited == 2  # the minute is not over
     clock.advance(31)
     restarted.run_once(clock.now())
     assert [n.key for n in slack.sent] == ["k0", "k1", "k2", "k3", "k4"]
 
 
-def test_p3_notifications_are_held_and_sent_as_one_digest(sqlite_store: Store) -> None:
+def test_p3_notifications_are_held_and_sent_as_one_digest(store: Store) -> None:
     clock = ManualClock()
     config = settings(CHANNELS, digest_interval="1h")
-    outbox = Outbox(sqlite_store, config)
+    outbox = Outbox(store, config)
     outbox.enqueue(notification(key="d1", severity="P3", summary="disk 80% full"),
                    channels=["slack", "pager"], now=clock.now())
     clock.advance(600)
     outbox.enqueue(notification(key="d2", severity="P3", summary="cert expires in 20 days"),
                    channels=["slack"], now=clock.now())
     slack, pager = ScriptedDriver("slack"), ScriptedDriver("pager")
-    dispatcher = _dispatcher(sqlite_store, config, slack=slack, pager=pager)
+    dispatcher = _dispatcher(store, config, slack=slack, pager=pager)
 
     dispatcher.run_once(clock.now())
     assert slack.sent == [] and [n.key for n in pager.sent] == ["d1"]  # PagerDuty is not digested
@@ -224,7 +224,7 @@ def test_p3_notifications_are_held_and_sent_as_one_digest(sqlite_store: Store) -
     [digest] = slack.sent
     assert digest.digest_of == ("d1", "d2")
     assert digest.summary == "2 low-severity notifications for orders"
-    states = {key: state for channel, key, state in _states(sqlite_store) if channel == "slack"}
+    states = {key: state for channel, key, state in _states(store) if channel == "slack"}
     assert states["d1"] == states["d2"] == "digested"
     assert [s for k, s in states.items() if k.startswith("digest:")] == ["delivered"]
 
