@@ -171,3 +171,12 @@ def test_an_untrusted_smtp_certificate_fails_and_says_to_set_ca_file(mail_cert: 
 def test_an_smtp_server_that_is_down_is_retried() -> None:
     result = _open("mail", _mail_spec(free_port()), {}).send(notification())
     assert result.outcome is Outcome.RETRY
+
+
+def test_a_webhook_url_secret_that_is_not_a_url_fails_without_showing_it() -> None:
+    slack = _open("ops", {"type": "slack", "webhook_url": "env:SLACK_URL"}, {"SLACK_URL": "xoxb-not-a-url"})
+
+    result = slack.send(notification())
+
+    assert result.outcome is Outcome.FAILED
+    assert "xoxb" not in result.detail

@@ -166,3 +166,38 @@ def test_an_answer_lost_after_the_receiver_took_it_resends_with_the_same_idempot
 
     assert [r.headers["idempotency-key"] for r in arrived] == ["incident-x:trigger"] * 2
     assert len({r.headers["idempotency-key"] for r in arrived}) == 1  # what a receiver dedupes on
+
+
+def test_two_dispatchers_at_once_over_one_store_send_each_notification_once(store: Store) -> None:
+    import threading
+
+    with RecordingReceiver() as webhook:
+        clock = ManualClock()
+        settings = ChannelsSettings.model_validate({"named": {
+            "hook": {"type": "webhook", "url": webhook.url("/hook"), "rate_per_minute": 10_000}}})
+        outbox = Outbox(store, settings)
+        for number in range(GROUPS * 2):
+            for message in pair(f"incident-{number}"):
+                outbox.enqueue(message, channels=["hook"], now=clock.now())
+        dispatchers = [Dispatcher(store, settings, opener=_opener, random_source=seeded()) for _ in range(2)]
+        errors: list[BaseException] = []
+
+        def drain(dispatcher: Dispatcher) -> None:
+            try:
+                for _ in range(5):
+                    dispatcher.run_once(clock.now())
+            except BaseException as exc:  # noqa: BLE001 - reported by the test below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=drain, args=(d,)) for d in dispatchers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        keys = _webhook_keys(webhook)
+
+    assert errors == []
+    assert len(keys) == 4 * GROUPS and len(set(keys)) == len(keys)
+    for number in range(GROUPS * 2):
+        group = f"incident-{number}"
+        assert [k for k in keys if k.startswith(group + ":")] == [f"{group}:trigger", f"{group}:resolve"]

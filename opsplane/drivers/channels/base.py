@@ -102,6 +102,9 @@ class HttpSender:
             response = self._client.post(request.url, content=request.body, headers=request.headers)
         except httpx.TimeoutException:
             return SendResult(Outcome.RETRY, "timed out")
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol):
+            # the URL may be the secret itself (Slack): say what is wrong, not what it is
+            return SendResult(Outcome.FAILED, "the channel's URL is not a valid http(s) URL")
         except httpx.TransportError as exc:
             # httpx's messages name the host at most, never the path or the body; redact anyway
             return SendResult(Outcome.RETRY, redact(f"{type(exc).__name__}: {exc}", secrets))
