@@ -118,6 +118,13 @@ class RecordingReceiver:
             return list(self._server.state.requests)
 
     @property
+    def arrivals(self) -> int:
+        """Requests that arrived, including those still being answered (`requests` lists a
+        request once its answer is decided, after any delay)."""
+        with self._server.state.lock:
+            return self._server.state.count
+
+    @property
     def accepted(self) -> list[Received]:
         """Requests answered with 2xx: what the receiver took."""
         return [r for r in self.requests if 200 <= r.status < 300]
