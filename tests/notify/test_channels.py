@@ -180,3 +180,48 @@ def test_a_webhook_url_secret_that_is_not_a_url_fails_without_showing_it() -> No
 
     assert result.outcome is Outcome.FAILED
     assert "xoxb" not in result.detail
+
+
+def test_without_starttls_the_server_refuses_the_mail(mail_cert: tuple[Path, Path]) -> None:
+    cert, key = mail_cert
+    port = free_port()
+    with MailServer(cert, key, port=port) as server:
+        result = _open("mail", _mail_spec(port, starttls=False), {}).send(notification())
+
+    assert (result.outcome, result.status) == (Outcome.FAILED, 530)
+    assert server.messages == []
+
+
+def test_p3_notifications_reach_the_mailbox_as_one_digest(
+    mail_cert: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from opsplane.clock import ManualClock
+    from opsplane.notify.dispatcher import Dispatcher
+    from opsplane.notify.outbox import Outbox
+    from opsplane.store import Store
+
+    cert, key = mail_cert
+    port = free_port()
+    settings = ChannelsSettings.model_validate({"digest_interval": "1h", "named": {
+        "ops-team": _mail_spec(port, ca_file=str(cert))}})
+    store = Store.open(f"sqlite:///{tmp_path}/opsplane.db")
+    clock = ManualClock()
+    outbox = Outbox(store, settings)
+    for summary in ("disk 80% full", "certificate expires in 20 days", "backup took 2x longer"):
+        outbox.enqueue(notification(severity="P3", summary=summary, service="db"), channels=["ops-team"],
+                       now=clock.now())
+        clock.advance(60)
+    with MailServer(cert, key, port=port) as server:
+        dispatcher = Dispatcher(store, settings)
+        dispatcher.run_once(clock.now())
+        held_back = list(server.messages)
+        clock.advance(3600)
+        dispatcher.run_once(clock.now())
+        dispatcher.close()
+    store.close()
+
+    assert held_back == []
+    [digest] = server.messages
+    assert digest["Subject"] == "[P3] 3 low-severity notifications for db"
+    body = digest.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert "- db: disk 80% full\n- db: certificate expires in 20 days\n- db: backup took 2x longer" in body
