@@ -9,12 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from opsplane.clock import ManualClock
 from opsplane.drivers.channels.base import ChannelDriver, Outcome
 from opsplane.drivers.channels.registry import open_channel
 from opsplane.drivers.channels.webhook import verify
 from opsplane.drivers.sandbox.ports import free_port
 from opsplane.errors import SecretError
+from opsplane.notify.dispatcher import Dispatcher
 from opsplane.notify.models import ChannelsSettings
+from opsplane.notify.outbox import Outbox
+from opsplane.store import Store
 from tests.notify.factories import notification, pair
 from tests.support.certs import self_signed
 from tests.support.http_servers import HangingServer
@@ -195,11 +199,6 @@ def test_without_starttls_the_server_refuses_the_mail(mail_cert: tuple[Path, Pat
 def test_p3_notifications_reach_the_mailbox_as_one_digest(
     mail_cert: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    from opsplane.clock import ManualClock
-    from opsplane.notify.dispatcher import Dispatcher
-    from opsplane.notify.outbox import Outbox
-    from opsplane.store import Store
-
     cert, key = mail_cert
     port = free_port()
     settings = ChannelsSettings.model_validate({"digest_interval": "1h", "named": {
