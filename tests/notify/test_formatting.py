@@ -23,7 +23,7 @@ T0 = datetime(2026, 1, 6, 10, 0, tzinfo=UTC)
 
 
 def test_slack_message_shows_severity_service_summary_runbook_and_an_ack_button() -> None:
-    body = format_slack(notification(group="g1"), ack_url="https://opsplane.example.com/ack")
+    body = format_slack(notification(group="orders/g 1"), ack_url="https://opsplane.example.com/ack")
 
     text = json.dumps(body)
     assert body["text"].startswith(":red_circle: [P1] orders: Error rate")
@@ -32,7 +32,7 @@ def test_slack_message_shows_severity_service_summary_runbook_and_an_ack_button(
     assert fields == ["*Severity*\nP1", "*Status*\ntrigger", "*Service*\norders"]
     [actions] = [b for b in body["blocks"] if b["type"] == "actions"]
     assert [(e["text"]["text"], e["url"]) for e in actions["elements"]] == [
-        ("Acknowledge", "https://opsplane.example.com/ack/g1"),
+        ("Acknowledge", "https://opsplane.example.com/ack/orders%2Fg%201"),
         ("Runbook", "https://runbooks.example.com/orders"),
         ("Dashboard", "https://opsplane.example.com/ui/services/orders"),
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 from opsplane.drivers.channels.base import HttpRequest, HttpSender, SendResult
 from opsplane.notify.models import Notification, SlackChannel, Status
@@ -36,7 +37,8 @@ def format_slack(notification: Notification, *, ack_url: str | None = None) -> d
     blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}})
     buttons: list[dict[str, Any]] = []
     if ack_url and n.status is Status.TRIGGER and not n.digest_of:
-        buttons.append(_button("Acknowledge", f"{ack_url.rstrip('/')}/{n.group}", style="primary"))
+        ack = f"{ack_url.rstrip('/')}/{quote(n.group, safe='')}"
+        buttons.append(_button("Acknowledge", ack, style="primary"))
     if n.runbook:
         buttons.append(_button("Runbook", n.runbook))
     buttons += [_button(link.text, link.href) for link in n.links]
