@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 
 from opsplane.alerts.models import AlertingSettings
 from opsplane.config.types import Duration, Ratio, Secret
+from opsplane.incidents.models import IncidentsSettings
 from opsplane.notify.models import ChannelsSettings
 from opsplane.oncall.models import OncallSettings
 
@@ -391,6 +392,11 @@ class Inventory(Strict):
     oncall: OncallSettings = Field(
         default_factory=OncallSettings,
         description="People, on-call schedules and escalation policies by severity; see docs/oncall.md.",
+    )
+    incidents: IncidentsSettings = Field(
+        default_factory=IncidentsSettings,
+        description="Severities (response time, resolution target, update cadence, post-mortem) and "
+        "which alerts open incidents; see docs/incidents.md.",
     )
 
     def components(self) -> Iterator[tuple[str, str, Component]]:

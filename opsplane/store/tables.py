@@ -4,12 +4,13 @@ from opsplane.alerts.tables import AlertRow, NotificationRow, SilenceRow
 from opsplane.auth.tables import ApiToken
 from opsplane.events.tables import Event
 from opsplane.health.tables import CheckState
+from opsplane.incidents.tables import ActionItemRow, IncidentAlertRow, IncidentRow, IncidentUpdateRow
 from opsplane.notify.tables import OutboxRow
 from opsplane.store.base import Base
 
 metadata = Base.metadata
 
 __all__ = [
-    "AlertRow", "ApiToken", "CheckState", "Event", "NotificationRow", "OutboxRow", "SilenceRow",
-    "metadata",
+    "ActionItemRow", "AlertRow", "ApiToken", "CheckState", "Event", "IncidentAlertRow", "IncidentRow",
+    "IncidentUpdateRow", "NotificationRow", "OutboxRow", "SilenceRow", "metadata",
 ]
