@@ -31,6 +31,8 @@ from opsplane.clock import Clock
 from opsplane.config.models import Inventory
 from opsplane.config.types import SecretRef
 from opsplane.errors import SecretError
+from opsplane.incidents.flows import follow_alerts
+from opsplane.incidents.models import IncidentsSettings
 from opsplane.store import Store
 
 NEVER = "0001-01-01T00:00:00Z"  # Alertmanager's "no end yet"
@@ -65,6 +67,7 @@ class Alerting:
         environ: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
         inbox: AlertInbox | None = None,
+        incidents: IncidentsSettings | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -76,6 +79,7 @@ class Alerting:
         self.rules = effective_rules(settings)
         self._transport = transport
         self.inbox = inbox  # alerts received through the API (a Prometheus's), if any
+        self.incidents = incidents  # firing alerts open or join incidents when given
         # The last error of each failing rule and undelivered group, so that a failure that
         # persists is one event when it starts and one when it ends, not one per cycle.
         self._rule_errors: dict[str, str] = {}
@@ -111,6 +115,9 @@ class Alerting:
                                 hold=self.settings.inhibit_dependents_hold)
         muted = mute(evaluation.alerts, silences=silences, inhibited=inhibited, now=now,
                      windows=self.settings.maintenance_windows)
+        if self.incidents is not None:
+            with self.store.session() as session:
+                follow_alerts(session, evaluation.alerts, muted=muted, now=now, settings=self.incidents)
         due = due_notifications(
             evaluation.alerts, tree=self.tree, sent=self.log, now=now, muted=muted,
             send_resolved={name: r.send_resolved for name, r in self.settings.receivers.items()},

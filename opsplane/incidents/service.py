@@ -92,7 +92,7 @@ def get_public_updates(session: Session, *, since: datetime | None = None,
     return [{**update_dict(update), "incident": ref(incident.id), "title": incident.title,
              "service": incident.service, "severity": incident.severity,
              "incident_status": incident.status}
-            for update, incident in session.execute(query).tuples()]
+            for update, incident in session.execute(query)]
 
 
 def get_alerts(session: Session, *, incident_id: int) -> Sequence[IncidentAlertRow]:
@@ -267,9 +267,9 @@ def open_or_join(session: Session, *, alerts: Sequence[AlertSignal], now: dateti
     wanted = [a for a in alerts if a.severity in settings.open_for]
     if not wanted:
         return []
-    known = set(session.execute(
+    known = {(fingerprint, active_at) for fingerprint, active_at in session.execute(
         select(IncidentAlertRow.fingerprint, IncidentAlertRow.active_at)
-        .where(IncidentAlertRow.fingerprint.in_({a.fingerprint for a in wanted}))).tuples())
+        .where(IncidentAlertRow.fingerprint.in_({a.fingerprint for a in wanted})))}
     fresh = [a for a in wanted if (a.fingerprint, a.active_at) not in known]
     if not fresh:
         return []
