@@ -194,3 +194,22 @@ class TimelineEntry:
 
 def seconds(delta: timedelta | None) -> float | None:
     return None if delta is None else delta.total_seconds()
+
+
+def parse_next_update(text: str, now: datetime) -> datetime:
+    """When the next update is promised: '30m' from now, or an ISO 8601 time (UTC without an
+    offset). ValueError with a message a person can act on otherwise."""
+    from datetime import UTC
+
+    from opsplane.config.types import parse_duration
+
+    try:
+        return now + timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"cannot read next update {text!r}: give a delay such as 30m or an "
+                         "ISO 8601 time") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from opsplane.errors import UsageError
 from opsplane.events import service as events
 from opsplane.events.tables import Event
-from opsplane.incidents import lifecycle
+from opsplane.incidents import lifecycle, timeline
 from opsplane.incidents.models import (
     SEVERITIES,
     ActionItem,
@@ -27,8 +27,10 @@ from opsplane.incidents.models import (
     IncidentsSettings,
     IncidentView,
     Status,
+    TimelineEntry,
     ref,
 )
+from opsplane.incidents.postmortem import PostmortemFacts
 from opsplane.incidents.tables import ActionItemRow, IncidentAlertRow, IncidentRow, IncidentUpdateRow
 
 ACTOR = "system:incidents"
@@ -109,6 +111,18 @@ def get_action_items(session: Session, *, incident_id: int | None = None,
     if open_only:
         query = query.where(ActionItemRow.done_at.is_(None))
     return [_item(row) for row in session.scalars(query.order_by(ActionItemRow.id))]
+
+
+def get_timeline(session: Session, *, incident_id: int, now: datetime,
+                 limit: int = 2000) -> list[TimelineEntry]:
+    """The incident's timeline from the event log: its service's events and those naming it,
+    from a while before it started until a little after it was resolved."""
+    row = get_or_raise(session, incident_id=incident_id)
+    begin, end = timeline.window(row.started_at, row.detected_at, row.resolved_at, now)
+    query = (select(Event).where(Event.ts >= begin, Event.ts <= end,
+                                 or_(Event.service == row.service, Event.target == ref(row.id)))
+             .order_by(Event.ts, Event.id).limit(limit))
+    return timeline.assemble(session.scalars(query))
 
 
 # --- changes by people ---------------------------------------------------------------------------
@@ -407,3 +421,32 @@ def _record(session: Session, row: IncidentRow, kind: str, actor: str, now: date
 def _item(row: ActionItemRow) -> ActionItem:
     return ActionItem(id=row.id, incident_id=row.incident_id, title=row.title, owner=row.owner,
                       due=row.due, created_at=row.created_at, done_at=row.done_at)
+
+
+# --- what show, the API and the post-mortem read ------------------------------------------------
+
+
+def detail(session: Session, *, incident_id: int, settings: IncidentsSettings,
+           now: datetime) -> dict[str, Any]:
+    """An incident with its status updates, alerts, action items and timeline."""
+    row = get_or_raise(session, incident_id=incident_id)
+    return {
+        **incident_dict(row, settings),
+        "updates": [update_dict(u) for u in get_updates(session, incident_id=row.id)],
+        "alerts": [a.as_dict() for a in get_alerts(session, incident_id=row.id)],
+        "action_items": [a.as_dict() for a in get_action_items(session, incident_id=row.id)],
+        "timeline": [e.as_dict() for e in get_timeline(session, incident_id=row.id, now=now)],
+    }
+
+
+def postmortem_facts(session: Session, *, incident_id: int, settings: IncidentsSettings,
+                     now: datetime) -> PostmortemFacts:
+    row = get_or_raise(session, incident_id=incident_id)
+    return PostmortemFacts(
+        incident=view(row), policy=settings.policy(row.severity), participants=list(row.participants),
+        alerts=[a.as_dict() for a in get_alerts(session, incident_id=row.id)],
+        updates=[update_dict(u) for u in get_updates(session, incident_id=row.id)],
+        timeline=get_timeline(session, incident_id=row.id, now=now),
+        action_items=get_action_items(session, incident_id=row.id),
+        root_cause=row.root_cause, now=now,
+    )

@@ -1,0 +1,166 @@
+"""Incident routes: viewers read incidents with their timelines; responders acknowledge,
+post status updates and resolve, recorded with the token's name as actor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from opsplane.auth.deps import require
+from opsplane.auth.service import Principal, Role
+from opsplane.errors import UsageError
+from opsplane.incidents import service
+from opsplane.incidents.lifecycle import TransitionRefused
+from opsplane.incidents.models import UPDATE_STATUSES, IncidentsSettings, Status, parse_next_update, parse_ref
+
+router = APIRouter(tags=["incidents"])
+T = TypeVar("T")
+
+
+class AckRequest(BaseModel):
+    commander: str | None = Field(None, description="Who commands the incident [default: you].")
+
+
+class UpdateRequest(BaseModel):
+    status: Status = Field(description="investigating, identified, monitoring or resolved.")
+    summary: str = Field(min_length=1, description="The issue and its impact on users.")
+    actions: str = Field("", description="What is being done to resolve it.")
+    next_update: str | None = Field(
+        None, description="When the next update comes: a delay (30m) or an ISO 8601 time "
+        "[default: the severity's cadence].")
+    public: bool = Field(False, description="Show this update on the public status page.")
+    root_cause: str | None = None
+
+
+class ResolveRequest(BaseModel):
+    summary: str = Field("Resolved.", min_length=1)
+    public: bool = False
+    root_cause: str | None = None
+
+
+@router.get("/incidents")
+async def list_incidents(
+    request: Request,
+    open_only: bool = Query(False, alias="open", description="Only incidents not yet resolved."),
+    service_name: str | None = Query(None, alias="service"),
+    limit: int = Query(100, ge=1, le=1000),
+    _: Principal = Depends(require(Role.VIEWER)),
+) -> list[dict[str, Any]]:
+    """Incidents newest first."""
+    plane = request.app.state.plane
+    settings: IncidentsSettings = plane.inventory.incidents
+
+    def read() -> list[dict[str, Any]]:
+        with plane.store.session() as session:
+            rows = service.get_all(session, open_only=open_only, service=service_name, limit=limit)
+            return [service.incident_dict(row, settings) for row in rows]
+
+    return await run_in_threadpool(read)
+
+
+@router.get("/incidents/{incident_id}")
+async def show_incident(
+    request: Request, incident_id: str, _: Principal = Depends(require(Role.VIEWER)),
+) -> dict[str, Any]:
+    """One incident with its status updates, alerts, action items and timeline."""
+    plane = request.app.state.plane
+    number = _number(incident_id)
+
+    def read(session: Any) -> dict[str, Any]:
+        return service.detail(session, incident_id=number, settings=plane.inventory.incidents,
+                              now=plane.clock.now())
+
+    return await _run(request, read)
+
+
+@router.post("/incidents/{incident_id}/ack")
+async def acknowledge(
+    request: Request, incident_id: str, body: AckRequest | None = None,
+    principal: Principal = Depends(require(Role.RESPONDER)),
+) -> dict[str, Any]:
+    """Acknowledge the incident; the acknowledger commands it unless `commander` says otherwise."""
+    plane = request.app.state.plane
+    number = _number(incident_id)
+
+    def change(session: Any) -> dict[str, Any]:
+        row = service.acknowledge(session, incident_id=number, actor=principal.actor,
+                                  now=plane.clock.now(), commander=body.commander if body else None)
+        return service.incident_dict(row, plane.inventory.incidents)
+
+    return await _run(request, change)
+
+
+@router.post("/incidents/{incident_id}/updates", status_code=201)
+async def post_update(
+    request: Request, incident_id: str, body: UpdateRequest,
+    principal: Principal = Depends(require(Role.RESPONDER)),
+) -> dict[str, Any]:
+    """A status update on the manual's template (status, summary, current actions, next update)."""
+    plane = request.app.state.plane
+    number = _number(incident_id)
+    if body.status not in UPDATE_STATUSES:
+        raise HTTPException(422, f"status: one of {', '.join(s.value for s in UPDATE_STATUSES)}")
+    now = plane.clock.now()
+    try:
+        promised = parse_next_update(body.next_update, now) if body.next_update else None
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+    def change(session: Any) -> dict[str, Any]:
+        update = service.post_update(
+            session, incident_id=number, status=body.status, summary=body.summary,
+            actions=body.actions, next_update_at=promised, public=body.public,
+            root_cause=body.root_cause, actor=principal.actor, now=now,
+            settings=plane.inventory.incidents)
+        return service.update_dict(update)
+
+    return await _run(request, change)
+
+
+@router.post("/incidents/{incident_id}/resolve")
+async def resolve(
+    request: Request, incident_id: str, body: ResolveRequest | None = None,
+    principal: Principal = Depends(require(Role.RESPONDER)),
+) -> dict[str, Any]:
+    """Resolve the incident with a final status update."""
+    plane = request.app.state.plane
+    number = _number(incident_id)
+    given = body or ResolveRequest()
+
+    def change(session: Any) -> dict[str, Any]:
+        service.resolve(session, incident_id=number, summary=given.summary, public=given.public,
+                        root_cause=given.root_cause, actor=principal.actor, now=plane.clock.now(),
+                        settings=plane.inventory.incidents)
+        return service.incident_dict(service.get_or_raise(session, incident_id=number),
+                                     plane.inventory.incidents)
+
+    return await _run(request, change)
+
+
+def _number(text: str) -> int:
+    number = parse_ref(text)
+    if number is None:
+        raise HTTPException(404, f"no incident {text!r}; incidents are named 12 or INC-12")
+    return number
+
+
+async def _run(request: Request, work: Callable[[Any], T]) -> T:
+    """Run `work` in a session off the event loop, turning the domain's refusals into HTTP."""
+    store = request.app.state.plane.store
+
+    def run() -> T:
+        with store.session() as session:
+            return work(session)
+
+    try:
+        return await run_in_threadpool(run)
+    except service.NoSuchIncident as exc:
+        raise HTTPException(404, str(exc)) from None
+    except TransitionRefused as exc:
+        raise HTTPException(409, str(exc)) from None
+    except UsageError as exc:
+        raise HTTPException(422, str(exc)) from None
