@@ -142,7 +142,8 @@ class ControlPlane:
             evaluate = evaluate_with(source)
         self.alerting = Alerting(self.inventory.alerting, store=self.store, evaluate=evaluate,
                                  clock=self.clock, depends_on=dependencies(self.inventory),
-                                 environ=self.environ, inbox=AlertInbox(self.clock))
+                                 environ=self.environ, inbox=AlertInbox(self.clock),
+                                 incidents=self.inventory.incidents)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -417,6 +418,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     from opsplane.alerts.intake_views import router as intake_router
     from opsplane.events.views import router as events_router
     from opsplane.health.views import router as health_router
+    from opsplane.incidents.views import router as incidents_router
     from opsplane.metrics.views import router as metrics_router
     from opsplane.oncall.views import router as oncall_router
     from opsplane.runtime.views import router as runtime_router
@@ -449,7 +451,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     from opsplane.auth.views import router as auth_router
 
     for router in (health_router, events_router, auth_router, runtime_router, metrics_router,
-                   oncall_router):
+                   oncall_router, incidents_router):
         _mount(app, router, "/api/v1")
     _mount(app, intake_router, "/api/v2")  # where Prometheus sends alerts to an Alertmanager
     _mount(app, web_router, "")

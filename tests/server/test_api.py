@@ -14,6 +14,7 @@ from opsplane.auth.deps import RoleGuard
 from opsplane.auth.service import Role
 from opsplane.config.loader import loads
 from opsplane.health.models import ProbeResult, State
+from opsplane.incidents import service as incidents
 from opsplane.server import ControlPlane, create_app
 from opsplane.store import Store
 from opsplane.web.session import COOKIE, SessionGuard
@@ -58,8 +59,8 @@ PARAMS: dict[str, dict[str, str]] = {
 
 
 def concrete(path: str) -> str:
-    # Path parameters name a real component, so an admitted request can succeed.
-    return re.sub(r"\{[^}]+\}", "backend", path)
+    # Path parameters name a real component (or incident 1), so an admitted request can succeed.
+    return re.sub(r"\{[^}]+\}", "backend", path.replace("{incident_id}", "1"))
 
 
 def guards_of(route: APIRoute) -> list[RoleGuard | SessionGuard]:
@@ -86,6 +87,9 @@ def test_every_protected_route_refuses_no_token_bad_token_and_a_lower_role(
     lowest_below = {Role.RESPONDER: Role.VIEWER, Role.OPERATOR: Role.RESPONDER,
                     Role.ADMIN: Role.OPERATOR}
     issued = {role: token(plane, role) for role in Role}
+    with plane.store.session() as session:
+        incidents.create(session, title="checkout fails", service="backend", severity="P1",
+                         actor="test", now=plane.clock.now(), settings=plane.inventory.incidents)
     for route in api_routes(client.app):
         if route.path in PUBLIC:
             continue
