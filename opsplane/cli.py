@@ -62,6 +62,8 @@ def _register(command: str | None = None) -> None:
     from opsplane.demo.cli import register as register_demo
     from opsplane.events.cli import app as events_app
     from opsplane.health.cli import register as register_health
+    from opsplane.incidents.cli import app as incident_app
+    from opsplane.incidents.cli import report_app
     from opsplane.metrics.cli import register as register_query
     from opsplane.notify.cli import app as notify_app
     from opsplane.oncall.cli import app as oncall_app
@@ -77,6 +79,8 @@ def _register(command: str | None = None) -> None:
     app.add_typer(silence_app, name="silence", help="Mute notifications of matching alerts for a while.")
     app.add_typer(notify_app, name="notify", help="Test a notification channel; see the outbox.")
     app.add_typer(oncall_app, name="oncall", help="Who is on call, shifts, handoffs, overrides, escalation.")
+    app.add_typer(incident_app, name="incident", help="Incidents: open, ack, update, resolve, post-mortem.")
+    app.add_typer(report_app, name="report", help="Reports over the record: incidents.")
     app.add_typer(shop_app, name="shop", help="The reference shop: serve its services, send it traffic.")
     register_health(app)
     register_query(app)
