@@ -79,9 +79,6 @@ def _judgements(facts: PostmortemFacts) -> tuple[list[str], list[str]]:
             continue
         line = f"{what} in {span(taken)} (target {span(target)})."
         (well if taken <= target else wrong).append(line)
-    detect = time_to_detect(incident)
-    if detect is not None:
-        well.append(f"Detected {span(detect)} before the incident was opened.")
     reminders = sum(1 for e in facts.timeline if e.kind == "incident.update_due")
     if reminders:
         wrong.append(f"Status updates were overdue {reminders} time{'s' if reminders != 1 else ''}.")

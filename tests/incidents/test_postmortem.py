@@ -1,0 +1,121 @@
+"""The post-mortem draft from a real sequence of events: a deploy, an alert that fires and
+opens an incident through the alerting cycle, its notification, the acknowledgement, a public
+update, a note, the resolution and an action item. The draft has the manual's sections, the
+real times and the durations against the severity's targets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+
+from opsplane.alerts.flows import Alerting
+from opsplane.alerts.models import AlertingSettings
+from opsplane.alerts.state import Sample
+from opsplane.clock import ManualClock
+from opsplane.events import service as events
+from opsplane.incidents import postmortem, service
+from opsplane.incidents.models import IncidentsSettings, Status
+from opsplane.store import Store
+from tests.incidents.factories import T0, minutes
+
+SETTINGS = IncidentsSettings()
+RULES = AlertingSettings.model_validate({"rules": [
+    {"name": "HighErrorRate", "expr": "error_ratio > 0.05", "for": "1m", "severity": "P1",
+     "annotations": {"summary": "{{ $labels.service }}: {{ $value | humanizePercentage }} errors"}},
+]})
+
+
+class Platform:
+    def __init__(self) -> None:
+        self.failing = False
+
+    def evaluate(self, expr: str, at: datetime) -> Sequence[Sample]:
+        return [({"service": "orders"}, 0.3)] if self.failing and expr == "error_ratio > 0.05" else []
+
+
+def _at(clock: ManualClock, when: datetime) -> None:
+    clock.advance((when - clock.now()).total_seconds())
+
+
+def _draft(store: Store) -> str:
+    clock, platform = ManualClock(T0), Platform()
+    alerting = Alerting(RULES, store=store, evaluate=platform.evaluate, clock=clock, incidents=SETTINGS)
+    with store.session() as session:
+        events.record(session, kind="deploy.finished", actor="cli:ben", target="orders", service="orders",
+                      outcome="success", details={"version": "2.4.1"}, ts=T0)
+    platform.failing = True
+    for at in (minutes(5), minutes(6), minutes(6.5)):  # pending, firing (incident), notified
+        _at(clock, at)
+        alerting.run_once()
+    with store.session() as session:
+        [row] = service.get_all(session)
+        number = row.id
+        service.acknowledge(session, incident_id=number, actor="cli:ana", now=minutes(9))
+        service.post_update(session, incident_id=number, status=Status.IDENTIFIED,
+                            summary="Orders fail for 30% of checkouts after 2.4.1",
+                            actions="Rolling back orders to 2.4.0", public=True, actor="cli:ana",
+                            now=minutes(15), settings=SETTINGS)
+        service.add_note(session, incident_id=number, text="Rollback done, errors falling",
+                         actor="cli:ben", now=minutes(20))
+        service.resolve(session, incident_id=number, actor="cli:ana", now=minutes(36), settings=SETTINGS,
+                        summary="Rolled back; checkout works",
+                        root_cause="2.4.1 shrank the database pool to 5 connections")
+        service.add_action_item(session, incident_id=number, title="Alert on pool saturation",
+                                owner="ben", due=date(2026, 3, 10), actor="cli:ana", now=minutes(38))
+    platform.failing = False
+    _at(clock, minutes(37))
+    alerting.run_once()
+    with store.session() as session:
+        facts = service.postmortem_facts(session, incident_id=number, settings=SETTINGS, now=minutes(40))
+    return postmortem.render(facts)
+
+
+def test_the_draft_has_the_manuals_sections_with_real_times_and_durations(store: Store) -> None:
+    draft = _draft(store)
+    headings = [line[3:] for line in draft.splitlines() if line.startswith("## ")]
+    assert [h for h in headings if h in postmortem.SECTIONS] == list(postmortem.SECTIONS)
+    assert draft.startswith("# Post-mortem: INC-1 orders: 30% errors\n")
+    assert "- **Commander**: ana" in draft and "- **Participants**: ana, ben" in draft
+    assert "- **Post-mortem**: required by 2026-03-05 14:36:00 UTC" in draft
+    timeline = [line for line in draft.splitlines() if line.startswith("| 14:")]
+    assert timeline == [
+        "| 14:00:00 | deploy.finished orders: success | cli:ben |",
+        "| 14:06:00 | Alert HighErrorRate firing: orders: 30% errors | alerting |",
+        "| 14:06:00 | Incident opened (P1): orders: 30% errors | system:incidents |",
+        "| 14:06:00 | Alert HighErrorRate (P1) joined the incident | system:incidents |",
+        "| 14:06:30 | Notified default of HighErrorRate | alerting |",
+        "| 14:09:00 | Acknowledged; commander ana | cli:ana |",
+        "| 14:15:00 | Status identified: Orders fail for 30% of checkouts after 2.4.1 | cli:ana |",
+        "| 14:20:00 | Note: Rollback done, errors falling | cli:ben |",
+        "| 14:36:00 | Resolved: Rolled back; checkout works | cli:ana |",
+        "| 14:37:00 | Alert HighErrorRate resolved | alerting |",
+        "| 14:37:00 | Notified default of HighErrorRate | alerting |",
+        "| 14:38:00 | Action item: Alert on pool saturation (owner ben) | cli:ana |",
+    ]
+    assert "2.4.1 shrank the database pool to 5 connections" in draft
+    assert "- **Duration**: 30m\n" in draft
+    assert "- **Affected services**: orders" in draft
+    assert "- **Time to detect**: 1m\n" in draft
+    assert "- **Time to acknowledge**: 3m (target 15m)" in draft
+    assert "- **Time to resolve**: 30m (target 4h 00m)" in draft
+    assert "- **Alerts**: HighErrorRate (P1)" in draft
+    well = draft.split("## What went well")[1].split("## What went wrong")[0]
+    assert "Acknowledged in 3m (target 15m)." in well and "Resolved in 30m (target 4h 00m)." in well
+    assert "| 1 | Alert on pool saturation | ben | 2026-03-10 | open |" in draft
+
+
+def test_missed_targets_and_overdue_updates_are_what_went_wrong(store: Store) -> None:
+    with store.session() as session:
+        row = service.create(session, title="Site down", service="gateway", severity="P0",
+                             actor="cli:ana", now=T0, settings=SETTINGS)
+        service.remind(session, now=minutes(15))
+        service.acknowledge(session, incident_id=row.id, actor="cli:ana", now=minutes(12))
+        service.resolve(session, incident_id=row.id, actor="cli:ana", now=minutes(95), settings=SETTINGS)
+        facts = service.postmortem_facts(session, incident_id=row.id, settings=SETTINGS, now=minutes(100))
+    draft = postmortem.render(facts)
+    wrong = draft.split("## What went wrong")[1].split("## Action items")[0]
+    assert "Acknowledged in 12m (target 5m)." in wrong
+    assert "Resolved in 1h 35m (target 1h 00m)." in wrong
+    assert "Status updates were overdue 1 time." in wrong
+    assert "- **Time to detect**: unknown" in draft
+    assert "_Add with `opsplane incident action`_" in draft
