@@ -13,7 +13,7 @@ from opsplane.alerts.state import Sample
 from opsplane.clock import ManualClock
 from opsplane.config import loads
 from opsplane.events import service as events
-from opsplane.incidents import service
+from opsplane.incidents import postmortem, service
 from opsplane.incidents.models import IncidentsSettings, Status
 from opsplane.store import Store
 from tests.alerts.factories import T0
@@ -89,6 +89,10 @@ def test_a_down_database_opens_one_incident_that_its_other_alerts_join(store: St
         assert row.started_at == T0 + timedelta(seconds=30)
         kinds = [e.kind for e in reversed(events.get_all(session, kind="incident.*"))]
     assert kinds == ["incident.opened", "incident.alert_joined", "incident.alert_joined"]
+    with store.session() as session:  # the page named orders' muted alert: orders was affected
+        facts = service.postmortem_facts(session, incident_id=row.id, settings=IncidentsSettings(),
+                                         now=clock.now())
+    assert postmortem.affected_services(facts) == ["postgres", "orders"]
 
 
 def test_a_more_severe_alert_raises_the_incident_and_another_group_opens_its_own(store: Store) -> None:
