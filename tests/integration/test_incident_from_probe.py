@@ -1,0 +1,46 @@
+"""A check that keeps failing under `serve` fires CheckFailing (P1), which opens an incident
+whose timeline shows the check's state change and the alert, read back with the commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from opsplane.drivers.sandbox.ports import free_port
+from tests.support.polling import wait_for
+from tests.support.serve import Serve
+
+
+def _command(serve: Serve, *args: str) -> Any:
+    shown = subprocess.run([sys.executable, "-m", "opsplane", "-c", str(serve.inventory), *args, "--json"],
+                           cwd=serve.workdir, env=serve.env, capture_output=True, text=True)
+    return json.loads(shown.stdout) if shown.stdout.strip() else []
+
+
+def test_a_failing_check_opens_an_incident_with_its_timeline(tmp_path: Path) -> None:
+    inventory = tmp_path / "opsplane.yaml"
+    inventory.write_text(
+        "platform: {name: shop}\n"
+        "defaults: {interval: 300ms, timeout: 1s}\n"
+        f"services:\n  orders: {{port: {free_port()}, checks: [{{type: tcp}}]}}\n"
+        "alerting:\n"
+        "  evaluation_interval: 500ms\n"
+        "  builtin_rules: {thresholds: {check_failures: 2}}\n")
+    serve = Serve(tmp_path, inventory)
+    serve.start()
+    try:
+        [incident] = wait_for(lambda: _command(serve, "incident", "list"), "an incident to open", timeout=30)
+        assert (incident["service"], incident["severity"]) == ("orders", "P1")
+        assert incident["status"] == "triggered"
+        assert incident["detected_at"] <= incident["started_at"]
+        shown = _command(serve, "incident", "show", str(incident["id"]))
+        assert [a["alertname"] for a in shown["alerts"]] == ["CheckFailing"]
+        kinds = [e["kind"] for e in shown["timeline"]]
+        first = kinds.index
+        assert first("check.state_changed") < first("alert.firing") <= first("incident.opened")
+    finally:
+        output = serve.stop()
+    assert "Traceback" not in output, output
