@@ -137,3 +137,18 @@ def test_incident_references_and_promised_times_are_read_as_people_write_them() 
     assert parse_next_update("2026-03-03T15:00", T0) == minutes(60)
     with pytest.raises(ValueError, match="30m"):
         parse_next_update("soon", T0)
+
+
+def test_notifications_of_one_incident_share_a_group_and_are_keyed_by_change() -> None:
+    from opsplane.incidents import notices
+    from opsplane.notify.models import Status as NotifyStatus
+
+    opened = notices.change(incident(4), kind="incident.opened", at=T0)
+    acked = notices.change(incident(4, commander="ana"), kind="incident.acknowledged", at=minutes(3))
+    assert opened.group == acked.group == "incident:4" and opened.key != acked.key
+    assert (opened.status, acked.status) == (NotifyStatus.TRIGGER, NotifyStatus.ACKNOWLEDGE)
+    assert opened.title() == "[P1] orders: INC-4 opened: Checkout fails"
+    first = notices.reminder(incident(4, commander="ana", next_update_at=minutes(30)))
+    again = notices.reminder(incident(4, commander="ana", next_update_at=minutes(30)))
+    later = notices.reminder(incident(4, commander="ana", next_update_at=minutes(60)))
+    assert first.key == again.key != later.key and "ana" in first.summary
