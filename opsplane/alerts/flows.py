@@ -116,8 +116,7 @@ class Alerting:
         muted = mute(evaluation.alerts, silences=silences, inhibited=inhibited, now=now,
                      windows=self.settings.maintenance_windows)
         if self.incidents is not None:
-            with self.store.session() as session:
-                follow_alerts(session, evaluation.alerts, muted=muted, now=now, settings=self.incidents)
+            follow_alerts(self.store, evaluation.alerts, muted=muted, now=now, settings=self.incidents)
         due = due_notifications(
             evaluation.alerts, tree=self.tree, sent=self.log, now=now, muted=muted,
             send_resolved={name: r.send_resolved for name, r in self.settings.receivers.items()},

@@ -2,20 +2,25 @@
 updates become reminders for the commander.
 
 `follow_alerts` is called by `Alerting.run_once` after each cycle has stored its alerts, in
-its own transaction: an alert that fires is in the store before any incident names it.
+its own transaction: an alert that fires is in the store before any incident names it. A
+failure here is logged and leaves the cycle to notify as usual: paging must not wait on the
+incident record, and the next cycle tries the same firings again.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Container, Iterable
 from datetime import datetime
 
-from sqlalchemy.orm import Session
 
 from opsplane.alerts.state import Alert, AlertState
 from opsplane.incidents import lifecycle, service
 from opsplane.incidents.models import AlertSignal, IncidentsSettings
 from opsplane.incidents.tables import IncidentRow
+from opsplane.store import Store
+
+log = logging.getLogger(__name__)
 
 UNNAMED_SERVICE = "platform"  # an alert without a `service` label is about the platform
 
@@ -39,11 +44,18 @@ def signals(alerts: Iterable[Alert], *, muted: Container[str],
     return found
 
 
-def follow_alerts(session: Session, alerts: Iterable[Alert], *, muted: Container[str],
+def follow_alerts(store: Store, alerts: Iterable[Alert], *, muted: Container[str],
                   now: datetime, settings: IncidentsSettings) -> list[IncidentRow]:
     """Open or join incidents for the cycle's firing alerts, then record reminders for status
-    updates that are overdue. Returns the incidents opened or joined."""
-    touched = service.open_or_join(session, alerts=signals(alerts, muted=muted, settings=settings),
-                                   now=now, settings=settings)
-    service.remind(session, now=now)
+    updates that are overdue, in one transaction. Returns the incidents opened or joined; none
+    when that failed (logged)."""
+    try:
+        with store.session() as session:
+            touched = service.open_or_join(
+                session, alerts=signals(alerts, muted=muted, settings=settings), now=now,
+                settings=settings)
+            service.remind(session, now=now)
+    except Exception:
+        log.exception("incidents: firing alerts could not be turned into incidents")
+        return []
     return touched

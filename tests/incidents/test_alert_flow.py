@@ -166,3 +166,16 @@ def test_an_overdue_status_update_reminds_the_commander_once(store: Store) -> No
     alerting.run_once()
     with store.session() as session:
         assert len(events.get_all(session, kind="incident.update_due")) == 2
+
+
+def test_a_failing_incident_step_does_not_hold_back_the_page(tmp_path, caplog) -> None:
+    store = Store.open(f"sqlite:///{tmp_path}/old.db", migrate=False)
+    store.upgrade("0004")  # a store without the incident tables: every incident write fails
+    clock, platform = ManualClock(T0), Platform()
+    alerting = _alerting(store, clock, platform)
+    platform.fail("pg_slow > 1", "postgres")
+    alerting.run_once()
+    clock.advance(30)
+    report = alerting.run_once()
+    assert [n.firing[0].name for n in report.sent] == ["SlowQueries"]
+    assert "could not be turned into incidents" in caplog.text
