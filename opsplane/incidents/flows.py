@@ -13,7 +13,6 @@ import logging
 from collections.abc import Container, Iterable
 from datetime import datetime
 
-
 from opsplane.alerts.state import Alert, AlertState
 from opsplane.incidents import lifecycle, service
 from opsplane.incidents.models import AlertSignal, IncidentsSettings
