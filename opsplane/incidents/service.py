@@ -141,17 +141,18 @@ def create(
     detected_at: datetime | None = None,
     group: str | None = None,
 ) -> IncidentRow:
-    """Open an incident at `now`. Without `detected_at`, the first failing check or alert of
-    the service within the settings' lookback is taken as the start of detection."""
+    """Open an incident at `now`. Detection starts at the first failing check or alert of the
+    service within the settings' lookback, or at `detected_at` (an alert's start) if earlier."""
     if severity not in SEVERITIES:
         raise UsageError(f"unknown severity {severity!r}; use one of {', '.join(SEVERITIES)}")
     if not title.strip():
         raise UsageError("an incident needs a title")
     if not service.strip():
         raise UsageError("an incident needs a service")
-    if detected_at is None:
-        detected_at = first_signal(session, service=service, before=now,
-                                   lookback=timedelta(seconds=settings.detection_lookback))
+    logged = first_signal(session, service=service, before=now,
+                          lookback=timedelta(seconds=settings.detection_lookback))
+    known = [t for t in (detected_at, logged) if t is not None]
+    detected_at = min(known) if known else None
     row = IncidentRow(
         title=title.strip(), service=service, severity=severity, status=Status.TRIGGERED.value,
         group_key=group if group is not None else lifecycle.group_key(service, {}, settings.group_by),

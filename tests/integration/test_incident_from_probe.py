@@ -1,5 +1,6 @@
 """A check that keeps failing under `serve` fires CheckFailing (P1), which opens an incident
-whose timeline shows the check's state change and the alert, read back with the commands."""
+whose timeline shows the check's state change and the alert, read back with the commands;
+detection starts when the check failed."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ def test_a_failing_check_opens_an_incident_with_its_timeline(tmp_path: Path) -> 
         kinds = [e["kind"] for e in shown["timeline"]]
         first = kinds.index
         assert first("check.state_changed") < first("alert.firing") <= first("incident.opened")
+        # detection starts at the check's failure, before the alert's `for` and the incident
+        assert shown["detected_at"] == shown["timeline"][first("check.state_changed")]["at"]
     finally:
         output = serve.stop()
     assert "Traceback" not in output, output
