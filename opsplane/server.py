@@ -53,6 +53,8 @@ RETRY_DELAY = 5.0
 # The shortest time between two alerting cycles started by changed inputs: a burst of
 # changes (many checks failing at once) is one cycle, not one each.
 CHANGE_GAP = 1.0
+# The longest the outbox goes unread while nothing is due: rows other processes queue.
+DISPATCH_POLL = 5.0
 
 
 class ControlPlane:
@@ -112,6 +114,7 @@ class ControlPlane:
         # scrape target went up or down, a check started, reached or stopped failing): the
         # next cycle runs at once instead of at the next evaluation interval.
         self._evaluate_soon = asyncio.Event()
+        self._dispatch_soon = asyncio.Event()  # the outbox got something to deliver
         self._by_id: dict[str, CheckTarget] = {}
         if scraped or inventory.metrics.source == "prometheus":
             self._build_alerting()
@@ -143,7 +146,7 @@ class ControlPlane:
         self.alerting = Alerting(self.inventory.alerting, store=self.store, evaluate=evaluate,
                                  clock=self.clock, depends_on=dependencies(self.inventory),
                                  environ=self.environ, inbox=AlertInbox(self.clock),
-                                 incidents=self.inventory.incidents)
+                                 incidents=self.inventory.incidents, channels=self.inventory.channels)
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -165,6 +168,8 @@ class ControlPlane:
             self._build_alerting()  # alerts of an earlier run go on (and resolve) from here
         if self.alerting is not None:
             self._tasks.append(loop.create_task(self._evaluate_rules(self.alerting)))
+        if self.inventory.channels.named:
+            self._tasks.append(loop.create_task(self._dispatch()))
         log.info("watching %d checks of %d components in %s", len(self.targets),
                  len(list(self.inventory.components())), self.env)
 
@@ -324,7 +329,9 @@ class ControlPlane:
             try:
                 if self.samples is not None:
                     await asyncio.to_thread(self._ingest_failing_checks)
-                await asyncio.to_thread(alerting.run_once)
+                report = await asyncio.to_thread(alerting.run_once)
+                if report.queued:
+                    self._dispatch_soon.set()
             except Exception:  # a cycle that fails must not end alerting; the next one retries
                 log.exception("alert evaluation failed")
             quiet_until = loop.time() + CHANGE_GAP
@@ -341,6 +348,29 @@ class ControlPlane:
         if loop.time() < quiet_until:
             await asyncio.sleep(max(0.0, min(due, quiet_until) - loop.time()))
         self._evaluate_soon.clear()
+
+    async def _dispatch(self) -> None:
+        """Deliver what the outbox holds (docs/notifications.md): at once when a cycle queued
+        something, else when the next retry or digest falls due, and at least every
+        DISPATCH_POLL seconds for what other processes queued (`opsplane incident ack`)."""
+        from opsplane.notify.dispatcher import Dispatcher
+
+        dispatcher = Dispatcher(self.store, self.inventory.channels)
+        try:
+            while True:
+                delay = DISPATCH_POLL
+                try:
+                    await asyncio.to_thread(dispatcher.run_once, self.clock.now())
+                    wake = await asyncio.to_thread(dispatcher.next_wakeup, self.clock.now())
+                    if wake is not None:
+                        delay = min(DISPATCH_POLL, max(0.0, (wake - self.clock.now()).total_seconds()))
+                except Exception:  # the store may be down: keep trying, never end delivery
+                    log.exception("delivering notifications failed; trying again in %g s", DISPATCH_POLL)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._dispatch_soon.wait(), delay)
+                self._dispatch_soon.clear()
+        finally:
+            await asyncio.to_thread(dispatcher.close)
 
     def _ingest_failing_checks(self) -> None:
         """The checks' own series for the rules, as one scrape of "opsplane": a series per

@@ -7,7 +7,8 @@ The parser is passed in, which keeps this module free of the query engine.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import difflib
+from collections.abc import Callable, Collection, Sequence
 
 from opsplane.alerts.inhibition import COMPONENT_LABEL
 from opsplane.alerts.models import AlertingSettings
@@ -43,3 +44,18 @@ def label_problems(settings: AlertingSettings, components: Sequence[str]) -> lis
                              f"unknown component {named!r}; expected one of {', '.join(sorted(known))}"))
     return problems
 
+
+
+def channel_problems(settings: AlertingSettings, channels: Collection[str]) -> list[Problem]:
+    """Receivers naming a channel that `channels.named` does not define."""
+    problems: list[Problem] = []
+    for name, receiver in settings.receivers.items():
+        for index, channel in enumerate(receiver.channels):
+            if channel not in channels:
+                close = difflib.get_close_matches(channel, list(channels), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else (
+                    "; define it under channels.named" if not channels else
+                    f"; expected one of {', '.join(sorted(channels))}")
+                problems.append((("alerting", "receivers", name, "channels", index),
+                                 f"unknown channel {channel!r}{hint}"))
+    return problems

@@ -2,11 +2,12 @@
 
 `Alerting.run_once` is what the control plane calls every `evaluation_interval` (from a
 worker thread: it reads and writes the store and may POST to webhooks). Every receiver
-writes its notifications to the event log; one with a webhook also POSTs them in
-Alertmanager's webhook format, so tools that accept Alertmanager's notifications accept
-opsplane's. A notification whose webhook fails is not entered in the notification log, so it
-is tried again at the next cycle; one that succeeded is never sent twice, even across a
-restart.
+writes its notifications to the event log; one with `channels` queues each in the outbox for
+them (Slack, PagerDuty, e-mail...: docs/notifications.md), in the same transaction; one with
+a webhook also POSTs them in Alertmanager's webhook format, so tools that accept
+Alertmanager's notifications accept opsplane's. A notification whose webhook fails is not
+entered in the notification log, so it is tried again at the next cycle; one that succeeded
+is never sent twice, even across a restart.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 from opsplane.alerts import service
 from opsplane.alerts.inhibition import inhibitions
 from opsplane.alerts.intake import AlertInbox, follow
+from opsplane.alerts.messages import outbox_message
 from opsplane.alerts.models import AlertingSettings, Receiver, WebhookReceiver
 from opsplane.alerts.pack import effective_rules
 from opsplane.alerts.routing import Muted, Notification, build_tree, due_notifications, mute
@@ -33,6 +35,8 @@ from opsplane.config.types import SecretRef
 from opsplane.errors import SecretError
 from opsplane.incidents.flows import follow_alerts
 from opsplane.incidents.models import IncidentsSettings
+from opsplane.notify import service as notify
+from opsplane.notify.models import ChannelsSettings
 from opsplane.store import Store
 
 NEVER = "0001-01-01T00:00:00Z"  # Alertmanager's "no end yet"
@@ -51,6 +55,7 @@ class CycleReport:
     muted: Muted
     sent: list[Notification] = field(default_factory=list)
     failed: list[tuple[Notification, str]] = field(default_factory=list)
+    queued: int = 0  # messages queued in the outbox for receivers' channels
 
 
 class Alerting:
@@ -68,6 +73,7 @@ class Alerting:
         transport: httpx.BaseTransport | None = None,
         inbox: AlertInbox | None = None,
         incidents: IncidentsSettings | None = None,
+        channels: ChannelsSettings | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -80,6 +86,7 @@ class Alerting:
         self._transport = transport
         self.inbox = inbox  # alerts received through the API (a Prometheus's), if any
         self.incidents = incidents  # firing alerts open or join incidents when given
+        self.channels = channels  # where receivers' `channels` are defined (the outbox's)
         # The last error of each failing rule and undelivered group, so that a failure that
         # persists is one event when it starts and one when it ends, not one per cycle.
         self._rule_errors: dict[str, str] = {}
@@ -138,6 +145,12 @@ class Alerting:
                 report.failed.append((notification, error))
                 return
             self._delivery_errors.pop(key, None)
+            if receiver.channels and self.channels is not None:
+                # In the transaction that logs the notification: queued if and only if logged.
+                message = outbox_message(notification, previous=self.log.get(key))
+                notify.enqueue(session, notification=message, channels=receiver.channels,
+                               settings=self.channels, now=now)
+                report.queued += len(receiver.channels)
             webhook = receiver.webhook.url if receiver.webhook else None
             sent = service.record_notification(session, notification=notification, at=now, webhook=webhook)
         self.log[key] = sent

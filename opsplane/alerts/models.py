@@ -172,6 +172,11 @@ class WebhookReceiver(_Strict):
 
 
 class Receiver(_Strict):
+    channels: list[str] = Field(
+        default_factory=list,
+        description="Channels (named under `channels.named`) each notification is queued to: Slack, "
+        "PagerDuty, e-mail, signed webhooks, the console; see docs/notifications.md.",
+    )
     webhook: WebhookReceiver | None = Field(
         None, description="Also POST each notification to this webhook; the event log always gets it."
     )

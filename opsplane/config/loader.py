@@ -136,14 +136,18 @@ def cross_check(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
 
 
 def _alerting(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
-    """Rule expressions the PromQL engine refuses (syntax, or a construct outside its subset),
-    and `service` labels naming no component. The engine is loaded only when there are rules."""
+    """Receivers naming undefined channels, rule expressions the PromQL engine refuses (syntax,
+    or a construct outside its subset), and `service` labels naming no component. The engine
+    is loaded only when there are rules."""
+    from opsplane.alerts.checks import channel_problems
+
+    problems = channel_problems(inv.alerting, inv.channels.named)
     if not inv.alerting.rules:
-        return []
+        return problems
     from opsplane.alerts.checks import expression_problems, label_problems
     from opsplane.metrics.promql import parse
 
-    return [*expression_problems(inv.alerting, parse),
+    return [*problems, *expression_problems(inv.alerting, parse),
             *label_problems(inv.alerting, [name for _, name, _ in inv.components()])]
 
 

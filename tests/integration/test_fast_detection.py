@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from opsplane.drivers.channels.webhook import verify
 from tests.alerts.webhook import WebhookServer
 from tests.support.http_servers import LocalHttpServer, Reply
 from tests.support.polling import wait_for
@@ -57,3 +58,33 @@ def test_a_target_going_down_pages_a_p0_without_waiting(tmp_path: Path) -> None:
         finally:
             output = serve.stop()
         assert "Traceback" not in output, output
+
+
+def test_a_page_reaches_a_channel_through_the_outbox_signed(tmp_path: Path) -> None:
+    # The same fault with a receiver that names a channel: serve queues the page in the outbox
+    # and its dispatcher delivers it, signed, to the channel's webhook.
+    with LocalHttpServer({"/hook": Reply(204, b"")}) as channel:
+        target = LocalHttpServer({"/metrics": METRICS}).__enter__()
+        path = tmp_path / "opsplane.yaml"
+        inventory(path, target.port, "http://127.0.0.1:9/unused")
+        text = path.read_text().replace(
+            "  receivers: {default: {webhook: {url: 'http://127.0.0.1:9/unused'}}}\n",
+            "  receivers: {default: {channels: [ops]}}\n")
+        ops = f"{{type: webhook, url: '{channel.url('/hook')}', secret: env:HOOK_SECRET}}"
+        path.write_text(f"{text}channels:\n  named:\n    ops: {ops}\n")
+        serve = Serve(tmp_path, path)
+        serve.env["HOOK_SECRET"] = "shared-secret"
+        serve.start()
+        try:
+            wait_for(lambda: any(s.path == "/metrics" for s in target.seen), "a first scrape")
+            target.__exit__(None, None, None)
+            [delivery] = wait_for(lambda: [s for s in channel.seen if s.path == "/hook"],
+                                  "the page at the channel", timeout=20)
+        finally:
+            output = serve.stop()
+        assert "Traceback" not in output, output
+    message = json.loads(delivery.body)
+    assert (message["status"], message["severity"], message["service"]) == ("trigger", "P0", "payments")
+    assert delivery.headers["idempotency-key"] == message["key"]
+    timestamp, signature = delivery.headers["x-opsplane-timestamp"], delivery.headers["x-opsplane-signature"]
+    assert verify("shared-secret", timestamp, delivery.body, signature, now=int(timestamp))

@@ -40,6 +40,7 @@ class Seen:
     method: str
     path: str
     headers: dict[str, str]
+    body: bytes = b""
 
 
 @dataclass
@@ -63,8 +64,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         script = self.server.script
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
         script.seen.append(Seen(self.command, self.path,
-                                {k.lower(): v for k, v in self.headers.items()}))
+                                {k.lower(): v for k, v in self.headers.items()}, body))
         reply = script.routes.get(self.path.split("?")[0], Reply(404, b"not found"))
         if reply.delay:
             time.sleep(reply.delay)
