@@ -79,6 +79,10 @@ TRAFFIC = ["--rps", "20", "--mix", "browse=0.3,search=0.1,buy=0.6"]
 WARM_UP = 40.0  # both sides have scraped every target at least twice
 FIRING_TIMEOUT = 240.0
 RESOLVED_TIMEOUT = 480.0  # Alertmanager's group_interval (5 m) and then some
+# After its resolved notification an Alertmanager group lingers until the dispatcher's
+# cleanup, every 30 s; an alert firing again meanwhile joins it and waits for the group's
+# next group_interval instead of group_wait. Each fault starts after this pause.
+SETTLE = 40.0
 
 
 def rules(error_for: float) -> list[dict[str, Any]]:
@@ -304,7 +308,7 @@ class Trial:
     """One fault, seen from both sides. Seconds from the fault; None: not seen in time."""
 
     scenario: str
-    phase_s: float  # random wait before the fault
+    phase_s: float  # random wait before the fault (after the pause that lets groups go)
     fault_at: str
     firing_s: dict[str, float | None] = field(default_factory=dict)
     webhook_s: dict[str, float | None] = field(default_factory=dict)
@@ -336,9 +340,10 @@ class Sides:
 
 def run_trial(scenario: str, rule: str, sides: Sides, phase: float,
               begin: Callable[[], None], end: Callable[[], None]) -> Trial:
-    """Wait `phase` seconds, start the fault, wait for both sides' firing notification, end
-    the fault, wait for both sides' resolved notification."""
-    time.sleep(phase)
+    """Wait for the last fault's groups to go, and `phase` seconds more; start the fault,
+    wait for both sides' firing notification, end the fault, wait for both sides' resolved
+    notification."""
+    sides.wait(lambda: False, SETTLE + phase)
     fault_mono, fault_wall = time.monotonic(), time.time()
     begin()
     trial = Trial(scenario, round(phase, 2), datetime.fromtimestamp(fault_wall, UTC).isoformat())
