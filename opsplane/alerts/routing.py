@@ -190,13 +190,14 @@ def due_notifications(
     muted: Muted | None = None,
     send_resolved: Mapping[str, bool] | None = None,
 ) -> list[Notification]:
-    """The notifications to send at `now`. Pending alerts are never notified; muted alerts
-    are left out; a resolved alert is notified once, and only to receivers that were told
-    it fired and want resolutions."""
+    """The notifications to send at `now`. Pending alerts are never notified; muted firing
+    alerts are left out; a resolved alert is notified once, and only to receivers that were
+    told it fired and want resolutions, muted or not: whoever was paged hears it is over,
+    even when it was silenced after the page."""
     muted = muted or Muted({}, {})
     audible = [
         a for a in alerts
-        if a.state in (AlertState.FIRING, AlertState.RESOLVED) and a.fingerprint not in muted
+        if (a.state is AlertState.FIRING and a.fingerprint not in muted) or a.state is AlertState.RESOLVED
     ]
     explained: dict[str, list[Inhibition]] = {}
     for inhibition in muted.inhibited.values():

@@ -171,6 +171,22 @@ def test_pending_silenced_and_inhibited_alerts_are_not_notified() -> None:
     assert _shown(notifier.at(30, [pending, silenced, shown], muted)) == [(["shown"], [])]
 
 
+def test_a_page_silenced_after_it_was_sent_still_gets_its_resolution() -> None:
+    # Whoever was paged must hear that it is over, or their pager keeps an open incident.
+    notifier = Notifier()
+    orders = alert(service="orders")
+    assert _shown(notifier.at(30, [orders])) == [(["orders"], [])]
+    silence = Muted(silenced={orders.fingerprint: [7]}, inhibited={})
+    assert notifier.at(400, [orders], silence) == []  # silenced while firing: nothing new to say
+    gone = alert(service="orders", state=AlertState.RESOLVED, at=T0 + timedelta(seconds=500))
+    assert _shown(notifier.at(800, [gone], silence)) == [([], ["orders"])]
+    never_paged = alert(service="payments")
+    quiet = Muted(silenced={never_paged.fingerprint: [8]}, inhibited={})
+    notifier.at(900, [never_paged], quiet)
+    over = alert(service="payments", state=AlertState.RESOLVED, at=T0 + timedelta(seconds=950))
+    assert notifier.at(2000, [over], quiet) == []  # never told it fired: no resolution either
+
+
 def test_the_notification_log_makes_a_restart_send_nothing_twice() -> None:
     notifier = Notifier()
     orders = alert(service="orders")
