@@ -452,6 +452,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     from opsplane.metrics.views import router as metrics_router
     from opsplane.oncall.views import router as oncall_router
     from opsplane.runtime.views import router as runtime_router
+    from opsplane.web.incident_views import router as incident_pages_router
     from opsplane.web.views import router as web_router
 
     @contextlib.asynccontextmanager
@@ -485,6 +486,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
         _mount(app, router, "/api/v1")
     _mount(app, intake_router, "/api/v2")  # where Prometheus sends alerts to an Alertmanager
     _mount(app, web_router, "")
+    _mount(app, incident_pages_router, "")
     return app
 
 

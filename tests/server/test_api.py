@@ -124,6 +124,9 @@ def test_every_page_sends_no_cookie_a_forged_one_and_a_lower_role_to_sign_in(
     lowest_below = {Role.RESPONDER: Role.VIEWER, Role.OPERATOR: Role.RESPONDER,
                     Role.ADMIN: Role.OPERATOR}
     issued = {role: token(plane, role) for role in Role}
+    with plane.store.session() as session:  # incident 1, for the incident pages
+        incidents.create(session, title="checkout fails", service="backend", severity="P1",
+                         actor="test", now=plane.clock.now(), settings=plane.inventory.incidents)
     pages = [r for r in api_routes(client.app) if r.path not in PUBLIC
              and isinstance(guards_of(r)[0], SessionGuard)]
     assert len(pages) >= 5
