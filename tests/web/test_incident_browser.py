@@ -1,0 +1,80 @@
+"""The incident pages in headless Debian Chromium against `opsplane serve` as a process: a check
+that keeps failing fires CheckFailing (P1), which opens an incident; it is acknowledged with
+`opsplane incident ack`; the browser finds it in the list and its timeline shows the alert
+and the acknowledgement. Screenshots go to build/test-artifacts/."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from opsplane.drivers.sandbox.ports import free_port
+from tests.support.browser import ARTIFACTS, CHROMIUM, browser_tests, expect, sync_playwright
+from tests.support.polling import wait_for
+from tests.support.serve import Serve
+
+pytestmark = browser_tests
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Serve]:
+    inventory = tmp_path / "opsplane.yaml"
+    inventory.write_text(  # nothing listens on orders' port: its tcp check fails from the start
+        "platform: {name: shop}\n"
+        "defaults: {interval: 300ms, timeout: 1s}\n"
+        f"services:\n  orders: {{port: {free_port()}, checks: [{{type: tcp}}]}}\n"
+        "alerting:\n"
+        "  evaluation_interval: 500ms\n"
+        "  builtin_rules: {thresholds: {check_failures: 2}}\n")
+    serve = Serve(tmp_path, inventory)
+    try:
+        yield serve
+    finally:
+        output = serve.stop()
+        assert "Traceback" not in output, output
+
+
+def test_an_alert_opened_incident_shows_the_alert_and_the_ack_on_its_page(serve: Serve) -> None:
+    token = json.loads(serve.cli("token", "create", "--name", "browser", "--role", "viewer",
+                                 "--json"))["token"]
+    serve.start()
+    [incident] = wait_for(lambda: json.loads(serve.cli("incident", "list", "--json")),
+                          "CheckFailing to open an incident", timeout=30)
+    ref = f"INC-{incident['id']}"
+    serve.cli("incident", "ack", str(incident["id"]))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    assert sync_playwright is not None
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(serve.url + "/ui/incidents")
+            assert page.url.startswith(serve.url + "/ui/login")
+            page.fill("#token", token)
+            page.click("button[type=submit]")
+            page.wait_for_url(serve.url + "/ui/incidents")
+
+            row = page.locator(f'tr[data-incident="{ref}"]')
+            expect(row).to_contain_text("P1")
+            expect(row).to_contain_text("acknowledged")
+            expect(row).to_contain_text("orders")
+            page.screenshot(path=str(ARTIFACTS / "dashboard-incidents.png"), full_page=True)
+
+            row.locator("th a").click()
+            page.wait_for_url(serve.url + f"/ui/incidents/{incident['id']}")
+            timeline = page.locator("#incident-timeline")
+            expect(timeline.locator('tr[data-kind="alert.firing"]')).to_contain_text(
+                "Alert CheckFailing firing")
+            expect(timeline.locator('tr[data-kind="incident.acknowledged"]')).to_contain_text(
+                "Acknowledged; commander")
+            expect(page.locator('tr[data-target="Time to acknowledge"]')).to_contain_text("met")
+            expect(page.locator("#incident-alerts")).to_contain_text("CheckFailing (P1)")
+            page.screenshot(path=str(ARTIFACTS / "dashboard-incident.png"), full_page=True)
+
+            page.click("text=Read the draft")
+            expect(page.locator("#postmortem-draft")).to_contain_text(f"# Post-mortem: {ref}")
+        finally:
+            browser.close()
