@@ -54,6 +54,9 @@ class Notification(BaseModel):
     runbook: str | None = None
     links: tuple[Link, ...] = ()
     source: str = "opsplane"
+    # one person's address on the channel (an e-mail address, a Slack user id to mention, a
+    # phone number for an SMS or voice gateway); None: the channel's own recipients
+    to: str | None = Field(None, max_length=200)
     # set on the digest a dispatcher builds: the held notifications it stands for
     digest_of: tuple[str, ...] = ()
 

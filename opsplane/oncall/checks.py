@@ -37,6 +37,10 @@ def oncall_problems(settings: OncallSettings, *, channels: Mapping[str, object])
                 problems.append(((*at, "person"), _unknown("person", override.person, people)))
     for name, policy in settings.policies.items():
         problems.extend(_policy(settings, name, policy, channels))
+    for kind, channel in settings.contact_channels.items():
+        if channel not in channels:
+            problems.append((("oncall", "contact_channels", str(kind)),
+                             _unknown("channel", channel, channels) + "; define it under channels.named"))
     known = settings.all_policies()
     for severity, policy_name in settings.severities.items():
         if policy_name not in known:

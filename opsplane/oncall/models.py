@@ -9,6 +9,7 @@ primary, the secondary after 15 minutes, then the team lead; P2 and P3: channels
 
 from __future__ import annotations
 
+from collections.abc import Container
 from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -194,6 +195,16 @@ class OncallSettings(_Strict):
         default_factory=dict,
         description="The policy each severity uses; default P0: p0, P1: p1, P2: p2, P3: p3.",
     )
+    contact_channels: dict[ContactKind, Name] = Field(
+        default_factory=dict,
+        description="The notification channel that reaches each contact kind, such as email: "
+        "ops-mail, sms: sms-gateway; a kind not given uses the channel of the same name, if any.",
+    )
+
+    def channel_for(self, kind: ContactKind, channels: Container[str]) -> str | None:
+        """The channel that delivers to a person's `kind` address; None when none is defined."""
+        named = self.contact_channels.get(kind, str(kind))
+        return named if named in channels else None
 
     def all_policies(self) -> dict[str, EscalationPolicy]:
         """The built-in policies with the inventory's own on top (same name: the inventory's)."""

@@ -89,7 +89,9 @@ class EmailDriver:
 
     def send(self, notification: Notification) -> SendResult:
         s = self._settings
-        message = format_email(notification, sender=s.sender, to=s.to, clock=self._clock)
+        # a page to one person goes to that person, not to the channel's list
+        to = [notification.to] if notification.to else s.to
+        message = format_email(notification, sender=s.sender, to=to, clock=self._clock)
         secrets = (self._password,) if self._password else ()
         try:
             with smtplib.SMTP(s.host, s.port, timeout=s.timeout) as smtp:

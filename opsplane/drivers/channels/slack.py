@@ -34,6 +34,8 @@ def format_slack(notification: Notification, *, ack_url: str | None = None) -> d
         {"type": "section", "fields": fields},
     ]
     text = _escape(n.details or n.summary)
+    if n.to:  # a Slack user id: the mention notifies that person in the channel
+        text = f"<@{n.to}> {text}"
     blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}})
     buttons: list[dict[str, Any]] = []
     if ack_url and n.status is Status.TRIGGER and not n.digest_of:
