@@ -1,0 +1,310 @@
+"""What the public status page says, and nothing more: the mapping from internal state to
+customer words, and the one read of the store behind each view.
+
+Only these leave the control plane: component names (hosts are left out: their names are
+machines'), a public state per component, incidents that have at least one public update (with
+title, impact, status and those public updates' summaries), standing maintenance notices, and
+daily uptime. Check names, reasons, addresses, hosts, ports, people and private updates never
+do: the values built here hold none of them, so no template can show them by mistake.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from opsplane.events.tables import Event
+from opsplane.health.tables import CheckState
+from opsplane.incidents.models import Status, ref
+from opsplane.incidents.tables import IncidentRow, IncidentUpdateRow
+from opsplane.web import maintenance
+from opsplane.web.uptime import (
+    CurrentState,
+    DayUptime,
+    StateChange,
+    overall,
+    uptime_by_component,
+    window_start,
+)
+
+if TYPE_CHECKING:
+    from opsplane.server import ControlPlane
+
+UPTIME_DAYS = 90
+RESOLVED_SHOWN_FOR = timedelta(days=7)
+UPTIME_CACHE_SECONDS = 30.0  # the bars are days wide; a view need not recompute 90 days of events
+SECTION_TITLES = {"services": "Services", "databases": "Databases", "caches": "Caches",
+                  "proxies": "Proxies"}  # hosts are machines: not on a customer's page
+
+
+class PublicState(StrEnum):
+    OPERATIONAL = "operational"
+    DEGRADED = "degraded"
+    PARTIAL_OUTAGE = "partial outage"
+    MAJOR_OUTAGE = "major outage"
+    MAINTENANCE = "under maintenance"
+    NO_DATA = "no data"
+
+    @property
+    def css(self) -> str:
+        return self.value.replace(" ", "-")
+
+
+_RANK = {PublicState.NO_DATA: -1, PublicState.OPERATIONAL: 0, PublicState.MAINTENANCE: 1,
+         PublicState.DEGRADED: 2, PublicState.PARTIAL_OUTAGE: 3, PublicState.MAJOR_OUTAGE: 4}
+# An incident marks its component at least this bad: the manual's P0 is "service completely
+# down", P1 "major functionality impaired", P2 and P3 minor.
+SEVERITY_STATE = {"P0": PublicState.MAJOR_OUTAGE, "P1": PublicState.PARTIAL_OUTAGE,
+                  "P2": PublicState.DEGRADED, "P3": PublicState.DEGRADED}
+IMPACT = {"P0": "critical", "P1": "major", "P2": "minor", "P3": "minor"}
+# Before a person has said anything, an incident is being investigated as far as customers know.
+PUBLIC_STATUS = {Status.TRIGGERED.value: "investigating", Status.ACKNOWLEDGED.value: "investigating"}
+HEADLINE = {PublicState.OPERATIONAL: "All systems operational",
+            PublicState.DEGRADED: "Some systems are degraded",
+            PublicState.PARTIAL_OUTAGE: "Partial outage",
+            PublicState.MAJOR_OUTAGE: "Major outage",
+            PublicState.MAINTENANCE: "Maintenance in progress",
+            PublicState.NO_DATA: "Status not yet known"}
+
+
+def worst(states: Iterable[PublicState]) -> PublicState:
+    return max(states, key=_RANK.__getitem__, default=PublicState.NO_DATA)
+
+
+def state_from_checks(states: Sequence[str]) -> PublicState:
+    """Every known check CRITICAL: major outage; some: partial outage; any WARNING: degraded.
+    UNKNOWN says nothing about customers (the probe could not tell), so it is left out."""
+    known = [s for s in states if s in ("OK", "WARNING", "CRITICAL")]
+    if not known:
+        return PublicState.NO_DATA
+    critical = known.count("CRITICAL")
+    if critical == len(known):
+        return PublicState.MAJOR_OUTAGE
+    if critical:
+        return PublicState.PARTIAL_OUTAGE
+    return PublicState.DEGRADED if "WARNING" in known else PublicState.OPERATIONAL
+
+
+def component_state(check_states: Sequence[str], severities: Sequence[str],
+                    in_maintenance: bool) -> PublicState:
+    """The checks' word, made at least as bad as the component's public open incidents say;
+    a component inside an announced window reads "under maintenance" whatever its checks say."""
+    if in_maintenance:
+        return PublicState.MAINTENANCE
+    return worst([state_from_checks(check_states), *(SEVERITY_STATE.get(s, PublicState.DEGRADED)
+                                                     for s in severities)])
+
+
+# --- the values a page shows ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublicComponent:
+    name: str
+    group: str
+    state: PublicState
+    days: tuple[DayUptime, ...]
+
+    @property
+    def uptime(self) -> float | None:
+        return overall(self.days)
+
+
+@dataclass(frozen=True)
+class PublicUpdate:
+    at: datetime
+    status: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PublicIncident:
+    ref: str
+    title: str
+    component: str
+    impact: str
+    status: str
+    started_at: datetime
+    resolved_at: datetime | None
+    updates: tuple[PublicUpdate, ...]  # newest first
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    platform: str
+    now: datetime
+    components: tuple[PublicComponent, ...]
+    active: tuple[PublicIncident, ...]
+    resolved: tuple[PublicIncident, ...]
+    notices: tuple[maintenance.MaintenanceNotice, ...]
+    state: PublicState = field(default=PublicState.NO_DATA)
+
+    @property
+    def headline(self) -> str:
+        return HEADLINE[self.state]
+
+    def groups(self) -> list[tuple[str, list[PublicComponent]]]:
+        found: dict[str, list[PublicComponent]] = {}
+        for component in self.components:
+            found.setdefault(component.group, []).append(component)
+        return list(found.items())
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON endpoint's body."""
+        return {
+            "platform": self.platform, "generated_at": self.now.isoformat(),
+            "status": {"state": self.state.value, "description": self.headline},
+            "components": [_component_dict(c) for c in self.components],
+            "incidents": [_incident_dict(i) for i in self.active],
+            "resolved_incidents": [_incident_dict(i) for i in self.resolved],
+            "maintenance": [n.as_dict(self.now) for n in self.notices],
+        }
+
+
+def _component_dict(component: PublicComponent) -> dict[str, Any]:
+    uptime = component.uptime
+    return {"name": component.name, "group": component.group, "state": component.state.value,
+            "uptime_90d": None if uptime is None else round(uptime, 6),
+            "days": [{"date": d.day.isoformat(),
+                      "uptime": None if d.fraction is None else round(d.fraction, 6)}
+                     for d in component.days]}
+
+
+def _incident_dict(incident: PublicIncident) -> dict[str, Any]:
+    return {"id": incident.ref, "title": incident.title, "component": incident.component,
+            "impact": incident.impact, "status": incident.status,
+            "started_at": incident.started_at.isoformat(),
+            "resolved_at": incident.resolved_at.isoformat() if incident.resolved_at else None,
+            "updates": [{"at": u.at.isoformat(), "status": u.status, "message": u.message}
+                        for u in incident.updates]}
+
+
+# --- reading the store ------------------------------------------------------------------------
+
+
+def public_components(plane: ControlPlane) -> list[tuple[str, str]]:
+    """(name, group title) of every component the page shows, in inventory order."""
+    return [(name, SECTION_TITLES[section]) for section, name, _ in plane.inventory.components()
+            if section in SECTION_TITLES]
+
+
+def read_report(session: Session, plane: ControlPlane, *, now: datetime,
+                cache: UptimeCache | None = None) -> StatusReport:
+    """Everything the page shows; a fresh `cache` spares the 90-day query."""
+    components = public_components(plane)
+    names = [name for name, _ in components]
+    ours = {t.id: t.component for t in plane.targets}
+    rows = [row for row in session.scalars(select(CheckState)) if ours.get(row.check_id) == row.component]
+    monotonic = plane.clock.monotonic()
+    uptime = cache.get(monotonic, now) if cache is not None else None
+    if uptime is None:
+        uptime = compute_uptime(session, plane, names, rows, now=now)
+        if cache is not None:
+            cache.put(monotonic, now, uptime)
+    notices = maintenance.get_shown(session, now=now)
+    active, resolved = read_incidents(session, now=now)
+    states: dict[str, list[str]] = {}
+    for row in rows:
+        states.setdefault(row.component, []).append(row.state)
+    severities: dict[str, list[str]] = {}
+    for incident in active:
+        severities.setdefault(incident.service, []).append(incident.severity)
+    under_way = {c for n in notices if n.active(now) for c in n.components}
+    shown = tuple(PublicComponent(
+        name=name, group=group, days=tuple(uptime.get(name, ())),
+        state=component_state(states.get(name, []), severities.get(name, []), name in under_way))
+        for name, group in components)
+    overall_state = worst(c.state for c in shown if c.state is not PublicState.MAINTENANCE)
+    if overall_state in (PublicState.OPERATIONAL, PublicState.NO_DATA) and under_way:
+        overall_state = PublicState.MAINTENANCE
+    return StatusReport(platform=plane.inventory.platform.name, now=now, components=shown,
+                        active=tuple(_public(i, u) for i, u in active.items()),
+                        resolved=tuple(_public(i, u) for i, u in resolved.items()),
+                        notices=tuple(notices), state=overall_state)
+
+
+def compute_uptime(session: Session, plane: ControlPlane, names: Sequence[str],
+                   rows: Sequence[CheckState], *, now: datetime) -> dict[str, list[DayUptime]]:
+    """Daily uptime from one query: the window's `check.state_changed` events, only the
+    columns needed, for the checks this control plane watches."""
+    ours = {t.id: t.component for t in plane.targets}
+    query = (select(Event.target, Event.service, Event.ts, Event.details)
+             .where(Event.kind == "check.state_changed", Event.ts >= window_start(now, UPTIME_DAYS))
+             .order_by(Event.ts, Event.id))
+    changes = [StateChange(check_id=target, component=service, at=ts, before=details.get("from"),
+                           after=str(details.get("to")))
+               for target, service, ts, details in session.execute(query)
+               if service is not None and ours.get(target) == service]
+    current = [CurrentState(r.check_id, r.component, r.state, r.since) for r in rows]
+    return uptime_by_component(names, changes, current, now=now, days=UPTIME_DAYS)
+
+
+def read_incidents(session: Session, *, now: datetime) -> tuple[
+        dict[IncidentRow, list[IncidentUpdateRow]], dict[IncidentRow, list[IncidentUpdateRow]]]:
+    """Open incidents and those resolved in the last 7 days that have at least one public
+    update, each with its public updates newest first: (active, recently resolved)."""
+    recent = (select(IncidentRow)
+              .where(or_(IncidentRow.status != Status.RESOLVED.value,
+                         IncidentRow.resolved_at >= now - RESOLVED_SHOWN_FOR))
+              .order_by(IncidentRow.started_at.desc(), IncidentRow.id.desc()))
+    incidents = list(session.scalars(recent))
+    updates: dict[int, list[IncidentUpdateRow]] = {}
+    if incidents:
+        query = (select(IncidentUpdateRow)
+                 .where(IncidentUpdateRow.incident_id.in_([i.id for i in incidents]),
+                        IncidentUpdateRow.public.is_(True))
+                 .order_by(IncidentUpdateRow.at.desc(), IncidentUpdateRow.id.desc()))
+        for update in session.scalars(query):
+            updates.setdefault(update.incident_id, []).append(update)
+    active: dict[IncidentRow, list[IncidentUpdateRow]] = {}
+    resolved: dict[IncidentRow, list[IncidentUpdateRow]] = {}
+    for incident in incidents:
+        if incident.id in updates:  # nothing public said yet: not on the page
+            shelf = resolved if incident.status == Status.RESOLVED.value else active
+            shelf[incident] = updates[incident.id]
+    return active, resolved
+
+
+def _public(incident: IncidentRow, updates: Sequence[IncidentUpdateRow]) -> PublicIncident:
+    return PublicIncident(
+        ref=ref(incident.id), title=incident.title, component=incident.service,
+        impact=IMPACT.get(incident.severity, "minor"),
+        status=PUBLIC_STATUS.get(incident.status, incident.status),
+        started_at=incident.started_at, resolved_at=incident.resolved_at,
+        updates=tuple(PublicUpdate(at=u.at, status=PUBLIC_STATUS.get(u.status, u.status),
+                                   message=u.summary) for u in updates))
+
+
+class UptimeCache:
+    """The last uptime computation, reused for UPTIME_CACHE_SECONDS: a page that many
+    customers reload during an incident costs one 90-day query per half minute, not per view."""
+
+    def __init__(self, ttl: float = UPTIME_CACHE_SECONDS) -> None:
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._value: tuple[float, datetime, dict[str, list[DayUptime]]] | None = None
+
+    def get(self, monotonic: float, now: datetime) -> dict[str, list[DayUptime]] | None:
+        with self._lock:
+            if self._value is None:
+                return None
+            at, wall, value = self._value
+            fresh = monotonic - at < self.ttl and wall.date() == now.date()
+            return value if fresh else None
+
+    def put(self, monotonic: float, now: datetime, value: dict[str, list[DayUptime]]) -> None:
+        with self._lock:
+            self._value = (monotonic, now, value)
+
+
+def report(plane: ControlPlane, cache: UptimeCache | None = None) -> StatusReport:
+    """The page's values, read from the store in one session (uptime from `cache` when fresh)."""
+    with plane.store.session() as session:
+        return read_report(session, plane, now=plane.clock.now(), cache=cache)
