@@ -453,6 +453,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     from opsplane.oncall.views import router as oncall_router
     from opsplane.runtime.views import router as runtime_router
     from opsplane.web.incident_views import router as incident_pages_router
+    from opsplane.web.status_views import router as status_router
     from opsplane.web.views import router as web_router
 
     @contextlib.asynccontextmanager
@@ -487,6 +488,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     _mount(app, intake_router, "/api/v2")  # where Prometheus sends alerts to an Alertmanager
     _mount(app, web_router, "")
     _mount(app, incident_pages_router, "")
+    _mount(app, status_router, "")  # the public status page: no login (docs/status-page.md)
     return app
 
 
