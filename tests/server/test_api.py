@@ -19,8 +19,10 @@ from opsplane.server import ControlPlane, create_app
 from opsplane.store import Store
 from opsplane.web.session import COOKIE, SessionGuard
 
-# The API's own health and metrics, and what a browser needs before signing in.
-PUBLIC = {"/health", "/metrics", "/", "/ui/login", "/ui/static/dashboard.css"}
+# The API's own health and metrics, what a browser needs before signing in, and the public
+# status page with its JSON and stylesheet.
+PUBLIC = {"/health", "/metrics", "/", "/ui/login", "/ui/static/dashboard.css",
+          "/status", "/status.json", "/status/static/status.css"}
 INVENTORY = """
 platform: {name: shop}
 services:
