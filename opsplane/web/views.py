@@ -66,7 +66,7 @@ async def login(request: Request) -> Response:
         return page(request, "login.html", status_code=403, next=HOME_PATH,
                     error="This sign-in form was sent from another site. Open the dashboard "
                           "directly and sign in there.")
-    form = await _form(request)
+    form = await read_form(request)
     target = safe_next(form.get("next"))
     token = form.get("token", "").strip()
     if not token:
@@ -97,7 +97,7 @@ def _sign_in(store: Store, token: str, client: str) -> Principal | None:
         return principal
 
 
-async def _form(request: Request) -> dict[str, str]:
+async def read_form(request: Request) -> dict[str, str]:
     """The urlencoded form fields (first value of each), read up to MAX_FORM_BYTES."""
     body = bytearray()
     async for chunk in request.stream():

@@ -10,13 +10,17 @@ from datetime import timedelta
 
 from fastapi.testclient import TestClient
 
+from opsplane.auth.service import Role
 from opsplane.clock import ManualClock
 from opsplane.events import service as events
 from opsplane.incidents import service as incidents
 from opsplane.incidents.models import AlertSignal, Status
 from opsplane.server import ControlPlane
+from tests.web.conftest import make_token
 
 PATHS = ["/ui/incidents", "/ui/incidents/1", "/ui/incidents/1/postmortem"]
+UPDATE = {"status": "identified", "summary": "Checkout fails for 5% of users.",
+          "actions": "Rolling back deploy 41.", "next_update": "20m", "public": "on"}
 
 
 def listed(html: str) -> list[str]:
@@ -151,3 +155,90 @@ def test_an_unknown_incident_is_a_404_page(signed_in: TestClient) -> None:
         answer = signed_in.get(path)
         assert answer.status_code == 404, path
         assert "No incident" in answer.text
+
+
+# --- responding from the page ----------------------------------------------------------------
+
+
+def sign_in(client: TestClient, plane: ControlPlane, role: Role, name: str) -> TestClient:
+    answer = client.post("/ui/login", data={"token": make_token(plane, role, name)})
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+def opened(plane: ControlPlane, clock: ManualClock) -> int:
+    with plane.store.session() as session:
+        return incidents.create(session, title="Checkout fails", service="catalog", severity="P1",
+                                actor="token:bob", now=clock.now(),
+                                settings=plane.inventory.incidents).id
+
+
+def actors(plane: ControlPlane, kind: str) -> list[str]:
+    with plane.store.session() as session:
+        return [e.actor for e in events.get_all(session, kind=kind)]
+
+
+def test_a_responder_acknowledges_and_posts_an_update_recorded_with_their_name(
+    client: TestClient, plane: ControlPlane, clock: ManualClock
+) -> None:
+    number = opened(plane, clock)
+    sign_in(client, plane, Role.RESPONDER, "alice")
+    page = client.get(f"/ui/incidents/{number}").text
+    assert f'action="/ui/incidents/{number}/ack"' in page and 'name="summary"' in page
+
+    clock.advance(90)
+    answer = client.post(f"/ui/incidents/{number}/ack")
+    assert answer.status_code == 303 and answer.headers["location"] == f"/ui/incidents/{number}"
+    assert actors(plane, "incident.acknowledged") == ["token:alice"]
+
+    answer = client.post(f"/ui/incidents/{number}/updates", data=UPDATE)
+    assert answer.status_code == 303
+    assert actors(plane, "incident.updated") == ["token:alice"]
+    with plane.store.session() as session:
+        [update] = incidents.get_updates(session, incident_id=number)
+        row = incidents.get_or_raise(session, incident_id=number)
+    assert (update.status, update.public, update.author) == ("identified", True, "token:alice")
+    assert update.next_update_at == clock.now() + timedelta(minutes=20)
+    assert row.commander == "alice" and row.status == "identified"
+
+    page = client.get(f"/ui/incidents/{number}").text
+    assert 'class="badge public">public' in page and "Rolling back deploy 41." in page
+    assert f'action="/ui/incidents/{number}/ack"' not in page  # acknowledged already
+    timeline = page[page.index('id="incident-timeline"'):]
+    assert "Acknowledged; commander alice" in timeline and "token:alice" in timeline
+
+
+def test_refused_actions_say_why_and_change_nothing(
+    client: TestClient, plane: ControlPlane, clock: ManualClock
+) -> None:
+    number = opened(plane, clock)
+    sign_in(client, plane, Role.RESPONDER, "alice")
+    empty = client.post(f"/ui/incidents/{number}/updates", data={**UPDATE, "summary": " "})
+    assert empty.status_code == 422 and 'role="alert"' in empty.text
+    assert "needs a summary" in empty.text
+    wrong = client.post(f"/ui/incidents/{number}/updates", data={**UPDATE, "status": "triggered"})
+    assert wrong.status_code == 422 and "one of investigating" in wrong.text
+    unreadable = client.post(f"/ui/incidents/{number}/updates",
+                             data={**UPDATE, "next_update": "soon"})
+    assert unreadable.status_code == 422 and "cannot read next update" in unreadable.text
+    assert client.post(f"/ui/incidents/{number}/ack").status_code == 303
+    twice = client.post(f"/ui/incidents/{number}/ack")
+    assert twice.status_code == 409 and 'role="alert"' in twice.text
+    forged = client.post(f"/ui/incidents/{number}/updates", data=UPDATE,
+                         headers={"sec-fetch-site": "cross-site"})
+    assert forged.status_code == 403 and "another site" in forged.text
+    assert client.post("/ui/incidents/99/ack").status_code == 404
+    assert actors(plane, "incident.updated") == []
+    assert actors(plane, "incident.acknowledged") == ["token:alice"]
+
+
+def test_a_viewer_sees_no_forms_and_may_not_act(
+    signed_in: TestClient, plane: ControlPlane, clock: ManualClock
+) -> None:
+    number = opened(plane, clock)
+    page = signed_in.get(f"/ui/incidents/{number}").text
+    assert "/ack" not in page and 'name="summary"' not in page
+    assert signed_in.post(f"/ui/incidents/{number}/ack").status_code == 403
+    assert signed_in.post(f"/ui/incidents/{number}/updates", data=UPDATE).status_code == 403
+    assert actors(plane, "incident.acknowledged") == []
+    assert actors(plane, "incident.updated") == []
