@@ -69,6 +69,7 @@ def _register(command: str | None = None) -> None:
     from opsplane.oncall.cli import app as oncall_app
     from opsplane.runtime.cli import register as register_runtime
     from opsplane.store.cli import app as db_app
+    from opsplane.web.status_cli import app as status_app
     from shop.cli import app as shop_app
 
     app.add_typer(config_app, name="config", help="Validate the inventory; print its JSON Schema.")
@@ -81,6 +82,7 @@ def _register(command: str | None = None) -> None:
     app.add_typer(oncall_app, name="oncall", help="Who is on call, shifts, handoffs, overrides, escalation.")
     app.add_typer(incident_app, name="incident", help="Incidents: open, ack, update, resolve, post-mortem.")
     app.add_typer(report_app, name="report", help="Reports over the record: incidents.")
+    app.add_typer(status_app, name="status", help="The public status page: maintenance notices.")
     app.add_typer(shop_app, name="shop", help="The reference shop: serve its services, send it traffic.")
     register_health(app)
     register_query(app)
