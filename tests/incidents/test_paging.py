@@ -254,3 +254,39 @@ def test_a_page_arrives_at_pagerduty_the_sms_gateway_and_slack_through_the_dispa
                          ("+15550101", "acknowledge",
                           "incident:1:incident.acknowledged:2026-03-04T10:01:00+00:00:+15550101")]
         assert slack.requests[0].json()["blocks"][0]["text"]["text"] == "[P0] payments: INC-1: Payments down"
+
+
+_CYCLE = """
+import os, signal, sys
+from datetime import timedelta
+from opsplane.incidents import paging
+from opsplane.store import Store
+from tests.incidents.test_paging import T0, _inventory
+store = Store.open(sys.argv[1], migrate=False)
+with store.session() as session:
+    paging.page(session, inventory=_inventory(), now=T0 + timedelta(minutes=int(sys.argv[2])))
+    session.flush()
+    if sys.argv[3] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)  # dies with its pages written but not committed
+"""
+
+
+def test_a_process_killed_mid_cycle_then_restarted_pages_once(store: Store) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    url = store.engine.url.render_as_string(hide_password=False)
+    root = Path(__file__).resolve().parents[2]
+    _open(store)
+    _page(store, _inventory(), timedelta(0))
+
+    def cycle(minute: int, how: str) -> int:
+        return subprocess.run([sys.executable, "-c", _CYCLE, url, str(minute), how], cwd=root,
+                              capture_output=True, timeout=60).returncode
+
+    assert cycle(6, "kill") == -9
+    assert len(_rows(store)) == 4
+    assert cycle(6, "finish") == 0
+    assert _page(store, _inventory(), 6 * MINUTE).queued == 0
+    assert _rows(store) == P0_PAGES[0] + P0_PAGES[5]
