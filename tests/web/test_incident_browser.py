@@ -1,7 +1,8 @@
 """The incident pages in headless Debian Chromium against `opsplane serve` as a process: a check
 that keeps failing fires CheckFailing (P1), which opens an incident; it is acknowledged with
 `opsplane incident ack`; the browser finds it in the list and its timeline shows the alert
-and the acknowledgement. Screenshots go to build/test-artifacts/."""
+and the acknowledgement; a responder posts a public status update from the page. Screenshots
+go to build/test-artifacts/."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
 
 
 def test_an_alert_opened_incident_shows_the_alert_and_the_ack_on_its_page(serve: Serve) -> None:
-    token = json.loads(serve.cli("token", "create", "--name", "browser", "--role", "viewer",
+    token = json.loads(serve.cli("token", "create", "--name", "alice", "--role", "responder",
                                  "--json"))["token"]
     serve.start()
     [incident] = wait_for(lambda: json.loads(serve.cli("incident", "list", "--json")),
@@ -73,6 +74,18 @@ def test_an_alert_opened_incident_shows_the_alert_and_the_ack_on_its_page(serve:
             expect(page.locator('tr[data-target="Time to acknowledge"]')).to_contain_text("met")
             expect(page.locator("#incident-alerts")).to_contain_text("CheckFailing (P1)")
             page.screenshot(path=str(ARTIFACTS / "dashboard-incident.png"), full_page=True)
+
+            page.select_option("#update-status", "identified")
+            page.fill("#update-summary", "Orders cannot be placed.")
+            page.fill("#update-actions", "Restarting orders.")
+            page.check("input[name=public]")
+            page.click("text=Post update")
+            page.wait_for_url(serve.url + f"/ui/incidents/{incident['id']}")
+            expect(page.locator("#incident-updates")).to_contain_text("Orders cannot be placed.")
+            expect(page.locator("#incident-updates .badge.public")).to_have_text("public")
+            expect(timeline.locator('tr[data-kind="incident.updated"]')).to_contain_text(
+                "token:alice")
+            page.screenshot(path=str(ARTIFACTS / "dashboard-incident-updated.png"), full_page=True)
 
             page.click("text=Read the draft")
             expect(page.locator("#postmortem-draft")).to_contain_text(f"# Post-mortem: {ref}")
