@@ -101,6 +101,9 @@ def test_a_malformed_target_says_which_forms_there_are() -> None:
 def test_the_example_in_the_on_call_docs_loads() -> None:
     text = (Path(__file__).parents[2] / "docs" / "oncall.md").read_text()
     block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
-    inventory = loads("platform: {name: shop}\nchannels: {named: {alerts: {type: console}}}\n" + block)
+    named = ", ".join(f"{name}: {{type: console}}" for name in
+                      ("alerts", "ops-mail", "sms-gateway", "voice-gateway", "incidents", "pagerduty"))
+    inventory = loads(f"platform: {{name: shop}}\nchannels: {{named: {{{named}}}}}\n" + block)
     assert inventory.oncall.policy_for("P1").repeat == 1
     assert inventory.oncall.schedules["platform"].overrides[0].person == "cleo"
+    assert inventory.oncall.contact_channels["sms"] == "sms-gateway"
