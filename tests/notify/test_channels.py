@@ -161,6 +161,17 @@ def test_a_wrong_smtp_password_fails_for_good_without_repeating_it(mail_cert: tu
     assert result.status == 535 and "wrong-pass" not in result.detail
 
 
+def test_an_email_page_to_one_person_goes_to_that_address_only(mail_cert: tuple[Path, Path]) -> None:
+    cert, key = mail_cert
+    port = free_port()
+    with MailServer(cert, key, port=port) as server:
+        mail = _open("mail", _mail_spec(port, ca_file=str(cert)), {})
+        result = mail.send(notification(to="ana@example.com"))
+
+    assert result.outcome is Outcome.DELIVERED, result.detail
+    assert server.envelopes == [("opsplane@example.com", ["ana@example.com"])]
+
+
 def test_an_untrusted_smtp_certificate_fails_and_says_to_set_ca_file(mail_cert: tuple[Path, Path]) -> None:
     cert, key = mail_cert
     port = free_port()

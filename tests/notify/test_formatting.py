@@ -49,6 +49,11 @@ def test_slack_resolve_has_no_ack_button_and_escapes_markup() -> None:
     assert "a &lt;b&gt; &amp; c" in json.dumps(body)
 
 
+def test_slack_page_to_one_person_mentions_the_user() -> None:
+    body = format_slack(notification(to="U01ANA", details="Escalation step 1"))
+    assert body["blocks"][2]["text"]["text"] == "<@U01ANA> Escalation step 1"
+
+
 def test_pagerduty_trigger_acknowledge_resolve_share_the_group_as_dedup_key() -> None:
     trigger, resolve = pair("orders/HighErrorRate", severity="P0")
     ack = notification(key="k:ack", group="orders/HighErrorRate", status="acknowledge")
