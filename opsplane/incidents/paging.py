@@ -87,6 +87,10 @@ class _Target:
     to: str | None = None
 
 
+def _step_of(key: str) -> str:
+    return ":".join(key.split(":", 4)[:4])
+
+
 class _Pager:
     """One call's state: the rows the outbox already holds for these incidents, the roster
     (built once, on the first escalation step), and the report."""
@@ -102,6 +106,8 @@ class _Pager:
         self.noted = noted
         self.report = PagingReport()
         self._roster: Roster | None = None
+        # `escalation:<incident>:r<round>:s<step>` of every step with a row or an event
+        self.steps_done = {_step_of(key) for key in [*(k for _, k in existing), *noted]}
 
     @property
     def roster(self) -> Roster:
@@ -252,9 +258,7 @@ def _superseded(notification: escalation.Notification, due: Sequence[escalation.
 def _step_done(pager: _Pager, incident: IncidentView, round_: int, step: int) -> bool:
     """True when the outbox or the event log shows the step was handled: a cheap test that
     spares resolving the roster every cycle of a long escalation."""
-    prefix = f"escalation:{incident.id}:r{round_}:s{step}:"
-    return (any(key.startswith(prefix) for _, key in pager.existing)
-            or any(key.startswith(prefix) for key in pager.noted))
+    return f"escalation:{incident.id}:r{round_}:s{step}" in pager.steps_done
 
 
 def _page_recipient(pager: _Pager, incident: IncidentView, step: escalation.Notification,

@@ -160,6 +160,18 @@ def test_a_step_that_fell_due_while_nothing_ran_is_sent_once_afterwards(store: S
     assert again.queued == 0
 
 
+def test_after_downtime_a_step_superseded_by_its_repeat_is_not_replayed(store: Store) -> None:
+    policy = {"steps": [{"notify": ["layer:primary"], "via": ["pagerduty"]},
+                        {"delay": "5m", "notify": ["layer:secondary"], "via": ["pagerduty"]}],
+              "repeat": 1, "repeat_after": "10m"}  # r0: 0, 5; r1: 15, 20
+    inventory = _inventory(policies={"p0": policy})
+    _open(store)
+    _page(store, inventory, timedelta(0))
+    late = _page(store, inventory, 21 * MINUTE)
+    assert late.keys == ["escalation:1:r1:s0:ana:pagerduty", "escalation:1:r1:s1:ben:pagerduty"]
+    assert _page(store, inventory, 22 * MINUTE).queued == 0
+
+
 def test_a_due_status_update_reminds_the_commander_once_by_slack(store: Store) -> None:
     inventory = _inventory()
     _open(store, severity="P1", commander="ana")
