@@ -11,7 +11,7 @@ do: the values built here hold none of them, so no template can show them by mis
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -203,11 +203,12 @@ def read_report(session: Session, plane: ControlPlane, *, now: datetime,
     ours = {t.id: t.component for t in plane.targets}
     rows = [row for row in session.scalars(select(CheckState)) if ours.get(row.check_id) == row.component]
     monotonic = plane.clock.monotonic()
-    uptime = cache.get(monotonic, now) if cache is not None else None
+    key = (now.date(), frozenset((r.check_id, r.state, r.since) for r in rows))
+    uptime = cache.get(monotonic, key) if cache is not None else None
     if uptime is None:
         uptime = compute_uptime(session, plane, names, rows, now=now)
         if cache is not None:
-            cache.put(monotonic, now, uptime)
+            cache.put(monotonic, key, uptime)
     notices = maintenance.get_shown(session, now=now)
     active, resolved = read_incidents(session, now=now)
     states: dict[str, list[str]] = {}
@@ -283,25 +284,25 @@ def _public(incident: IncidentRow, updates: Sequence[IncidentUpdateRow]) -> Publ
 
 
 class UptimeCache:
-    """The last uptime computation, reused for UPTIME_CACHE_SECONDS: a page that many
-    customers reload during an incident costs one 90-day query per half minute, not per view."""
+    """The last uptime computation, reused while the checks' states are unchanged, for at most
+    UPTIME_CACHE_SECONDS and within the same day: a page that many customers reload during an
+    incident costs one 90-day query per state change or half minute, not one per view."""
 
     def __init__(self, ttl: float = UPTIME_CACHE_SECONDS) -> None:
         self.ttl = ttl
         self._lock = threading.Lock()
-        self._value: tuple[float, datetime, dict[str, list[DayUptime]]] | None = None
+        self._value: tuple[float, Hashable, dict[str, list[DayUptime]]] | None = None
 
-    def get(self, monotonic: float, now: datetime) -> dict[str, list[DayUptime]] | None:
+    def get(self, monotonic: float, key: Hashable) -> dict[str, list[DayUptime]] | None:
         with self._lock:
             if self._value is None:
                 return None
-            at, wall, value = self._value
-            fresh = monotonic - at < self.ttl and wall.date() == now.date()
-            return value if fresh else None
+            at, known, value = self._value
+            return value if monotonic - at < self.ttl and known == key else None
 
-    def put(self, monotonic: float, now: datetime, value: dict[str, list[DayUptime]]) -> None:
+    def put(self, monotonic: float, key: Hashable, value: dict[str, list[DayUptime]]) -> None:
         with self._lock:
-            self._value = (monotonic, now, value)
+            self._value = (monotonic, key, value)
 
 
 def report(plane: ControlPlane, cache: UptimeCache | None = None) -> StatusReport:

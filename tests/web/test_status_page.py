@@ -15,7 +15,7 @@ from opsplane.health.transitions import Transition
 from opsplane.incidents import service as incidents
 from opsplane.incidents.models import IncidentsSettings, Status
 from opsplane.server import ControlPlane
-from opsplane.web import maintenance
+from opsplane.web import maintenance, status
 from opsplane.web.status import PublicState, component_state, state_from_checks
 
 SECRET_REASON = "connect to 10.20.30.40:5432 refused (db-primary-07.internal)"
@@ -171,3 +171,25 @@ def test_the_mapping_from_checks_incidents_and_maintenance() -> None:
     assert component_state(["OK"], ["P2"], False) is PublicState.DEGRADED
     assert component_state(["CRITICAL"], ["P2"], False) is PublicState.MAJOR_OUTAGE
     assert component_state(["CRITICAL"], ["P0"], True) is PublicState.MAINTENANCE
+
+
+def test_views_reuse_the_uptime_until_a_state_changes(client: TestClient, plane: ControlPlane,
+                                                      clock: ManualClock, monkeypatch) -> None:
+    calls = []
+    compute = status.compute_uptime
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(status, "compute_uptime", counted)
+    record(plane, "gateway", None, State.OK, hours_ago=2)
+    for _ in range(3):
+        client.get("/status.json")
+    assert len(calls) == 1
+    record(plane, "gateway", State.OK, State.CRITICAL, hours_ago=1)
+    days = {c["name"]: c for c in client.get("/status.json").json()["components"]}["gateway"]["days"]
+    assert len(calls) == 2 and days[-1]["uptime"] < 1.0
+    clock.advance(status.UPTIME_CACHE_SECONDS + 1)
+    client.get("/status.json")
+    assert len(calls) == 3
