@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 UPTIME_DAYS = 90
 RESOLVED_SHOWN_FOR = timedelta(days=7)
 UPTIME_CACHE_SECONDS = 30.0  # the bars are days wide; a view need not recompute 90 days of events
+UPTIME_MIN_AGE = 5.0  # reused this long even if states changed: flapping checks cost one read per 5 s
 SECTION_TITLES = {"services": "Services", "databases": "Databases", "caches": "Caches",
                   "proxies": "Proxies"}  # hosts are machines: not on a customer's page
 
@@ -236,12 +237,14 @@ def compute_uptime(session: Session, plane: ControlPlane, names: Sequence[str],
     """Daily uptime from one query: the window's `check.state_changed` events, only the
     columns needed, for the checks this control plane watches."""
     ours = {t.id: t.component for t in plane.targets}
-    query = (select(Event.target, Event.service, Event.ts, Event.details)
-             .where(Event.kind == "check.state_changed", Event.ts >= window_start(now, UPTIME_DAYS))
-             .order_by(Event.ts, Event.id))
+    table = Event.__table__
+    query = (select(table.c.target, table.c.service, table.c.ts, table.c.outcome, table.c.details)
+             .where(table.c.kind == "check.state_changed", table.c.ts >= window_start(now, UPTIME_DAYS))
+             .order_by(table.c.ts, table.c.id))
+    # Through the connection, not the ORM: tens of thousands of rows need no identity map.
     changes = [StateChange(check_id=target, component=service, at=ts, before=details.get("from"),
-                           after=str(details.get("to")))
-               for target, service, ts, details in session.execute(query)
+                           after=outcome)
+               for target, service, ts, outcome, details in session.connection().execute(query)
                if service is not None and ours.get(target) == service]
     current = [CurrentState(r.check_id, r.component, r.state, r.since) for r in rows]
     return uptime_by_component(names, changes, current, now=now, days=UPTIME_DAYS)
@@ -284,9 +287,10 @@ def _public(incident: IncidentRow, updates: Sequence[IncidentUpdateRow]) -> Publ
 
 
 class UptimeCache:
-    """The last uptime computation, reused while the checks' states are unchanged, for at most
-    UPTIME_CACHE_SECONDS and within the same day: a page that many customers reload during an
-    incident costs one 90-day query per state change or half minute, not one per view."""
+    """The last uptime computation, reused while the checks' states are unchanged (for at most
+    UPTIME_CACHE_SECONDS, within the same day), and for UPTIME_MIN_AGE in any case: a page that
+    many customers reload during an incident costs one 90-day query per state change, at most
+    one per 5 s, and at least one per half minute; never one per view."""
 
     def __init__(self, ttl: float = UPTIME_CACHE_SECONDS) -> None:
         self.ttl = ttl
@@ -298,7 +302,8 @@ class UptimeCache:
             if self._value is None:
                 return None
             at, known, value = self._value
-            return value if monotonic - at < self.ttl and known == key else None
+            age = monotonic - at
+            return value if age < UPTIME_MIN_AGE or (age < self.ttl and known == key) else None
 
     def put(self, monotonic: float, key: Hashable, value: dict[str, list[DayUptime]]) -> None:
         with self._lock:

@@ -114,19 +114,23 @@ def _days(checks: Mapping[str, list[tuple[datetime, str | None]]], start: dateti
     observed = [0.0] * days
     down = [0.0] * days
     states: dict[str, str | None] = {}
+    known = critical = 0  # how many checks have a state, how many of them are CRITICAL
     index = 0
     for begin, end in zip(times, times[1:], strict=False):
         while index < len(points) and points[index][0] <= begin:
             _, check_id, state = points[index]
+            before = states.get(check_id)
+            known += (state is not None) - (before is not None)
+            critical += (state == CRITICAL) - (before == CRITICAL)
             states[check_id] = state
             index += 1
         if begin >= now:
             break
-        span = (min(end, now) - begin).total_seconds()
-        day = int((begin - start) / DAY)
-        if any(state is not None for state in states.values()):
+        if known:
+            span = (min(end, now) - begin).total_seconds()
+            day = int((begin - start) / DAY)
             observed[day] += span
-            if any(state == CRITICAL for state in states.values()):
+            if critical:
                 down[day] += span
     return [DayUptime(day, observed[n], down[n]) for n, day in enumerate(day_range(now, days))]
 
