@@ -169,7 +169,9 @@ class ControlPlane:
         if self.alerting is not None:
             self._tasks.append(loop.create_task(self._evaluate_rules(self.alerting)))
         if self.inventory.channels.named:
-            self._tasks.append(loop.create_task(self._dispatch()))
+            self._tasks.append(loop.create_task(self._deliver()))
+        else:
+            log.info("no channels under channels.named: alerts and incidents are recorded but page nobody")
         log.info("watching %d checks of %d components in %s", len(self.targets),
                  len(list(self.inventory.components())), self.env)
 
@@ -330,7 +332,8 @@ class ControlPlane:
                 if self.samples is not None:
                     await asyncio.to_thread(self._ingest_failing_checks)
                 report = await asyncio.to_thread(alerting.run_once)
-                if report.queued:
+                # pages to send, or an alert that changed state and may have opened an incident
+                if report.queued or report.sent or report.evaluation.transitions:
                     self._dispatch_soon.set()
             except Exception:  # a cycle that fails must not end alerting; the next one retries
                 log.exception("alert evaluation failed")
@@ -349,10 +352,14 @@ class ControlPlane:
             await asyncio.sleep(max(0.0, min(due, quiet_until) - loop.time()))
         self._evaluate_soon.clear()
 
-    async def _dispatch(self) -> None:
-        """Deliver what the outbox holds (docs/notifications.md): at once when a cycle queued
-        something, else when the next retry or digest falls due, and at least every
-        DISPATCH_POLL seconds for what other processes queued (`opsplane incident ack`)."""
+    async def _deliver(self) -> None:
+        """Page and deliver (docs/notifications.md, docs/oncall.md): queue what open incidents
+        owe people (escalation steps, acknowledgements, resolutions, reminders:
+        `incidents.paging`), then send what the outbox holds. At once when an alerting cycle
+        queued something or opened an incident, else when the next step, retry or digest
+        falls due, and at least every DISPATCH_POLL seconds for what other processes did
+        (`opsplane incident ack`)."""
+        from opsplane.incidents.paging import page_cycle
         from opsplane.notify.dispatcher import Dispatcher
 
         dispatcher = Dispatcher(self.store, self.inventory.channels)
@@ -360,10 +367,13 @@ class ControlPlane:
             while True:
                 delay = DISPATCH_POLL
                 try:
+                    paged = await asyncio.to_thread(page_cycle, self.store, inventory=self.inventory,
+                                                    now=self.clock.now())
                     await asyncio.to_thread(dispatcher.run_once, self.clock.now())
                     wake = await asyncio.to_thread(dispatcher.next_wakeup, self.clock.now())
-                    if wake is not None:
-                        delay = min(DISPATCH_POLL, max(0.0, (wake - self.clock.now()).total_seconds()))
+                    for due in (wake, paged.next_due):
+                        if due is not None:
+                            delay = min(delay, max(0.0, (due - self.clock.now()).total_seconds()))
                 except Exception:  # the store may be down: keep trying, never end delivery
                     log.exception("delivering notifications failed; trying again in %g s", DISPATCH_POLL)
                 with contextlib.suppress(TimeoutError):

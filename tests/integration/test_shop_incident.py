@@ -1,8 +1,10 @@
 """An incident end to end on the shop: payments goes down, its failing check fires the rule
 pack's CheckFailing, which pages a PagerDuty-like receiver through the outbox and opens an
-incident; the responder acknowledges it from the CLI; payments comes back, the page is
+incident whose escalation texts the on-call primary through an SMS gateway; the responder
+acknowledges it from the CLI and the primary is told; payments comes back, the page is
 resolved; the incident is resolved, and its timeline and post-mortem draft carry the real
-times of all that."""
+times of all that. (That an acknowledgement stops later steps is shown minute by minute with
+a clock in tests/incidents/test_paging.py.)"""
 
 from __future__ import annotations
 
@@ -26,6 +28,24 @@ WATCH = """\
 channels:
   named:
     pager: {{type: pagerduty, routing_key: env:PD_KEY, url: "{pagerduty}"}}
+    sms: {{type: webhook, url: "{sms}"}}
+oncall:
+  people:
+    ana: {{name: Ana Ruiz, contact: {{sms: "+15550100"}}}}
+    ben: {{name: Ben Okafor, contact: {{sms: "+15550101"}}}}
+  schedules:
+    shop:
+      timezone: UTC
+      handoff: {{day: mon, time: "09:00"}}
+      layers:
+        primary: {{start: "2026-01-05", rotation: [ana]}}
+        secondary: {{start: "2026-01-05", rotation: [ben]}}
+  policies:
+    paging:
+      steps:
+        - {{notify: ["schedule:shop/primary"], via: [sms]}}
+        - {{delay: 10m, notify: ["schedule:shop/secondary"], via: [sms]}}
+  severities: {{P1: paging}}
 alerting:
   evaluation_interval: 1s
   builtin_rules: {{thresholds: {{check_failures: 2}}}}
@@ -40,14 +60,16 @@ Watched = tuple[DemoStack, Serve, LocalHttpServer]
 @pytest.fixture(scope="module")
 def incident_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watched]:
     stack = DemoStack(tmp_path_factory.mktemp("incident") / "demo")
-    pagerduty = LocalHttpServer({"/v2/enqueue": Reply(202, b'{"status":"success"}', "application/json")})
+    pagerduty = LocalHttpServer({"/v2/enqueue": Reply(202, b'{"status":"success"}', "application/json"),
+                                 "/sms": Reply(200, b"queued")})
     serve: Serve | None = None
     with pagerduty:
         try:
             stack.start_servers()
             path = stack.write_inventory(free_port())
             text = path.read_text().replace("defaults: {interval: 5s", "defaults: {interval: 1s")
-            path.write_text(text + WATCH.format(pagerduty=pagerduty.url("/v2/enqueue")))
+            watch = WATCH.format(pagerduty=pagerduty.url("/v2/enqueue"), sms=pagerduty.url("/sms"))
+            path.write_text(text + watch)
             stack.start_shop(load(path))
             serve = Serve(stack.base, path)
             serve.env["PD_KEY"] = "shop-routing-key"
@@ -66,6 +88,12 @@ def _events(pagerduty: LocalHttpServer) -> list[dict[str, Any]]:
 def _pages_about(pagerduty: LocalHttpServer, service: str) -> list[dict[str, Any]]:
     return [e for e in _events(pagerduty)
             if e["event_action"] == "trigger" and e["payload"].get("component") == service]
+
+
+def _texts(gateway: LocalHttpServer) -> list[tuple[str, str]]:
+    """(recipient, status) of every message the SMS gateway got."""
+    bodies = [json.loads(seen.body) for seen in gateway.seen if seen.path == "/sms"]
+    return [(body["to"], body["status"]) for body in bodies]
 
 
 def _cli(serve: Serve, *args: str) -> subprocess.CompletedProcess[str]:
@@ -90,8 +118,11 @@ def test_payments_down_pages_opens_an_incident_and_ends_in_a_postmortem(incident
     [incident] = wait_for(lambda: [i for i in json.loads(serve.cli("incident", "list", "--json"))
                                    if i["service"] == "payments"], "the incident about payments")
     assert incident["severity"] == "P1" and incident["status"] == "triggered"
+    # the on-call primary is texted at once; the secondary only after 10 minutes
+    wait_for(lambda: ("+15550100", "trigger") in _texts(pagerduty), "the SMS to the primary")
     acked = _cli(serve, "incident", "ack", str(incident["id"]), "--json")
     assert acked.returncode == 0, acked.stderr
+    wait_for(lambda: ("+15550100", "acknowledge") in _texts(pagerduty), "the acknowledgement by SMS")
 
     stack.runtime.up(["payments"])
     wait_for(lambda: [e for e in _events(pagerduty) if e["event_action"] == "resolve"
@@ -99,6 +130,9 @@ def test_payments_down_pages_opens_an_incident_and_ends_in_a_postmortem(incident
     resolved = _cli(serve, "incident", "resolve", str(incident["id"]), "-m", "payments restarted",
                     "--root-cause", "payments was stopped", "--json")
     assert resolved.returncode == 0, resolved.stderr
+
+    wait_for(lambda: ("+15550100", "resolve") in _texts(pagerduty), "the resolution by SMS")
+    assert [to for to, _ in _texts(pagerduty)] == ["+15550100"] * 3  # the secondary never paged
 
     shown = json.loads(serve.cli("incident", "show", str(incident["id"]), "--json"))
     kinds = [row["kind"] for row in shown["timeline"]]
