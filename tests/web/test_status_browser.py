@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -49,9 +50,13 @@ def platform(tmp_path: Path) -> Iterator[Serve]:
         assert "Traceback" not in output, output
 
 
-def states(serve: Serve) -> dict[str, str]:
+def components(serve: Serve) -> dict[str, dict[str, Any]]:
     body = httpx.get(serve.url + "/status.json", timeout=5).json()
-    return {c["name"]: c["state"] for c in body["components"]}
+    return {c["name"]: c for c in body["components"]}
+
+
+def states(serve: Serve) -> dict[str, str]:
+    return {name: c["state"] for name, c in components(serve).items()}
 
 
 def test_a_customer_sees_public_states_and_only_public_updates(platform: Serve) -> None:
@@ -70,6 +75,8 @@ def test_a_customer_sees_public_states_and_only_public_updates(platform: Serve) 
     # serve has probed both: catalog answers (P2 incident: degraded), cart answers 503
     wait_for(lambda: states(serve) == {"catalog": "degraded", "cart": "major outage",
                                        "sessions": "no data"}, "the checks' first results")
+    # today's bars follow within the uptime's 5 s reuse: cart has been down all along
+    wait_for(lambda: components(serve)["cart"]["days"][-1]["uptime"] == 0.0, "cart's bar for today")
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     assert sync_playwright is not None
@@ -94,7 +101,10 @@ def test_a_customer_sees_public_states_and_only_public_updates(platform: Serve) 
             expect(page.locator("body")).not_to_contain_text("127.0.0.1")
             expect(page.locator("body")).not_to_contain_text("HTTP 503")
             expect(page.locator("article.notice")).to_contain_text("Cart moves to a new database")
-            assert page.locator('li[data-component="cart"] svg.uptime rect').count() == 90
+            bars = page.locator('li[data-component="cart"] svg.uptime rect')
+            assert bars.count() == 90
+            assert bars.last.get_attribute("class") == "up-low"
+            assert bars.first.get_attribute("class") == "up-none"  # before monitoring started
             page.screenshot(path=str(ARTIFACTS / "status-page.png"), full_page=True)
             assert requested and all(url.startswith(serve.url + "/") for url in requested), requested
 
