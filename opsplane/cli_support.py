@@ -45,22 +45,22 @@ def parse_when(text: str | None, now: datetime) -> datetime | None:
     """A time from an ISO 8601 timestamp or an age ('15m', '24h', '7d' meaning that long ago)."""
     if text is None:
         return None
-    from datetime import UTC, timedelta
+    from datetime import timedelta
 
     from opsplane.config.types import parse_duration
     from opsplane.errors import UsageError
+    from opsplane.timefmt import parse_time
 
     try:
         return now - timedelta(seconds=parse_duration(text))
     except ValueError:
         pass
     try:
-        when = datetime.fromisoformat(text)
+        return parse_time(text)
     except ValueError:
         raise UsageError(
             f"cannot read time {text!r}: give an age such as 15m, 24h, 7d or an ISO 8601 time"
         ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def exit_zero_on_sigterm() -> None:

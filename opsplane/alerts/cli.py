@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from opsplane.cli_support import cli_actor, open_store, out, print_json
 from opsplane.clock import SystemClock
 from opsplane.config.types import parse_duration
 from opsplane.errors import UsageError
+from opsplane.timefmt import parse_time
 
 silence_app = typer.Typer(no_args_is_help=True)
 
@@ -109,11 +110,9 @@ def _when(text: str | None, option: str) -> datetime | None:
     if text is None:
         return None
     try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"{option}: cannot read {text!r}; give an ISO 8601 time such as "
-                         "2026-11-24T02:00:00Z") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+        return parse_time(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
 
 
 export_app = typer.Typer(no_args_is_help=True)

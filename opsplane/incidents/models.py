@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from opsplane.config.types import Duration
+from opsplane.timefmt import parse_time
 
 Severity = Literal["P0", "P1", "P2", "P3"]
 SEVERITIES: tuple[Severity, ...] = ("P0", "P1", "P2", "P3")
@@ -199,7 +200,6 @@ def seconds(delta: timedelta | None) -> float | None:
 def parse_next_update(text: str, now: datetime) -> datetime:
     """When the next update is promised: '30m' from now, or an ISO 8601 time (UTC without an
     offset). ValueError with a message a person can act on otherwise."""
-    from datetime import UTC
 
     from opsplane.config.types import parse_duration
 
@@ -208,8 +208,7 @@ def parse_next_update(text: str, now: datetime) -> datetime:
     except ValueError:
         pass
     try:
-        when = datetime.fromisoformat(text)
+        return parse_time(text)
     except ValueError:
         raise ValueError(f"cannot read next update {text!r}: give a delay such as 30m or an "
                          "ISO 8601 time") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)

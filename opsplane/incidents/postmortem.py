@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from opsplane import timefmt
 from opsplane.incidents.models import ActionItem, IncidentView, SeverityPolicy, TimelineEntry, ref
 from opsplane.incidents.report import time_to_acknowledge, time_to_detect, time_to_resolve
 
@@ -36,20 +37,8 @@ class PostmortemFacts:
 
 
 def span(seconds: float | None) -> str:
-    """A duration as people write it: 45s, 12m 30s, 2h 05m, 3d 4h."""
-    if seconds is None:
-        return "unknown"
-    whole = int(round(seconds))
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s" if secs else f"{minutes}m"
-    return f"{secs}s"
+    """A duration as people write it (45s, 12m 30s, 2h 05m, 3d 4h), or "unknown"."""
+    return "unknown" if seconds is None else timefmt.span(seconds)
 
 
 def _when(value: datetime | None) -> str:

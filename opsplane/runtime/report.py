@@ -11,6 +11,7 @@ from rich.text import Text
 
 from opsplane.drivers.runtime.base import InstanceStatus
 from opsplane.runtime.logscan import ServiceErrors
+from opsplane.timefmt import span
 
 STATE_STYLE = {"running": "green", "starting": "yellow", "backoff": "bold red", "failed": "bold red",
                "stopped": "dim"}
@@ -18,19 +19,7 @@ STATE_STYLE = {"running": "green", "starting": "yellow", "backoff": "bold red", 
 
 def format_uptime(seconds: float | None) -> str:
     """"45s", "12m 05s", "3h 20m", "2d 4h"; "-" when not running."""
-    if seconds is None:
-        return "-"
-    whole = int(seconds)
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
+    return "-" if seconds is None else span(seconds)
 
 
 def format_bytes(size: int | None) -> str:

@@ -12,6 +12,7 @@ from opsplane.cli_support import cli_actor, open_store, out, print_json
 from opsplane.clock import SystemClock
 from opsplane.config.models import Inventory
 from opsplane.errors import UsageError
+from opsplane.timefmt import parse_time
 from opsplane.web import maintenance
 
 app = typer.Typer(no_args_is_help=True)
@@ -89,11 +90,7 @@ def _known_component(inventory: Inventory, name: str) -> str:
 
 
 def _time(text: str, option: str) -> datetime:
-    from datetime import UTC
-
     try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"cannot read {option} {text!r}: give an ISO 8601 time such as "
-                         "2026-03-12T02:00Z") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+        return parse_time(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
