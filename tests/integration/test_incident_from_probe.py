@@ -4,40 +4,22 @@ detection starts when the check failed."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
-from opsplane.drivers.sandbox.ports import free_port
 from tests.support.polling import wait_for
-from tests.support.serve import Serve
-
-
-def _command(serve: Serve, *args: str) -> Any:
-    shown = subprocess.run([sys.executable, "-m", "opsplane", "-c", str(serve.inventory), *args, "--json"],
-                           cwd=serve.workdir, env=serve.env, capture_output=True, text=True)
-    return json.loads(shown.stdout) if shown.stdout.strip() else []
+from tests.support.serve import Serve, failing_check_inventory
 
 
 def test_a_failing_check_opens_an_incident_with_its_timeline(tmp_path: Path) -> None:
-    inventory = tmp_path / "opsplane.yaml"
-    inventory.write_text(
-        "platform: {name: shop}\n"
-        "defaults: {interval: 300ms, timeout: 1s}\n"
-        f"services:\n  orders: {{port: {free_port()}, checks: [{{type: tcp}}]}}\n"
-        "alerting:\n"
-        "  evaluation_interval: 500ms\n"
-        "  builtin_rules: {thresholds: {check_failures: 2}}\n")
+    inventory = failing_check_inventory(tmp_path / "opsplane.yaml")
     serve = Serve(tmp_path, inventory)
     serve.start()
     try:
-        [incident] = wait_for(lambda: _command(serve, "incident", "list"), "an incident to open", timeout=30)
+        [incident] = wait_for(lambda: serve.read("incident", "list"), "an incident to open", timeout=30)
         assert (incident["service"], incident["severity"]) == ("orders", "P1")
         assert incident["status"] == "triggered"
         assert incident["detected_at"] <= incident["started_at"]
-        shown = _command(serve, "incident", "show", str(incident["id"]))
+        shown = serve.read("incident", "show", str(incident["id"]))
         assert [a["alertname"] for a in shown["alerts"]] == ["CheckFailing"]
         kinds = [e["kind"] for e in shown["timeline"]]
         first = kinds.index

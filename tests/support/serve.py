@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from opsplane.drivers.sandbox.ports import free_port
 from tests.support.polling import wait_for
+
+
+def failing_check_inventory(path: Path) -> Path:
+    """An inventory whose one service, orders, has a TCP check on a port where nothing
+    listens, checked every 300 ms: CheckFailing (P1) fires after two failures."""
+    path.write_text(
+        "platform: {name: shop}\n"
+        "defaults: {interval: 300ms, timeout: 1s}\n"
+        f"services:\n  orders: {{port: {free_port()}, checks: [{{type: tcp}}]}}\n"
+        "alerting:\n"
+        "  evaluation_interval: 500ms\n"
+        "  builtin_rules: {thresholds: {check_failures: 2}}\n")
+    return path
 
 
 class Serve:
@@ -28,6 +43,14 @@ class Serve:
                              cwd=self.workdir, env=self.env, capture_output=True, text=True, timeout=60)
         assert run.returncode == 0, run.stderr
         return run.stdout
+
+    def read(self, *args: str) -> Any:
+        """The `--json` answer of a read command, whatever its exit code says about what it
+        found (`opsplane alerts` exits 2 while a P0 fires); [] when it printed nothing."""
+        run = subprocess.run([sys.executable, "-m", "opsplane", "-c", str(self.inventory), *args, "--json"],
+                             cwd=self.workdir, env=self.env, capture_output=True, text=True, timeout=60)
+        assert run.returncode in (0, 1, 2), run.stderr
+        return json.loads(run.stdout) if run.stdout.strip() else []
 
     def start(self) -> None:
         self.process = subprocess.Popen(

@@ -12,24 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from opsplane.drivers.sandbox.ports import free_port
 from tests.support.browser import ARTIFACTS, CHROMIUM, browser_tests, expect, sync_playwright
 from tests.support.polling import wait_for
-from tests.support.serve import Serve
+from tests.support.serve import Serve, failing_check_inventory
 
 pytestmark = browser_tests
 
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Serve]:
-    inventory = tmp_path / "opsplane.yaml"
-    inventory.write_text(  # nothing listens on orders' port: its tcp check fails from the start
-        "platform: {name: shop}\n"
-        "defaults: {interval: 300ms, timeout: 1s}\n"
-        f"services:\n  orders: {{port: {free_port()}, checks: [{{type: tcp}}]}}\n"
-        "alerting:\n"
-        "  evaluation_interval: 500ms\n"
-        "  builtin_rules: {thresholds: {check_failures: 2}}\n")
+    inventory = failing_check_inventory(tmp_path / "opsplane.yaml")  # orders' check fails at once
     serve = Serve(tmp_path, inventory)
     try:
         yield serve
