@@ -3,44 +3,20 @@ inventory and SQLite store, the real command in a subprocess, JSON and exit code
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
+
+from tests.support.cli import Opsplane
 
 pytestmark = pytest.mark.slow
 
 
-class Opsplane:
-    """The command against one inventory and one store."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.cwd = tmp_path
-        inventory = {"platform": {"name": "shop"}, "services": {"orders": {"port": 8001}},
-                     "incidents": {"severities": {"P2": {"response_time": "30m",
-                                                         "resolution_target": "8h"}}}}
-        (tmp_path / "opsplane.yaml").write_text(yaml.safe_dump(inventory, sort_keys=False))
-        self.env = {"OPSPLANE_DATABASE_URL": f"sqlite:///{tmp_path}/opsplane.db", "PATH": "/usr/bin:/bin",
-                    "USER": "ana", "COLUMNS": "200"}
-
-    def __call__(self, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-        ran = subprocess.run([sys.executable, "-m", "opsplane", "-c", "opsplane.yaml", *args],
-                             capture_output=True, text=True, env=self.env, cwd=self.cwd, timeout=60)
-        assert ran.returncode == code, (ran.stdout, ran.stderr)
-        assert "Traceback" not in ran.stderr
-        return ran
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self(*args, "--json").stdout)
-
-
 @pytest.fixture
 def opsplane(tmp_path: Path) -> Opsplane:
-    return Opsplane(tmp_path)
+    return Opsplane(tmp_path, {
+        "platform": {"name": "shop"}, "services": {"orders": {"port": 8001}},
+        "incidents": {"severities": {"P2": {"response_time": "30m", "resolution_target": "8h"}}}})
 
 
 def test_an_incident_from_open_to_post_mortem(opsplane: Opsplane, tmp_path: Path) -> None:

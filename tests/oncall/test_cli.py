@@ -3,47 +3,25 @@ command in a subprocess, JSON and exit codes checked."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import icalendar
 import pytest
-import yaml
 
 from tests.oncall.factories import oncall_data
+from tests.support.cli import Opsplane
 
 pytestmark = pytest.mark.slow
 
 
-class Opsplane:
-    """The command against one inventory and one store."""
-
-    def __init__(self, tmp_path: Path, oncall: dict[str, Any] | None) -> None:
-        self.cwd = tmp_path
-        inventory: dict[str, Any] = {"platform": {"name": "shop"}}
-        if oncall is not None:
-            inventory["oncall"] = oncall
-        (tmp_path / "opsplane.yaml").write_text(yaml.safe_dump(inventory, sort_keys=False))
-        self.env = {"OPSPLANE_DATABASE_URL": f"sqlite:///{tmp_path}/opsplane.db", "PATH": "/usr/bin:/bin",
-                    "USER": "ana", "COLUMNS": "200"}
-
-    def __call__(self, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-        ran = subprocess.run([sys.executable, "-m", "opsplane", "-c", "opsplane.yaml", *args],
-                             capture_output=True, text=True, env=self.env, cwd=self.cwd, timeout=60)
-        assert ran.returncode == code, (ran.stdout, ran.stderr)
-        assert "Traceback" not in ran.stderr
-        return ran
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self(*args, "--json").stdout)
+def _inventory(oncall: dict[str, Any] | None) -> dict[str, Any]:
+    return {"platform": {"name": "shop"}, **({"oncall": oncall} if oncall is not None else {})}
 
 
 @pytest.fixture
 def opsplane(tmp_path: Path) -> Opsplane:
-    return Opsplane(tmp_path, oncall_data())
+    return Opsplane(tmp_path, _inventory(oncall_data()))
 
 
 def test_now_names_each_layers_person_and_shows_the_last_handoff_note(opsplane: Opsplane) -> None:
@@ -102,11 +80,11 @@ def test_a_mistake_on_the_command_line_is_a_message_and_exit_code_3(opsplane: Op
 def test_an_unknown_person_in_a_rotation_is_reported_with_file_and_line(tmp_path: Path) -> None:
     data = oncall_data()
     data["schedules"]["platform"]["layers"]["primary"]["rotation"] = ["ana", "bob"]
-    ran = Opsplane(tmp_path, data)("oncall", "now", code=3)
+    ran = Opsplane(tmp_path, _inventory(data))("oncall", "now", code=3)
     assert "opsplane.yaml:" in ran.stderr
     assert "oncall.schedules.platform.layers.primary.rotation[1]: unknown person 'bob'" in ran.stderr
 
 
 def test_without_schedules_now_says_what_to_add(tmp_path: Path) -> None:
-    ran = Opsplane(tmp_path, None)("oncall", "now", code=3)
+    ran = Opsplane(tmp_path, _inventory(None))("oncall", "now", code=3)
     assert "no on-call schedules in the inventory; add oncall.schedules" in ran.stderr
