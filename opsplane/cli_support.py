@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.console import Console
 
+from opsplane.auth.service import Role
 from opsplane.store import Store
 
 out = Console(highlight=False, soft_wrap=True)
@@ -25,6 +26,43 @@ def cli_actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return "cli:unknown"
+
+
+LOCAL_ROLE_ENV = "OPSPLANE_LOCAL_ROLE"
+TOKEN_ENV = "OPSPLANE_TOKEN"
+
+
+def acting_as(role: Role) -> str:
+    """The actor of a command that changes something and needs `role` (docs/decisions/0012):
+    the token in OPSPLANE_TOKEN when one is set, checked against the store, else the local
+    user with the role OPSPLANE_LOCAL_ROLE names (admin unless set: whoever can open the store
+    can change it anyway). A role that falls short is refused with exit code 3."""
+    from opsplane.auth.service import AuthError, authenticate
+    from opsplane.errors import UsageError
+
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if token:
+        store = open_store()
+        try:
+            with store.session() as session:
+                principal = authenticate(session, token=token)
+        except AuthError as exc:
+            raise UsageError(f"{TOKEN_ENV}: {exc}; unset it to act as the local user") from None
+        finally:
+            store.close()
+        actor, held, source = principal.actor, principal.role, f"token {principal.name!r}"
+    else:
+        named = os.environ.get(LOCAL_ROLE_ENV, Role.ADMIN.value).strip().lower()
+        try:
+            held = Role(named)
+        except ValueError:
+            raise UsageError(f"{LOCAL_ROLE_ENV}={named!r}: expected one of "
+                             f"{', '.join(r.value for r in Role)}") from None
+        actor, source = cli_actor(), f"{cli_actor()} ({LOCAL_ROLE_ENV})"
+    if not held.allows(role):
+        raise UsageError(f"this command needs the {role.value} role; {source} has {held.value}. "
+                         f"Set {TOKEN_ENV} to a token with that role.")
+    return actor
 
 
 def open_store() -> Store:

@@ -11,7 +11,8 @@ from rich.table import Table
 
 from opsplane.alerts import service
 from opsplane.alerts.silences import Silence
-from opsplane.cli_support import cli_actor, open_store, out, print_json
+from opsplane.auth.service import Role
+from opsplane.cli_support import acting_as, open_store, out, print_json
 from opsplane.clock import SystemClock
 from opsplane.config.types import parse_duration
 from opsplane.errors import UsageError
@@ -36,7 +37,7 @@ def add(
     now = SystemClock().now()
     starts_at = _when(start, "--start") or now
     ends_at = _when(end, "--end") or starts_at + timedelta(seconds=_duration(duration))
-    actor = cli_actor()
+    actor = acting_as(Role.RESPONDER)
     with open_store().session() as session:
         silence = service.create_silence(
             session, matchers=matchers, author=author or actor.removeprefix("cli:"), comment=comment,
@@ -76,8 +77,9 @@ def expire(
 ) -> None:
     """End silences now: their alerts are notified again."""
     now = SystemClock().now()
+    actor = acting_as(Role.RESPONDER)
     with open_store().session() as session:
-        ended = [service.expire_silence(session, silence_id=i, now=now, actor=cli_actor())
+        ended = [service.expire_silence(session, silence_id=i, now=now, actor=actor)
                  for i in silence_ids]
     if json_out:
         print_json([_as_dict(silence, now) for silence in ended])

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from opsplane.auth import service
 from opsplane.auth.service import Role
-from opsplane.cli_support import cli_actor, open_store, out, print_json
+from opsplane.cli_support import acting_as, open_store, out, print_json
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -21,11 +21,12 @@ def create(
     json_out: bool = typer.Option(False, "--json", help="Print the token as JSON."),
 ) -> None:
     """Create an API token. It is shown once; only its hash is stored."""
+    actor = acting_as(Role.ADMIN)
     store = open_store()
     with store.session() as session:
         if name is None:
             name = f"{role.value}-{len(service.get_all(session, include_revoked=True)) + 1}"
-        token = service.create(session, name=name, role=role, actor=cli_actor())
+        token = service.create(session, name=name, role=role, actor=actor)
     if json_out:
         print_json({"name": name, "role": role.value, "token": token})
     else:
@@ -61,9 +62,10 @@ def list_(
 @app.command()
 def revoke(name: str = typer.Argument(..., help="Token name.")) -> None:
     """Revoke a token; requests with it are refused from now on."""
+    actor = acting_as(Role.ADMIN)
     store = open_store()
     with store.session() as session:
-        service.revoke(session, name=name, actor=cli_actor())
+        service.revoke(session, name=name, actor=actor)
     out.print(f"Revoked token {name}.")
 
 

@@ -11,7 +11,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from opsplane.cli_support import cli_actor, open_store, out, parse_when, print_json
+from opsplane.auth.service import Role
+from opsplane.cli_support import acting_as, open_store, out, parse_when, print_json
 from opsplane.clock import SystemClock
 from opsplane.config.models import Inventory
 from opsplane.errors import UsageError
@@ -39,9 +40,10 @@ def open_(
     """Open an incident by hand."""
     inventory = _inventory(ctx)
     name = _known_service(inventory, service_name)
+    actor = acting_as(Role.RESPONDER)
     with open_store().session() as session:
         row = service.create(session, title=title, service=name, severity=severity.upper(),
-                             actor=cli_actor(), now=SystemClock().now(), settings=inventory.incidents,
+                             actor=actor, now=SystemClock().now(), settings=inventory.incidents,
                              commander=commander)
         shown = service.incident_dict(row, inventory.incidents)
     if json_out:
@@ -60,8 +62,9 @@ def ack(
 ) -> None:
     """Acknowledge an incident; you command it unless --commander names someone else."""
     inventory = _inventory(ctx)
+    actor = acting_as(Role.RESPONDER)
     with open_store().session() as session:
-        row = service.acknowledge(session, incident_id=_id(incident), actor=cli_actor(),
+        row = service.acknowledge(session, incident_id=_id(incident), actor=actor,
                                   now=SystemClock().now(), commander=commander)
         shown = service.incident_dict(row, inventory.incidents)
     if json_out:
@@ -88,10 +91,11 @@ def update(
     inventory = _inventory(ctx)
     now = SystemClock().now()
     promised = _next_update(next_update, now)
+    actor = acting_as(Role.RESPONDER)
     with open_store().session() as session:
         row = service.post_update(session, incident_id=_id(incident), status=_status(status),
                                   summary=summary, actions=actions, next_update_at=promised,
-                                  public=public, root_cause=root_cause, actor=cli_actor(), now=now,
+                                  public=public, root_cause=root_cause, actor=actor, now=now,
                                   settings=inventory.incidents)
         shown = service.update_dict(row)
     if json_out:
@@ -113,9 +117,10 @@ def resolve(
     """Resolve an incident with a final status update."""
     inventory = _inventory(ctx)
     number = _id(incident)
+    actor = acting_as(Role.RESPONDER)
     with open_store().session() as session:
         service.resolve(session, incident_id=number, summary=summary, public=public,
-                        root_cause=root_cause, actor=cli_actor(), now=SystemClock().now(),
+                        root_cause=root_cause, actor=actor, now=SystemClock().now(),
                         settings=inventory.incidents)
         shown = service.incident_dict(service.get_or_raise(session, incident_id=number),
                                       inventory.incidents)
@@ -134,8 +139,9 @@ def note(
     text: str = typer.Argument(..., help="What was tried or seen."),
 ) -> None:
     """Add a note to an incident's timeline."""
+    actor = acting_as(Role.RESPONDER)
     with open_store().session() as session:
-        service.add_note(session, incident_id=_id(incident), text=text, actor=cli_actor(),
+        service.add_note(session, incident_id=_id(incident), text=text, actor=actor,
                          now=SystemClock().now())
     out.print(f"Noted on {ref(_id(incident))}.")
 
@@ -212,9 +218,10 @@ def action(
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Add an action item to an incident; it is tracked until `opsplane incident done`."""
+    actor = acting_as(Role.RESPONDER)
     with open_store().session() as session:
         item = service.add_action_item(session, incident_id=_id(incident), title=title, owner=owner,
-                                       due=_date(due), actor=cli_actor(), now=SystemClock().now())
+                                       due=_date(due), actor=actor, now=SystemClock().now())
     if json_out:
         print_json(item.as_dict())
         return
@@ -225,8 +232,9 @@ def action(
 @app.command()
 def done(item: int = typer.Argument(..., help="The action item's number.")) -> None:
     """Mark an action item done."""
+    actor = acting_as(Role.RESPONDER)
     with open_store().session() as session:
-        finished = service.complete_action_item(session, item_id=item, actor=cli_actor(),
+        finished = service.complete_action_item(session, item_id=item, actor=actor,
                                                 now=SystemClock().now())
     out.print(f"Action item {finished.id} ({finished.title}) is done.")
 

@@ -9,7 +9,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from opsplane.cli_support import cli_actor, open_store, out, print_json
+from opsplane.auth.service import Role
+from opsplane.cli_support import acting_as, open_store, out, print_json
 from opsplane.clock import SystemClock
 from opsplane.config.types import parse_wait
 from opsplane.errors import UsageError
@@ -42,7 +43,7 @@ def test_channel(
     except ValueError as exc:
         raise UsageError(f"--wait: {exc}") from None
     clock = SystemClock()
-    actor = cli_actor()
+    actor = acting_as(Role.OPERATOR)
     message = Notification(
         key=f"test:{channel}:{uuid.uuid4().hex[:12]}", group=f"test:{channel}", severity="P2",
         summary=f"Test notification to {channel}",

@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.table import Table
 
-from opsplane.cli_support import cli_actor, open_store, out, print_json
+from opsplane.auth.service import Role
+from opsplane.cli_support import acting_as, open_store, out, print_json
 from opsplane.clock import SystemClock
 from opsplane.config.types import parse_duration
 from opsplane.errors import UsageError
@@ -109,9 +110,10 @@ def handoff(
     """Leave a handoff note for the next shift (recorded in the event log)."""
     settings = _settings(ctx)
     name = _one_schedule(settings, schedule)
+    actor = acting_as(Role.RESPONDER)
     with open_store().session() as session:
         recorded = service.record_handoff(session, settings=settings, schedule=name, note=note,
-                                          actor=cli_actor())
+                                          actor=actor)
     if json_out:
         print_json(recorded.as_dict())
         return
@@ -137,9 +139,10 @@ def override(
     spec = settings.schedules[name]
     begins = _when(start, spec, "--start")
     ends = _end(end, begins, spec)
+    actor = acting_as(Role.RESPONDER)
     with open_store().session() as session:
         made = service.record_override(session, settings=settings, schedule=name, layer=layer,
-                                       person=person, start=begins, end=ends, actor=cli_actor())
+                                       person=person, start=begins, end=ends, actor=actor)
     if json_out:
         print_json({"schedule": name, "layer": layer, "person": person,
                     "start": made.start.isoformat(), "end": made.end.isoformat()})
@@ -164,9 +167,10 @@ def swap(
     name = _one_schedule(settings, schedule)
     spec = settings.schedules[name]
     first, second = _in_shift(shift, spec, "--shift"), _in_shift(with_, spec, "--with")
+    actor = acting_as(Role.RESPONDER)
     with open_store().session() as session:
         service.record_swap(session, settings=settings, schedule=name, layer=layer, first=first,
-                            second=second, actor=cli_actor())
+                            second=second, actor=actor)
         roster = service.get_roster(session, settings=settings)
     shifts = [roster.on_call(name, layer, first), roster.on_call(name, layer, second)]
     if json_out:

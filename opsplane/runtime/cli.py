@@ -11,7 +11,8 @@ from datetime import datetime
 import typer
 from rich.console import Console
 
-from opsplane.cli_support import cli_actor, out, parse_when, print_json
+from opsplane.auth.service import Role
+from opsplane.cli_support import acting_as, cli_actor, out, parse_when, print_json
 from opsplane.clock import SystemClock
 from opsplane.config.models import Inventory
 from opsplane.drivers.runtime.base import (
@@ -34,13 +35,14 @@ _SERVICES = typer.Argument(None, help="Services to act on [default: every one wi
                            show_default=False)
 
 
-def _open(ctx: typer.Context) -> tuple[Inventory, RuntimeDriver]:
+def _open(ctx: typer.Context, *, changes: bool = False) -> tuple[Inventory, RuntimeDriver]:
     from opsplane.cli import config_path
     from opsplane.config.loader import load
 
     path = config_path(ctx)
     inventory = load(path)
-    return inventory, open_runtime(inventory, base_dir=path.resolve().parent, actor=cli_actor())
+    actor = acting_as(Role.OPERATOR) if changes else cli_actor()  # starting and stopping: operators
+    return inventory, open_runtime(inventory, base_dir=path.resolve().parent, actor=actor)
 
 
 def up(
@@ -53,7 +55,7 @@ def up(
 
     Exit 2 when an instance is not running once the wait is over.
     """
-    inventory, driver = _open(ctx)
+    inventory, driver = _open(ctx, changes=True)
     names = select(inventory, services)
     driver.up(names)
     statuses = await_settled(driver, names, timeout=timeout if wait else 0)
@@ -63,7 +65,7 @@ def up(
 
 def down(ctx: typer.Context, services: list[str] = _SERVICES) -> None:
     """Stop services (all, and the supervisor with them, when none is named)."""
-    inventory, driver = _open(ctx)
+    inventory, driver = _open(ctx, changes=True)
     names = select(inventory, services) if services else None
     try:
         before = driver.status()
@@ -110,7 +112,7 @@ def stats(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", hel
 
 def restart(ctx: typer.Context, service: str = typer.Argument(..., help="The service to restart.")) -> None:
     """Restart each instance of a service in turn, waiting for one to answer before the next."""
-    inventory, driver = _open(ctx)
+    inventory, driver = _open(ctx, changes=True)
     require(inventory, service)
     before = {s.instance: s.pid for s in driver.status() if s.service == service}
     driver.restart(service)
@@ -127,7 +129,7 @@ def scale(
     instances: str = typer.Argument(..., metavar="N", help="How many instances to run (1-100)."),
 ) -> None:
     """Run N instances of a service (like `docker compose up -d --scale SERVICE=N`)."""
-    inventory, driver = _open(ctx)
+    inventory, driver = _open(ctx, changes=True)
     require(inventory, service)
     count = _instance_count(service, instances)
     try:

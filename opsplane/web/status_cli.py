@@ -8,7 +8,8 @@ from datetime import datetime
 import typer
 from rich.table import Table
 
-from opsplane.cli_support import cli_actor, open_store, out, print_json
+from opsplane.auth.service import Role
+from opsplane.cli_support import acting_as, open_store, out, print_json
 from opsplane.clock import SystemClock
 from opsplane.config.models import Inventory
 from opsplane.errors import UsageError
@@ -34,9 +35,10 @@ def add(
     inventory = _inventory(ctx)
     names = [_known_component(inventory, name) for name in component]
     now = SystemClock().now()
+    actor = acting_as(Role.OPERATOR)
     with open_store().session() as session:
         notice = maintenance.create(session, components=names, start=_time(start, "--start"),
-                                    end=_time(end, "--end"), message=message, actor=cli_actor(), now=now)
+                                    end=_time(end, "--end"), message=message, actor=actor, now=now)
     if json_out:
         print_json(notice.as_dict(now))
         return
@@ -67,8 +69,9 @@ def list_notices(json_out: bool = typer.Option(False, "--json")) -> None:
 @maintenance_app.command("cancel")
 def cancel(notice_id: str = typer.Argument(..., help="The notice's id (MNT-...).")) -> None:
     """Withdraw a notice; it leaves the status page at once."""
+    actor = acting_as(Role.OPERATOR)
     with open_store().session() as session:
-        notice = maintenance.cancel(session, notice_id=notice_id, actor=cli_actor(),
+        notice = maintenance.cancel(session, notice_id=notice_id, actor=actor,
                                     now=SystemClock().now())
     out.print(f"cancelled {notice.id}")
 
