@@ -131,6 +131,12 @@ class Store:
 
         try:
             with self.engine.begin() as connection:
+                if self.engine.dialect.name == "sqlite":
+                    # The sqlite3 module runs DDL outside any transaction unless one is open,
+                    # so a migration cut off half-way (a crash, a kill) would leave tables
+                    # without the revision that made them. Opened explicitly, the whole
+                    # upgrade commits or rolls back as one.
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
                 config = alembic_config(connection)
                 command.upgrade(config, revision)
         except OperationalError as exc:

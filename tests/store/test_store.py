@@ -179,3 +179,25 @@ def test_processes_opening_a_new_store_at_once_migrate_it_once(backend, request,
         assert store.current_revision() == HEAD_REVISION
     finally:
         store.close()
+
+
+def test_a_migration_that_fails_half_way_leaves_nothing_behind_on_sqlite(tmp_path) -> None:
+    # A kill or a crash mid-upgrade must not leave tables without the revision that made them,
+    # or every later open fails on "table already exists".
+    url = f"sqlite:///{tmp_path}/opsplane.db"
+    store = Store.open(url, migrate=False)
+    store.upgrade("0001")
+    with store.engine.begin() as connection:  # a later migration will meet this and fail
+        connection.execute(text("CREATE TABLE incidents (id INTEGER PRIMARY KEY)"))
+    with pytest.raises(StoreError, match="table incidents already exists"):
+        store.upgrade()
+    listed = text("SELECT name FROM sqlite_master WHERE type = 'table'")
+    with store.engine.connect() as connection:
+        tables = {row[0] for row in connection.execute(listed)}
+    assert "alert_states" not in tables and "notification_outbox" not in tables
+    assert store.current_revision() == "0001"
+    with store.engine.begin() as connection:
+        connection.execute(text("DROP TABLE incidents"))
+    store.upgrade()
+    assert store.current_revision() == HEAD_REVISION
+    store.close()
