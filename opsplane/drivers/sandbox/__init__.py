@@ -11,6 +11,7 @@ what they share, so importing one sandbox never imports the others.
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -41,6 +42,11 @@ class Sandbox:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def log_file(self) -> Path:
+        """Where the server writes its log."""
+        raise NotImplementedError
+
     def start(self) -> Self:
         raise NotImplementedError
 
@@ -57,6 +63,14 @@ class Sandbox:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def _log_tail(self, lines: int = 10) -> str:
+        """The end of the server's log, to append to an error about it ("" when there is none)."""
+        try:
+            text = self.log_file.read_text(errors="replace").strip()
+        except (OSError, SandboxError):
+            return ""
+        return "\nserver log:\n" + "\n".join(text.splitlines()[-lines:]) if text else ""
 
 
 def end_process(process: subprocess.Popen[Any], timeout: float) -> None:

@@ -302,13 +302,6 @@ class TemporaryPostgres(Sandbox):
             )
         return done
 
-    def _log_tail(self) -> str:
-        try:
-            log = self.log_file.read_text(errors="replace")
-        except OSError:
-            return ""
-        return f"\nserver log:\n{_tail(log, 10)}" if log.strip() else ""
-
 
 def _service_account() -> pwd.struct_passwd | None:
     """The account the server runs as when we are root; None when we run it as ourselves."""

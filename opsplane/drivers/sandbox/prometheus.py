@@ -285,10 +285,3 @@ class TemporaryPrometheus(Sandbox):
             time.sleep(0.05)
         raise SandboxError(f"prometheus on port {self.port} was not ready within "
                            f"{_START_TIMEOUT:g} s ({last_error}){self._log_tail()}")
-
-    def _log_tail(self) -> str:
-        try:
-            lines = self.log_file.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return "\nserver log:\n" + "\n".join(lines[-10:]) if lines else ""

@@ -120,10 +120,3 @@ class TemporaryRedis(Sandbox):
             time.sleep(0.02)
         raise SandboxError(f"redis-server on port {self.port} did not answer PING within "
                            f"{_START_TIMEOUT:g} s ({last_error}){self._log_tail()}")
-
-    def _log_tail(self) -> str:
-        try:
-            lines = self.log_file.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return "\nserver log:\n" + "\n".join(lines[-10:]) if lines else ""
