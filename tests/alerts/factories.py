@@ -10,6 +10,15 @@ from opsplane.alerts.state import Alert, AlertState, fingerprint
 
 T0 = datetime(2026, 1, 6, 10, 0, tzinfo=UTC)
 
+# orders needs postgres: the smallest inventory where inhibition by depends_on applies
+SHOP_INVENTORY = """
+platform: {name: shop}
+services:
+  orders: {port: 8001, depends_on: [postgres]}
+databases:
+  postgres: {port: 5432}
+"""
+
 
 def rule(name: str = "HighErrorRate", **fields: Any) -> AlertRule:
     data: dict[str, Any] = {"name": name, "expr": f"{name.lower()}_expr > 0", "severity": "P1"}

@@ -17,16 +17,8 @@ from opsplane.clock import ManualClock
 from opsplane.config import loads
 from opsplane.events import service as events
 from opsplane.store import Store
-from tests.alerts.factories import T0
+from tests.alerts.factories import SHOP_INVENTORY, T0
 from tests.alerts.webhook import WebhookServer
-
-INVENTORY = """
-platform: {name: shop}
-services:
-  orders: {port: 8001, depends_on: [postgres]}
-databases:
-  postgres: {port: 5432}
-"""
 
 
 def _settings(url: str) -> AlertingSettings:
@@ -68,7 +60,7 @@ def webhook() -> Iterator[WebhookServer]:
 
 def _alerting(store: Store, webhook: WebhookServer, clock: ManualClock, platform: Platform,
               environ: Mapping[str, str] | None = None) -> Alerting:
-    inventory = loads(INVENTORY)
+    inventory = loads(SHOP_INVENTORY)
     return Alerting(_settings(webhook.url), store=store, evaluate=platform.evaluate, clock=clock,
                     depends_on=dependencies(inventory), environ=environ or {"PAGER_TOKEN": "s3cret"})
 

@@ -26,16 +26,9 @@ from opsplane.clock import ManualClock
 from opsplane.config import loads
 from opsplane.events import service as events
 from opsplane.store import Store
-from tests.alerts.factories import T0
+from tests.alerts.factories import SHOP_INVENTORY, T0
 from tests.alerts.webhook import WebhookServer
 
-INVENTORY = """
-platform: {name: shop}
-services:
-  orders: {port: 8001, depends_on: [postgres]}
-databases:
-  postgres: {port: 5432}
-"""
 SENDER = "token:prometheus"
 
 
@@ -82,7 +75,7 @@ class Receiving:
             "receivers": {"pager": {"webhook": {"url": self.webhook.url}}},
         })
         self.alerting = Alerting(settings, store=self.store, evaluate=_nothing, clock=self.clock,
-                                 depends_on=dependencies(loads(INVENTORY)), inbox=AlertInbox(self.clock))
+                                 depends_on=dependencies(loads(SHOP_INVENTORY)), inbox=AlertInbox(self.clock))
         return self.alerting
 
     def post(self, *alerts: dict[str, Any]) -> None:

@@ -16,15 +16,7 @@ from opsplane.events import service as events
 from opsplane.incidents import postmortem, service
 from opsplane.incidents.models import IncidentsSettings, Status
 from opsplane.store import Store
-from tests.alerts.factories import T0
-
-INVENTORY = """
-platform: {name: shop}
-services:
-  orders: {port: 8001, depends_on: [postgres]}
-databases:
-  postgres: {port: 5432}
-"""
+from tests.alerts.factories import SHOP_INVENTORY, T0
 
 RULES = AlertingSettings.model_validate({"rules": [
     {"name": "DatabaseDown", "expr": "pg_up == 0", "for": "30s", "severity": "P0",
@@ -54,7 +46,7 @@ class Platform:
 def _alerting(store: Store, clock: ManualClock, platform: Platform,
               settings: IncidentsSettings | None = None) -> Alerting:
     return Alerting(RULES, store=store, evaluate=platform.evaluate, clock=clock,
-                    depends_on=dependencies(loads(INVENTORY)),
+                    depends_on=dependencies(loads(SHOP_INVENTORY)),
                     incidents=settings or IncidentsSettings())
 
 

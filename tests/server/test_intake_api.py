@@ -16,21 +16,14 @@ from opsplane.auth.service import Role
 from opsplane.config.loader import loads
 from opsplane.server import ControlPlane, create_app
 from opsplane.store import Store
+from tests.alerts.factories import SHOP_INVENTORY
 from tests.support.polling import wait_for
-
-# No checks and nothing scraped: alerting is not running until an alert arrives.
-INVENTORY = """
-platform: {name: shop}
-services:
-  orders: {port: 8001, depends_on: [postgres]}
-databases:
-  postgres: {port: 5432}
-"""
 
 
 @pytest.fixture
 def plane(tmp_path) -> ControlPlane:
-    return ControlPlane(loads(INVENTORY), Store.open(f"sqlite:///{tmp_path}/o.db"))
+    # No checks and nothing scraped: alerting is not running until an alert arrives.
+    return ControlPlane(loads(SHOP_INVENTORY), Store.open(f"sqlite:///{tmp_path}/o.db"))
 
 
 @pytest.fixture
