@@ -10,15 +10,16 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from opsplane.demo.stack import DemoStack
+from opsplane.drivers.runtime.base import InstanceStatus
 from opsplane.events.service import get_all
 from opsplane.store import Store
 from tests.integration.conftest import set_faults
+from tests.support.polling import wait_for
 from tests.support.serve import Serve
 
 
@@ -83,26 +84,24 @@ def test_a_crashed_service_is_restarted_and_the_crash_recorded(shop: DemoStack) 
     # The catalog exits at once; a request now is refused or is its last answer.
     with contextlib.suppress(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{catalog.port}/products", trust_env=False)
-    deadline = time.monotonic() + 30
-    restarted = catalog
-    while time.monotonic() < deadline:
-        restarted = next(i for i in shop.runtime.status() if i.service == "catalog")
-        if restarted.pid != catalog.pid and restarted.state == "running":
-            break
-        time.sleep(0.2)
-    assert restarted.pid != catalog.pid and restarted.state == "running"
+    def replaced() -> InstanceStatus | None:
+        now = next(i for i in shop.runtime.status() if i.service == "catalog")
+        return now if now.pid != catalog.pid and now.state == "running" else None
+
+    restarted = wait_for(replaced, "catalog restarted by the supervisor", timeout=30, interval=0.2)
     assert restarted.restarts == catalog.restarts + 1
     assert restarted.last_exit == "exit 3"
     shop.wait_for_gateway()
 
     store = Store.open(shop.store_url)
+
+    def recorded() -> list[str]:
+        with store.session() as session:
+            kinds = [e.kind for e in get_all(session, service="catalog", kind="runtime.*")]
+        return kinds if "runtime.restarted" in kinds else []
+
     try:
-        deadline = time.monotonic() + 10
-        kinds: list[str] = []
-        while time.monotonic() < deadline and "runtime.restarted" not in kinds:
-            with store.session() as session:
-                kinds = [e.kind for e in get_all(session, service="catalog", kind="runtime.*")]
-            time.sleep(0.2)
+        kinds = wait_for(recorded, "the restart in the event log", timeout=10, interval=0.2)
     finally:
         store.close()
     assert "runtime.exited" in kinds and "runtime.restarted" in kinds
