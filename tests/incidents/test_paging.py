@@ -14,26 +14,16 @@ from sqlalchemy import event, select
 
 from opsplane.clock import ManualClock
 from opsplane.config.loader import loads
-from opsplane.config.models import Inventory
 from opsplane.errors import ConfigError
 from opsplane.events.tables import Event
-from opsplane.incidents import paging, service
+from opsplane.incidents import service
 from opsplane.incidents.models import IncidentsSettings
-from opsplane.notify import service as notify
 from opsplane.notify.dispatcher import Dispatcher
 from opsplane.store import Store
+from tests.incidents import paging_support as support
+from tests.incidents.paging_support import CHANNELS, CONTACTS, MINUTE
 from tests.oncall.factories import T0, oncall_data
 from tests.support.receivers import RecordingReceiver
-
-MINUTE = timedelta(minutes=1)
-CHANNELS: dict[str, Any] = {
-    "pagerduty": {"type": "pagerduty", "routing_key": "env:PD_KEY"},
-    "sms-gateway": {"type": "webhook", "url": "http://127.0.0.1:9/sms"},
-    "voice-gateway": {"type": "webhook", "url": "http://127.0.0.1:9/voice"},
-    "incidents": {"type": "slack", "webhook_url": "env:SLACK_URL"},
-    "ops-mail": {"type": "console"},
-}
-CONTACTS = {"sms": "sms-gateway", "phone": "voice-gateway", "email": "ops-mail", "slack": "incidents"}
 
 # the manual's P0 route with the test roster: ana primary, ben secondary, tina, paul, vera
 P0_PAGES = {
@@ -51,107 +41,79 @@ P0_PAGES = {
 }
 
 
-def _inventory(channels: dict[str, Any] | None = None, **oncall: Any) -> Inventory:
-    data = {"platform": {"name": "shop"}, "channels": {"named": channels or CHANNELS},
-            "oncall": oncall_data(contact_channels=CONTACTS, **oncall)}
-    return loads(yaml.safe_dump(data, sort_keys=False), "opsplane.yaml")
-
-
-def _open(store: Store, *, severity: str = "P0", commander: str | None = None) -> int:
-    with store.session() as session:
-        row = service.create(session, title="Payments down", service="payments", severity=severity,
-                             actor="system:incidents", now=T0, settings=IncidentsSettings(),
-                             commander=commander)
-        return row.id
-
-
-def _page(store: Store, inventory: Inventory, at: timedelta) -> paging.PagingReport:
-    with store.session() as session:
-        return paging.page(session, inventory=inventory, now=T0 + at)
-
-
-def _rows(store: Store) -> list[tuple[str, str, str | None]]:
-    with store.session() as session:
-        return [(r.channel, r.key, r.payload.get("to")) for r in notify.get_all(session, limit=1000)]
-
-
-def _statuses(store: Store) -> list[tuple[str, str, str]]:
-    with store.session() as session:
-        return [(r.channel, r.status, r.group_key) for r in notify.get_all(session, limit=1000)]
-
-
 def test_a_p0_pages_minute_by_minute_exactly_as_the_route_says(store: Store) -> None:
-    inventory = _inventory()
-    assert _open(store) == 1
+    inventory = support.inventory()
+    assert support.open_incident(store) == 1
     clock = ManualClock(T0)
     expected: list[tuple[str, str, str | None]] = []
     for minute in range(0, 91):
-        report = _page(store, inventory, clock.now() - T0)
+        report = support.page(store, inventory, clock.now() - T0)
         expected += P0_PAGES.get(minute, [])
-        assert _rows(store) == expected, f"minute {minute}"
+        assert support.rows(store) == expected, f"minute {minute}"
         assert report.queued == len(P0_PAGES.get(minute, [])), f"minute {minute}"
         clock.advance(60)
-    assert all(group == "incident:1" for _, status, group in _statuses(store)
+    assert all(group == "incident:1" for _, status, group in support.statuses(store)
                if status == "trigger" and not group.endswith(":reminders"))
 
 
 def test_an_ack_at_minute_three_stops_the_escalation_and_queues_acknowledge_to_each_page(
         store: Store) -> None:
-    inventory = _inventory()
-    incident = _open(store)
+    inventory = support.inventory()
+    incident = support.open_incident(store)
     for minute in range(0, 3):
-        _page(store, inventory, minute * MINUTE)
+        support.page(store, inventory, minute * MINUTE)
     with store.session() as session:
         service.acknowledge(session, incident_id=incident, actor="cli:ana", now=T0 + 3 * MINUTE)
     for minute in range(3, 91):
-        _page(store, inventory, minute * MINUTE)
+        support.page(store, inventory, minute * MINUTE)
 
-    rows = _rows(store)
+    rows = support.rows(store)
     assert not [key for _, key, _ in rows if ":s1:" in key or ":s2:" in key]
     acks = [(channel, to) for (channel, key, to) in rows if "incident.acknowledged" in key]
     assert acks == [("pagerduty", None), ("sms-gateway", "+15550101"),
                     ("voice-gateway", "+15550101"), ("incidents", None)]
-    statuses = [status for _, status, group in _statuses(store) if group == "incident:1"]
+    statuses = [status for _, status, group in support.statuses(store) if group == "incident:1"]
     assert statuses == ["trigger"] * 4 + ["acknowledge"] * 4
 
 
 def test_resolving_queues_resolve_after_the_trigger_on_the_same_channels(store: Store) -> None:
-    inventory = _inventory()
-    incident = _open(store)
-    _page(store, inventory, timedelta(0))
+    inventory = support.inventory()
+    incident = support.open_incident(store)
+    support.page(store, inventory, timedelta(0))
     with store.session() as session:
         service.resolve(session, incident_id=incident, actor="cli:ana", now=T0 + 2 * MINUTE,
                         settings=IncidentsSettings())
-    report = _page(store, inventory, 2 * MINUTE)
-    later = _page(store, inventory, 10 * MINUTE)
+    report = support.page(store, inventory, 2 * MINUTE)
+    later = support.page(store, inventory, 10 * MINUTE)
 
     assert report.queued == 4 and later.queued == 0
-    ordered = [(channel, status) for channel, status, group in _statuses(store) if group == "incident:1"]
+    ordered = [(channel, status) for channel, status, group in support.statuses(store)
+               if group == "incident:1"]
     assert ordered == [("pagerduty", "trigger"), ("sms-gateway", "trigger"), ("voice-gateway", "trigger"),
                        ("incidents", "trigger"), ("pagerduty", "resolve"), ("sms-gateway", "resolve"),
                        ("voice-gateway", "resolve"), ("incidents", "resolve")]
 
 
 def test_paging_twice_in_a_minute_or_after_a_restart_queues_nothing_twice(store: Store) -> None:
-    incident = _open(store)
+    incident = support.open_incident(store)
     assert incident == 1
-    first = _page(store, _inventory(), 6 * MINUTE)
-    again = _page(store, _inventory(), 6 * MINUTE)
+    first = support.page(store, support.inventory(), 6 * MINUTE)
+    again = support.page(store, support.inventory(), 6 * MINUTE)
     restarted = Store.open(store.engine.url.render_as_string(hide_password=False))
     try:
-        after_restart = _page(restarted, _inventory(), 6 * MINUTE + timedelta(seconds=30))
+        after_restart = support.page(restarted, support.inventory(), 6 * MINUTE + timedelta(seconds=30))
     finally:
         restarted.close()
     assert (first.queued, again.queued, after_restart.queued) == (6, 0, 0)
-    assert len(_rows(store)) == 6
+    assert len(support.rows(store)) == 6
 
 
 def test_a_step_that_fell_due_while_nothing_ran_is_sent_once_afterwards(store: Store) -> None:
-    inventory = _inventory()
-    _open(store)
-    _page(store, inventory, timedelta(0))
-    late = _page(store, inventory, 50 * MINUTE)  # serve was down from minute 1 to minute 50
-    again = _page(store, inventory, 51 * MINUTE)
+    inventory = support.inventory()
+    support.open_incident(store)
+    support.page(store, inventory, timedelta(0))
+    late = support.page(store, inventory, 50 * MINUTE)  # serve was down from minute 1 to minute 50
+    again = support.page(store, inventory, 51 * MINUTE)
 
     keys = [key for key in late.keys if key.startswith("escalation:")]
     assert keys == ["escalation:1:r0:s1:ben:pagerduty", "escalation:1:r0:s1:ben:phone",
@@ -164,19 +126,19 @@ def test_after_downtime_a_step_superseded_by_its_repeat_is_not_replayed(store: S
     policy = {"steps": [{"notify": ["layer:primary"], "via": ["pagerduty"]},
                         {"delay": "5m", "notify": ["layer:secondary"], "via": ["pagerduty"]}],
               "repeat": 1, "repeat_after": "10m"}  # r0: 0, 5; r1: 15, 20
-    inventory = _inventory(policies={"p0": policy})
-    _open(store)
-    _page(store, inventory, timedelta(0))
-    late = _page(store, inventory, 21 * MINUTE)
+    inventory = support.inventory(policies={"p0": policy})
+    support.open_incident(store)
+    support.page(store, inventory, timedelta(0))
+    late = support.page(store, inventory, 21 * MINUTE)
     assert late.keys == ["escalation:1:r1:s0:ana:pagerduty", "escalation:1:r1:s1:ben:pagerduty"]
-    assert _page(store, inventory, 22 * MINUTE).queued == 0
+    assert support.page(store, inventory, 22 * MINUTE).queued == 0
 
 
 def test_a_due_status_update_reminds_the_commander_once_by_slack(store: Store) -> None:
-    inventory = _inventory()
-    _open(store, severity="P1", commander="ana")
-    reports = [_page(store, inventory, minute * MINUTE) for minute in (29, 30, 31, 45)]
-    reminders = [(c, k, to) for c, k, to in _rows(store) if ":update_due:" in k]
+    inventory = support.inventory()
+    support.open_incident(store, severity="P1", commander="ana")
+    reports = [support.page(store, inventory, minute * MINUTE) for minute in (29, 30, 31, 45)]
+    reminders = [(c, k, to) for c, k, to in support.rows(store) if ":update_due:" in k]
     assert reminders == [("incidents", "incident:1:update_due:2026-03-04T10:30+00:00:U0ANA", "U0ANA")]
     assert reports[0].next_due == T0 + 30 * MINUTE
 
@@ -184,15 +146,15 @@ def test_a_due_status_update_reminds_the_commander_once_by_slack(store: Store) -
 def test_a_status_update_is_posted_once_to_the_incident_channels(store: Store) -> None:
     from opsplane.incidents.models import Status
 
-    inventory = _inventory()
-    incident = _open(store)
+    inventory = support.inventory()
+    incident = support.open_incident(store)
     with store.session() as session:
         service.post_update(session, incident_id=incident, status=Status.IDENTIFIED,
                             summary="Card processor times out", actor="cli:ana",
                             now=T0 + MINUTE, settings=IncidentsSettings(), public=True)
-    _page(store, inventory, MINUTE)
-    _page(store, inventory, 2 * MINUTE)
-    updates = [(c, k) for c, k, _ in _rows(store) if ":update:" in k]
+    support.page(store, inventory, MINUTE)
+    support.page(store, inventory, 2 * MINUTE)
+    updates = [(c, k) for c, k, _ in support.rows(store) if ":update:" in k]
     assert updates == [("incidents", "incident:1:update:1")]
 
 
@@ -202,9 +164,9 @@ def test_a_contact_kind_without_a_channel_is_recorded_once_not_a_failure(store: 
     data = {"platform": {"name": "shop"}, "channels": {"named": channels},
             "oncall": oncall_data(contact_channels=contacts)}
     inventory = loads(yaml.safe_dump(data, sort_keys=False), "opsplane.yaml")
-    _open(store)
-    first = _page(store, inventory, timedelta(0))
-    second = _page(store, inventory, MINUTE)
+    support.open_incident(store)
+    first = support.page(store, inventory, timedelta(0))
+    second = support.page(store, inventory, MINUTE)
 
     assert (first.queued, first.unreachable, second.unreachable) == (3, 1, 0)
     with store.session() as session:
@@ -221,7 +183,7 @@ def test_no_open_incident_costs_one_query(store: Store) -> None:
 
     event.listen(store.engine, "before_cursor_execute", count)
     try:
-        report = _page(store, _inventory(), timedelta(0))
+        report = support.page(store, support.inventory(), timedelta(0))
     finally:
         event.remove(store.engine, "before_cursor_execute", count)
     assert report.incidents == 0
@@ -247,12 +209,12 @@ def test_a_page_arrives_at_pagerduty_the_sms_gateway_and_slack_through_the_dispa
         monkeypatch.setenv("SLACK_URL", slack.url("/services/T0/B0/X"))
         channels = {**CHANNELS, "pagerduty": {**CHANNELS["pagerduty"], "url": pd.url("/v2/enqueue")},
                     "sms-gateway": {"type": "webhook", "url": sms.url("/sms")}}
-        inventory = _inventory(channels)
-        incident = _open(store)
-        _page(store, inventory, timedelta(0))
+        inventory = support.inventory(channels)
+        incident = support.open_incident(store)
+        support.page(store, inventory, timedelta(0))
         with store.session() as session:
             service.acknowledge(session, incident_id=incident, actor="cli:ana", now=T0 + MINUTE)
-        _page(store, inventory, MINUTE)
+        support.page(store, inventory, MINUTE)
         dispatcher = Dispatcher(store, inventory.channels)
         try:
             dispatcher.run_once(T0 + MINUTE)
@@ -273,10 +235,10 @@ import os, signal, sys
 from datetime import timedelta
 from opsplane.incidents import paging
 from opsplane.store import Store
-from tests.incidents.test_paging import T0, _inventory
+from tests.incidents.paging_support import T0, inventory
 store = Store.open(sys.argv[1], migrate=False)
 with store.session() as session:
-    paging.page(session, inventory=_inventory(), now=T0 + timedelta(minutes=int(sys.argv[2])))
+    paging.page(session, inventory=inventory(), now=T0 + timedelta(minutes=int(sys.argv[2])))
     session.flush()
     if sys.argv[3] == "kill":
         os.kill(os.getpid(), signal.SIGKILL)  # dies with its pages written but not committed
@@ -290,15 +252,15 @@ def test_a_process_killed_mid_cycle_then_restarted_pages_once(store: Store) -> N
 
     url = store.engine.url.render_as_string(hide_password=False)
     root = Path(__file__).resolve().parents[2]
-    _open(store)
-    _page(store, _inventory(), timedelta(0))
+    support.open_incident(store)
+    support.page(store, support.inventory(), timedelta(0))
 
     def cycle(minute: int, how: str) -> int:
         return subprocess.run([sys.executable, "-c", _CYCLE, url, str(minute), how], cwd=root,
                               capture_output=True, timeout=60).returncode
 
     assert cycle(6, "kill") == -9
-    assert len(_rows(store)) == 4
+    assert len(support.rows(store)) == 4
     assert cycle(6, "finish") == 0
-    assert _page(store, _inventory(), 6 * MINUTE).queued == 0
-    assert _rows(store) == P0_PAGES[0] + P0_PAGES[5]
+    assert support.page(store, support.inventory(), 6 * MINUTE).queued == 0
+    assert support.rows(store) == P0_PAGES[0] + P0_PAGES[5]
