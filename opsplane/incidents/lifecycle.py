@@ -57,6 +57,13 @@ def move(incident: IncidentView, *, to: Status, now: datetime, actor: str) -> In
     return moved
 
 
+def settled_at(incident: IncidentView) -> datetime | None:
+    """When someone took the incident in hand: the earlier of its acknowledgement and its
+    resolution; None while neither happened. From then on nobody is paged for it."""
+    known = [t for t in (incident.acknowledged_at, incident.resolved_at) if t is not None]
+    return min(known) if known else None
+
+
 def person(actor: str) -> str:
     """'alice' from 'cli:alice' or 'token:alice': the name a commander goes by."""
     return actor.split(":", 1)[1] if ":" in actor else actor

@@ -2,24 +2,26 @@
 and reminders, queued in the notification outbox.
 
 `page` is called every control-plane cycle. It is a function of the store and `now` only:
-what is due is computed from each incident's start, acknowledgement and resolution and the
-severity's escalation policy, and every message has an idempotent key, so calling it again in
-the same minute, or after `serve` was killed and restarted, queues nothing twice, and a step
-that fell due while nothing ran is queued late, once. Everything lands in the caller's
-transaction with `notify.service.enqueue`; the dispatcher delivers it.
+what is owed is computed from each incident's start, severity, acknowledgement and resolution
+and the severity's escalation policy (`oncall.escalation.owed`), and every message has an
+idempotent key, so calling it again in the same minute, or after `serve` was killed and
+restarted, queues nothing twice. Everything lands in the caller's transaction with
+`notify.service.enqueue`; the dispatcher delivers it.
 
 Keys (one outbox row per key and channel):
 
-- `escalation:<incident>:r<round>:s<step>:<person>:<via>` a page of one person by one
-  contact kind; `<person>` is `#<channel>` for a step's `channel:` target.
+- `escalation:<incident>:<policy>:r<round>:s<step>:<person>:<via>` a page of one person by one
+  contact kind; `<person>` is `#<channel>` for a step's `channel:` target. The policy is in the
+  key, so a raised severity whose policy differs owes the new policy's steps, not the old one's.
 - `incident:<incident>:incident.acknowledged:<at>[:<to>]` and `...incident.resolved...` to
   every channel and address that was paged for the incident.
 - `incident:<incident>:update:<update>` a status update, to the incident's channels.
 - `incident:<incident>:update_due:<due>[:<to>]` the commander's reminder.
 
-Missed steps: when several steps fell due while nothing ran, each is sent once (they reach
-different people); only a step superseded by the same step of a later repeat round is
-skipped, so a long outage of the control plane does not replay every round.
+Late runs: once an incident is acknowledged or resolved nobody is paged for it, whatever fell
+due before; until then a step that fell due while nothing ran is queued late, once (each step
+reaches different people), and only a step superseded by the same step of a later repeat
+round is skipped, so a long outage of the control plane does not replay every round.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from sqlalchemy.orm import Session
 from opsplane.alerts.models import Severity
 from opsplane.events import service as events
 from opsplane.events.tables import Event
-from opsplane.incidents import notices
+from opsplane.incidents import lifecycle, notices
 from opsplane.incidents.models import IncidentView, Status, ref
 from opsplane.incidents.service import view
 from opsplane.incidents.tables import IncidentRow, IncidentUpdateRow
@@ -88,7 +90,13 @@ class _Target:
 
 
 def _step_of(key: str) -> str:
-    return ":".join(key.split(":", 4)[:4])
+    """`escalation:<incident>:<policy>:r<round>:s<step>` of a page's key."""
+    parts = key.split(":", 5)
+    if not parts[3].startswith("r"):
+        # `escalation:<incident>:r<round>:s<step>:...`, queued before keys named their policy:
+        # kept as is, and taken for a step of whichever policy is in force (see `_step_done`)
+        return ":".join(parts[:4])
+    return ":".join(parts[:5])
 
 
 class _Pager:
@@ -106,8 +114,9 @@ class _Pager:
         self.noted = noted
         self.report = PagingReport()
         self._roster: Roster | None = None
-        # `escalation:<incident>:r<round>:s<step>` of every step with a row or an event
-        self.steps_done = {_step_of(key) for key in [*(k for _, k in existing), *noted]}
+        # `escalation:<incident>:<policy>:r<round>:s<step>` of every step with a row or an event
+        self.steps_done = {_step_of(key) for key in [*(k for _, k in existing), *noted]
+                           if key.startswith("escalation:")}
 
     @property
     def roster(self) -> Roster:
@@ -216,54 +225,43 @@ def _updates(session: Session, incidents: Sequence[IncidentView]) -> dict[int, l
 # --- escalation ----------------------------------------------------------------------------------
 
 
+def _policy_name(pager: _Pager, incident: IncidentView) -> str:
+    return pager.inventory.oncall.policy_name_for(incident.severity)
+
+
 def _policy(pager: _Pager, incident: IncidentView) -> EscalationPolicy:
     return pager.inventory.oncall.policy_for(incident.severity)
 
 
-def _stopped_at(incident: IncidentView) -> datetime | None:
-    """An acknowledgement stops the escalation; so does a resolution without one."""
-    known = [t for t in (incident.acknowledged_at, incident.resolved_at) if t is not None]
-    return min(known) if known else None
-
-
 def _escalate(pager: _Pager, incident: IncidentView) -> None:
+    """Queue the owed steps of the incident's policy that no row or event shows as handled; a
+    settled incident owes none. The roster is resolved only when some step is new."""
+    policy_name = _policy_name(pager, incident)
     policy = _policy(pager, incident)
-    stopped = _stopped_at(incident)
-    if stopped is None:
-        pager.report._due(escalation.next_due(policy, triggered_at=incident.started_at, now=pager.now))
-    planned = escalation.plan(policy, triggered_at=incident.started_at)
-    due = [p for p in planned if p.at <= pager.now and (stopped is None or p.at < stopped)]
-    if not due or all(_step_done(pager, incident, p.round, p.step) for p in latest_rounds(due)):
-        return
-    for notification in escalation.due(policy, pager.roster, triggered_at=incident.started_at,
-                                       now=pager.now, acked_at=stopped):
-        if _superseded(notification, due):
+    settled = lifecycle.settled_at(incident)
+    pager.report._due(escalation.next_due(policy, triggered_at=incident.started_at, now=pager.now,
+                                          acked_at=settled))
+    for planned in escalation.owed(policy, triggered_at=incident.started_at, now=pager.now,
+                                   settled_at=settled):
+        if _step_done(pager, incident, policy_name, planned):
             continue
-        for recipient in notification.recipients:
-            _page_recipient(pager, incident, notification, recipient)
+        recipients = escalation.resolve_step(policy, planned.step, pager.roster, at=planned.at)
+        step = escalation.Notification(planned.at, planned.offset, planned.round, planned.step, recipients)
+        for recipient in recipients:
+            _page_recipient(pager, incident, policy_name, step, recipient)
 
 
-def latest_rounds(steps: Sequence[escalation.PlannedStep]) -> list[escalation.PlannedStep]:
-    """The steps of `steps` not superseded by the same step of a later round."""
-    last: dict[int, int] = {}
-    for step in steps:
-        last[step.step] = max(last.get(step.step, -1), step.round)
-    return [s for s in steps if s.round == last[s.step]]
+def _step_done(pager: _Pager, incident: IncidentView, policy: str, step: escalation.PlannedStep) -> bool:
+    """True when the outbox or the event log shows the step was handled: its people are
+    paged once, as the roster named them then, and a quiet cycle resolves no roster."""
+    at = f"r{step.round}:s{step.step}"
+    return (f"escalation:{incident.id}:{policy}:{at}" in pager.steps_done
+            or f"escalation:{incident.id}:{at}" in pager.steps_done)
 
 
-def _superseded(notification: escalation.Notification, due: Sequence[escalation.PlannedStep]) -> bool:
-    return any(p.step == notification.step and p.round > notification.round for p in due)
-
-
-def _step_done(pager: _Pager, incident: IncidentView, round_: int, step: int) -> bool:
-    """True when the outbox or the event log shows the step was handled: a cheap test that
-    spares resolving the roster every cycle of a long escalation."""
-    return f"escalation:{incident.id}:r{round_}:s{step}" in pager.steps_done
-
-
-def _page_recipient(pager: _Pager, incident: IncidentView, step: escalation.Notification,
+def _page_recipient(pager: _Pager, incident: IncidentView, policy: str, step: escalation.Notification,
                     recipient: escalation.Recipient) -> None:
-    base = f"escalation:{incident.id}:r{step.round}:s{step.step}"
+    base = f"escalation:{incident.id}:{policy}:r{step.round}:s{step.step}"
     oncall_settings = pager.inventory.oncall
     named = pager.inventory.channels.named
     if recipient.kind == "channel":

@@ -1,9 +1,11 @@
 """Escalation timing: which notifications a policy makes due, and to whom, at any instant.
 
-A pure function of the policy, the roster, the trigger time, the acknowledgement time and
-`now`; the incident and notification domains call it on every tick and send what is due and
-not yet sent. Each step's people are resolved at the moment the step falls due, so an
-escalation that runs across a handoff pages the person on call then.
+Pure functions of the policy, the roster, the trigger time, when the incident was settled
+(acknowledged, or resolved without an acknowledgement) and `now`. `due` is the escalation's
+course, every step that fell due before it stopped; `owed` is what paging must have sent by
+`now`, which is nothing at all once the incident is settled. Each step's people are resolved
+at the moment the step falls due, so an escalation that runs across a handoff pages the
+person on call then.
 """
 
 from __future__ import annotations
@@ -98,6 +100,32 @@ def due(
     return notifications
 
 
+def owed(
+    policy: EscalationPolicy,
+    *,
+    triggered_at: datetime,
+    now: datetime,
+    settled_at: datetime | None = None,
+) -> list[PlannedStep]:
+    """The steps whose people must have been paged by `now`, in time order.
+
+    None once the incident was settled at or before `now`: a page is a request for an answer,
+    and a step that fell due before the answer but is only being sent now (paging ran late)
+    would wake someone for an incident that someone already holds. Otherwise every step due
+    by `now`, except one whose later round is due too: a long outage of the control plane
+    does not replay every round. The policy is the one in force at `now`; a policy that
+    replaces another mid-escalation (a raised severity) counts from the same trigger, so its
+    steps that are already due are owed at once.
+    """
+    if settled_at is not None and settled_at <= now:
+        return []
+    steps = [p for p in _planned(policy, triggered_at) if p.at <= now]
+    last_round: dict[int, int] = {}
+    for planned in steps:
+        last_round[planned.step] = planned.round
+    return [p for p in steps if p.round == last_round[p.step]]
+
+
 def next_due(
     policy: EscalationPolicy,
     *,
@@ -107,6 +135,8 @@ def next_due(
 ) -> datetime | None:
     """When the next step falls due after `now`, or None when the escalation is over
     (acknowledged, or every round done)."""
+    if acked_at is not None and acked_at <= now:
+        return None
     for planned in _planned(policy, triggered_at):
         if acked_at is not None and planned.at >= acked_at:
             return None

@@ -27,17 +27,17 @@ from tests.support.receivers import RecordingReceiver
 
 # the manual's P0 route with the test roster: ana primary, ben secondary, tina, paul, vera
 P0_PAGES = {
-    0: [("pagerduty", "escalation:1:r0:s0:ana:pagerduty", None),
-        ("sms-gateway", "escalation:1:r0:s0:ana:sms", "+15550101"),
-        ("voice-gateway", "escalation:1:r0:s0:ana:phone", "+15550101"),
-        ("incidents", "escalation:1:r0:s0:#incidents:channel", None)],
-    5: [("pagerduty", "escalation:1:r0:s1:ben:pagerduty", None),
-        ("voice-gateway", "escalation:1:r0:s1:ben:phone", "+15550102")],
+    0: [("pagerduty", "escalation:1:p0:r0:s0:ana:pagerduty", None),
+        ("sms-gateway", "escalation:1:p0:r0:s0:ana:sms", "+15550101"),
+        ("voice-gateway", "escalation:1:p0:r0:s0:ana:phone", "+15550101"),
+        ("incidents", "escalation:1:p0:r0:s0:#incidents:channel", None)],
+    5: [("pagerduty", "escalation:1:p0:r0:s1:ben:pagerduty", None),
+        ("voice-gateway", "escalation:1:p0:r0:s1:ben:phone", "+15550102")],
     15: [("incidents", "incident:1:update_due:2026-03-04T10:15+00:00", None)],
-    30: [("pagerduty", "escalation:1:r0:s2:tina:pagerduty", None),
-         ("sms-gateway", "escalation:1:r0:s2:tina:sms", "+15550110")],
-    45: [("pagerduty", "escalation:1:r0:s3:paul:pagerduty", None)],
-    60: [("voice-gateway", "escalation:1:r0:s4:vera:phone", "+15550199")],
+    30: [("pagerduty", "escalation:1:p0:r0:s2:tina:pagerduty", None),
+         ("sms-gateway", "escalation:1:p0:r0:s2:tina:sms", "+15550110")],
+    45: [("pagerduty", "escalation:1:p0:r0:s3:paul:pagerduty", None)],
+    60: [("voice-gateway", "escalation:1:p0:r0:s4:vera:phone", "+15550199")],
 }
 
 
@@ -116,9 +116,9 @@ def test_a_step_that_fell_due_while_nothing_ran_is_sent_once_afterwards(store: S
     again = support.page(store, inventory, 51 * MINUTE)
 
     keys = [key for key in late.keys if key.startswith("escalation:")]
-    assert keys == ["escalation:1:r0:s1:ben:pagerduty", "escalation:1:r0:s1:ben:phone",
-                    "escalation:1:r0:s2:tina:pagerduty", "escalation:1:r0:s2:tina:sms",
-                    "escalation:1:r0:s3:paul:pagerduty"]
+    assert keys == ["escalation:1:p0:r0:s1:ben:pagerduty", "escalation:1:p0:r0:s1:ben:phone",
+                    "escalation:1:p0:r0:s2:tina:pagerduty", "escalation:1:p0:r0:s2:tina:sms",
+                    "escalation:1:p0:r0:s3:paul:pagerduty"]
     assert again.queued == 0
 
 
@@ -130,7 +130,7 @@ def test_after_downtime_a_step_superseded_by_its_repeat_is_not_replayed(store: S
     support.open_incident(store)
     support.page(store, inventory, timedelta(0))
     late = support.page(store, inventory, 21 * MINUTE)
-    assert late.keys == ["escalation:1:r1:s0:ana:pagerduty", "escalation:1:r1:s1:ben:pagerduty"]
+    assert late.keys == ["escalation:1:p0:r1:s0:ana:pagerduty", "escalation:1:p0:r1:s1:ben:pagerduty"]
     assert support.page(store, inventory, 22 * MINUTE).queued == 0
 
 
@@ -172,7 +172,7 @@ def test_a_contact_kind_without_a_channel_is_recorded_once_not_a_failure(store: 
     with store.session() as session:
         found = session.scalars(select(Event).where(Event.kind == "oncall.unreachable")).all()
         assert [(e.target, e.details["person"], e.details["kind"]) for e in found] == [
-            ("escalation:1:r0:s0:ana:sms", "ana", "sms")]
+            ("escalation:1:p0:r0:s0:ana:sms", "ana", "sms")]
 
 
 def test_no_open_incident_costs_one_query(store: Store) -> None:
@@ -224,7 +224,7 @@ def test_a_page_arrives_at_pagerduty_the_sms_gateway_and_slack_through_the_dispa
         events = [(b.json()["event_action"], b.json()["dedup_key"]) for b in pd.requests]
         assert events == [("trigger", "incident:1"), ("acknowledge", "incident:1")]
         texts = [(r.json()["to"], r.json()["status"], r.json()["key"]) for r in sms.requests]
-        assert texts == [("+15550101", "trigger", "escalation:1:r0:s0:ana:sms"),
+        assert texts == [("+15550101", "trigger", "escalation:1:p0:r0:s0:ana:sms"),
                          ("+15550101", "acknowledge",
                           "incident:1:incident.acknowledged:2026-03-04T10:01:00+00:00:+15550101")]
         assert slack.requests[0].json()["blocks"][0]["text"]["text"] == "[P0] payments: INC-1: Payments down"

@@ -125,3 +125,25 @@ def test_an_inventory_policy_replaces_the_built_in_one_of_the_same_name() -> Non
     assert len(settings.policy_for("P0").steps) == 1
     assert settings.policy_name_for("P2") == "p0"
     assert settings.policy_name_for("P1") == "p1"
+
+
+def test_nothing_is_owed_once_the_incident_is_settled_even_steps_that_fell_due_before() -> None:
+    policy, _ = _p0()
+    owed = escalation.owed(policy, triggered_at=T0, now=T0 + 40 * MINUTE, settled_at=T0 + 10 * MINUTE)
+    at_the_instant = escalation.owed(policy, triggered_at=T0, now=T0 + 5 * MINUTE, settled_at=T0 + 5 * MINUTE)
+    assert (owed, at_the_instant) == ([], [])
+
+
+def test_until_it_is_settled_every_due_step_is_owed_in_time_order() -> None:
+    policy, _ = _p0()
+    owed = escalation.owed(policy, triggered_at=T0, now=T0 + 30 * MINUTE, settled_at=T0 + 31 * MINUTE)
+    assert [(int(p.offset / MINUTE), p.step) for p in owed] == [(0, 0), (5, 1), (30, 2)]
+    assert escalation.owed(policy, triggered_at=T0, now=T0 + 30 * MINUTE) == owed
+
+
+def test_a_step_whose_later_round_is_due_is_not_owed_again() -> None:
+    settings = oncall_settings(policies={"loud": {
+        "steps": [{"notify": ["layer:primary"]}, {"delay": "5m", "notify": ["layer:secondary"]}],
+        "repeat": 2, "repeat_after": "10m"}})  # rounds at 0/5, 15/20, 30/35
+    owed = escalation.owed(settings.all_policies()["loud"], triggered_at=T0, now=T0 + 32 * MINUTE)
+    assert [(p.round, p.step) for p in owed] == [(1, 1), (2, 0)]
