@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from opsplane.cli_support import out, print_json
-from opsplane.config.loader import load
+from opsplane.config.loader import load_with_warnings
 from opsplane.config.models import SECTIONS, Inventory
 from opsplane.config.schema import json_schema
 from opsplane.errors import ConfigError, UsageError
@@ -29,12 +30,13 @@ def validate(
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
 ) -> None:
-    """Load the inventory and report every problem in it. Exit code: 0 valid, 3 invalid."""
-    from opsplane.cli import config_path
+    """Load the inventory and report every problem in it, and warnings about what is valid but
+    will not do what it seems to. Exit code: 0 valid (with or without warnings), 3 invalid."""
+    from opsplane.cli import config_path, err
 
     path = path or config_path(ctx)
     try:
-        inventory = load(path)
+        inventory, warnings = load_with_warnings(path)
     except ConfigError as exc:
         if not json_out:
             raise
@@ -42,9 +44,12 @@ def validate(
                     "problems": [asdict(problem) for problem in exc.problems]})
         raise typer.Exit(exc.exit_code) from None
     if json_out:
-        print_json({"valid": True, "file": str(path), **summary(inventory)})
-    else:
-        out.print(f"{path}: valid: {summary_line(inventory)}")
+        print_json({"valid": True, "file": str(path), **summary(inventory),
+                    "warnings": [asdict(warning) for warning in warnings]})
+        return
+    for warning in warnings:
+        err.print(f"[bold yellow]warning:[/] {escape(str(warning))}", highlight=False, soft_wrap=True)
+    out.print(f"{path}: valid: {summary_line(inventory)}")
 
 
 def summary(inventory: Inventory) -> dict[str, Any]:

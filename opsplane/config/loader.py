@@ -14,7 +14,7 @@ from opsplane.config.models import CHECK_MODELS, CHECK_TYPES, SECTIONS, Inventor
 from opsplane.config.yamlsource import LocatedDocument, NotPlain, load_plain, parse
 from opsplane.errors import ConfigError, ConfigProblem
 from opsplane.notify.models import CHANNEL_TYPES
-from opsplane.oncall.checks import oncall_problems
+from opsplane.oncall.checks import oncall_problems, oncall_warnings
 
 DEFAULT_PATH = "opsplane.yaml"
 
@@ -34,6 +34,18 @@ def load(path: str | Path) -> Inventory:
             [ConfigProblem(str(path), None, None, "", f"cannot read file: {exc.strerror}")]
         ) from None
     return loads(text, str(path))
+
+
+def load_with_warnings(path: str | Path) -> tuple[Inventory, list[ConfigProblem]]:
+    """The validated inventory in `path` and, located like problems, what it says that is
+    valid but will not do what it seems to; raises ConfigError as `load` does."""
+    path = Path(path)
+    inventory = load(path)
+    found = oncall_warnings(inventory.oncall, channels=inventory.channels.named)
+    if not found:
+        return inventory, []
+    doc = parse(path.read_text(), str(path))
+    return inventory, [doc.problem(at, message) for at, message in found]
 
 
 def loads(text: str, file: str = DEFAULT_PATH) -> Inventory:
@@ -329,4 +341,4 @@ def _kind_of(value: Any) -> str:
     return repr(value)
 
 
-__all__ = ["DEFAULT_PATH", "SECTIONS", "cross_check", "default_path", "load", "loads"]
+__all__ = ["DEFAULT_PATH", "SECTIONS", "cross_check", "default_path", "load", "load_with_warnings", "loads"]

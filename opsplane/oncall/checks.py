@@ -3,6 +3,9 @@
 Only what the inventory itself says is checked. The built-in policies name `layer:primary`,
 `layer:secondary` and the manual's roles; where an inventory leaves those out they resolve to
 nobody at escalation time and say so, rather than making a short inventory invalid.
+
+`oncall_warnings` finds what is valid but will not do what it seems to: PagerDuty pages after a
+policy's first one (docs/decisions/0010-paging-through-the-outbox.md).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping
 
-from opsplane.oncall.models import EscalationPolicy, OncallSettings
+from opsplane.oncall.models import DEFAULT_SEVERITIES, ContactKind, EscalationPolicy, OncallSettings
 
 Problem = tuple[tuple[str | int, ...], str]
 
@@ -79,6 +82,73 @@ def _policy(
                 yield path, _unknown("role", rest, settings.roles) + "; assign it under oncall.roles"
             elif kind == "channel" and rest not in channels:
                 yield path, _unknown("channel", rest, channels) + "; define it under channels.named"
+
+
+def oncall_warnings(settings: OncallSettings, *, channels: Mapping[str, object]) -> list[Problem]:
+    """One warning per escalation policy in use that pages through a PagerDuty channel after
+    its first step that does: an incident's PagerDuty events share one dedup_key, so those
+    later pages join the PagerDuty incident the first one opened and page nobody; whom
+    PagerDuty pages next is its own escalation policy's choice. Located at the first such
+    step of a policy the inventory defines, or at `oncall` for a built-in one."""
+    pagerduty = {name for name, spec in channels.items() if getattr(spec, "type", None) == "pagerduty"}
+    if not pagerduty:
+        return []
+    by_kind = settings.channel_for(ContactKind.PAGERDUTY, channels) in pagerduty
+    users: dict[str, list[str]] = {}
+    for severity in DEFAULT_SEVERITIES:
+        users.setdefault(settings.policy_name_for(severity), []).append(severity)
+    problems: list[Problem] = []
+    for name, policy in settings.all_policies().items():
+        defined = name in settings.policies
+        if defined or name in users:
+            found = _late_pagerduty(policy, pagerduty, by_kind)
+            if found is not None:
+                at, message = found
+                if not defined:
+                    used = ", ".join(users[name])
+                    message = (f"the built-in policy {name!r} (used by {used}): {message}; "
+                               f"define oncall.policies.{name} to change it")
+                problems.append((("oncall", "policies", name, *at), message))
+    return problems
+
+
+def _late_pagerduty(policy: EscalationPolicy, pagerduty: set[str],
+                    by_kind: bool) -> tuple[tuple[str | int, ...], str] | None:
+    """Where `policy` first pages through PagerDuty after its first step that does, and what
+    to say about every such step; None when it does not."""
+    first: int | None = None
+    later: list[tuple[int, tuple[str | int, ...], bool]] = []  # step, where, only by PagerDuty
+    for s, step in enumerate(policy.steps):
+        people = any(not target.startswith("channel:") for target in step.notify)
+        where: list[tuple[str | int, ...]] = []
+        if by_kind and people and ContactKind.PAGERDUTY in step.via:
+            where.append(("steps", s, "via", step.via.index(ContactKind.PAGERDUTY)))
+        where += [("steps", s, "notify", t) for t, target in enumerate(step.notify)
+                  if target.startswith("channel:") and target.partition(":")[2] in pagerduty]
+        if not where:
+            continue
+        if first is None:
+            first = s
+        else:
+            later.append((s, where[0], people and list(step.via) == [ContactKind.PAGERDUTY]))
+    if first is None or not (later or policy.repeat):
+        return None
+    steps = _steps([s + 1 for s, _, _ in later], repeats=bool(policy.repeat))
+    message = (f"PagerDuty in {steps} pages no one: an incident's PagerDuty events share one "
+               f"dedup_key, so they join the PagerDuty incident step {first + 1} opened, and "
+               "PagerDuty's own escalation policy decides whom it pages next")
+    alone = [s + 1 for s, _, only in later if only]
+    if alone:
+        message += (f"; {_steps(alone)} {'reaches its' if len(alone) == 1 else 'reach their'} "
+                    "people by nothing else: add sms, phone, slack or email to page them from opsplane")
+    return (later[0][1] if later else ("repeat",)), message
+
+
+def _steps(numbers: list[int], *, repeats: bool = False) -> str:
+    """'step 2', 'steps 2 and 3', 'steps 2, 3 and the repeats', 'the repeats'."""
+    words = [str(n) for n in numbers] + (["the repeats"] if repeats else [])
+    head = "" if not numbers else "step " if len(numbers) == 1 else "steps "
+    return head + (words[0] if len(words) == 1 else ", ".join(words[:-1]) + f" and {words[-1]}")
 
 
 def _unknown(what: str, name: str, known: Iterable[str]) -> str:

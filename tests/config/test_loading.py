@@ -282,6 +282,7 @@ def test_validate_json_describes_a_valid_inventory() -> None:
         "checks": 1,
         "environments": ["production"],
         "default_environment": "production",
+        "warnings": [],
     }
 
 

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from opsplane.config.loader import loads
+from opsplane.config.loader import load_with_warnings, loads
 from opsplane.errors import ConfigError
 from tests.oncall.factories import oncall_data
+from tests.support.cli import Opsplane
 
 
 def _load(oncall: dict[str, Any], **top: Any) -> Any:
@@ -107,3 +108,80 @@ def test_the_example_in_the_on_call_docs_loads() -> None:
     assert inventory.oncall.policy_for("P1").repeat == 1
     assert inventory.oncall.schedules["platform"].overrides[0].person == "cleo"
     assert inventory.oncall.contact_channels["sms"] == "sms-gateway"
+
+
+# --- PagerDuty after a policy's first step (docs/decisions/0010) --------------------------------
+
+PAGERDUTY = {"named": {"pager": {"type": "pagerduty", "routing_key": "env:PD_KEY"},
+                       "sms-gateway": {"type": "webhook", "url": "http://127.0.0.1:9/sms"}}}
+LATE_PAGERDUTY = {"steps": [{"notify": ["layer:primary"], "via": ["pagerduty"]},
+                            {"delay": "10m", "notify": ["layer:secondary"], "via": ["sms", "pagerduty"]},
+                            {"delay": "10m", "notify": ["role:team_lead"], "via": ["pagerduty"]}]}
+
+
+def _warnings(tmp_path: Path, oncall: dict[str, Any], channels: dict[str, Any] = PAGERDUTY) -> list[str]:
+    path = tmp_path / "opsplane.yaml"
+    path.write_text(yaml.safe_dump({"platform": {"name": "shop"}, "channels": channels, "oncall": oncall},
+                                   sort_keys=False))
+    _, warnings = load_with_warnings(path)
+    return [str(w).replace(f"{path}:", "opsplane.yaml:", 1) for w in warnings]
+
+
+def test_pagerduty_after_a_policys_first_step_is_a_located_warning(tmp_path: Path) -> None:
+    data = oncall_data(contact_channels={"pagerduty": "pager", "sms": "sms-gateway"},
+                       policies={"p0": LATE_PAGERDUTY, "p1": {"steps": LATE_PAGERDUTY["steps"][0:1]}})
+    [warning] = _warnings(tmp_path, data)
+    where, field, message = warning.split(": ", 2)
+    line = int(where.split(":")[1])
+    text = (tmp_path / "opsplane.yaml").read_text().splitlines()
+    assert field == "oncall.policies.p0.steps[1].via[1]"
+    assert (text[line - 2].strip(), text[line - 1].strip()) == ("- sms", "- pagerduty")
+    assert message == (
+        "PagerDuty in steps 2 and 3 pages no one: an incident's PagerDuty events share one dedup_key, "
+        "so they join the PagerDuty incident step 1 opened, and PagerDuty's own escalation policy "
+        "decides whom it pages next; step 3 reaches its people by nothing else: add sms, phone, "
+        "slack or email to page them from opsplane")
+
+
+def test_the_built_in_p1_escalating_only_by_pagerduty_is_warned_about_once_a_pagerduty_channel_exists(
+        tmp_path: Path) -> None:
+    data = oncall_data(contact_channels={"pagerduty": "pager"},
+                       policies={"p0": {"steps": LATE_PAGERDUTY["steps"][0:1]}})
+    [warning] = _warnings(tmp_path, data)
+    assert warning.startswith("opsplane.yaml:")
+    assert ": the built-in policy 'p1' (used by P1): PagerDuty in steps 2 and 3 pages no one" in warning
+    assert warning.endswith("; define oncall.policies.p1 to change it")
+
+
+def test_a_posting_to_a_pagerduty_channel_and_repeats_count_too(tmp_path: Path) -> None:
+    policy = {"steps": [{"notify": ["channel:pager"]}], "repeat": 2}
+    data = oncall_data(policies={"loud": policy, "p0": {"steps": [{"notify": ["channel:pager"]}]},
+                                 "p1": {"steps": [{"notify": ["channel:pager"]}]}})
+    [warning] = _warnings(tmp_path, data)
+    assert ": oncall.policies.loud.repeat: PagerDuty in the repeats pages no one" in warning
+
+
+def test_without_a_pagerduty_channel_or_with_pagerduty_only_first_there_is_nothing_to_say(
+        tmp_path: Path) -> None:
+    first_only = {"steps": [{"notify": ["layer:primary"], "via": ["pagerduty", "sms"]},
+                            {"delay": "5m", "notify": ["layer:secondary"], "via": ["sms"]}]}
+    assert _warnings(tmp_path, oncall_data(), channels={"named": {}}) == []
+    contacts = {"pagerduty": "pager", "sms": "sms-gateway"}
+    assert _warnings(tmp_path, oncall_data(policies={"p0": first_only, "p1": first_only},
+                                           contact_channels=contacts)) == []
+
+
+@pytest.mark.slow
+def test_config_validate_prints_the_warning_with_its_line_and_still_exits_0(tmp_path: Path) -> None:
+    data = oncall_data(contact_channels={"pagerduty": "pager", "sms": "sms-gateway"},
+                       policies={"p0": LATE_PAGERDUTY, "p1": {"steps": LATE_PAGERDUTY["steps"][0:1]}})
+    opsplane = Opsplane(tmp_path, {"platform": {"name": "shop"}, "channels": PAGERDUTY, "oncall": data})
+
+    ran = opsplane("config", "validate")
+    [warning] = ran.stderr.strip().splitlines()
+    assert warning.startswith("warning: opsplane.yaml:")
+    assert warning.split(": ")[2] == "oncall.policies.p0.steps[1].via[1]"
+    assert ran.stdout.startswith("opsplane.yaml: valid: platform shop")
+    [listed] = opsplane.json("config", "validate")["warnings"]
+    assert (listed["field"], listed["line"]) == ("oncall.policies.p0.steps[1].via[1]",
+                                                 int(warning.split(":")[2]))
