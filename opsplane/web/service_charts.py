@@ -138,23 +138,30 @@ def request_rates(source: SeriesSource, times: Sequence[float], *, window: float
 def latency_quantiles(source: SeriesSource, times: Sequence[float], *, window: float,
                       service: str) -> dict[float, list[float | None]]:
     """p50, p95 and p99 of the service's request duration histogram at `times`; empty when it
-    exposes no such histogram."""
+    exposes no such histogram. One range query gives the buckets' rates summed by `le`; the
+    quantiles are the engine's own interpolation over them, step by step."""
     from opsplane.metrics.promql import range_query
+    from opsplane.metrics.promql.functions import bucket_quantile
 
     step = times[1] - times[0] if len(times) > 1 else 1.0
     index = {round(t, 3): n for n, t in enumerate(times)}
     rates = f"sum by (le) (rate({HISTOGRAM}{{service={_quoted(service)}}}[{_duration(window)}]))"
+    buckets: list[list[tuple[float, float]]] = [[] for _ in times]
+    for labels, samples in range_query(rates, source, times[0], times[-1], step).series:
+        try:
+            bound = float(dict(labels).get("le", ""))
+        except ValueError:
+            continue  # not a bucket, as histogram_quantile ignores it
+        for at, value in samples:
+            n = index.get(round(at, 3))
+            if n is not None:
+                buckets[n].append((bound, value))
     found: dict[float, list[float | None]] = {}
     for q in QUANTILES:
-        values: list[float | None] = [None] * len(times)
-        for _, samples in range_query(f"histogram_quantile({q}, {rates})", source, times[0],
-                                      times[-1], step).series:
-            for at, value in samples:
-                n = index.get(round(at, 3))
-                if n is not None and math.isfinite(value):
-                    values[n] = value
-        if any(v is not None for v in values):
-            found[q] = values
+        values = [bucket_quantile(q, step_buckets) if step_buckets else math.nan
+                  for step_buckets in buckets]
+        if any(math.isfinite(v) for v in values):
+            found[q] = [v if math.isfinite(v) else None for v in values]
     return found
 
 
