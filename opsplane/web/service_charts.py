@@ -272,7 +272,7 @@ def service_charts(plane: ControlPlane, name: str, chosen: ChartRange) -> Servic
             lines = [Line(f"p{q * 100:g}", times, values) for q, values in quantiles.items()]
             charts.append(_chart("latency", "Request latency (from its histogram)", Unit.SECONDS,
                                  lines, thresholds.get("latency", ()), chosen, common))
-    if not quantiles:
+    if not quantiles and any(t.component == name for t in plane.targets):
         charts.append(_checks_chart(plane, name, chosen, start, end, began))
     return ServiceCharts(chosen, tuple(charts), tuple(notes), source is not None)
 
@@ -301,7 +301,7 @@ def _checks_chart(plane: ControlPlane, name: str, chosen: ChartRange, start: flo
         lines.append(Line(label, times, series.mean_latencies()))
         for at, bucket in zip(times, series.buckets, strict=True):
             failed[at] = failed.get(at, False) or bucket.failed > 0
-    summary = _summary(lines, Unit.SECONDS, chosen) if targets else "this component has no checks"
+    summary = _summary(lines, Unit.SECONDS, chosen)
     title = "Check latency: mean duration of the probes"
     svg = time_chart(title=f"{title}, last {chosen.words}: {summary}", unit=Unit.SECONDS,
                      lines=lines, start=start, end=end, known_from=began,

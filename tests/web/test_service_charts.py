@@ -194,3 +194,9 @@ def test_a_service_without_metrics_charts_its_checks_latency(
     assert list(found) == ["checks"]
     assert "now 8 ms, highest 200 ms" in found["checks"]
     assert found["checks"].count('class="fail"') == 1 and "<polyline" in found["checks"]
+
+
+def test_a_component_with_neither_metrics_nor_checks_says_there_is_nothing_to_chart(
+        signed_in: TestClient) -> None:
+    html = signed_in.get("/ui/services/sessions?range=6h").text
+    assert charts(html) == {} and "It has no checks either, so there is nothing to chart." in html
