@@ -279,6 +279,10 @@ class Component(Strict):
     run: RunSettings | None = Field(
         None, description="How `opsplane up` runs it as local processes; unset: opsplane does not run it."
     )
+    status_page: bool = Field(
+        True, description="Listed on the public status page (`/status`, `/status.json`); false for "
+        "parts customers never meet, such as a load generator. Hosts are never listed."
+    )
 
 
 class Service(Component):

@@ -200,6 +200,7 @@ class DemoStack:
             "    description: Shoppers browsing, searching and buying, so the charts move.",
             "    team: platform",
             "    depends_on: [gateway]",
+            "    status_page: false",
             "    run:",
             f"      argv: [{python}, -m, shop.traffic, --base-url, {self.gateway_url},",
             f"             --rps, '{TRAFFIC_RPS:g}', --duration, '0']",

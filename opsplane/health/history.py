@@ -1,16 +1,20 @@
-"""The last hour of every check's results, downsampled into fixed time buckets.
+"""The last day of every check's results, downsampled into time buckets at four resolutions.
 
 `opsplane serve` may watch ten thousand checks under a tight memory budget, and the dashboard
-only draws a small chart per component, so results are not kept one by one: each check owns a
-ring of buckets (by default 60 of 60 s) holding how many runs ended in the bucket, how many
-were not OK, the worst state, and the sum and maximum of their durations. The rings of all
-checks live side by side in a handful of flat `array`s (11 bytes per bucket, about 6.6 MB for
-10,000 checks over an hour) instead of one Python object per result. Counts are single bytes
-that stop at 255 runs per bucket (a check every quarter second); past that the bucket keeps
-the mean of its first 255 runs, which is all a sparkline needs.
+draws a chart per check and per component over a range the reader picks (15 minutes to a day),
+so results are not kept one by one. Each check owns one ring of buckets per *tier*: 60 buckets
+of 15 s (the last 15 minutes), of 1 min (the last hour), of 6 min (6 hours) and of 24 min (a
+day). A result is counted in the current bucket of every tier.
 
-Time comes from an injected clock: buckets are numbered on its monotonic seconds, and wall
-times are derived for display only.
+A bucket that is over is packed into two bytes: the mean duration of its runs on a logarithmic
+scale (12 bits: steps of 0.45 % from 10 µs to 1,000 s, finer than a chart can show) and the
+share of its runs that were not OK (4 bits, in fifteenths rounded up, so one failure is never
+lost). Only each tier's current bucket is kept exactly (runs, failures, sum of durations) until
+it is packed. The rings of all checks live side by side in a few flat `array`s: 512 bytes per
+check, about 5 MB for 10,000 checks, whatever their interval.
+
+Time comes from an injected clock: buckets are numbered on its monotonic seconds (a wall clock
+that is set back must not scramble them), and wall times are derived for display only.
 """
 
 from __future__ import annotations
@@ -24,78 +28,101 @@ from datetime import datetime, timedelta
 from opsplane.clock import Clock, SystemClock
 from opsplane.health.models import ProbeResult, State
 
-_COUNT_LIMIT = 0xFF  # counts are single bytes: they saturate instead of wrapping
-_BY_SEVERITY = sorted(State, key=lambda s: s.severity)
+BUCKETS = 60  # per tier: as many points as a chart draws
+TIERS = (15.0, 60.0, 360.0, 1440.0)  # seconds per bucket; each a multiple of the one before
+_COUNT_LIMIT = 0xFF  # the current bucket's counts are single bytes: they saturate
+_LEVELS = 15  # failure share in fifteenths: 4 bits
+_CODES = 4095  # mean latency codes 1..4095 in 12 bits; 0 means no run
+_LOW, _HIGH = 1e-5, 1e3  # seconds covered by the codes; beyond them a value is clamped
+_SCALE = (_CODES - 1) / math.log(_HIGH / _LOW)
+
+
+def pack(mean: float, count: int, failures: int) -> int:
+    """A finished bucket in 16 bits: its mean latency's code and its failure share's level."""
+    code = 1 + round(math.log(min(max(mean, _LOW), _HIGH) / _LOW) * _SCALE)
+    level = math.ceil(_LEVELS * failures / count) if count else 0
+    return code << 4 | level
+
+
+def unpack(packed: int) -> tuple[float | None, float]:
+    """(mean latency in seconds or None for an empty bucket, share of runs not OK)."""
+    code = packed >> 4
+    if not code:
+        return None, 0.0
+    return _LOW * math.exp((code - 1) / _SCALE), (packed & 0xF) / _LEVELS
 
 
 @dataclass(frozen=True)
 class Bucket:
-    """What happened in one time bucket: `worst` is None and the latencies are None when no
-    run ended in it."""
+    """One time bucket: the mean duration of the runs that ended in it (None when none did)
+    and the share of them that were not OK (exact for the current bucket, in fifteenths for
+    older ones)."""
 
     start: datetime
-    count: int
-    failures: int
-    worst: State | None
     mean_latency: float | None
-    max_latency: float | None
+    failed: float
+
+    @property
+    def has_runs(self) -> bool:
+        return self.mean_latency is not None
 
 
 @dataclass(frozen=True)
 class Series:
-    """Consecutive buckets, oldest first, ending with the bucket that holds `now`."""
+    """Consecutive buckets of one tier, oldest first, ending with the bucket that holds `now`."""
 
     width: float
     buckets: tuple[Bucket, ...]
 
-    @property
-    def runs(self) -> int:
-        return sum(b.count for b in self.buckets)
-
-    @property
-    def failures(self) -> int:
-        return sum(b.failures for b in self.buckets)
-
     def mean_latencies(self) -> list[float | None]:
         return [b.mean_latency for b in self.buckets]
 
+    @property
+    def failing_buckets(self) -> int:
+        """How many buckets had at least one run that was not OK."""
+        return sum(1 for b in self.buckets if b.failed > 0)
+
 
 class ProbeHistory:
-    """Per-check rings of result buckets covering the last `window` seconds.
+    """Per-check rings of result buckets at the resolutions of `tiers`, `size` buckets each.
 
-    `record` is on the scheduler's hot path: a dictionary lookup and a few array writes.
-    Checks not named at construction are ignored (the inventory is fixed while serving).
+    `record` is on the scheduler's hot path: a dictionary lookup and a few array writes per
+    tier. Checks not named at construction are ignored (the inventory is fixed while serving).
     """
 
     def __init__(
         self,
         check_ids: Iterable[str],
         *,
-        window: float = 3600.0,
-        bucket: float = 60.0,
+        tiers: Sequence[float] = TIERS,
+        size: int = BUCKETS,
         clock: Clock | None = None,
     ) -> None:
-        if bucket <= 0 or window < bucket:
-            raise ValueError(f"history needs 0 < bucket <= window; got bucket {bucket}, window {window}")
-        self.width = float(bucket)
-        self.size = math.ceil(window / bucket)
+        widths = [float(w) for w in tiers]
+        if not widths or widths[0] <= 0 or size < 1 or any(
+                b % a or b <= a for a, b in zip(widths, widths[1:], strict=False)):
+            raise ValueError(f"history needs increasing bucket widths, each a multiple of the one "
+                             f"before, and at least one bucket; got {tiers} and {size}")
+        self.tiers = tuple(widths)
+        self.size = size
         self.clock = clock or SystemClock()
+        self._ratio = [int(w // widths[0]) for w in widths]  # finest buckets per bucket
         self._index = {check_id: i for i, check_id in enumerate(dict.fromkeys(check_ids))}
-        slots = len(self._index) * self.size
-        self._count = array("B", [0]) * slots
-        self._failures = array("B", [0]) * slots
-        self._worst = array("B", [0]) * slots  # severity + 1; 0 means empty
-        self._latency_sum = array("f", [0.0]) * slots
-        self._latency_max = array("f", [0.0]) * slots
-        # The newest bucket number each check has written; slots between it and the present
-        # hold data one lap old and are cleared on the next write, or skipped when read.
-        self._newest = array("q", [-1] * len(self._index))
+        checks, count = len(self._index), len(widths)
+        self._rings = array("H", [0]) * (checks * count * size)
+        # The current bucket of each tier of each check, exact until it is packed.
+        self._runs = array("B", [0]) * (checks * count)
+        self._failures = array("B", [0]) * (checks * count)
+        self._sum = array("f", [0.0]) * (checks * count)
+        # The newest finest-tier bucket each check has written (-1: none). The other tiers'
+        # newest buckets follow from it, since every width is a multiple of the finest.
+        self._newest = array("q", [-1]) * checks
 
     def __contains__(self, check_id: object) -> bool:
         return check_id in self._index
 
     def record(self, check_id: str, result: ProbeResult) -> None:
-        """Count `result` in the current bucket of `check_id`."""
+        """Count `result` in the current buckets of `check_id`."""
         self.add(check_id, result.state, result.duration)
 
     def add(self, check_id: str, state: State, duration: float) -> None:
@@ -103,66 +130,75 @@ class ProbeHistory:
         index = self._index.get(check_id)
         if index is None:
             return
-        number = int(self.clock.monotonic() // self.width)
+        number = int(self.clock.monotonic() // self.tiers[0])
         newest = self._newest[index]
-        if number < newest:  # a result from before the newest bucket: nowhere to put it
-            return
-        base = index * self.size
-        if number > newest:
-            self._clear(base, newest, number)
+        if number != newest:
+            if number < newest:  # a result from before the newest bucket: nowhere to put it
+                return
+            for tier, ratio in enumerate(self._ratio):
+                if newest < 0:
+                    self._close(index, tier, None, number // ratio)
+                elif number // ratio > newest // ratio:
+                    self._close(index, tier, newest // ratio, number // ratio)
             self._newest[index] = number
-        slot = base + number % self.size
-        if self._count[slot] < _COUNT_LIMIT:
-            self._count[slot] += 1
-            if state is not State.OK:
-                self._failures[slot] += 1
-            self._latency_sum[slot] += duration
-        self._worst[slot] = max(self._worst[slot], state.severity + 1)
-        if duration > self._latency_max[slot]:
-            self._latency_max[slot] = duration
+        runs, sums, failures = self._runs, self._sum, self._failures
+        failed = state is not State.OK
+        first = index * len(self.tiers)
+        for slot in range(first, first + len(self.tiers)):
+            if runs[slot] < _COUNT_LIMIT:
+                runs[slot] += 1
+                sums[slot] += duration
+                if failed:
+                    failures[slot] += 1
 
-    def _clear(self, base: int, newest: int, number: int) -> None:
-        first = max(newest + 1, number - self.size + 1)
-        for bucket_number in range(first, number + 1):
-            slot = base + bucket_number % self.size
-            self._count[slot] = 0
-            self._failures[slot] = 0
-            self._worst[slot] = 0
-            self._latency_sum[slot] = 0.0
-            self._latency_max[slot] = 0.0
+    def _close(self, index: int, tier: int, before: int | None, now: int) -> None:
+        """Pack the finished current bucket `before` of one tier into its ring, clear the
+        buckets skipped up to `now` (they hold data one lap old) and start `now` empty."""
+        slot = index * len(self.tiers) + tier
+        ring = slot * self.size
+        if before is not None and self._runs[slot]:
+            runs = self._runs[slot]
+            self._rings[ring + before % self.size] = pack(self._sum[slot] / runs, runs,
+                                                          self._failures[slot])
+        start = now - self.size + 1 if before is None else max(before + 1, now - self.size + 1)
+        for number in range(start, now + 1):
+            self._rings[ring + number % self.size] = 0
+        self._runs[slot] = self._failures[slot] = 0
+        self._sum[slot] = 0.0
 
-    def series(self, check_ids: Sequence[str]) -> Series:
-        """The buckets of `check_ids` merged (counts added, latency averaged over all runs,
-        worst of the worst): one check, or all checks of a component."""
-        mono = self.clock.monotonic()
-        wall = self.clock.now()
-        current = int(mono // self.width)
-        numbers = range(current - self.size + 1, current + 1)
+    def series(self, check_ids: Sequence[str], *, tier: int = 1) -> Series:
+        """The buckets of `check_ids` at the resolution of `tiers[tier]`, merged: each bucket's
+        latency is the mean of the checks' means that have runs in it, its failure share the
+        mean of their shares. One check, or all checks of a component."""
+        width, ratio = self.tiers[tier], self._ratio[tier]
+        mono, wall = self.clock.monotonic(), self.clock.now()
+        current = int(mono // width)
         indexes = [self._index[c] for c in check_ids if c in self._index]
         buckets = []
-        for number in numbers:
-            start = wall - timedelta(seconds=mono - number * self.width)
-            buckets.append(self._merged(indexes, number, start))
-        return Series(self.width, tuple(buckets))
+        for number in range(current - self.size + 1, current + 1):
+            start = wall - timedelta(seconds=mono - number * width)
+            latencies, shares = [], []
+            for index in indexes:
+                found = self._bucket(index, tier, ratio, number)
+                if found is not None:
+                    latencies.append(found[0])
+                    shares.append(found[1])
+            buckets.append(Bucket(start, sum(latencies) / len(latencies), sum(shares) / len(shares))
+                           if latencies else Bucket(start, None, 0.0))
+        return Series(width, tuple(buckets))
 
-    def _merged(self, indexes: list[int], number: int, start: datetime) -> Bucket:
-        count = failures = worst = 0
-        latency_sum = latency_max = 0.0
-        for index in indexes:
-            if number > self._newest[index] or number <= self._newest[index] - self.size:
-                continue  # not written yet in this lap, or already overwritten
-            slot = index * self.size + number % self.size
-            count += self._count[slot]
-            failures += self._failures[slot]
-            worst = max(worst, self._worst[slot])
-            latency_sum += self._latency_sum[slot]
-            latency_max = max(latency_max, self._latency_max[slot])
-        if not count:
-            return Bucket(start, 0, 0, None, None, None)
-        return Bucket(start, count, failures, _BY_SEVERITY[worst - 1], latency_sum / count, latency_max)
+    def _bucket(self, index: int, tier: int, ratio: int, number: int) -> tuple[float, float] | None:
+        newest = self._newest[index] // ratio if self._newest[index] >= 0 else -1
+        if number > newest or number <= newest - self.size:
+            return None  # not written yet in this lap, or already overwritten
+        slot = index * len(self.tiers) + tier
+        if number == newest:
+            runs = self._runs[slot]
+            return (self._sum[slot] / runs, self._failures[slot] / runs) if runs else None
+        mean, failed = unpack(self._rings[slot * self.size + number % self.size])
+        return None if mean is None else (mean, failed)
 
     def memory_bytes(self) -> int:
-        """Bytes held by the rings: what the history costs `serve`."""
-        arrays = (self._count, self._failures, self._worst, self._latency_sum, self._latency_max,
-                  self._newest)
+        """Bytes held by the rings and current buckets: what the history costs `serve`."""
+        arrays = (self._rings, self._runs, self._failures, self._sum, self._newest)
         return sum(a.itemsize * len(a) for a in arrays)

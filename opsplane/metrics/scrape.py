@@ -1,19 +1,18 @@
-"""Scraping components' Prometheus endpoints: their request rate, and with a store, every sample.
+"""Scraping components' Prometheus endpoints into the sample store, and how each scrape went.
 
 A component with `metrics_path` in the inventory is fetched at `{base URL}{metrics_path}` on the
-inventory's default interval. From each answer only the sum of `http_requests_total` (and the
-part with a 5xx status code) is kept, as a counter sample with its time; the dashboard turns the
-samples of the last hour into a request rate per time bucket, treating a counter that went down
-as a restarted process (as Prometheus' `rate` does).
+inventory's default interval. Given a `SampleStore`, every sample of every scrape is kept,
+labelled as Prometheus labels them (`metrics/ingest.py`), for PromQL: alert rules,
+`opsplane query` and the dashboard's charts (`web/service_charts.py`), which compute request
+rates, error ratios and latency percentiles from it rather than from a store of their own.
+A page that cannot be read is a CRITICAL scrape state (with `up` 0), a page without
+`http_requests_total` an UNKNOWN one (it has no request rate to chart or alert on), and a
+target that reports more series than its limit a WARNING; `on_change` hears of each change of
+state.
 
-Given a `SampleStore`, the scraper also keeps every sample of every scrape, labelled as
-Prometheus labels them (`metrics/ingest.py`), for PromQL: alert rules and `opsplane query`.
-A page that cannot be read is a CRITICAL scrape state (with `up` 0), and a target that
-reports more series than its limit a WARNING; `on_change` hears of each change of state.
-
-The pieces are split along the usual line: `scrape_targets` and `request_counts` and
-`bucket_rates` are pure; `MetricsScraper` does the I/O through a `Fetch` function (HTTP by
-default), so a failing target becomes a `ScrapeStatus` with a reason, never a traceback.
+The pieces are split along the usual line: `scrape_targets` and `request_counts` are pure;
+`MetricsScraper` does the I/O through a `Fetch` function (HTTP by default), so a failing
+target becomes a `ScrapeStatus` with a reason, never a traceback.
 """
 
 from __future__ import annotations
@@ -22,10 +21,9 @@ import asyncio
 import math
 import threading
 import time
-from array import array
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from opsplane.clock import Clock, SystemClock
@@ -40,7 +38,7 @@ if TYPE_CHECKING:
     from opsplane.metrics.store import SampleStore
 
 REQUESTS = "http_requests_total"
-_STATUS_LABELS = ("code", "status", "status_code")
+STATUS_LABELS = ("code", "status", "status_code")
 MAX_BODY = 8 * 1024 * 1024
 
 # fetch(url, timeout) -> (HTTP status, body text); raises for a transport failure.
@@ -126,50 +124,12 @@ def request_counts(text: str) -> RequestCounts | None:
                 if sample.name != REQUESTS:
                     continue
                 total += sample.value
-                code = next((sample.labels[k] for k in _STATUS_LABELS if k in sample.labels), "")
+                code = next((sample.labels[k] for k in STATUS_LABELS if k in sample.labels), "")
                 if code.startswith("5"):
                     errors += sample.value
     except ValueError as exc:
         raise MetricsError(f"{REQUESTS} does not parse: {exc}") from None
     return RequestCounts(total, errors)
-
-
-# --- from counter samples to rates (pure) ---------------------------------------------------
-
-
-def increase(before: float, after: float) -> float:
-    """How much a counter grew between two samples; a drop means the process restarted and
-    counted `after` since."""
-    return after - before if after >= before else after
-
-
-def bucket_rates(
-    times: Sequence[float],
-    values: Sequence[float],
-    *,
-    first_bucket: int,
-    width: float,
-    size: int,
-    max_gap: float | None = None,
-) -> list[float | None]:
-    """Per-second rate of a counter in `size` buckets of `width` seconds, the first numbered
-    `first_bucket` (bucket n covers [n*width, (n+1)*width) on the samples' clock).
-
-    Each pair of consecutive samples contributes its increase and its duration to the bucket
-    holding the later sample; a bucket's rate is increase over duration. Pairs further apart
-    than `max_gap` (a scrape outage) are left out, and so a bucket without a pair is None.
-    """
-    grown = [0.0] * size
-    spent = [0.0] * size
-    for i in range(1, len(times)):
-        elapsed = times[i] - times[i - 1]
-        if elapsed <= 0 or (max_gap is not None and elapsed > max_gap):
-            continue
-        slot = int(times[i] // width) - first_bucket
-        if 0 <= slot < size:
-            grown[slot] += increase(values[i - 1], values[i])
-            spent[slot] += elapsed
-    return [g / s if s else None for g, s in zip(grown, spent, strict=True)]
 
 
 # --- state kept while serving ---------------------------------------------------------------
@@ -184,52 +144,8 @@ class ScrapeStatus:
     at: datetime
 
 
-@dataclass(frozen=True)
-class RateSeries:
-    """Request rates per bucket, oldest first; None where no two samples fell in a bucket."""
-
-    width: float
-    starts: tuple[datetime, ...]
-    requests: tuple[float | None, ...]
-    server_errors: tuple[float | None, ...]
-
-    @property
-    def latest(self) -> float | None:
-        """The newest bucket's request rate that is known."""
-        return next((r for r in reversed(self.requests) if r is not None), None)
-
-
-class CounterSamples:
-    """A ring of (monotonic time, total, server errors) samples, sized for one window."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._times = array("d", [0.0]) * capacity
-        self._totals = array("d", [0.0]) * capacity
-        self._errors = array("d", [0.0]) * capacity
-        self._next = 0
-        self._count = 0
-
-    def __len__(self) -> int:
-        return self._count
-
-    def append(self, at: float, counts: RequestCounts) -> None:
-        self._times[self._next] = at
-        self._totals[self._next] = counts.total
-        self._errors[self._next] = counts.server_errors
-        self._next = (self._next + 1) % self.capacity
-        self._count = min(self._count + 1, self.capacity)
-
-    def columns(self) -> tuple[list[float], list[float], list[float]]:
-        """Times, totals and server errors, oldest first."""
-        start = (self._next - self._count) % self.capacity
-        order = [(start + i) % self.capacity for i in range(self._count)]
-        return ([self._times[i] for i in order], [self._totals[i] for i in order],
-                [self._errors[i] for i in order])
-
-
 class MetricsScraper:
-    """Scrapes every target on its interval and keeps the last `window` seconds of counters.
+    """Scrapes every target on its interval into the store, and keeps each target's last state.
 
     `fetch` is the HTTP boundary; the default is a plain GET that never follows redirects and
     ignores proxy settings from the environment.
@@ -240,8 +156,6 @@ class MetricsScraper:
         targets: Sequence[ScrapeTarget],
         *,
         clock: Clock | None = None,
-        window: float = 3600.0,
-        bucket: float = 60.0,
         fetch: Fetch | None = None,
         store: SampleStore | None = None,
         env: str = "production",
@@ -256,26 +170,22 @@ class MetricsScraper:
         self.env = env
         self._on_change = on_change
         self.clock = clock or SystemClock()
-        self.width = float(bucket)
-        self.size = math.ceil(window / bucket)
         self._fetch = fetch
         self._http: HttpFetch | None = None
-        self._samples = {t.component: CounterSamples(math.ceil(window / t.interval) + 2)
-                         for t in self.targets}
         self._status: dict[str, ScrapeStatus] = {}
-        self._intervals = {t.component: t.interval for t in self.targets}
 
     @property
     def components(self) -> set[str]:
-        return set(self._samples)
+        """The components that are scraped."""
+        return {t.component for t in self.targets}
 
     def status(self, component: str) -> ScrapeStatus | None:
         """The last scrape's outcome; None before the first or when the component is not scraped."""
         return self._status.get(component)
 
     async def scrape(self, target: ScrapeTarget) -> ScrapeStatus:
-        """Fetch `target` once, keep its counter sample (and with a store, all its samples),
-        and say how it went."""
+        """Fetch `target` once, keep its samples in the store (if there is one), and say how
+        it went."""
         at, started = self.clock.now(), time.perf_counter()
         status, text = await self._scrape(target)
         if self.store is not None and not target.problem:
@@ -308,7 +218,6 @@ class MetricsScraper:
             return ScrapeStatus(state, reason, self.clock.now()), None
         if counts is None:
             return ScrapeStatus(State.UNKNOWN, f"exposes no {REQUESTS}", self.clock.now()), text
-        self.record(target.component, counts)
         return ScrapeStatus(State.OK, f"{counts.total:g} requests counted", self.clock.now()), text
 
     def _ingest(self, target: ScrapeTarget, status: ScrapeStatus, text: str | None, at: float,
@@ -334,29 +243,6 @@ class MetricsScraper:
                 State.WARNING, f"{done.refused_series} new series refused: over the limit of "
                 f"{self.store.series_limit} series per target", status.at)
         return status
-
-    def record(self, component: str, counts: RequestCounts) -> None:
-        """Keep `counts` as the component's sample taken now (ignored when it is not scraped)."""
-        samples = self._samples.get(component)
-        if samples is not None:
-            samples.append(self.clock.monotonic(), counts)
-
-    def request_rates(self, component: str) -> RateSeries | None:
-        """Requests per second in each bucket of the window; None when not scraped."""
-        samples = self._samples.get(component)
-        if samples is None:
-            return None
-        mono, wall = self.clock.monotonic(), self.clock.now()
-        current = int(mono // self.width)
-        first = current - self.size + 1
-        times, totals, errors = samples.columns()
-        gap = 3 * self._intervals[component]
-        starts = tuple(wall - timedelta(seconds=mono - n * self.width) for n in range(first, current + 1))
-        requests = bucket_rates(times, totals, first_bucket=first, width=self.width, size=self.size,
-                                max_gap=gap)
-        failed = bucket_rates(times, errors, first_bucket=first, width=self.width, size=self.size,
-                              max_gap=gap)
-        return RateSeries(self.width, starts, tuple(requests), tuple(failed))
 
     # --- running ------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """What each dashboard page shows, computed from the control plane's state.
 
-The functions here take the plane (latest results, probe history, scraped request rates) and
+The functions here take the plane (latest results, probe history, scraped samples) and
 return plain values for the templates: no request, no HTML beyond the SVG charts.
 """
 
@@ -16,8 +16,18 @@ from markupsafe import Markup
 from opsplane.health.history import Series
 from opsplane.health.models import ProbeResult, State
 from opsplane.health.status import ComponentStatus, assess
-from opsplane.metrics.scrape import RateSeries, ScrapeStatus
+from opsplane.metrics.scrape import ScrapeStatus
 from opsplane.web.charts import GraphNode, dependency_graph, sparkline
+from opsplane.web.service_charts import (
+    ChartRange,
+    RequestRates,
+    ServiceCharts,
+    default_range,
+    rate_window,
+    request_rates,
+    service_charts,
+    steps,
+)
 
 if TYPE_CHECKING:
     from opsplane.events.tables import Event
@@ -81,7 +91,7 @@ def bytes_text(value: int | None) -> str:
     return f"{value / 1024 / 1024:.1f} MiB"
 
 
-# --- charts of the last hour ----------------------------------------------------------------
+# --- sparklines ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -95,24 +105,22 @@ class Chart:
 def latency_chart(series: Series, *, width: int = 120, height: int = 28) -> Chart:
     """Mean probe duration per bucket, with a tick under each bucket that had a failed run."""
     means = series.mean_latencies()
-    known = [b for b in series.buckets if b.count]
+    known = [m for m in means if m is not None]
     if not known:
-        summary = "no probe results in the last hour"
+        summary = f"no probe results in the last {_span_words(series.width * len(series.buckets))}"
     else:
-        last = known[-1].mean_latency
-        peak = max(b.max_latency or 0.0 for b in known)
-        failed = series.failures
-        summary = (f"latency now {seconds_text(last)}, slowest {seconds_text(peak)}; "
-                   f"{series.runs} runs, {failed} not OK in the last hour")
-    marks = [b.failures > 0 for b in series.buckets]
+        summary = (f"latency now {seconds_text(known[-1])}, highest {seconds_text(max(known))}; "
+                   f"not OK in {series.failing_buckets} of {len(series.buckets)} steps of "
+                   f"{_span_words(series.width)}")
+    marks = [b.failed > 0 for b in series.buckets]
     return Chart(sparkline(means, label=summary, marks=marks, width=width, height=height), summary)
 
 
-def rate_chart(rates: RateSeries, *, width: int = 120, height: int = 28) -> Chart:
-    """Requests per second per bucket, with a tick under each bucket that served 5xx."""
+def rate_chart(rates: RequestRates, *, width: int = 120, height: int = 28) -> Chart:
+    """Requests per second at each step, with a tick under each step that served 5xx."""
     known = [r for r in rates.requests if r is not None]
     if not known:
-        summary = "no request rate yet (needs two scrapes)"
+        summary = "no request rate yet (needs a few scrapes)"
     else:
         errors = next((e for e in reversed(rates.server_errors) if e is not None), None)
         summary = (f"requests now {rate_text(rates.latest)}, peak {rate_text(max(known))}, "
@@ -122,18 +130,36 @@ def rate_chart(rates: RateSeries, *, width: int = 120, height: int = 28) -> Char
                            height=height), summary)
 
 
+def _span_words(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
+
+
+def overview_rates(plane: ControlPlane, spark: ChartRange) -> dict[str, RequestRates]:
+    """The request rates of every scraped component over `spark`, from the sample store in
+    one range query."""
+    source = plane.scraper.locked_source()
+    if source is None or not plane.scraper.components:
+        return {}
+    times = steps(plane.clock.now().timestamp(), spark.seconds, spark.step)
+    window = rate_window(spark.step, plane.inventory.defaults.interval)
+    return request_rates(source, times, window=window)
+
+
 # --- overview -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class ComponentRow:
-    """One line of the overview."""
+    """One line of the overview; its sparklines cover `span` ("15 min" or "1 h")."""
 
     status: ComponentStatus
     latency: Chart
     requests: Chart | None
     scrape: ScrapeStatus | None
     scraped: bool
+    span: str
 
     @property
     def shown_state(self) -> State | None:
@@ -148,17 +174,24 @@ def checks_by_component(plane: ControlPlane) -> dict[str, list[str]]:
 
 
 def overview(plane: ControlPlane) -> list[ComponentRow]:
-    """Every component of the inventory, in inventory order, with its charts."""
+    """Every component of the inventory, in inventory order, with sparklines of the last hour
+    (of the last 15 minutes while `serve` is younger than that, so they are not empty)."""
     checks = checks_by_component(plane)
+    scraped = plane.scraper.components
+    spark = default_range(plane.started_at, plane.clock.now())
+    rates = overview_rates(plane, spark)
+    times = steps(plane.clock.now().timestamp(), spark.seconds, spark.step)
+    nothing = RequestRates(tuple(times), (None,) * len(times), (None,) * len(times))
     rows = []
     for status in assess(plane.inventory, plane.latest):
-        rates = plane.scraper.request_rates(status.name)
+        is_scraped = status.name in scraped
         rows.append(ComponentRow(
             status=status,
-            latency=latency_chart(plane.history.series(checks.get(status.name, []))),
-            requests=rate_chart(rates) if rates is not None else None,
+            latency=latency_chart(plane.history.series(checks.get(status.name, []), tier=spark.tier)),
+            requests=rate_chart(rates.get(status.name, nothing)) if is_scraped else None,
             scrape=plane.scraper.status(status.name),
-            scraped=rates is not None,
+            scraped=is_scraped,
+            span=spark.words,
         ))
     return rows
 
@@ -203,19 +236,20 @@ class ServiceDetail:
     checks: list[CheckRow]
     depends_on: list[Neighbour]
     dependants: list[Neighbour]
-    latency: Chart
-    requests: Chart | None
+    charts: ServiceCharts
     scrape: ScrapeStatus | None
     metrics_path: str | None
 
 
-def service_detail(plane: ControlPlane, name: str) -> ServiceDetail | None:
-    """What the service page shows about `name`; None when the inventory has no such component."""
+def service_detail(plane: ControlPlane, name: str, chosen: ChartRange | None = None) -> ServiceDetail | None:
+    """What the service page shows about `name`, its charts over `chosen` (by default the
+    range that suits how long `serve` has run); None when the inventory has no such component."""
     statuses = {s.name: s for s in assess(plane.inventory, plane.latest)}
     status = statuses.get(name)
     if status is None:
         return None
     component = plane.inventory.component(name)
+    shown = chosen or default_range(plane.started_at, plane.clock.now())
 
     def neighbour(other: str) -> Neighbour:
         found = statuses.get(other)
@@ -226,12 +260,11 @@ def service_detail(plane: ControlPlane, name: str) -> ServiceDetail | None:
             name=t.name, type=t.type, address=t.address, interval=t.interval,
             result=plane.latest.get(t.id), checked_at=plane.checked_at.get(t.id),
             since=plane.since(t.id),
-            latency=latency_chart(plane.history.series([t.id]), width=160),
+            latency=latency_chart(plane.history.series([t.id], tier=shown.tier), width=160),
         )
         for t in plane.targets if t.component == name
     ]
     dependants = [other for _, other, c in plane.inventory.components() if name in c.depends_on]
-    rates = plane.scraper.request_rates(name)
     runbook = component.runbook
     return ServiceDetail(
         status=status,
@@ -241,9 +274,7 @@ def service_detail(plane: ControlPlane, name: str) -> ServiceDetail | None:
         checks=checks,
         depends_on=[neighbour(d) for d in component.depends_on],
         dependants=[neighbour(d) for d in dependants],
-        latency=latency_chart(plane.history.series([c for c in checks_by_component(plane).get(name, [])]),
-                              width=360, height=60),
-        requests=rate_chart(rates, width=360, height=60) if rates is not None else None,
+        charts=service_charts(plane, name, shown),
         scrape=plane.scraper.status(name),
         metrics_path=component.metrics_path,
     )

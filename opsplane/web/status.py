@@ -26,11 +26,12 @@ from opsplane.incidents.models import Status, ref
 from opsplane.incidents.tables import IncidentRow, IncidentUpdateRow
 from opsplane.web import maintenance
 from opsplane.web.uptime import (
+    ComponentUptime,
     CurrentState,
     DayUptime,
     StateChange,
-    overall,
     uptime_by_component,
+    watch_spans,
     window_start,
 )
 
@@ -111,11 +112,16 @@ class PublicComponent:
     name: str
     group: str
     state: PublicState
-    days: tuple[DayUptime, ...]
+    measured: ComponentUptime
+
+    @property
+    def days(self) -> tuple[DayUptime, ...]:
+        return self.measured.days
 
     @property
     def uptime(self) -> float | None:
-        return overall(self.days)
+        """Over the observed time of the days only; None when nothing was observed."""
+        return self.measured.fraction
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,11 @@ class StatusReport:
     def headline(self) -> str:
         return HEADLINE[self.state]
 
+    @property
+    def monitoring_since(self) -> datetime | None:
+        """When the first component shown was first observed in the window."""
+        return min((c.measured.since for c in self.components if c.measured.since), default=None)
+
     def groups(self) -> list[tuple[str, list[PublicComponent]]]:
         found: dict[str, list[PublicComponent]] = {}
         for component in self.components:
@@ -161,6 +172,7 @@ class StatusReport:
         """The JSON endpoint's body."""
         return {
             "platform": self.platform, "generated_at": self.now.isoformat(),
+            "monitoring_since": _iso(self.monitoring_since),
             "status": {"state": self.state.value, "description": self.headline},
             "components": [_component_dict(c) for c in self.components],
             "incidents": [_incident_dict(i) for i in self.active],
@@ -173,9 +185,16 @@ def _component_dict(component: PublicComponent) -> dict[str, Any]:
     uptime = component.uptime
     return {"name": component.name, "group": component.group, "state": component.state.value,
             "uptime_90d": None if uptime is None else round(uptime, 6),
+            "observed_seconds": round(component.measured.observed),
+            "monitoring_since": _iso(component.measured.since),
             "days": [{"date": d.day.isoformat(),
-                      "uptime": None if d.fraction is None else round(d.fraction, 6)}
+                      "uptime": None if d.fraction is None else round(d.fraction, 6),
+                      "observed_seconds": round(d.observed)}
                      for d in component.days]}
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
 
 
 def _incident_dict(incident: PublicIncident) -> dict[str, Any]:
@@ -191,9 +210,10 @@ def _incident_dict(incident: PublicIncident) -> dict[str, Any]:
 
 
 def public_components(plane: ControlPlane) -> list[tuple[str, str]]:
-    """(name, group title) of every component the page shows, in inventory order."""
-    return [(name, SECTION_TITLES[section]) for section, name, _ in plane.inventory.components()
-            if section in SECTION_TITLES]
+    """(name, group title) of every component the page shows, in inventory order: not hosts,
+    and not those the inventory keeps off the page (`status_page: false`)."""
+    return [(name, SECTION_TITLES[section]) for section, name, component in plane.inventory.components()
+            if section in SECTION_TITLES and component.status_page]
 
 
 def read_report(session: Session, plane: ControlPlane, *, now: datetime,
@@ -220,7 +240,7 @@ def read_report(session: Session, plane: ControlPlane, *, now: datetime,
         severities.setdefault(incident.service, []).append(incident.severity)
     under_way = {c for n in notices if n.active(now) for c in n.components}
     shown = tuple(PublicComponent(
-        name=name, group=group, days=tuple(uptime.get(name, ())),
+        name=name, group=group, measured=uptime.get(name, ComponentUptime((), None)),
         state=component_state(states.get(name, []), severities.get(name, []), name in under_way))
         for name, group in components)
     overall_state = worst(c.state for c in shown if c.state is not PublicState.MAINTENANCE)
@@ -233,13 +253,15 @@ def read_report(session: Session, plane: ControlPlane, *, now: datetime,
 
 
 def compute_uptime(session: Session, plane: ControlPlane, names: Sequence[str],
-                   rows: Sequence[CheckState], *, now: datetime) -> dict[str, list[DayUptime]]:
-    """Daily uptime from one query: the window's `check.state_changed` events, only the
-    columns needed, for the checks this control plane watches."""
+                   rows: Sequence[CheckState], *, now: datetime) -> dict[str, ComponentUptime]:
+    """Daily uptime from one query of the window's `check.state_changed` events (only the
+    columns needed, for the checks this control plane watches) and two small ones of the
+    control plane's starts and stops, which say when anything was watching at all."""
     ours = {t.id: t.component for t in plane.targets}
     table = Event.__table__
+    start = window_start(now, UPTIME_DAYS)
     query = (select(table.c.target, table.c.service, table.c.ts, table.c.outcome, table.c.details)
-             .where(table.c.kind == "check.state_changed", table.c.ts >= window_start(now, UPTIME_DAYS))
+             .where(table.c.kind == "check.state_changed", table.c.ts >= start)
              .order_by(table.c.ts, table.c.id))
     # Through the connection, not the ORM: tens of thousands of rows need no identity map.
     changes = [StateChange(check_id=target, component=service, at=ts, before=details.get("from"),
@@ -247,7 +269,25 @@ def compute_uptime(session: Session, plane: ControlPlane, names: Sequence[str],
                for target, service, ts, outcome, details in session.connection().execute(query)
                if service is not None and ours.get(target) == service]
     current = [CurrentState(r.check_id, r.component, r.state, r.since) for r in rows]
-    return uptime_by_component(names, changes, current, now=now, days=UPTIME_DAYS)
+    lifecycle, running_before = _lifecycle(session, start)
+    watched = watch_spans(lifecycle, running_before=running_before, start=start,
+                          evidence=[c.at for c in changes])
+    return uptime_by_component(names, changes, current, now=now, days=UPTIME_DAYS, watched=watched)
+
+
+def _lifecycle(session: Session, start: datetime) -> tuple[list[tuple[datetime, str]], bool | None]:
+    """The control plane's starts and stops since `start` in time order, and whether it was
+    running at `start` (None when no start or stop before it is recorded)."""
+    table = Event.__table__
+    kinds = {f"control_plane.{kind}": kind for kind in ("started", "stopped")}
+    found = session.connection().execute(
+        select(table.c.ts, table.c.kind).where(table.c.kind.in_(kinds), table.c.ts >= start)
+        .order_by(table.c.ts, table.c.id))
+    lifecycle = [(ts, kinds[kind]) for ts, kind in found]
+    last = session.connection().execute(
+        select(table.c.kind).where(table.c.kind.in_(kinds), table.c.ts < start)
+        .order_by(table.c.ts.desc(), table.c.id.desc()).limit(1)).scalar()
+    return lifecycle, None if last is None else kinds[last] == "started"
 
 
 def read_incidents(session: Session, *, now: datetime) -> tuple[
@@ -295,9 +335,9 @@ class UptimeCache:
     def __init__(self, ttl: float = UPTIME_CACHE_SECONDS) -> None:
         self.ttl = ttl
         self._lock = threading.Lock()
-        self._value: tuple[float, Hashable, dict[str, list[DayUptime]]] | None = None
+        self._value: tuple[float, Hashable, dict[str, ComponentUptime]] | None = None
 
-    def get(self, monotonic: float, key: Hashable) -> dict[str, list[DayUptime]] | None:
+    def get(self, monotonic: float, key: Hashable) -> dict[str, ComponentUptime] | None:
         with self._lock:
             if self._value is None:
                 return None
@@ -305,7 +345,7 @@ class UptimeCache:
             age = monotonic - at
             return value if age < UPTIME_MIN_AGE or (age < self.ttl and known == key) else None
 
-    def put(self, monotonic: float, key: Hashable, value: dict[str, list[DayUptime]]) -> None:
+    def put(self, monotonic: float, key: Hashable, value: dict[str, ComponentUptime]) -> None:
         with self._lock:
             self._value = (monotonic, key, value)
 

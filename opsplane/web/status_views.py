@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -16,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from opsplane.web import status
 from opsplane.web.render import HERE, environment, security_headers
+from opsplane.web.status import PublicComponent
 from opsplane.web.uptime import DayUptime
 
 router = APIRouter(tags=["status"])
@@ -23,6 +25,7 @@ RELOAD_SECONDS = 60
 BAR_WIDTH = 3
 BAR_GAP = 1
 BAR_HEIGHT = 28
+MIN_BAR = 3  # a day with a few minutes of data still shows its colour
 
 
 @router.get("/status", include_in_schema=False)
@@ -30,7 +33,8 @@ async def status_page(request: Request) -> Response:
     found = await run_in_threadpool(status.report, request.app.state.plane, _cache(request))
     nonce = secrets.token_urlsafe(16)
     html = environment().get_template("status.html").render(
-        report=found, bars=uptime_bars, percent=percent, reload_seconds=RELOAD_SECONDS)
+        report=found, bars=uptime_bars, percent=percent, uptime_text=uptime_text,
+        reload_seconds=RELOAD_SECONDS)
     return Response(html, media_type="text/html; charset=utf-8", headers=security_headers(nonce))
 
 
@@ -76,14 +80,62 @@ def bar_class(day: DayUptime) -> str:
     return "up-mid" if fraction >= 0.95 else "up-low"
 
 
-def uptime_bars(name: str, days: Sequence[DayUptime]) -> Markup:
-    """One SVG bar per day, oldest on the left; each says its date and uptime on hover and to
-    screen readers."""
+def measured(seconds: float) -> str:
+    """'45 s', '12 min', '3 h 12 min', '4 days 6 h': how long something was watched."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = int(seconds // 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} days {hours} h" if hours else f"{days} days"
+
+
+def uptime_text(component: PublicComponent, now: datetime) -> str:
+    """The uptime with the time it was measured over: '99.20 % uptime over the last 3 h 12 min',
+    '99.95 % uptime over 12 days 4 h of data since 2026-02-01', or 'no data yet'."""
+    uptime, seconds, since = component.uptime, component.measured.observed, component.measured.since
+    if uptime is None or since is None:
+        return "no data yet"
+    days = len(component.days)
+    if seconds >= days * 86400 - 60:
+        return f"{percent(uptime)} uptime over the last {days} days"
+    if (now - since).total_seconds() - seconds <= max(60.0, seconds * 0.01):
+        return f"{percent(uptime)} uptime over the last {measured(seconds)}"
+    return f"{percent(uptime)} uptime over {measured(seconds)} of data since {since:%Y-%m-%d}"
+
+
+def day_text(day: DayUptime, now: datetime) -> str:
+    """A bar's tooltip: the date, its uptime and how much of the day that is measured over."""
+    if day.fraction is None:
+        return f"{day.day.isoformat()}: no data"
+    if day.coverage(now) >= 0.999:
+        whole = "the whole day so far" if day.day == now.astimezone(UTC).date() else "the whole day"
+        return f"{day.day.isoformat()}: {percent(day.fraction)} over {whole}"
+    return f"{day.day.isoformat()}: {percent(day.fraction)}, only {measured(day.observed)} of data"
+
+
+def uptime_bars(name: str, days: Sequence[DayUptime], now: datetime) -> Markup:
+    """One SVG bar per day, oldest on the left, as tall as the share of the day that was
+    observed (grey above it), coloured by uptime; each says its date, uptime and measured time
+    on hover and to screen readers."""
     width = len(days) * (BAR_WIDTH + BAR_GAP)
-    rects = "".join(
-        f'<rect class="{bar_class(day)}" x="{n * (BAR_WIDTH + BAR_GAP)}" y="0" width="{BAR_WIDTH}" '
-        f'height="{BAR_HEIGHT}" rx="1"><title>{day.day.isoformat()}: {percent(day.fraction)}</title></rect>'
-        for n, day in enumerate(days))
+    parts = []
+    for n, day in enumerate(days):
+        x = n * (BAR_WIDTH + BAR_GAP)
+        height = 0 if day.fraction is None else max(MIN_BAR, round(BAR_HEIGHT * day.coverage(now)))
+        rects = []
+        if height < BAR_HEIGHT:  # the part of the day nobody watched
+            rects.append(f'<rect class="up-none" x="{x}" y="0" width="{BAR_WIDTH}" '
+                         f'height="{BAR_HEIGHT}" rx="1"/>')
+        if height:
+            rects.append(f'<rect class="{bar_class(day)}" x="{x}" y="{BAR_HEIGHT - height}" '
+                         f'width="{BAR_WIDTH}" height="{height}" rx="1"/>')
+        parts.append(f'<g class="day" data-date="{day.day.isoformat()}">'
+                     f'<title>{escape(day_text(day, now))}</title>{"".join(rects)}</g>')
     label = escape(f"{name}: uptime per day over the last {len(days)} days")
     return Markup(f'<svg class="uptime" role="img" aria-label="{label}" width="{width}" '
-                  f'height="{BAR_HEIGHT}" viewBox="0 0 {width} {BAR_HEIGHT}">{rects}</svg>')
+                  f'height="{BAR_HEIGHT}" viewBox="0 0 {width} {BAR_HEIGHT}">{"".join(parts)}</svg>')

@@ -21,6 +21,7 @@ from opsplane.store import Store
 from opsplane.web import pages
 from opsplane.web.instances import Instances, RuntimeView
 from opsplane.web.render import HERE, page
+from opsplane.web.service_charts import ChartRange
 from opsplane.web.session import (
     HOME_PATH,
     LOGIN_PATH,
@@ -124,9 +125,15 @@ def overview(request: Request, _: Principal = Depends(viewer)) -> Response:
 
 
 @router.get("/ui/services/{name}", include_in_schema=False)
-async def service_page(request: Request, name: str, _: Principal = Depends(viewer)) -> Response:
+async def service_page(
+    request: Request,
+    name: str,
+    chosen: ChartRange | None = Query(None, alias="range", description="How far back the charts go."),
+    _: Principal = Depends(viewer),
+) -> Response:
     plane = request.app.state.plane
-    detail = pages.service_detail(plane, name)
+    # range queries over the samples and a read of the alerts: off the event loop
+    detail = await run_in_threadpool(pages.service_detail, plane, name, chosen)
     if detail is None:
         return page(request, "missing.html", status_code=404, name=name)
 

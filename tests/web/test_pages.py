@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -12,7 +13,6 @@ from opsplane.auth.service import Role
 from opsplane.clock import ManualClock
 from opsplane.events import service as events
 from opsplane.health.models import ProbeResult, State
-from opsplane.metrics.scrape import RequestCounts
 from opsplane.server import ControlPlane
 from opsplane.web.instances import RuntimeView
 from tests.web.conftest import COMPONENTS, StandInRuntime, make_token
@@ -160,23 +160,42 @@ def test_text_from_the_inventory_and_from_targets_is_escaped(
     assert "<script>alert" not in service and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in service
 
 
-def test_latency_and_request_charts_come_from_history_and_scrapes(
+def scrape_catalog(plane: ControlPlane, requests: float, server_errors: float) -> None:
+    """One scrape of catalog's metrics into the plane's sample store, taken now."""
+    from opsplane.metrics.ingest import ingest
+
+    [target] = [t for t in plane.scraper.targets if t.component == "catalog"]
+    assert plane.samples is not None
+    text = (f'http_requests_total{{code="200"}} {requests - server_errors}\n'
+            f'http_requests_total{{code="503"}} {server_errors}\n')
+    ingest(plane.samples, target, plane.env, text, at=plane.clock.now().timestamp(), duration=0.01)
+
+
+def test_overview_sparklines_come_from_the_probe_history_and_the_scraped_samples(
     signed_in: TestClient, plane: ControlPlane, clock: ManualClock
 ) -> None:
     for duration in (0.010, 0.020, 0.030):
         plane.history.record("catalog/http", ProbeResult(State.OK, "fine", duration))
         clock.advance(60)
-    plane.scraper.record("catalog", RequestCounts(100, 0))
-    clock.advance(30)
-    plane.scraper.record("catalog", RequestCounts(400, 30))  # 300 requests in 30 s, 30 of them 5xx
+    for n in range(5):  # every 30 s: 10 requests a second, one of them answered 503
+        scrape_catalog(plane, 1000 + 300 * n, 100 + 30 * n)
+        clock.advance(30)
     plane.history.record("catalog/http", ProbeResult(State.CRITICAL, "down", 0.5))
+    plane.started_at = clock.now() - timedelta(minutes=6)  # a young serve: the last 15 minutes
     html = signed_in.get("/ui/").text
+    assert "Latency, last 15 min" in html
     catalog = html.split('data-component="catalog"')[1].split("</tr>")[0]
     assert "<polyline" in catalog and 'class="fail"' in catalog
-    assert "latency now 500 ms, slowest 500 ms; 4 runs, 1 not OK in the last hour" in catalog
+    assert "latency now 500 ms, highest 500 ms; not OK in 1 of 60 steps of 15 s" in catalog
     assert "requests now 10/s" in catalog and "5xx now 1.0/s" in catalog
     gateway = html.split('data-component="gateway"')[1].split("</tr>")[0]
-    assert "no probe results in the last hour" in gateway and "not scraped" in gateway
+    assert "no probe results in the last 15 min" in gateway and "not scraped" in gateway
+
+    plane.started_at = clock.now() - timedelta(hours=2)  # then the last hour, a point a minute
+    html = signed_in.get("/ui/").text
+    assert "Requests, last 1 h" in html
+    catalog = html.split('data-component="catalog"')[1].split("</tr>")[0]
+    assert "latency now 500 ms, highest 500 ms; not OK in 1 of 60 steps of 1 min" in catalog
 
 
 def test_service_page_shows_checks_neighbours_events_and_instances(

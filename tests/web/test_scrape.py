@@ -1,4 +1,5 @@
-"""Request rates from scraped counters: parsing, counter resets, real HTTP targets, failures."""
+"""Scraping: the request counters read from a page, real HTTP targets into the sample store,
+and failures as states with reasons."""
 
 from __future__ import annotations
 
@@ -7,15 +8,15 @@ import pytest
 from opsplane.clock import ManualClock
 from opsplane.config.loader import loads
 from opsplane.health.models import State
+from opsplane.metrics.promql import Matcher
 from opsplane.metrics.scrape import (
     MetricsError,
     MetricsScraper,
     ScrapeTarget,
-    bucket_rates,
-    increase,
     request_counts,
     scrape_targets,
 )
+from opsplane.metrics.store import SampleStore
 from tests.support.http_servers import HangingServer, LocalHttpServer, Reply, closed_port
 
 
@@ -49,30 +50,6 @@ def test_malformed_request_lines_are_an_error_with_a_reason() -> None:
         request_counts('http_requests_total{code="200" 12\n')
 
 
-def test_a_counter_that_goes_down_was_reset_and_counts_from_zero() -> None:
-    assert increase(100, 130) == 30
-    assert increase(130, 20) == 20  # restarted and served 20 since
-
-
-def test_bucket_rates_handle_a_counter_reset_inside_the_window() -> None:
-    # scrapes every 30 s into 60 s buckets; the process restarts between t=120 and t=150
-    times = [0, 30, 60, 90, 120, 150, 180, 210]
-    values = [0, 300, 600, 900, 1200, 150, 450, 750]
-    rates = bucket_rates(times, values, first_bucket=0, width=60, size=4)
-    # bucket 2 holds the pairs ending at 120 (+300) and 150 (reset: +150): 450 in 60 s = 7.5/s
-    assert rates == pytest.approx([10.0, 10.0, 7.5, 10.0])
-
-
-def test_bucket_rates_leave_gaps_where_samples_are_missing() -> None:
-    times = [0, 30, 60, 400, 430]
-    values = [0, 60, 120, 800, 860]
-    rates = bucket_rates(times, values, first_bucket=0, width=60, size=8, max_gap=90)
-    assert rates[0] == pytest.approx(2.0)
-    assert rates[1] == pytest.approx(2.0)
-    assert rates[2:6] == [None, None, None, None]  # nothing scraped, and the 340 s jump is left out
-    assert rates[7] == pytest.approx(2.0)
-
-
 def test_scrape_targets_resolve_base_url_and_path_for_the_environment() -> None:
     inventory = loads("""
 platform: {name: shop}
@@ -100,33 +77,28 @@ def target(url: str, *, timeout: float = 2.0) -> ScrapeTarget:
     return ScrapeTarget("catalog", url, interval=30.0, timeout=timeout)
 
 
-async def test_scraping_a_live_endpoint_gives_the_request_rate_per_bucket() -> None:
+async def test_scraping_a_live_endpoint_keeps_its_samples_in_the_store() -> None:
     clock = ManualClock()
-    clock.advance(60 - clock.monotonic() % 60)
+    store = SampleStore(clock=clock)
     with LocalHttpServer({"/metrics": Reply(body=exposition(1000, 10),
                                             content_type="text/plain; version=0.0.4")}) as server:
         scrape = target(server.url("/metrics"))
-        scraper = MetricsScraper([scrape], clock=clock, window=600, bucket=60)
+        scraper = MetricsScraper([scrape], clock=clock, store=store)
         try:
             status = await scraper.scrape(scrape)
-            assert status.state is State.OK
+            assert (status.state, status.reason) == (State.OK, "1010 requests counted")
             clock.advance(30)
-            server.script.routes["/metrics"] = Reply(body=exposition(1570, 40))  # +600 in 30 s, 30 5xx
-            await scraper.scrape(scrape)
-            clock.advance(30)
-            server.script.routes["/metrics"] = Reply(body=exposition(30, 0))  # restarted
+            server.script.routes["/metrics"] = Reply(body=exposition(1570, 40))
             await scraper.scrape(scrape)
         finally:
             await scraper.close()
-        assert [seen.path for seen in server.seen] == ["/metrics"] * 3
-    rates = scraper.request_rates("catalog")
-    assert rates is not None and len(rates.requests) == 10
-    assert rates.requests[-2] == pytest.approx(20.0)  # 600 requests in 30 s
-    assert rates.server_errors[-2] == pytest.approx(1.0)  # 30 of them 5xx
-    assert rates.requests[-1] == pytest.approx(1.0)  # the reset: 30 since the restart, in 30 s
-    assert rates.latest == pytest.approx(1.0)
-    assert rates.requests[:-2] == (None,) * 8
-    assert scraper.request_rates("not-scraped") is None
+        assert [seen.path for seen in server.seen] == ["/metrics"] * 2
+    now = clock.now().timestamp()
+    found = {dict(labels).get("code"): [value for _, value in samples] for labels, samples in
+             store.select([Matcher("__name__", "=", "http_requests_total"),
+                           Matcher("service", "=", "catalog")], now - 60, now)}
+    assert found == {"200": [1000, 1570], "503": [10, 40]}
+    assert scraper.components == {"catalog"}
 
 
 async def test_an_unreachable_endpoint_is_a_state_with_a_reason() -> None:
@@ -138,8 +110,6 @@ async def test_an_unreachable_endpoint_is_a_state_with_a_reason() -> None:
         await scraper.close()
     assert (status.state, status.reason) == (State.CRITICAL, "refuses connections")
     assert scraper.status("catalog") == status
-    rates = scraper.request_rates("catalog")
-    assert rates is not None and rates.latest is None
 
 
 async def test_error_pages_hangs_and_missing_metrics_are_states_too() -> None:

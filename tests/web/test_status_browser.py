@@ -6,6 +6,7 @@ go to build/test-artifacts/."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +39,8 @@ def platform(tmp_path: Path) -> Iterator[Serve]:
         "services:\n"
         f"  catalog: {{port: {targets['catalog'].port}, checks: [{{type: http, path: /health}}]}}\n"
         f"  cart: {{port: {targets['cart'].port}, checks: [{{type: http, path: /health}}]}}\n"
+        "  traffic: {kind: worker, status_page: false,\n"
+        f"            port: {targets['catalog'].port}, checks: [{{type: http, path: /health}}]}}\n"
         "caches:\n"
         "  sessions: {port: 1, checks: []}\n")
     serve = Serve(tmp_path, inventory)
@@ -75,6 +78,7 @@ def test_a_customer_sees_public_states_and_only_public_updates(platform: Serve) 
     # serve has probed both: catalog answers (P2 incident: degraded), cart answers 503
     wait_for(lambda: states(serve) == {"catalog": "degraded", "cart": "major outage",
                                        "sessions": "no data"}, "the checks' first results")
+    assert "traffic" not in httpx.get(serve.url + "/status.json", timeout=5).text
     # today's bars follow within the uptime's 5 s reuse: cart has been down all along
     wait_for(lambda: components(serve)["cart"]["days"][-1]["uptime"] == 0.0, "cart's bar for today")
 
@@ -101,10 +105,19 @@ def test_a_customer_sees_public_states_and_only_public_updates(platform: Serve) 
             expect(page.locator("body")).not_to_contain_text("127.0.0.1")
             expect(page.locator("body")).not_to_contain_text("HTTP 503")
             expect(page.locator("article.notice")).to_contain_text("Cart moves to a new database")
-            bars = page.locator('li[data-component="cart"] svg.uptime rect')
-            assert bars.count() == 90
-            assert bars.last.get_attribute("class") == "up-low"
-            assert bars.first.get_attribute("class") == "up-none"  # before monitoring started
+            days = page.locator('li[data-component="cart"] svg.uptime g.day')
+            assert days.count() == 90
+            # today: down all along, over the few seconds watched so far, a stub of a bar
+            expect(days.last.locator("rect.up-low")).to_have_count(1)
+            expect(days.last.locator("title")).to_have_text(re.compile(r": 0\.00 %, only \d+ s of data$"))
+            expect(days.first.locator("title")).to_have_text(re.compile(r": no data$"))  # before monitoring
+            expect(page.locator('li[data-component="cart"] .uptime-text')).to_have_text(
+                re.compile(r"^0\.00 % uptime over the last \d+ s$"))
+            expect(page.locator('li[data-component="sessions"] .uptime-text')).to_have_text("no data yet")
+            expect(page.locator("#monitoring")).to_contain_text("Monitoring began ")
+            # the traffic generator is watched but kept off the public page
+            expect(page.locator('li[data-component="traffic"]')).to_have_count(0)
+            expect(page.locator("main")).not_to_contain_text("traffic")
             page.screenshot(path=str(ARTIFACTS / "status-page.png"), full_page=True)
             assert requested and all(url.startswith(serve.url + "/") for url in requested), requested
 

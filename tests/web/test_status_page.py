@@ -4,17 +4,19 @@ state changes, incidents and notices of the store read back as customers should 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 
 from opsplane.clock import ManualClock
+from opsplane.config.loader import loads
 from opsplane.health.models import State
 from opsplane.health.transitions import Transition
 from opsplane.incidents import service as incidents
 from opsplane.incidents.models import IncidentsSettings, Status
-from opsplane.server import ControlPlane
+from opsplane.server import ControlPlane, create_app
+from opsplane.store import Store
 from opsplane.web import maintenance, status
 from opsplane.web.status import PublicState, component_state, state_from_checks
 
@@ -196,3 +198,89 @@ def test_views_reuse_the_uptime_until_a_state_changes(client: TestClient, plane:
     clock.advance(status.UPTIME_CACHE_SECONDS + 1)
     client.get("/status.json")
     assert len(calls) == 3
+
+
+def test_a_component_kept_off_the_page_is_in_neither_the_page_nor_the_json(tmp_path) -> None:
+    inventory = loads("platform: {name: shop}\n"
+                      "services:\n"
+                      "  catalog: {port: 8001, checks: [{type: tcp}]}\n"
+                      "  traffic: {kind: worker, status_page: false, checks: [{type: tcp, port: 9}]}\n")
+    store = Store.open(f"sqlite:///{tmp_path}/opsplane.db")
+    try:
+        plane = ControlPlane(inventory, store, clock=ManualClock())
+        record(plane, "traffic", None, State.CRITICAL)
+        client = TestClient(create_app(plane))
+        body = client.get("/status.json").json()
+        assert [c["name"] for c in body["components"]] == ["catalog"]
+        assert body["status"]["state"] == "no data"  # the failing generator does not count
+        page = client.get("/status").text
+        assert 'data-component="catalog"' in page and "traffic" not in page
+    finally:
+        store.close()
+
+
+def test_uptime_counts_only_the_time_serve_watched_and_says_how_long_that_was(
+        client: TestClient, plane: ControlPlane, clock: ManualClock) -> None:
+    # serve ran four minutes (gateway failing for one of them) and stopped with it failing;
+    # five hours later it started again and found gateway OK for another two minutes
+    began = clock.now()
+    plane._record_lifecycle("control_plane.started")
+    record(plane, "gateway", None, State.OK)
+    clock.advance(180)
+    record(plane, "gateway", State.OK, State.CRITICAL)
+    clock.advance(60)
+    plane._record_lifecycle("control_plane.stopped")
+    clock.advance(5 * 3600)
+    plane._record_lifecycle("control_plane.started")
+    record(plane, "gateway", State.CRITICAL, State.OK)
+    clock.advance(120)
+    body = client.get("/status.json").json()
+    gateway = {c["name"]: c for c in body["components"]}["gateway"]
+    assert gateway["observed_seconds"] == 360 and gateway["days"][-1]["observed_seconds"] == 360
+    assert gateway["uptime_90d"] == pytest.approx(5 / 6, abs=1e-6)  # not 5 hours down
+    assert gateway["monitoring_since"] == body["monitoring_since"] == began.isoformat()
+    page = client.get("/status").text
+    assert "83.33 % uptime over 6 min of data since 2026-01-06" in page
+    assert f"Monitoring began {began:%Y-%m-%d %H:%M:%S} UTC" in page
+    assert "2026-01-06: 83.33 %, only 6 min of data" in page
+    assert "no data yet" in page  # catalog: nothing recorded
+
+
+def test_the_uptime_text_names_the_span_it_was_measured_over() -> None:
+    from opsplane.web.status_views import measured, uptime_text
+    from opsplane.web.uptime import ComponentUptime, DayUptime
+
+    now = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+    def component(observed: float, down: float, since: datetime | None, days: int = 1):
+        spread = [DayUptime(now.date() - timedelta(days=n), observed / days, down / days)
+                  for n in range(days)]
+        return status.PublicComponent("shop", "Services", PublicState.OPERATIONAL,
+                                      ComponentUptime(tuple(spread), since))
+
+    watched = 3 * 3600 + 12 * 60
+    assert uptime_text(component(watched, watched * 0.008, now - timedelta(seconds=watched)),
+                       now) == "99.20 % uptime over the last 3 h 12 min"
+    assert uptime_text(component(600, 0, now - timedelta(days=2)), now) == (
+        "100 % uptime over 10 min of data since 2026-03-08")
+    assert uptime_text(component(90 * 86400, 432, now - timedelta(days=91), days=90), now) == (
+        "99.99 % uptime over the last 90 days")
+    assert uptime_text(component(0, 0, None), now) == "no data yet"
+    assert [measured(s) for s in (45, 720, 7200, 3 * 86400 + 3600)] == [
+        "45 s", "12 min", "2 h", "3 days 1 h"]
+
+
+def test_the_demo_keeps_its_traffic_generator_off_the_status_page(tmp_path) -> None:
+    from opsplane.config.loader import load
+    from opsplane.demo.stack import SHOP_SERVICES, DemoStack
+    from opsplane.drivers.sandbox.ports import free_port
+
+    (tmp_path / "demo" / "secrets").mkdir(parents=True)  # what starting its servers makes
+    inventory = load(DemoStack(tmp_path / "demo").write_inventory(free_port()))
+    store = Store.open(f"sqlite:///{tmp_path}/opsplane.db")
+    try:
+        shown = [name for name, _ in status.public_components(ControlPlane(inventory, store))]
+    finally:
+        store.close()
+    assert "traffic" in [name for _, name, _ in inventory.components()]
+    assert shown == list(SHOP_SERVICES)
