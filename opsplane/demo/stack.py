@@ -29,6 +29,38 @@ INVENTORY_FILE = "opsplane.yaml"
 SHOP_SERVICES = ("gateway", "catalog", "orders", "payments")
 TRAFFIC_RPS = 8.0
 RUNBOOK = "https://runbooks.example.com/shop"
+# Who is paged in the demo, and where a page shows: two people taking the primary and the
+# secondary in turns, week by week, and the console channel, which prints each notification
+# on the demo's own output (there is no PagerDuty or mail server to reach).
+ONCALL_YAML = """\
+channels:
+  named:
+    console: {type: console}        # one line per notification, in the demo's terminal
+alerting:
+  receivers:
+    default: {channels: [console]}  # every alert group that fires or resolves
+oncall:
+  people:
+    ana: {name: Ana Silva, team: sre, contact: {pagerduty: PANA001}}
+    ben: {name: Ben Okafor, team: sre, contact: {pagerduty: PBEN001}}
+  schedules:
+    shop:
+      timezone: UTC
+      handoff: {day: mon, time: "09:00"}
+      layers:
+        primary: {start: "2026-01-05", rotation: [ana, ben]}
+        secondary: {start: "2026-01-05", rotation: [ben, ana]}
+  policies:
+    page:                           # P0 and P1 incidents: the primary, then the secondary
+      steps:
+        - {notify: ["layer:primary"], via: [pagerduty]}
+        - {delay: 5m, notify: ["layer:secondary"], via: [pagerduty]}
+    post:                           # P2 and P3: a line on the console, nobody is paged
+      steps:
+        - {notify: ["channel:console"]}
+  severities: {P0: page, P1: page, P2: post, P3: post}
+  contact_channels: {pagerduty: console}   # the demo's pages go to its console
+"""
 
 
 @dataclass
@@ -238,7 +270,7 @@ class DemoStack:
             "    team: sre",
             "    checks: [{type: host, interval: 15s}]",
         ]
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + ONCALL_YAML
 
     # --- processes -------------------------------------------------------------------------
 
