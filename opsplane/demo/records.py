@@ -1,21 +1,24 @@
 """What a demo recorded about the processes it started, and stopping them from that record.
 
 A demo writes `pids.json` in its directory: the pid and start time of itself, its PostgreSQL
-server and its Redis server. The process runtime keeps its own record (`run/state.json`) of
-its supervisor and of every instance it runs. Together they name everything a demo started,
-so a demo whose terminal is gone, or that was killed, can be found and stopped from another
-terminal. A recorded process counts as running only while its pid still belongs to a process
-with the recorded start time: a pid the kernel has since given to another program is never
-signalled.
+server and its Redis server, and the scratch directories its PostgreSQL server needed outside
+it (when the server's account cannot reach the demo's directory). The process runtime keeps
+its own record (`run/state.json`) of its supervisor and of every instance it runs. Together
+they name everything a demo started, so a demo whose terminal is gone, or that was killed,
+can be found and stopped from another terminal. A recorded process counts as running only
+while its pid still belongs to a process with the recorded start time: a pid the kernel has
+since given to another program is never signalled.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ from opsplane.drivers.runtime.protocol import StatePaths, read_state
 from opsplane.errors import UsageError
 
 PIDS_FILE = "pids.json"
+SCRATCH = "scratch"
 RUNTIME_DIR = "run"  # the demo inventory's runtime.state_dir
 # what each record is called when a person reads it
 LABELS = {"demo": "demo", "postgres": "PostgreSQL", "redis": "Redis"}
@@ -69,13 +73,16 @@ class StopReport:
     left: list[str] = field(default_factory=list)
 
 
-def record(base: Path, processes: dict[str, int | None]) -> None:
-    """Write the demo's own record: each named pid with its start time (None: left out)."""
+def record(base: Path, processes: dict[str, int | None], scratch: Sequence[Path] = ()) -> None:
+    """Write the demo's own record: each named pid with its start time (None: left out), and
+    the scratch directories to remove once everything has stopped."""
     found: dict[str, Any] = {}
     for name, pid in processes.items():
         identity = identify(pid) if pid else None
         if identity is not None:
             found[name] = {"pid": identity.pid, "create_time": identity.create_time}
+    if scratch:
+        found[SCRATCH] = [str(path) for path in scratch]
     path = base / PIDS_FILE
     temporary = path.with_name(f".{PIDS_FILE}.{os.getpid()}")
     temporary.write_text(json.dumps(found))
@@ -83,6 +90,15 @@ def record(base: Path, processes: dict[str, int | None]) -> None:
 
 
 def forget(base: Path) -> None:
+    """Remove the record and the scratch directories it names (once nothing runs)."""
+    try:
+        scratch = json.loads((base / PIDS_FILE).read_text()).get(SCRATCH) or []
+    except (OSError, ValueError, AttributeError):
+        scratch = []
+    for path in map(Path, scratch):
+        # only what a sandbox makes: opsplane-* directly in the temporary directory
+        if path.parent == Path(tempfile.gettempdir()) and path.name.startswith("opsplane-"):
+            shutil.rmtree(path, ignore_errors=True)
     (base / PIDS_FILE).unlink(missing_ok=True)
 
 

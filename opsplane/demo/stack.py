@@ -275,11 +275,15 @@ class DemoStack:
     # --- processes -------------------------------------------------------------------------
 
     def _write_pids(self) -> None:
+        scratch = []
+        if self.postgres is not None and self.postgres.running:
+            scratch = [path for path in (self.postgres.data_dir.parent, self.postgres.socket_dir)
+                       if not path.is_relative_to(self.base)]
         records.record(self.base, {
             "demo": os.getpid(),
             "postgres": self.postgres.pid if self.postgres else None,
             "redis": self.redis.pid if self.redis else None,
-        })
+        }, scratch)
 
 
 def _write_secret(path: Path, value: str) -> None:

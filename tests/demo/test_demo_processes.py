@@ -60,12 +60,19 @@ def what_the_demo_started(base: Path) -> list[Started]:
     """The demo, PostgreSQL and Redis from pids.json; the supervisor and every instance from
     the runtime's state file."""
     own = json.loads((base / "pids.json").read_text())
-    found = [Started(name, item["pid"], item["create_time"]) for name, item in own.items()]
+    found = [Started(name, item["pid"], item["create_time"]) for name, item in own.items()
+             if name != "scratch"]
     state = json.loads((base / "run" / "state.json").read_text())
     found.append(Started("supervisor", state["supervisor"]["pid"], state["supervisor"]["create_time"]))
     for name, service in state["services"].items():
         found += [Started(name, item["pid"], item["create_time"]) for item in service["instances"]]
     return found
+
+
+def scratch_directories(base: Path) -> list[Path]:
+    """Directories PostgreSQL needed outside the demo's (its account cannot reach a test's
+    temporary directory), as the demo recorded them."""
+    return [Path(path) for path in json.loads((base / "pids.json").read_text()).get("scratch", [])]
 
 
 def still_running(started: list[Started]) -> list[Started]:
@@ -79,10 +86,11 @@ def runtime_ps(base: Path) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=60)
 
 
-def assert_nothing_left(base: Path, started: list[Started]) -> None:
+def assert_nothing_left(base: Path, started: list[Started], scratch: list[Path]) -> None:
     assert {"demo", "postgres", "redis", "supervisor", "gateway", "catalog", "orders", "payments"} <= \
         {p.name for p in started}
     assert still_running(started) == []
+    assert [path for path in scratch if path.exists()] == []
     # the runtime agrees: no supervisor, and nothing it started is alive
     ps = runtime_ps(base)
     assert ps.returncode == 1 and "no supervisor is running" in ps.stderr, (ps.stdout, ps.stderr)
@@ -144,12 +152,12 @@ def test_closing_the_demos_terminal_stops_everything_it_started(tmp_path: Path) 
         wait_for(lambda: READY in terminal.text() or terminal.process.poll() is not None,
                  "the demo to start", timeout=START_TIMEOUT, interval=0.2)
         assert READY in terminal.text(), terminal.text()
-        started = what_the_demo_started(base)
+        started, scratch = what_the_demo_started(base), scratch_directories(base)
 
         terminal.close()
 
         assert terminal.process.wait(90) == 0
-        assert_nothing_left(base, started)
+        assert_nothing_left(base, started, scratch)
     finally:
         terminal.close()
         terminal.process.kill()
@@ -172,14 +180,14 @@ def test_a_closed_output_pipe_stops_everything_the_demo_started(tmp_path: Path, 
             line = demo.stdout.readline()
             assert line, "".join(seen)
             seen.append(line)
-        started = what_the_demo_started(base)
+        started, scratch = what_the_demo_started(base), scratch_directories(base)
 
         demo.stdout.close()
         if then_interrupt:
             demo.send_signal(signal.SIGINT)
 
         assert demo.wait(90) == 0
-        assert_nothing_left(base, started)
+        assert_nothing_left(base, started, scratch)
     finally:
         demo.kill()
         kill_leftovers(started)
@@ -197,7 +205,7 @@ def test_stop_ends_what_a_killed_demo_left_and_a_second_demo_refuses_to_start_be
         wait_for(lambda: READY in log.read_text() or demo.poll() is not None, "the demo to start",
                  timeout=START_TIMEOUT, interval=0.2)
         assert READY in log.read_text(), log.read_text()
-        started = what_the_demo_started(base)
+        started, scratch = what_the_demo_started(base), scratch_directories(base)
         demo.kill()
         demo.wait(10)
         recorded = (base / "pids.json").read_text()
@@ -221,7 +229,7 @@ def test_stop_ends_what_a_killed_demo_left_and_a_second_demo_refuses_to_start_be
             if process.name != "demo":
                 assert f"{expected.get(process.name, process.name)} (pid {process.pid})" in said, stop.stdout
         assert "demo (pid" not in said  # it was dead already: --stop does not claim it
-        assert_nothing_left(base, started)
+        assert_nothing_left(base, started, scratch)
 
         again = subprocess.run([sys.executable, "-m", "opsplane", "demo", "--stop", "--dir", str(base)],
                                cwd=tmp_path, env=environ(), capture_output=True, text=True, timeout=60)
