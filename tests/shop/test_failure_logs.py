@@ -23,6 +23,7 @@ from opsplane.demo.stack import DemoStack
 from opsplane.drivers.sandbox.ports import free_port
 from shop.service import ServiceSpec, ShopRuntime, build_app
 from shop.settings import load_settings
+from tests.integration.conftest import set_faults
 from tests.support.polling import wait_for
 
 CHECKOUTS = 60
@@ -53,14 +54,6 @@ def failed_requests(stack: DemoStack, service: str) -> int:
     return int(sum(sample.value for family in text_string_to_metric_families(text)
                    for sample in family.samples
                    if sample.name == "http_requests_total" and sample.labels["status"].startswith("5")))
-
-
-def set_faults(stack: DemoStack, service: str, plan: dict[str, Any] | None) -> None:
-    url = f"http://127.0.0.1:{stack.ports[service]}/admin/faults"
-    headers = {"Authorization": f"Bearer {stack.admin_token()}"}
-    answer = (httpx.delete(url, headers=headers, trust_env=False) if plan is None
-              else httpx.put(url, headers=headers, json=plan, trust_env=False))
-    assert answer.status_code == 200, answer.text
 
 
 def check_out(client: httpx.Client) -> int:
