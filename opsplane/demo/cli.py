@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, cast
 
@@ -20,6 +21,7 @@ from rich.text import Text
 from opsplane.cli_support import out
 from opsplane.demo.lifecycle import GuardedOutput, StopRequest
 from opsplane.drivers.sandbox.ports import free_port
+from opsplane.errors import OpsplaneError
 
 if TYPE_CHECKING:
     import uvicorn
@@ -103,16 +105,19 @@ async def _run(base: Path, port: int, duration: float, outage: bool, traffic: bo
     stack = DemoStack(base, traffic=traffic)
     try:
         await _serve(stack, port, duration, outage, console, stop)
+    except BaseException:
+        stop.set("it failed")
+        raise
     finally:
         watch.cancel()
         console.print(f"opsplane demo: stopping ({stop.reason or 'the control plane ended'}) …")
         # Signals from here on only repeat the request: nothing interrupts the clean-up.
         report = await asyncio.to_thread(stack.stop)
-    if report.left:
-        console.print(f"[bold red]opsplane demo: could not stop[/] {', '.join(report.left)}")
-        return 2
-    console.print("opsplane demo: stopped everything it started.")
-    return 0
+        if report.left:
+            console.print(f"[bold red]opsplane demo: could not stop[/] {', '.join(report.left)}")
+        else:
+            console.print("opsplane demo: stopped everything it started.")
+    return 2 if report.left else 0
 
 
 async def _serve(stack: DemoStack, port: int, duration: float, outage: bool, console: Console,
@@ -144,15 +149,19 @@ async def _serve(stack: DemoStack, port: int, duration: float, outage: bool, con
         plane = ControlPlane(inventory, store)
         app = create_app(plane, inventory_dir=stack.base)
         server = _server(app, port)
-        _welcome(console, stack, port, admin, len(plane.targets))
-        tasks = [asyncio.create_task(_display(plane, console)),
-                 asyncio.create_task(_exit_on(stop, server))]
+        welcome = functools.partial(_welcome, console, stack, port, admin, len(plane.targets))
+        tasks = [asyncio.create_task(_exit_on(stop, server)),
+                 asyncio.create_task(_show(server, plane, console, welcome))]
         if outage:
             tasks.append(asyncio.create_task(_stage_outages(stack, console)))
         if duration:
             tasks.append(asyncio.create_task(_stop_after(stop, duration)))
         try:
-            await server.serve()
+            with contextlib.suppress(SystemExit):  # how uvicorn ends when it cannot listen
+                await server.serve()
+            if not server.started and not stop.requested:
+                raise OpsplaneError(f"the demo's API could not listen on 127.0.0.1:{port}: see the "
+                                    "error above; give another port with --port")
         finally:
             for task in tasks:
                 task.cancel()
@@ -174,6 +183,14 @@ def _server(app: object, port: int) -> uvicorn.Server:
 
     return DemoServer(uvicorn.Config(app, host="127.0.0.1", port=port,  # type: ignore[arg-type]
                                      log_level="warning", lifespan="on"))
+
+
+async def _show(server: uvicorn.Server, plane: object, console: Console, welcome: Callable[[], None]) -> None:
+    """Once the server listens (never, when it cannot): the welcome, then the platform's state."""
+    while not server.started:
+        await asyncio.sleep(0.05)
+    welcome()
+    await _display(plane, console)
 
 
 async def _exit_on(stop: StopRequest, server: uvicorn.Server) -> None:
