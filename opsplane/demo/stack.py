@@ -74,6 +74,7 @@ class DemoStack:
     notes: list[str] = field(default_factory=list)
     runtime: Any = None
     traffic: bool = True  # start the shoppers (tests of the demo's processes leave them out)
+    paging: bool = True  # the on-call rotation and console channel (tests with their own leave them out)
 
     @property
     def inventory_path(self) -> Path:
@@ -270,7 +271,7 @@ class DemoStack:
             "    team: sre",
             "    checks: [{type: host, interval: 15s}]",
         ]
-        return "\n".join(lines) + "\n" + ONCALL_YAML
+        return "\n".join(lines) + "\n" + (ONCALL_YAML if self.paging else "")
 
     # --- processes -------------------------------------------------------------------------
 
