@@ -159,20 +159,19 @@ class DemoStack:
 
     def stop(self) -> StopReport:
         """Stop the shop, then Redis and PostgreSQL, then whatever else the records name that
-        still runs; safe to call on a half-started demo. Returns what that last pass found."""
-        try:
-            if self.runtime is not None:
-                self.runtime.down()
-        finally:
+        still runs; safe to call on a half-started demo. Returns what that last pass found;
+        a step that failed is raised once every step has had its turn."""
+        failed: list[Exception] = []
+        for step in (self.runtime and self.runtime.down, self.redis and self.redis.stop,
+                     self.postgres and self.postgres.stop):
             try:
-                if self.redis:
-                    self.redis.stop()
-            finally:
-                try:
-                    if self.postgres:
-                        self.postgres.stop()
-                finally:
-                    report = records.stop(self.base)
+                if step:
+                    step()
+            except Exception as exc:  # noqa: BLE001 - the next steps must run regardless
+                failed.append(exc)
+        report = records.stop(self.base)
+        if failed:
+            raise failed[0]
         return report
 
     # --- the inventory ---------------------------------------------------------------------
