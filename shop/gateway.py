@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from shop.httpclient import HttpAnswer
+from shop.middleware import note_failure
 from shop.service import ServiceSpec, ShopRuntime
 
 # public route template -> (service, its route template); {name} segments carry over.
@@ -33,6 +35,8 @@ def gateway_routes(runtime: ShopRuntime) -> APIRouter:
                 service, request.method, path, params=request.scope["query_string"],
                 content=await request.body() if request.method != "GET" else None, headers=headers,
             )
+            if answer.status_code >= 500:
+                note_failure(request, f"{service} answered HTTP {answer.status_code}{_reason(answer)}")
             return Response(answer.content, status_code=answer.status_code,
                             media_type=answer.headers.get("content-type"))
         return endpoint
@@ -41,6 +45,16 @@ def gateway_routes(runtime: ShopRuntime) -> APIRouter:
         router.add_api_route(public, forward(service, target), methods=[method],  # type: ignore[arg-type]
                              name=f"{method.lower()} {public}")
     return router
+
+
+def _reason(answer: HttpAnswer) -> str:
+    """` (what the service said)` from a JSON error body, or nothing."""
+    try:
+        body = answer.json()
+    except ValueError:
+        return ""
+    said = body.get("reason") or body.get("error") if isinstance(body, dict) else None
+    return f" ({said})" if said else ""
 
 
 SPEC = ServiceSpec("gateway", gateway_routes, downstreams=("catalog", "orders"))

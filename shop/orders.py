@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Connection
 
 from shop.db import DependencyUnavailable, cart_items, carts, orders, products
+from shop.middleware import note_failure
 from shop.service import ServiceSpec, ShopRuntime
 
 CURRENCY = "USD"
@@ -131,7 +132,8 @@ def _payment_outcome(answer_status: int, body: dict[str, Any]) -> tuple[str, str
         return "completed", body.get("id"), None
     if answer_status == 402:
         return "payment_failed", body.get("id"), str(body.get("reason", "declined"))
-    return "failed", None, f"payments answered HTTP {answer_status} ({body.get('reason', 'no reason')})"
+    said = body.get("reason") or body.get("error") or "no reason given"
+    return "failed", None, f"payments answered HTTP {answer_status} ({said})"
 
 
 def orders_routes(runtime: ShopRuntime) -> APIRouter:
@@ -158,7 +160,7 @@ def orders_routes(runtime: ShopRuntime) -> APIRouter:
         return await database.run(_order, order_id, atomic=False)
 
     @router.post("/checkout")
-    async def checkout(request: Checkout) -> JSONResponse:
+    async def checkout(request: Checkout, http: Request) -> JSONResponse:
         order_id, total = await database.run(_begin_checkout, request.cart_id)
         charge = json.dumps({"order_id": order_id, "amount_cents": total, "currency": CURRENCY}).encode()
         try:
@@ -176,6 +178,8 @@ def orders_routes(runtime: ShopRuntime) -> APIRouter:
                   "currency": CURRENCY, "payment_id": payment_id}
         if reason is not None:
             result["reason"] = reason
+        if status == "failed":
+            note_failure(http, reason or "the charge failed")
         return JSONResponse(result, status_code={"completed": 201, "payment_failed": 402}.get(status, 502))
 
     return router

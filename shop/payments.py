@@ -7,10 +7,11 @@ from __future__ import annotations
 import random
 import uuid
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from shop.middleware import note_failure
 from shop.service import ServiceSpec, ShopRuntime
 
 # Decline reasons with their weights, after the codes card networks return most often.
@@ -41,13 +42,15 @@ def payments_routes(runtime: ShopRuntime) -> APIRouter:
     settings = runtime.settings
 
     @router.post("/charges", status_code=201)
-    async def create_charge(charge: ChargeRequest) -> JSONResponse:
+    async def create_charge(charge: ChargeRequest, http: Request) -> JSONResponse:
         outcome, reason = decide(runtime.rng, settings.payment_success_rate, settings.payment_error_rate)
         charges.inc(outcome)
         body = {"id": f"ch_{uuid.uuid4().hex[:24]}", "order_id": charge.order_id, "status": outcome,
                 "amount_cents": charge.amount_cents, "currency": charge.currency}
         if reason is not None:
             body["reason"] = reason
+        if outcome == "error":
+            note_failure(http, f"payment processor error: {reason} (simulated, SHOP_PAYMENT_ERROR_RATE)")
         return JSONResponse(body, status_code={"succeeded": 201, "declined": 402, "error": 500}[outcome])
 
     return router

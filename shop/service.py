@@ -24,7 +24,7 @@ from shop.db import Database, DependencyUnavailable, create_engine, ensure_schem
 from shop.downstream import Downstreams
 from shop.faults import FaultInjector, FaultPlan
 from shop.health import DEGRADED, Dependency, HealthChecker
-from shop.middleware import RouteNamer, ShopMiddleware
+from shop.middleware import RouteNamer, ShopMiddleware, note_failure
 from shop.settings import ShopConfigError, ShopSettings
 from shop.telemetry import ErrorWindow, OutcomeCounter, ShopMetrics
 
@@ -190,7 +190,8 @@ def build_app(spec: ServiceSpec, settings: ShopSettings, *,
     return app
 
 
-async def _unavailable(_request: Request, exc: DependencyUnavailable) -> JSONResponse:
+async def _unavailable(request: Request, exc: DependencyUnavailable) -> JSONResponse:
+    note_failure(request, str(exc))
     return JSONResponse({"error": str(exc), "dependency": exc.dependency}, status_code=503)
 
 
@@ -199,8 +200,12 @@ def _operational_router(runtime: ShopRuntime, health: HealthChecker) -> APIRoute
     version = {"service": runtime.name, "version": runtime.settings.version}
 
     @router.get("/health")
-    async def get_health() -> JSONResponse:
+    async def get_health(request: Request) -> JSONResponse:
         status, body = await health.report()
+        if status >= 500:
+            down = [f"{name}: {check.get('reason', check['status'])}"
+                    for name, check in body["checks"].items() if check["status"] == "down"]
+            note_failure(request, "down, " + "; ".join(down))
         return JSONResponse(body, status_code=status)
 
     @router.get("/version")

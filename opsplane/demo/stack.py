@@ -2,8 +2,8 @@
 generator run by the process runtime, on a private PostgreSQL and Redis when they are
 installed (SQLite and no cache otherwise), and the inventory that describes it all.
 
-Every process the demo starts itself is recorded in pids.json, and the runtime keeps its own
-state, so `opsplane demo --stop` can end a demo whose terminal is gone.
+Every process the demo starts itself is recorded (records.py), and the runtime keeps its own
+record, so `opsplane demo --stop` can end a demo whose terminal is gone.
 """
 
 from __future__ import annotations
@@ -12,26 +12,55 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+from opsplane.demo import records
+from opsplane.demo.records import StopReport, ensure_not_running
 from opsplane.drivers.sandbox import SandboxError
 from opsplane.drivers.sandbox.ports import free_port
 from opsplane.drivers.sandbox.postgres import TemporaryPostgres
 from opsplane.drivers.sandbox.redis import TemporaryRedis
-from opsplane.errors import UsageError
 
-PIDS_FILE = "pids.json"
 INVENTORY_FILE = "opsplane.yaml"
 SHOP_SERVICES = ("gateway", "catalog", "orders", "payments")
 TRAFFIC_RPS = 8.0
 RUNBOOK = "https://runbooks.example.com/shop"
+# Who is paged in the demo, and where a page shows: two people taking the primary and the
+# secondary in turns, week by week, and the console channel, which prints each notification
+# on the demo's own output (there is no PagerDuty or mail server to reach).
+ONCALL_YAML = """\
+channels:
+  named:
+    console: {type: console}        # one line per notification, in the demo's terminal
+alerting:
+  receivers:
+    default: {channels: [console]}  # every alert group that fires or resolves
+oncall:
+  people:
+    ana: {name: Ana Silva, team: sre, contact: {pagerduty: PANA001}}
+    ben: {name: Ben Okafor, team: sre, contact: {pagerduty: PBEN001}}
+  schedules:
+    shop:
+      timezone: UTC
+      handoff: {day: mon, time: "09:00"}
+      layers:
+        primary: {start: "2026-01-05", rotation: [ana, ben]}
+        secondary: {start: "2026-01-05", rotation: [ben, ana]}
+  policies:
+    page:                           # P0 and P1 incidents: the primary, then the secondary
+      steps:
+        - {notify: ["layer:primary"], via: [pagerduty]}
+        - {delay: 5m, notify: ["layer:secondary"], via: [pagerduty]}
+    post:                           # P2 and P3: a line on the console, nobody is paged
+      steps:
+        - {notify: ["channel:console"]}
+  severities: {P0: page, P1: page, P2: post, P3: post}
+  contact_channels: {pagerduty: console}   # the demo's pages go to its console
+"""
 
 
 @dataclass
@@ -44,6 +73,8 @@ class DemoStack:
     ports: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     runtime: Any = None
+    traffic: bool = True  # start the shoppers (tests of the demo's processes leave them out)
+    paging: bool = True  # the on-call rotation and console channel (tests with their own leave them out)
 
     @property
     def inventory_path(self) -> Path:
@@ -58,7 +89,7 @@ class DemoStack:
         return f"http://127.0.0.1:{self.ports['gateway']}"
 
     def environ(self) -> dict[str, str]:
-        return _environ(self.base)
+        return runtime_environ(self.base)
 
     def start_servers(self) -> None:
         """Empty `base`, then start PostgreSQL and Redis; what is not installed is left out
@@ -103,7 +134,8 @@ class DemoStack:
         self.runtime.up(list(SHOP_SERVICES))
         # Shoppers arrive once the shop answers, not into its start-up.
         self.wait_for_gateway()
-        self.runtime.up(["traffic"])
+        if self.traffic:
+            self.runtime.up(["traffic"])
 
     def wait_for_gateway(self, timeout: float = 60.0) -> None:
         """Until the gateway's /health says ok (every service behind it is up)."""
@@ -125,19 +157,22 @@ class DemoStack:
     def admin_token(self) -> str:
         return (self.base / "secrets" / "shop-admin-token").read_text().strip()
 
-    def stop(self) -> None:
-        """Stop the shop, then Redis and PostgreSQL; safe to call on a half-started demo."""
-        try:
-            if self.runtime is not None:
-                self.runtime.down()
-            elif self.inventory_path.exists():
-                _down_from_files(self.base)
-        finally:
-            if self.redis:
-                self.redis.stop()
-            if self.postgres:
-                self.postgres.stop()
-            (self.base / PIDS_FILE).unlink(missing_ok=True)
+    def stop(self) -> StopReport:
+        """Stop the shop, then Redis and PostgreSQL, then whatever else the records name that
+        still runs; safe to call on a half-started demo. Returns what that last pass found;
+        a step that failed is raised once every step has had its turn."""
+        failed: list[Exception] = []
+        for step in (self.runtime and self.runtime.down, self.redis and self.redis.stop,
+                     self.postgres and self.postgres.stop):
+            try:
+                if step:
+                    step()
+            except Exception as exc:  # noqa: BLE001 - the next steps must run regardless
+                failed.append(exc)
+        report = records.stop(self.base)
+        if failed:
+            raise failed[0]
+        return report
 
     # --- the inventory ---------------------------------------------------------------------
 
@@ -236,20 +271,20 @@ class DemoStack:
             "    team: sre",
             "    checks: [{type: host, interval: 15s}]",
         ]
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + (ONCALL_YAML if self.paging else "")
 
     # --- processes -------------------------------------------------------------------------
 
-    def pids(self) -> dict[str, int]:
-        found = {"demo": os.getpid()}
-        if self.postgres and self.postgres.pid:
-            found["postgres"] = self.postgres.pid
-        if self.redis and self.redis.pid:
-            found["redis"] = self.redis.pid
-        return found
-
     def _write_pids(self) -> None:
-        (self.base / PIDS_FILE).write_text(json.dumps(self.pids()))
+        scratch = []
+        if self.postgres is not None and self.postgres.running:
+            scratch = [path for path in (self.postgres.data_dir.parent, self.postgres.socket_dir)
+                       if not path.is_relative_to(self.base)]
+        records.record(self.base, {
+            "demo": os.getpid(),
+            "postgres": self.postgres.pid if self.postgres else None,
+            "redis": self.redis.pid if self.redis else None,
+        }, scratch)
 
 
 def _write_secret(path: Path, value: str) -> None:
@@ -257,73 +292,11 @@ def _write_secret(path: Path, value: str) -> None:
     path.write_text(value + "\n")
 
 
-def ensure_not_running(base: Path) -> None:
-    demo = _recorded(base).get("demo")
-    if demo and psutil.pid_exists(demo) and demo != os.getpid():
-        raise UsageError(f"a demo is already running (pid {demo}); stop it with `opsplane demo --stop`")
-
-
-def stop_recorded(base: Path, timeout: float = 30.0) -> list[str]:
-    """Stop a running demo from its files: the demo process first (it cleans up after
-    itself), then the shop from the runtime's state, then whatever else it left."""
-    pids = _recorded(base)
-    stopped: list[str] = []
-    demo = pids.get("demo")
-    if demo and _signal(demo, signal.SIGTERM, timeout):
-        stopped.append(f"demo (pid {demo})")
-    if (base / INVENTORY_FILE).exists() and (base / "run").exists():
-        _down_from_files(base)
-        stopped.append("the shop (opsplane down)")
-    for name, pid in pids.items():
-        # PostgreSQL's fast shutdown is SIGINT; everything else takes SIGTERM.
-        if name != "demo" and _signal(pid, signal.SIGINT if name == "postgres" else signal.SIGTERM,
-                                      timeout):
-            stopped.append(f"{name} (pid {pid})")
-    (base / PIDS_FILE).unlink(missing_ok=True)
-    return stopped
-
-
-def _down_from_files(base: Path) -> None:
-    """`opsplane down` for the demo inventory: stops what the runtime recorded, also when
-    its supervisor is gone."""
-    from opsplane.config.loader import load
-    from opsplane.drivers.runtime import open_runtime
-
-    open_runtime(load(base / INVENTORY_FILE), base_dir=base, environ=_environ(base),
-                 actor="system:demo").down()
-
-
 def store_url(base: Path) -> str:
     """The demo's own store, so that its events never mix with another platform's."""
     return f"sqlite:///{base / 'opsplane.db'}"
 
 
-def _environ(base: Path) -> dict[str, str]:
+def runtime_environ(base: Path) -> dict[str, str]:
     """The environment the runtime and the shop get: the demo's store."""
     return {**os.environ, "OPSPLANE_DATABASE_URL": store_url(base)}
-
-
-def _signal(pid: int, signum: int, timeout: float) -> bool:
-    """Send `signum` and wait for the process to end (SIGKILL after `timeout`); False when
-    it was not running."""
-    if pid == os.getpid():
-        return False
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        process.send_signal(signum)
-        try:
-            process.wait(timeout)
-        except psutil.TimeoutExpired:
-            process.kill()
-    except psutil.NoSuchProcess:
-        return False
-    return True
-
-
-def _recorded(base: Path) -> dict[str, int]:
-    try:
-        return {k: int(v) for k, v in json.loads((base / PIDS_FILE).read_text()).items()}
-    except (OSError, ValueError):
-        return {}

@@ -13,7 +13,8 @@ little sharper. A line counts once, as the first of these kinds it matches:
 
 Unlike `grep -i error`, words such as `errors=0`, `error_rate` or `terrorist` do not count.
 Messages are grouped after replacing what changes from one occurrence to the next (times,
-addresses, ids, long numbers) so the top list shows kinds of problem, not single lines.
+durations, addresses, ids, long numbers) so the top list shows kinds of problem, not single
+lines.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ _VARYING: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"), "<ip>"),
     (re.compile(r"\b0x[0-9a-f]+\b|\b[0-9a-f]{12,}\b", re.I), "<hex>"),
     (re.compile(r"/\d+(?=[/?\s\"]|$)"), "/<n>"),
+    (re.compile(r"(?<![\w.])\d+(?:\.\d+)? ?(?:ms|us|µs|s)\b"), "<duration>"),
     (re.compile(r"\b\d{4,}\b"), "<n>"),
 )
 _MESSAGE_WIDTH = 160

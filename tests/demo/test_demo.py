@@ -83,7 +83,8 @@ def test_demo_runs_the_shop_until_stopped_and_leaves_no_process(tmp_path: Path) 
         assert completed > 0
         pids = json.loads((base / "pids.json").read_text())
         assert {"demo", "postgres", "redis"} <= set(pids)
-        everything = set(pids.values()) | shop_pids | descendants(demo.pid)
+        everything = {item["pid"] for item in pids.values() if isinstance(item, dict)} | shop_pids
+        everything |= descendants(demo.pid)
         for pid in shop_pids:
             everything |= descendants(pid)
 

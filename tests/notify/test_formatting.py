@@ -106,9 +106,10 @@ def test_webhook_signature_covers_timestamp_and_body_and_carries_the_idempotency
     assert json.loads(request.body)["key"] == "k1"
 
 
-def test_console_line_names_severity_service_and_group() -> None:
+def test_console_line_names_severity_service_and_group_with_the_details_beneath() -> None:
     assert format_console(notification(group="g9")) == (
-        "[P1] orders: Error rate above 5% for 5m (group g9) runbook: https://runbooks.example.com/orders")
+        "[P1] orders: Error rate above 5% for 5m (group g9) runbook: https://runbooks.example.com/orders\n"
+        "    5.2% of checkout requests fail")
 
 
 @pytest.mark.parametrize(("status", "outcome"), [

@@ -51,6 +51,21 @@ def test_messages_differing_only_in_times_ids_and_addresses_are_grouped() -> Non
         "order <id> failed at <time>"
 
 
+def test_failed_requests_differing_only_in_how_long_they_took_are_one_message() -> None:
+    found = count_errors("orders", lines(
+        '2026-01-06 08:00:01,120 shop.requests ERROR "POST /checkout HTTP/1.1" 502 in 13 ms: payments down',
+        '2026-01-06 08:00:02,480 shop.requests ERROR "POST /checkout HTTP/1.1" 502 in 7 ms: payments down',
+        "2026-01-06 08:00:03,001 worker ERROR gave up after 2.5s",
+        "2026-01-06 08:00:04,001 worker ERROR gave up after 10 s",
+    ))
+
+    assert [(m.message, m.count) for m in found.top(3)] == [
+        ('<time> shop.requests ERROR "POST /checkout HTTP/1.1" 502 in <duration>: payments down', 2),
+        ("<time> worker ERROR gave up after <duration>", 2),
+    ]
+    assert dict(found.kinds) == {"http_5xx": 2, "level": 2}
+
+
 def test_count_by_kind_with_the_most_frequent_message_first() -> None:
     found = count_errors("api", lines(
         "ERROR payment 1001 declined",

@@ -1,4 +1,4 @@
-"""The console: one line per notification on the control plane's output, for a first run."""
+"""The console: each notification on the control plane's standard error, for a first run or a demo."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from opsplane.notify.models import Notification
 
 
 def format_console(notification: Notification) -> str:
+    """The notification's headline, then its details indented beneath it: whom a page is for
+    and how to acknowledge it, the alerts that fire, a digest's notifications."""
     n = notification
     line = f"{n.title()} (group {n.group})"
     if n.runbook:
         line += f" runbook: {n.runbook}"
-    if n.details and n.digest_of:
-        line += "\n" + n.details
+    if n.details:
+        line += "".join(f"\n    {part}" for part in n.details.splitlines())
     return line
 
 
