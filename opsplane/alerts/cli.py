@@ -28,9 +28,9 @@ def add(
     ),
     comment: str = typer.Option(..., "--comment", "-m", help="Why the alerts are silenced."),
     duration: str = typer.Option("1h", "--duration", "-d", help="How long it lasts (30m, 2h, 1d)."),
-    start: str = typer.Option(None, "--start", help="ISO 8601 start time [default: now]."),
+    start: str = typer.Option(None, "--start", help="ISO 8601 start time (default: now)."),
     end: str = typer.Option(None, "--end", help="ISO 8601 end time; overrides --duration."),
-    author: str = typer.Option(None, "--author", help="Who silences [default: your login name]."),
+    author: str = typer.Option(None, "--author", help="Who silences (default: your login name)."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Silence matching alerts: they keep their state but are not notified."""

@@ -17,7 +17,7 @@ app = typer.Typer(no_args_is_help=True)
 @app.command()
 def create(
     role: Role = typer.Option(..., "--role", help="viewer, responder, operator or admin."),
-    name: str = typer.Option(None, "--name", help="A name to recognise it by [default: role-N]."),
+    name: str = typer.Option(None, "--name", help="A name to recognise it by (default: role-N)."),
     json_out: bool = typer.Option(False, "--json", help="Print the token as JSON."),
 ) -> None:
     """Create an API token. It is shown once; only its hash is stored."""

@@ -34,7 +34,7 @@ def open_(
     service_name: str = typer.Option(..., "--service", "-s", help="The service it is about."),
     severity: str = typer.Option(..., "--severity", help="P0, P1, P2 or P3."),
     title: str = typer.Option(..., "--title", "-t", help="What is wrong, in a line."),
-    commander: str = typer.Option(None, "--commander", help="Who commands it [default: the first to ack]."),
+    commander: str = typer.Option(None, "--commander", help="Who commands it (default: the first to ack)."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Open an incident by hand."""
@@ -57,7 +57,7 @@ def open_(
 def ack(
     ctx: typer.Context,
     incident: str = typer.Argument(..., help=ID_HELP),
-    commander: str = typer.Option(None, "--commander", help="Who commands it [default: you]."),
+    commander: str = typer.Option(None, "--commander", help="Who commands it (default: you)."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Acknowledge an incident; you command it unless --commander names someone else."""
@@ -82,7 +82,7 @@ def update(
     actions: str = typer.Option("", "--actions", "-a", help="What is being done to resolve it."),
     next_update: str = typer.Option(
         None, "--next-update", help="When the next update comes: 30m, or an ISO 8601 time "
-        "[default: the severity's cadence]."),
+        "(default: the severity's cadence)."),
     public: bool = typer.Option(False, "--public", help="Show this update on the public status page."),
     root_cause: str = typer.Option(None, "--root-cause", help="The root cause, once known."),
     json_out: bool = typer.Option(False, "--json"),
@@ -193,7 +193,7 @@ def show(
 def postmortem_command(
     ctx: typer.Context,
     incident: str = typer.Argument(..., help=ID_HELP),
-    out_file: Path = typer.Option(None, "--out", "-o", help="Write to this file [default: standard output]."),
+    out_file: Path = typer.Option(None, "--out", "-o", help="Write to this file (default: standard output)."),
 ) -> None:
     """Write a post-mortem draft in Markdown: timeline, root cause, impact, what went well and
     wrong, action items."""
