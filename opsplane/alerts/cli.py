@@ -38,7 +38,7 @@ def add(
     starts_at = _when(start, "--start") or now
     ends_at = _when(end, "--end") or starts_at + timedelta(seconds=_duration(duration))
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         silence = service.create_silence(
             session, matchers=matchers, author=author or actor.removeprefix("cli:"), comment=comment,
             starts_at=starts_at, ends_at=ends_at, now=now, actor=actor,
@@ -78,7 +78,7 @@ def expire(
     """End silences now: their alerts are notified again."""
     now = SystemClock().now()
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         ended = [service.expire_silence(session, silence_id=i, now=now, actor=actor)
                  for i in silence_ids]
     if json_out:

@@ -41,7 +41,7 @@ def open_(
     inventory = _inventory(ctx)
     name = _known_service(inventory, service_name)
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         row = service.create(session, title=title, service=name, severity=severity.upper(),
                              actor=actor, now=SystemClock().now(), settings=inventory.incidents,
                              commander=commander)
@@ -63,7 +63,7 @@ def ack(
     """Acknowledge an incident; you command it unless --commander names someone else."""
     inventory = _inventory(ctx)
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         row = service.acknowledge(session, incident_id=_id(incident), actor=actor,
                                   now=SystemClock().now(), commander=commander)
         shown = service.incident_dict(row, inventory.incidents)
@@ -92,7 +92,7 @@ def update(
     now = SystemClock().now()
     promised = _next_update(next_update, now)
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         row = service.post_update(session, incident_id=_id(incident), status=_status(status),
                                   summary=summary, actions=actions, next_update_at=promised,
                                   public=public, root_cause=root_cause, actor=actor, now=now,
@@ -118,7 +118,7 @@ def resolve(
     inventory = _inventory(ctx)
     number = _id(incident)
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         service.resolve(session, incident_id=number, summary=summary, public=public,
                         root_cause=root_cause, actor=actor, now=SystemClock().now(),
                         settings=inventory.incidents)
@@ -140,7 +140,7 @@ def note(
 ) -> None:
     """Add a note to an incident's timeline."""
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         service.add_note(session, incident_id=_id(incident), text=text, actor=actor,
                          now=SystemClock().now())
     out.print(f"Noted on {ref(_id(incident))}.")
@@ -219,7 +219,7 @@ def action(
 ) -> None:
     """Add an action item to an incident; it is tracked until `opsplane incident done`."""
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         item = service.add_action_item(session, incident_id=_id(incident), title=title, owner=owner,
                                        due=_date(due), actor=actor, now=SystemClock().now())
     if json_out:
@@ -233,7 +233,7 @@ def action(
 def done(item: int = typer.Argument(..., help="The action item's number.")) -> None:
     """Mark an action item done."""
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         finished = service.complete_action_item(session, item_id=item, actor=actor,
                                                 now=SystemClock().now())
     out.print(f"Action item {finished.id} ({finished.title}) is done.")

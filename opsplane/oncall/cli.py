@@ -111,7 +111,7 @@ def handoff(
     settings = _settings(ctx)
     name = _one_schedule(settings, schedule)
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         recorded = service.record_handoff(session, settings=settings, schedule=name, note=note,
                                           actor=actor)
     if json_out:
@@ -140,7 +140,7 @@ def override(
     begins = _when(start, spec, "--start")
     ends = _end(end, begins, spec)
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         made = service.record_override(session, settings=settings, schedule=name, layer=layer,
                                        person=person, start=begins, end=ends, actor=actor)
     if json_out:
@@ -168,7 +168,7 @@ def swap(
     spec = settings.schedules[name]
     first, second = _in_shift(shift, spec, "--shift"), _in_shift(with_, spec, "--with")
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         service.record_swap(session, settings=settings, schedule=name, layer=layer, first=first,
                             second=second, actor=actor)
         roster = service.get_roster(session, settings=settings)
