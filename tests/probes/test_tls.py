@@ -45,7 +45,7 @@ async def test_an_expired_certificate_is_critical(tmp_path: Path) -> None:
         result = await probe_once(tls_target(server.port))
     assert result.state is State.CRITICAL
     date = cert.not_after.date().isoformat()
-    assert result.reason == f"certificate expired 3 days ago (CN localhost, {date})"
+    assert result.reason == f"certificate expired 3 days ago (CN localhost, {date}) — 127.0.0.1:{server.port}"
     assert result.metrics["days_left"] == -4  # rounded down, like every other day count
 
 
@@ -78,5 +78,6 @@ async def test_a_server_without_tls_is_critical() -> None:
 
 
 async def test_a_closed_port_refuses_connections() -> None:
-    result = await probe_once(tls_target(closed_port()))
-    assert (result.state, result.reason) == (State.CRITICAL, "refuses connections")
+    port = closed_port()
+    result = await probe_once(tls_target(port))
+    assert (result.state, result.reason) == (State.CRITICAL, f"refuses connections — 127.0.0.1:{port}")

@@ -80,6 +80,10 @@ class HttpProbe:
                 self._problem = exc.reason
         self._latency = Threshold(check.latency_warning, check.latency_critical)
 
+    @property
+    def address(self) -> str:
+        return self.url
+
     @classmethod
     def for_target(cls, target: CheckTarget, *, bearer_token: str | None = None) -> HttpProbe:
         if not isinstance(target.check, HttpCheck) or target.url is None:

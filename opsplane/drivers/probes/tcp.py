@@ -7,7 +7,7 @@ import time
 
 from opsplane.drivers.probes.base import ProbeFailed, format_elapsed
 from opsplane.health.models import ProbeResult, State
-from opsplane.health.targets import CheckTarget
+from opsplane.health.targets import CheckTarget, host_port
 
 
 class TcpProbe:
@@ -16,6 +16,10 @@ class TcpProbe:
     def __init__(self, host: str, port: int | None) -> None:
         self.host = host
         self.port = port
+
+    @property
+    def address(self) -> str:
+        return host_port(self.host, self.port)
 
     @classmethod
     def for_target(cls, target: CheckTarget) -> TcpProbe:

@@ -16,7 +16,7 @@ from opsplane.clock import Clock, SystemClock
 from opsplane.config.models import TlsCheck
 from opsplane.drivers.probes.base import ProbeFailed
 from opsplane.health.models import Metric, ProbeResult, State, Threshold
-from opsplane.health.targets import CheckTarget
+from opsplane.health.targets import CheckTarget, host_port
 
 
 def _unverified_context() -> ssl.SSLContext:
@@ -44,6 +44,10 @@ class TlsProbe:
         self.clock = clock or SystemClock()
         self._context = _unverified_context()
         self._expiry = Threshold(check.warning_days, check.critical_days, higher_is_worse=False)
+
+    @property
+    def address(self) -> str:
+        return host_port(self.host, self.port)
 
     @classmethod
     def for_target(cls, target: CheckTarget, *, clock: Clock | None = None) -> TlsProbe:
