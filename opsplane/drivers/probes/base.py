@@ -58,8 +58,10 @@ async def run_probe(probe: Probe, timeout: float) -> ProbeResult:
         result = ProbeResult(exc.state, exc.reason)
     except Exception as exc:  # noqa: BLE001 - the boundary: every failure becomes a state
         result = ProbeResult(*describe_failure(exc))
+    # A probe that timed its own exchange knows better than this task, which may have
+    # resumed well after the exchange ended if the loop was busy with other checks.
     return replace(result, reason=naming(result, probe.address),
-                   duration=time.perf_counter() - started)
+                   duration=result.duration or time.perf_counter() - started)
 
 
 def naming(result: ProbeResult, address: str | None) -> str:
