@@ -68,6 +68,18 @@ def test_a_read_where_there_is_no_store_says_so_and_creates_nothing(
     assert "OPSPLANE_DATABASE_URL" in message
 
 
+@pytest.mark.parametrize("command", [["health"], ["config", "validate"], ["ps"], ["logs", "orders"]],
+                         ids=" ".join)
+def test_commands_that_need_no_store_leave_the_directory_untouched(
+    tmp_path: Path, command: list[str]
+) -> None:
+    (tmp_path / "opsplane.yaml").write_text(yaml.safe_dump(INVENTORY, sort_keys=False))
+    before = _tree(tmp_path)
+    ran = _run(tmp_path, *command)
+    assert "Traceback" not in ran.stderr
+    assert _tree(tmp_path) == before
+
+
 def test_a_read_finds_no_store_in_a_database_url_that_points_nowhere(tmp_path: Path) -> None:
     (tmp_path / "opsplane.yaml").write_text(yaml.safe_dump(INVENTORY, sort_keys=False))
     elsewhere = tmp_path / "elsewhere" / "ops.db"
