@@ -25,7 +25,7 @@ def _root(
     ctx: typer.Context,
     config: Path = typer.Option(
         None, "--config", "-c", envvar="OPSPLANE_CONFIG",
-        help="Inventory file [default: opsplane.yaml].",
+        help="Inventory file (default: opsplane.yaml in the current directory).",
     ),
 ) -> None:
     ctx.obj = {"config": config or Path("opsplane.yaml")}

@@ -42,7 +42,7 @@ def acting_as(role: Role) -> str:
 
     token = os.environ.get(TOKEN_ENV, "").strip()
     if token:
-        store = open_store()
+        store = open_store()  # a token can only be checked against a store that exists
         try:
             with store.session() as session:
                 principal = authenticate(session, token=token)
@@ -65,8 +65,14 @@ def acting_as(role: Role) -> str:
     return actor
 
 
-def open_store() -> Store:
-    return Store.open()
+def open_store(*, create: bool = False) -> Store:
+    """The store a command works on (OPSPLANE_DATABASE_URL, else .opsplane/opsplane.db here).
+
+    A command that only reads passes nothing: where there is no store yet it stops with
+    NoStoreYet (exit code 3, naming where it looked) and leaves the directory as it found
+    it. A command that records something passes `create=True` and makes the store if needed.
+    """
+    return Store.open(create=create)
 
 
 def print_json(value: Any) -> None:

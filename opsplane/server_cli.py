@@ -12,8 +12,8 @@ from opsplane.cli_support import exit_zero_on_sigterm, out
 
 def serve(
     ctx: typer.Context,
-    host: str = typer.Option(None, "--host", help="Listen address [default: server.listen_host]."),
-    port: int = typer.Option(None, "--port", help="Listen port [default: server.listen_port]."),
+    host: str = typer.Option(None, "--host", help="Listen address (default: server.listen_host)."),
+    port: int = typer.Option(None, "--port", help="Listen port (default: server.listen_port)."),
     env: str = typer.Option(None, "--env", "-e", help="Environment to watch."),
     log_level: str = typer.Option("info", "--log-level"),
 ) -> None:

@@ -28,9 +28,9 @@ def add(
     ),
     comment: str = typer.Option(..., "--comment", "-m", help="Why the alerts are silenced."),
     duration: str = typer.Option("1h", "--duration", "-d", help="How long it lasts (30m, 2h, 1d)."),
-    start: str = typer.Option(None, "--start", help="ISO 8601 start time [default: now]."),
+    start: str = typer.Option(None, "--start", help="ISO 8601 start time (default: now)."),
     end: str = typer.Option(None, "--end", help="ISO 8601 end time; overrides --duration."),
-    author: str = typer.Option(None, "--author", help="Who silences [default: your login name]."),
+    author: str = typer.Option(None, "--author", help="Who silences (default: your login name)."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Silence matching alerts: they keep their state but are not notified."""
@@ -38,7 +38,7 @@ def add(
     starts_at = _when(start, "--start") or now
     ends_at = _when(end, "--end") or starts_at + timedelta(seconds=_duration(duration))
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         silence = service.create_silence(
             session, matchers=matchers, author=author or actor.removeprefix("cli:"), comment=comment,
             starts_at=starts_at, ends_at=ends_at, now=now, actor=actor,
@@ -78,7 +78,7 @@ def expire(
     """End silences now: their alerts are notified again."""
     now = SystemClock().now()
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         ended = [service.expire_silence(session, silence_id=i, now=now, actor=actor)
                  for i in silence_ids]
     if json_out:

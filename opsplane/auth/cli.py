@@ -17,12 +17,12 @@ app = typer.Typer(no_args_is_help=True)
 @app.command()
 def create(
     role: Role = typer.Option(..., "--role", help="viewer, responder, operator or admin."),
-    name: str = typer.Option(None, "--name", help="A name to recognise it by [default: role-N]."),
+    name: str = typer.Option(None, "--name", help="A name to recognise it by (default: role-N)."),
     json_out: bool = typer.Option(False, "--json", help="Print the token as JSON."),
 ) -> None:
     """Create an API token. It is shown once; only its hash is stored."""
     actor = acting_as(Role.ADMIN)
-    store = open_store()
+    store = open_store(create=True)
     with store.session() as session:
         if name is None:
             name = f"{role.value}-{len(service.get_all(session, include_revoked=True)) + 1}"
@@ -63,7 +63,7 @@ def list_(
 def revoke(name: str = typer.Argument(..., help="Token name.")) -> None:
     """Revoke a token; requests with it are refused from now on."""
     actor = acting_as(Role.ADMIN)
-    store = open_store()
+    store = open_store(create=True)
     with store.session() as session:
         service.revoke(session, name=name, actor=actor)
     out.print(f"Revoked token {name}.")

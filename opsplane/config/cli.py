@@ -26,7 +26,7 @@ _SINGULAR = {"services": "service", "databases": "database", "caches": "cache",
 def validate(
     ctx: typer.Context,
     path: Path = typer.Argument(
-        None, help="Inventory file [default: --config, then opsplane.yaml]."
+        None, help="Inventory file (default: --config, then opsplane.yaml)."
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
 ) -> None:

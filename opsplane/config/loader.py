@@ -29,6 +29,8 @@ def load(path: str | Path) -> Inventory:
     path = Path(path)
     try:
         text = path.read_text()
+    except FileNotFoundError:
+        raise InventoryNotFound(path) from None
     except OSError as exc:
         raise ConfigError(
             [ConfigProblem(str(path), None, None, "", f"cannot read file: {exc.strerror}")]
@@ -46,6 +48,19 @@ def load_with_warnings(path: str | Path) -> tuple[Inventory, list[ConfigProblem]
         return inventory, []
     doc = parse(path.read_text(), str(path))
     return inventory, [doc.problem(at, message) for at, message in found]
+
+
+class InventoryNotFound(ConfigError):
+    """There is no inventory file where opsplane looked."""
+
+    def __init__(self, path: Path) -> None:
+        directory = path.absolute().parent
+        super().__init__([ConfigProblem(str(path), None, None, "", f"no such file in {directory}")])
+        # One sentence instead of a list of one problem: where it looked, how to point elsewhere.
+        self.args = (
+            f"no {path.name} in {directory}: run opsplane in the directory that holds the "
+            "inventory, or name the file with -c/--config PATH or OPSPLANE_CONFIG=PATH",
+        )
 
 
 def loads(text: str, file: str = DEFAULT_PATH) -> Inventory:
@@ -341,4 +356,5 @@ def _kind_of(value: Any) -> str:
     return repr(value)
 
 
-__all__ = ["DEFAULT_PATH", "SECTIONS", "cross_check", "default_path", "load", "load_with_warnings", "loads"]
+__all__ = ["DEFAULT_PATH", "SECTIONS", "InventoryNotFound", "cross_check", "default_path", "load",
+           "load_with_warnings", "loads"]

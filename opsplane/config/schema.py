@@ -99,8 +99,10 @@ _FIELD_NOTES: dict[str, str] = {
     "RedisCheck.memory_warning": "Warning when used memory exceeds this share of maxmemory.",
     "RedisCheck.memory_critical": "Critical when used memory exceeds this share of maxmemory.",
     "TlsCheck.server_name": "Name sent in SNI to select the certificate; default: the host.",
-    "TlsCheck.warning_days": "Warning when the certificate expires within this many days.",
-    "TlsCheck.critical_days": "Critical when the certificate expires within this many days.",
+    "TlsCheck.warning_days": "Warning when the certificate expires within this many days, "
+                             "counted exactly: 30 warns from 720 hours before expiry.",
+    "TlsCheck.critical_days": "Critical when the certificate expires within this many days, "
+                              "counted exactly: 7 is critical from 168 hours before expiry.",
     "CommandCheck.warning_exit_codes": "Exit codes meaning warning; 0 is OK, any other critical.",
     "CommandCheck.env": "Extra environment variables for the command.",
     "CommandCheck.cwd": "Working directory of the command.",

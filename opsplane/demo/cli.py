@@ -34,7 +34,7 @@ DEMO_DIR = Path(".opsplane") / "demo"
 def demo(
     stop: bool = typer.Option(False, "--stop", help="Stop a running demo and everything it started."),
     port: int = typer.Option(
-        -1, "--port", help="API port; 0 picks any free port [default: 8089 or the next free one]."
+        -1, "--port", help="API port; 0 picks any free port (default: 8089 or the next free one)."
     ),
     duration: float = typer.Option(0, "--duration", help="Stop by itself after this many seconds."),
     outage: bool = typer.Option(True, "--outage/--no-outage",

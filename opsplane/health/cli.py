@@ -28,7 +28,7 @@ def health(
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     service: list[str] = typer.Option(None, "--service", "-s", help="Only this service (repeatable)."),
-    env: str = typer.Option(None, "--env", "-e", help="Environment [default: the inventory's default]."),
+    env: str = typer.Option(None, "--env", "-e", help="Environment (default: the inventory's default)."),
 ) -> None:
     """Check every service now. Exit code: 0 all OK, 1 warning, 2 critical, 3 unknown or usage."""
     from opsplane.cli import config_path

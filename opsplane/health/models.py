@@ -44,6 +44,8 @@ class ProbeResult:
 
     `reason` is a short sentence a person reads ("HTTP 503 in 12 ms", "refuses connections");
     `metrics` holds the detailed figures (latency, pool usage, memory, lag) by name.
+    `duration` is how long the look took, in seconds: the network exchange itself when the
+    probe timed it at its socket's callbacks (HTTP, TCP), else the whole run as run_probe saw it.
     """
 
     state: State

@@ -2,7 +2,9 @@
 
 A component's own state is the worst of its checks. When a dependency is down (CRITICAL), the
 component is *impacted* and its root causes are named by walking down the dependency graph to
-the failing components that are not themselves explained by a failing dependency.
+the failing components that are not themselves explained by a failing dependency. A component
+that fails on its own says so first and names its failing dependencies after: one does not
+hide the other.
 """
 
 from __future__ import annotations
@@ -57,14 +59,13 @@ class ComponentStatus:
         return bool(self.root_causes)
 
     @property
-    def reason(self) -> str:
-        """What a person reads first: the dependency explanation, or the checks' reasons."""
+    def own_reason(self) -> str:
+        """What its own checks say: the failing ones by name ('http: HTTP 503 in 3 ms (URL)'),
+        or the one OK check's reason, or how many checks are OK."""
         if not self.checks:
             return "no checks defined"
         if not self.checked:
             return "not checked"
-        if self.impacted and self.state is not State.OK:
-            return "; ".join(cause.explain() for cause in self.root_causes)
         if self.state is State.OK:
             only = self.checks[0].result
             return only.reason if len(self.checks) == 1 and only else f"{len(self.checks)} checks OK"
@@ -74,20 +75,33 @@ class ComponentStatus:
         )
 
     @property
+    def reason(self) -> str:
+        """What a person reads first: its own checks' failure, then each failing dependency
+        ('http: HTTP 503 in 3 ms (URL); depends on postgres-main, which refuses connections
+        (127.0.0.1:5432)'). A component that is OK but impacted reads as OK here; see
+        `headline`."""
+        own = self.own_reason
+        if self.impacted and self.checked and self.state is not State.OK:
+            return "; ".join([own, *(cause.explain() for cause in self.root_causes)])
+        return own
+
+    @property
     def headline(self) -> str:
-        """'backend CRITICAL: depends on postgres-main, which refuses connections'."""
+        """'backend CRITICAL: http: HTTP 503 ...; depends on postgres-main, which refuses
+        connections (127.0.0.1:5432)'."""
         if self.impacted and self.state is State.OK:
             return f"{self.name} OK but impacted: " + "; ".join(c.explain() for c in self.root_causes)
         return f"{self.name} {self.state}: {self.reason}"
 
 
 def _describe(reason: str) -> str:
-    """Turn a check reason into a clause after 'which': 'refuses connections', 'is down: HTTP 503'."""
+    """Turn a check reason into a clause after 'which': 'refuses connections (host:port)',
+    'is down: HTTP 503 in 3 ms (URL)'."""
     lowered = reason[:1].lower() + reason[1:]
     verbs = ("refuses", "does", "has", "is ", "returns", "answers", "times", "timed", "failed")
     if lowered.startswith(verbs):
         return lowered
-    return f"is down ({reason})"
+    return f"is down: {reason}"
 
 
 def assess(inventory: Inventory, results: Mapping[str, ProbeResult]) -> list[ComponentStatus]:

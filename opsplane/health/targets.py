@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import shlex
+import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from opsplane.config.models import (
     Cache,
     CheckBase,
+    CommandCheck,
     Component,
     Database,
+    HostCheck,
     HttpCheck,
     Inventory,
     check_name,
@@ -50,9 +55,41 @@ class CheckTarget:
 
     @property
     def address(self) -> str:
+        """What the check looks at, as a person would name it to go and look too: the URL,
+        `host:port`, `postgresql://user@host:port/database`, `redis://host:port`, the command
+        line, or this machine's disk path."""
         if self.url:
             return self.url
-        return f"{self.host}:{self.port}" if self.port else self.host
+        check = self.check
+        if isinstance(check, CommandCheck):
+            return command_line(check.argv)
+        if isinstance(check, HostCheck):
+            return f"{socket.gethostname()}, disk {check.path}"
+        kind = self.type
+        if kind == "postgres":
+            return postgres_address(self.host, self.port, self.user, self.database)
+        if kind == "redis":
+            return f"redis://{host_port(self.host, self.port)}"
+        return host_port(self.host, self.port)
+
+
+def host_port(host: str, port: int | None) -> str:
+    """`host:port` ('[::1]:5432' for an IPv6 address), or the host alone without a port."""
+    return f"{_bracket(host)}:{port}" if port else host
+
+
+def postgres_address(host: str, port: int | None, user: str | None, database: str | None) -> str:
+    """The server and database as a connection URL without the password."""
+    return f"postgresql://{user or 'postgres'}@{host_port(host, port or 5432)}/{database or 'postgres'}"
+
+
+_COMMAND_CHARS = 60
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """The command as it would be typed in a shell, on one line, cut to 60 characters."""
+    text = " ".join(shlex.join(argv).split())
+    return text if len(text) <= _COMMAND_CHARS else text[: _COMMAND_CHARS - 1] + "…"
 
 
 def environment_name(inv: Inventory, env: str | None) -> str:

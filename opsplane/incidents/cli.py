@@ -34,14 +34,14 @@ def open_(
     service_name: str = typer.Option(..., "--service", "-s", help="The service it is about."),
     severity: str = typer.Option(..., "--severity", help="P0, P1, P2 or P3."),
     title: str = typer.Option(..., "--title", "-t", help="What is wrong, in a line."),
-    commander: str = typer.Option(None, "--commander", help="Who commands it [default: the first to ack]."),
+    commander: str = typer.Option(None, "--commander", help="Who commands it (default: the first to ack)."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Open an incident by hand."""
     inventory = _inventory(ctx)
     name = _known_service(inventory, service_name)
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         row = service.create(session, title=title, service=name, severity=severity.upper(),
                              actor=actor, now=SystemClock().now(), settings=inventory.incidents,
                              commander=commander)
@@ -57,13 +57,13 @@ def open_(
 def ack(
     ctx: typer.Context,
     incident: str = typer.Argument(..., help=ID_HELP),
-    commander: str = typer.Option(None, "--commander", help="Who commands it [default: you]."),
+    commander: str = typer.Option(None, "--commander", help="Who commands it (default: you)."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Acknowledge an incident; you command it unless --commander names someone else."""
     inventory = _inventory(ctx)
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         row = service.acknowledge(session, incident_id=_id(incident), actor=actor,
                                   now=SystemClock().now(), commander=commander)
         shown = service.incident_dict(row, inventory.incidents)
@@ -82,7 +82,7 @@ def update(
     actions: str = typer.Option("", "--actions", "-a", help="What is being done to resolve it."),
     next_update: str = typer.Option(
         None, "--next-update", help="When the next update comes: 30m, or an ISO 8601 time "
-        "[default: the severity's cadence]."),
+        "(default: the severity's cadence)."),
     public: bool = typer.Option(False, "--public", help="Show this update on the public status page."),
     root_cause: str = typer.Option(None, "--root-cause", help="The root cause, once known."),
     json_out: bool = typer.Option(False, "--json"),
@@ -92,7 +92,7 @@ def update(
     now = SystemClock().now()
     promised = _next_update(next_update, now)
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         row = service.post_update(session, incident_id=_id(incident), status=_status(status),
                                   summary=summary, actions=actions, next_update_at=promised,
                                   public=public, root_cause=root_cause, actor=actor, now=now,
@@ -118,7 +118,7 @@ def resolve(
     inventory = _inventory(ctx)
     number = _id(incident)
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         service.resolve(session, incident_id=number, summary=summary, public=public,
                         root_cause=root_cause, actor=actor, now=SystemClock().now(),
                         settings=inventory.incidents)
@@ -140,7 +140,7 @@ def note(
 ) -> None:
     """Add a note to an incident's timeline."""
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         service.add_note(session, incident_id=_id(incident), text=text, actor=actor,
                          now=SystemClock().now())
     out.print(f"Noted on {ref(_id(incident))}.")
@@ -193,7 +193,7 @@ def show(
 def postmortem_command(
     ctx: typer.Context,
     incident: str = typer.Argument(..., help=ID_HELP),
-    out_file: Path = typer.Option(None, "--out", "-o", help="Write to this file [default: standard output]."),
+    out_file: Path = typer.Option(None, "--out", "-o", help="Write to this file (default: standard output)."),
 ) -> None:
     """Write a post-mortem draft in Markdown: timeline, root cause, impact, what went well and
     wrong, action items."""
@@ -219,7 +219,7 @@ def action(
 ) -> None:
     """Add an action item to an incident; it is tracked until `opsplane incident done`."""
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         item = service.add_action_item(session, incident_id=_id(incident), title=title, owner=owner,
                                        due=_date(due), actor=actor, now=SystemClock().now())
     if json_out:
@@ -233,7 +233,7 @@ def action(
 def done(item: int = typer.Argument(..., help="The action item's number.")) -> None:
     """Mark an action item done."""
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         finished = service.complete_action_item(session, item_id=item, actor=actor,
                                                 now=SystemClock().now())
     out.print(f"Action item {finished.id} ({finished.title}) is done.")

@@ -18,7 +18,7 @@ def query(
     range_: str = typer.Option(None, "--range", help="Evaluate over this long up to now (e.g. 1h)."),
     step: str = typer.Option("15s", "--step", help="Seconds between points with --range."),
     json_out: bool = typer.Option(False, "--json", help="Print the API's answer as JSON."),
-    url: str = typer.Option(None, "--url", help="The control plane [default: the inventory's server]."),
+    url: str = typer.Option(None, "--url", help="The control plane (default: the inventory's server)."),
 ) -> None:
     """Evaluate a PromQL expression on what `opsplane serve` scraped (token: OPSPLANE_TOKEN).
 

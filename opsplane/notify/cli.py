@@ -51,7 +51,7 @@ def test_channel(
                 "Nothing is wrong.",
         source="opsplane notify test",
     )
-    store = open_store()
+    store = open_store(create=True)
     [queued] = Outbox(store, settings).enqueue(message, channels=[channel], now=clock.now())
     if queued.row_id is None:
         raise UsageError(f"the test notification to {channel} was not queued")

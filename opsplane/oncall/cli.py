@@ -21,14 +21,14 @@ from opsplane.oncall.rotation import Shift
 
 app = typer.Typer(no_args_is_help=True)
 
-SCHEDULE_HELP = "Only this schedule [default: every schedule]."
+SCHEDULE_HELP = "Only this schedule (default: every schedule)."
 
 
 @app.command()
 def now(
     ctx: typer.Context,
     schedule: str = typer.Option(None, "--schedule", "-s", help=SCHEDULE_HELP),
-    at: str = typer.Option(None, "--at", help="Ask about another time (ISO 8601) [default: now]."),
+    at: str = typer.Option(None, "--at", help="Ask about another time, ISO 8601 (default: now)."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Who is on call on every layer, until when, how to reach them, and the last handoff note."""
@@ -62,7 +62,7 @@ def schedule_command(
     ctx: typer.Context,
     weeks: int = typer.Option(4, "--weeks", "-w", min=1, max=104, help="How many weeks ahead."),
     schedule: str = typer.Option(None, "--schedule", "-s", help=SCHEDULE_HELP),
-    start: str = typer.Option(None, "--from", help="Start from another time (ISO 8601) [default: now]."),
+    start: str = typer.Option(None, "--from", help="Start from another time, ISO 8601 (default: now)."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """The shifts of the coming weeks, overrides and swaps included."""
@@ -84,7 +84,7 @@ def schedule_command(
 @app.command("ical")
 def ical_command(
     ctx: typer.Context,
-    out_file: Path = typer.Option(None, "--out", "-o", help="Write to this file [default: standard output]."),
+    out_file: Path = typer.Option(None, "--out", "-o", help="Write to this file (default: standard output)."),
     weeks: int = typer.Option(12, "--weeks", "-w", min=1, max=104, help="How many weeks ahead."),
     schedule: str = typer.Option(None, "--schedule", "-s", help=SCHEDULE_HELP),
 ) -> None:
@@ -104,14 +104,14 @@ def ical_command(
 def handoff(
     ctx: typer.Context,
     note: str = typer.Option(..., "--note", "-m", help="What the next shift should know."),
-    schedule: str = typer.Option(None, "--schedule", "-s", help="The schedule [default: the only one]."),
+    schedule: str = typer.Option(None, "--schedule", "-s", help="The schedule (default: the only one)."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Leave a handoff note for the next shift (recorded in the event log)."""
     settings = _settings(ctx)
     name = _one_schedule(settings, schedule)
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         recorded = service.record_handoff(session, settings=settings, schedule=name, note=note,
                                           actor=actor)
     if json_out:
@@ -130,7 +130,7 @@ def override(
         ..., "--start", help="ISO 8601 time (without offset: the schedule's zone), or now."
     ),
     end: str = typer.Option(..., "--end", help="ISO 8601 time, or a length after --start (8h, 2d)."),
-    schedule: str = typer.Option(None, "--schedule", "-s", help="The schedule [default: the only one]."),
+    schedule: str = typer.Option(None, "--schedule", "-s", help="The schedule (default: the only one)."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Put someone else on call for a while (recorded in the event log; later overrides win)."""
@@ -140,7 +140,7 @@ def override(
     begins = _when(start, spec, "--start")
     ends = _end(end, begins, spec)
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         made = service.record_override(session, settings=settings, schedule=name, layer=layer,
                                        person=person, start=begins, end=ends, actor=actor)
     if json_out:
@@ -159,7 +159,7 @@ def swap(
     shift: str = typer.Option(..., "--shift", help="A date or time in the first shift (a handoff day "
                               "means the shift that starts then)."),
     with_: str = typer.Option(..., "--with", help="A date or time in the other shift."),
-    schedule: str = typer.Option(None, "--schedule", "-s", help="The schedule [default: the only one]."),
+    schedule: str = typer.Option(None, "--schedule", "-s", help="The schedule (default: the only one)."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Trade two whole shifts of a layer between their people (recorded in the event log)."""
@@ -168,7 +168,7 @@ def swap(
     spec = settings.schedules[name]
     first, second = _in_shift(shift, spec, "--shift"), _in_shift(with_, spec, "--with")
     actor = acting_as(Role.RESPONDER)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         service.record_swap(session, settings=settings, schedule=name, layer=layer, first=first,
                             second=second, actor=actor)
         roster = service.get_roster(session, settings=settings)

@@ -31,7 +31,7 @@ from opsplane.runtime.logscan import as_data, count_errors
 from opsplane.runtime.selection import require, runnable, select
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
-_SERVICES = typer.Argument(None, help="Services to act on [default: every one with a run section].",
+_SERVICES = typer.Argument(None, help="Services to act on (default: every one with a run section).",
                            show_default=False)
 
 

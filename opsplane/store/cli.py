@@ -20,6 +20,6 @@ def upgrade(revision: str = typer.Argument("head")) -> None:
 
 @app.command()
 def current() -> None:
-    """Where the store is and which migration it is at."""
-    store = Store.open(migrate=False)
+    """Where the store is and which migration it is at; exit code 3 when there is none yet."""
+    store = Store.open(migrate=False, create=False)
     out.print(f"{store.url}: at revision {store.current_revision() or '(empty)'}")

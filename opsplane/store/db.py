@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from opsplane.errors import StoreError
+from opsplane.errors import StoreError, UsageError
 
 DEFAULT_SQLITE = Path(".opsplane") / "opsplane.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -51,6 +51,27 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class NoStoreYet(UsageError):
+    """A command that only reads found no store where it looked; nothing was created."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(
+            f"no store yet at {where}: nothing has been recorded there. Run the command where "
+            "`opsplane serve` (or the demo) keeps its store, set OPSPLANE_DATABASE_URL to it, "
+            "or create an empty one with `opsplane db upgrade`."
+        )
+        self.where = where
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite URL; None for an in-memory one or another database."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    path = path.split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
 class Store:
     """A handle on the database: `session()` for work, `upgrade()` for migrations."""
 
@@ -59,14 +80,23 @@ class Store:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, url: str | None = None, *, migrate: bool = True) -> Store:
-        """Open the store at `url` (default: see default_url) and bring its schema up to date."""
+    def open(
+        cls, url: str | None = None, *, migrate: bool = True, create: bool = True
+    ) -> Store:
+        """Open the store at `url` (default: see default_url) and bring its schema up to date.
+
+        With `create=False` (commands that only read) a store that is not there yet (no
+        SQLite file, or a database without opsplane's tables) is not made: NoStoreYet says
+        where it was looked for, and nothing is written.
+        """
         url = _normalise(url or default_url())
         kwargs: dict[str, Any] = {"future": True}
+        file = _sqlite_file(url)
+        if file is not None and not create and not file.exists():
+            raise NoStoreYet(str(file))
         if url.startswith("sqlite"):
-            path = url.split(":///", 1)[1] if ":///" in url else ""
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if file is not None:
+                file.parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
         else:
             kwargs["pool_pre_ping"] = True
@@ -74,6 +104,8 @@ class Store:
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
         store = cls(engine)
+        if not create:
+            store._require_schema(str(file) if file is not None else store.url)
         if migrate and store._stamped_revision() != HEAD_REVISION:
             # Several processes may open a new store at once (`opsplane up` and `serve`, say):
             # one migrates, the others wait and then find it done.
@@ -81,6 +113,19 @@ class Store:
                 if store._stamped_revision() != HEAD_REVISION:
                     store.upgrade()
         return store
+
+    def _require_schema(self, where: str) -> None:
+        """NoStoreYet when the database holds no opsplane store; StoreError when it cannot
+        be reached at all (a server that is down is not an empty store)."""
+        try:
+            with self.engine.connect() as connection:
+                present = inspect(connection).has_table("alembic_version")
+        except OperationalError as exc:
+            self.engine.dispose()
+            raise StoreError(f"cannot open the store at {self.url}: {exc.orig}") from None
+        if not present:
+            self.engine.dispose()
+            raise NoStoreYet(where)
 
     @contextmanager
     def _migration_lock(self) -> Iterator[None]:

@@ -36,7 +36,7 @@ def add(
     names = [_known_component(inventory, name) for name in component]
     now = SystemClock().now()
     actor = acting_as(Role.OPERATOR)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         notice = maintenance.create(session, components=names, start=_time(start, "--start"),
                                     end=_time(end, "--end"), message=message, actor=actor, now=now)
     if json_out:
@@ -70,7 +70,7 @@ def list_notices(json_out: bool = typer.Option(False, "--json")) -> None:
 def cancel(notice_id: str = typer.Argument(..., help="The notice's id (MNT-...).")) -> None:
     """Withdraw a notice; it leaves the status page at once."""
     actor = acting_as(Role.OPERATOR)
-    with open_store().session() as session:
+    with open_store(create=True).session() as session:
         notice = maintenance.cancel(session, notice_id=notice_id, actor=actor,
                                     now=SystemClock().now())
     out.print(f"cancelled {notice.id}")

@@ -320,7 +320,7 @@ def test_validate_json_reports_a_missing_file(tmp_path: Path) -> None:
 
     assert result.exit_code == 3
     (problem,) = json.loads(result.stdout)["problems"]
-    assert problem["message"] == "cannot read file: No such file or directory"
+    assert problem["message"] == f"no such file in {tmp_path}"
 
 
 def test_schema_output_option_writes_the_file(tmp_path: Path) -> None:

@@ -96,14 +96,49 @@ def test_critical_dependency_exits_2_and_names_the_root_cause(
     assert run.returncode == 2, run.stderr
     services = {s["name"]: s for s in json.loads(run.stdout)["services"]}
     assert services["payments"]["state"] == "CRITICAL"
-    assert services["payments"]["reason"] == "tcp: refuses connections"
+    assert services["payments"]["reason"] == f"tcp: refuses connections — 127.0.0.1:{free_port}"
     assert services["backend"]["impacted"] is True
     assert services["backend"]["root_causes"] == [
-        {"component": "payments", "path": ["payments"], "reason": "refuses connections"}]
-    # the table names the cause too
+        {"component": "payments", "path": ["payments"],
+         "reason": f"refuses connections — 127.0.0.1:{free_port}"}]
+    # the table names the cause too, and where it was looked for
     table = opsplane("-c", str(path), "health", cwd=tmp_path)
     assert table.returncode == 2
-    assert "impacted: depends on payments, which refuses connections" in table.stdout, table.stdout
+    assert (f"impacted: depends on payments, which refuses connections — 127.0.0.1:{free_port}"
+            in " ".join(table.stdout.split())), table.stdout
+
+
+def test_a_failing_service_with_a_failing_dependency_shows_both_and_where(
+    tmp_path, free_port
+) -> None:
+    with LocalHttpServer({"/orders": Reply(503, b"down")}) as server:
+        url = server.url("/orders")
+        path = write(tmp_path, "\n".join([
+            "platform: {name: shop}",
+            "services:",
+            "  orders:",
+            f"    port: {server.port}",
+            "    depends_on: [payments]",
+            "    checks: [{type: http, path: /orders}, {type: tcp}]",
+            "  payments:",
+            f"    port: {free_port}",
+            "    checks: [{type: http}, {type: tcp}]",
+        ]) + "\n")
+        run = opsplane("-c", str(path), "health", "--json", cwd=tmp_path)
+        table = opsplane("-c", str(path), "health", "--detailed", cwd=tmp_path)
+    assert run.returncode == 2, run.stderr
+    services = {s["name"]: s for s in json.loads(run.stdout)["services"]}
+    payments, orders = services["payments"], services["orders"]
+    assert payments["reason"] == (f"http: refuses connections — http://127.0.0.1:{free_port}/; "
+                                  f"tcp: refuses connections — 127.0.0.1:{free_port}")
+    own, dependency = orders["reason"].split("; ")
+    assert own.startswith("http: HTTP 503 in ") and own.endswith(f" — {url}")
+    assert dependency == (f"depends on payments, which refuses connections — "
+                          f"http://127.0.0.1:{free_port}/")
+    assert [c["component"] for c in orders["root_causes"]] == ["payments"]
+    shown = " ".join(table.stdout.replace("│", " ").split())
+    assert "CRITICAL ⇣" in shown and f" — {url}; {dependency}" in shown, table.stdout
+    assert f"refuses connections — 127.0.0.1:{free_port}" in shown
 
 
 def test_service_filter_and_environment(tmp_path, web, postgres_cluster, free_port) -> None:

@@ -58,7 +58,8 @@ def test_database_down_names_the_root_cause_for_its_dependents(inventory) -> Non
     )))
     backend = statuses["backend"]
     assert backend.impacted
-    assert backend.headline == "backend CRITICAL: depends on postgres-main, which refuses connections"
+    assert backend.headline == ("backend CRITICAL: http: HTTP 503 in 4 ms; "
+                                "depends on postgres-main, which refuses connections")
     # two levels up, the chain is spelled out
     assert statuses["nginx"].root_causes[0].path == ("backend", "postgres-main")
     assert statuses["nginx"].root_causes[0].component == "postgres-main"
@@ -76,7 +77,29 @@ def test_healthy_dependent_of_a_down_dependency_is_flagged_as_impacted(inventory
     search = statuses["search"]
     assert search.state is State.OK and search.impacted
     assert search.headline == ("search OK but impacted: depends on redis, "
-                               "which is down (no answer within 2 s)")
+                               "which is down: no answer within 2 s")
+
+
+def test_a_component_failing_on_its_own_says_so_before_its_failing_dependency(inventory) -> None:
+    statuses = by_name(assess(inventory, results(
+        redis__tcp=(State.CRITICAL, "refuses connections — 127.0.0.1:6379"),
+        search__http=(State.CRITICAL, "HTTP 503 in 2 ms — http://127.0.0.1:8004/"),
+    )))
+    search = statuses["search"]
+    assert search.state is State.CRITICAL and search.impacted
+    assert search.own_reason == "http: HTTP 503 in 2 ms — http://127.0.0.1:8004/"
+    assert search.reason == ("http: HTTP 503 in 2 ms — http://127.0.0.1:8004/; depends on redis, "
+                             "which refuses connections — 127.0.0.1:6379")
+    assert search.headline == f"search CRITICAL: {search.reason}"
+
+
+def test_an_unknown_own_check_is_shown_with_the_failing_dependency(inventory) -> None:
+    statuses = by_name(assess(inventory, results(
+        postgres_main__postgres=(State.CRITICAL, "refuses connections"),
+        backend__http=(State.UNKNOWN, "secret API_TOKEN is not set"),
+    )))
+    assert statuses["backend"].reason == ("http: secret API_TOKEN is not set; "
+                                          "depends on postgres-main, which refuses connections")
 
 
 def test_warning_dependency_does_not_impact(inventory) -> None:

@@ -33,14 +33,14 @@ def host_probe(readings: HostReadings, **fields: object) -> HostProbe:
 async def test_all_figures_below_warning_are_ok_and_listed() -> None:
     result = await host_probe(HostReadings(0.41, 0.22, 0.05, 0.12)).probe()
     assert result.state is State.OK
-    assert result.reason == "disk 41%, memory 22%, cpu 5%, load 0.12/cpu"
+    assert result.reason == "disk / 41%, memory 22%, cpu 5%, load 0.12/cpu"
     assert result.metrics == {"disk": 41.0, "memory": 22.0, "cpu": 5.0, "load_per_cpu": 0.12}
 
 
 async def test_the_worst_figure_decides_and_only_bad_figures_are_named() -> None:
     result = await host_probe(HostReadings(0.93, 0.85, 0.10, 0.5)).probe()
     assert result.state is State.CRITICAL
-    assert result.reason == "disk 93% (critical at 90%), memory 85% (warning at 80%)"
+    assert result.reason == "disk / 93% (critical at 90%), memory 85% (warning at 80%)"
 
 
 @pytest.mark.parametrize(
@@ -60,7 +60,7 @@ async def test_each_figure_has_its_own_thresholds(
 
 async def test_thresholds_come_from_the_check() -> None:
     result = await host_probe(HostReadings(0.5, 0.1, 0.1, 0.1), disk_warning="40%").probe()
-    assert (result.state, result.reason) == (State.WARNING, "disk 50% (warning at 40%)")
+    assert (result.state, result.reason) == (State.WARNING, "disk / 50% (warning at 40%)")
 
 
 async def test_the_source_reads_the_checked_path() -> None:

@@ -85,7 +85,7 @@ async def test_body_contains_reads_every_framing(framing: str) -> None:
     assert found.state is State.OK
     assert found.metrics["bytes"] == len(body)
     assert missing.state is State.CRITICAL
-    assert missing.reason == "body does not contain 'degraded'"
+    assert missing.reason == f"body does not contain 'degraded' — {server.url()}"
 
 
 async def test_body_reading_stops_at_one_mebibyte() -> None:
@@ -96,7 +96,7 @@ async def test_body_reading_stops_at_one_mebibyte() -> None:
         chunked = await probe_once(http_target(server.url("/chunked")))
     assert plain.metrics["bytes"] == MAX_BODY
     assert plain.state is State.CRITICAL
-    assert plain.reason == "body (first 1 MiB) does not contain 'needle'"
+    assert plain.reason == f"body (first 1 MiB) does not contain 'needle' — {server.url('/big')}"
     assert chunked.metrics["bytes"] == MAX_BODY and chunked.state is State.OK
 
 
@@ -120,7 +120,7 @@ async def test_json_condition_that_fails_names_path_expected_and_actual() -> Non
         result = await probe_once(http_target(
             server.url(), json={"path": "checks.database.latency", "op": "<", "value": 2}))
     assert result.state is State.CRITICAL
-    assert result.reason == "json checks.database.latency: expected < 2, got 3"
+    assert result.reason == f"json checks.database.latency: expected < 2, got 3 — {server.url()}"
 
 
 async def test_json_condition_on_a_missing_field_is_critical() -> None:
@@ -128,7 +128,7 @@ async def test_json_condition_on_a_missing_field_is_critical() -> None:
         result = await probe_once(http_target(
             server.url(), json={"path": "checks.cache.status", "value": "up"}))
     assert result.state is State.CRITICAL
-    assert result.reason == 'json checks.cache.status is missing, expected == "up"'
+    assert result.reason == f'json checks.cache.status is missing, expected == "up" — {server.url()}'
 
 
 async def test_json_condition_on_a_body_that_is_not_json_is_critical() -> None:
@@ -178,8 +178,9 @@ async def test_slow_answers_are_warning_then_critical() -> None:
 
 
 async def test_a_closed_port_refuses_connections() -> None:
-    result = await probe_once(http_target(f"http://127.0.0.1:{closed_port()}/"))
-    assert (result.state, result.reason) == (State.CRITICAL, "refuses connections")
+    url = f"http://127.0.0.1:{closed_port()}/health"
+    result = await probe_once(http_target(url))
+    assert (result.state, result.reason) == (State.CRITICAL, f"refuses connections — {url}")
 
 
 async def test_a_server_that_never_answers_is_cut_at_the_timeout() -> None:
@@ -188,14 +189,15 @@ async def test_a_server_that_never_answers_is_cut_at_the_timeout() -> None:
         result = await probe_once(http_target(server.url(), timeout=0.5))
         elapsed = time.perf_counter() - started
     assert result.state is State.CRITICAL
-    assert result.reason == "no answer within 500 ms"
+    assert result.reason == f"no answer within 500 ms — {server.url()}"
     assert 0.5 <= elapsed < 0.8
 
 
 async def test_a_connection_closed_without_an_answer_is_critical() -> None:
     with RawServer(b"") as server:
         result = await probe_once(http_target(server.url()))
-    assert (result.state, result.reason) == (State.CRITICAL, "connection closed with no response")
+    assert (result.state, result.reason) == (
+        State.CRITICAL, f"connection closed with no response — {server.url()}")
 
 
 async def test_a_body_cut_short_is_critical() -> None:
@@ -280,4 +282,4 @@ def test_the_probe_runs_on_uvloop(tmp_path: Path) -> None:
             (chunked, insecure, verified, hung) = runner.run(run_all())
     assert chunked[0] is State.OK and insecure[0] is State.OK
     assert verified[0] is State.CRITICAL and "not trusted" in verified[1]
-    assert hung == (State.CRITICAL, "no answer within 300 ms")
+    assert hung == (State.CRITICAL, f"no answer within 300 ms — {hanging.url()}")

@@ -60,7 +60,7 @@ async def test_the_connection_figure_counts_open_connections(
     assert used == used_before + 5  # type: ignore[operator]
     assert during.metrics["connections_ratio"] == pytest.approx(used / 100)  # type: ignore[operator]
     assert during.state is State.WARNING
-    assert during.reason == f"{used}/100 connections (warning at 5%)"
+    assert during.reason == f"{used}/100 connections (warning at 5%) — {target.address}"
 
 
 async def test_a_long_open_transaction_is_found(postgres_cluster: TemporaryPostgres) -> None:
@@ -73,7 +73,7 @@ async def test_a_long_open_transaction_is_found(postgres_cluster: TemporaryPostg
         idle_in_transaction.rollback()
     assert result.state is State.WARNING
     assert result.reason.startswith("a transaction open for 1.")
-    assert result.reason.endswith(" s (warning at 1s)")
+    assert result.reason.endswith(f" s (warning at 1s) — {target.address}")
     assert 1.2 <= result.metrics["longest_transaction_s"] < 5  # type: ignore[operator]
 
 
@@ -83,19 +83,25 @@ async def test_a_wrong_password_says_so_without_showing_it(
     target = postgres_target(postgres_cluster.port, password="env:WRONG")
     result = await probe_once(target, environ={"WRONG": "hunter2"})
     assert result.state is State.CRITICAL
-    assert result.reason == 'password authentication failed for user "postgres"'
+    address = f"postgresql://postgres@127.0.0.1:{postgres_cluster.port}/postgres"
+    assert result.reason == f'password authentication failed for user "postgres" — {address}'
+    assert "hunter2" not in result.reason
 
 
 async def test_a_missing_database_is_named(postgres_cluster: TemporaryPostgres) -> None:
     target = postgres_target(postgres_cluster.port, database="orders",
                              password="env:PG_PASSWORD")
     result = await probe_once(target, environ=SECRETS)
-    assert (result.state, result.reason) == (State.CRITICAL, 'database "orders" does not exist')
+    address = f"postgresql://postgres@127.0.0.1:{postgres_cluster.port}/orders"
+    assert (result.state, result.reason) == (State.CRITICAL,
+                                             f'database "orders" does not exist — {address}')
 
 
 async def test_nothing_listening_refuses_connections() -> None:
-    result = await probe_once(postgres_target(closed_port()))
-    assert (result.state, result.reason) == (State.CRITICAL, "refuses connections")
+    port = closed_port()
+    result = await probe_once(postgres_target(port))
+    assert (result.state, result.reason) == (
+        State.CRITICAL, f"refuses connections — postgresql://postgres@127.0.0.1:{port}/postgres")
 
 
 def test_connection_errors_never_show_the_password() -> None:
@@ -163,7 +169,7 @@ async def test_a_replica_that_stopped_replaying_lags(
         replica.execute("SELECT pg_wal_replay_resume()")
     assert result.state is State.WARNING
     assert result.reason.startswith("replication lag 1.")
-    assert result.reason.endswith(" s (warning at 1s)")
+    assert result.reason.endswith(f" s (warning at 1s) — postgresql://postgres@127.0.0.1:{replica.port}/postgres")
 
 
 def _wait_for_replica(primary: TemporaryPostgres) -> None:

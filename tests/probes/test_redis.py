@@ -40,10 +40,11 @@ async def test_memory_near_maxmemory_is_warning_then_critical(fresh_redis: Tempo
     finally:
         client.close()
     assert warning.state is State.WARNING, warning.reason
-    assert warning.reason.startswith("memory 8") and warning.reason.endswith("(warning at 75%)")
+    assert warning.reason.startswith("memory 8")
+    assert warning.reason.endswith(f"(warning at 75%) — redis://127.0.0.1:{fresh_redis.port}")
     assert 0.78 < warning.metrics["memory_ratio"] < 0.86  # type: ignore[operator]
     assert critical.state is State.CRITICAL
-    assert critical.reason.endswith("(critical at 90%)")
+    assert critical.reason.endswith(f"(critical at 90%) — {target.address}")
 
 
 async def test_a_low_hit_ratio_warns_once_there_are_enough_lookups(
@@ -67,7 +68,7 @@ async def test_a_low_hit_ratio_warns_once_there_are_enough_lookups(
     assert too_few.state is State.OK
     assert too_few.metrics["hit_ratio"] == 0.2
     assert judged.state is State.WARNING
-    assert judged.reason == "hit ratio 5% (warning at 50%)"
+    assert judged.reason == f"hit ratio 5% (warning at 50%) — redis://127.0.0.1:{fresh_redis.port}"
 
 
 async def test_a_wrong_password_is_rejected(redis_server: TemporaryRedis) -> None:
@@ -81,7 +82,8 @@ async def test_a_wrong_password_is_rejected(redis_server: TemporaryRedis) -> Non
 async def test_a_missing_password_says_one_is_required(redis_server: TemporaryRedis) -> None:
     result = await probe_once(redis_target(redis_server.port))
     assert (result.state, result.reason) == (
-        State.CRITICAL, "authentication required: set the password of this cache")
+        State.CRITICAL, "authentication required: set the password of this cache — "
+                        f"redis://127.0.0.1:{redis_server.port}")
 
 
 async def test_a_password_for_a_server_without_one_is_reported(tmp_path: Path) -> None:
@@ -93,8 +95,10 @@ async def test_a_password_for_a_server_without_one_is_reported(tmp_path: Path) -
 
 
 async def test_nothing_listening_refuses_connections() -> None:
-    result = await probe_once(redis_target(closed_port()))
-    assert (result.state, result.reason) == (State.CRITICAL, "refuses connections")
+    port = closed_port()
+    result = await probe_once(redis_target(port))
+    assert (result.state, result.reason) == (State.CRITICAL,
+                                             f"refuses connections — redis://127.0.0.1:{port}")
 
 
 async def test_something_that_is_not_redis_is_critical() -> None:

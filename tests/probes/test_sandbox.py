@@ -34,7 +34,7 @@ async def test_a_stopped_postgres_is_gone_and_refuses_connections(tmp_path: Path
     down = await probe_once(target)
     assert up.state is State.OK, up.reason
     assert _stopped(pid) and not cluster.running and cluster.pid is None
-    assert (down.state, down.reason) == (State.CRITICAL, "refuses connections")
+    assert (down.state, down.reason) == (State.CRITICAL, f"refuses connections — {target.address}")
 
 
 def test_postgres_url_and_dsn_point_at_the_cluster(tmp_path: Path) -> None:
@@ -60,7 +60,7 @@ async def test_a_stopped_redis_is_gone_and_refuses_connections(tmp_path: Path) -
     down = await probe_once(target)
     assert up.state is State.OK and up.metrics["maxmemory"] == 64 * 1024 * 1024
     assert _stopped(pid) and not server.running
-    assert (down.state, down.reason) == (State.CRITICAL, "refuses connections")
+    assert (down.state, down.reason) == (State.CRITICAL, f"refuses connections — {target.address}")
 
 
 def test_redis_without_its_binary_names_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,8 +21,9 @@ async def test_an_open_port_is_ok_with_the_connect_time() -> None:
 
 
 async def test_a_closed_port_refuses_connections() -> None:
-    result = await probe_once(tcp_target(closed_port()))
-    assert (result.state, result.reason) == (State.CRITICAL, "refuses connections")
+    port = closed_port()
+    result = await probe_once(tcp_target(port))
+    assert (result.state, result.reason) == (State.CRITICAL, f"refuses connections — 127.0.0.1:{port}")
 
 
 async def test_a_check_without_a_port_is_unknown() -> None:

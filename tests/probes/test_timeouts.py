@@ -26,7 +26,10 @@ TARGETS: dict[str, Callable[[int], CheckTarget]] = {
 async def test_a_silent_server_is_critical_at_the_timeout(kind: str) -> None:
     with HangingServer() as server:
         started = time.perf_counter()
-        result = await probe_once(TARGETS[kind](server.port))
+        target = TARGETS[kind](server.port)
+        result = await probe_once(target)
         elapsed = time.perf_counter() - started
-    assert (result.state, result.reason) == (State.CRITICAL, "no answer within 500 ms")
+    assert (result.state, result.reason) == (State.CRITICAL,
+                                             f"no answer within 500 ms — {target.address}")
+    assert str(server.port) in target.address
     assert elapsed < 0.8

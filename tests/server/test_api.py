@@ -184,7 +184,8 @@ def test_health_route_reports_latest_results_with_root_cause(client: TestClient,
     body = client.get("/api/v1/health", headers=headers).json()
     assert body["state"] == "CRITICAL" and body["exit_code"] == 2
     backend = next(s for s in body["services"] if s["name"] == "backend")
-    assert backend["reason"] == "depends on postgres-main, which refuses connections"
+    assert backend["reason"] == ("http: HTTP 503 in 3 ms; "
+                                 "depends on postgres-main, which refuses connections")
     assert backend["root_causes"] == [{"component": "postgres-main", "path": ["postgres-main"],
                                        "reason": "refuses connections"}]
     services = client.get("/api/v1/services", headers=headers).json()

@@ -74,11 +74,13 @@ def test_target_killed_becomes_an_event_and_sigterm_is_clean(serve) -> None:
         target.wait()
         down = wait_for(lambda: [e for e in changes() if e["outcome"] == "CRITICAL"], "CRITICAL")
         assert down[0]["details"]["from"] == "OK"
-        assert down[0]["details"]["reason"] == "refuses connections"
+        url = f"http://127.0.0.1:{target_port}/health"
+        assert down[0]["details"]["reason"] == f"refuses connections — {url}"
         health = httpx.get(f"{server.url}/api/v1/health", timeout=5,
                            headers={"Authorization": f"Bearer {token}"}).json()
         gateway = next(s for s in health["services"] if s["name"] == "gateway")
-        assert gateway["reason"] == "depends on catalog, which refuses connections"
+        assert gateway["reason"] == (f"tcp: refuses connections — 127.0.0.1:{target_port}; "
+                                     f"depends on catalog, which refuses connections — {url}")
         metrics = httpx.get(f"{server.url}/metrics", timeout=5).text
         assert 'opsplane_check_status{check="http",component="catalog"} 3.0' in metrics
         assert 'opsplane_probes_total{state="CRITICAL",type="http"}' in metrics

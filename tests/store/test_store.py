@@ -13,7 +13,7 @@ from opsplane.auth.service import Role
 from opsplane.clock import ManualClock
 from opsplane.errors import AuthError, StoreError, UsageError
 from opsplane.events import service as events
-from opsplane.store import Store, default_url
+from opsplane.store import NoStoreYet, Store, default_url
 from opsplane.store.db import HEAD_REVISION, alembic_config
 from opsplane.store.tables import metadata
 
@@ -201,3 +201,41 @@ def test_a_migration_that_fails_half_way_leaves_nothing_behind_on_sqlite(tmp_pat
     store.upgrade()
     assert store.current_revision() == HEAD_REVISION
     store.close()
+
+
+def test_opening_to_read_where_there_is_no_sqlite_file_creates_nothing(tmp_path) -> None:
+    where = tmp_path / ".opsplane" / "opsplane.db"
+    with pytest.raises(NoStoreYet, match=f"no store yet at {where}") as raised:
+        Store.open(f"sqlite:///{where}", create=False)
+    assert raised.value.exit_code == 3
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_opening_to_read_an_empty_postgres_database_creates_no_tables(postgres_cluster) -> None:
+    postgres_cluster.execute('CREATE DATABASE "nothing_yet"')
+    url = postgres_cluster.url("nothing_yet")
+    with pytest.raises(NoStoreYet, match="no store yet at postgresql"):
+        Store.open(url, create=False)
+    store = Store.open(url, migrate=False)
+    try:
+        assert store.tables() == []
+    finally:
+        store.close()
+
+
+def test_opening_to_read_a_server_that_is_down_says_it_cannot_be_reached(free_port) -> None:
+    url = f"postgresql://opsplane:x@127.0.0.1:{free_port}/opsplane"
+    with pytest.raises(StoreError, match="cannot open the store") as raised:
+        Store.open(url, create=False)
+    assert not isinstance(raised.value, NoStoreYet)
+
+
+def test_opening_to_read_an_existing_store_reads_what_was_recorded(store: Store) -> None:
+    with store.session() as session:
+        events.record(session, kind="token.created", actor="a", target="t", outcome="success")
+    reader = Store.open(store.engine.url.render_as_string(hide_password=False), create=False)
+    try:
+        with reader.session() as session:
+            assert [e.kind for e in events.get_all(session)] == ["token.created"]
+    finally:
+        reader.close()

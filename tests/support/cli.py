@@ -1,5 +1,8 @@
 """The `opsplane` command as a person runs it: a subprocess over an inventory written from a
-dict and a SQLite store in a temporary directory, with its exit code checked."""
+dict and a SQLite store in a temporary directory, with its exit code checked.
+
+The store is made up front, as on an installation where `serve` has run: commands that only
+read refuse to work where there is no store yet (tests/server/test_cli_reads.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from opsplane.store import Store
+
 
 class Opsplane:
     """The command against one inventory and one store; `environ` adds to a bare environment."""
@@ -22,6 +27,7 @@ class Opsplane:
         (tmp_path / "opsplane.yaml").write_text(yaml.safe_dump(dict(inventory), sort_keys=False))
         self.env = {"OPSPLANE_DATABASE_URL": f"sqlite:///{tmp_path}/opsplane.db", "PATH": "/usr/bin:/bin",
                     "USER": "ana", "COLUMNS": "200", **(environ or {})}
+        Store.open(self.env["OPSPLANE_DATABASE_URL"]).close()
 
     def __call__(self, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
         ran = subprocess.run([sys.executable, "-m", "opsplane", "-c", "opsplane.yaml", *args],

@@ -1,9 +1,11 @@
 """The probe boundary: one interface, one timeout rule, one translation of failures.
 
-A probe is any object with `async def probe(self) -> ProbeResult`. `run_probe` is the only
-caller: it applies the timeout, measures the duration, and turns every exception into a
-CRITICAL or UNKNOWN result with a reason a person can act on, so nothing above this line
-ever sees a traceback from a target.
+A probe is any object with `async def probe(self) -> ProbeResult` and an `address` naming
+what it looks at. `run_probe` is the only caller: it applies the timeout, measures the
+duration, and turns every exception into a CRITICAL or UNKNOWN result with a reason a person
+can act on, so nothing above this line ever sees a traceback from a target. Every result that
+is not OK names what was probed ("refuses connections — 127.0.0.1:5432"), so the health
+table, the events, the dashboard and a dependency's explanation all say where to look.
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ from opsplane.health.models import ProbeResult, State
 
 
 class Probe(Protocol):
+    @property
+    def address(self) -> str | None:
+        """What the probe looks at, as a person names it: `host:port`, a URL, a database's
+        URL without its password, a command line; None when its reasons say it all."""
+        ...
+
     async def probe(self) -> ProbeResult:
         """Look at the target once and say what was found."""
         ...
@@ -35,7 +43,11 @@ class ProbeFailed(Exception):
 
 
 async def run_probe(probe: Probe, timeout: float) -> ProbeResult:
-    """Run `probe` once within `timeout` seconds; never raises for a target's failure."""
+    """Run `probe` once within `timeout` seconds; never raises for a target's failure.
+
+    A result that is not OK has its reason end with " — " and the probe's address, unless it
+    names it already.
+    """
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
@@ -46,7 +58,21 @@ async def run_probe(probe: Probe, timeout: float) -> ProbeResult:
         result = ProbeResult(exc.state, exc.reason)
     except Exception as exc:  # noqa: BLE001 - the boundary: every failure becomes a state
         result = ProbeResult(*describe_failure(exc))
-    return replace(result, duration=time.perf_counter() - started)
+    # A probe that timed its own exchange knows better than this task, which may have
+    # resumed well after the exchange ended if the loop was busy with other checks.
+    return replace(result, reason=naming(result, probe.address),
+                   duration=result.duration or time.perf_counter() - started)
+
+
+def naming(result: ProbeResult, address: str | None) -> str:
+    """`result`'s reason, followed by " — address" when it is not OK and does not name it.
+
+    A dash rather than parentheses: many reasons already end with some ("6/100 connections
+    (warning at 5%)").
+    """
+    if result.state is State.OK or not address or address in result.reason:
+        return result.reason
+    return f"{result.reason} — {address}"
 
 
 def describe_failure(exc: BaseException) -> tuple[State, str]:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from opsplane.config.models import CommandCheck
 from opsplane.drivers.probes.base import ProbeFailed, format_elapsed
 from opsplane.health.models import Metric, ProbeResult, State
-from opsplane.health.targets import CheckTarget
+from opsplane.health.targets import CheckTarget, command_line
 
 _REASON_CHARS = 200
 
@@ -29,6 +29,10 @@ class CommandProbe:
         self.argv = list(check.argv)
         base = os.environ if environ is None else environ
         self.env = {**base, **check.env}
+
+    @property
+    def address(self) -> str:
+        return command_line(self.argv)
 
     @classmethod
     def for_target(
@@ -85,9 +89,9 @@ class CommandProbe:
         except FileNotFoundError as exc:
             if self.check.cwd is not None and exc.filename == self.check.cwd:
                 raise ProbeFailed(f"working directory not found: {self.check.cwd}") from None
-            raise ProbeFailed(f"command not found: {self.argv[0]}") from None
+            raise ProbeFailed("command not found") from None  # run_probe names the command
         except PermissionError:
-            raise ProbeFailed(f"command not executable: {self.argv[0]}") from None
+            raise ProbeFailed("command not executable") from None
 
 
 async def _kill_group(process: asyncio.subprocess.Process) -> None:

@@ -90,6 +90,10 @@ class HostProbe:
         self.check = check
         self.source = source or PsutilSource()
 
+    @property
+    def address(self) -> None:
+        return None  # this machine; its reasons name the disk they measured
+
     @classmethod
     def for_target(cls, target: CheckTarget, *, source: HostSource | None = None) -> HostProbe:
         if not isinstance(target.check, HostCheck):
@@ -97,7 +101,7 @@ class HostProbe:
         return cls(target.check, source=source)
 
     async def probe(self) -> ProbeResult:
-        """Reason "disk 41%, memory 22%, cpu 5%, load 0.12/cpu" when all is well, else only the
+        """Reason "disk / 41%, memory 22%, cpu 5%, load 0.12/cpu" when all is well, else only the
         figures past a threshold; metrics disk, memory, cpu (percent) and load_per_cpu."""
         return self.judge(await self.source.read(self.check.path))
 
@@ -105,7 +109,8 @@ class HostProbe:
         """The result for `readings`, by the check's thresholds."""
         check = self.check
         figures = [
-            ("disk", readings.disk, Threshold(check.disk_warning, check.disk_critical), _pct),
+            (f"disk {check.path}", readings.disk,
+             Threshold(check.disk_warning, check.disk_critical), _pct),
             ("memory", readings.memory,
              Threshold(check.memory_warning, check.memory_critical), _pct),
             ("cpu", readings.cpu, Threshold(check.cpu_warning, check.cpu_critical), _pct),

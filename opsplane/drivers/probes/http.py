@@ -34,12 +34,14 @@ _NO_BODY_STATUS = frozenset({204, 304})
 
 @dataclass(frozen=True)
 class HttpResponse:
-    """What came back: status, body bytes read (at most MAX_BODY), and the body when kept."""
+    """What came back: status, body bytes read (at most MAX_BODY), and the body when kept;
+    `finished` is the perf_counter() reading when its last byte was read."""
 
     status: int
     size: int
     body: bytes | None
     truncated: bool
+    finished: float = 0.0
 
 
 class HttpProbe:
@@ -80,6 +82,10 @@ class HttpProbe:
                 self._problem = exc.reason
         self._latency = Threshold(check.latency_warning, check.latency_critical)
 
+    @property
+    def address(self) -> str:
+        return self.url
+
     @classmethod
     def for_target(cls, target: CheckTarget, *, bearer_token: str | None = None) -> HttpProbe:
         if not isinstance(target.check, HttpCheck) or target.url is None:
@@ -91,9 +97,11 @@ class HttpProbe:
         latency_ms, status and bytes."""
         if self._problem is not None:
             raise ProbeFailed(self._problem, State.UNKNOWN)
+        # From just before the connect call to the protocol callback that read the last byte:
+        # when many checks run at once, this task may resume much later than that.
         started = time.perf_counter()
         response = await self.fetch()
-        return self.judge(response, time.perf_counter() - started)
+        return self.judge(response, (response.finished or time.perf_counter()) - started)
 
     async def fetch(self) -> HttpResponse:
         """One request/response exchange on a new connection."""
@@ -133,10 +141,10 @@ class HttpProbe:
         metrics: dict[str, Metric] = {"latency_ms": round(elapsed * 1000, 3),
                                    "status": response.status, "bytes": response.size}
         if not problems:
-            return ProbeResult(State.OK, f"HTTP {response.status} in {took}", metrics=metrics)
+            return ProbeResult(State.OK, f"HTTP {response.status} in {took}", elapsed, metrics)
         state = worst(s for s, _ in problems)
         reason = "; ".join(r for s, r in problems if s is state)
-        return ProbeResult(state, reason, metrics=metrics)
+        return ProbeResult(state, reason, elapsed, metrics)
 
     def _body_problems(self, response: HttpResponse) -> list[tuple[State, str]]:
         check = self.check
@@ -380,7 +388,8 @@ class _Exchange(asyncio.Protocol):
         if self._done.done():
             return
         body = bytes(self._body) if self._keep_body else None
-        self._done.set_result(HttpResponse(self._status, self._size, body, truncated))
+        self._done.set_result(HttpResponse(self._status, self._size, body, truncated,
+                                           time.perf_counter()))
         if self._transport is not None:
             self._transport.close()
 

@@ -19,7 +19,7 @@ from opsplane.config.models import PostgresCheck
 from opsplane.config.types import format_duration
 from opsplane.drivers.probes.base import ProbeFailed, format_elapsed
 from opsplane.health.models import Metric, ProbeResult, State, Threshold, worst
-from opsplane.health.targets import CheckTarget
+from opsplane.health.targets import CheckTarget, postgres_address
 
 APPLICATION_NAME = "opsplane-probe"
 
@@ -71,6 +71,10 @@ class PostgresProbe:
         self._transaction = Threshold(check.long_transaction_warning,
                                       check.long_transaction_critical)
         self._lag = Threshold(check.replication_lag_warning, check.replication_lag_critical)
+
+    @property
+    def address(self) -> str:
+        return postgres_address(self.host, self.port, self.user, self.database)
 
     @classmethod
     def for_target(cls, target: CheckTarget, *, password: str | None = None) -> PostgresProbe:

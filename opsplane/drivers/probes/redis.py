@@ -15,7 +15,7 @@ from typing import Any
 from opsplane.config.models import RedisCheck
 from opsplane.drivers.probes.base import ProbeFailed, format_elapsed
 from opsplane.health.models import Metric, ProbeResult, State, Threshold, worst
-from opsplane.health.targets import CheckTarget
+from opsplane.health.targets import CheckTarget, host_port
 
 # Below this many lookups the hit ratio says more about a quiet cache than a cold one.
 MIN_LOOKUPS_FOR_HIT_RATIO = 100
@@ -38,6 +38,10 @@ class RedisProbe:
         self.password = password
         self._memory = Threshold(check.memory_warning, check.memory_critical)
         self._hit_ratio = Threshold(check.hit_ratio_warning, None, higher_is_worse=False)
+
+    @property
+    def address(self) -> str:
+        return f"redis://{host_port(self.host, self.port)}"
 
     @classmethod
     def for_target(cls, target: CheckTarget, *, password: str | None = None) -> RedisProbe:

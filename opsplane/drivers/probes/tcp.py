@@ -7,7 +7,7 @@ import time
 
 from opsplane.drivers.probes.base import ProbeFailed, format_elapsed
 from opsplane.health.models import ProbeResult, State
-from opsplane.health.targets import CheckTarget
+from opsplane.health.targets import CheckTarget, host_port
 
 
 class TcpProbe:
@@ -16,6 +16,10 @@ class TcpProbe:
     def __init__(self, host: str, port: int | None) -> None:
         self.host = host
         self.port = port
+
+    @property
+    def address(self) -> str:
+        return host_port(self.host, self.port)
 
     @classmethod
     def for_target(cls, target: CheckTarget) -> TcpProbe:
@@ -29,10 +33,17 @@ class TcpProbe:
                               State.UNKNOWN)
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        transport, _ = await loop.create_connection(asyncio.Protocol, self.host, self.port)
-        elapsed = time.perf_counter() - started
+        transport, connected = await loop.create_connection(_Connected, self.host, self.port)
+        elapsed = (connected.at or time.perf_counter()) - started
         transport.abort()  # nothing to say goodbye to; don't leave the socket lingering
-        return ProbeResult.ok(
-            f"port {self.port} open in {format_elapsed(elapsed)}",
-            connect_ms=round(elapsed * 1000, 3),
-        )
+        return ProbeResult(State.OK, f"port {self.port} open in {format_elapsed(elapsed)}",
+                           elapsed, {"connect_ms": round(elapsed * 1000, 3)})
+
+
+class _Connected(asyncio.Protocol):
+    """Notes when the connection was made: this task may resume later than that."""
+
+    at = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.at = time.perf_counter()

@@ -1,4 +1,4 @@
-"""TLS certificate probe: how many days until the served certificate expires.
+"""TLS certificate probe: how long until the served certificate expires.
 
 The handshake deliberately skips verification: an untrusted or mismatched certificate still
 has an expiry date worth watching, and trust is the HTTP check's business (verify_tls).
@@ -7,6 +7,7 @@ has an expiry date worth watching, and trust is the HTTP check's business (verif
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
 
 from cryptography import x509
@@ -16,7 +17,10 @@ from opsplane.clock import Clock, SystemClock
 from opsplane.config.models import TlsCheck
 from opsplane.drivers.probes.base import ProbeFailed
 from opsplane.health.models import Metric, ProbeResult, State, Threshold
-from opsplane.health.targets import CheckTarget
+from opsplane.health.targets import CheckTarget, host_port
+from opsplane.timefmt import span
+
+DAY = 86400.0
 
 
 def _unverified_context() -> ssl.SSLContext:
@@ -45,6 +49,10 @@ class TlsProbe:
         self._context = _unverified_context()
         self._expiry = Threshold(check.warning_days, check.critical_days, higher_is_worse=False)
 
+    @property
+    def address(self) -> str:
+        return host_port(self.host, self.port)
+
     @classmethod
     def for_target(cls, target: CheckTarget, *, clock: Clock | None = None) -> TlsProbe:
         if not isinstance(target.check, TlsCheck):
@@ -52,7 +60,8 @@ class TlsProbe:
         return cls(target.host, target.port or 443, target.check, clock=clock)
 
     async def probe(self) -> ProbeResult:
-        """The certificate's state by days left; metrics days_left, not_after, subject, issuer."""
+        """The certificate's state by the time left; metrics days_left, not_after, subject,
+        issuer."""
         der = await self.fetch_certificate()
         try:
             certificate = x509.load_der_x509_certificate(der)
@@ -79,26 +88,32 @@ class TlsProbe:
         return bytes(der)
 
     def judge(self, certificate: x509.Certificate) -> ProbeResult:
-        """The state of `certificate` at the clock's now."""
+        """The state of `certificate` at the clock's now.
+
+        One rule for every figure: time is counted in complete units toward zero, so 4 days
+        23 hours left reads "4d 23h" with `days_left` 4, and expiry 1 day and 31 seconds ago
+        reads "1d 0h ago" with `days_left` -1. The thresholds compare the exact time left:
+        `critical_days: 5` is critical from the instant fewer than 5 x 24 hours remain. The
+        reason gives the expiry time itself (UTC) as well.
+        """
         not_after = certificate.not_valid_after_utc
-        left = not_after - self.clock.now()
-        days_left = left.days  # whole days, rounded down (negative once expired)
+        seconds = (not_after - self.clock.now()).total_seconds()
+        days_left = math.trunc(seconds / DAY)
         name = common_name(certificate.subject) or self.server_name
-        date = not_after.date().isoformat()
+        when = not_after.strftime("%Y-%m-%dT%H:%M:%SZ")
         metrics: dict[str, Metric] = {
             "days_left": days_left,
             "not_after": not_after.isoformat(),
             "subject": certificate.subject.rfc4514_string(),
             "issuer": certificate.issuer.rfc4514_string(),
         }
-        if left.total_seconds() <= 0:
-            ago = (-left).days
-            when = "today" if ago == 0 else f"{ago} day{'s' if ago != 1 else ''} ago"
-            return ProbeResult(State.CRITICAL, f"certificate expired {when} (CN {name}, {date})",
+        how_long = span(abs(math.trunc(seconds)))
+        if seconds <= 0:
+            return ProbeResult(State.CRITICAL,
+                               f"certificate expired {how_long} ago, at {when} (CN {name})",
                                metrics=metrics)
-        state = self._expiry.judge(days_left)
-        plural = "s" if days_left != 1 else ""
-        reason = f"certificate expires in {days_left} day{plural} (CN {name}, {date})"
+        state = self._expiry.judge(seconds / DAY)
+        reason = f"certificate expires in {how_long}, at {when} (CN {name})"
         return ProbeResult(state, reason, metrics=metrics)
 
 
