@@ -65,9 +65,13 @@ extras=""
 [ "$want_test" = 1 ] && extras="[test]"
 stamp=".venv/.opsplane-installed$extras"
 digest=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
+current() { [ -f "$1" ] && [ "$(cat "$1")" = "$digest" ]; }
+# What the tests install includes what the demo needs.
+if ! current "$stamp" && ! current ".venv/.opsplane-installed[test]"; then
   echo "bootstrap: installing Python packages"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".$extras"
+  # setuptools tells every editable install, as a warning, that a folder named like the
+  # package could shadow it; that is how this checkout is meant to work, so it is not shown.
+  PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install -q -e ".$extras"
   echo "$digest" > "$stamp"
 fi
