@@ -40,7 +40,7 @@ alerting:
 
 @pytest.fixture(scope="module")
 def watched_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DemoStack, Serve, Hook]]:
-    stack, hook = DemoStack(tmp_path_factory.mktemp("alerting") / "demo", paging=False), Hook()
+    stack, hook = DemoStack(tmp_path_factory.mktemp("alerting") / "demo", paging=False, host_check=False), Hook()
     serve: Serve | None = None
     try:
         stack.start_servers()

@@ -59,7 +59,7 @@ Watched = tuple[DemoStack, Serve, LocalHttpServer]
 
 @pytest.fixture(scope="module")
 def incident_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watched]:
-    stack = DemoStack(tmp_path_factory.mktemp("incident") / "demo", paging=False)
+    stack = DemoStack(tmp_path_factory.mktemp("incident") / "demo", paging=False, host_check=False)
     pagerduty = LocalHttpServer({"/v2/enqueue": Reply(202, b'{"status":"success"}', "application/json"),
                                  "/sms": Reply(200, b"queued")})
     serve: Serve | None = None
