@@ -72,6 +72,12 @@ def parse(text: str, file: str) -> LocatedDocument:
     """Parse YAML text; raises ConfigError with the position of a syntax error or duplicate key."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, before any parsing
+        line, column = _line_column(text, exc.position)
+        raise ConfigError([ConfigProblem(
+            file=file, line=line, column=column, field="",
+            message=f"invalid YAML: character U+{exc.character:04X} is not allowed "
+                    "(control characters other than tab and newline)")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         raise ConfigError(
@@ -95,6 +101,12 @@ def parse(text: str, file: str) -> LocatedDocument:
     if problems:
         raise ConfigError(problems)
     return doc
+
+
+def _line_column(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of the character at `offset` in `text`."""
+    line_start = text.rfind("\n", 0, offset) + 1
+    return text.count("\n", 0, offset) + 1, offset - line_start + 1
 
 
 def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
