@@ -72,7 +72,7 @@ def _fast_load(text: str) -> Inventory | None:
     """The inventory when `text` is valid in every respect, else None (never raises)."""
     try:
         data = load_plain(text)
-    except (yaml.YAMLError, NotPlain):
+    except (yaml.YAMLError, NotPlain, ValueError, OverflowError):  # ValueError: 2026-13-01
         return None
     if not isinstance(data, dict):
         return None

@@ -142,7 +142,10 @@ def _build(node: yaml.Node, path: Path, doc: LocatedDocument, problems: list[Con
                                   "mapping keys must be plain names")
                 )
                 continue
-            key = str(_scalar(key_node))
+            key_value = _read_scalar(key_node, path, doc, problems)
+            if key_value is _UNREADABLE:
+                continue
+            key = str(key_value)
             child = path + (key,)
             if key in result:
                 first = doc.keys[child]
@@ -156,7 +159,27 @@ def _build(node: yaml.Node, path: Path, doc: LocatedDocument, problems: list[Con
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, path + (i,), doc, problems) for i, item in enumerate(node.value)]
-    return _scalar(node)
+    value = _read_scalar(node, path, doc, problems)
+    return None if value is _UNREADABLE else value
+
+
+_UNREADABLE = object()
+
+
+def _read_scalar(node: yaml.Node, path: Path, doc: LocatedDocument, problems: list[ConfigProblem]) -> Any:
+    """The scalar's value; _UNREADABLE, with a problem located at it, when YAML cannot build
+    it (an unknown tag, a date such as 2026-13-01, a malformed !!binary)."""
+    try:
+        return _scalar(node)
+    except yaml.constructor.ConstructorError as exc:
+        if node.tag == "tag:yaml.org,2002:value":  # a bare '=', which YAML 1.1 reserves: text
+            return node.value
+        reason = exc.problem or "cannot be read"
+    except (ValueError, OverflowError) as exc:
+        reason = str(exc)
+    problems.append(ConfigProblem(doc.file, *_pos_tuple(node), dotted(path),
+                                  f"cannot read {str(node.value)[:40]!r}: {reason}"))
+    return _UNREADABLE
 
 
 def _pos_tuple(node: yaml.Node) -> tuple[int, int]:
