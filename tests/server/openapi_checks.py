@@ -10,8 +10,8 @@ import schemathesis
 
 @schemathesis.check
 def declared_role_suffices(ctx: Any, response: Any, case: Any) -> bool | None:
-    sent = case.headers or {}
-    if response.status_code == 403 and "x-opsplane-role" in case.operation.definition.raw and sent:
+    # 403 is the answer to a role too low; the run sends each route its own role's token
+    if response.status_code == 403 and "x-opsplane-role" in case.operation.definition.raw:
         raise AssertionError(f"{case.operation.label} refused the role its document names: "
                              f"{response.text[:200]}")
     return None
