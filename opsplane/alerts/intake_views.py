@@ -53,9 +53,10 @@ ALERTS_BODY = {
 
 
 @router.post("/alerts", openapi_extra={"requestBody": ALERTS_BODY},
-             responses=declare(400, 413, 503, _400="The body is not a list of alerts, or an "
-                               "alert in it is invalid (an endsAt before its startsAt, ...).",
-                               _503="Alerting could not start; send the alerts again."))
+             responses=declare(400, 413, 503, meaning={
+                 400: "The body is not a list of alerts, or an alert in it is invalid (an endsAt "
+                      "before its startsAt, ...).",
+                 503: "Alerting could not start; send the alerts again."}))
 async def receive_alerts(
     request: Request, principal: Principal = Depends(require(Role.RESPONDER))
 ) -> dict[str, Any]:

@@ -10,6 +10,7 @@ a request that did not validate (empty otherwise). The two routes in Prometheus'
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -49,11 +50,11 @@ class ErrorBody(BaseModel):
                                     description="Each invalid field, for a request that did not validate.")
 
 
-def declare(*codes: int, **meanings: str) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for a route: each status in `codes` with the error body and its meaning
-    (`meanings` overrides it by `_404="..."`)."""
-    return {code: {"model": ErrorBody, "description": meanings.get(f"_{code}", MEANING[code])}
-            for code in codes}
+def declare(*codes: int, meaning: Mapping[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: each status in `codes` with the error body, described by
+    `meaning` where the route says more than MEANING does."""
+    said = meaning or {}
+    return {code: {"model": ErrorBody, "description": said.get(code, MEANING[code])} for code in codes}
 
 
 def install(app: FastAPI) -> None:

@@ -44,7 +44,7 @@ def services(request: Request, _: Principal = Depends(require(Role.VIEWER))) -> 
     return out
 
 
-@router.get("/health", responses=declare(404, _404="A service named is not in the inventory."))
+@router.get("/health", responses=declare(404, meaning={404: "A service named is not in the inventory."}))
 def health(
     request: Request,
     service: list[str] | None = Query(None, description="Only these services."),

@@ -24,9 +24,9 @@ T = TypeVar("T")
 # How a path names an incident. Anything else, a number past a store's 64-bit ids included,
 # names no incident: 404, as for an incident that does not exist (`parse_ref`).
 IncidentId = Path(description="12 or INC-12.", examples=["INC-1"])
-READ_REFUSALS = declare(404, _404="No such incident.")
-CHANGE_REFUSALS = declare(404, 409, _404="No such incident.",
-                          _409="The incident's state does not allow it (already resolved, ...).")
+READ_REFUSALS = declare(404, meaning={404: "No such incident."})
+CHANGE_REFUSALS = declare(404, 409, meaning={
+    404: "No such incident.", 409: "The incident's state does not allow it (already resolved, ...)."})
 
 
 class AckRequest(BaseModel):

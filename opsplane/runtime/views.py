@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 
 router = APIRouter(tags=["runtime"])
 # What a change can answer besides its result.
-CHANGE_REFUSALS = declare(404, 409, 502, _404="The service has no run section in the inventory.",
-                          _409="The runtime does not run (`opsplane up` starts it).")
+CHANGE_REFUSALS = declare(404, 409, 502, meaning={
+    404: "The service has no run section in the inventory.",
+    409: "The runtime does not run (`opsplane up` starts it)."})
 
 
 def _driver(request: Request, principal: Principal) -> RuntimeDriver:
