@@ -19,9 +19,11 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 VALID = {name: (EXAMPLES / name).read_text() for name in ("minimal.yaml", "seed-platform.yaml")}
 FILE = "fuzzed.yaml"
 # About a hundred files per property keeps the module near twenty seconds (the mutated
-# seed-platform example goes through the located parser, a quarter of a second each); a
-# failure prints the file that caused it.
-FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# seed-platform example goes through the located parser, a quarter of a second each). A
+# failure prints the file that caused it and the blob that replays it; nothing is written
+# into the repository (no example database).
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+                database=None, print_blob=True)
 FUZZ_EXAMPLES = settings(FUZZ, max_examples=50)
 
 
