@@ -16,12 +16,13 @@ import resource
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from sqlalchemy import select, text
 
 from opsplane.clock import Clock, SystemClock
@@ -453,8 +454,14 @@ def _raise_open_files_limit() -> None:
 def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> FastAPI:
     """The FastAPI app serving `plane`: /health, /metrics, the authenticated /api/v1 and the
     dashboard under /ui. `inventory_dir` (default: the current directory) is where the
-    inventory's relative paths start, such as the runtime's state for the instance list."""
+    inventory's relative paths start, such as the runtime's state for the instance list.
+
+    Every route is registered here, but the domains behind them (incidents, on-call, the
+    dashboard's pages and templates, ...) are imported by the first request that needs them:
+    the views modules import only what their signatures name (docs/api.md)."""
     from opsplane.alerts.intake_views import router as intake_router
+    from opsplane.api import errors
+    from opsplane.auth.views import router as auth_router
     from opsplane.events.views import router as events_router
     from opsplane.health.views import router as health_router
     from opsplane.incidents.views import router as incidents_router
@@ -473,23 +480,31 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
         finally:
             await plane.stop()
 
+    # The document is served to viewers at /api/v1/openapi.json (auth.views), not publicly.
     app = FastAPI(title="opsplane", version=_version(), lifespan=lifespan,
+                  description="The control plane's API: health, events, metrics, alerts, incidents, "
+                              "on-call and the runtime. Every route but /health, /metrics and "
+                              "/status.json needs a bearer token (docs/api.md).",
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.plane = plane
     app.state.inventory_dir = inventory_dir or Path.cwd()
+    errors.install(app)
 
-    @app.get("/health", include_in_schema=False)
+    @app.get("/health", tags=["control plane"], response_model=OwnHealth,
+             responses={503: {"model": OwnHealth, "description": "Starting, or a loop has stopped."}})
     def own_health() -> JSONResponse:
+        """Whether the control plane runs: for load balancers and supervisors, without a token."""
         running = bool(plane._tasks) and not any(t.done() for t in plane._tasks)
-        body: dict[str, Any] = {"status": "ok" if running else "starting",
-                                "checks": len(plane.targets), "environment": plane.env}
-        return JSONResponse(body, status_code=200 if running else 503)
+        body = OwnHealth(status="ok" if running else "starting", checks=len(plane.targets),
+                         environment=plane.env)
+        return JSONResponse(body.model_dump(), status_code=200 if running else 503)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", tags=["control plane"], response_class=Response,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                              "description": "Prometheus's text format."}})
     def own_metrics() -> Response:
+        """The control plane's own metrics, for Prometheus, without a token."""
         return Response(generate_latest(plane.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    from opsplane.auth.views import router as auth_router
 
     for router in (health_router, events_router, auth_router, runtime_router, metrics_router,
                    oncall_router, incidents_router):
@@ -501,17 +516,31 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     return app
 
 
+class OwnHealth(BaseModel):
+    """`GET /health`."""
+
+    status: Literal["ok", "starting"]
+    checks: int
+    environment: str
+
+
 def _mount(app: FastAPI, router: APIRouter, prefix: str) -> None:
     """Add a domain router's routes to the app itself, so `app.routes` lists every route
-    as a plain APIRoute (the role test walks them)."""
+    as a plain APIRoute (the role test walks them), each with what the OpenAPI document says
+    about it: its role and the refusals of its kind (`api.document.contract`)."""
+    from opsplane.api.document import contract
+
     for route in router.routes:
         if not isinstance(route, APIRoute):
             raise TypeError(f"unexpected route type {type(route).__name__} in {router}")
+        stated = contract(route)
         app.router.add_api_route(
             prefix + route.path, route.endpoint, methods=sorted(route.methods or ()),
             name=route.name, include_in_schema=route.include_in_schema, tags=route.tags,
-            summary=route.summary, description=route.description,
+            summary=route.summary, description=stated.description,
             response_model=route.response_model, status_code=route.status_code,
+            response_class=route.response_class, responses=stated.responses,
+            response_description=route.response_description, openapi_extra=stated.openapi_extra,
         )
 
 

@@ -27,7 +27,8 @@ def serve(
 
     path = config_path(ctx)
     inventory = load(path)
-    store = Store.open()
+    # Migrations, if due, run in a child: their imports would stay in serve for good.
+    store = Store.open_migrated_apart()
     plane = ControlPlane(inventory, store, env=env)
     app = create_app(plane, inventory_dir=path.resolve().parent)
     listen_host = host or inventory.server.listen_host

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+# The times opsplane reads: from the Unix epoch to the end of year 8999. Wide enough for any
+# record and any plan, and far enough from datetime's end (9999) that adding a delay, a
+# reminder or a few years of shifts to one never overflows.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
 
 def span(seconds: float) -> str:
     """A duration as people write it: 45s, 12m 05s, 12m, 2h 05m, 3d 4h (to the second)."""
@@ -22,10 +28,18 @@ def span(seconds: float) -> str:
 
 def parse_time(text: str) -> datetime:
     """An ISO 8601 time ('2026-11-24T02:00:00Z', '2026-11-24 02:00+01:00'); UTC when it gives
-    no offset. ValueError names the expected form."""
+    no offset. ValueError names the expected form, or the range for a time outside
+    EARLIEST..LATEST."""
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"cannot read {text!r}: give an ISO 8601 time such as "
                          "2026-11-24T02:00:00Z") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    try:
+        inside = EARLIEST <= when.astimezone(UTC) < LATEST
+    except OverflowError:  # an offset that moves it past datetime's range
+        inside = False
+    if not inside:
+        raise ValueError(f"{text!r} is outside the times opsplane reads (1970 to the end of 8999)")
+    return when

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Request, status
+from fastapi import HTTPException, Request, Security, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from opsplane.auth.service import Principal, Role, authenticate
 from opsplane.errors import AuthError
 
-_bearer = HTTPBearer(auto_error=False)
+# A security dependency, so that the OpenAPI document names the scheme on every route that
+# checks a role; missing credentials are this guard's 401, not FastAPI's.
+bearer = HTTPBearer(auto_error=False, scheme_name="token",
+                    description="An API token (`opsplane token create --role ROLE`), sent as "
+                                "`Authorization: Bearer ops_...`.")
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="opsplane"'}
 
 
@@ -18,8 +22,9 @@ class RoleGuard:
     def __init__(self, role: Role) -> None:
         self.role = role
 
-    async def __call__(self, request: Request) -> Principal:
-        credentials: HTTPAuthorizationCredentials | None = await _bearer(request)
+    async def __call__(
+        self, request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer)
+    ) -> Principal:
         if credentials is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a bearer token is required",
                                 headers=_CHALLENGE)

@@ -99,7 +99,7 @@ def _fast_load(text: str) -> Inventory | None:
     """The inventory when `text` is valid in every respect, else None (never raises)."""
     try:
         data = load_plain(text)
-    except (yaml.YAMLError, NotPlain):
+    except (yaml.YAMLError, NotPlain, ValueError, OverflowError):  # ValueError: 2026-13-01
         return None
     if not isinstance(data, dict):
         return None
@@ -262,6 +262,9 @@ def _translate(exc: ValidationError, doc: LocatedDocument) -> list[ConfigProblem
     seen: set[tuple[tuple[str | int, ...], str]] = set()
     for error in exc.errors(include_url=False):
         loc = _clean_loc(error["loc"])
+        if error["type"] == "extra_forbidden":
+            # the last part is the user's key, whatever it holds ('[' looks like pydantic's tags)
+            loc = _clean_loc(error["loc"][:-1]) + (error["loc"][-1],)
         if error["type"] == "union_tag_invalid":
             loc = loc + ("type",)  # point at the wrong type, not at the whole check
         message = _message(error, loc, doc)

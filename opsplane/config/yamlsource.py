@@ -72,6 +72,12 @@ def parse(text: str, file: str) -> LocatedDocument:
     """Parse YAML text; raises ConfigError with the position of a syntax error or duplicate key."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, before any parsing
+        line, column = _line_column(text, exc.position)
+        raise ConfigError([ConfigProblem(
+            file=file, line=line, column=column, field="",
+            message=f"invalid YAML: character U+{exc.character:04X} is not allowed "
+                    "(control characters other than tab and newline)")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         raise ConfigError(
@@ -95,6 +101,12 @@ def parse(text: str, file: str) -> LocatedDocument:
     if problems:
         raise ConfigError(problems)
     return doc
+
+
+def _line_column(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of the character at `offset` in `text`."""
+    line_start = text.rfind("\n", 0, offset) + 1
+    return text.count("\n", 0, offset) + 1, offset - line_start + 1
 
 
 def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
@@ -130,7 +142,10 @@ def _build(node: yaml.Node, path: Path, doc: LocatedDocument, problems: list[Con
                                   "mapping keys must be plain names")
                 )
                 continue
-            key = str(_scalar(key_node))
+            key_value = _read_scalar(key_node, path, doc, problems)
+            if key_value is _UNREADABLE:
+                continue
+            key = str(key_value)
             child = path + (key,)
             if key in result:
                 first = doc.keys[child]
@@ -144,7 +159,27 @@ def _build(node: yaml.Node, path: Path, doc: LocatedDocument, problems: list[Con
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, path + (i,), doc, problems) for i, item in enumerate(node.value)]
-    return _scalar(node)
+    value = _read_scalar(node, path, doc, problems)
+    return None if value is _UNREADABLE else value
+
+
+_UNREADABLE = object()
+
+
+def _read_scalar(node: yaml.Node, path: Path, doc: LocatedDocument, problems: list[ConfigProblem]) -> Any:
+    """The scalar's value; _UNREADABLE, with a problem located at it, when YAML cannot build
+    it (an unknown tag, a date such as 2026-13-01, a malformed !!binary)."""
+    try:
+        return _scalar(node)
+    except yaml.constructor.ConstructorError as exc:
+        if node.tag == "tag:yaml.org,2002:value":  # a bare '=', which YAML 1.1 reserves: text
+            return node.value
+        reason = exc.problem or "cannot be read"
+    except (ValueError, OverflowError) as exc:
+        reason = str(exc)
+    problems.append(ConfigProblem(doc.file, *_pos_tuple(node), dotted(path),
+                                  f"cannot read {str(node.value)[:40]!r}: {reason}"))
+    return _UNREADABLE
 
 
 def _pos_tuple(node: yaml.Node) -> tuple[int, int]:

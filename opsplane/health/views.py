@@ -6,10 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
+from opsplane.api.errors import declare
 from opsplane.auth.deps import require
 from opsplane.auth.service import Principal, Role
-from opsplane.health.report import as_data
-from opsplane.health.status import assess
 
 router = APIRouter(tags=["health"])
 
@@ -17,6 +16,8 @@ router = APIRouter(tags=["health"])
 @router.get("/services")
 def services(request: Request, _: Principal = Depends(require(Role.VIEWER))) -> list[dict[str, Any]]:
     """Every component of the inventory with its current state and dependencies."""
+    from opsplane.health.status import assess
+
     plane = request.app.state.plane
     statuses = {s.name: s for s in assess(plane.inventory, plane.latest)}
     out = []
@@ -43,13 +44,16 @@ def services(request: Request, _: Principal = Depends(require(Role.VIEWER))) -> 
     return out
 
 
-@router.get("/health")
+@router.get("/health", responses=declare(404, meaning={404: "A service named is not in the inventory."}))
 def health(
     request: Request,
     service: list[str] | None = Query(None, description="Only these services."),
     _: Principal = Depends(require(Role.VIEWER)),
 ) -> dict[str, Any]:
     """The latest health report, in the shape of `opsplane health --json`."""
+    from opsplane.health.report import as_data
+    from opsplane.health.status import assess
+
     plane = request.app.state.plane
     statuses = assess(plane.inventory, plane.latest)
     if service:

@@ -125,7 +125,11 @@ def parse_ref(text: str) -> int | None:
     digits = text.strip()
     if digits.upper().startswith("INC-"):
         digits = digits[4:]
-    return int(digits) if digits.isdigit() else None
+    # ASCII digits only (str.isdigit also takes '²' and '١'), and no more than a store's
+    # 64-bit id can hold.
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
+        return None
+    return int(digits)
 
 
 @dataclass(frozen=True)
@@ -205,7 +209,7 @@ def parse_next_update(text: str, now: datetime) -> datetime:
 
     try:
         return now + timedelta(seconds=parse_duration(text))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: a delay past the calendar's end
         pass
     try:
         return parse_time(text)

@@ -4,21 +4,29 @@ post status updates and resolve, recorded with the token's name as actor."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from opsplane.api.errors import declare
 from opsplane.auth.deps import require
 from opsplane.auth.service import Principal, Role
 from opsplane.errors import UsageError
-from opsplane.incidents import service
-from opsplane.incidents.lifecycle import TransitionRefused
-from opsplane.incidents.models import UPDATE_STATUSES, IncidentsSettings, Status, parse_next_update, parse_ref
+from opsplane.incidents.models import Status, parse_ref
+
+if TYPE_CHECKING:
+    from opsplane.incidents.models import IncidentsSettings
 
 router = APIRouter(tags=["incidents"])
 T = TypeVar("T")
+# How a path names an incident. Anything else, a number past a store's 64-bit ids included,
+# names no incident: 404, as for an incident that does not exist (`parse_ref`).
+IncidentId = Path(description="12 or INC-12.", examples=["INC-1"])
+READ_REFUSALS = declare(404, meaning={404: "No such incident."})
+CHANGE_REFUSALS = declare(404, 409, meaning={
+    404: "No such incident.", 409: "The incident's state does not allow it (already resolved, ...)."})
 
 
 class AckRequest(BaseModel):
@@ -26,7 +34,8 @@ class AckRequest(BaseModel):
 
 
 class UpdateRequest(BaseModel):
-    status: Status = Field(description="investigating, identified, monitoring or resolved.")
+    # The status update template's words: the statuses an update can set.
+    status: Literal["investigating", "identified", "monitoring", "resolved"]
     summary: str = Field(min_length=1, description="The issue and its impact on users.")
     actions: str = Field("", description="What is being done to resolve it.")
     next_update: str | None = Field(
@@ -51,6 +60,8 @@ async def list_incidents(
     _: Principal = Depends(require(Role.VIEWER)),
 ) -> list[dict[str, Any]]:
     """Incidents newest first."""
+    from opsplane.incidents import service
+
     plane = request.app.state.plane
     settings: IncidentsSettings = plane.inventory.incidents
 
@@ -62,11 +73,13 @@ async def list_incidents(
     return await run_in_threadpool(read)
 
 
-@router.get("/incidents/{incident_id}")
+@router.get("/incidents/{incident_id}", responses=READ_REFUSALS)
 async def show_incident(
-    request: Request, incident_id: str, _: Principal = Depends(require(Role.VIEWER)),
+    request: Request, incident_id: str = IncidentId, _: Principal = Depends(require(Role.VIEWER)),
 ) -> dict[str, Any]:
     """One incident with its status updates, alerts, action items and timeline."""
+    from opsplane.incidents import service
+
     plane = request.app.state.plane
     number = _number(incident_id)
 
@@ -77,12 +90,14 @@ async def show_incident(
     return await _run(request, read)
 
 
-@router.post("/incidents/{incident_id}/ack")
+@router.post("/incidents/{incident_id}/ack", responses=CHANGE_REFUSALS)
 async def acknowledge(
-    request: Request, incident_id: str, body: AckRequest | None = None,
+    request: Request, incident_id: str = IncidentId, body: AckRequest | None = None,
     principal: Principal = Depends(require(Role.RESPONDER)),
 ) -> dict[str, Any]:
     """Acknowledge the incident; the acknowledger commands it unless `commander` says otherwise."""
+    from opsplane.incidents import service
+
     plane = request.app.state.plane
     number = _number(incident_id)
 
@@ -94,16 +109,17 @@ async def acknowledge(
     return await _run(request, change)
 
 
-@router.post("/incidents/{incident_id}/updates", status_code=201)
+@router.post("/incidents/{incident_id}/updates", status_code=201, responses=CHANGE_REFUSALS)
 async def post_update(
-    request: Request, incident_id: str, body: UpdateRequest,
+    request: Request, body: UpdateRequest, incident_id: str = IncidentId,
     principal: Principal = Depends(require(Role.RESPONDER)),
 ) -> dict[str, Any]:
     """A status update on the manual's template (status, summary, current actions, next update)."""
+    from opsplane.incidents import service
+    from opsplane.incidents.models import parse_next_update
+
     plane = request.app.state.plane
     number = _number(incident_id)
-    if body.status not in UPDATE_STATUSES:
-        raise HTTPException(422, f"status: one of {', '.join(s.value for s in UPDATE_STATUSES)}")
     now = plane.clock.now()
     try:
         promised = parse_next_update(body.next_update, now) if body.next_update else None
@@ -112,7 +128,7 @@ async def post_update(
 
     def change(session: Any) -> dict[str, Any]:
         update = service.post_update(
-            session, incident_id=number, status=body.status, summary=body.summary,
+            session, incident_id=number, status=Status(body.status), summary=body.summary,
             actions=body.actions, next_update_at=promised, public=body.public,
             root_cause=body.root_cause, actor=principal.actor, now=now,
             settings=plane.inventory.incidents)
@@ -121,12 +137,14 @@ async def post_update(
     return await _run(request, change)
 
 
-@router.post("/incidents/{incident_id}/resolve")
+@router.post("/incidents/{incident_id}/resolve", responses=CHANGE_REFUSALS)
 async def resolve(
-    request: Request, incident_id: str, body: ResolveRequest | None = None,
+    request: Request, incident_id: str = IncidentId, body: ResolveRequest | None = None,
     principal: Principal = Depends(require(Role.RESPONDER)),
 ) -> dict[str, Any]:
     """Resolve the incident with a final status update."""
+    from opsplane.incidents import service
+
     plane = request.app.state.plane
     number = _number(incident_id)
     given = body or ResolveRequest()
@@ -150,6 +168,9 @@ def _number(text: str) -> int:
 
 async def _run(request: Request, work: Callable[[Any], T]) -> T:
     """Run `work` in a session off the event loop, turning the domain's refusals into HTTP."""
+    from opsplane.incidents import service
+    from opsplane.incidents.lifecycle import TransitionRefused
+
     store = request.app.state.plane.store
 
     def run() -> T:

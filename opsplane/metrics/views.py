@@ -3,7 +3,8 @@
 `GET /api/v1/query?query=EXPR[&time=T]` and `GET /api/v1/query_range?query=EXPR&start=S&end=E&step=D`
 answer as Prometheus does (`{"status": "success", "data": {"resultType", "result"}}`, values
 as strings), so tools that speak to Prometheus can read them; `opsplane query` is one.
-An expression outside the supported subset is a 400 naming the construct.
+An expression outside the supported subset is a 400 naming the construct. Times are
+`api.params.Instant`: RFC 3339 or Unix seconds, as Prometheus reads them.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import math
 import time
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from opsplane.api.params import Instant
 from opsplane.auth.deps import require
 from opsplane.auth.service import Principal, Role
 from opsplane.config.types import parse_duration
@@ -26,17 +29,34 @@ router = APIRouter(tags=["metrics"])
 MAX_POINTS = 11_000  # as Prometheus: more points than this in one series is refused
 
 
-@router.get("/query")
+class PrometheusError(BaseModel):
+    """An error in the shape of Prometheus's HTTP API."""
+
+    status: Literal["error"]
+    errorType: str  # noqa: N815 - Prometheus's field name
+    error: str
+
+
+# Prometheus's refusals, in its shape, for the tools that read them.
+PROMETHEUS_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": PrometheusError, "description": "bad_data: the expression does not parse or is "
+          "outside the supported subset, or the step or range cannot be evaluated."},
+    503: {"model": PrometheusError, "description": "unavailable: the configured Prometheus "
+          "could not be reached."},
+}
+
+
+@router.get("/query", responses=PROMETHEUS_ERRORS)
 async def query(
     request: Request,
     expr: str = Query(..., alias="query", description="A PromQL expression."),
-    at: float | None = Query(None, alias="time", description="Unix time; default now."),
+    at: Instant | None = Query(None, alias="time", description="Default: now."),
     _: Principal = Depends(require(Role.VIEWER)),
 ) -> JSONResponse:
     """The expression's value at one instant."""
     from opsplane.metrics.promql import PromQLError, instant
 
-    when = time.time() if at is None else at
+    when = time.time() if at is None else at.timestamp()
     prometheus = request.app.state.plane.prometheus
     try:
         if prometheus is not None:  # metrics.source: prometheus
@@ -49,18 +69,19 @@ async def query(
     return _ok(_result(value, when))
 
 
-@router.get("/query_range")
+@router.get("/query_range", responses=PROMETHEUS_ERRORS)
 async def query_range(
     request: Request,
     expr: str = Query(..., alias="query", description="A PromQL expression."),
-    start: float = Query(..., description="Unix time of the first step."),
-    end: float = Query(..., description="Unix time of the last step."),
+    first: Instant = Query(..., alias="start", description="The first step."),
+    last: Instant = Query(..., alias="end", description="The last step."),
     step: str = Query(..., description="Seconds between steps, or a duration such as 15s."),
     _: Principal = Depends(require(Role.VIEWER)),
 ) -> JSONResponse:
     """The expression's value at every step from start to end."""
     from opsplane.metrics.promql import PromQLError, range_query
 
+    start, end = first.timestamp(), last.timestamp()
     try:
         seconds = _seconds(step)
     except ValueError as exc:
@@ -83,9 +104,12 @@ async def query_range(
 
 def _seconds(step: str) -> float:
     try:
-        return parse_duration(float(step))
+        seconds = parse_duration(float(step))
     except ValueError:
         return parse_duration(step)
+    if not math.isfinite(seconds):  # float() reads "nan" and "inf"
+        raise ValueError(f"expected a duration such as 10s, 500ms or 5m, got {step!r}")
+    return seconds
 
 
 def _source(request: Request) -> Any:

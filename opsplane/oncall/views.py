@@ -3,28 +3,32 @@ handoff notes recorded with the token's name as actor."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from opsplane.api.params import Instant
 from opsplane.auth.deps import require
 from opsplane.auth.service import Principal, Role
 from opsplane.errors import UsageError
-from opsplane.oncall import report, service
-from opsplane.oncall.models import OncallSettings
+
+if TYPE_CHECKING:
+    from opsplane.oncall.models import OncallSettings
 
 router = APIRouter(tags=["oncall"])
+# The service's refusals (an unknown schedule, layer or person, an end before the start) are
+# rules of the inventory that the document cannot state: 422 with the reason.
 
 
 class OverrideRequest(BaseModel):
     schedule: str
     layer: str
     person: str
-    start: datetime = Field(description="ISO 8601; without an offset, UTC.")
-    end: datetime = Field(description="ISO 8601; without an offset, UTC.")
+    start: Instant
+    end: Instant
 
 
 class HandoffRequest(BaseModel):
@@ -35,13 +39,15 @@ class HandoffRequest(BaseModel):
 @router.get("/oncall")
 async def on_call_now(
     request: Request,
-    at: datetime | None = Query(None, description="ISO 8601 [default: now]; without an offset, UTC."),
+    at: Instant | None = Query(None, description="Default: now."),
     _: Principal = Depends(require(Role.VIEWER)),
 ) -> dict[str, Any]:
     """Who is on call on each layer of each schedule, with the last handoff note."""
+    from opsplane.oncall import report, service
+
     plane = request.app.state.plane
     settings: OncallSettings = plane.inventory.oncall
-    instant = _aware(at) or plane.clock.now()
+    instant = at or plane.clock.now()
 
     def read() -> dict[str, Any]:
         with plane.store.session() as session:
@@ -58,13 +64,15 @@ async def on_call_now(
 async def shifts(
     request: Request,
     weeks: int = Query(4, ge=1, le=104),
-    start: datetime | None = Query(None, description="ISO 8601 [default: now]; without an offset, UTC."),
+    start: Instant | None = Query(None, description="Default: now."),
     _: Principal = Depends(require(Role.VIEWER)),
 ) -> list[dict[str, Any]]:
     """The shifts of the coming weeks, overrides and swaps included."""
+    from opsplane.oncall import report, service
+
     plane = request.app.state.plane
     settings: OncallSettings = plane.inventory.oncall
-    begin = _aware(start) or plane.clock.now()
+    begin = start or plane.clock.now()
 
     def read() -> list[dict[str, Any]]:
         with plane.store.session() as session:
@@ -83,6 +91,8 @@ async def escalation_plan(
     _: Principal = Depends(require(Role.VIEWER)),
 ) -> dict[str, Any]:
     """The steps `severity` escalates through and whom each would reach if it fired now."""
+    from opsplane.oncall import report, service
+
     plane = request.app.state.plane
     settings: OncallSettings = plane.inventory.oncall
 
@@ -100,14 +110,16 @@ async def create_override(
     request: Request, body: OverrideRequest, principal: Principal = Depends(require(Role.RESPONDER))
 ) -> dict[str, Any]:
     """Put someone else on call for a while (event oncall.override)."""
+    from opsplane.oncall import service
+
     plane = request.app.state.plane
-    start, end = _utc(body.start), _utc(body.end)
 
     def write() -> dict[str, Any]:
         with plane.store.session() as session:
             made = service.record_override(
                 session, settings=plane.inventory.oncall, schedule=body.schedule, layer=body.layer,
-                person=body.person, start=start, end=end, actor=principal.actor, clock=plane.clock)
+                person=body.person, start=body.start, end=body.end, actor=principal.actor,
+                clock=plane.clock)
         return {"schedule": made.schedule, "layer": made.layer, "person": made.person,
                 "start": made.start.isoformat(), "end": made.end.isoformat()}
 
@@ -119,6 +131,8 @@ async def create_handoff(
     request: Request, body: HandoffRequest, principal: Principal = Depends(require(Role.RESPONDER))
 ) -> dict[str, Any]:
     """Leave a handoff note for the next shift (event oncall.handoff)."""
+    from opsplane.oncall import service
+
     plane = request.app.state.plane
 
     def write() -> dict[str, Any]:
@@ -137,11 +151,3 @@ async def _refusing_mistakes(write: Any) -> dict[str, Any]:
     except UsageError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from None
     return result
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    return None if value is None else _utc(value)
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -7,21 +7,29 @@ token that asked.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
+from opsplane.api.errors import declare
 from opsplane.auth.deps import require
 from opsplane.auth.service import Principal, Role
-from opsplane.drivers.runtime import RuntimeDriver, RuntimeNotRunning, open_runtime
 from opsplane.errors import OpsplaneError, UsageError
-from opsplane.runtime.selection import require as require_runnable
+
+if TYPE_CHECKING:
+    from opsplane.drivers.runtime import RuntimeDriver
 
 router = APIRouter(tags=["runtime"])
+# What a change can answer besides its result.
+CHANGE_REFUSALS = declare(404, 409, 502, meaning={
+    404: "The service has no run section in the inventory.",
+    409: "The runtime does not run (`opsplane up` starts it)."})
 
 
 def _driver(request: Request, principal: Principal) -> RuntimeDriver:
+    from opsplane.drivers.runtime import open_runtime
+
     plane = request.app.state.plane
     return open_runtime(plane.inventory, base_dir=request.app.state.inventory_dir,
                         actor=principal.actor)
@@ -32,6 +40,8 @@ def _instances(driver: RuntimeDriver, service: str | None = None) -> list[dict[s
 
 
 def _runnable(request: Request, service: str) -> None:
+    from opsplane.runtime.selection import require as require_runnable
+
     try:
         require_runnable(request.app.state.plane.inventory, service)
     except UsageError as exc:
@@ -42,6 +52,8 @@ def _runnable(request: Request, service: str) -> None:
 async def instances(request: Request, principal: Principal = Depends(require(Role.VIEWER))) -> dict[str, Any]:
     """Every instance the runtime runs: service, instance, pid, port, state, uptime, restarts,
     memory and CPU, as `opsplane ps --json` prints them."""
+    from opsplane.drivers.runtime import RuntimeNotRunning
+
     driver = _driver(request, principal)
     try:
         return {"running": True, "instances": await run_in_threadpool(_instances, driver)}
@@ -49,7 +61,7 @@ async def instances(request: Request, principal: Principal = Depends(require(Rol
         return {"running": False, "reason": str(exc), "instances": []}
 
 
-@router.post("/services/{service}/restart")
+@router.post("/services/{service}/restart", responses=CHANGE_REFUSALS)
 async def restart(service: str, request: Request,
                   principal: Principal = Depends(require(Role.OPERATOR))) -> dict[str, Any]:
     """Restart each instance of `service` in turn, as `opsplane restart` does; its instances
@@ -59,7 +71,7 @@ async def restart(service: str, request: Request,
     return {"service": service, "instances": await _change(driver, service, driver.restart, service)}
 
 
-@router.post("/services/{service}/scale")
+@router.post("/services/{service}/scale", responses=CHANGE_REFUSALS)
 async def scale(service: str, request: Request,
                 instances: int = Body(..., embed=True, ge=1, le=100,
                                       description="How many instances to run."),
@@ -72,6 +84,8 @@ async def scale(service: str, request: Request,
 
 
 async def _change(driver: RuntimeDriver, service: str, action: Any, *args: Any) -> list[dict[str, Any]]:
+    from opsplane.drivers.runtime import RuntimeNotRunning
+
     try:
         await run_in_threadpool(action, *args)
         return await run_in_threadpool(_instances, driver, service)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -126,6 +128,27 @@ class Store:
         if not present:
             self.engine.dispose()
             raise NoStoreYet(where)
+
+    @classmethod
+    def open_migrated_apart(cls, url: str | None = None) -> Store:
+        """`open`, with the migrations (if any are due) applied by a child process
+        (`opsplane.store.migrate`): for `serve`, which would otherwise carry their imports
+        for as long as it runs. Raises StoreError with the child's reason if it fails."""
+        url = url or default_url()
+        store = cls.open(url, migrate=False)
+        if store._stamped_revision() == HEAD_REVISION:
+            return store
+        run = subprocess.run([sys.executable, "-m", "opsplane.store.migrate"],
+                             env={**os.environ, "OPSPLANE_DATABASE_URL": url},
+                             capture_output=True, text=True, check=False)
+        if run.returncode != 0:
+            store.close()
+            said = run.stderr.strip()
+            if run.returncode == 2 and said:  # the child's StoreError, as Store.open says it
+                raise StoreError(said)
+            last = said.splitlines()[-1] if said else f"exit status {run.returncode}"
+            raise StoreError(f"migrating the store at {store.url} failed: {last}")
+        return store
 
     @contextmanager
     def _migration_lock(self) -> Iterator[None]:

@@ -9,21 +9,22 @@ the signed-in token's name as actor, and refuse forms posted from another site.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from opsplane.auth.service import Principal, Role
 from opsplane.errors import UsageError
-from opsplane.incidents import service
-from opsplane.incidents.lifecycle import TransitionRefused
 from opsplane.incidents.models import UPDATE_STATUSES, Status, parse_next_update, parse_ref
-from opsplane.web import incident_pages
-from opsplane.web.render import page
 from opsplane.web.session import SessionGuard, same_origin, viewer
-from opsplane.web.views import read_form
+from opsplane.web.views import page, read_form
+
+if TYPE_CHECKING:  # the incident domain is imported by the first incident page shown
+    from sqlalchemy.orm import Session
+
+    from opsplane.web import incident_pages
 
 router = APIRouter(tags=["dashboard"])
 responder = SessionGuard(Role.RESPONDER)
@@ -34,6 +35,8 @@ async def incident_list(
     request: Request, show: str = Query("all"), _: Principal = Depends(viewer),
 ) -> Response:
     """Open incidents first, then recent resolved ones; `show=open` keeps only the open."""
+    from opsplane.web import incident_pages
+
     plane = request.app.state.plane
     show = show if show in incident_pages.FILTERS else "all"
 
@@ -56,6 +59,8 @@ async def incident_page(request: Request, incident_id: str,
 async def acknowledge(request: Request, incident_id: str,
                       principal: Principal = Depends(responder)) -> Response:
     """Acknowledge from the page; the acknowledger commands the incident."""
+    from opsplane.incidents import service
+
     plane = request.app.state.plane
 
     def change(session: Session, number: int) -> None:
@@ -68,6 +73,8 @@ async def acknowledge(request: Request, incident_id: str,
 async def post_update(request: Request, incident_id: str,
                       principal: Principal = Depends(responder)) -> Response:
     """A status update from the page's form, on the manual's template."""
+    from opsplane.incidents import service
+
     plane = request.app.state.plane
     form = await read_form(request) if same_origin(request) else {}
     now = plane.clock.now()
@@ -92,6 +99,8 @@ async def post_update(request: Request, incident_id: str,
 async def _show(request: Request, incident_id: str, principal: Principal, *,
                 error: str | None = None, status_code: int = 200) -> Response:
     """The incident page, with a refused action's reason when there is one."""
+    from opsplane.web import incident_pages
+
     plane = request.app.state.plane
     number = parse_ref(incident_id)
 
@@ -115,6 +124,9 @@ async def _act(request: Request, incident_id: str, principal: Principal,
                change: Callable[[Session, int], None]) -> Response:
     """Run a responder's change in one transaction, then back to the incident page: a redirect
     when it is done, the page with the reason (409 or 422) when the incident service refused."""
+    from opsplane.incidents import service
+    from opsplane.incidents.lifecycle import TransitionRefused
+
     if not same_origin(request):
         return await _show(request, incident_id, principal, status_code=403,
                            error="This form was sent from another site; nothing was changed.")
@@ -142,6 +154,8 @@ async def _act(request: Request, incident_id: str, principal: Principal,
 async def postmortem_page(request: Request, incident_id: str,
                           _: Principal = Depends(viewer)) -> Response:
     """The post-mortem draft as preformatted Markdown, to copy into the write-up."""
+    from opsplane.web import incident_pages
+
     plane = request.app.state.plane
     number = parse_ref(incident_id)
 

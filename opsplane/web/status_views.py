@@ -9,16 +9,19 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 
-from opsplane.web import status
-from opsplane.web.render import HERE, environment, security_headers
-from opsplane.web.status import PublicComponent
-from opsplane.web.uptime import DayUptime
+if TYPE_CHECKING:  # imported by the first request for the page
+    from markupsafe import Markup
+
+    from opsplane.web import status
+    from opsplane.web.status import PublicComponent
+    from opsplane.web.uptime import DayUptime
 
 router = APIRouter(tags=["status"])
 RELOAD_SECONDS = 60
@@ -30,6 +33,9 @@ MIN_BAR = 3  # a day with a few minutes of data still shows its colour
 
 @router.get("/status", include_in_schema=False)
 async def status_page(request: Request) -> Response:
+    from opsplane.web import status
+    from opsplane.web.render import environment, security_headers
+
     found = await run_in_threadpool(status.report, request.app.state.plane, _cache(request))
     nonce = secrets.token_urlsafe(16)
     html = environment().get_template("status.html").render(
@@ -38,8 +44,14 @@ async def status_page(request: Request) -> Response:
     return Response(html, media_type="text/html; charset=utf-8", headers=security_headers(nonce))
 
 
-@router.get("/status.json", include_in_schema=False)
+@router.get("/status.json", response_class=JSONResponse, responses={200: {
+    "description": "The public status: each public component's state and uptime, open public "
+                   "incidents and maintenance (docs/status-page.md).",
+    "content": {"application/json": {"schema": {"type": "object"}}}}})
 async def status_json(request: Request) -> JSONResponse:
+    """The public status page as JSON, without a token (and to any origin)."""
+    from opsplane.web import status
+
     found = await run_in_threadpool(status.report, request.app.state.plane, _cache(request))
     return JSONResponse(found.as_dict(), headers={"Cache-Control": "no-store",
                                                   "X-Content-Type-Options": "nosniff",
@@ -48,12 +60,14 @@ async def status_json(request: Request) -> JSONResponse:
 
 @router.get("/status/static/status.css", include_in_schema=False)
 def status_stylesheet() -> Response:
-    return Response((HERE / "static" / "status.css").read_bytes(), media_type="text/css",
+    return Response((Path(__file__).parent / "static" / "status.css").read_bytes(), media_type="text/css",
                     headers={"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"})
 
 
 def _cache(request: Request) -> status.UptimeCache:
     """The app's uptime cache, made on first use."""
+    from opsplane.web import status
+
     cache = getattr(request.app.state, "status_uptime", None)
     if cache is None:
         cache = request.app.state.status_uptime = status.UptimeCache()
@@ -122,6 +136,8 @@ def uptime_bars(name: str, days: Sequence[DayUptime], now: datetime) -> Markup:
     """One SVG bar per day, oldest on the left, as tall as the share of the day that was
     observed (grey above it), coloured by uptime; each says its date, uptime and measured time
     on hover and to screen readers."""
+    from markupsafe import Markup, escape
+
     width = len(days) * (BAR_WIDTH + BAR_GAP)
     parts = []
     for n, day in enumerate(days):

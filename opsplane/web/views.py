@@ -8,6 +8,7 @@ redirect from `/` are public.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -18,9 +19,6 @@ from opsplane.auth.service import Principal, authenticate
 from opsplane.errors import AuthError
 from opsplane.events import service as events
 from opsplane.store import Store
-from opsplane.web import pages
-from opsplane.web.instances import Instances, RuntimeView
-from opsplane.web.render import HERE, page
 from opsplane.web.service_charts import ChartRange
 from opsplane.web.session import (
     HOME_PATH,
@@ -32,9 +30,21 @@ from opsplane.web.session import (
     viewer,
 )
 
+if TYPE_CHECKING:
+    from opsplane.web import pages
+    from opsplane.web.instances import Instances, RuntimeView
+
 router = APIRouter(tags=["dashboard"])
 MAX_FORM_BYTES = 4096
 EVENT_LIMIT_DEFAULT = 100
+
+
+def page(request: Request, template: str, *, status_code: int = 200, **values: Any) -> Response:
+    """`render.page`, imported with the first page shown: what the pages need (their data,
+    charts, Jinja2) stays out of a control plane nobody looks at."""
+    from opsplane.web.render import page as render
+
+    return render(request, template, status_code=status_code, **values)
 
 
 @router.get("/", include_in_schema=False)
@@ -49,7 +59,7 @@ def stylesheet() -> Response:
 
 
 def _stylesheet() -> bytes:
-    return (HERE / "static" / "dashboard.css").read_bytes()
+    return (Path(__file__).parent / "static" / "dashboard.css").read_bytes()
 
 
 # --- signing in and out ---------------------------------------------------------------------
@@ -120,6 +130,8 @@ def logout(request: Request, _: Principal = Depends(viewer)) -> Response:
 
 @router.get("/ui/", include_in_schema=False)
 def overview(request: Request, _: Principal = Depends(viewer)) -> Response:
+    from opsplane.web import pages
+
     rows = pages.overview(request.app.state.plane)
     return page(request, "overview.html", rows=rows, counts=pages.state_counts(rows))
 
@@ -131,6 +143,8 @@ async def service_page(
     chosen: ChartRange | None = Query(None, alias="range", description="How far back the charts go."),
     _: Principal = Depends(viewer),
 ) -> Response:
+    from opsplane.web import pages
+
     plane = request.app.state.plane
     # range queries over the samples and a read of the alerts: off the event loop
     detail = await run_in_threadpool(pages.service_detail, plane, name, chosen)
@@ -148,6 +162,8 @@ async def service_page(
 
 @router.get("/ui/dependencies", include_in_schema=False)
 def dependencies(request: Request, _: Principal = Depends(viewer)) -> Response:
+    from opsplane.web import pages
+
     rows = pages.overview(request.app.state.plane)
     return page(request, "dependencies.html", graph=pages.dependency_view(request.app.state.plane),
                 counts=pages.state_counts(rows))
@@ -161,6 +177,8 @@ async def event_log(
     limit: int = Query(EVENT_LIMIT_DEFAULT, ge=1, le=1000),
     _: Principal = Depends(viewer),
 ) -> Response:
+    from opsplane.web import pages
+
     plane = request.app.state.plane
     service = service or None
     kind = (kind or "").strip() or None
@@ -202,6 +220,8 @@ async def instances_page(request: Request, _: Principal = Depends(viewer)) -> Re
 def _runtime(request: Request) -> RuntimeView:
     """The app's runtime view, opened on first use from the inventory's directory (where the
     runtime's state directory is relative to)."""
+    from opsplane.web.instances import RuntimeView
+
     state = request.app.state
     view = getattr(state, "runtime_view", None)
     if view is None:

@@ -40,7 +40,8 @@ alerting:
 
 @pytest.fixture(scope="module")
 def watched_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DemoStack, Serve, Hook]]:
-    stack, hook = DemoStack(tmp_path_factory.mktemp("alerting") / "demo", paging=False, host_check=False), Hook()
+    stack = DemoStack(tmp_path_factory.mktemp("alerting") / "demo", paging=False, host_check=False)
+    hook = Hook()
     serve: Serve | None = None
     try:
         stack.start_servers()
