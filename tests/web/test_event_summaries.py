@@ -186,3 +186,27 @@ def test_the_events_of_an_alert_and_its_incident_read_as_sentences(
     assert "Note: Pool exhausted" in timeline
     for line in timeline:
         assert not [shown for shown in ("{", "'", "None", " -> ") if shown in line], line
+
+
+def test_opsplane_events_prints_the_same_sentences(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from opsplane.events import service as events
+    from opsplane.events.cli import app
+    from opsplane.store import Store
+
+    url = f"sqlite:///{tmp_path}/opsplane.db"
+    store = Store.open(url)
+    with store.session() as session:
+        events.record(session, kind="alert.firing", actor="alerting", target="HighErrorRate",
+                      service="orders", outcome="firing", details={
+                          "labels": {"alertname": "HighErrorRate", "severity": "P1", "service": "orders"},
+                          "value": 0.019037883636991926, "unit": "ratio", "from": "pending",
+                          "annotations": {"summary": "orders fails"}})
+    store.close()
+    monkeypatch.setenv("OPSPLANE_DATABASE_URL", url)
+    monkeypatch.setenv("COLUMNS", "250")
+    shown = CliRunner().invoke(app, [])
+    assert shown.exit_code == 0, shown.output
+    assert "Alert HighErrorRate firing at 1.9% (service=orders): orders fails" in shown.output
+    assert "{" not in shown.output and "'" not in shown.output
