@@ -249,7 +249,9 @@ def _lifecycle(word: str) -> Describer:
         line = f"Control plane {word}"
         if d.get("environment"):
             line += f" in {_d(d, 'environment')}"
-        return line + (f", {text(checks)} checks" if isinstance(checks, int) else "")
+        if not isinstance(checks, int) or isinstance(checks, bool):
+            return line
+        return f"{line}, {checks} check" + ("" if checks == 1 else "s")
 
     return write
 
