@@ -40,9 +40,9 @@ from opsplane.store import Store
 from opsplane.telemetry import ControlPlaneMetrics
 
 if TYPE_CHECKING:
+    from opsplane.alerts.evaluations import Evaluation
     from opsplane.alerts.flows import Alerting
     from opsplane.alerts.intake import ReceivedAlert
-    from opsplane.alerts.service import Evaluation
     from opsplane.metrics.remote import PrometheusClient
     from opsplane.metrics.store import SampleStore
 
@@ -350,11 +350,11 @@ class ControlPlane:
         """Until alerting starts, record every evaluation interval that the rules had nothing
         to read (nothing scraped, no check failing), so that `opsplane alerts` can tell a
         quiet platform from one that nothing watches."""
-        from opsplane.alerts import service as alerts
+        from opsplane.alerts import evaluations
 
         interval = self.inventory.alerting.evaluation_interval
         while self.alerting is None:
-            evaluation = alerts.by_this_process(now=self.clock.now(), interval=interval,
+            evaluation = evaluations.by_this_process(now=self.clock.now(), interval=interval,
                                                 started_at=self.started_at or self.clock.now(), rules=0)
             try:
                 await asyncio.to_thread(self._record_evaluation, evaluation)
@@ -363,10 +363,10 @@ class ControlPlane:
             await asyncio.sleep(interval)
 
     def _record_evaluation(self, evaluation: Evaluation) -> None:
-        from opsplane.alerts import service as alerts
+        from opsplane.alerts import evaluations
 
         with self.store.session() as session:
-            alerts.record_evaluation(session, evaluation)
+            evaluations.record(session, evaluation)
 
     async def _next_cycle(self, due: float, quiet_until: float) -> None:
         """Wait until `due`, or until the inputs change but not before `quiet_until`."""

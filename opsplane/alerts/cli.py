@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from opsplane.alerts import service
+from opsplane.alerts import evaluations, service
 from opsplane.alerts.silences import Silence
 from opsplane.auth.service import Role
 from opsplane.cli_support import acting_as, open_store, out, print_json
@@ -169,7 +169,7 @@ def alerts_command(
     now = SystemClock().now()
     with open_store().session() as session:
         rows = alert_rows(session, inventory=inventory, now=now, include_resolved=all_)
-        status = evaluation_status(service.get_evaluation(session), now)
+        status = evaluation_status(evaluations.get(session), now)
     if json_out:
         print_json({"evaluation": status, "alerts": rows})
     else:

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session
 
-from opsplane.alerts import service
+from opsplane.alerts import evaluations, service
 from opsplane.alerts.inhibition import inhibitions
 from opsplane.alerts.intake import AlertInbox, follow
 from opsplane.alerts.messages import outbox_message
@@ -119,7 +119,7 @@ class Alerting:
                 service.record_transitions(session, transitions=evaluation.transitions, at=now,
                                            senders=intake.senders)
                 self._record_rule_errors(session, evaluation.errors, now)
-                service.record_evaluation(session, self.evaluation(now, errors=evaluation.errors))
+                evaluations.record(session, self.evaluation(now, errors=evaluation.errors))
                 silences = service.get_silences(session, now=now)
         except BaseException:
             if self.inbox is not None:  # nothing was kept: the next cycle takes them again
@@ -141,9 +141,9 @@ class Alerting:
             self._notify(notification, now, report)
         return report
 
-    def evaluation(self, now: datetime, *, errors: Mapping[str, str] | None = None) -> service.Evaluation:
+    def evaluation(self, now: datetime, *, errors: Mapping[str, str] | None = None) -> evaluations.Evaluation:
         """This evaluator's cycle at `now`, as `opsplane alerts` reads it from the store."""
-        return service.by_this_process(now=now, interval=self.settings.evaluation_interval,
+        return evaluations.by_this_process(now=now, interval=self.settings.evaluation_interval,
                                        started_at=self.started_at, rules=len(self.rules),
                                        failing=errors or ())
 

@@ -1,5 +1,4 @@
-"""Alert states, silences, the notification log and the last evaluation in the store, plus
-their events.
+"""Alert states, silences and the notification log in the store, plus their events.
 
 The control plane loads `get_all` on start and stores what each evaluation changed with
 `save_changes`, so after a restart a pending alert keeps counting its `for` from when it
@@ -9,10 +8,7 @@ really started and a firing alert is neither lost nor announced again.
 from __future__ import annotations
 
 import math
-import os
-import socket
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +20,7 @@ from opsplane.alerts.matchers import parse_matcher
 from opsplane.alerts.routing import Notification, SentNotification
 from opsplane.alerts.silences import Silence
 from opsplane.alerts.state import RULE_SOURCE, Alert, AlertState, Transition
-from opsplane.alerts.tables import AlertRow, EvaluationRow, NotificationRow, SilenceRow
+from opsplane.alerts.tables import AlertRow, NotificationRow, SilenceRow
 from opsplane.errors import UsageError
 from opsplane.events import service as events
 from opsplane.units import format_value
@@ -174,61 +170,6 @@ def _alert(row: AlertRow) -> Alert:
         generator_url=row.generator_url,
         unit=row.unit,
     )
-
-
-# --- the last evaluation ----------------------------------------------------------------------
-
-RULES = "rules"  # the one evaluation kept: of the inventory's rules, by whichever serve runs them
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """An alerting cycle as the store remembers it: when, by which process, every how often."""
-
-    evaluated_at: datetime
-    host: str
-    pid: int
-    interval: float
-    started_at: datetime
-    rules: int  # rules evaluated; 0 while they have nothing to read (nothing scraped or failing)
-    failing: tuple[str, ...] = ()  # rules whose query failed in that cycle
-
-    def is_stale(self, now: datetime) -> bool:
-        """True when no cycle ran for STALE_CYCLES intervals: nothing is evaluating the rules."""
-        return (now - self.evaluated_at).total_seconds() > STALE_CYCLES * max(self.interval, 1.0)
-
-
-STALE_CYCLES = 3
-"""Intervals without a cycle after which the rules count as not evaluated (a slow or skipped
-cycle is not yet an outage)."""
-
-
-def by_this_process(*, now: datetime, interval: float, started_at: datetime, rules: int,
-                    failing: Iterable[str] = ()) -> Evaluation:
-    """A cycle of this process (its host name and pid) at `now`."""
-    return Evaluation(evaluated_at=now, host=socket.gethostname(), pid=os.getpid(), interval=interval,
-                      started_at=started_at, rules=rules, failing=tuple(sorted(failing)))
-
-
-def record_evaluation(session: Session, evaluation: Evaluation) -> None:
-    """Keep `evaluation` as the last one: one small UPDATE per cycle (an INSERT the first time)."""
-    values: dict[str, Any] = {
-        "evaluated_at": evaluation.evaluated_at, "host": evaluation.host, "pid": evaluation.pid,
-        "interval": evaluation.interval, "started_at": evaluation.started_at, "rules": evaluation.rules,
-        "failing": list(evaluation.failing),
-    }
-    updated = session.execute(update(EvaluationRow).where(EvaluationRow.name == RULES).values(**values))
-    if not getattr(updated, "rowcount", 0):
-        session.add(EvaluationRow(name=RULES, **values))
-
-
-def get_evaluation(session: Session) -> Evaluation | None:
-    """The last alerting cycle, None when no evaluator ever ran on this store."""
-    row = session.get(EvaluationRow, RULES)
-    if row is None:
-        return None
-    return Evaluation(evaluated_at=row.evaluated_at, host=row.host, pid=row.pid, interval=row.interval,
-                      started_at=row.started_at, rules=row.rules, failing=tuple(row.failing))
 
 
 # --- silences ------------------------------------------------------------------------------

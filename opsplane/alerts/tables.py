@@ -1,9 +1,8 @@
-"""The alerting tables: each alert's state, the notification log, silences, and when the
-rules were last evaluated.
+"""The alerting tables: each alert's state, the notification log and silences (the last
+evaluation's row is in evaluations.py).
 
 Alert states and the notification log are what let the control plane restart without
-losing a firing alert or paging it a second time; the last evaluation is what tells "no
-alerts" from "nothing is evaluating the rules".
+losing a firing alert or paging it a second time.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, Index, Integer, String, Text
+from sqlalchemy import Float, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from opsplane.store.base import Base, BigId, JsonDoc, UTCDateTime
@@ -40,23 +39,6 @@ class AlertRow(Base):
     unit: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (Index("ix_alert_states_rule", "rule"),)
-
-
-class EvaluationRow(Base):
-    """The last alerting cycle: when, by which process, every how often. One row, rewritten
-    by each cycle (a second evaluator of the same store would take it over)."""
-
-    __tablename__ = "alert_evaluations"
-
-    name: Mapped[str] = mapped_column(String(63), primary_key=True)
-    evaluated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
-    host: Mapped[str] = mapped_column(String(255), nullable=False)
-    pid: Mapped[int] = mapped_column(Integer, nullable=False)
-    interval: Mapped[float] = mapped_column(Float, nullable=False)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
-    # rules evaluated (0: nothing for rules to read yet) and those whose query failed
-    rules: Mapped[int] = mapped_column(Integer, nullable=False)
-    failing: Mapped[list[str]] = mapped_column(JsonDoc, nullable=False)
 
 
 class NotificationRow(Base):

@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from opsplane.alerts import service
+from opsplane.alerts.evaluations import Evaluation
 from opsplane.alerts.flows import dependencies
 from opsplane.alerts.inhibition import inhibitions
 from opsplane.alerts.routing import Muted, mute
-from opsplane.alerts.service import Evaluation
 from opsplane.alerts.state import Alert, AlertState
 from opsplane.config.models import Inventory
 from opsplane.timefmt import span

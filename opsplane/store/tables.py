@@ -1,6 +1,7 @@
 """Every domain's tables, gathered so that migrations see one metadata."""
 
-from opsplane.alerts.tables import AlertRow, EvaluationRow, NotificationRow, SilenceRow
+from opsplane.alerts.evaluations import EvaluationRow
+from opsplane.alerts.tables import AlertRow, NotificationRow, SilenceRow
 from opsplane.auth.tables import ApiToken
 from opsplane.events.tables import Event
 from opsplane.health.tables import CheckState

@@ -171,7 +171,7 @@ async def event_log(
 @router.get("/ui/alerts", include_in_schema=False)
 async def alerts_page(request: Request, _: Principal = Depends(viewer)) -> Response:
     """Firing, pending and recently resolved alerts, with value, since, why muted, runbook."""
-    from opsplane.alerts.service import get_evaluation
+    from opsplane.alerts import evaluations
     from opsplane.alerts.views import alert_rows, evaluation_status
 
     plane = request.app.state.plane
@@ -180,7 +180,7 @@ async def alerts_page(request: Request, _: Principal = Depends(viewer)) -> Respo
         now = plane.clock.now()
         with plane.store.session() as session:
             return (alert_rows(session, inventory=plane.inventory, now=now, include_resolved=True),
-                    evaluation_status(get_evaluation(session), now))
+                    evaluation_status(evaluations.get(session), now))
 
     rows, evaluation = await run_in_threadpool(read)
     note = ("No alerts: every rule is quiet." if plane.alerting is not None else

@@ -16,7 +16,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from opsplane.alerts import service
+from opsplane.alerts import evaluations, service
 from opsplane.alerts.cli import alerts_command
 from opsplane.alerts.state import Alert, AlertState
 from opsplane.alerts.views import evaluation_status
@@ -58,7 +58,7 @@ def _evaluated(workdir: Path, *, ago: float = 5.0, interval: float = 15.0, **fie
     now = SystemClock().now()
     store = Store.open(f"sqlite:///{workdir}/opsplane.db")
     with store.session() as session:
-        service.record_evaluation(session, service.Evaluation(**{
+        evaluations.record(session, evaluations.Evaluation(**{
             "evaluated_at": now - timedelta(seconds=ago), "host": "ops-1", "pid": 4242, "interval": interval,
             "started_at": now - timedelta(hours=1), "rules": 25, **fields}))
     store.close()
@@ -202,8 +202,8 @@ def test_an_old_evaluation_exits_unknown_even_with_a_page_in_the_store(workdir: 
     assert "nothing is evaluating them now" in answer["evaluation"]["text"]
 
 
-def _evaluation(at: datetime, **fields: Any) -> service.Evaluation:
-    return service.Evaluation(**{"evaluated_at": at, "host": "ops-1", "pid": 7, "interval": 15.0,
+def _evaluation(at: datetime, **fields: Any) -> evaluations.Evaluation:
+    return evaluations.Evaluation(**{"evaluated_at": at, "host": "ops-1", "pid": 7, "interval": 15.0,
                                  "started_at": at, "rules": 4, **fields})
 
 
