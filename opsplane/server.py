@@ -41,6 +41,7 @@ from opsplane.store import Store
 from opsplane.telemetry import ControlPlaneMetrics
 
 if TYPE_CHECKING:
+    from opsplane.alerts.evaluations import Evaluation
     from opsplane.alerts.flows import Alerting
     from opsplane.alerts.intake import ReceivedAlert
     from opsplane.metrics.remote import PrometheusClient
@@ -168,6 +169,8 @@ class ControlPlane:
             self._build_alerting()  # alerts of an earlier run go on (and resolve) from here
         if self.alerting is not None:
             self._tasks.append(loop.create_task(self._evaluate_rules(self.alerting)))
+        else:
+            self._tasks.append(loop.create_task(self._watch_without_rules()))
         if self.inventory.channels.named:
             self._tasks.append(loop.create_task(self._deliver()))
         else:
@@ -342,6 +345,28 @@ class ControlPlane:
                 due += interval
                 if due < loop.time():  # a slow cycle: skip the slots it overran
                     due += math.ceil((loop.time() - due) / interval) * interval
+
+    async def _watch_without_rules(self) -> None:
+        """Until alerting starts, record every evaluation interval that the rules had nothing
+        to read (nothing scraped, no check failing), so that `opsplane alerts` can tell a
+        quiet platform from one that nothing watches."""
+        from opsplane.alerts import evaluations
+
+        interval = self.inventory.alerting.evaluation_interval
+        while self.alerting is None:
+            evaluation = evaluations.by_this_process(now=self.clock.now(), interval=interval,
+                                                started_at=self.started_at or self.clock.now(), rules=0)
+            try:
+                await asyncio.to_thread(self._record_evaluation, evaluation)
+            except Exception as exc:  # the store may be down; the next interval tries again
+                log.warning("could not record that the rules have nothing to read: %s", exc)
+            await asyncio.sleep(interval)
+
+    def _record_evaluation(self, evaluation: Evaluation) -> None:
+        from opsplane.alerts import evaluations
+
+        with self.store.session() as session:
+            evaluations.record(session, evaluation)
 
     async def _next_cycle(self, due: float, quiet_until: float) -> None:
         """Wait until `due`, or until the inputs change but not before `quiet_until`."""

@@ -8,8 +8,9 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from opsplane.alerts import service
+from opsplane.alerts import evaluations, service
 from opsplane.alerts.silences import Silence
 from opsplane.auth.service import Role
 from opsplane.cli_support import acting_as, open_store, out, print_json
@@ -154,11 +155,13 @@ def alerts_command(
     all_: bool = typer.Option(False, "--all", help="Include alerts resolved in the last 15 minutes."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Firing and pending alerts with value, since, runbook and why any are muted.
+    """Firing and pending alerts with value, since, runbook and why any are muted, and when
+    the rules were last evaluated.
 
-    Exit code 2 when a P0 or P1 alert fires unmuted, 1 when another one does, else 0.
+    Exit code 3 when nothing has evaluated the rules for three evaluation intervals (or
+    ever), else 2 when a P0 or P1 alert fires unmuted, 1 when another one does, else 0.
     """
-    from opsplane.alerts.views import alert_rows, exit_code_for
+    from opsplane.alerts.views import alert_rows, evaluation_status, exit_code_for
     from opsplane.cli import config_path
     from opsplane.config import load
 
@@ -166,15 +169,50 @@ def alerts_command(
     now = SystemClock().now()
     with open_store().session() as session:
         rows = alert_rows(session, inventory=inventory, now=now, include_resolved=all_)
+        status = evaluation_status(evaluations.get(session), now)
     if json_out:
-        print_json(rows)
+        print_json({"evaluation": status, "alerts": rows})
     else:
-        table = Table("STATE", "ALERT", "SEV", "LABELS", "VALUE", "SINCE", "MUTED", "RUNBOOK")
-        for row in rows:
-            shown = {k: v for k, v in row["labels"].items() if k not in ("alertname", "severity")}
-            labels = " ".join(f"{k}={v}" for k, v in shown.items())
-            table.add_row(row["state"], row["name"], row["severity"], labels, row["value_text"],
-                          (row["since"] or "")[:19].replace("T", " "), row["muted"] or "",
-                          row["runbook"] or "")
-        out.print(table)
-    raise typer.Exit(exit_code_for(rows))
+        out.print(status["text"], style=None if status["current"] else "yellow")
+        _print_alerts(rows, resolved_too=all_)
+    raise typer.Exit(exit_code_for(rows, current=status["current"]))
+
+
+_HEADERS = ("STATE", "ALERT", "SEV", "LABELS", "VALUE", "SINCE", "MUTED", "RUNBOOK")
+
+
+def _print_alerts(rows: list[dict[str, Any]], *, resolved_too: bool) -> None:
+    """The alerts as a table with each runbook in full on a line of its own below it (a link
+    cut to fit a column cannot be followed), numbered from the RUNBOOK column; on a terminal
+    too narrow for the table, one short block per alert instead."""
+    if not rows:
+        out.print("No alerts firing or pending" + (", none resolved in the last 15 minutes." if resolved_too
+                                                  else "."))
+        return
+    runbooks: dict[str, int] = {}
+    cells = []
+    for row in rows:
+        shown = {k: v for k, v in row["labels"].items() if k not in ("alertname", "severity")}
+        runbook = row["runbook"]
+        reference = f"[{runbooks.setdefault(runbook, len(runbooks) + 1)}]" if runbook else ""
+        labels = " ".join(f"{k}={v}" for k, v in shown.items())
+        cells.append((row["state"], row["name"], row["severity"], labels,
+                      row["value_text"], (row["since"] or "")[:19].replace("T", " "), row["muted"] or "",
+                      reference))
+    widths = [max(len(text) for text in column) for column in zip(_HEADERS, *cells, strict=True)]
+    if sum(widths) + 3 * len(widths) + 1 > out.width:
+        for row, (state, name, severity, labels, value, since, muted, _) in zip(rows, cells, strict=True):
+            head = [state, name, severity, *(["at", value] if value != "-" else []), "since", since]
+            out.print(" ".join(head), markup=False)
+            for line in (labels, f"muted: {muted}" if muted else "",
+                         f"runbook: {row['runbook']}" if row["runbook"] else ""):
+                if line:
+                    out.print(f"  {line}", markup=False)
+        return
+    table = Table(*_HEADERS)
+    for row_cells in cells:
+        table.add_row(*(Text(cell) for cell in row_cells))  # label values are not markup
+    out.print(table)
+    out.print("Runbooks:")
+    for link, number in runbooks.items():
+        out.print(f"  [{number}] {link}", markup=False)

@@ -15,6 +15,7 @@ from typing import Any
 from opsplane.alerts.inhibition import COMPONENT_LABEL, dependents
 from opsplane.alerts.models import AlertingSettings, AlertRule, Receiver, Route
 from opsplane.alerts.pack import effective_rules, prometheus_duration
+from opsplane.alerts.templates import for_prometheus
 
 
 @dataclass
@@ -61,9 +62,16 @@ def _rule(rule: AlertRule) -> dict[str, Any]:
     if rule.keep_firing_for:
         exported["keep_firing_for"] = prometheus_duration(rule.keep_firing_for)
     exported["labels"] = {k: v for k, v in rule.static_labels().items() if k != "alertname"}
-    annotations = dict(rule.annotations)
+    unit = rule.unit.value if rule.unit else None
+    # A bare {{ $value }} reads in the rule's unit in opsplane; Prometheus prints it raw
+    # unless told which of its functions to use.
+    annotations = {key: for_prometheus(text, unit) for key, text in rule.annotations.items()}
     if rule.runbook:
         annotations.setdefault("runbook_url", rule.runbook)
+    if unit:
+        # An annotation, not a label: a label would become part of the alert's identity, and
+        # a Prometheus rule takes no other keys.
+        annotations.setdefault("unit", unit)
     if annotations:
         exported["annotations"] = annotations
     return exported

@@ -12,6 +12,7 @@ is never sent twice, even across a restart.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session
 
-from opsplane.alerts import service
+from opsplane.alerts import evaluations, service
 from opsplane.alerts.inhibition import inhibitions
 from opsplane.alerts.intake import AlertInbox, follow
 from opsplane.alerts.messages import outbox_message
@@ -38,6 +39,7 @@ from opsplane.incidents.models import IncidentsSettings
 from opsplane.notify import service as notify
 from opsplane.notify.models import ChannelsSettings
 from opsplane.store import Store
+from opsplane.units import format_value
 
 NEVER = "0001-01-01T00:00:00Z"  # Alertmanager's "no end yet"
 
@@ -94,6 +96,10 @@ class Alerting:
         with store.session() as session:
             self.alerts: list[Alert] = service.get_all(session)
             self.log = service.get_notification_log(session)
+        # The alerts as the store holds them: a cycle writes only what differs (see
+        # service.save_changes), so a thousand steady firing alerts cost no writes.
+        self._stored = {alert.fingerprint: alert for alert in self.alerts}
+        self.started_at = clock.now()
 
     def run_once(self) -> CycleReport:
         now = self.clock.now()
@@ -108,16 +114,18 @@ class Alerting:
             evaluation.transitions.extend(intake.transitions)
             evaluation.dropped.extend(intake.dropped)
             with self.store.session() as session:
-                service.save_all(session, alerts=evaluation.alerts, dropped=evaluation.dropped)
+                stored = service.save_changes(session, stored=self._stored, alerts=evaluation.alerts,
+                                              dropped=evaluation.dropped, now=now)
                 service.record_transitions(session, transitions=evaluation.transitions, at=now,
                                            senders=intake.senders)
                 self._record_rule_errors(session, evaluation.errors, now)
+                evaluations.record(session, self.evaluation(now, errors=evaluation.errors))
                 silences = service.get_silences(session, now=now)
         except BaseException:
             if self.inbox is not None:  # nothing was kept: the next cycle takes them again
                 self.inbox.give_back(received)
             raise
-        self.alerts = evaluation.alerts
+        self.alerts, self._stored = evaluation.alerts, stored
         inhibited = inhibitions(evaluation.alerts, self.settings.inhibit_rules, self.depends_on, now=now,
                                 hold=self.settings.inhibit_dependents_hold)
         muted = mute(evaluation.alerts, silences=silences, inhibited=inhibited, now=now,
@@ -132,6 +140,12 @@ class Alerting:
         for notification in due:
             self._notify(notification, now, report)
         return report
+
+    def evaluation(self, now: datetime, *, errors: Mapping[str, str] | None = None) -> evaluations.Evaluation:
+        """This evaluator's cycle at `now`, as `opsplane alerts` reads it from the store."""
+        return evaluations.by_this_process(now=now, interval=self.settings.evaluation_interval,
+                                       started_at=self.started_at, rules=len(self.rules),
+                                       failing=errors or ())
 
     def _notify(self, notification: Notification, now: datetime, report: CycleReport) -> None:
         receiver = self.settings.receivers[notification.receiver]
@@ -224,6 +238,10 @@ def _alert(alert: Alert) -> dict[str, Any]:
         "endsAt": _time(alert.resolved_at) if resolved and alert.resolved_at else NEVER,
         "generatorURL": alert.generator_url,
         "fingerprint": alert.fingerprint,
+        # beyond Alertmanager's format: the value, exact (null when there is none) and as read
+        "value": alert.value if math.isfinite(alert.value) else None,
+        "unit": alert.unit,
+        "valueText": format_value(alert.value, alert.unit),
     }
 
 

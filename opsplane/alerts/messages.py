@@ -12,13 +12,15 @@ keeps one incident per group and a resolve closes it.
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import datetime
 
 from opsplane.alerts.models import Severity
 from opsplane.alerts.routing import Notification, SentNotification
 from opsplane.alerts.state import Alert
+from opsplane.notify.models import AlertValue, Status
 from opsplane.notify.models import Notification as Message
-from opsplane.notify.models import Status
+from opsplane.units import format_value
 
 SOURCE = "opsplane alerting"
 _SEVERITIES = [s.value for s in Severity]
@@ -43,6 +45,7 @@ def outbox_message(notification: Notification, *, previous: SentNotification | N
         details=_details(notification),
         runbook=runbooks[0] if runbooks else None,
         source=SOURCE,
+        values=tuple(_value(a) for a in alerts[:_LISTED]),
     )
 
 
@@ -59,7 +62,17 @@ def _when(at: datetime | None) -> str:
 
 
 def _summary(alert: Alert) -> str:
-    return alert.annotations.get("summary") or alert.name
+    if alert.annotations.get("summary"):
+        return alert.annotations["summary"]
+    if math.isnan(alert.value):
+        return alert.name
+    return f"{alert.name} at {format_value(alert.value, alert.unit)}"
+
+
+def _value(alert: Alert) -> AlertValue:
+    exact = alert.value if math.isfinite(alert.value) else None  # JSON has no NaN or infinity
+    return AlertValue(alert=alert.name, service=alert.labels.get("service"), value=exact, unit=alert.unit,
+                      text=format_value(alert.value, alert.unit))
 
 
 def _highest(alerts: tuple[Alert, ...]) -> str:
@@ -88,6 +101,9 @@ def _details(notification: Notification) -> str:
 
 
 def _line(state: str, alert: Alert) -> str:
+    """'FIRING HighErrorRate (orders) at 5.3%: orders answers 5.3% of requests with 5xx'."""
     where = alert.labels.get("service")
+    value = "" if math.isnan(alert.value) else f"at {format_value(alert.value, alert.unit)}"
+    head = " ".join(part for part in (state, alert.name, f"({where})" if where else "", value) if part)
     text = alert.annotations.get("summary", "")
-    return " ".join(part for part in (state, alert.name, f"({where})" if where else "", text) if part)
+    return f"{head}: {text}" if text else head

@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from opsplane.alerts.matchers import LABEL_NAME, MatcherField, matches_all
 from opsplane.alerts.templates import parse_template
 from opsplane.config.types import Duration, Ratio, Secret, Wait
+from opsplane.units import Unit
 
 DEFAULT_GROUP_WAIT = 30.0
 DEFAULT_GROUP_INTERVAL = 300.0
@@ -80,11 +81,17 @@ class AlertRule(_Strict):
     labels: dict[LabelName, str] = Field(
         default_factory=dict, description="Labels added to every alert of the rule (team, component...)."
     )
+    unit: Unit | None = Field(
+        None,
+        description="What the expression's value measures, so people read it as such: ratio (0.019 "
+        "reads 1.9%), percent, seconds (0.512 reads 512 ms), bytes (KiB, MiB, GiB), count or "
+        "per_second. Unset: a plain number.",
+    )
     annotations: dict[LabelName, TemplateText] = Field(
         default_factory=dict,
         description="Texts for people, such as summary and description; {{ $labels.name }} and "
-        "{{ $value }} are replaced, with humanize, humanizePercentage and humanizeDuration to format "
-        "the value.",
+        "{{ $value }} are replaced ({{ $value }} written in the rule's unit), with humanize, "
+        "humanize1024, humanizePercentage and humanizeDuration to format the value otherwise.",
     )
     runbook: str | None = Field(
         None, description="Link to the runbook; sent as the `runbook_url` annotation."

@@ -21,6 +21,7 @@ import re
 from typing import Any
 
 from opsplane.alerts.models import AlertingSettings, AlertRule, PackThresholds, RulePack
+from opsplane.units import Unit
 
 BY = "service, env"
 REQUESTS = "http_requests_total"
@@ -35,7 +36,9 @@ DISK_USED = (
     '1 - node_filesystem_avail_bytes{fstype!~"tmpfs|overlay"} '
     '/ node_filesystem_size_bytes{fstype!~"tmpfs|overlay"}'
 )
-PERCENT = "{{ $value | humanizePercentage }}"
+# Each rule's `unit` writes {{ $value }} as people read it (4.76%, 512 ms); the export spells
+# it with Prometheus's humanize functions.
+VALUE = "{{ $value }}"
 # opsplane's own probes, as `serve` feeds them to the rules: one series per check that has
 # found its component CRITICAL, valued by how many runs in a row did (docs/alerting.md)
 CHECK_FAILURES = "opsplane_check_failures"
@@ -65,8 +68,8 @@ def _quantile(q: float, window: str) -> str:
             f"(rate(http_request_duration_seconds_bucket[{window}])))")
 
 
-def _rule(name: str, severity: str, expr: str, summary: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "severity": severity, "expr": expr, "summary": summary, **extra}
+def _rule(name: str, severity: str, expr: str, summary: str, unit: Unit, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "severity": severity, "expr": expr, "summary": summary, "unit": unit, **extra}
 
 
 def _definitions(t: PackThresholds, window: str) -> list[dict[str, Any]]:
@@ -76,35 +79,36 @@ def _definitions(t: PackThresholds, window: str) -> list[dict[str, Any]]:
     rules = [
         _rule("DatabaseDown", "P0",
               f'pg_up == 0 or {CHECK_FAILURES}{{section="databases"}} >= {t.check_failures}',
-              "PostgreSQL {{ $labels.service }} does not answer", **{"for": None}),
+              "PostgreSQL {{ $labels.service }} does not answer", Unit.COUNT, **{"for": None}),
         _rule("CheckFailing", "P1", f'{CHECK_FAILURES}{{section!="databases"}} >= {t.check_failures}',
               "{{ $labels.service }}: check {{ $labels.check }} failed {{ $value }} times in a row",
-              **{"for": None}),
+              Unit.COUNT, **{"for": None}),
         _rule("HighErrorRate", "P1", f"{_ratio(ERRORS, REQUESTS, window)} > {t.error_rate:g}",
-              f"{{{{ $labels.service }}}} answers {PERCENT} of requests with 5xx"),
+              f"{{{{ $labels.service }}}} answers {VALUE} of requests with 5xx", Unit.RATIO),
         _rule("HighLatencyP95", "P2", f"{_quantile(0.95, window)} > {t.latency_p95:g}",
-              "{{ $labels.service }} p95 latency is {{ $value | humanizeDuration }}"),
+              f"{{{{ $labels.service }}}} p95 latency is {VALUE}", Unit.SECONDS),
         _rule("HighLatencyP99", "P1", f"{_quantile(0.99, window)} > {t.latency_p99:g}",
-              "{{ $labels.service }} p99 latency is {{ $value | humanizeDuration }}"),
+              f"{{{{ $labels.service }}}} p99 latency is {VALUE}", Unit.SECONDS),
         _rule("RequestRateDrop", "P0",
               f"sum by ({BY}) (rate({REQUESTS}[{window}])) < {1 - t.request_rate_drop:g} * "
               f"sum by ({BY}) (rate({REQUESTS}[{window}] offset 15m))",
-              "{{ $labels.service }} gets {{ $value | humanize }} requests/s, far fewer than 15 minutes ago"),
+              f"requests to {{{{ $labels.service }}}} fell to {VALUE}, far fewer than 15 minutes ago",
+              Unit.PER_SECOND),
         _rule("DiskSpaceLow", "P2", f"{DISK_USED} > {t.disk_space_low:g}",
-              f"{{{{ $labels.mountpoint }}}} is {PERCENT} full"),
+              f"{{{{ $labels.mountpoint }}}} is {VALUE} full", Unit.RATIO),
         _rule("LowOrderCompletion", "P2",
               f"{_ratio(COMPLETED_ORDERS, 'orders_total', BUSINESS_WINDOW)} < {t.order_completion:g}",
-              f"only {PERCENT} of checkouts complete"),
+              f"only {VALUE} of checkouts complete", Unit.RATIO),
         _rule("LowPaymentSuccess", "P1",
               f"1 - {_ratio(FAILED_PAYMENTS, 'payments_total', BUSINESS_WINDOW)} < {t.payment_success:g}",
-              f"only {PERCENT} of charges go through without error"),
+              f"only {VALUE} of charges go through without error", Unit.RATIO),
         _rule("LowSearchSuccess", "P2",
               f"1 - {_ratio(FAILED_SEARCHES, 'search_queries_total', BUSINESS_WINDOW)} "
               f"< {t.search_success:g}",
-              f"only {PERCENT} of searches succeed"),
+              f"only {VALUE} of searches succeed", Unit.RATIO),
         _rule("LowGatewaySuccess", "P1",
               f"1 - {_ratio(GATEWAY_ERRORS, GATEWAY, window)} < {t.gateway_success:g}",
-              f"the gateway answers only {PERCENT} of requests without 5xx"),
+              f"the gateway answers only {VALUE} of requests without 5xx", Unit.RATIO),
     ]
     levels = [
         ("HighCpuUsage", CPU_BUSY, t.cpu_warning, t.cpu_critical, "CPU"),
@@ -119,8 +123,8 @@ def _definitions(t: PackThresholds, window: str) -> list[dict[str, Any]]:
     for name, expr, warning, critical, what in levels:
         for severity, threshold, level in (("P2", warning, "warning"), ("P1", critical, "critical")):
             rules.append(_rule(name, severity, f"{expr} > {threshold:g}",
-                               f"{what} at {PERCENT} on {{{{ $labels.instance }}}} "
-                               f"({level} above {threshold:.0%})"))
+                               f"{what} at {VALUE} on {{{{ $labels.instance }}}} "
+                               f"({level} above {threshold:.0%})", Unit.RATIO))
     return rules
 
 
@@ -135,6 +139,7 @@ def builtin_rules(pack: RulePack) -> list[AlertRule]:
         hold = pack.for_ if "for" not in rule else rule["for"]
         rules.append(AlertRule.model_validate({
             "name": rule["name"], "expr": rule["expr"], "severity": rule["severity"], "for": hold,
+            "unit": rule["unit"],
             "annotations": {"summary": rule["summary"]},
             "runbook": f"{pack.runbook_base}{_slug(rule['name'])}.md",
         }))

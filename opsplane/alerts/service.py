@@ -1,7 +1,7 @@
 """Alert states, silences and the notification log in the store, plus their events.
 
-The control plane loads `get_all` on start and saves each evaluation's result with
-`save_all`, so after a restart a pending alert keeps counting its `for` from when it
+The control plane loads `get_all` on start and stores what each evaluation changed with
+`save_changes`, so after a restart a pending alert keeps counting its `for` from when it
 really started and a firing alert is neither lost nor announced again.
 """
 
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from opsplane.alerts import silences
@@ -22,8 +23,11 @@ from opsplane.alerts.state import RULE_SOURCE, Alert, AlertState, Transition
 from opsplane.alerts.tables import AlertRow, NotificationRow, SilenceRow
 from opsplane.errors import UsageError
 from opsplane.events import service as events
+from opsplane.units import format_value
 
 ACTOR = "alerting"
+VALUE_REFRESH = timedelta(minutes=1)
+"""How stale a firing alert's stored value may grow before a change of it is written."""
 
 
 def get_all(session: Session) -> list[Alert]:
@@ -32,13 +36,57 @@ def get_all(session: Session) -> list[Alert]:
     return [_alert(row) for row in rows]
 
 
-def save_all(session: Session, *, alerts: Iterable[Alert], dropped: Iterable[str]) -> None:
-    """Store `alerts` as they are now and forget the `dropped` fingerprints."""
-    gone = list(dropped)
+def save_changes(
+    session: Session, *, stored: Mapping[str, Alert], alerts: Iterable[Alert], dropped: Iterable[str],
+    now: datetime,
+) -> dict[str, Alert]:
+    """Write what changed in `alerts` against `stored` (the alerts as the store holds them, by
+    fingerprint), forget the `dropped` fingerprints, and return what the store holds now.
+
+    A new alert and a change of state or of a time the state machine reads (active, fired,
+    resolved, keep-firing, end) is written at once: a restarted evaluator resumes from them.
+    A change of value alone is written when the value as people read it changed (its text
+    in the rule's unit; the annotations rendered from it go along) and the row is at least
+    VALUE_REFRESH old. Only readers of the store (`opsplane alerts`, the dashboard) see the
+    stored value, and a minute is the staleness Alertmanager's users know from Prometheus's
+    re-sends; the evaluator itself never reads it back, it evaluates again.
+    """
+    held = dict(stored)
+    gone = [key for key in dropped if key in held]
     if gone:
         session.execute(delete(AlertRow).where(AlertRow.fingerprint.in_(gone)))
+        for key in gone:
+            del held[key]
+    new, changed = [], []
     for alert in alerts:
-        session.merge(_row(alert))
+        before = held.get(alert.fingerprint)
+        if before is None:
+            new.append(alert)
+        elif _must_write(before, alert, now):
+            changed.append(alert)
+    # Many rows in one executemany each: the rows of a burst of alerts cost one round trip.
+    if new:
+        session.execute(insert(AlertRow), [_values(a) for a in new])
+    if changed:
+        session.execute(update(AlertRow), [_values(a) for a in changed])
+    for alert in (*new, *changed):
+        held[alert.fingerprint] = alert
+    return held
+
+
+def _must_write(before: Alert, after: Alert, now: datetime) -> bool:
+    if _lasting(before) != _lasting(after):
+        return True
+    if after.source != RULE_SOURCE:  # a received alert's text is the sender's, not a value's
+        return before.annotations != after.annotations
+    shown = format_value(before.value, before.unit) != format_value(after.value, after.unit)
+    return shown and now - before.last_seen_at >= VALUE_REFRESH
+
+
+def _lasting(alert: Alert) -> tuple[object, ...]:
+    """What a restarted evaluator resumes from."""
+    return (alert.state, alert.active_at, alert.fired_at, alert.resolved_at, alert.keep_firing_since,
+            alert.ends_at, alert.unit, alert.generator_url, alert.rule)
 
 
 def record_transitions(
@@ -66,6 +114,7 @@ def record_transitions(
                 "fingerprint": alert.fingerprint,
                 "labels": dict(alert.labels),
                 "value": None if math.isnan(alert.value) else alert.value,
+                **({"unit": alert.unit} if alert.unit else {}),
                 "from": change.before.value,
                 "annotations": dict(alert.annotations),
                 **received,
@@ -83,23 +132,24 @@ def record_rule_error(session: Session, *, rule: str, error: str | None, at: dat
     )
 
 
-def _row(alert: Alert) -> AlertRow:
-    return AlertRow(
-        fingerprint=alert.fingerprint,
-        rule=alert.rule,
-        labels=dict(alert.labels),
-        state=alert.state.value,
-        value=None if math.isnan(alert.value) else alert.value,
-        annotations=dict(alert.annotations),
-        active_at=alert.active_at,
-        last_seen_at=alert.last_seen_at,
-        fired_at=alert.fired_at,
-        resolved_at=alert.resolved_at,
-        keep_firing_since=alert.keep_firing_since,
-        source=alert.source,
-        ends_at=alert.ends_at,
-        generator_url=alert.generator_url,
-    )
+def _values(alert: Alert) -> dict[str, Any]:
+    return {
+        "fingerprint": alert.fingerprint,
+        "rule": alert.rule,
+        "labels": dict(alert.labels),
+        "state": alert.state.value,
+        "value": None if math.isnan(alert.value) else alert.value,
+        "annotations": dict(alert.annotations),
+        "active_at": alert.active_at,
+        "last_seen_at": alert.last_seen_at,
+        "fired_at": alert.fired_at,
+        "resolved_at": alert.resolved_at,
+        "keep_firing_since": alert.keep_firing_since,
+        "source": alert.source,
+        "ends_at": alert.ends_at,
+        "generator_url": alert.generator_url,
+        "unit": alert.unit,
+    }
 
 
 def _alert(row: AlertRow) -> Alert:
@@ -118,6 +168,7 @@ def _alert(row: AlertRow) -> Alert:
         ends_at=row.ends_at,
         source=row.source,
         generator_url=row.generator_url,
+        unit=row.unit,
     )
 
 

@@ -73,6 +73,8 @@ class Alert:
     ends_at: datetime | None = None
     source: str = RULE_SOURCE
     generator_url: str = ""
+    # what the value measures (the rule's `unit`, opsplane.units); None: a plain number
+    unit: str | None = None
 
     @property
     def name(self) -> str:
@@ -108,7 +110,9 @@ def alert_labels(rule: AlertRule, series: Mapping[str, str]) -> dict[str, str]:
 
 
 def annotate(rule: AlertRule, labels: Mapping[str, str], value: float) -> dict[str, str]:
-    rendered = {key: parse_template(text).render(labels, value) for key, text in rule.annotations.items()}
+    unit = rule.unit.value if rule.unit else None
+    rendered = {key: parse_template(text).render(labels, value, unit)
+                for key, text in rule.annotations.items()}
     if rule.runbook:
         rendered.setdefault("runbook_url", rule.runbook)
     return rendered
@@ -174,15 +178,17 @@ def _seen(
 ) -> Alert:
     """The alert when its series is in this evaluation's result."""
     annotations = annotate(rule, labels, value)
+    unit = rule.unit.value if rule.unit else None
     if before is None or before.state in (AlertState.INACTIVE, AlertState.RESOLVED):
         hold = rule.for_ or 0.0
         state = AlertState.FIRING if hold == 0 else AlertState.PENDING
         return Alert(
             fingerprint=key, rule=rule_id(rule), labels=labels, state=state, value=value,
             annotations=annotations, active_at=now, last_seen_at=now,
-            fired_at=now if state is AlertState.FIRING else None,
+            fired_at=now if state is AlertState.FIRING else None, unit=unit,
         )
-    alert = replace(before, value=value, annotations=annotations, last_seen_at=now, keep_firing_since=None)
+    alert = replace(before, value=value, annotations=annotations, last_seen_at=now, keep_firing_since=None,
+                    unit=unit)
     held = (now - alert.active_at).total_seconds()
     if alert.state is AlertState.PENDING and held >= (rule.for_ or 0.0):
         alert = replace(alert, state=AlertState.FIRING, fired_at=now)

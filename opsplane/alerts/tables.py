@@ -1,4 +1,5 @@
-"""The alerting tables: each alert's state, the notification log and silences.
+"""The alerting tables: each alert's state, the notification log and silences (the last
+evaluation's row is in evaluations.py).
 
 Alert states and the notification log are what let the control plane restart without
 losing a firing alert or paging it a second time.
@@ -34,6 +35,8 @@ class AlertRow(Base):
     source: Mapped[str] = mapped_column(String(63), nullable=False, server_default="rule")
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     generator_url: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    # the rule's unit (opsplane.units), so that readers write the value as it is meant
+    unit: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (Index("ix_alert_states_rule", "rule"),)
 

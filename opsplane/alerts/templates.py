@@ -2,22 +2,30 @@
 
 An annotation such as `{{ $labels.service }} fails {{ $value | humanizePercentage }} of
 requests` is rendered for each alert with its labels and the value of its expression. Only
-label look-ups, the value and a few formatting functions exist: a template can neither loop
-nor call out, so rendering cannot fail or hang once the inventory has loaded.
+label look-ups, the value and Prometheus's formatting functions exist: a template can
+neither loop nor call out, so rendering cannot fail or hang once the inventory has loaded.
+
+A bare `{{ $value }}` is written in the rule's `unit` when it has one (`1.9%` for a ratio,
+`512 ms` for seconds) and as Prometheus prints it otherwise; the functions format as
+Prometheus's do whatever the unit.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
+from opsplane.units import format_value
+
 _ACTION = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _LABEL_REF = re.compile(r"^\$labels\.([A-Za-z_][A-Za-z0-9_]*)$")
 _SI_UP = ("k", "M", "G", "T", "P", "E", "Z", "Y")
 _SI_DOWN = ("m", "u", "n", "p", "f", "a", "z", "y")
+_IEC_UP = ("ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi")
 
 
 def go_float(value: float) -> str:
@@ -55,6 +63,18 @@ def humanize(value: float) -> str:
             break
         prefix = candidate
         value *= step
+    return f"{value:.4g}{prefix}"
+
+
+def humanize1024(value: float) -> str:
+    """4 significant digits with a binary prefix: 1536 -> '1.5ki', 4.2e9 -> '3.912Gi'."""
+    if abs(value) <= 1 or math.isnan(value) or math.isinf(value):
+        return f"{value:.4g}"
+    prefix = ""
+    for candidate in _IEC_UP:
+        if abs(value) < 1024:
+            break
+        prefix, value = candidate, value / 1024
     return f"{value:.4g}{prefix}"
 
 
@@ -96,6 +116,7 @@ FUNCTIONS: dict[str, Callable[[str], str]] = {
 }
 NUMBER_FUNCTIONS: dict[str, Callable[[float], str]] = {
     "humanize": humanize,
+    "humanize1024": humanize1024,
     "humanizePercentage": humanize_percentage,
     "humanizeDuration": humanize_duration,
 }
@@ -108,7 +129,7 @@ class _Action:
     argument: str
     functions: tuple[str, ...]
 
-    def render(self, labels: Mapping[str, str], value: float) -> str:
+    def render(self, labels: Mapping[str, str], value: float, unit: str | None = None) -> str:
         current: float | str = value if self.argument == "$value" else labels.get(
             self.argument.removeprefix("$labels."), ""
         )
@@ -116,8 +137,8 @@ class _Action:
             if name in NUMBER_FUNCTIONS:
                 current = NUMBER_FUNCTIONS[name](_as_number(current))
             else:
-                current = FUNCTIONS[name](_as_text(current))
-        return _as_text(current)
+                current = FUNCTIONS[name](_as_text(current, unit))
+        return _as_text(current, unit)
 
 
 def _as_number(current: float | str) -> float:
@@ -129,8 +150,10 @@ def _as_number(current: float | str) -> float:
         return math.nan
 
 
-def _as_text(current: float | str) -> str:
-    return go_float(current) if isinstance(current, float) else current
+def _as_text(current: float | str, unit: str | None) -> str:
+    if isinstance(current, str):
+        return current
+    return format_value(current, unit) if unit else go_float(current)
 
 
 class TemplateError(ValueError):
@@ -168,14 +191,18 @@ class Template:
 
     parts: tuple[str | _Action, ...]
 
-    def render(self, labels: Mapping[str, str], value: float) -> str:
+    def render(self, labels: Mapping[str, str], value: float, unit: str | None = None) -> str:
+        """The text for one alert; a bare `{{ $value }}` is written in `unit` when given."""
         return "".join(
-            part if isinstance(part, str) else part.render(labels, value) for part in self.parts
+            part if isinstance(part, str) else part.render(labels, value, unit) for part in self.parts
         )
 
 
+
+@functools.lru_cache(maxsize=4096)
 def parse_template(text: str) -> Template:
-    """Parse once, when the inventory loads; raises TemplateError naming the bad action."""
+    """The parsed template (kept: each cycle renders the same few for every alert); raises
+    TemplateError naming the bad action."""
     parts: list[str | _Action] = []
     position = 0
     for match in _ACTION.finditer(text):
@@ -189,6 +216,31 @@ def parse_template(text: str) -> Template:
     return Template(tuple(part for part in parts if part != ""))
 
 
-def render(text: str, labels: Mapping[str, str], value: float) -> str:
+# How Prometheus's own functions write a value of each unit, for exported annotations
+_PROMETHEUS_FORMAT = {
+    "ratio": "{{ $value | humanizePercentage }}",
+    "percent": "{{ $value | humanize }}%",
+    "seconds": "{{ $value | humanizeDuration }}",
+    "bytes": "{{ $value | humanize1024 }}B",
+    "count": "{{ $value | humanize }}",
+    "per_second": "{{ $value | humanize }}/s",
+}
+
+
+def for_prometheus(text: str, unit: str | None) -> str:
+    """`text` with each bare `{{ $value }}` spelled with the Prometheus function that writes
+    the value in `unit`, so an exported annotation reads as opsplane's does."""
+    if not unit:
+        return text
+
+    def spell(match: re.Match[str]) -> str:
+        action = _parse_action(match.group(1))
+        bare = action.argument == "$value" and not action.functions
+        return _PROMETHEUS_FORMAT[unit] if bare else match.group(0)
+
+    return _ACTION.sub(spell, text)
+
+
+def render(text: str, labels: Mapping[str, str], value: float, unit: str | None = None) -> str:
     """Render `text` for one alert."""
-    return parse_template(text).render(labels, value)
+    return parse_template(text).render(labels, value, unit)

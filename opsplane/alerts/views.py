@@ -1,4 +1,5 @@
-"""What `opsplane alerts` (and later the dashboard) shows about each alert."""
+"""What `opsplane alerts` and the dashboard's Alerts page show: each alert, and whether
+anything is evaluating the rules at all."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from opsplane.alerts import service
+from opsplane.alerts.evaluations import Evaluation
 from opsplane.alerts.flows import dependencies
 from opsplane.alerts.inhibition import inhibitions
 from opsplane.alerts.routing import Muted, mute
 from opsplane.alerts.state import Alert, AlertState
-from opsplane.alerts.templates import go_float
 from opsplane.config.models import Inventory
+from opsplane.timefmt import span
+from opsplane.units import format_value
 
 _ORDER = {AlertState.FIRING: 0, AlertState.PENDING: 1, AlertState.RESOLVED: 2, AlertState.INACTIVE: 3}
 
@@ -44,8 +47,9 @@ def _row(alert: Alert, muted: Muted) -> dict[str, Any]:
         "severity": alert.labels.get("severity", ""),
         "labels": dict(alert.labels),
         "value": alert.value if alert.value == alert.value else None,  # NaN is not JSON
-        # a rule's alert has a value; one received from a Prometheus carries none
-        "value_text": go_float(alert.value) if alert.source == "rule" else "-",
+        "unit": alert.unit,
+        # in the rule's unit; an alert received from a Prometheus carries no value: "-"
+        "value_text": format_value(alert.value, alert.unit),
         "since": since.isoformat() if since else None,
         "summary": alert.annotations.get("summary"),
         "runbook": alert.annotations.get("runbook_url"),
@@ -67,8 +71,52 @@ def _why(alert: Alert, muted: Muted) -> str | None:
     return None
 
 
-def exit_code_for(rows: list[dict[str, Any]]) -> int:
-    """2 when a P0/P1 alert fires unmuted, 1 when any other does, else 0."""
+def evaluation_status(evaluation: Evaluation | None, now: datetime) -> dict[str, Any]:
+    """Whether the stored alerts are current: `current` is False when no cycle ran within a
+    few evaluation intervals (or ever), or when every rule failed in the last one; `text`
+    says so in a sentence."""
+    if evaluation is None:
+        return {"current": False, "evaluated_at": None,
+                "text": "No serve has evaluated the alert rules on this store yet: nothing is watching. "
+                        "Start `opsplane serve`."}
+    age = max(0.0, (now - evaluation.evaluated_at).total_seconds())
+    every = span(evaluation.interval) if evaluation.interval >= 1 else f"{evaluation.interval:g}s"
+    who = f"by serve on {evaluation.host} (pid {evaluation.pid}, every {every})"
+    said = f"Rules last evaluated {span(age)} ago {who}"
+    every_rule_failed = evaluation.rules > 0 and len(evaluation.failing) >= evaluation.rules
+    if evaluation.is_stale(now):
+        text = f"{said}: nothing is evaluating them now, so what follows may be out of date."
+    elif every_rule_failed:
+        text = f"{said}, but every rule failed to evaluate (`opsplane events --kind alert.rule_failed`)."
+    elif evaluation.failing:
+        text = (f"{said}; {len(evaluation.failing)} of {evaluation.rules} rules failed: "
+                f"{', '.join(evaluation.failing)}.")
+    elif evaluation.rules == 0:
+        text = f"{said}: nothing for them to read yet (no metrics scraped, no check failing)."
+    else:
+        text = f"{said}."
+    return {
+        "current": not evaluation.is_stale(now) and not every_rule_failed,
+        "text": text,
+        "evaluated_at": evaluation.evaluated_at.isoformat(),
+        "age_seconds": round(age, 3),
+        "host": evaluation.host,
+        "pid": evaluation.pid,
+        "interval_seconds": evaluation.interval,
+        "started_at": evaluation.started_at.isoformat(),
+        "rules": evaluation.rules,
+        "failing": list(evaluation.failing),
+    }
+
+
+UNKNOWN = 3
+
+
+def exit_code_for(rows: list[dict[str, Any]], *, current: bool = True) -> int:
+    """3 (unknown) when the rules are not being evaluated (see evaluation_status), else 2
+    when a P0/P1 alert fires unmuted, 1 when any other does, else 0."""
+    if not current:
+        return UNKNOWN
     firing = [r for r in rows if r["state"] == "firing" and r["muted"] is None]
     if any(r["severity"] in ("P0", "P1") for r in firing):
         return 2

@@ -15,6 +15,7 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, TypeAdapter
 
+from opsplane.alerts.models import AlertRule
 from opsplane.config.models import (
     CHECK_MODELS,
     SECTIONS,
@@ -351,6 +352,9 @@ def render_markdown() -> str:
         page.table(check_model, skip=base_fields)
     page.lines += ["### The `json` condition of an `http` check", ""]
     page.table(JsonCondition)
+    page.lines += ["### alerting.rules", "", "Each alert rule; docs/alerting.md tells how rules are "
+                   "evaluated, routed and notified.", ""]
+    page.table(AlertRule)
     return "\n".join(page.lines).rstrip("\n") + "\n"
 
 

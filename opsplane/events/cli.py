@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from opsplane.cli_support import open_store, out, parse_when, print_json
 from opsplane.clock import SystemClock
 from opsplane.events import service
+from opsplane.events.summary import summarise
 
 app = typer.Typer(invoke_without_command=True)
 
@@ -31,9 +33,10 @@ def events(
     if json_out:
         print_json(rows)
         return
-    table = Table("TIME", "KIND", "TARGET", "OUTCOME", "ACTOR", "DETAILS")
+    table = Table("TIME", "KIND", "TARGET", "OUTCOME", "ACTOR", "WHAT")
     for e in rows:
-        details = e["details"].get("reason") or ", ".join(f"{k}={v}" for k, v in e["details"].items())
+        what = summarise(e["kind"], e["details"], target=e["target"], service=e["service"],
+                         outcome=e["outcome"])
         table.add_row(e["ts"][:19].replace("T", " "), e["kind"], e["target"], e["outcome"],
-                      e["actor"], str(details)[:80])
+                      e["actor"], Text(what))
     out.print(table)

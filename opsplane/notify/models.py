@@ -34,6 +34,18 @@ class Link(BaseModel):
     href: str
 
 
+class AlertValue(BaseModel):
+    """An alert's value in a message: exact for programs, in its unit for people."""
+
+    model_config = ConfigDict(frozen=True)
+
+    alert: str
+    service: str | None = None
+    value: float | None = None  # None: the alert carries no value (one received from a Prometheus)
+    unit: str | None = None
+    text: str
+
+
 class Notification(BaseModel):
     """One message to one or more channels.
 
@@ -59,6 +71,8 @@ class Notification(BaseModel):
     to: str | None = Field(None, max_length=200)
     # set on the digest a dispatcher builds: the held notifications it stands for
     digest_of: tuple[str, ...] = ()
+    # the values of the alerts it reports (an alert group's first ones), for receivers that compute
+    values: tuple[AlertValue, ...] = ()
 
     def title(self) -> str:
         """The one-line headline every channel shows: '[P1 RESOLVED] orders: ...'."""

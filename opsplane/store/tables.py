@@ -1,5 +1,6 @@
 """Every domain's tables, gathered so that migrations see one metadata."""
 
+from opsplane.alerts.evaluations import EvaluationRow
 from opsplane.alerts.tables import AlertRow, NotificationRow, SilenceRow
 from opsplane.auth.tables import ApiToken
 from opsplane.events.tables import Event
@@ -11,6 +12,7 @@ from opsplane.store.base import Base
 metadata = Base.metadata
 
 __all__ = [
-    "ActionItemRow", "AlertRow", "ApiToken", "CheckState", "Event", "IncidentAlertRow", "IncidentRow",
+    "ActionItemRow", "AlertRow", "ApiToken", "CheckState", "EvaluationRow", "Event", "IncidentAlertRow",
+    "IncidentRow",
     "IncidentUpdateRow", "NotificationRow", "OutboxRow", "SilenceRow", "metadata",
 ]

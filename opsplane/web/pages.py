@@ -6,13 +6,14 @@ return plain values for the templates: no request, no HTML beyond the SVG charts
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from markupsafe import Markup
 
+from opsplane.events.summary import describe
 from opsplane.health.history import Series
 from opsplane.health.models import ProbeResult, State
 from opsplane.health.status import ComponentStatus, assess
@@ -308,18 +309,16 @@ class EventRow:
 
 
 def event_rows(events: Sequence[Event]) -> list[EventRow]:
+    """The events as the list shows them, each summarised in a line a person reads."""
     return [EventRow(e.id, e.ts, e.kind, e.service, e.target, e.outcome, e.actor,
-                     summarise(e.kind, e.details), _state(e.outcome)) for e in events]
+                     summarise(e), _state(e.outcome)) for e in events]
 
 
-def summarise(kind: str, details: Mapping[str, Any]) -> str:
-    """One line a person reads: 'OK -> CRITICAL: refuses connections' for a state change,
-    the details as 'key: value' pairs otherwise."""
-    if kind == "check.state_changed":
-        before = details.get("from") or "new"
-        return f"{before} \u2192 {details.get('to')}: {details.get('reason') or ''}".rstrip(": ")
-    pairs = [f"{k}: {v}" for k, v in details.items() if v not in (None, "", [], {})]
-    return ", ".join(pairs)
+def summarise(event: Event) -> str:
+    """'Check http of orders: OK \u2192 CRITICAL: refuses connections', 'Alert HighErrorRate firing
+    at 1.9% (env=production, service=orders): ...': the line the event list shows, the same
+    as the incident timeline's and `opsplane events`' (opsplane/events/summary.py)."""
+    return describe(event)
 
 
 def _state(outcome: str) -> State | None:

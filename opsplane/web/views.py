@@ -196,19 +196,21 @@ async def event_log(
 @router.get("/ui/alerts", include_in_schema=False)
 async def alerts_page(request: Request, _: Principal = Depends(viewer)) -> Response:
     """Firing, pending and recently resolved alerts, with value, since, why muted, runbook."""
-    from opsplane.alerts.views import alert_rows
+    from opsplane.alerts import evaluations
+    from opsplane.alerts.views import alert_rows, evaluation_status
 
     plane = request.app.state.plane
 
-    def read() -> list[dict[str, object]]:
+    def read() -> tuple[list[dict[str, object]], dict[str, object]]:
+        now = plane.clock.now()
         with plane.store.session() as session:
-            return alert_rows(session, inventory=plane.inventory, now=plane.clock.now(),
-                              include_resolved=True)
+            return (alert_rows(session, inventory=plane.inventory, now=now, include_resolved=True),
+                    evaluation_status(evaluations.get(session), now))
 
-    rows = await run_in_threadpool(read)
+    rows, evaluation = await run_in_threadpool(read)
     note = ("No alerts: every rule is quiet." if plane.alerting is not None else
             "No alert rules run: give components a metrics_path so that serve scrapes them.")
-    return page(request, "alerts.html", alerts=rows, note=note)
+    return page(request, "alerts.html", alerts=rows, note=note, evaluation=evaluation)
 
 
 @router.get("/ui/instances", include_in_schema=False)

@@ -139,3 +139,59 @@ def test_a_receiver_naming_an_undefined_channel_is_refused_at_load() -> None:
               "    default: {channels: [pagerduty, pagerdtuy]}\n")
     assert "alerting.receivers.default.channels[1]" in str(refused.value)
     assert "unknown channel 'pagerdtuy'; did you mean 'pagerduty'?" in str(refused.value)
+
+
+RAW = 0.019037883636991926
+
+
+def test_a_value_reaches_every_channel_in_its_rules_unit_and_exact_where_programs_read_it(
+    store: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from opsplane.alerts.flows import webhook_payload
+    from opsplane.drivers.channels.email import format_email
+    from opsplane.drivers.channels.slack import format_slack
+
+    monkeypatch.setenv("PD_KEY", "routing-key-1")
+    accepted = Reply(202, b'{"status":"success"}', "application/json")
+    with LocalHttpServer({"/v2/enqueue": accepted, "/hook": Reply(204, b"")}) as receiver:
+        channels = ChannelsSettings.model_validate({"named": {
+            "pager": {"type": "pagerduty", "routing_key": "env:PD_KEY", "url": receiver.url("/v2/enqueue")},
+            "hook": {"type": "webhook", "url": receiver.url("/hook")},
+            "chat": {"type": "console"},
+        }})
+        settings = AlertingSettings.model_validate({
+            "rules": [{"name": "LowPaymentSuccess", "expr": "failed_share > 0.01", "severity": "P1",
+                       "unit": "ratio", "annotations": {"summary": "{{ $value }} of charges fail"}}],
+            "builtin_rules": {"enabled": False},
+            "route": {"receiver": "oncall", "group_wait": "0s"},
+            "receivers": {"oncall": {"channels": ["pager", "hook", "chat"]}},
+        })
+        clock = ManualClock(T0)
+        alerting = Alerting(settings, store=store, clock=clock, channels=channels,
+                            evaluate=lambda expr, at: [({"service": "payments", "env": "production"}, RAW)])
+        report = alerting.run_once()
+        dispatcher = Dispatcher(store, channels)
+        dispatcher.run_once(clock.now())
+        dispatcher.close()
+        bodies = {seen.path: json.loads(seen.body) for seen in receiver.seen}
+
+    exact = {"alert": "LowPaymentSuccess", "service": "payments", "value": RAW, "unit": "ratio",
+             "text": "1.9%"}
+    page = bodies["/v2/enqueue"]["payload"]
+    assert page["summary"] == "[P1] payments: 1.9% of charges fail"
+    assert page["custom_details"]["details"] == (
+        "FIRING LowPaymentSuccess (payments) at 1.9%: 1.9% of charges fail")
+    assert page["custom_details"]["values"] == [exact]
+    hook = bodies["/hook"]
+    assert hook["values"] == [exact] and "at 1.9%" in hook["details"]
+    assert "[P1] payments: 1.9% of charges fail" in capsys.readouterr().err  # the console
+    (notification,) = report.sent
+    message = outbox_message(notification, previous=None)
+    slack = json.dumps(format_slack(message))
+    mail = format_email(message, sender="opsplane@example.com", to=["oncall@example.com"])
+    assert "1.9%" in slack and "1.9%" in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    (alert_sent,) = webhook_payload(notification)["alerts"]  # Alertmanager's format, for receivers' webhooks
+    assert (alert_sent["value"], alert_sent["unit"], alert_sent["valueText"]) == (RAW, "ratio", "1.9%")
+    for text in (page["summary"], page["custom_details"]["details"], hook["summary"], hook["details"], slack,
+                 alert_sent["annotations"]["summary"]):
+        assert str(RAW) not in text

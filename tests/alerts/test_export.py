@@ -129,3 +129,48 @@ def test_export_prometheus_command_writes_both_files_from_the_inventory(
     inhibit = yaml.safe_load(alertmanager_file.read_text())["inhibit_rules"]
     assert inhibit == [{"source_matchers": ['service="postgres"'], "target_matchers": ['service=~"orders"'],
                         "equal": ["env"]}]
+
+
+UNIT_VALUES = [("ratio", 0.0534), ("percent", 99.5), ("seconds", 0.25), ("bytes", 4.2e9), ("count", 3.0),
+               ("per_second", 12.5)]
+
+
+def test_a_rules_unit_is_exported_as_an_annotation_and_its_value_reads_alike_in_prometheus(
+    tmp_path: Path,
+) -> None:
+    # Prometheus prints {{ $value }} raw: the export spells it with the humanize function of
+    # the rule's unit, and promtool's own rendering must be what opsplane's functions give.
+    from opsplane.alerts.templates import for_prometheus, render
+
+    settings = AlertingSettings.model_validate({
+        "builtin_rules": {"enabled": False},
+        "rules": [{"name": f"Is_{unit}", "expr": f"measured_{unit} > 0", "severity": "P2", "unit": unit,
+                   "annotations": {"summary": "now {{ $value }}"}} for unit, _ in UNIT_VALUES]
+                 + [{"name": "Plain", "expr": "measured_plain > 0", "severity": "P2",
+                     "annotations": {"summary": "now {{ $value }}"}}],
+    })
+    rules_file, _ = write(export(settings), tmp_path)
+    exported = {r["alert"]: r for r in yaml.safe_load(rules_file.read_text())["groups"][0]["rules"]}
+    assert exported["Is_ratio"]["annotations"] == {"summary": "now {{ $value | humanizePercentage }}",
+                                                   "unit": "ratio"}
+    assert exported["Is_ratio"]["labels"] == {"severity": "P2"}  # the unit is no part of its identity
+    assert exported["Plain"]["annotations"] == {"summary": "now {{ $value }}"}
+    expected = {unit: render(for_prometheus("now {{ $value }}", unit), {}, value)
+                for unit, value in UNIT_VALUES}
+    assert expected == {"ratio": "now 5.34%", "percent": "now 99.5%", "seconds": "now 250ms",
+                        "bytes": "now 3.912GiB", "count": "now 3", "per_second": "now 12.5/s"}
+    suite = {"rule_files": [rules_file.name], "evaluation_interval": "15s", "tests": [{
+        "interval": "15s",
+        "input_series": [{"series": f"measured_{unit}", "values": f"{value!r}+0x10"}
+                         for unit, value in UNIT_VALUES],
+        "alert_rule_test": [
+            {"eval_time": "1m", "alertname": f"Is_{unit}", "exp_alerts": [{
+                "exp_labels": {"severity": "P2"},
+                "exp_annotations": {"summary": expected[unit], "unit": unit}}]}
+            for unit, _ in UNIT_VALUES
+        ],
+    }]}
+    tests_file = tmp_path / "tests.yml"
+    tests_file.write_text(yaml.safe_dump(suite, sort_keys=False))
+    ran = _check([_tool("promtool"), "test", "rules", str(tests_file)])
+    assert ran.returncode == 0, ran.stdout + ran.stderr

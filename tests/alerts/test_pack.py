@@ -118,12 +118,12 @@ def test_prometheus_fires_the_error_and_payment_rules_with_opsplanes_annotations
                 {"eval_time": "4m", "alertname": "HighErrorRate", "exp_alerts": []},
                 {"eval_time": "10m", "alertname": "HighErrorRate", "exp_alerts": [{
                     "exp_labels": {"severity": "P1", "service": "orders", "env": "production"},
-                    "exp_annotations": {"summary": error_summary,
+                    "exp_annotations": {"summary": error_summary, "unit": "ratio",
                                         "runbook_url": "runbooks/high-error-rate.md"},
                 }]},
                 {"eval_time": "20m", "alertname": "LowPaymentSuccess", "exp_alerts": [{
                     "exp_labels": {"severity": "P1", "service": "payments", "env": "production"},
-                    "exp_annotations": {"summary": payment_summary,
+                    "exp_annotations": {"summary": payment_summary, "unit": "ratio",
                                         "runbook_url": "runbooks/low-payment-success.md"},
                 }]},
                 {"eval_time": "20m", "alertname": "RequestRateDrop", "exp_alerts": []},

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from sqlalchemy import text
+
 from opsplane.alerts.flows import Alerting, dependencies
 from opsplane.alerts.models import AlertingSettings
 from opsplane.alerts.state import Sample
@@ -161,8 +163,10 @@ def test_an_overdue_status_update_reminds_the_commander_once(store: Store) -> No
 
 
 def test_a_failing_incident_step_does_not_hold_back_the_page(tmp_path, caplog) -> None:
-    store = Store.open(f"sqlite:///{tmp_path}/old.db", migrate=False)
-    store.upgrade("0004")  # a store without the incident tables: every incident write fails
+    store = Store.open(f"sqlite:///{tmp_path}/broken.db")
+    with store.engine.begin() as connection:  # no incident tables: every incident write fails
+        for table in ("incident_action_items", "incident_alerts", "incident_updates", "incidents"):
+            connection.execute(text(f"DROP TABLE {table}"))
     clock, platform = ManualClock(T0), Platform()
     alerting = _alerting(store, clock, platform)
     platform.fail("pg_slow > 1", "postgres")

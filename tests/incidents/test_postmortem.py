@@ -79,17 +79,17 @@ def test_the_draft_has_the_manuals_sections_with_real_times_and_durations(store:
     assert "- **Post-mortem**: required by 2026-03-05 14:36:00 UTC" in draft
     timeline = [line for line in draft.splitlines() if line.startswith("| 14:")]
     assert timeline == [
-        "| 14:00:00 | deploy.finished orders: success | cli:ben |",
-        "| 14:06:00 | Alert HighErrorRate firing: orders: 30% errors | alerting |",
+        "| 14:00:00 | deploy.finished orders: success; version: 2.4.1 | cli:ben |",
+        "| 14:06:00 | Alert HighErrorRate firing at 0.3 (service=orders): orders: 30% errors | alerting |",
         "| 14:06:00 | Incident opened (P1): orders: 30% errors | system:incidents |",
         "| 14:06:00 | Alert HighErrorRate (P1) joined the incident | system:incidents |",
-        "| 14:06:30 | Notified default of HighErrorRate | alerting |",
+        "| 14:06:30 | Notified default of firing HighErrorRate (orders) | alerting |",
         "| 14:09:00 | Acknowledged; commander ana | cli:ana |",
         "| 14:15:00 | Status identified: Orders fail for 30% of checkouts after 2.4.1 | cli:ana |",
         "| 14:20:00 | Note: Rollback done, errors falling | cli:ben |",
         "| 14:36:00 | Resolved: Rolled back; checkout works | cli:ana |",
-        "| 14:37:00 | Alert HighErrorRate resolved | alerting |",
-        "| 14:37:00 | Notified default of HighErrorRate | alerting |",
+        "| 14:37:00 | Alert HighErrorRate resolved (service=orders) | alerting |",
+        "| 14:37:00 | Notified default of resolved HighErrorRate (orders) | alerting |",
         "| 14:38:00 | Action item: Alert on pool saturation (owner ben) | cli:ana |",
     ]
     assert "2.4.1 shrank the database pool to 5 connections" in draft

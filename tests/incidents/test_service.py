@@ -153,7 +153,7 @@ def test_the_timeline_is_the_services_events_around_the_incident(store: Store) -
         (minutes(50), "check.state_changed"),
     ]
     assert entries[3].what == "Note: Pool exhausted"
-    assert entries[1].what == "Check http of orders: OK -> CRITICAL"
+    assert entries[1].what == "Check http of orders: OK \u2192 CRITICAL"
 
 
 def test_incidents_are_listed_newest_first_and_filtered(store: Store) -> None:

@@ -54,7 +54,8 @@ def test_a_target_going_down_pages_a_p0_without_waiting(tmp_path: Path) -> None:
             command = [sys.executable, "-m", "opsplane", "-c", str(serve.inventory), "alerts", "--json"]
             shown = subprocess.run(command, cwd=serve.workdir, env=serve.env, capture_output=True, text=True)
             assert shown.returncode == 2, shown.stderr  # a P0 is firing
-            assert [a["state"] for a in json.loads(shown.stdout) if a["name"] == "PaymentsDown"] == ["firing"]
+            shown_alerts = json.loads(shown.stdout)["alerts"]
+            assert [a["state"] for a in shown_alerts if a["name"] == "PaymentsDown"] == ["firing"]
         finally:
             output = serve.stop()
         assert "Traceback" not in output, output

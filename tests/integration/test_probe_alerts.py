@@ -15,7 +15,8 @@ def test_a_check_failing_in_a_row_fires_check_failing(tmp_path: Path) -> None:
     serve.start()
     try:
         def firing() -> list[dict[str, object]]:
-            return [a for a in serve.read("alerts") if a["name"] == "CheckFailing" and a["state"] == "firing"]
+            shown = serve.read("alerts")["alerts"]
+            return [a for a in shown if a["name"] == "CheckFailing" and a["state"] == "firing"]
 
         [alert] = wait_for(firing, "CheckFailing to fire", timeout=30)
         labels = alert["labels"]

@@ -106,7 +106,7 @@ def watched(tmp_path: Path) -> Iterator[tuple[Target, Serve, Hook, TemporaryProm
 def _alerts(serve: Serve) -> tuple[int, list[dict[str, object]]]:
     shown = subprocess.run([sys.executable, "-m", "opsplane", "-c", str(serve.inventory), "alerts", "--json"],
                            cwd=serve.workdir, env=serve.env, capture_output=True, text=True, timeout=60)
-    return shown.returncode, json.loads(shown.stdout)
+    return shown.returncode, json.loads(shown.stdout)["alerts"]
 
 
 def test_a_prometheus_alert_pages_once_through_opsplane_and_resolves(watched) -> None:

@@ -69,7 +69,7 @@ def test_errors_in_the_gateway_page_once_and_resolve_when_they_stop(watched_shop
         shown = subprocess.run([sys.executable, "-m", "opsplane", "-c", str(serve.inventory), "alerts",
                                 "--json"], cwd=serve.workdir, env=serve.env, capture_output=True, text=True)
         assert shown.returncode == 2, shown.stderr  # a P1 fires: scripts see it in the exit code
-        [firing] = [a for a in json.loads(shown.stdout) if a["name"] == "GatewayErrors"]
+        [firing] = [a for a in json.loads(shown.stdout)["alerts"] if a["name"] == "GatewayErrors"]
         assert firing["state"] == "firing" and firing["labels"]["service"] == "gateway"
         [message] = [m for m in hook.received if m["status"] == "firing"
                      and m["alerts"][0]["labels"]["alertname"] == "GatewayErrors"][:1]
@@ -103,7 +103,7 @@ def test_a_dead_database_pages_once_and_mutes_what_depends_on_it(watched_shop) -
              >= {"catalog", "orders"}, "the dependants to be explained by the page", timeout=60)
     shown = subprocess.run([sys.executable, "-m", "opsplane", "-c", str(serve.inventory), "alerts",
                             "--json"], cwd=serve.workdir, env=serve.env, capture_output=True, text=True)
-    rows = {(a["name"], a["labels"].get("service")): a for a in json.loads(shown.stdout)}
+    rows = {(a["name"], a["labels"].get("service")): a for a in json.loads(shown.stdout)["alerts"]}
     for service in ("catalog", "orders"):
         assert rows[("CheckFailing", service)]["muted"].startswith("inhibited by DatabaseDown")
     paged = {a["labels"].get("service") for m in hook.received for a in m["alerts"]

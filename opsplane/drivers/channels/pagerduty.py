@@ -31,6 +31,8 @@ def format_pagerduty(notification: Notification, *, routing_key: str) -> dict[st
         details["details"] = n.details
     if n.runbook:
         details["runbook"] = n.runbook
+    if n.values:  # the exact value for whoever computes, the text for whoever reads
+        details["values"] = [v.model_dump(mode="json") for v in n.values]
     payload: dict[str, Any] = {
         "summary": n.title()[:1024],
         "source": n.service or n.source,
