@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from opsplane.drivers.sandbox.ports import free_port
+from opsplane.store import Store
 from tests.support.polling import wait_for
 
 
@@ -35,6 +36,8 @@ class Serve:
     def __init__(self, workdir: Path, inventory: Path, port: int | None = None) -> None:
         self.workdir, self.inventory, self.port = workdir, inventory, port or free_port()
         self.env = {**os.environ, "OPSPLANE_DATABASE_URL": f"sqlite:///{workdir}/opsplane.db"}
+        # The store serve would make, so read commands run before it starts find one.
+        Store.open(self.env["OPSPLANE_DATABASE_URL"]).close()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[str] | None = None
 
