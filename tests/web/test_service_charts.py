@@ -141,7 +141,7 @@ def firing(plane: ControlPlane, name: str, severity: str, service: str,
     labels = {"alertname": name, "severity": severity, "service": service, "env": "production"}
     now = plane.clock.now()
     with plane.store.session() as session:
-        alerts.save_all(session, dropped=[], alerts=[Alert(
+        alerts.save_changes(session, stored={}, dropped=[], now=now, alerts=[Alert(
             fingerprint=fingerprint(labels), rule=rule_id(rule), labels=labels, state=state,
             value=0.05, annotations={}, active_at=now, last_seen_at=now,
             fired_at=now if state is AlertState.FIRING else None)])
