@@ -79,6 +79,8 @@ class LeaseKeeper:
     def _run(self) -> None:
         while True:
             with self._wake:
+                if self._closed:
+                    return
                 # nothing in flight: sleep until a send starts
                 self._wake.wait(self._every if self._held else None)
                 if self._closed:

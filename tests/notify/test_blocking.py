@@ -178,3 +178,37 @@ def test_a_429_without_retry_after_holds_the_channel_for_the_back_off(store: Sto
 
     assert hook.arrivals == 1
     assert wakeup is not None and 4 <= (wakeup - clock.now()).total_seconds() <= 8
+
+
+def test_a_hanging_receiver_costs_one_timeout_a_pass_not_one_per_row(store: Store) -> None:
+    clock = ManualClock()
+
+    def hang(number: int) -> Answer:  # never answers within the channel's timeout
+        clock.advance(0.2)
+        return Answer(202, delay=0.6)
+
+    with RecordingReceiver(hang) as voice, RecordingReceiver() as pagerduty:
+        settings = ChannelsSettings.model_validate({"named": {
+            "voice": {"type": "webhook", "url": voice.url("/calls"), "timeout": "200ms"},
+            "pager": {"type": "pagerduty", "routing_key": "env:PD_KEY", "url": pagerduty.url("/v2/enqueue")},
+        }})
+        outbox = Outbox(store, settings)
+        for person, phone in (("ana", ANA), ("bruno", BRUNO), ("vp", VP)):
+            outbox.enqueue(_page(0, person, phone), channels=["voice"], now=clock.now())
+        outbox.enqueue(notification(key="payments-down", group="payments", severity="P0"), channels=["pager"],
+                       now=clock.now())
+        dispatcher = Dispatcher(store, settings, opener=_opener(), random_source=seeded(), clock=clock)
+
+        first = dispatcher.run_once(clock.now())
+        hung_in_first = voice.arrivals
+        # the other calls wait for the next pass, which comes at once: they are due
+        wakeup = dispatcher.next_wakeup(clock.now())
+        assert wakeup is not None and wakeup <= clock.now()
+        dispatcher.run_once(clock.now())
+        hung_in_second = voice.arrivals - hung_in_first
+        dispatcher.close()
+        paged = len(pagerduty.accepted)
+
+    assert (hung_in_first, hung_in_second) == (1, 1)
+    assert first.resting == {"voice"}
+    assert paged == 1
