@@ -262,3 +262,26 @@ def test_a_channel_whose_secret_is_missing_is_retried_and_says_which_reference(s
     [attempt] = report.attempts
     assert attempt.outcome == "retry"
     assert "env:PD_KEY" in attempt.detail
+
+
+def test_rows_queued_before_the_lanes_migration_keep_their_recipient(store: Store) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from opsplane.store.db import alembic_config
+
+    with store.engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0005")
+    for key, to in (("call:ana", "+4915100000001"), ("post", None)):
+        message = notification(key=key, group="incident:7", to=to)
+        with store.engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO notification_outbox (channel, key, group_key, status, severity, payload, state,"
+                " attempts, created_at, next_attempt_at, last_error) VALUES ('pager', :key, 'incident:7',"
+                " 'trigger', 'P1', :payload, 'pending', 0, :now, :now, '')"),
+                {"key": key, "payload": message.model_dump_json(), "now": ManualClock().now()})
+    store.upgrade()
+
+    with store.session() as session:
+        assert {row.key: row.recipient for row in service.get_all(session)} == {
+            "call:ana": "+4915100000001", "post": ""}
