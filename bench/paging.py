@@ -1,6 +1,7 @@
 """From a firing alert to a delivered page, and 1,000 alerts firing at once.
 
     .venv/bin/python bench/paging.py [--repeat 20] [--alerts 1000] [--services 10] [--no-save]
+    .venv/bin/python bench/paging.py --faults [--seed 11] [--idle 10]   # the fault run alone
 
 Everything opsplane does between a rule's condition turning true and a receiver holding the
 page, in this process, on a SQLite store in a temporary directory, with a real HTTP receiver
@@ -17,6 +18,14 @@ on loopback (a thread of this process) behind a signed `webhook` channel:
    Measured: the cycle that takes them all firing, the cycle 30 s later (on an injected clock)
    that notifies, how many notifications it queued (expected: one per service) and how many
    requests the receiver got, and the time to deliver them.
+
+3. **Under faults.** One simulated hour of incidents paged to a voice gateway (one call per
+   person), a paging service and a chat channel, while the receivers fail, throttle, answer
+   slowly, hang and go down, one person's number is refused for ten minutes, and the
+   dispatcher restarts and crashes (bench/_paging_faults.py). Measured: lost, duplicated and
+   late notifications, how long calls took, and the delivery loop's CPU while the voice
+   gateway is down; and `serve`'s own delivery loop on the real clock for `--idle` seconds
+   while its only receiver refuses every connection.
 
 The condition itself is handed in (no scraping, no PromQL), so the figures are the alerting
 and delivery pipeline's own; bench/detection.py measures detection end to end on the shop.
@@ -41,6 +50,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from _common import machine, quantile  # noqa: E402
+from _paging_faults import fault_run, goals_met, idle_loop_cpu  # noqa: E402
+from _paging_faults import markdown as markdown_faults  # noqa: E402
 
 from opsplane.alerts.flows import Alerting  # noqa: E402
 from opsplane.alerts.models import AlertingSettings  # noqa: E402
@@ -165,7 +176,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--alerts", type=int, default=1000)
     parser.add_argument("--services", type=int, default=10)
     parser.add_argument("--no-save", action="store_true")
+    parser.add_argument("--faults", action="store_true", help="only the fault run")
+    parser.add_argument("--seed", type=int, default=11, help="the fault run's random seed")
+    parser.add_argument("--idle", type=float, default=10.0,
+                        help="seconds to watch serve's delivery loop while its receiver is down")
     args = parser.parse_args(argv)
+    header = [f"Measured on {date.today().isoformat()}: {machine().describe()}.", "",
+              "```", " ".join([".venv/bin/python bench/paging.py", *argv]), "```", ""]
+    faults = _faults(args)
+    if args.faults:
+        print("\n".join(["## Paging under faults", "", *header, *markdown_faults(faults, args.seed)]))
+        _save(args, "paging-faults", faults)
+        return 0 if faults["met"] else 2
 
     import os
 
@@ -187,9 +209,7 @@ def main(argv: list[str]) -> int:
     lines = [
         "## Paging pipeline",
         "",
-        f"Measured on {date.today().isoformat()}: {machine().describe()}.",
-        "",
-        "```", " ".join([".venv/bin/python bench/paging.py", *argv]), "```", "",
+        *header,
         "| Figure | Value |",
         "| --- | ---: |",
         f"| Firing P0 alert to the page at the receiver (cycle + dispatch), median of {len(took)} | "
@@ -202,13 +222,25 @@ def main(argv: list[str]) -> int:
         f"{burst['notifications']} / {burst['delivered']} ({verdict}) |",
         f"| Delivering them (one dispatcher pass) | {burst['deliver_ms']:.0f} ms |",
     ]
+    lines += ["", "## Paging under faults", "", *header, *markdown_faults(faults, args.seed)]
     print("\n".join(lines))
-    if not args.no_save:
-        out = ROOT / "bench" / "results" / f"paging-{date.today().isoformat()}.json"
-        out.parent.mkdir(exist_ok=True)
-        out.write_text(json.dumps({"first_page_ms": took, **burst}, indent=2))
-        print(f"\nfull results: {out}")
-    return 0 if grouped else 2
+    _save(args, "paging", {"first_page_ms": took, **burst, "faults": faults})
+    return 0 if grouped and faults["met"] else 2
+
+
+def _faults(args: argparse.Namespace) -> dict[str, Any]:
+    result = {**fault_run(args.seed), **idle_loop_cpu(args.idle)}
+    result["met"] = goals_met(result)
+    return result
+
+
+def _save(args: argparse.Namespace, name: str, result: dict[str, Any]) -> None:
+    if args.no_save:
+        return
+    out = ROOT / "bench" / "results" / f"{name}-{date.today().isoformat()}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    print(f"\nfull results: {out}")
 
 
 if __name__ == "__main__":

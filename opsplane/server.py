@@ -387,15 +387,17 @@ class ControlPlane:
         from opsplane.incidents.paging import page_cycle
         from opsplane.notify.dispatcher import Dispatcher
 
-        dispatcher = Dispatcher(self.store, self.inventory.channels)
+        dispatcher = Dispatcher(self.store, self.inventory.channels, clock=self.clock)
         try:
             while True:
                 delay = DISPATCH_POLL
                 try:
                     paged = await asyncio.to_thread(page_cycle, self.store, inventory=self.inventory,
                                                     now=self.clock.now())
-                    await asyncio.to_thread(dispatcher.run_once, self.clock.now())
-                    wake = await asyncio.to_thread(dispatcher.next_wakeup, self.clock.now())
+                    await asyncio.to_thread(dispatcher.run_once)
+                    # the next row that can be sent: not one waiting behind another row of its
+                    # lane, on a throttled channel or over a channel's rate
+                    wake = await asyncio.to_thread(dispatcher.next_wakeup)
                     for due in (wake, paged.next_due):
                         if due is not None:
                             delay = min(delay, max(0.0, (due - self.clock.now()).total_seconds()))

@@ -55,7 +55,7 @@ def test_channel(
     [queued] = Outbox(store, settings).enqueue(message, channels=[channel], now=clock.now())
     if queued.row_id is None:
         raise UsageError(f"the test notification to {channel} was not queued")
-    dispatcher = Dispatcher(store, settings)
+    dispatcher = Dispatcher(store, settings, clock=clock)
     try:
         row = _deliver(dispatcher, store, queued.row_id, clock, deadline=time.monotonic() + budget)
     finally:
@@ -72,7 +72,7 @@ def _deliver(dispatcher: Dispatcher, store: Any, row_id: int, clock: SystemClock
              deadline: float) -> Any:
     """Run passes for this one row until it is finished or the deadline comes."""
     while True:
-        dispatcher.run_once(clock.now(), only={row_id})
+        dispatcher.run_once(only={row_id})
         with store.session() as session:
             row = service.get(session, row_id=row_id)
         if row is None or row.state != "pending":

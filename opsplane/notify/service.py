@@ -79,6 +79,7 @@ def insert_row(session: Session, notification: Notification, channel: str, now: 
             state: str) -> Enqueued:
     values = {
         "channel": channel, "key": notification.key, "group_key": notification.group,
+        "recipient": notification.to or "",
         "status": notification.status.value, "severity": notification.severity.value,
         "payload": notification.as_payload(), "state": state, "attempts": 0,
         "created_at": now, "next_attempt_at": now, "last_error": "",

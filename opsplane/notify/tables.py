@@ -1,4 +1,5 @@
-"""The notification outbox: one row per notification per channel, kept after delivery.
+"""The notification outbox: one row per notification per channel, kept after delivery, and
+the holds a throttling receiver put on its channel.
 
 A row is written in the caller's transaction (with the alert or incident change that caused
 it), so a notification is never lost to a crash; it is delivered later by the dispatcher,
@@ -29,6 +30,9 @@ class OutboxRow(Base):
     channel: Mapped[str] = mapped_column(String(63), nullable=False)
     key: Mapped[str] = mapped_column(String(200), nullable=False)
     group_key: Mapped[str] = mapped_column(String(200), nullable=False)
+    # the notification's `to` ("" for the channel's own recipients): with the channel and the
+    # group it makes the lane in which rows are delivered in order
+    recipient: Mapped[str] = mapped_column(String(200), nullable=False, default="", server_default="")
     status: Mapped[str] = mapped_column(String(12), nullable=False)
     severity: Mapped[str] = mapped_column(String(2), nullable=False)
     payload: Mapped[dict[str, Any]] = mapped_column(JsonDoc, nullable=False)
@@ -44,7 +48,7 @@ class OutboxRow(Base):
     __table_args__ = (
         UniqueConstraint("channel", "key", name="uq_notification_outbox_channel_key"),
         Index("ix_notification_outbox_state_next", "state", "next_attempt_at"),
-        Index("ix_notification_outbox_group", "channel", "group_key", "state", "id"),
+        Index("ix_notification_outbox_lane", "channel", "group_key", "recipient", "state", "id"),
     )
 
     def as_dict(self) -> dict[str, Any]:
@@ -65,3 +69,15 @@ class OutboxRow(Base):
             "last_error": self.last_error,
             "digest_id": self.digest_id,
         }
+
+
+class ChannelHold(Base):
+    """A channel whose receiver answered 429: nothing is sent on it before `until`. Kept after
+    it ends until a send succeeds, so that throttling again in a row holds it longer."""
+
+    __tablename__ = "notification_channel_holds"
+
+    channel: Mapped[str] = mapped_column(String(63), primary_key=True)
+    until: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    strikes: Mapped[int] = mapped_column(Integer, nullable=False)  # 429s without a success between
+    reason: Mapped[str] = mapped_column(Text, nullable=False)

@@ -35,8 +35,9 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
     opened.close()
 
 
-def _dispatcher(store: Store, config: ChannelsSettings, **drivers: ScriptedDriver) -> Dispatcher:
-    return Dispatcher(store, config, opener=drivers_from(drivers), random_source=seeded())
+def _dispatcher(store: Store, config: ChannelsSettings, clock: ManualClock,
+                **drivers: ScriptedDriver) -> Dispatcher:
+    return Dispatcher(store, config, clock=clock, opener=drivers_from(drivers), random_source=seeded())
 
 
 def _states(store: Store) -> list[tuple[str, str, str]]:
@@ -87,7 +88,7 @@ def test_delivery_marks_rows_delivered_and_records_each_attempt(sqlite_store: St
                                                      now=clock.now())
     pager = ScriptedDriver("pager")
 
-    report = _dispatcher(sqlite_store, settings(CHANNELS), pager=pager).run_once(clock.now())
+    report = _dispatcher(sqlite_store, settings(CHANNELS), clock, pager=pager).run_once(clock.now())
 
     assert report.count("delivered") == 1
     assert [n.key for n in pager.sent] == ["k1"]
@@ -108,7 +109,7 @@ def test_a_later_message_of_a_group_waits_for_the_earlier_one(store: Store) -> N
         outbox.enqueue(message, channels=["pager"], now=clock.now())
     failures = iter([SendResult(Outcome.RETRY, "HTTP 503", 503)])
     pager = ScriptedDriver("pager", lambda n: next(failures, SendResult(Outcome.DELIVERED)))
-    dispatcher = _dispatcher(store, config, pager=pager)
+    dispatcher = _dispatcher(store, config, clock, pager=pager)
 
     dispatcher.run_once(clock.now())
     assert [n.key for n in pager.sent] == ["g:trigger", "other"]  # the resolve waits its turn
@@ -125,7 +126,7 @@ def test_retries_back_off_with_jitter_and_honour_retry_after(sqlite_store: Store
     answers = iter([SendResult(Outcome.RETRY, "HTTP 500", 500),
                     SendResult(Outcome.RETRY, "HTTP 429", 429, retry_after=300.0)])
     pager = ScriptedDriver("pager", lambda n: next(answers, SendResult(Outcome.DELIVERED)))
-    dispatcher = _dispatcher(sqlite_store, config, pager=pager)
+    dispatcher = _dispatcher(sqlite_store, config, clock, pager=pager)
     jitter = seeded()()
 
     dispatcher.run_once(clock.now())
@@ -156,7 +157,7 @@ def test_a_refusal_fails_for_good_and_frees_the_group(sqlite_store: Store) -> No
     pager = ScriptedDriver("pager", lambda n: SendResult(Outcome.FAILED, "HTTP 400: invalid", 400)
                            if n.status == "trigger" else SendResult(Outcome.DELIVERED))
 
-    report = _dispatcher(sqlite_store, config, pager=pager).run_once(clock.now())
+    report = _dispatcher(sqlite_store, config, clock, pager=pager).run_once(clock.now())
 
     assert [a.outcome for a in report.attempts] == ["failed", "delivered"]
     assert _states(sqlite_store) == [("pager", "g:trigger", "failed"), ("pager", "g:resolve", "delivered")]
@@ -170,7 +171,7 @@ def test_a_notification_never_delivered_within_give_up_after_is_dead(sqlite_stor
     config = settings(CHANNELS, retry={"first": "1m", "max": "1m", "give_up_after": "5m"})
     Outbox(sqlite_store, config).enqueue(notification(key="k"), channels=["pager"], now=clock.now())
     pager = ScriptedDriver("pager", lambda n: SendResult(Outcome.RETRY, "timed out"))
-    dispatcher = _dispatcher(sqlite_store, config, pager=pager)
+    dispatcher = _dispatcher(sqlite_store, config, clock, pager=pager)
 
     outcomes = []
     for _ in range(12):
@@ -190,11 +191,11 @@ def test_each_channel_keeps_its_rate_across_a_restart(store: Store) -> None:
                                              now=clock.now())
     slack, console = ScriptedDriver("slack"), ScriptedDriver("console")
 
-    report = _dispatcher(store, config, slack=slack, console=console).run_once(clock.now())
+    report = _dispatcher(store, config, clock, slack=slack, console=console).run_once(clock.now())
     assert (len(slack.sent), len(console.sent), report.rate_limited) == (3, 5, 2)
 
     clock.advance(30)
-    restarted = _dispatcher(store, config, slack=slack, console=console)
+    restarted = _dispatcher(store, config, clock, slack=slack, console=console)
     assert restarted.run_once(clock.now()).rate_limited == 2  # the minute is not over
     clock.advance(31)
     restarted.run_once(clock.now())
@@ -211,7 +212,7 @@ def test_p3_notifications_are_held_and_sent_as_one_digest(store: Store) -> None:
     outbox.enqueue(notification(key="d2", severity="P3", summary="cert expires in 20 days"),
                    channels=["slack"], now=clock.now())
     slack, pager = ScriptedDriver("slack"), ScriptedDriver("pager")
-    dispatcher = _dispatcher(store, config, slack=slack, pager=pager)
+    dispatcher = _dispatcher(store, config, clock, slack=slack, pager=pager)
 
     dispatcher.run_once(clock.now())
     assert slack.sent == [] and [n.key for n in pager.sent] == ["d1"]  # PagerDuty is not digested
@@ -238,10 +239,10 @@ def test_a_row_claimed_by_a_dispatcher_that_died_is_sent_again_after_its_lease(s
         raise KeyboardInterrupt  # the process is killed mid-send
 
     with pytest.raises(KeyboardInterrupt):
-        _dispatcher(sqlite_store, config, pager=ScriptedDriver("pager", die)).run_once(clock.now())
+        _dispatcher(sqlite_store, config, clock, pager=ScriptedDriver("pager", die)).run_once(clock.now())
 
     pager = ScriptedDriver("pager")
-    restarted = _dispatcher(sqlite_store, config, pager=pager)
+    restarted = _dispatcher(sqlite_store, config, clock, pager=pager)
     assert restarted.run_once(clock.now()).attempts == []  # still claimed
     clock.advance(45)  # timeout 10 s + lease margin 30 s
     restarted.run_once(clock.now())
@@ -256,8 +257,31 @@ def test_a_channel_whose_secret_is_missing_is_retried_and_says_which_reference(s
     config = settings(CHANNELS)
     Outbox(sqlite_store, config).enqueue(notification(key="k"), channels=["pager"], now=clock.now())
 
-    report = Dispatcher(sqlite_store, config, random_source=seeded()).run_once(clock.now())
+    report = Dispatcher(sqlite_store, config, clock=clock, random_source=seeded()).run_once(clock.now())
 
     [attempt] = report.attempts
     assert attempt.outcome == "retry"
     assert "env:PD_KEY" in attempt.detail
+
+
+def test_rows_queued_before_the_lanes_migration_keep_their_recipient(store: Store) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from opsplane.store.db import alembic_config
+
+    with store.engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0006")
+    for key, to in (("call:ana", "+4915100000001"), ("post", None)):
+        message = notification(key=key, group="incident:7", to=to)
+        with store.engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO notification_outbox (channel, key, group_key, status, severity, payload, state,"
+                " attempts, created_at, next_attempt_at, last_error) VALUES ('pager', :key, 'incident:7',"
+                " 'trigger', 'P1', :payload, 'pending', 0, :now, :now, '')"),
+                {"key": key, "payload": message.model_dump_json(), "now": ManualClock().now()})
+    store.upgrade()
+
+    with store.session() as session:
+        assert {row.key: row.recipient for row in service.get_all(session)} == {
+            "call:ana": "+4915100000001", "post": ""}

@@ -118,7 +118,7 @@ def test_every_notification_arrives_once_and_in_order_after_the_receivers_recove
     settings = _settings(pagerduty, webhook)
     _enqueue_all(sqlite_store, settings, clock)
 
-    _drain(Dispatcher(sqlite_store, settings, opener=_opener, random_source=seeded()), clock)
+    _drain(Dispatcher(sqlite_store, settings, opener=_opener, random_source=seeded(), clock=clock), clock)
 
     assert pagerduty.arrivals > len(pagerduty.accepted)  # they did fail for a while
     _assert_once_and_in_order(_pagerduty_events(pagerduty))
@@ -139,11 +139,11 @@ def test_a_new_dispatcher_over_the_same_store_never_sends_twice(
     settings = _settings(pagerduty, webhook)
     _enqueue_all(sqlite_store, settings, clock)
 
-    first = Dispatcher(sqlite_store, settings, opener=_opener, random_source=seeded())
+    first = Dispatcher(sqlite_store, settings, opener=_opener, random_source=seeded(), clock=clock)
     first.run_once(clock.now())
     first.close()
     delivered_before = len(pagerduty.accepted) + len(webhook.accepted)
-    _drain(Dispatcher(sqlite_store, settings, opener=_opener, random_source=seeded()), clock)
+    _drain(Dispatcher(sqlite_store, settings, opener=_opener, random_source=seeded(), clock=clock), clock)
 
     assert 0 < delivered_before < 4 * GROUPS
     _assert_once_and_in_order(_pagerduty_events(pagerduty))
@@ -160,7 +160,7 @@ def test_an_answer_lost_after_the_receiver_took_it_resends_with_the_same_idempot
             "hook": {"type": "webhook", "url": webhook.url("/hook"), "timeout": "200ms"}}})
         trigger, _ = pair("incident-x")
         Outbox(sqlite_store, settings).enqueue(trigger, channels=["hook"], now=clock.now())
-        _drain(Dispatcher(sqlite_store, settings, opener=_opener, random_source=seeded()), clock)
+        _drain(Dispatcher(sqlite_store, settings, opener=_opener, random_source=seeded(), clock=clock), clock)
         arrived: list[Received] = wait_for(lambda: len(webhook.accepted) == 2 and webhook.accepted,
                                            "the late answer's request to be recorded", timeout=5)
 
@@ -179,7 +179,8 @@ def test_two_dispatchers_at_once_over_one_store_send_each_notification_once(stor
         for number in range(GROUPS * 2):
             for message in pair(f"incident-{number}"):
                 outbox.enqueue(message, channels=["hook"], now=clock.now())
-        dispatchers = [Dispatcher(store, settings, opener=_opener, random_source=seeded()) for _ in range(2)]
+        dispatchers = [Dispatcher(store, settings, opener=_opener, random_source=seeded(), clock=clock)
+                       for _ in range(2)]
         errors: list[BaseException] = []
 
         def drain(dispatcher: Dispatcher) -> None:

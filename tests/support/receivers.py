@@ -39,11 +39,15 @@ class Received:
 
 
 Plan = Callable[[int], Answer]  # request number (from 0) -> answer
+# request number and the request itself -> answer: a receiver that answers by what it is sent
+# (a gateway refusing one phone number)
+RequestPlan = Callable[[int, "Received"], Answer]
 
 
 @dataclass
 class _State:
     plan: Plan
+    by_request: RequestPlan | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     requests: list[Received] = field(default_factory=list)
     count: int = 0
@@ -60,12 +64,15 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             number = state.count
             state.count += 1
-        answer = state.plan(number)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        if state.by_request is not None:
+            answer = state.by_request(number, Received(self.path, headers, body, 0))
+        else:
+            answer = state.plan(number)
         if answer.delay:
             time.sleep(answer.delay)
         with state.lock:
-            state.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()},
-                                           body, answer.status))
+            state.requests.append(Received(self.path, headers, body, answer.status))
         try:
             self.send_response(answer.status)
             for name, value in answer.headers:
@@ -102,9 +109,9 @@ def failing_first(count: int, failure: Answer, then: Answer | None = None) -> Pl
 class RecordingReceiver:
     """An HTTP server on 127.0.0.1 that records every POST and answers by its plan."""
 
-    def __init__(self, plan: Plan | None = None) -> None:
+    def __init__(self, plan: Plan | None = None, *, by_request: RequestPlan | None = None) -> None:
         self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.state = _State(plan or always(Answer()))
+        self._server.state = _State(plan or always(Answer()), by_request)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True)

@@ -31,6 +31,13 @@ class SendResult:
     status: int | None = None
     retry_after: float | None = None  # seconds the receiver asked us to wait (429, 503)
 
+    @property
+    def throttled(self) -> bool:
+        """HTTP 429: the receiver asks the sender to slow down. It throttles what identifies us
+        (a PagerDuty routing key, a Slack webhook, a gateway's API account), and each of those
+        is one channel, so the whole channel waits, not only this message."""
+        return self.status == 429
+
 
 @dataclass(frozen=True)
 class HttpRequest:
