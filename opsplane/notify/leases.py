@@ -49,6 +49,7 @@ class LeaseKeeper:
         self._within = timedelta(seconds=renew_within)
         self._every = check_every
         self._held: dict[int, Claim] = {}
+        self._renewing: set[int] = set()  # claims whose renewal is being written now
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -61,17 +62,21 @@ class LeaseKeeper:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="outbox-leases", daemon=True)
                 self._thread.start()
-            self._wake.notify()
+            self._wake.notify_all()
         try:
             yield
         finally:
             with self._wake:
                 self._held.pop(claim.row_id, None)
+                # A renewal written after the send's outcome would overwrite the row's retry
+                # time with the end of a lease: the outcome waits for one in progress.
+                while claim.row_id in self._renewing:
+                    self._wake.wait()
 
     def close(self) -> None:
         with self._wake:
             self._closed = True
-            self._wake.notify()
+            self._wake.notify_all()
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
@@ -88,11 +93,19 @@ class LeaseKeeper:
                 now = self._now()
                 expiring = [c for c in self._held.values() if c.until - now <= self._within]
             for claim in expiring:
+                with self._wake:
+                    if claim.row_id not in self._held:  # its send ended meanwhile
+                        continue
+                    self._renewing.add(claim.row_id)
                 try:
                     kept = self._renew(claim, now)
                 except Exception:  # the store is out of reach: try again at the next check
                     log.warning("could not renew the claim on outbox row %d", claim.row_id, exc_info=True)
                     continue
+                finally:
+                    with self._wake:
+                        self._renewing.discard(claim.row_id)
+                        self._wake.notify_all()
                 with self._wake:
                     if not kept:  # taken over (the store was out of reach too long): stop
                         self._held.pop(claim.row_id, None)
