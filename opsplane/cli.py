@@ -48,6 +48,25 @@ def invoked_command(argv: list[str]) -> str | None:
     return None
 
 
+def hoist_config(argv: list[str]) -> list[str]:
+    """`argv` with `-c/--config PATH` moved in front of the command wherever it was written:
+    `opsplane health -c shop.yaml` reads as `opsplane -c shop.yaml health` (no command has
+    an option of that name of its own)."""
+    front: list[str] = []
+    rest: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--":
+            rest += [arg, *args]
+        elif arg in ("--config", "-c"):
+            front += [arg, *[value for value in [next(args, None)] if value is not None]]
+        elif arg.startswith("--config="):
+            front.append(arg)
+        else:
+            rest.append(arg)
+    return front + rest
+
+
 def _register(command: str | None = None) -> None:
     """Mount every domain's commands; for `serve` only its own, since the control plane runs
     for weeks and every other command's imports would stay resident in it."""
@@ -93,9 +112,10 @@ def _register(command: str | None = None) -> None:
 
 def main() -> None:
     """Entry point: run the app and turn OpsplaneError into its message and exit code."""
-    _register(invoked_command(sys.argv[1:]))
+    argv = hoist_config(sys.argv[1:])
+    _register(invoked_command(argv))
     try:
-        code = app(standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except OpsplaneError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

@@ -115,3 +115,18 @@ def test_a_named_inventory_that_is_missing_names_its_directory(tmp_path: Path) -
     ran = _run(tmp_path, "health", environ={"OPSPLANE_CONFIG": "conf/shop.yaml"})
     assert ran.returncode == 3
     assert f"no shop.yaml in {tmp_path}/conf" in " ".join(ran.stderr.split())
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_the_inventory_can_be_named_before_or_after_the_command(tmp_path: Path, where: str) -> None:
+    # `opsplane health -c shop.yaml` is what people type; the option belongs to the root.
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "shop.yaml").write_text(yaml.safe_dump(INVENTORY, sort_keys=False))
+    option = ["-c", "conf/shop.yaml"]
+    args = [*option, "config", "validate", "--json"] if where == "before" else \
+        ["config", "validate", "--json", *option]
+
+    ran = _run(tmp_path, *args)
+
+    assert ran.returncode == 0, ran.stderr
+    assert '"valid": true' in ran.stdout
