@@ -155,8 +155,7 @@ def alerts_command(
     all_: bool = typer.Option(False, "--all", help="Include alerts resolved in the last 15 minutes."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Firing and pending alerts with value, since, runbook and why any are muted, and when
-    the rules were last evaluated.
+    """Firing and pending alerts (value, since, runbook, why muted) and when rules last ran.
 
     Exit code 3 when nothing has evaluated the rules for three evaluation intervals (or
     ever), else 2 when a P0 or P1 alert fires unmuted, 1 when another one does, else 0.

@@ -30,8 +30,10 @@ def validate(
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the verdict as JSON."),
 ) -> None:
-    """Load the inventory and report every problem in it, and warnings about what is valid but
-    will not do what it seems to. Exit code: 0 valid (with or without warnings), 3 invalid."""
+    """Load the inventory and report every problem and warning in it.
+
+    Warnings name what is valid but will not do what it seems to. Exit code: 0 valid (with or
+    without warnings), 3 invalid."""
     from opsplane.cli import config_path, err
 
     path = path or config_path(ctx)

@@ -195,8 +195,9 @@ def postmortem_command(
     incident: str = typer.Argument(..., help=ID_HELP),
     out_file: Path = typer.Option(None, "--out", "-o", help="Write to this file (default: standard output)."),
 ) -> None:
-    """Write a post-mortem draft in Markdown: timeline, root cause, impact, what went well and
-    wrong, action items."""
+    """Write a post-mortem draft in Markdown.
+
+    Timeline, root cause, impact, what went well and wrong, action items."""
     inventory = _inventory(ctx)
     with open_store().session() as session:
         facts = service.postmortem_facts(session, incident_id=_id(incident),
@@ -244,8 +245,9 @@ def actions(
     all_: bool = typer.Option(False, "--all", help="Include the ones done."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Action items not done yet (with --all, every one), oldest first; exit code 1 when any
-    is overdue, so a weekly review script notices."""
+    """Action items not done yet (with --all, every one), oldest first.
+
+    Exit code 1 when any is overdue, so a weekly review script notices."""
     today = SystemClock().now().date()
     with open_store().session() as session:
         items = service.get_action_items(session, open_only=not all_)
@@ -272,8 +274,9 @@ def report_incidents(
     since: str = typer.Option("30d", "--since", help="How far back: 7d, 30d, or an ISO 8601 time."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Incidents since then: count, MTTA, MTTD, MTTR by severity and service, against the
-    severities' response and resolution targets."""
+    """Incidents since then: count, MTTA, MTTD, MTTR by severity and service.
+
+    Each figure is set against its severity's response and resolution targets."""
     inventory = _inventory(ctx)
     now = SystemClock().now()
     start = parse_when(since, now) or now

@@ -43,3 +43,10 @@ def test_every_option_help_is_shown_in_full(path: list[str], command: Any) -> No
 def test_the_config_option_says_where_the_inventory_is_looked_for() -> None:
     shown = CliRunner().invoke(cli.app, ["--help"], env={"COLUMNS": "300"})
     assert "Inventory file (default: opsplane.yaml in the current directory)" in shown.output
+
+
+@pytest.mark.parametrize(("path", "command"), COMMANDS, ids=[" ".join(p) or "opsplane" for p, _ in COMMANDS])
+def test_every_command_summary_is_one_line(path: list[str], command: Any) -> None:
+    # The list of commands shows a summary's line breaks as they were written in the source.
+    summary = (command.help or "").strip().split("\n\n", 1)[0]
+    assert "\n" not in summary, f"{' '.join(path)}: {summary!r}"
