@@ -105,6 +105,11 @@ def as_table(statuses: list[ComponentStatus], *, detailed: bool = False, title: 
 
 
 def _fmt(value: object) -> str:
+    """A figure as a person reads it: no Python spellings such as None or False."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.3g}"
     return str(value)

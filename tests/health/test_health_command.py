@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -158,6 +159,9 @@ def test_detailed_table_shows_the_figures(tmp_path, web, postgres_cluster, free_
     run = opsplane("-c", str(path), "health", "--detailed", cwd=tmp_path)
     assert run.returncode == 0
     assert "connections=" in run.stdout and "latency_ms=" in run.stdout
+    # a primary is not in recovery: said in words, not as Python's False
+    assert "in_recovery=no" in run.stdout
+    assert not re.search(r"=(None|True|False)\b", run.stdout), run.stdout
 
 
 @pytest.mark.parametrize("args, message", [
