@@ -26,6 +26,20 @@ def span(seconds: float) -> str:
     return f"{secs}s"
 
 
+def span_words(seconds: float) -> str:
+    """A duration in words, for pages: '45 s', '12 min', '3 h 12 min', '4 days 6 h'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = int(seconds // 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} days {hours} h" if hours else f"{days} days"
+
+
 def parse_time(text: str) -> datetime:
     """An ISO 8601 time ('2026-11-24T02:00:00Z', '2026-11-24 02:00+01:00'); UTC when it gives
     no offset. ValueError names the expected form, or the range for a time outside

@@ -13,9 +13,10 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from markupsafe import Markup, escape
+
+from opsplane.units import Unit, format_value
 
 WIDTH, HEIGHT = 760, 230
 LEFT, RIGHT, TOP, BOTTOM = 70, 16, 14, 30
@@ -24,17 +25,8 @@ _TIME_STEPS = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86
 _MANTISSAS = (1.0, 2.0, 2.5, 5.0, 10.0)
 
 
-class Unit(StrEnum):
-    """What a chart's values measure, which decides how they are written."""
-
-    RATIO = "ratio"  # 0..1, written as a percentage
-    PER_SECOND = "per second"
-    SECONDS = "seconds"
-
-    @property
-    def smallest_top(self) -> float:
-        """The value axis's top when every value is zero: a scale that still reads sensibly."""
-        return {Unit.RATIO: 0.01, Unit.PER_SECOND: 1.0, Unit.SECONDS: 0.01}[self]
+# The value axis's top when every value is zero: a scale that still reads sensibly.
+_SMALLEST_TOP = {Unit.RATIO: 0.01, Unit.PER_SECOND: 1.0, Unit.SECONDS: 0.01}
 
 
 @dataclass(frozen=True)
@@ -70,24 +62,12 @@ def value_ticks(top: float, count: int = 5) -> list[float]:
     return [round(n * step, 12) for n in range(steps + 1)]
 
 
-def format_value(value: float, unit: Unit) -> str:
-    """`value` in words of its unit, to three significant digits: '2.5 %', '12.3/s', '0.35/s',
-    '250 ms', '1.5 s'."""
-    if unit is Unit.RATIO:
-        return f"{_decimal(value * 100)} %"
-    if unit is Unit.PER_SECOND:
-        return f"{_decimal(value)}/s"
-    if value == 0:
-        return "0 ms"
-    return f"{_decimal(value)} s" if value >= 1 else f"{_decimal(value * 1000)} ms"
-
-
 def axis_labels(ticks: Sequence[float], unit: Unit) -> list[str]:
     """The labels of a value axis's ticks: one unit for all (ms below a top of 1 s, else s)
     and as many decimals as the step between ticks needs, so they line up."""
     step = ticks[1] - ticks[0] if len(ticks) > 1 else ticks[0] or 1.0
     if unit is Unit.RATIO:
-        return [f"{_decimal(t * 100, step * 100)} %" for t in ticks]
+        return [f"{_decimal(t * 100, step * 100)}%" for t in ticks]
     if unit is Unit.PER_SECOND:
         return [f"{_decimal(t, step)}/s" for t in ticks]
     if ticks[-1] >= 1:
@@ -148,7 +128,7 @@ def time_chart(
     plot_w, plot_h = width - LEFT - RIGHT, height - TOP - BOTTOM
     found = [v for line in lines for v in line.values if v is not None and math.isfinite(v)]
     top = max([*found, *(t.value * 1.15 for t in thresholds if math.isfinite(t.value))], default=0.0)
-    ticks = value_ticks(top if top > 0 else unit.smallest_top)
+    ticks = value_ticks(top if top > 0 else _SMALLEST_TOP[unit])
     ceiling = ticks[-1]
     span = max(end - start, 1e-9)
 

@@ -18,6 +18,8 @@ from opsplane.health.history import Series
 from opsplane.health.models import ProbeResult, State
 from opsplane.health.status import ComponentStatus, assess
 from opsplane.metrics.scrape import ScrapeStatus
+from opsplane.timefmt import span_words
+from opsplane.units import Unit, format_value
 from opsplane.web.charts import GraphNode, dependency_graph, sparkline
 from opsplane.web.service_charts import (
     ChartRange,
@@ -38,26 +40,6 @@ if TYPE_CHECKING:
 # --- words for numbers ----------------------------------------------------------------------
 
 
-def seconds_text(value: float | None) -> str:
-    """'<1 ms', '12 ms', '1.4 s' - how long something took."""
-    if value is None:
-        return "-"
-    if value < 0.001:
-        return "<1 ms"
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    return f"{value:.1f} s" if value < 100 else f"{value:.0f} s"
-
-
-def rate_text(value: float | None) -> str:
-    """'3.2/s', '0.05/s', '1,200/s' - a request rate."""
-    if value is None:
-        return "-"
-    if value >= 10:
-        return f"{value:,.0f}/s"
-    return f"{value:.2g}/s" if value < 1 else f"{value:.1f}/s"
-
-
 def age_text(now: datetime, then: datetime | None) -> str:
     """'4 s ago', '3 min ago', '2 h ago' - how long since `then`."""
     if then is None:
@@ -70,26 +52,6 @@ def age_text(now: datetime, then: datetime | None) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.0f} h ago"
     return f"{seconds / 86400:.0f} d ago"
-
-
-def span_text(seconds: float | None) -> str:
-    """'45 s', '12 min', '3 h 5 min' - a length of time such as an uptime."""
-    if seconds is None:
-        return "-"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    hours, minutes = divmod(int(seconds) // 60, 60)
-    return f"{hours} h {minutes} min"
-
-
-def bytes_text(value: int | None) -> str:
-    if value is None:
-        return "-"
-    if value < 1024 * 1024:
-        return f"{value / 1024:.0f} KiB"
-    return f"{value / 1024 / 1024:.1f} MiB"
 
 
 # --- sparklines ----------------------------------------------------------------------------
@@ -108,11 +70,12 @@ def latency_chart(series: Series, *, width: int = 120, height: int = 28) -> Char
     means = series.mean_latencies()
     known = [m for m in means if m is not None]
     if not known:
-        summary = f"no probe results in the last {_span_words(series.width * len(series.buckets))}"
+        summary = f"no probe results in the last {span_words(series.width * len(series.buckets))}"
     else:
-        summary = (f"latency now {seconds_text(known[-1])}, highest {seconds_text(max(known))}; "
+        summary = (f"latency now {format_value(known[-1], Unit.SECONDS)}, "
+                   f"highest {format_value(max(known), Unit.SECONDS)}; "
                    f"not OK in {series.failing_buckets} of {len(series.buckets)} steps of "
-                   f"{_span_words(series.width)}")
+                   f"{span_words(series.width)}")
     marks = [b.failed > 0 for b in series.buckets]
     return Chart(sparkline(means, label=summary, marks=marks, width=width, height=height), summary)
 
@@ -124,17 +87,12 @@ def rate_chart(rates: RequestRates, *, width: int = 120, height: int = 28) -> Ch
         summary = "no request rate yet (needs a few scrapes)"
     else:
         errors = next((e for e in reversed(rates.server_errors) if e is not None), None)
-        summary = (f"requests now {rate_text(rates.latest)}, peak {rate_text(max(known))}, "
-                   f"5xx now {rate_text(errors)}")
+        summary = (f"requests now {format_value(rates.latest, Unit.PER_SECOND)}, "
+                   f"peak {format_value(max(known), Unit.PER_SECOND)}, "
+                   f"5xx now {format_value(errors, Unit.PER_SECOND)}")
     marks = [bool(e) for e in rates.server_errors]
     return Chart(sparkline(list(rates.requests), label=summary, marks=marks, width=width,
                            height=height), summary)
-
-
-def _span_words(seconds: float) -> str:
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{seconds / 3600:g} h"
-    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
 def overview_rates(plane: ControlPlane, spark: ChartRange) -> dict[str, RequestRates]:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
+from opsplane.timefmt import span_words
+from opsplane.units import Unit, format_value
 from opsplane.web import pages
 from opsplane.web.charts import state_class
 
@@ -40,10 +42,10 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        seconds=pages.seconds_text,
-        rate=pages.rate_text,
-        span=pages.span_text,
-        bytes=pages.bytes_text,
+        seconds=lambda value: format_value(value, Unit.SECONDS),
+        rate=lambda value: format_value(value, Unit.PER_SECOND),
+        span=lambda value: "-" if value is None else span_words(value),
+        bytes=lambda value: format_value(value, Unit.BYTES),
         timestamp=timestamp,
         state_class=state_class,
     )

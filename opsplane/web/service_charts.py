@@ -24,7 +24,8 @@ from markupsafe import Markup
 
 from opsplane.health.history import TIERS
 from opsplane.metrics.scrape import REQUESTS, STATUS_LABELS
-from opsplane.web.linechart import Line, Threshold, Unit, format_value, time_chart
+from opsplane.units import Unit, format_value
+from opsplane.web.linechart import Line, Threshold, time_chart
 
 if TYPE_CHECKING:
     from opsplane.metrics.promql import SeriesSource

@@ -16,6 +16,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from opsplane.timefmt import span_words
+
 if TYPE_CHECKING:  # imported by the first request for the page
     from markupsafe import Markup
 
@@ -94,20 +96,6 @@ def bar_class(day: DayUptime) -> str:
     return "up-mid" if fraction >= 0.95 else "up-low"
 
 
-def measured(seconds: float) -> str:
-    """'45 s', '12 min', '3 h 12 min', '4 days 6 h': how long something was watched."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    minutes = int(seconds // 60)
-    if minutes < 90:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} days {hours} h" if hours else f"{days} days"
-
-
 def uptime_text(component: PublicComponent, now: datetime) -> str:
     """The uptime with the time it was measured over: '99.20 % uptime over the last 3 h 12 min',
     '99.95 % uptime over 12 days 4 h of data since 2026-02-01', or 'no data yet'."""
@@ -118,8 +106,8 @@ def uptime_text(component: PublicComponent, now: datetime) -> str:
     if seconds >= days * 86400 - 60:
         return f"{percent(uptime)} uptime over the last {days} days"
     if (now - since).total_seconds() - seconds <= max(60.0, seconds * 0.01):
-        return f"{percent(uptime)} uptime over the last {measured(seconds)}"
-    return f"{percent(uptime)} uptime over {measured(seconds)} of data since {since:%Y-%m-%d}"
+        return f"{percent(uptime)} uptime over the last {span_words(seconds)}"
+    return f"{percent(uptime)} uptime over {span_words(seconds)} of data since {since:%Y-%m-%d}"
 
 
 def day_text(day: DayUptime, now: datetime) -> str:
@@ -129,7 +117,7 @@ def day_text(day: DayUptime, now: datetime) -> str:
     if day.coverage(now) >= 0.999:
         whole = "the whole day so far" if day.day == now.astimezone(UTC).date() else "the whole day"
         return f"{day.day.isoformat()}: {percent(day.fraction)} over {whole}"
-    return f"{day.day.isoformat()}: {percent(day.fraction)}, only {measured(day.observed)} of data"
+    return f"{day.day.isoformat()}: {percent(day.fraction)}, only {span_words(day.observed)} of data"
 
 
 def uptime_bars(name: str, days: Sequence[DayUptime], now: datetime) -> Markup:

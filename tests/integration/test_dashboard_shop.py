@@ -79,13 +79,16 @@ def test_the_dashboard_shows_the_shop_and_a_fault_in_it(shop: DemoStack) -> None
 
 # The built-in rules with a short hold and a rate window of four scrapes, so that a rule fires
 # within seconds of the fault instead of the manual's five minutes.
-QUICK_RULES = "alerting:\n  evaluation_interval: 1s\n  builtin_rules: {for: 2s, window: 20s}\n"
+QUICK_RULES = "  evaluation_interval: 1s\n  builtin_rules: {for: 2s, window: 20s}\n"
 
 
 def test_a_service_page_charts_the_shop_with_axes_a_range_and_a_firing_rule_s_threshold(
         shop: DemoStack, tmp_path: Path) -> None:
     inventory = shop.base / "opsplane-charts.yaml"  # beside the shop's, for its runtime state
-    inventory.write_text(shop.inventory_path.read_text() + QUICK_RULES)
+    # the demo's alerting section (its receivers), with rules that fire within seconds
+    text = shop.inventory_path.read_text()
+    assert text.count("\nalerting:\n") == 1
+    inventory.write_text(text.replace("\nalerting:\n", "\nalerting:\n" + QUICK_RULES))
     serve = Serve(tmp_path, inventory)
     token = json.loads(serve.cli("token", "create", "--name", "charts", "--role", "viewer",
                                  "--json"))["token"]
@@ -102,7 +105,7 @@ def test_a_service_page_charts_the_shop_with_axes_a_range_and_a_firing_rule_s_th
             expect(page.locator("#charts-title")).to_have_text("Over the last 15 min")
             expect(chart("requests").locator(".summary")).to_contain_text("all now", timeout=40_000)
             expect(chart("latency")).to_be_visible(timeout=20_000)
-            for key, unit in (("errors", " %"), ("requests", "/s"), ("latency", " ms")):
+            for key, unit in (("errors", "%"), ("requests", "/s"), ("latency", " ms")):
                 axis = chart(key).locator("svg text.ytick")
                 expect(axis.first).to_have_text(re.compile(rf"^0(\.0+)?{re.escape(unit)}$"))
                 assert axis.count() >= 3
@@ -134,9 +137,9 @@ def test_a_service_page_charts_the_shop_with_axes_a_range_and_a_firing_rule_s_th
 
             wait_for(fired, "HighErrorRate's threshold on the error chart", timeout=90, interval=1)
             expect(chart("errors").locator("svg text.threshold-label")).to_have_text(
-                "HighErrorRate > 1 %")
+                "HighErrorRate > 1%")
             # every charge fails (health checks and scrapes still succeed): far above 1 %
-            expect(chart("errors").locator(".summary")).to_have_text(re.compile(r"^now [1-9]\d*(\.\d)? %"))
+            expect(chart("errors").locator(".summary")).to_have_text(re.compile(r"^now [1-9]\d*(\.\d+)?%"))
             page.screenshot(path=str(ARTIFACTS / "shop-service-payments-failing.png"), full_page=True)
             page.locator("#service-charts").screenshot(
                 path=str(ARTIFACTS / "shop-service-payments-charts.png"))

@@ -165,8 +165,8 @@ def test_the_service_page_draws_its_three_charts_over_the_chosen_range(
     assert "Over the last 15 min" in html and 'data-range="15m" aria-current="true"' in html
     found = charts(html)
     assert list(found) == ["errors", "requests", "latency"]
-    assert "now 5 %, highest 5 %" in found["errors"]
-    assert '<line class="threshold firing"' in found["errors"] and "HighErrorRate &gt; 1 %" in found["errors"]
+    assert "now 5%, highest 5%" in found["errors"]
+    assert '<line class="threshold firing"' in found["errors"] and "HighErrorRate &gt; 1%" in found["errors"]
     assert found["errors"].count('class="threshold ') == 1
     assert "all now 20/s" in found["requests"] and "5xx now 1/s" in found["requests"]
     assert "p50 now 10 ms" in found["latency"] and ">p99<" in found["latency"]

@@ -247,7 +247,8 @@ def test_uptime_counts_only_the_time_serve_watched_and_says_how_long_that_was(
 
 
 def test_the_uptime_text_names_the_span_it_was_measured_over() -> None:
-    from opsplane.web.status_views import measured, uptime_text
+    from opsplane.timefmt import span_words
+    from opsplane.web.status_views import uptime_text
     from opsplane.web.uptime import ComponentUptime, DayUptime
 
     now = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -266,7 +267,7 @@ def test_the_uptime_text_names_the_span_it_was_measured_over() -> None:
     assert uptime_text(component(90 * 86400, 432, now - timedelta(days=91), days=90), now) == (
         "99.99 % uptime over the last 90 days")
     assert uptime_text(component(0, 0, None), now) == "no data yet"
-    assert [measured(s) for s in (45, 720, 7200, 3 * 86400 + 3600)] == [
+    assert [span_words(s) for s in (45, 720, 7200, 3 * 86400 + 3600)] == [
         "45 s", "12 min", "2 h", "3 days 1 h"]
 
 
