@@ -82,7 +82,7 @@ async def _run(base: Path, port: int, duration: float, outage: bool) -> None:
         store = Store.open(stack.store_url)
         with store.session() as session:
             admin = tokens.create(session, name="demo-admin", role=Role.ADMIN, actor="system:demo")
-        plane = ControlPlane(inventory, store)
+        plane = ControlPlane(inventory, store, runtime=stack.runtime)
         app = create_app(plane, inventory_dir=base)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                                log_level="warning", lifespan="on"))
