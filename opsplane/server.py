@@ -3,20 +3,23 @@
 Data flow: the scheduler runs checks; each result updates the in-memory latest results and
 opsplane's own metrics; a result that changes a check's state becomes a Transition, queued
 and written (event + check_states row) by one writer task in a worker thread, so the event
-loop never waits on the database.
+loop never waits on the database. When opsplane's runtime runs the services, its notices
+are followed too: a service whose process exited is checked (and scraped) at once, and the
+rules run right after (docs/decisions/0016-runtime-exits-start-checks.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import resource
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -37,6 +40,7 @@ from opsplane.health.tables import CheckState
 from opsplane.health.targets import CheckTarget, check_targets, environment_name
 from opsplane.health.transitions import KnownState, StateTracker, Transition
 from opsplane.metrics.scrape import MetricsScraper, ScrapeStatus, ScrapeTarget, scrape_targets
+from opsplane.runtime.liveness import ServiceLiveness
 from opsplane.store import Store
 from opsplane.telemetry import ControlPlaneMetrics
 
@@ -44,6 +48,7 @@ if TYPE_CHECKING:
     from opsplane.alerts.evaluations import Evaluation
     from opsplane.alerts.flows import Alerting
     from opsplane.alerts.intake import ReceivedAlert
+    from opsplane.drivers.runtime import RuntimeWatch
     from opsplane.metrics.remote import PrometheusClient
     from opsplane.metrics.store import SampleStore
 
@@ -56,6 +61,10 @@ RETRY_DELAY = 5.0
 CHANGE_GAP = 1.0
 # The longest the outbox goes unread while nothing is due: rows other processes queue.
 DISPATCH_POLL = 5.0
+# After the runtime said a service's process exited, the rules wait this long at most for
+# the service's checks and scrapes started then (a refused connection takes a millisecond; a
+# check that hangs until its timeout must not hold back what is already known).
+LOOK_WAIT = 0.5
 
 
 class ControlPlane:
@@ -71,7 +80,10 @@ class ControlPlane:
         environ: Mapping[str, str] | None = None,
         metrics: ControlPlaneMetrics | None = None,
         flush_interval: float = 0.5,
+        runtime: RuntimeWatch | None = None,
     ) -> None:
+        """`runtime`, when given, is followed for its notices (`drivers.runtime.watched_runtime`
+        gives the inventory's)."""
         self.inventory = inventory
         self.store = store
         self.env = environment_name(inventory, env)
@@ -117,6 +129,16 @@ class ControlPlane:
         self._evaluate_soon = asyncio.Event()
         self._dispatch_soon = asyncio.Event()  # the outbox got something to deliver
         self._by_id: dict[str, CheckTarget] = {}
+        # What the runtime says of the services it runs. A process that exits is known the
+        # moment the supervisor sees it: its service's checks and scrapes run at once
+        # (`_looking`), and the next cycle skips the pause between change-started cycles
+        # (`_urgent`) and waits for them, so it sees what they found.
+        self.runtime = runtime
+        self.liveness = ServiceLiveness()
+        self._looking: set[asyncio.Future[Any]] = set()
+        self._scraping_now: dict[str, asyncio.Task[ScrapeStatus]] = {}
+        self._urgent = asyncio.Event()
+        self._criticality = {name: c.criticality.value for _, name, c in inventory.components()}
         if scraped or inventory.metrics.source == "prometheus":
             self._build_alerting()
 
@@ -171,6 +193,8 @@ class ControlPlane:
             self._tasks.append(loop.create_task(self._evaluate_rules(self.alerting)))
         else:
             self._tasks.append(loop.create_task(self._watch_without_rules()))
+        if self.runtime is not None:
+            self._tasks.append(loop.create_task(self._follow_runtime(self.runtime)))
         if self.inventory.channels.named:
             self._tasks.append(loop.create_task(self._deliver()))
         else:
@@ -222,6 +246,43 @@ class ControlPlane:
                 self._evaluate_soon.set()
         elif self._failures.pop(target.id, None) is not None:
             self._evaluate_soon.set()
+
+    async def _follow_runtime(self, runtime: RuntimeWatch) -> None:
+        """The runtime's notices, for as long as serve runs: a service whose process exited,
+        or that stopped or started answering, is looked at now."""
+        async for notice in runtime.watch():
+            try:
+                services = self.liveness.apply(notice)
+                if services:
+                    self._look_now(services)
+            except Exception:  # one odd notice must not end following the runtime
+                log.exception("could not act on the runtime's %s notice", notice.kind)
+
+    def _look_now(self, services: set[str]) -> None:
+        """Run the checks and scrapes of `services` now, outside their slots, and a rule cycle
+        as soon as they are done (at most LOOK_WAIT later)."""
+        if self.alerting is None and self._tasks and self.liveness.down_for_good():
+            self._start_alerting()
+        runs: list[asyncio.Future[Any]] = []
+        if self._scheduler is not None:
+            runs += self._scheduler.run_now([t.id for t in self.targets if t.component in services])
+        for target in self.scraper.targets:
+            if target.component in services:
+                scrape = self._scraping_now.get(target.component)
+                if scrape is None:
+                    scrape = asyncio.get_running_loop().create_task(self.scraper.scrape(target))
+                    self._scraping_now[target.component] = scrape
+                    scrape.add_done_callback(functools.partial(self._scraped_now, target.component))
+                runs.append(scrape)
+        for run in runs:
+            self._looking.add(run)
+            run.add_done_callback(self._looking.discard)
+        log.info("runtime: %s changed; checking now", ", ".join(sorted(services)))
+        self._urgent.set()
+        self._evaluate_soon.set()
+
+    def _scraped_now(self, component: str, _: object) -> None:
+        self._scraping_now.pop(component, None)
 
     def _start_alerting(self) -> None:
         """Build alerting and start its loop; a failure (the store unreachable) is logged and
@@ -333,7 +394,7 @@ class ControlPlane:
             await self._next_cycle(due, quiet_until)
             try:
                 if self.samples is not None:
-                    await asyncio.to_thread(self._ingest_failing_checks)
+                    await asyncio.to_thread(self._ingest_own_series)
                 report = await asyncio.to_thread(alerting.run_once)
                 # pages to send, or an alert that changed state and may have opened an incident
                 if report.queued or report.sent or report.evaluation.transitions:
@@ -369,12 +430,18 @@ class ControlPlane:
             evaluations.record(session, evaluation)
 
     async def _next_cycle(self, due: float, quiet_until: float) -> None:
-        """Wait until `due`, or until the inputs change but not before `quiet_until`."""
+        """Wait until `due`, or until the inputs change but not before `quiet_until`; a process
+        that exited (`_urgent`) does not wait for `quiet_until`, only for its service's checks
+        and scrapes (at most LOOK_WAIT)."""
         loop = asyncio.get_running_loop()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._evaluate_soon.wait(), max(0.0, due - loop.time()))
-        if loop.time() < quiet_until:
-            await asyncio.sleep(max(0.0, min(due, quiet_until) - loop.time()))
+        if loop.time() < quiet_until and not self._urgent.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._urgent.wait(), max(0.0, min(due, quiet_until) - loop.time()))
+        self._urgent.clear()
+        if self._looking:
+            await asyncio.wait(set(self._looking), timeout=LOOK_WAIT)
         self._evaluate_soon.clear()
 
     async def _deliver(self) -> None:
@@ -409,17 +476,15 @@ class ControlPlane:
         finally:
             await asyncio.to_thread(dispatcher.close)
 
-    def _ingest_failing_checks(self) -> None:
-        """The checks' own series for the rules, as one scrape of "opsplane": a series per
-        check that found its component CRITICAL, valued by how many runs in a row did. A
-        check that recovers is left out, so its series goes stale and its alert resolves;
-        healthy checks cost nothing."""
+    def _ingest_own_series(self) -> None:
+        """opsplane's own series for the rules (`alerts.own_series`: failing checks, services
+        the runtime gave up on), as one scrape of "opsplane"."""
+        from opsplane.alerts.own_series import own_samples
+
         at = self.clock.now().timestamp()
-        samples = []
-        for check_id, failures in list(self._failures.items()):
-            target = self._by_id.get(check_id)
-            if target is not None:
-                samples.append((check_failure_labels(target, self.env), float(failures)))
+        samples = own_samples(failures=dict(self._failures), checks=self._by_id,
+                              not_running=self.liveness.down_for_good(),
+                              criticality=self._criticality, env=self.env)
         assert self.samples is not None
         with self.scraper.lock:
             self.samples.append_scrape("opsplane", at, samples)
@@ -460,14 +525,6 @@ class ControlPlane:
     def since(self, check_id: str) -> datetime | None:
         known = self._tracker.known.get(check_id)
         return known.since if known else None
-
-
-def check_failure_labels(target: CheckTarget, env: str) -> tuple[tuple[str, str], ...]:
-    """The labels of `opsplane_check_failures` for one check (sorted, as the store keeps them)."""
-    return tuple(sorted({
-        "__name__": "opsplane_check_failures", "check": target.name, "env": env, "job": "opsplane",
-        "section": target.section, "service": target.component, "type": target.type,
-    }.items()))
 
 
 def _raise_open_files_limit() -> None:

@@ -22,6 +22,7 @@ def serve(
 
     from opsplane.cli import config_path
     from opsplane.config.loader import load
+    from opsplane.drivers.runtime import watched_runtime
     from opsplane.server import ControlPlane, create_app
     from opsplane.store import Store
 
@@ -29,7 +30,8 @@ def serve(
     inventory = load(path)
     # Migrations, if due, run in a child: their imports would stay in serve for good.
     store = Store.open_migrated_apart()
-    plane = ControlPlane(inventory, store, env=env)
+    plane = ControlPlane(inventory, store, env=env,
+                         runtime=watched_runtime(inventory, base_dir=path.resolve().parent))
     app = create_app(plane, inventory_dir=path.resolve().parent)
     listen_host = host or inventory.server.listen_host
     listen_port = port or inventory.server.listen_port

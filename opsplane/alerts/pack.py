@@ -4,10 +4,11 @@ Service and business rules read the metrics the reference shop exposes
 (`http_requests_total{status}`, `http_request_duration_seconds`, `orders_total`,
 `payments_total`, `search_queries_total`, `db_pool_*`); machine rules read the standard
 node, PostgreSQL and Redis exporters' names; DatabaseDown and CheckFailing also read
-opsplane's own health checks (`opsplane_check_failures`). Each warning level is P2 and each critical
-level P1, as the manual pages on critical and notifies on warning. Thresholds, the common
-`for`, the rate window of the service rules and the runbook prefix come from
-`alerting.builtin_rules`. The business rules keep their 15-minute windows whatever the
+opsplane's own health checks (`opsplane_check_failures`), and ServiceNotRunning what opsplane's
+runtime says of the processes it runs (`opsplane_service_not_running`). Each warning level is
+P2 and each critical level P1, as the manual pages on critical and notifies on warning.
+Thresholds, the common `for`, the rate window of the service rules and the runbook prefix come
+from `alerting.builtin_rules`. The business rules keep their 15-minute windows whatever the
 window: orders, charges and searches are far rarer than requests, and a short window of
 them would page on a single failed checkout.
 
@@ -42,6 +43,9 @@ VALUE = "{{ $value }}"
 # opsplane's own probes, as `serve` feeds them to the rules: one series per check that has
 # found its component CRITICAL, valued by how many runs in a row did (docs/alerting.md)
 CHECK_FAILURES = "opsplane_check_failures"
+# the services opsplane's runtime runs and has given up on: every instance exited and none
+# will be started again (`restart: never` after a failure, or `max_restarts` reached)
+NOT_RUNNING = "opsplane_service_not_running"
 BUSINESS_WINDOW = "15m"
 _UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))
 
@@ -83,6 +87,15 @@ def _definitions(t: PackThresholds, window: str) -> list[dict[str, Any]]:
         _rule("CheckFailing", "P1", f'{CHECK_FAILURES}{{section!="databases"}} >= {t.check_failures}',
               "{{ $labels.service }}: check {{ $labels.check }} failed {{ $value }} times in a row",
               Unit.COUNT, **{"for": None}),
+        # The runtime saw the process end and will not start it again: certain, so at once. A
+        # critical component's outage is the manual's P0 ("payment processing completely
+        # broken"), any other's its P1 ("single microservice down").
+        _rule("ServiceNotRunning", "P0", f'{NOT_RUNNING}{{criticality="critical"}} > 0',
+              "{{ $labels.service }} has exited and the runtime will not start it again", Unit.COUNT,
+              **{"for": None}),
+        _rule("ServiceNotRunning", "P1", f'{NOT_RUNNING}{{criticality!="critical"}} > 0',
+              "{{ $labels.service }} has exited and the runtime will not start it again", Unit.COUNT,
+              **{"for": None}),
         _rule("HighErrorRate", "P1", f"{_ratio(ERRORS, REQUESTS, window)} > {t.error_rate:g}",
               f"{{{{ $labels.service }}}} answers {VALUE} of requests with 5xx", Unit.RATIO),
         _rule("HighLatencyP95", "P2", f"{_quantile(0.95, window)} > {t.latency_p95:g}",

@@ -146,7 +146,7 @@ async def _serve(stack: DemoStack, port: int, duration: float, outage: bool, con
     try:
         with store.session() as session:
             admin = tokens.create(session, name="demo-admin", role=Role.ADMIN, actor="system:demo")
-        plane = ControlPlane(inventory, store)
+        plane = ControlPlane(inventory, store, runtime=stack.runtime)
         app = create_app(plane, inventory_dir=stack.base)
         server = _server(app, port)
         welcome = functools.partial(_welcome, console, stack, port, admin, len(plane.targets))

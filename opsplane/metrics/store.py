@@ -23,6 +23,7 @@ A store is not thread-safe: scrapes and queries run on one event loop (or one th
 
 from __future__ import annotations
 
+import math
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
@@ -153,6 +154,7 @@ class SampleStore:
         Series the target reported last time and not now get a stale marker at `at`.
         A series seen twice in one scrape keeps its first value, as Prometheus does.
         """
+        at = _whole_millisecond(at)
         self._version += 1
         previous = self._active.get(target, set())
         known = self._series
@@ -204,6 +206,7 @@ class SampleStore:
     def mark_target_gone(self, target: str, at: float) -> int:
         """Write a stale marker at `at` on every series `target` last reported (it is down or
         no longer configured); returns how many series were marked."""
+        at = _whole_millisecond(at)
         self._version += 1
         previous = self._active.pop(target, set())
         return self._mark_stale(previous, at, self._cutoff())
@@ -348,3 +351,10 @@ def _matches(matchers: Sequence[Matcher], verdicts: list[dict[str, bool]], label
         if not verdict:
             return False
     return True
+
+
+def _whole_millisecond(at: float) -> float:
+    """`at` cut to the millisecond, as Prometheus keeps sample times. An evaluation rounds its
+    own time to the millisecond, so a sample kept finer could lie up to half a millisecond in
+    the future of a rule cycle that starts right after it was stored, and go unseen."""
+    return math.floor(at * 1000.0) / 1000.0

@@ -39,6 +39,17 @@ def test_the_pack_reproduces_the_manuals_named_alerts_and_levels() -> None:
     assert error_rate.for_ == 300 and error_rate.runbook == "runbooks/high-error-rate.md"
 
 
+def test_a_service_the_runtime_gave_up_on_fires_at_once_p0_when_critical() -> None:
+    rules = [r for r in builtin_rules(AlertingSettings().builtin_rules) if r.name == "ServiceNotRunning"]
+    by_severity = {r.severity: r for r in rules}
+    assert set(by_severity) == {Severity.P0, Severity.P1}
+    assert 'criticality="critical"' in by_severity[Severity.P0].expr
+    assert 'criticality!="critical"' in by_severity[Severity.P1].expr
+    assert all(r.for_ in (None, 0) for r in rules)  # no `for` and no count of failures: it is certain
+    settings = AlertingSettings.model_validate({"builtin_rules": {"for": "10m"}})
+    assert all(r.for_ in (None, 0) for r in effective_rules(settings) if r.name == "ServiceNotRunning")
+
+
 def test_thresholds_for_and_runbooks_can_be_overridden() -> None:
     settings = AlertingSettings.model_validate({"builtin_rules": {
         "thresholds": {"error_rate": "2%", "cpu_critical": "85%"}, "for": "2m",

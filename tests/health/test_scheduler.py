@@ -130,3 +130,56 @@ async def test_with_no_checks_it_idles_until_cancelled_instead_of_returning() ->
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_run_now_runs_a_check_outside_its_slot_and_leaves_its_slots_where_they_were() -> None:
+    clock = VirtualTime()
+    runs: list[tuple[str, float]] = []
+    results: list[str] = []
+
+    async def run(t: CheckTarget) -> ProbeResult:
+        runs.append((t.id, clock.now))
+        return ProbeResult(State.OK, "fine")
+
+    scheduler = ProbeScheduler([target("payments", 60.0), target("orders", 60.0)], run=run,
+                               on_result=lambda t, r, late: results.append(t.id),
+                               time=clock.time, sleep=clock.sleep)
+    task = asyncio.create_task(scheduler.run_forever())
+    first = phase("payments/tcp", 60.0)
+    while clock.now <= first:  # past its first slot
+        await asyncio.sleep(0)
+    await asyncio.gather(*scheduler.run_now(["payments/tcp", "nothing/such"]))
+    while clock.now < first + 61:  # and past its second slot
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    at = [when for check, when in runs if check == "payments/tcp"]
+    assert at[0] == pytest.approx(first) and at[2] == pytest.approx(first + 60)
+    assert first < at[1] < first + 60  # the run asked for, at once, between the slots
+    orders = [when for check, when in runs if check == "orders/tcp"]
+    assert orders == pytest.approx([phase("orders/tcp", 60.0)])
+    assert results.count("payments/tcp") == 3  # the result of the run asked for is reported too
+
+
+async def test_run_now_of_a_check_in_flight_waits_for_that_run_instead_of_starting_another() -> None:
+    clock = VirtualTime()
+    runs: list[float] = []
+    release = asyncio.Event()
+
+    async def slow(t: CheckTarget) -> ProbeResult:
+        runs.append(clock.now)
+        await release.wait()
+        return ProbeResult(State.CRITICAL, "refuses connections")
+
+    scheduler = ProbeScheduler([target("payments", 60.0)], run=slow, on_result=lambda *a: None,
+                               time=clock.time, sleep=clock.sleep)
+    [first] = scheduler.run_now(["payments/tcp"])
+    await asyncio.sleep(0)
+    [again] = scheduler.run_now(["payments/tcp"])
+    assert again is first and runs == [0.0]
+    release.set()
+    await first
+    [fresh] = scheduler.run_now(["payments/tcp"])  # done: the next ask runs it again
+    await fresh
+    assert len(runs) == 2

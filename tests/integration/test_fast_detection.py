@@ -5,12 +5,17 @@ Alertmanager's 30 s group_wait."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from opsplane.drivers.channels.webhook import verify
+from opsplane.drivers.sandbox.ports import free_port
+from opsplane.health.scheduler import phase
 from tests.alerts.webhook import WebhookServer
 from tests.support.http_servers import LocalHttpServer, Reply
 from tests.support.polling import wait_for
@@ -89,3 +94,159 @@ def test_a_page_reaches_a_channel_through_the_outbox_signed(tmp_path: Path) -> N
     assert delivery.headers["idempotency-key"] == message["key"]
     timestamp, signature = delivery.headers["x-opsplane-timestamp"], delivery.headers["x-opsplane-signature"]
     assert verify("shared-secret", timestamp, delivery.body, signature, now=int(timestamp))
+
+
+# --- a service run by opsplane's runtime ----------------------------------------------------
+# Its one check runs once a minute, in a slot 52.5 s into serve's minute (a hash of its id,
+# `payments/liveness`): a check and a page before that slot can only come from the runtime's
+# exit notice. The route pages at once and lets an alert page again a second after it
+# resolved, so a second outage is not held back by the first one's group.
+
+APP = Path(__file__).resolve().parent.parent / "runtime" / "service_app.py"
+CHECK = "payments/liveness"
+
+
+def runtime_inventory(path: Path, port: int, hook: str, extra: str = "") -> Path:
+    run = {"argv": [sys.executable, str(APP), "{port}"], "restart": "never", "stop_timeout": "3s"}
+    path.write_text(
+        "platform: {name: shop}\n"
+        "defaults: {interval: 60s, timeout: 2s}\n"
+        "services:\n"
+        f"  payments: {{port: {port}, criticality: critical, run: {json.dumps(run)},\n"
+        "             checks: [{name: liveness, type: http, path: /health}]}\n"
+        f"{extra}"
+        "alerting:\n"
+        "  evaluation_interval: 1h\n"
+        "  route: {receiver: default, group_wait: 0s, group_interval: 1s}\n"
+        f"  receivers: {{default: {{webhook: {{url: '{hook}'}}}}}}\n")
+    return path
+
+
+def events(serve: Serve, kind: str) -> list[dict[str, Any]]:
+    """The events of `kind` in serve's store, oldest first."""
+    from opsplane.events.service import get_all
+    from opsplane.store import Store
+
+    store = Store.open(serve.env["OPSPLANE_DATABASE_URL"])
+    try:
+        with store.session() as session:
+            return [e.as_dict() for e in get_all(session, kind=kind, limit=1000)][::-1]
+    finally:
+        store.close()
+
+
+def checked(serve: Serve, state: str, service: str = "payments") -> list[dict[str, Any]]:
+    return [e for e in events(serve, "check.state_changed")
+            if e["service"] == service and e["details"]["to"] == state]
+
+
+def pages(hook: WebhookServer, name: str = "ServiceNotRunning") -> list[dict[str, Any]]:
+    return [alert for _, body in hook.received for alert in body["alerts"]
+            if alert["labels"]["alertname"] == name and alert["status"] == "firing"]
+
+
+def first_slot(serve: Serve) -> datetime:
+    """When serve's scheduler first runs payments' check on its own: its phase after the start."""
+    started = datetime.fromisoformat(events(serve, "control_plane.started")[-1]["ts"])
+    return started + timedelta(seconds=phase(CHECK, 60.0))
+
+
+def kill_payments(runtime: Any) -> int:
+    [instance] = [s for s in runtime.status() if s.service == "payments"]
+    os.kill(instance.pid, signal.SIGKILL)
+    return int(instance.pid)
+
+
+def back_up(serve: Serve) -> bool:
+    """Whether payments' check found it OK after its last failure."""
+    ok, failed = checked(serve, "OK"), checked(serve, "CRITICAL")
+    return bool(ok) and (not failed or ok[-1]["ts"] > failed[-1]["ts"])
+
+
+def assert_checked_and_paged_before_its_slot(serve: Serve, hook: WebhookServer, killed: int,
+                                             seen: int) -> None:
+    """After the process `killed` exited: its check found it down and the page went out, both
+    before the check's first slot. `seen` is how many pages came before."""
+    wait_for(lambda: len(pages(hook)) > seen, "the ServiceNotRunning page", timeout=30)
+    [exited] = wait_for(lambda: [e for e in events(serve, "runtime.exited") if e["details"]["pid"] == killed],
+                        "the exit in the event log")
+    exit_at = datetime.fromisoformat(exited["ts"])
+
+    def since_exit(found: list[dict[str, Any]]) -> list[datetime]:
+        return [at for at in (datetime.fromisoformat(e["ts"]) for e in found) if at >= exit_at]
+
+    # state changes are written in batches: the page may be out before its check is stored
+    [down, *_] = wait_for(lambda: since_exit(checked(serve, "CRITICAL")), "payments checked down")
+    [fired, *_] = since_exit([e for e in events(serve, "alert.firing") if e["target"] == "ServiceNotRunning"])
+    assert exit_at <= down < first_slot(serve)
+    assert exit_at <= fired < first_slot(serve)
+    alert = pages(hook)[-1]
+    assert (alert["labels"]["service"], alert["labels"]["severity"]) == ("payments", "P0")
+
+
+def test_the_check_slot_leaves_the_tests_below_a_minute_to_themselves() -> None:
+    assert phase(CHECK, 60.0) > 45
+
+
+def test_a_runtime_service_that_exits_is_checked_and_paged_before_its_slot(tmp_path: Path) -> None:
+    from opsplane.config.loader import load
+    from opsplane.drivers.runtime.process import ProcessRuntime
+
+    with WebhookServer() as hook:
+        serve = Serve(tmp_path, runtime_inventory(tmp_path / "opsplane.yaml", free_port(), hook.url))
+        runtime = ProcessRuntime(load(serve.inventory), base_dir=tmp_path, environ=serve.env)
+        runtime.up()
+        try:
+            serve.start()
+            # following the runtime from the start, serve checks what it runs at once
+            wait_for(lambda: checked(serve, "OK"), "payments checked")
+            assert pages(hook) == []
+            killed = kill_payments(runtime)
+            assert_checked_and_paged_before_its_slot(serve, hook, killed, seen=0)
+            shown = serve.read("alerts")
+            assert [a["state"] for a in shown if a["name"] == "ServiceNotRunning"] == ["firing"]
+        finally:
+            output = serve.stop()
+            runtime.down()
+    assert "Traceback" not in output, output
+
+
+def test_serve_works_without_a_runtime_and_follows_one_through_a_supervisor_crash(tmp_path: Path) -> None:
+    from opsplane.config.loader import load
+    from opsplane.drivers.runtime.process import ProcessRuntime
+    from opsplane.drivers.runtime.protocol import read_state
+
+    # orders is not run by the runtime: its check on a closed port pages as it always did. A
+    # notification held by the group's timer (the second outage, in orders' group) goes out at
+    # the next cycle, hence cycles every second here.
+    orders = f"  orders: {{port: {free_port()}, checks: [{{type: tcp, interval: 300ms}}]}}\n"
+    with WebhookServer() as hook:
+        path = runtime_inventory(tmp_path / "opsplane.yaml", free_port(), hook.url, extra=orders)
+        path.write_text(path.read_text().replace("  evaluation_interval: 1h\n", "  evaluation_interval: 1s\n"
+                                                 "  builtin_rules: {thresholds: {check_failures: 2}}\n"))
+        serve = Serve(tmp_path, path)
+        runtime = ProcessRuntime(load(serve.inventory), base_dir=tmp_path, environ=serve.env)
+        serve.start()  # no supervisor: nothing started by `opsplane up` runs yet
+        try:
+            wait_for(lambda: pages(hook, "CheckFailing"), "orders' CheckFailing page")
+            runtime.up()
+            wait_for(lambda: back_up(serve), "payments checked once the runtime runs it")
+            killed = kill_payments(runtime)
+            assert_checked_and_paged_before_its_slot(serve, hook, killed, seen=0)
+
+            # Started again, then its supervisor dies (payments runs on, unsupervised) and `up`
+            # starts a new one, which replaces it: serve follows the new supervisor.
+            runtime.up()
+            wait_for(lambda: back_up(serve), "payments checked OK again")
+            supervisor = (read_state(runtime.paths) or {})["supervisor"]["pid"]
+            os.kill(supervisor, signal.SIGKILL)
+            runtime.up()
+            wait_for(lambda: runtime.supervisor_pid() not in (None, supervisor), "a new supervisor")
+            wait_for(lambda: back_up(serve), "payments checked OK under the new supervisor")
+            seen = len(pages(hook))
+            killed = kill_payments(runtime)
+            assert_checked_and_paged_before_its_slot(serve, hook, killed, seen=seen)
+        finally:
+            output = serve.stop()
+            runtime.down()
+    assert "Traceback" not in output, output

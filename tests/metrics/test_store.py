@@ -271,3 +271,14 @@ def test_a_repeated_select_sees_every_later_scrape_and_the_window_moving() -> No
     assert values(store, "up") == {up: [(T0, 1.0), (T0 + 15, 0.0)]}
     clock.advance(70)  # no scrape: only the clock moves, and T0 leaves the window
     assert values(store, "up") == {up: [(T0 + 15, 0.0)]}
+
+
+def test_a_sample_is_seen_by_an_evaluation_in_the_same_millisecond() -> None:
+    # A rule cycle can start right after opsplane stored its own series (a process that just
+    # exited); the evaluation rounds its time to the millisecond, and must still see them.
+    clock = ManualClock(START)
+    store = store_at(clock)
+    down = series("opsplane_service_not_running", service="payments")
+    store.append_scrape("opsplane", T0 + 0.0004, [(down, 1.0)])
+    seen = instant(f"{down[0][1]}", store, T0 + 0.0004)
+    assert isinstance(seen, InstantVector) and [v for _, v in seen.samples] == [1.0]

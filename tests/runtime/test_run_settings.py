@@ -103,7 +103,8 @@ def test_the_public_surface_of_the_runtime_drivers() -> None:
     import opsplane.drivers.runtime as runtime
 
     assert sorted(runtime.__all__) == ["InstanceState", "InstanceStatus", "LogLine", "RuntimeDriver",
-                                       "RuntimeFailure", "RuntimeNotRunning", "open_runtime"]
+                                       "RuntimeFailure", "RuntimeNotRunning", "RuntimeNotice",
+                                       "RuntimeWatch", "open_runtime", "watched_runtime"]
 
 
 def test_the_runtime_example_is_a_valid_inventory_with_two_runnable_services() -> None:

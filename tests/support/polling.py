@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,3 +20,18 @@ def wait_for(condition: Callable[[], Any], what: str = "the condition", timeout:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what} within {timeout:g} s (last: {value!r})")
         time.sleep(interval)
+
+
+async def wait_for_async(condition: Callable[[], Any], what: str = "the condition", timeout: float = 20.0,
+                         interval: float = 0.02) -> Any:
+    """`wait_for` for a test whose event loop must keep running meanwhile (the code it waits
+    on runs in that loop)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what} within {timeout:g} s (last: {value!r})")
+        await asyncio.sleep(interval)

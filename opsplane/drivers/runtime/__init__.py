@@ -7,8 +7,11 @@ from opsplane.drivers.runtime.base import (
     LogLine,
     RuntimeDriver,
     RuntimeFailure,
+    RuntimeNotice,
     RuntimeNotRunning,
+    RuntimeWatch,
     open_runtime,
+    watched_runtime,
 )
 
 __all__ = [
@@ -18,5 +21,8 @@ __all__ = [
     "RuntimeDriver",
     "RuntimeFailure",
     "RuntimeNotRunning",
+    "RuntimeNotice",
+    "RuntimeWatch",
     "open_runtime",
+    "watched_runtime",
 ]

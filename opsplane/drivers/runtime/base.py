@@ -1,14 +1,14 @@
 """The runtime boundary: what runs the inventory's components, behind one interface.
 
 `open_runtime(inventory)` returns the driver the inventory's `runtime.driver` names. Callers
-(the CLI, the dashboard) only use `RuntimeDriver`, `InstanceStatus` and `LogLine`, so a
-`compose` or `kubernetes` driver can follow without changing them.
+(the CLI, the dashboard, `serve`) only use `RuntimeDriver`, `InstanceStatus`, `LogLine` and
+`RuntimeNotice`, so a `compose` or `kubernetes` driver can follow without changing them.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -106,7 +106,34 @@ class LogLine:
                 "stream": self.stream, "text": self.text}
 
 
-class RuntimeDriver(Protocol):
+@dataclass(frozen=True)
+class RuntimeNotice:
+    """What a runtime tells those who watch it (`RuntimeDriver.watch`).
+
+    `kind` is "state" (every instance as it is now, after each change and first thing on
+    connecting), "exited" (one instance's process ended without being asked to: `service`,
+    `instance`, `pid`, `exit`; sent the moment the runtime sees it, before the state that
+    follows) or "lost" (the runtime stopped answering; notices resume with a "state" when it
+    is back)."""
+
+    kind: str
+    instances: tuple[InstanceStatus, ...] = ()
+    service: str | None = None
+    instance: int | None = None
+    pid: int | None = None
+    exit: str | None = None
+
+
+class RuntimeWatch(Protocol):
+    """What `serve` needs of a runtime: its notices."""
+
+    def watch(self) -> AsyncIterator[RuntimeNotice]:
+        """Notices until the caller stops iterating. Never ends on its own and never raises for
+        a runtime that is not running or restarts: it waits for it and carries on."""
+        ...
+
+
+class RuntimeDriver(RuntimeWatch, Protocol):
     """Starts, stops, scales and reports the components that have a `run` section.
 
     Service names are component names; `None` means every runnable component. Each change is
@@ -182,3 +209,11 @@ def open_runtime(
 
         return ProcessRuntime(inventory, base_dir=base, environ=environ, actor=actor)
     raise OpsplaneError(f"runtime driver {driver!r} is not available in this opsplane")
+
+
+def watched_runtime(inventory: Inventory, *, base_dir: Path) -> RuntimeWatch | None:
+    """The inventory's runtime for `serve` to follow (its state directory under `base_dir`, the
+    inventory file's directory), or None when no component has a `run` section."""
+    if not any(component.run for _, _, component in inventory.components()):
+        return None
+    return open_runtime(inventory, base_dir=base_dir)

@@ -13,14 +13,20 @@ import fcntl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from opsplane.clock import SystemClock
 from opsplane.config.models import Inventory
-from opsplane.drivers.runtime.base import InstanceStatus, LogLine, RuntimeFailure, RuntimeNotRunning
+from opsplane.drivers.runtime.base import (
+    InstanceStatus,
+    LogLine,
+    RuntimeFailure,
+    RuntimeNotice,
+    RuntimeNotRunning,
+)
 from opsplane.drivers.runtime.logfiles import read_logs
 from opsplane.drivers.runtime.processes import (
     ProcessIdentity,
@@ -120,6 +126,14 @@ class ProcessRuntime:
     ) -> Iterator[LogLine]:
         require(self.inventory, service)
         return read_logs(self.paths.logs, service, since=since, grep=grep, follow=follow, tail=tail)
+
+    def watch(self) -> AsyncIterator[RuntimeNotice]:
+        """The supervisor's notices (`watch.follow`): exits the moment it sees them, the state
+        after each change; it is waited for when it is not running and followed again after
+        a restart."""
+        from opsplane.drivers.runtime.watch import follow
+
+        return follow(self.paths)
 
     # --- helpers ------------------------------------------------------------------------
 

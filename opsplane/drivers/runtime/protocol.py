@@ -1,7 +1,8 @@
 """How the CLI and the supervisor find and talk to each other.
 
 Everything lives in the state directory: the unix socket (`supervisor.sock`), over which each
-connection carries one JSON request line and one JSON answer line; the state file
+connection carries one JSON request line and one JSON answer line (except `watch`, whose
+connection stays open for notices: `watch.py`); the state file
 (`state.json`), rewritten atomically on every change so `ps` and `down` can still read what
 runs after the supervisor died; the lock the one supervisor holds (`supervisor.lock`), its
 own log (`supervisor.log`) and the instances' logs (`logs/`).

@@ -5,9 +5,11 @@
 `opsplane up` starts it with --detach: the command returns once the supervisor listens on
 its socket (or says why it could not start). It holds `supervisor.lock` for its lifetime, so
 a second one for the same directory exits at once, answering "running". It answers one JSON
-request per connection (ping, up, down, restart, scale, status), keeps the state file
-current, samples CPU and memory every few seconds, and ends after a `down` that leaves no
-service, or on SIGTERM, stopping every instance first.
+request per connection (ping, up, down, restart, scale, status), except `watch`, whose
+connection it keeps to tell the watcher of every exit the moment it sees it and of the
+state after every change (`serve` watches, to check an exited service at once). It keeps the
+state file current, samples CPU and memory every few seconds, and ends after a `down` that
+leaves no service, or on SIGTERM, stopping every instance first.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,9 @@ log = logging.getLogger("opsplane.runtime")
 
 _REQUEST_LIMIT = 4 * 1024 * 1024
 _START_WAIT = 30.0
+# A watcher with this much unread is dropped rather than buffered for without end; it
+# reconnects and starts again from a state notice.
+_WATCH_BUFFER = 1024 * 1024
 
 
 class Refused(Exception):
@@ -92,7 +97,8 @@ class Supervisor:
     ) -> None:
         self.paths = paths
         self.environ = environ
-        self.recorder = recorder
+        self._watchers: set[asyncio.StreamWriter] = set()
+        self.recorder: Recorder = _AnnouncingRecorder(recorder, self._announce)
         self.clock = clock or SystemClock()
         self.sample_every = sample_every
         self.groups: dict[str, ServiceGroup] = {}
@@ -127,6 +133,9 @@ class Supervisor:
             sampler.cancel()
             async with self._lock:
                 await self._stop_groups(list(self.groups), SYSTEM_ACTOR, reason="supervisor stopping")
+            self._announce({"event": "state", "instances": []})  # nothing runs any more
+            for watcher in list(self._watchers):
+                watcher.close()
             self._closed = True
             self.paths.socket.unlink(missing_ok=True)
             self.paths.state.unlink(missing_ok=True)
@@ -134,8 +143,11 @@ class Supervisor:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            line = await reader.readline()
-            answer = await self.handle(json.loads(line))
+            request = json.loads(await reader.readline())
+            if isinstance(request, dict) and request.get("op") == "watch":
+                await self._watch(reader, writer)
+                return
+            answer = await self.handle(request)
         except Refused as exc:
             answer = {"ok": False, "error": str(exc), "usage": exc.usage}
         except (ValueError, KeyError, TypeError) as exc:
@@ -149,6 +161,33 @@ class Supervisor:
             writer.close()
         if not self.groups and answer.get("op") == "down":
             self.shutdown.set()
+
+    async def _watch(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Answer with every instance's status and keep the connection: `_announce` writes to it
+        until the watcher hangs up or the supervisor stops."""
+        writer.write(_line({"ok": True, "op": "watch", "pid": os.getpid(), "instances": self.statuses()}))
+        self._watchers.add(writer)
+        try:
+            while await reader.read(4096):  # a watcher sends nothing more: this waits for its EOF
+                pass
+        except ConnectionError:
+            pass
+        finally:
+            self._watchers.discard(writer)
+            writer.close()
+
+    def _announce(self, message: dict[str, Any]) -> None:
+        """Write `message` to every watcher without waiting for any: one that does not read is
+        dropped once _WATCH_BUFFER is unread (it reconnects and gets a state)."""
+        if not self._watchers:
+            return
+        data = _line(message)
+        for writer in list(self._watchers):
+            if writer.is_closing() or writer.transport.get_write_buffer_size() > _WATCH_BUFFER:
+                self._watchers.discard(writer)
+                writer.close()
+                continue
+            writer.write(data)
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """Carry out one request; the answer always has "ok" and the op's own fields."""
@@ -300,6 +339,7 @@ class Supervisor:
                 for name, group in self.groups.items()
             },
         })
+        self._announce({"event": "state", "instances": self.statuses()})
 
     async def _sample_forever(self) -> None:
         while True:
@@ -307,6 +347,28 @@ class Supervisor:
                 for instance in group.instances.values():
                     instance.sample()
             await asyncio.sleep(self.sample_every)
+
+
+class _AnnouncingRecorder:
+    """Records events as `recorder` does, and tells the watchers of each exit at once: the
+    exit event is recorded the moment the supervisor has seen the process end, before it
+    decides on and waits for a restart."""
+
+    def __init__(self, recorder: Recorder, announce: Callable[[dict[str, Any]], None]) -> None:
+        self._recorder = recorder
+        self._announce = announce
+
+    def record(self, kind: str, *, service: str, outcome: str, actor: str,
+               details: dict[str, Any] | None = None) -> None:
+        self._recorder.record(kind, service=service, outcome=outcome, actor=actor, details=details)
+        if kind == "runtime.exited":
+            details = details or {}
+            self._announce({"event": "exited", "service": service, "instance": details.get("instance"),
+                            "pid": details.get("pid"), "exit": details.get("exit")})
+
+
+def _line(message: dict[str, Any]) -> bytes:
+    return json.dumps(message).encode() + b"\n"
 
 
 # --- the process ----------------------------------------------------------------------------
