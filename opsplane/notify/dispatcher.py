@@ -312,7 +312,7 @@ class Dispatcher:
             if result.throttled:
                 not_before = self._throttle(session, claim.channel, result, at, state)
             elif result.outcome is Outcome.DELIVERED and claim.channel in state.holds:
-                lanes.release(session, channel=claim.channel)
+                lanes.release(session, channel=claim.channel, answered_at=at)
                 del state.holds[claim.channel]
             ours = row.state == "pending" and row.attempts == claim.attempt
             details: dict[str, object] = {

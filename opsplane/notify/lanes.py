@@ -95,6 +95,9 @@ def hold(session: Session, *, channel: str, until: datetime, strikes: int, reaso
     return Hold(until, strikes)
 
 
-def release(session: Session, *, channel: str) -> None:
-    """Forget a channel's hold and its strikes: a send on it succeeded."""
-    session.execute(delete(ChannelHold).where(ChannelHold.channel == channel))
+def release(session: Session, *, channel: str, answered_at: datetime) -> None:
+    """Forget a channel's hold and its strikes: a send on it succeeded at `answered_at`. A
+    hold that lasts beyond that is newer than the success (another dispatcher's 429 since)
+    and stays."""
+    session.execute(delete(ChannelHold).where(ChannelHold.channel == channel,
+                                              ChannelHold.until <= answered_at))

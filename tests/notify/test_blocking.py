@@ -212,3 +212,24 @@ def test_a_hanging_receiver_costs_one_timeout_a_pass_not_one_per_row(store: Stor
     assert (hung_in_first, hung_in_second) == (1, 1)
     assert first.resting == {"voice"}
     assert paged == 1
+
+
+def test_a_success_forgets_only_a_hold_that_had_ended_not_a_newer_one(store: Store) -> None:
+    # Two dispatchers: one's send succeeds while the other has just been answered 429. The
+    # success says the receiver took a request before that answer, not that it is free again.
+    from opsplane.notify import lanes
+
+    clock = ManualClock()
+    answered = clock.now()
+    with store.session() as session:
+        lanes.hold(session, channel="pager", until=answered + timedelta(seconds=30), strikes=1,
+                   reason="HTTP 429")
+        lanes.hold(session, channel="chat", until=answered - timedelta(seconds=1), strikes=1,
+                   reason="HTTP 429")
+    with store.session() as session:
+        lanes.release(session, channel="pager", answered_at=answered)
+        lanes.release(session, channel="chat", answered_at=answered)
+    with store.session() as session:
+        left = lanes.holds(session)
+
+    assert set(left) == {"pager"} and left["pager"].until == answered + timedelta(seconds=30)
