@@ -40,7 +40,6 @@ from opsplane.health.tables import CheckState
 from opsplane.health.targets import CheckTarget, check_targets, environment_name
 from opsplane.health.transitions import KnownState, StateTracker, Transition
 from opsplane.metrics.scrape import MetricsScraper, ScrapeStatus, ScrapeTarget, scrape_targets
-from opsplane.runtime.liveness import ServiceLiveness
 from opsplane.store import Store
 from opsplane.telemetry import ControlPlaneMetrics
 
@@ -51,6 +50,7 @@ if TYPE_CHECKING:
     from opsplane.drivers.runtime import RuntimeWatch
     from opsplane.metrics.remote import PrometheusClient
     from opsplane.metrics.store import SampleStore
+    from opsplane.runtime.liveness import ServiceLiveness
 
 log = logging.getLogger("opsplane.server")
 ACTOR = "system:control-plane"
@@ -134,7 +134,7 @@ class ControlPlane:
         # (`_looking`), and the next cycle skips the pause between change-started cycles
         # (`_urgent`) and waits for them, so it sees what they found.
         self.runtime = runtime
-        self.liveness = ServiceLiveness()
+        self.liveness: ServiceLiveness | None = None  # made when the runtime is first followed
         self._looking: set[asyncio.Future[Any]] = set()
         self._scraping_now: dict[str, asyncio.Task[ScrapeStatus]] = {}
         self._urgent = asyncio.Event()
@@ -250,18 +250,25 @@ class ControlPlane:
     async def _follow_runtime(self, runtime: RuntimeWatch) -> None:
         """The runtime's notices, for as long as serve runs: a service whose process exited,
         or that stopped or started answering, is looked at now."""
+        from opsplane.runtime.liveness import ServiceLiveness
+
+        liveness = self.liveness = ServiceLiveness()
         async for notice in runtime.watch():
             try:
-                services = self.liveness.apply(notice)
+                services = liveness.apply(notice)
                 if services:
                     self._look_now(services)
             except Exception:  # one odd notice must not end following the runtime
                 log.exception("could not act on the runtime's %s notice", notice.kind)
 
+    def _down_for_good(self) -> dict[str, int]:
+        """The services the runtime will not start again (none when it is not followed)."""
+        return self.liveness.down_for_good() if self.liveness is not None else {}
+
     def _look_now(self, services: set[str]) -> None:
         """Run the checks and scrapes of `services` now, outside their slots, and a rule cycle
         as soon as they are done (at most LOOK_WAIT later)."""
-        if self.alerting is None and self._tasks and self.liveness.down_for_good():
+        if self.alerting is None and self._tasks and self._down_for_good():
             self._start_alerting()
         runs: list[asyncio.Future[Any]] = []
         if self._scheduler is not None:
@@ -483,7 +490,7 @@ class ControlPlane:
 
         at = self.clock.now().timestamp()
         samples = own_samples(failures=dict(self._failures), checks=self._by_id,
-                              not_running=self.liveness.down_for_good(),
+                              not_running=self._down_for_good(),
                               criticality=self._criticality, env=self.env)
         assert self.samples is not None
         with self.scraper.lock:

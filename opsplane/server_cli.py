@@ -22,7 +22,6 @@ def serve(
 
     from opsplane.cli import config_path
     from opsplane.config.loader import load
-    from opsplane.drivers.runtime import watched_runtime
     from opsplane.server import ControlPlane, create_app
     from opsplane.store import Store
 
@@ -30,8 +29,12 @@ def serve(
     inventory = load(path)
     # Migrations, if due, run in a child: their imports would stay in serve for good.
     store = Store.open_migrated_apart()
-    plane = ControlPlane(inventory, store, env=env,
-                         runtime=watched_runtime(inventory, base_dir=path.resolve().parent))
+    runtime = None
+    if inventory.runs_services:  # the runtime's driver is not even imported otherwise
+        from opsplane.drivers.runtime import watched_runtime
+
+        runtime = watched_runtime(inventory, base_dir=path.resolve().parent)
+    plane = ControlPlane(inventory, store, env=env, runtime=runtime)
     app = create_app(plane, inventory_dir=path.resolve().parent)
     listen_host = host or inventory.server.listen_host
     listen_port = port or inventory.server.listen_port

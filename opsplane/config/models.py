@@ -409,6 +409,11 @@ class Inventory(Strict):
             for name, component in getattr(self, section).items():
                 yield section, name, component
 
+    @property
+    def runs_services(self) -> bool:
+        """True when some component has a `run` section: opsplane's runtime runs it."""
+        return any(component.run for _, _, component in self.components())
+
     def component(self, name: str) -> Component:
         for _, found, component in self.components():
             if found == name:

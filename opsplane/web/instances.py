@@ -78,7 +78,7 @@ class RuntimeView:
 
     def _open(self) -> None:
         self._opened = True
-        if not any(c.run for _, _, c in self.inventory.components()):
+        if not self.inventory.runs_services:
             self._note = "no runtime: no component of the inventory has a run section"
             return
         # Imported here: a control plane whose dashboard nobody opens does not carry it.

@@ -203,7 +203,7 @@ def test_a_runtime_service_that_exits_is_checked_and_paged_before_its_slot(tmp_p
             assert pages(hook) == []
             killed = kill_payments(runtime)
             assert_checked_and_paged_before_its_slot(serve, hook, killed, seen=0)
-            shown = serve.read("alerts")
+            shown = serve.read("alerts")["alerts"]
             assert [a["state"] for a in shown if a["name"] == "ServiceNotRunning"] == ["firing"]
         finally:
             output = serve.stop()

@@ -214,6 +214,6 @@ def open_runtime(
 def watched_runtime(inventory: Inventory, *, base_dir: Path) -> RuntimeWatch | None:
     """The inventory's runtime for `serve` to follow (its state directory under `base_dir`, the
     inventory file's directory), or None when no component has a `run` section."""
-    if not any(component.run for _, _, component in inventory.components()):
+    if not inventory.runs_services:
         return None
     return open_runtime(inventory, base_dir=base_dir)
