@@ -6,39 +6,24 @@ fires. Screenshots go to build/test-artifacts/."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
 from opsplane.demo.stack import SHOP_SERVICES, DemoStack
 from tests.integration.conftest import set_faults
-from tests.support.browser import ARTIFACTS, CHROMIUM, Page, browser_tests, expect, sync_playwright
+from tests.support.browser import (
+    ARTIFACTS,
+    browser_tests,
+    expect,
+    signed_in,
+)
 from tests.support.polling import wait_for
 from tests.support.serve import Serve
 
 pytestmark = browser_tests
-
-
-@contextlib.contextmanager
-def dashboard(serve: Serve, token: str, path: str = "/ui/") -> Iterator[Page]:
-    """Headless Chromium signed in to `serve`'s dashboard with `token`, showing `path`."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    assert sync_playwright is not None
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{serve.url}/ui/login?next={path}")
-            page.fill("#token", token)
-            page.click("button[type=submit]")
-            page.wait_for_url(serve.url + path)
-            yield page
-        finally:
-            browser.close()
 
 
 def test_the_dashboard_shows_the_shop_and_a_fault_in_it(shop: DemoStack) -> None:
@@ -47,7 +32,7 @@ def test_the_dashboard_shows_the_shop_and_a_fault_in_it(shop: DemoStack) -> None
                                  "--json"))["token"]
     serve.start()
     try:
-        with dashboard(serve, token) as page:
+        with signed_in(serve.url, token) as page:
             def row(component: str):  # type: ignore[no-untyped-def]
                 return page.locator(f'tr[data-component="{component}"]')
 
@@ -95,7 +80,7 @@ def test_a_service_page_charts_the_shop_with_axes_a_range_and_a_firing_rule_s_th
     serve.start()
     charge = {"order_id": 1, "amount_cents": 1200, "currency": "EUR"}
     try:
-        with dashboard(serve, token, "/ui/services/payments") as page:
+        with signed_in(serve.url, token, "/ui/services/payments") as page:
             def chart(key: str):  # type: ignore[no-untyped-def]
                 return page.locator(f'figure[data-chart="{key}"]')
 

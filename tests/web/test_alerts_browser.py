@@ -7,7 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.support.browser import ARTIFACTS, CHROMIUM, browser_tests, expect, sync_playwright
+from tests.support.browser import (
+    ARTIFACTS,
+    browser_tests,
+    expect,
+    signed_in,
+)
 from tests.support.http_servers import LocalHttpServer, Reply
 from tests.support.serve import Serve
 
@@ -35,35 +40,24 @@ def test_alerts_page_and_event_list_read_as_a_person_writes(tmp_path: Path) -> N
         created = serve.cli("token", "create", "--name", "wall", "--role", "viewer", "--json")
         token = json.loads(created)["token"]
         serve.start()
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        assert sync_playwright is not None
         try:
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-                try:
-                    page = browser.new_page(viewport={"width": 1400, "height": 900})
-                    page.goto(serve.url + "/ui/login?next=/ui/alerts")
-                    page.fill("#token", token)
-                    page.click("button[type=submit]")
-                    page.wait_for_url(serve.url + "/ui/alerts")
-                    firing = page.locator('tr[data-alert="PaymentsFailing"]')
-                    expect(firing).to_contain_text("1.9% of charges fail", timeout=20_000)
-                    expect(firing.locator("td").nth(3)).to_have_text("1.9%")
-                    expect(firing.locator(f'a[href="{RUNBOOK}"]')).to_be_visible()
-                    expect(page.locator("#alert-evaluation")).to_contain_text("Rules last evaluated")
-                    expect(page.locator("#alert-evaluation")).to_contain_text("every 0.5s")
-                    page.screenshot(path=str(ARTIFACTS / "dashboard-alerts.png"), full_page=True)
+            with signed_in(serve.url, token, "/ui/alerts", height=900) as page:
+                firing = page.locator('tr[data-alert="PaymentsFailing"]')
+                expect(firing).to_contain_text("1.9% of charges fail", timeout=20_000)
+                expect(firing.locator("td").nth(3)).to_have_text("1.9%")
+                expect(firing.locator(f'a[href="{RUNBOOK}"]')).to_be_visible()
+                expect(page.locator("#alert-evaluation")).to_contain_text("Rules last evaluated")
+                expect(page.locator("#alert-evaluation")).to_contain_text("every 0.5s")
+                page.screenshot(path=str(ARTIFACTS / "dashboard-alerts.png"), full_page=True)
 
-                    page.goto(serve.url + "/ui/events")
-                    events = page.locator("#event-list")
-                    expect(events).to_contain_text("Check http of payments: new \u2192 OK")
-                    expect(events).to_contain_text(
-                        "Alert PaymentsFailing firing at 1.9% (env=production, instance=")
-                    for shown in ("{'", "None", "0.019037883636991926"):
-                        assert shown not in events.inner_text()
-                    page.screenshot(path=str(ARTIFACTS / "dashboard-events.png"), full_page=True)
-                finally:
-                    browser.close()
+                page.goto(serve.url + "/ui/events")
+                events = page.locator("#event-list")
+                expect(events).to_contain_text("Check http of payments: new \u2192 OK")
+                expect(events).to_contain_text(
+                    "Alert PaymentsFailing firing at 1.9% (env=production, instance=")
+                for shown in ("{'", "None", "0.019037883636991926"):
+                    assert shown not in events.inner_text()
+                page.screenshot(path=str(ARTIFACTS / "dashboard-events.png"), full_page=True)
         finally:
             output = serve.stop()
         assert "Traceback" not in output, output

@@ -12,7 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.browser import ARTIFACTS, CHROMIUM, browser_tests, expect, sync_playwright
+from tests.support.browser import (
+    ARTIFACTS,
+    browser_tests,
+    chromium_page,
+    expect,
+)
 from tests.support.polling import wait_for
 from tests.support.serve import Serve, failing_check_inventory
 
@@ -38,48 +43,41 @@ def test_an_alert_opened_incident_shows_the_alert_and_the_ack_on_its_page(serve:
                           "CheckFailing to open an incident", timeout=30)
     ref = f"INC-{incident['id']}"
     serve.cli("incident", "ack", str(incident["id"]))
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    assert sync_playwright is not None
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(serve.url + "/ui/incidents")
-            assert page.url.startswith(serve.url + "/ui/login")
-            page.fill("#token", token)
-            page.click("button[type=submit]")
-            page.wait_for_url(serve.url + "/ui/incidents")
+    with chromium_page(1400, 1000) as page:
+        page.goto(serve.url + "/ui/incidents")
+        assert page.url.startswith(serve.url + "/ui/login")
+        page.fill("#token", token)
+        page.click("button[type=submit]")
+        page.wait_for_url(serve.url + "/ui/incidents")
 
-            row = page.locator(f'tr[data-incident="{ref}"]')
-            expect(row).to_contain_text("P1")
-            expect(row).to_contain_text("acknowledged")
-            expect(row).to_contain_text("orders")
-            page.screenshot(path=str(ARTIFACTS / "dashboard-incidents.png"), full_page=True)
+        row = page.locator(f'tr[data-incident="{ref}"]')
+        expect(row).to_contain_text("P1")
+        expect(row).to_contain_text("acknowledged")
+        expect(row).to_contain_text("orders")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-incidents.png"), full_page=True)
 
-            row.locator("th a").click()
-            page.wait_for_url(serve.url + f"/ui/incidents/{incident['id']}")
-            timeline = page.locator("#incident-timeline")
-            expect(timeline.locator('tr[data-kind="alert.firing"]')).to_contain_text(
-                "Alert CheckFailing firing")
-            expect(timeline.locator('tr[data-kind="incident.acknowledged"]')).to_contain_text(
-                "Acknowledged; commander")
-            expect(page.locator('tr[data-target="Time to acknowledge"]')).to_contain_text("met")
-            expect(page.locator("#incident-alerts")).to_contain_text("CheckFailing (P1)")
-            page.screenshot(path=str(ARTIFACTS / "dashboard-incident.png"), full_page=True)
+        row.locator("th a").click()
+        page.wait_for_url(serve.url + f"/ui/incidents/{incident['id']}")
+        timeline = page.locator("#incident-timeline")
+        expect(timeline.locator('tr[data-kind="alert.firing"]')).to_contain_text(
+            "Alert CheckFailing firing")
+        expect(timeline.locator('tr[data-kind="incident.acknowledged"]')).to_contain_text(
+            "Acknowledged; commander")
+        expect(page.locator('tr[data-target="Time to acknowledge"]')).to_contain_text("met")
+        expect(page.locator("#incident-alerts")).to_contain_text("CheckFailing (P1)")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-incident.png"), full_page=True)
 
-            page.select_option("#update-status", "identified")
-            page.fill("#update-summary", "Orders cannot be placed.")
-            page.fill("#update-actions", "Restarting orders.")
-            page.check("input[name=public]")
-            page.click("text=Post update")
-            page.wait_for_url(serve.url + f"/ui/incidents/{incident['id']}")
-            expect(page.locator("#incident-updates")).to_contain_text("Orders cannot be placed.")
-            expect(page.locator("#incident-updates .badge.public")).to_have_text("public")
-            expect(timeline.locator('tr[data-kind="incident.updated"]')).to_contain_text(
-                "token:alice")
-            page.screenshot(path=str(ARTIFACTS / "dashboard-incident-updated.png"), full_page=True)
+        page.select_option("#update-status", "identified")
+        page.fill("#update-summary", "Orders cannot be placed.")
+        page.fill("#update-actions", "Restarting orders.")
+        page.check("input[name=public]")
+        page.click("text=Post update")
+        page.wait_for_url(serve.url + f"/ui/incidents/{incident['id']}")
+        expect(page.locator("#incident-updates")).to_contain_text("Orders cannot be placed.")
+        expect(page.locator("#incident-updates .badge.public")).to_have_text("public")
+        expect(timeline.locator('tr[data-kind="incident.updated"]')).to_contain_text(
+            "token:alice")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-incident-updated.png"), full_page=True)
 
-            page.click("text=Read the draft")
-            expect(page.locator("#postmortem-draft")).to_contain_text(f"# Post-mortem: {ref}")
-        finally:
-            browser.close()
+        page.click("text=Read the draft")
+        expect(page.locator("#postmortem-draft")).to_contain_text(f"# Post-mortem: {ref}")

@@ -15,7 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.browser import ARTIFACTS, CHROMIUM, browser_tests, expect, sync_playwright
+from tests.support.browser import (
+    ARTIFACTS,
+    browser_tests,
+    chromium_page,
+    expect,
+)
 from tests.support.http_servers import LocalHttpServer, Reply
 from tests.support.polling import wait_for
 from tests.support.serve import Serve
@@ -82,46 +87,39 @@ def test_a_customer_sees_public_states_and_only_public_updates(platform: Serve) 
     # today's bars follow within the uptime's 5 s reuse: cart has been down all along
     wait_for(lambda: components(serve)["cart"]["days"][-1]["uptime"] == 0.0, "cart's bar for today")
 
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    assert sync_playwright is not None
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1100, "height": 900})
-            requested: list[str] = []
-            page.on("request", lambda request: requested.append(request.url))
-            answer = page.goto(serve.url + "/status")
-            assert answer is not None and answer.status == 200
-            assert page.url == serve.url + "/status"  # no sign-in on the way
-            expect(page.locator("#banner")).to_have_text("Major outage")
-            expect(page.locator('li[data-component="cart"] .badge')).to_have_text("major outage")
-            expect(page.locator('li[data-component="catalog"] .badge')).to_have_text("degraded")
-            expect(page.locator('li[data-component="sessions"] .badge')).to_have_text("no data")
-            incident = page.locator(f'article[data-incident="INC-{number}"]')
-            expect(incident).to_contain_text("Search results incomplete")
-            expect(incident).to_contain_text(PUBLIC_UPDATE)
-            expect(incident).to_contain_text("Minor impact on catalog")
-            expect(page.locator("body")).not_to_contain_text("shard 3")
-            expect(page.locator("body")).not_to_contain_text("127.0.0.1")
-            expect(page.locator("body")).not_to_contain_text("HTTP 503")
-            expect(page.locator("article.notice")).to_contain_text("Cart moves to a new database")
-            days = page.locator('li[data-component="cart"] svg.uptime g.day')
-            assert days.count() == 90
-            # today: down all along, over the few seconds watched so far, a stub of a bar
-            expect(days.last.locator("rect.up-low")).to_have_count(1)
-            expect(days.last.locator("title")).to_have_text(re.compile(r": 0\.00 %, only \d+ s of data$"))
-            expect(days.first.locator("title")).to_have_text(re.compile(r": no data$"))  # before monitoring
-            expect(page.locator('li[data-component="cart"] .uptime-text')).to_have_text(
-                re.compile(r"^0\.00 % uptime over the last \d+ s$"))
-            expect(page.locator('li[data-component="sessions"] .uptime-text')).to_have_text("no data yet")
-            expect(page.locator("#monitoring")).to_contain_text("Monitoring began ")
-            # the traffic generator is watched but kept off the public page
-            expect(page.locator('li[data-component="traffic"]')).to_have_count(0)
-            expect(page.locator("main")).not_to_contain_text("traffic")
-            page.screenshot(path=str(ARTIFACTS / "status-page.png"), full_page=True)
-            assert requested and all(url.startswith(serve.url + "/") for url in requested), requested
+    with chromium_page(1100, 900) as page:
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        answer = page.goto(serve.url + "/status")
+        assert answer is not None and answer.status == 200
+        assert page.url == serve.url + "/status"  # no sign-in on the way
+        expect(page.locator("#banner")).to_have_text("Major outage")
+        expect(page.locator('li[data-component="cart"] .badge')).to_have_text("major outage")
+        expect(page.locator('li[data-component="catalog"] .badge')).to_have_text("degraded")
+        expect(page.locator('li[data-component="sessions"] .badge')).to_have_text("no data")
+        incident = page.locator(f'article[data-incident="INC-{number}"]')
+        expect(incident).to_contain_text("Search results incomplete")
+        expect(incident).to_contain_text(PUBLIC_UPDATE)
+        expect(incident).to_contain_text("Minor impact on catalog")
+        expect(page.locator("body")).not_to_contain_text("shard 3")
+        expect(page.locator("body")).not_to_contain_text("127.0.0.1")
+        expect(page.locator("body")).not_to_contain_text("HTTP 503")
+        expect(page.locator("article.notice")).to_contain_text("Cart moves to a new database")
+        days = page.locator('li[data-component="cart"] svg.uptime g.day')
+        assert days.count() == 90
+        # today: down all along, over the few seconds watched so far, a stub of a bar
+        expect(days.last.locator("rect.up-low")).to_have_count(1)
+        expect(days.last.locator("title")).to_have_text(re.compile(r": 0\.00 %, only \d+ s of data$"))
+        expect(days.first.locator("title")).to_have_text(re.compile(r": no data$"))  # before monitoring
+        expect(page.locator('li[data-component="cart"] .uptime-text')).to_have_text(
+            re.compile(r"^0\.00 % uptime over the last \d+ s$"))
+        expect(page.locator('li[data-component="sessions"] .uptime-text')).to_have_text("no data yet")
+        expect(page.locator("#monitoring")).to_contain_text("Monitoring began ")
+        # the traffic generator is watched but kept off the public page
+        expect(page.locator('li[data-component="traffic"]')).to_have_count(0)
+        expect(page.locator("main")).not_to_contain_text("traffic")
+        page.screenshot(path=str(ARTIFACTS / "status-page.png"), full_page=True)
+        assert requested and all(url.startswith(serve.url + "/") for url in requested), requested
 
-            page.goto(serve.url + "/ui/")
-            assert page.url.startswith(serve.url + "/ui/login")  # the dashboard still wants a token
-        finally:
-            browser.close()
+        page.goto(serve.url + "/ui/")
+        assert page.url.startswith(serve.url + "/ui/login")  # the dashboard still wants a token
