@@ -201,6 +201,9 @@ def _delivery(kind: str) -> Describer:
     def write(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
         channel = _d(d, "channel", target)
         what = " ".join(part for part in (_d(d, "severity"), _d(d, "status")) if part) or "notification"
+        group = _d(d, "group")
+        if group.startswith("incident:"):  # which incident's page, among several of a service
+            what += f" for INC-{group.removeprefix('incident:')}"
         attempt = f"attempt {_d(d, 'attempt')}" if d.get("attempt") is not None else ""
         status = f"HTTP {_d(d, 'http_status')}" if d.get("http_status") is not None else ""
         why = ": ".join(part for part in (status, _d(d, "detail")) if part)
@@ -260,25 +263,29 @@ def _lifecycle(word: str) -> Describer:
 
 
 def _incident(kind: str) -> Describer:
+    # Every sentence names its incident: a timeline or post-mortem also shows the events of
+    # other incidents of the service, which must not read as this one's.
     def write(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
+        ref = target or "incident"
         if kind == "incident.opened":
-            return f"Incident opened ({_d(d, 'severity', '?')}): {_d(d, 'title')}".rstrip(": ")
+            return f"{ref} opened ({_d(d, 'severity', '?')}): {_d(d, 'title')}".rstrip(": ")
         if kind == "incident.acknowledged":
-            return f"Acknowledged; commander {_d(d, 'commander', 'none yet')}"
+            return f"{ref} acknowledged; commander {_d(d, 'commander', 'none yet')}"
         if kind in ("incident.updated", "incident.resolved"):
-            word = "Resolved" if kind == "incident.resolved" else f"Status {_d(d, 'status', '?')}"
-            return f"{word}: {_d(d, 'summary')}".rstrip(": ")
+            word = "resolved" if kind == "incident.resolved" else f"status {_d(d, 'status', '?')}"
+            return f"{ref} {word}: {_d(d, 'summary')}".rstrip(": ")
         if kind == "incident.note":
-            return f"Note: {_d(d, 'note')}"
+            return f"{ref} note: {_d(d, 'note')}"
         if kind == "incident.alert_joined":
-            return f"Alert {_d(d, 'alert', '?')} ({_d(d, 'severity', '?')}) joined the incident"
+            return f"Alert {_d(d, 'alert', '?')} ({_d(d, 'severity', '?')}) joined {ref}"
         if kind == "incident.severity_raised":
-            return f"Severity raised from {_d(d, 'from', '?')} to {_d(d, 'to', '?')} by {_d(d, 'by', '?')}"
+            raised = f"from {_d(d, 'from', '?')} to {_d(d, 'to', '?')}"
+            return f"{ref} severity raised {raised} by {_d(d, 'by', '?')}"
         if kind == "incident.update_due":
-            return f"Status update due; reminded {_d(d, 'commander', 'nobody (no commander)')}"
+            return f"{ref} status update due; reminded {_d(d, 'commander', 'nobody (no commander)')}"
         if kind == "incident.action_added":
-            return f"Action item: {_d(d, 'title')} (owner {_d(d, 'owner', 'none')})"
-        return f"Action item done: {_d(d, 'title')}"
+            return f"{ref} action item: {_d(d, 'title')} (owner {_d(d, 'owner', 'none')})"
+        return f"{ref} action item done: {_d(d, 'title')}"
 
     return write
 

@@ -81,16 +81,16 @@ def test_the_draft_has_the_manuals_sections_with_real_times_and_durations(store:
     assert timeline == [
         "| 14:00:00 | deploy.finished orders: success; version: 2.4.1 | cli:ben |",
         "| 14:06:00 | Alert HighErrorRate firing at 0.3 (service=orders): orders: 30% errors | alerting |",
-        "| 14:06:00 | Incident opened (P1): orders: 30% errors | system:incidents |",
-        "| 14:06:00 | Alert HighErrorRate (P1) joined the incident | system:incidents |",
+        "| 14:06:00 | INC-1 opened (P1): orders: 30% errors | system:incidents |",
+        "| 14:06:00 | Alert HighErrorRate (P1) joined INC-1 | system:incidents |",
         "| 14:06:30 | Notified default of firing HighErrorRate (orders) | alerting |",
-        "| 14:09:00 | Acknowledged; commander ana | cli:ana |",
-        "| 14:15:00 | Status identified: Orders fail for 30% of checkouts after 2.4.1 | cli:ana |",
-        "| 14:20:00 | Note: Rollback done, errors falling | cli:ben |",
-        "| 14:36:00 | Resolved: Rolled back; checkout works | cli:ana |",
+        "| 14:09:00 | INC-1 acknowledged; commander ana | cli:ana |",
+        "| 14:15:00 | INC-1 status identified: Orders fail for 30% of checkouts after 2.4.1 | cli:ana |",
+        "| 14:20:00 | INC-1 note: Rollback done, errors falling | cli:ben |",
+        "| 14:36:00 | INC-1 resolved: Rolled back; checkout works | cli:ana |",
         "| 14:37:00 | Alert HighErrorRate resolved (service=orders) | alerting |",
         "| 14:37:00 | Notified default of resolved HighErrorRate (orders) | alerting |",
-        "| 14:38:00 | Action item: Alert on pool saturation (owner ben) | cli:ana |",
+        "| 14:38:00 | INC-1 action item: Alert on pool saturation (owner ben) | cli:ana |",
     ]
     assert "2.4.1 shrank the database pool to 5 connections" in draft
     assert "- **Duration**: 30m\n" in draft
@@ -119,3 +119,28 @@ def test_missed_targets_and_overdue_updates_are_what_went_wrong(store: Store) ->
     assert "Status updates were overdue 1 time." in wrong
     assert "- **Time to detect**: unknown" in draft
     assert "_Add with `opsplane incident action`_" in draft
+
+
+def test_events_of_another_incident_of_the_service_name_that_incident(store: Store) -> None:
+    # The timeline shows what happened to the service around the incident, other incidents
+    # included; their opening and acknowledgement must not read as this one's.
+    with store.session() as session:
+        first = service.create(session, title="orders: 30% errors", service="orders", severity="P1",
+                               actor="system:incidents", now=minutes(5), settings=SETTINGS)
+        second = service.create(session, title="checkout slow", service="orders", severity="P2",
+                                actor="cli:ben", now=minutes(7), settings=SETTINGS)
+        service.acknowledge(session, incident_id=second.id, actor="cli:ben", now=minutes(8))
+        service.resolve(session, incident_id=first.id, actor="cli:ana", now=minutes(20), settings=SETTINGS,
+                        summary="Rolled back")
+        facts = service.postmortem_facts(session, incident_id=first.id, settings=SETTINGS,
+                                         now=minutes(30))
+
+    timeline = [line for line in postmortem.render(facts).splitlines() if line.startswith("| 14:")]
+
+    assert timeline == [
+        "| 14:05:00 | INC-1 opened (P1): orders: 30% errors | system:incidents |",
+        "| 14:07:00 | INC-2 opened (P2): checkout slow | cli:ben |",
+        "| 14:08:00 | INC-2 acknowledged; commander ben | cli:ben |",
+        "| 14:20:00 | INC-1 acknowledged; commander ana | cli:ana |",  # resolving acknowledges
+        "| 14:20:00 | INC-1 resolved: Rolled back | cli:ana |",
+    ]

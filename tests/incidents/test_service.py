@@ -152,7 +152,7 @@ def test_the_timeline_is_the_services_events_around_the_incident(store: Store) -
         (minutes(40), "incident.resolved"),
         (minutes(50), "check.state_changed"),
     ]
-    assert entries[3].what == "Note: Pool exhausted"
+    assert entries[3].what == "INC-1 note: Pool exhausted"
     assert entries[1].what == "Check http of orders: OK \u2192 CRITICAL"
 
 

@@ -177,13 +177,13 @@ def test_the_events_of_an_alert_and_its_incident_read_as_sentences(
     assert "Notified default of firing HighErrorRate (catalog)" in listed
     assert "Alert HighErrorRate resolved (env=production, service=catalog)" in listed
     assert any(line.startswith('Silence 1 created for service="catalog" until 2099-') for line in listed)
-    assert "Incident opened (P1): catalog answers 1.9% of requests with 5xx" in listed
+    assert "INC-1 opened (P1): catalog answers 1.9% of requests with 5xx" in listed
     for line in listed:
         assert not [shown for shown in ("{", "'", "None") if shown in line], line
 
     timeline = _what(signed_in.get(f"/ui/incidents/INC-{incident.id}").text, "incident-timeline")
     assert "Check http of catalog: new \u2192 OK: HTTP 200 in 2 ms" in timeline
-    assert "Note: Pool exhausted" in timeline
+    assert "INC-1 note: Pool exhausted" in timeline
     for line in timeline:
         assert not [shown for shown in ("{", "'", "None", " -> ") if shown in line], line
 

@@ -62,7 +62,7 @@ def test_an_alert_opened_incident_shows_the_alert_and_the_ack_on_its_page(serve:
         expect(timeline.locator('tr[data-kind="alert.firing"]')).to_contain_text(
             "Alert CheckFailing firing")
         expect(timeline.locator('tr[data-kind="incident.acknowledged"]')).to_contain_text(
-            "Acknowledged; commander")
+            "acknowledged; commander")
         expect(page.locator('tr[data-target="Time to acknowledge"]')).to_contain_text("met")
         expect(page.locator("#incident-alerts")).to_contain_text("CheckFailing (P1)")
         page.screenshot(path=str(ARTIFACTS / "dashboard-incident.png"), full_page=True)

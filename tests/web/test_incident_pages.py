@@ -123,7 +123,7 @@ def test_an_incident_page_shows_header_targets_updates_timeline_and_action_items
     assert kinds.index("alert.firing") < kinds.index("incident.opened") < kinds.index(
         "incident.acknowledged") < kinds.index("incident.note")
     assert "Alert HighErrorRate firing: 5xx above 5% &lt;b&gt;for&lt;/b&gt; 2m" in timeline
-    assert "Acknowledged; commander alice" in timeline
+    assert "acknowledged; commander alice" in timeline
     assert "Alert on pool exhaustion" in text
     assert f'href="/ui/incidents/{number}/postmortem"' in text
 
@@ -205,7 +205,7 @@ def test_a_responder_acknowledges_and_posts_an_update_recorded_with_their_name(
     assert 'class="badge public">public' in page and "Rolling back deploy 41." in page
     assert f'action="/ui/incidents/{number}/ack"' not in page  # acknowledged already
     timeline = page[page.index('id="incident-timeline"'):]
-    assert "Acknowledged; commander alice" in timeline and "token:alice" in timeline
+    assert "acknowledged; commander alice" in timeline and "token:alice" in timeline
 
 
 def test_refused_actions_say_why_and_change_nothing(
