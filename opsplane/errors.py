@@ -63,6 +63,13 @@ class StoreError(OpsplaneError):
     """The store could not be opened or migrated."""
 
 
+class StorePlaceError(StoreError):
+    """The store's place cannot hold it (a directory opsplane may not write, ...): a set-up
+    problem, not a failed operation."""
+
+    exit_code = 3
+
+
 class AuthError(OpsplaneError):
     """A token is missing, unknown, revoked or lacks the role an action needs."""
 

@@ -6,6 +6,7 @@ import fcntl
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from opsplane.errors import StoreError, UsageError
+from opsplane.errors import StoreError, StorePlaceError, UsageError
 
 DEFAULT_SQLITE = Path(".opsplane") / "opsplane.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -74,6 +75,31 @@ def _sqlite_file(url: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
+def _check_place(file: Path) -> None:
+    """StorePlaceError unless the directory of a SQLite store exists (it is made if not) and
+    this process may write in it: SQLite keeps its write-ahead log and shared memory beside
+    the database, and migrations their lock file, so a store cannot be written otherwise.
+    Tried by making a file there, which is what counts (a read-only file system stops root
+    too; permissions alone would not)."""
+    directory = file.parent
+    said = f"cannot open the store at {file}"
+    hint = ("run opsplane as a user that may write there, or set OPSPLANE_DATABASE_URL to a "
+            "store elsewhere (sqlite:////var/lib/opsplane/opsplane.db)")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorePlaceError(f"{said}: cannot create the directory {directory}: "
+                              f"{exc.strerror or exc}; {hint}") from None
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise StorePlaceError(f"{said}: the directory {directory} is not writable ({exc.strerror or exc}): "
+                              f"SQLite writes its journal beside the database; {hint}") from None
+    if file.exists() and not os.access(file, os.W_OK):
+        raise StorePlaceError(f"{said}: the file is not writable; {hint}")
+
+
 class Store:
     """A handle on the database: `session()` for work, `upgrade()` for migrations."""
 
@@ -97,8 +123,8 @@ class Store:
         if file is not None and not create and not file.exists():
             raise NoStoreYet(str(file))
         if url.startswith("sqlite"):
-            if file is not None:
-                file.parent.mkdir(parents=True, exist_ok=True)
+            if file is not None and create:
+                _check_place(file)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
         else:
             kwargs["pool_pre_ping"] = True
@@ -144,8 +170,8 @@ class Store:
         if run.returncode != 0:
             store.close()
             said = run.stderr.strip()
-            if run.returncode == 2 and said:  # the child's StoreError, as Store.open says it
-                raise StoreError(said)
+            if run.returncode in (2, 3) and said:  # the child's StoreError, as Store.open says it
+                raise (StorePlaceError if run.returncode == 3 else StoreError)(said)
             last = said.splitlines()[-1] if said else f"exit status {run.returncode}"
             raise StoreError(f"migrating the store at {store.url} failed: {last}")
         return store
@@ -169,7 +195,12 @@ class Store:
         if self.engine.dialect.name != "sqlite" or not database or database == ":memory:":
             yield
             return
-        with open(f"{database}.migrate-lock", "a") as lock:
+        try:
+            lock = open(f"{database}.migrate-lock", "a")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise StorePlaceError(f"cannot open the store at {database}: cannot create its migration "
+                                  f"lock {database}.migrate-lock: {exc.strerror or exc}") from None
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield

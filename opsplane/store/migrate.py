@@ -20,7 +20,7 @@ def main() -> int:
         Store.open().close()
     except StoreError as exc:
         print(exc, file=sys.stderr)
-        return 2
+        return exc.exit_code  # 2, or 3 for a place that cannot hold a store
     return 0
 
 
