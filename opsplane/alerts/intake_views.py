@@ -91,3 +91,6 @@ async def _json_body(request: Request) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"the body is not JSON: {exc}") from None
+    except RecursionError:  # the decoder's own bound on nesting: far past any list of alerts
+        raise HTTPException(status.HTTP_400_BAD_REQUEST,
+                            "the body is nested too deep to be a list of alerts") from None

@@ -4,7 +4,8 @@ as it is read, so the document and the routes cannot disagree.
 - `Instant`: every time a route takes (`since`, `until`, `at`, `start`, `time`, ...), in the
   two forms Prometheus's HTTP API reads: an RFC 3339 time with its offset, or Unix seconds.
 - `ROW_ID_MAX`: the largest id a store row can have (SQLite's INTEGER and PostgreSQL's
-  BIGINT are signed 64-bit), the bound of every integer id a route takes.
+  BIGINT are signed 64-bit), the bound of every integer id a route takes; `row_id` reads
+  one from a path, where anything else names no row.
 """
 
 from __future__ import annotations
@@ -18,6 +19,17 @@ from pydantic import PlainValidator, WithJsonSchema
 from opsplane.timefmt import EARLIEST, LATEST
 
 ROW_ID_MAX = 2**63 - 1
+_ROW_ID_DIGITS = len(str(ROW_ID_MAX))
+
+
+def row_id(text: str) -> int | None:
+    """The id `text` writes in ASCII digits, from 1 to ROW_ID_MAX; None for anything else
+    (signs, spaces, other scripts' digits, a number no row can have), which names no row.
+    A store is never asked for an id past its integers (SQLite raises OverflowError)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > _ROW_ID_DIGITS:
+        return None
+    number = int(text)
+    return number if 1 <= number <= ROW_ID_MAX else None
 
 _LATEST_SECONDS = LATEST.timestamp()
 _YEARS = r"^(19[7-9][0-9]|[2-8][0-9]{3})-"

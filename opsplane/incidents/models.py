@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from opsplane.api.params import row_id
 from opsplane.config.types import Duration
 from opsplane.timefmt import parse_time
 
@@ -125,11 +126,7 @@ def parse_ref(text: str) -> int | None:
     digits = text.strip()
     if digits.upper().startswith("INC-"):
         digits = digits[4:]
-    # ASCII digits only (str.isdigit also takes '²' and '١'), and no more than a store's
-    # 64-bit id can hold.
-    if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
-        return None
-    return int(digits)
+    return row_id(digits)  # ASCII digits, and no more than a store's 64-bit id can hold
 
 
 @dataclass(frozen=True)

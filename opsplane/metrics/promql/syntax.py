@@ -117,12 +117,56 @@ _CARDINALITY = {
 }
 
 
+# How deep an expression's tree may be. The parser recurses over the tree in native code
+# (about 10,000 levels overflow its stack and end the process) and the evaluator in Python,
+# up to five frames a level (a function's call), within Python's 1,000; rules nest a dozen
+# levels at most.
+MAX_DEPTH = 128
+# What can make the tree one level deeper: an opening parenthesis (of a group, a call, an
+# aggregation) and an operator. Strings, comments and what is inside braces (matchers: `!=`
+# there compares a label, not two expressions) are read past.
+_DEPTH_TOKENS = re.compile(r"""
+    "(?:[^"\\]|\\.)*"? | '(?:[^'\\]|\\.)*'? | `[^`]*`? | \#[^\n]*
+  | (?P<open>[({]) | (?P<close>[)}])
+  | (?P<op>==|!=|>=|<=|[-+*/%^<>]|\b(?:and|or|unless|atan2)\b)
+""", re.VERBOSE)
+
+
+def _check_depth(text: str) -> None:
+    """PromQLError when `text` may nest deeper than MAX_DEPTH. Measured on the text before
+    parsing, as the deepest parentheses plus every operator: the tree cannot be deeper (a
+    chain of 300 additions is a tree 300 deep), and the parser never sees what it cannot
+    take."""
+    parentheses = deepest = operators = 0
+    in_braces = False
+    for token in _DEPTH_TOKENS.finditer(text):
+        if token.group("open"):
+            if token.group() == "{":
+                in_braces = True
+            else:
+                parentheses += 1
+                deepest = max(deepest, parentheses)
+        elif token.group("close"):
+            if token.group() == "}":
+                in_braces = False
+            else:
+                parentheses -= 1
+        elif token.group("op") and not in_braces:
+            operators += 1
+        if deepest + operators > MAX_DEPTH:
+            raise PromQLError(
+                f"the expression is nested more than {MAX_DEPTH} deep (parentheses, calls and "
+                f"operators together); split it into recording rules or simpler expressions",
+                "nesting")
+
+
 def parse(text: str) -> Expr:
     """The expression tree for `text`.
 
     Raises PromQLError for syntax errors and for constructs outside the supported subset,
     with `construct` naming what was refused.
     """
+    _check_depth(text)
     try:
         tree = pp.parse(text)
     except ValueError as exc:

@@ -106,3 +106,22 @@ def test_refused_construct_position_is_reported(expr: str, position: int) -> Non
     with pytest.raises(PromQLError) as caught:
         parse(expr)
     assert caught.value.position == position
+
+
+@pytest.mark.parametrize("expr", [
+    "(" * 200 + "up" + ")" * 200,
+    "abs(" * 200 + "up" + ")" * 200,
+    " + ".join(["up"] * 200),  # a chain is a tree as deep as it is long
+    "-" * 200 + "up",
+    "(" * 30_000 + "up" + ")" * 30_000,  # the parser itself would overflow its stack here
+])
+def test_an_expression_nested_too_deep_is_refused_before_it_is_parsed(expr: str) -> None:
+    with pytest.raises(PromQLError) as refused:
+        parse(expr)
+    assert refused.value.construct == "nesting"
+    assert "nested more than 128 deep" in str(refused.value)
+
+
+def test_strings_matchers_and_comments_do_not_count_as_nesting() -> None:
+    parse('x{a!="' + "(-" * 200 + '", b="}"} # ' + "(" * 200 + "\n + 1")
+    parse('sum by (service) (rate(x{code!="500",code=~"5.."}[5m])) / ' * 20 + "1")
