@@ -17,6 +17,7 @@ import logging
 import math
 import resource
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,7 +26,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select, text
 
 from opsplane.clock import Clock, SystemClock
@@ -139,6 +140,9 @@ class ControlPlane:
         self._scraping_now: dict[str, asyncio.Task[ScrapeStatus]] = {}
         self._urgent = asyncio.Event()
         self._criticality = {name: c.criticality.value for _, name, c in inventory.components()}
+        # Why the alerting cycles fail, since when and how many in a row; None while the last
+        # one succeeded. /health says it.
+        self.alerting_failure: CycleFailure | None = None
         if scraped or inventory.metrics.source == "prometheus":
             self._build_alerting()
 
@@ -147,6 +151,8 @@ class ControlPlane:
         checks' own series) or over the configured Prometheus."""
         from opsplane.alerts.flows import Alerting, dependencies
         from opsplane.alerts.intake import AlertInbox
+
+        intake = self.inventory.alerting.intake
 
         if self.inventory.metrics.source == "prometheus":
             from opsplane.metrics.remote import PrometheusClient, evaluate_prometheus
@@ -168,7 +174,8 @@ class ControlPlane:
             evaluate = evaluate_with(source)
         self.alerting = Alerting(self.inventory.alerting, store=self.store, evaluate=evaluate,
                                  clock=self.clock, depends_on=dependencies(self.inventory),
-                                 environ=self.environ, inbox=AlertInbox(self.clock),
+                                 environ=self.environ,
+                                 inbox=AlertInbox(self.clock, max_per_sender=intake.max_alerts_per_sender),
                                  incidents=self.inventory.incidents, channels=self.inventory.channels)
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -304,16 +311,22 @@ class ControlPlane:
         self._tasks.append(asyncio.get_running_loop().create_task(self._evaluate_rules(self.alerting)))
         self._evaluate_soon.set()
 
-    def receive_alerts(self, alerts: Sequence[ReceivedAlert]) -> bool:
+    def receive_alerts(self, alerts: Sequence[ReceivedAlert]) -> list[ReceivedAlert] | None:
         """Hand alerts received through the API (a Prometheus's) to alerting, started for them
-        if it was not running, and run a cycle now; False when alerting could not start."""
+        if it was not running, and run a cycle now. Returns the alerts refused because their
+        sender holds as many as it may (`alerting.intake.max_alerts_per_sender`); None when
+        alerting could not start."""
         if self.alerting is None and self._tasks:
             self._start_alerting()
         if self.alerting is None or self.alerting.inbox is None:
-            return False
-        self.alerting.inbox.put(alerts)
-        self._evaluate_soon.set()
-        return True
+            return None
+        refused = self.alerting.inbox.put(alerts)
+        self.metrics.alerts_received.inc(len(alerts) - len(refused))
+        if refused:
+            self.metrics.alerts_refused.labels("sender_limit").inc(len(refused))
+        if len(refused) < len(alerts):
+            self._evaluate_soon.set()
+        return refused
 
     # --- persistence --------------------------------------------------------------------
 
@@ -406,13 +419,36 @@ class ControlPlane:
                 # pages to send, or an alert that changed state and may have opened an incident
                 if report.queued or report.sent or report.evaluation.transitions:
                     self._dispatch_soon.set()
-            except Exception:  # a cycle that fails must not end alerting; the next one retries
-                log.exception("alert evaluation failed")
+            except Exception as exc:  # a cycle that fails must not end alerting; the next one retries
+                self._cycle_failed(exc)
+            else:
+                self._cycle_succeeded(len(report.refused))
             quiet_until = loop.time() + CHANGE_GAP
             if loop.time() >= due:
                 due += interval
                 if due < loop.time():  # a slow cycle: skip the slots it overran
                     due += math.ceil((loop.time() - due) / interval) * interval
+
+    def _cycle_failed(self, exc: Exception) -> None:
+        """Count it, say it on /health, and log it: with its traceback when the reason is new,
+        in a line while the same reason goes on."""
+        reason = _first_line(exc)
+        self.metrics.alert_cycle_failures.inc()
+        failure = self.alerting_failure
+        if failure is None or failure.reason != reason:
+            log.exception("an alerting cycle failed; the next one tries again: %s", reason)
+            failure = CycleFailure(reason=reason, since=self.clock.now())
+        else:
+            log.warning("an alerting cycle failed again (%d in a row): %s", failure.count + 1, reason)
+        self.alerting_failure = replace(failure, count=failure.count + 1)
+
+    def _cycle_succeeded(self, dropped: int) -> None:
+        if self.alerting_failure is not None:
+            log.info("alerting cycles succeed again after %d failures", self.alerting_failure.count)
+        self.alerting_failure = None
+        self.metrics.alert_cycle_last_success.set(self.clock.now().timestamp())
+        if dropped:
+            self.metrics.alerts_dropped.inc(dropped)
 
     async def _watch_without_rules(self) -> None:
         """Until alerting starts, record every evaluation interval that the rules had nothing
@@ -534,6 +570,26 @@ class ControlPlane:
         return known.since if known else None
 
 
+@dataclass(frozen=True)
+class CycleFailure:
+    """Alerting cycles failing for the same reason since `since`, `count` of them in a row."""
+
+    reason: str
+    since: datetime
+    count: int = 0
+
+    def sentence(self) -> str:
+        return (f"alerting cycles fail since {self.since.isoformat(timespec='seconds')} "
+                f"({self.count} in a row): {self.reason}")
+
+
+def _first_line(exc: BaseException) -> str:
+    """An error in a line: a database's own message (without the statement and parameters
+    SQLAlchemy adds), else the exception's."""
+    said = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {said[0][:300] if said else ''}".rstrip(": ")
+
+
 def _raise_open_files_limit() -> None:
     # Thousands of probes in flight need thousands of sockets; the soft limit is often 1024.
     with contextlib.suppress(ValueError, OSError):
@@ -582,13 +638,21 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     errors.install(app)
 
     @app.get("/health", tags=["control plane"], response_model=OwnHealth,
-             responses={503: {"model": OwnHealth, "description": "Starting, or a loop has stopped."}})
+             responses={503: {"model": OwnHealth, "description": "Starting, a loop has stopped, or "
+                                                                  "alerting cycles fail (degraded)."}})
     def own_health() -> JSONResponse:
-        """Whether the control plane runs: for load balancers and supervisors, without a token."""
-        running = bool(plane._tasks) and not any(t.done() for t in plane._tasks)
-        body = OwnHealth(status="ok" if running else "starting", checks=len(plane.targets),
-                         environment=plane.env)
-        return JSONResponse(body.model_dump(), status_code=200 if running else 503)
+        """Whether the control plane runs: for load balancers and supervisors, without a token.
+        `degraded` (503) while its alerting cycles fail, with the reason."""
+        # A loop that ended by itself did its work (the wait for alerting to start); one that
+        # was cancelled or raised has stopped.
+        running = bool(plane._tasks) and not any(
+            t.done() and (t.cancelled() or t.exception() is not None) for t in plane._tasks)
+        failure = plane.alerting_failure
+        state: Literal["ok", "starting", "degraded"] = (
+            "starting" if not running else "degraded" if failure is not None else "ok")
+        body = OwnHealth(status=state, checks=len(plane.targets), environment=plane.env,
+                         reason=failure.sentence() if failure is not None else None)
+        return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if state == "ok" else 503)
 
     @app.get("/metrics", tags=["control plane"], response_class=Response,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
@@ -610,9 +674,11 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
 class OwnHealth(BaseModel):
     """`GET /health`."""
 
-    status: Literal["ok", "starting"]
+    status: Literal["ok", "starting", "degraded"]
     checks: int
     environment: str
+    reason: str | None = Field(None, description="Why it is degraded: since when and why its "
+                               "alerting cycles fail.")
 
 
 def _mount(app: FastAPI, router: APIRouter, prefix: str) -> None:

@@ -44,6 +44,21 @@ class ControlPlaneMetrics:
         self.state_changes = Counter(
             "opsplane_check_state_changes", "Check state changes recorded as events.",
             registry=self.registry)
+        self.alert_cycle_failures = Counter(
+            "opsplane_alert_cycle_failures", "Alerting cycles that failed (nothing of them was kept).",
+            registry=self.registry)
+        self.alert_cycle_last_success = Gauge(
+            "opsplane_alert_cycle_last_success_timestamp_seconds",
+            "When the last alerting cycle that succeeded ran (Unix time; 0 before the first).",
+            registry=self.registry)
+        self.alerts_received = Counter(
+            "opsplane_alerts_received", "Alerts accepted by POST /api/v2/alerts.", registry=self.registry)
+        self.alerts_refused = Counter(
+            "opsplane_alerts_refused", "Alerts POST /api/v2/alerts refused: invalid (a label over its "
+            "bound, ...) or over their sender's limit (sender_limit).", ["reason"], registry=self.registry)
+        self.alerts_dropped = Counter(
+            "opsplane_alerts_dropped", "Received alerts the store refused, dropped by the alerting cycle.",
+            registry=self.registry)
         self._probe_children = {
             (kind, state): self.probes.labels(kind, state.value) for kind in CHECK_TYPES for state in State
         }

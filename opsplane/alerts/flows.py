@@ -12,6 +12,7 @@ is never sent twice, even across a restart.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -24,11 +25,12 @@ from sqlalchemy.orm import Session
 
 from opsplane.alerts import evaluations, service
 from opsplane.alerts.inhibition import inhibitions
-from opsplane.alerts.intake import AlertInbox, follow
+from opsplane.alerts.intake import AlertInbox, IntakeCycle, ReceivedAlert, follow
 from opsplane.alerts.messages import outbox_message
 from opsplane.alerts.models import AlertingSettings, Receiver, WebhookReceiver
 from opsplane.alerts.pack import effective_rules
 from opsplane.alerts.routing import Muted, Notification, build_tree, due_notifications, mute
+from opsplane.alerts.silences import Silence
 from opsplane.alerts.state import RULE_SOURCE, Alert, AlertState, Evaluate, EvaluationCycle, evaluate_rules
 from opsplane.clock import Clock
 from opsplane.config.models import Inventory
@@ -42,6 +44,10 @@ from opsplane.store import Store
 from opsplane.units import format_value
 
 NEVER = "0001-01-01T00:00:00Z"  # Alertmanager's "no end yet"
+# Received alerts the store refused whose drop was recorded: a sender sends each again every
+# minute, and the event log says it once.
+_REFUSED_REMEMBERED = 1000
+log = logging.getLogger(__name__)
 
 
 def dependencies(inventory: Inventory) -> dict[str, list[str]]:
@@ -58,6 +64,8 @@ class CycleReport:
     sent: list[Notification] = field(default_factory=list)
     failed: list[tuple[Notification, str]] = field(default_factory=list)
     queued: int = 0  # messages queued in the outbox for receivers' channels
+    # received alerts the store refused, dropped (alert.intake_dropped), with the reason
+    refused: list[tuple[ReceivedAlert, str]] = field(default_factory=list)
 
 
 class Alerting:
@@ -99,33 +107,43 @@ class Alerting:
         # The alerts as the store holds them: a cycle writes only what differs (see
         # service.save_changes), so a thousand steady firing alerts cost no writes.
         self._stored = {alert.fingerprint: alert for alert in self.alerts}
+        self._refused_recorded: set[str] = set()
+        if inbox is not None:  # kept from an earlier run; whoever sent them sends them again
+            inbox.hold((a.fingerprint for a in self.alerts if a.source != RULE_SOURCE), {})
         self.started_at = clock.now()
 
     def run_once(self) -> CycleReport:
         now = self.clock.now()
         own = [a for a in self.alerts if a.source == RULE_SOURCE]
+        previous = [a for a in self.alerts if a.source != RULE_SOURCE]
         received = self.inbox.take() if self.inbox is not None else []
+        refused: list[tuple[ReceivedAlert, str]] = []
         try:
             evaluation = evaluate_rules(self.rules, self.evaluate, own, now)
             # Received alerts join the rules' here, so silences, inhibition, maintenance,
             # routing and the notification log treat both alike.
-            intake = follow([a for a in self.alerts if a.source != RULE_SOURCE], received, now)
-            evaluation.alerts.extend(intake.alerts)
-            evaluation.transitions.extend(intake.transitions)
-            evaluation.dropped.extend(intake.dropped)
-            with self.store.session() as session:
-                stored = service.save_changes(session, stored=self._stored, alerts=evaluation.alerts,
-                                              dropped=evaluation.dropped, now=now)
-                service.record_transitions(session, transitions=evaluation.transitions, at=now,
-                                           senders=intake.senders)
-                self._record_rule_errors(session, evaluation.errors, now)
-                evaluations.record(session, self.evaluation(now, errors=evaluation.errors))
-                silences = service.get_silences(session, now=now)
+            intake = follow(previous, received, now)
+            try:
+                silences = self._keep(evaluation, intake, now)
+                kept = True
+            except Exception:
+                if not received:
+                    raise
+                kept = False
+            if not kept:
+                # Perhaps the store refuses something a sender sent: keep the rules' alerts,
+                # then each received alert on its own (raises if the store refuses them all).
+                intake, silences, refused = self._keep_apart(evaluation, previous, received, now)
         except BaseException:
             if self.inbox is not None:  # nothing was kept: the next cycle takes them again
                 self.inbox.give_back(received)
             raise
-        self.alerts, self._stored = evaluation.alerts, stored
+        evaluation.alerts.extend(intake.alerts)
+        evaluation.transitions.extend(intake.transitions)
+        evaluation.dropped.extend(intake.dropped)
+        self.alerts = evaluation.alerts
+        if self.inbox is not None:
+            self.inbox.hold((a.fingerprint for a in intake.alerts), intake.senders)
         inhibited = inhibitions(evaluation.alerts, self.settings.inhibit_rules, self.depends_on, now=now,
                                 hold=self.settings.inhibit_dependents_hold)
         muted = mute(evaluation.alerts, silences=silences, inhibited=inhibited, now=now,
@@ -136,10 +154,84 @@ class Alerting:
             evaluation.alerts, tree=self.tree, sent=self.log, now=now, muted=muted,
             send_resolved={name: r.send_resolved for name, r in self.settings.receivers.items()},
         )
-        report = CycleReport(evaluation, muted)
+        report = CycleReport(evaluation, muted, refused=refused)
         for notification in due:
             self._notify(notification, now, report)
         return report
+
+    def _keep(self, evaluation: EvaluationCycle, intake: IntakeCycle, now: datetime) -> list[Silence]:
+        """Store the cycle's alerts and changes in one transaction; the silences in force."""
+        alerts = [*evaluation.alerts, *intake.alerts]
+        with self.store.session() as session:
+            held = service.save_changes(session, stored=self._stored, alerts=alerts,
+                                        dropped=[*evaluation.dropped, *intake.dropped], now=now)
+            service.record_transitions(session, transitions=[*evaluation.transitions, *intake.transitions],
+                                       at=now, senders=intake.senders)
+            self._record_cycle(session, evaluation, now)
+            silences = service.get_silences(session, now=now)
+        # committed: this is what the store holds, and where the next cycle starts
+        self._stored, self.alerts, self._rule_errors = held, alerts, dict(evaluation.errors)
+        return silences
+
+    def _keep_apart(
+        self, evaluation: EvaluationCycle, previous: list[Alert], received: list[ReceivedAlert],
+        now: datetime,
+    ) -> tuple[IntakeCycle, list[Silence], list[tuple[ReceivedAlert, str]]]:
+        """`_keep` when writing everything at once failed: the rules' alerts and the received
+        ones kept from earlier cycles first (if the store refuses those too, the failure is
+        not the new alerts': it raises), then each received alert in a transaction of its
+        own. One the store refuses is dropped (the sender sends it again if it still fires)
+        and recorded; the others are kept. Returns what was kept and what was refused."""
+        log.info("the store refused the cycle's writes; keeping the rules' alerts, then its %d "
+                 "received alerts one by one", len(received))
+        intake = follow(previous, [], now)
+        silences = self._keep(evaluation, intake, now)
+        refused = []
+        for item in received:
+            step = follow(intake.alerts, [item], now)
+            try:
+                with self.store.session() as session:
+                    held = service.save_changes(session, stored=self._stored, alerts=step.alerts,
+                                                dropped=step.dropped, now=now)
+                    service.record_transitions(session, transitions=step.transitions, at=now,
+                                               senders=step.senders)
+            except Exception as exc:
+                refused.append((item, _reason(exc)))
+                continue
+            self._stored, self.alerts = held, [*evaluation.alerts, *step.alerts]
+            intake.alerts, intake.dropped = step.alerts, [*intake.dropped, *step.dropped]
+            intake.transitions.extend(step.transitions)
+            intake.senders.update(step.senders)
+        for item, reason in refused:
+            log.warning("dropped received alert %s from %s, which the store refuses: %s",
+                        item.labels.get("alertname"), item.sender, reason)
+            self._record_refused(item, reason, now)
+        return intake, silences, refused
+
+    def _record_cycle(self, session: Session, evaluation: EvaluationCycle, now: datetime) -> None:
+        for rule, error in evaluation.errors.items():
+            if self._rule_errors.get(rule) != error:
+                service.record_rule_error(session, rule=rule, error=error, at=now)
+        for rule in set(self._rule_errors) - set(evaluation.errors):
+            service.record_rule_error(session, rule=rule, error=None, at=now)
+        evaluations.record(session, self.evaluation(now, errors=evaluation.errors))
+
+    def _record_refused(self, item: ReceivedAlert, reason: str, now: datetime) -> None:
+        """`alert.intake_dropped`, once for each alert as sent (a sender sends it again every
+        minute); logged when the store refuses even that."""
+        key = item.content_key()
+        if key in self._refused_recorded:
+            return
+        try:
+            with self.store.session() as session:
+                service.record_intake_dropped(session, alert=item, error=reason, at=now)
+        except Exception as exc:
+            log.warning("could not record the received alert %s dropped: %s", item.labels.get("alertname"),
+                        _reason(exc))
+            return
+        if len(self._refused_recorded) >= _REFUSED_REMEMBERED:
+            self._refused_recorded.clear()
+        self._refused_recorded.add(key)
 
     def evaluation(self, now: datetime, *, errors: Mapping[str, str] | None = None) -> evaluations.Evaluation:
         """This evaluator's cycle at `now`, as `opsplane alerts` reads it from the store."""
@@ -170,14 +262,6 @@ class Alerting:
         self.log[key] = sent
         report.sent.append(notification)
 
-    def _record_rule_errors(self, session: Session, errors: Mapping[str, str], now: datetime) -> None:
-        for rule, error in errors.items():
-            if self._rule_errors.get(rule) != error:
-                service.record_rule_error(session, rule=rule, error=error, at=now)
-        for rule in set(self._rule_errors) - set(errors):
-            service.record_rule_error(session, rule=rule, error=None, at=now)
-        self._rule_errors = dict(errors)
-
     def _post(self, receiver: Receiver, notification: Notification) -> str | None:
         """POST to the receiver's webhook; the reason when it failed, None when delivered."""
         if receiver.webhook is None:
@@ -195,6 +279,13 @@ class Alerting:
         if response.status_code >= 300:
             return f"webhook {receiver.webhook.url} answered {response.status_code}"
         return None
+
+
+def _reason(exc: BaseException) -> str:
+    """What a store's refusal says, in a line: the database's own message (SQLAlchemy's text
+    adds the statement and its parameters, which may be long and are the sender's data)."""
+    said = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return (said[0] if said else type(exc).__name__)[:300]
 
 
 def _headers(webhook: WebhookReceiver, environ: Mapping[str, str]) -> dict[str, str]:

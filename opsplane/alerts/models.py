@@ -307,6 +307,29 @@ class RulePack(_Strict):
         return self
 
 
+class IntakeSettings(_Strict):
+    """Bounds on what `POST /api/v2/alerts` takes (docs/alerting.md, "Limits"). Labels are an
+    alert's identity, so an alert whose labels break a bound is refused, not cut; texts for
+    people (annotations, the generator URL) are cut, ending in a marker."""
+
+    max_alerts_per_sender: int = Field(
+        1000, ge=1,
+        description="Received alerts one token may have held at once (firing, or resolved within "
+        "the last 15 minutes); a new alert beyond them is refused with 429 until some end.")
+    max_request_bytes: int = Field(
+        4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024,
+        description="Largest body a request may have, in bytes (a Prometheus sends 64 alerts a "
+        "request, a few KiB); a larger one is refused with 413.")
+    max_labels: int = Field(64, ge=2, le=1000, description="Labels, and annotations, an alert may have.")
+    max_label_name_length: int = Field(128, ge=16, le=1024, description="Characters of a label name.")
+    max_label_value_length: int = Field(
+        1024, ge=64, le=65536, description="Characters of a label value (`alertname` included).")
+    max_annotation_length: int = Field(
+        4096, ge=256, le=1_048_576,
+        description="Characters an annotation or generator URL keeps; a longer one is cut and ends "
+        "in `… [cut from N characters]`.")
+
+
 class AlertingSettings(_Strict):
     evaluation_interval: Duration = Field(
         15.0, description="How often every rule is evaluated (the manual's scrape interval)."
@@ -343,6 +366,10 @@ class AlertingSettings(_Strict):
     maintenance_windows: dict[ReceiverName, MaintenanceWindow] = Field(
         default_factory=dict,
         description="Recurring windows, by name, during which matching alerts are not notified.",
+    )
+    intake: IntakeSettings = Field(
+        default_factory=IntakeSettings,
+        description="Bounds on the alerts a Prometheus sends to `POST /api/v2/alerts`.",
     )
 
     @model_validator(mode="after")

@@ -16,6 +16,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from opsplane.alerts import silences
+from opsplane.alerts.intake import ReceivedAlert
 from opsplane.alerts.matchers import parse_matcher
 from opsplane.alerts.routing import Notification, SentNotification
 from opsplane.alerts.silences import Silence
@@ -23,6 +24,7 @@ from opsplane.alerts.state import RULE_SOURCE, Alert, AlertState, Transition
 from opsplane.alerts.tables import AlertRow, NotificationRow, SilenceRow
 from opsplane.errors import UsageError
 from opsplane.events import service as events
+from opsplane.store.fit import fit
 from opsplane.units import format_value
 
 ACTOR = "alerting"
@@ -132,8 +134,20 @@ def record_rule_error(session: Session, *, rule: str, error: str | None, at: dat
     )
 
 
+def record_intake_dropped(session: Session, *, alert: ReceivedAlert, error: str, at: datetime) -> None:
+    """`alert.intake_dropped`: a received alert the store refused, dropped rather than tried
+    again every cycle (its sender sends it again while it fires). The labels and texts are
+    the event's details; the store's reason is `error`."""
+    events.record(
+        session, kind="alert.intake_dropped", actor=ACTOR, target=alert.labels.get("alertname", "?"),
+        service=alert.labels.get("service"), outcome="dropped", ts=at,
+        details={"labels": dict(alert.labels), "annotations": dict(alert.annotations),
+                 "generator_url": alert.generator_url, "sender": alert.sender, "error": error},
+    )
+
+
 def _values(alert: Alert) -> dict[str, Any]:
-    return {
+    return fit(AlertRow, {
         "fingerprint": alert.fingerprint,
         "rule": alert.rule,
         "labels": dict(alert.labels),
@@ -149,7 +163,7 @@ def _values(alert: Alert) -> dict[str, Any]:
         "ends_at": alert.ends_at,
         "generator_url": alert.generator_url,
         "unit": alert.unit,
-    }
+    })
 
 
 def _alert(row: AlertRow) -> Alert:

@@ -30,6 +30,7 @@ MEANING = {
     422: "A parameter or a field of the body is invalid, or the request breaks a rule the "
          "schema cannot state (an unknown schedule, an end before its start): `detail` says "
          "what; `problems` lists each invalid field of a request that did not validate.",
+    429: "The sender has reached a limit; `detail` says which.",
     502: "The runtime refused or failed the change.",
     503: "A part this route needs is not running.",
 }

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from opsplane.clock import Clock, SystemClock
 from opsplane.events.tables import Event
+from opsplane.store.fit import fit
 
 _system_clock = SystemClock()
 
@@ -27,16 +28,17 @@ def record(
     clock: Clock = _system_clock,
     ts: datetime | None = None,
 ) -> Event:
-    """Append one event; the caller's transaction decides when it lands."""
-    event = Event(
-        ts=ts or clock.now(),
-        actor=actor,
-        kind=kind,
-        target=target,
-        service=service,
-        outcome=outcome,
-        details=details or {},
-    )
+    """Append one event; the caller's transaction decides when it lands. Texts longer than
+    their columns are cut to fit (ending in "…"); `details` keeps whatever it is given."""
+    event = Event(**fit(Event, {
+        "ts": ts or clock.now(),
+        "actor": actor,
+        "kind": kind,
+        "target": target,
+        "service": service,
+        "outcome": outcome,
+        "details": details or {},
+    }))
     session.add(event)
     return event
 

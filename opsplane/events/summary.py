@@ -182,6 +182,11 @@ def _rule_recovered(target: str, service: str | None, outcome: str, d: Mapping[s
     return f"Rule {rule_text(target)} evaluates again"
 
 
+def _intake_dropped(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
+    return (f"Dropped alert {target} received from {_d(d, 'sender', 'a sender')}: the store refuses it "
+            f"({_d(d, 'error', 'no reason given')})")
+
+
 def _silence(word: str) -> Describer:
     def write(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
         matchers = text(d.get("matchers")) or "?"
@@ -377,6 +382,7 @@ DESCRIBERS: dict[str, Describer] = {
     "alert.notify_failed": _notified(failed=True),
     "alert.rule_failed": _rule_failed,
     "alert.rule_recovered": _rule_recovered,
+    "alert.intake_dropped": _intake_dropped,
     "silence.created": _silence("created"),
     "silence.expired": _silence("expired"),
     **{f"notify.{outcome}": _delivery(f"notify.{outcome}")

@@ -18,6 +18,7 @@ from opsplane.incidents import lifecycle, service
 from opsplane.incidents.models import AlertSignal, IncidentsSettings
 from opsplane.incidents.tables import IncidentRow
 from opsplane.store import Store
+from opsplane.store.fit import fit_key, fit_text
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,11 @@ def signals(alerts: Iterable[Alert], *, muted: Container[str],
             continue
         if severity not in settings.open_for:
             continue
-        where = alert.labels.get("service") or UNNAMED_SERVICE
+        # as the store keeps them: the group is how an open incident is found again
+        where = fit_text(IncidentRow.service, alert.labels.get("service") or UNNAMED_SERVICE)
         found.append(AlertSignal(
             fingerprint=alert.fingerprint, name=alert.name, severity=severity, service=where,
-            group=lifecycle.group_key(where, alert.labels, settings.group_by),
+            group=fit_key(IncidentRow.group_key, lifecycle.group_key(where, alert.labels, settings.group_by)),
             summary=alert.annotations.get("summary", ""), active_at=alert.active_at,
         ))
     return found

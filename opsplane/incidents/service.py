@@ -32,6 +32,7 @@ from opsplane.incidents.models import (
 )
 from opsplane.incidents.postmortem import PostmortemFacts
 from opsplane.incidents.tables import ActionItemRow, IncidentAlertRow, IncidentRow, IncidentUpdateRow
+from opsplane.store.fit import fit, fit_key, fit_text
 
 ACTOR = "system:incidents"
 SUCCESS = "success"
@@ -149,17 +150,19 @@ def create(
         raise UsageError("an incident needs a title")
     if not service.strip():
         raise UsageError("an incident needs a service")
+    service = fit_text(IncidentRow.service, service)  # as the event log keeps it
     logged = first_signal(session, service=service, before=now,
                           lookback=timedelta(seconds=settings.detection_lookback))
     known = [t for t in (detected_at, logged) if t is not None]
     detected_at = min(known) if known else None
-    row = IncidentRow(
-        title=title.strip(), service=service, severity=severity, status=Status.TRIGGERED.value,
-        group_key=group if group is not None else lifecycle.group_key(service, {}, settings.group_by),
-        commander=commander, participants=[], opened_by=actor, started_at=now,
-        detected_at=detected_at,
-        next_update_at=lifecycle.next_update_due(severity, settings, after=now), root_cause="",
-    )
+    key = group if group is not None else fit_key(IncidentRow.group_key,
+                                                  lifecycle.group_key(service, {}, settings.group_by))
+    row = IncidentRow(**fit(IncidentRow, {
+        "title": title.strip(), "service": service, "severity": severity,
+        "status": Status.TRIGGERED.value, "group_key": key, "commander": commander, "participants": [],
+        "opened_by": actor, "started_at": now, "detected_at": detected_at,
+        "next_update_at": lifecycle.next_update_due(severity, settings, after=now), "root_cause": "",
+    }))
     session.add(row)
     session.flush()
     _record(session, row, "incident.opened", actor, now,
@@ -387,9 +390,9 @@ def update_dict(row: IncidentUpdateRow) -> dict[str, Any]:
 
 def _attach(session: Session, row: IncidentRow, signals: Sequence[AlertSignal], now: datetime) -> None:
     for alert in signals:
-        session.add(IncidentAlertRow(incident_id=row.id, fingerprint=alert.fingerprint,
-                                     active_at=alert.active_at, alertname=alert.name,
-                                     severity=alert.severity, joined_at=now))
+        session.add(IncidentAlertRow(**fit(IncidentAlertRow, {
+            "incident_id": row.id, "fingerprint": alert.fingerprint, "active_at": alert.active_at,
+            "alertname": alert.name, "severity": alert.severity, "joined_at": now})))
         _record(session, row, "incident.alert_joined", ACTOR, now,
                 {"alert": alert.name, "fingerprint": alert.fingerprint, "severity": alert.severity,
                  "active_at": alert.active_at.isoformat()})

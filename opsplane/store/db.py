@@ -118,7 +118,9 @@ class Store:
         where it was looked for, and nothing is written.
         """
         url = _normalise(url or default_url())
-        kwargs: dict[str, Any] = {"future": True}
+        # An error names its statement, never its parameters: they may hold secrets or a
+        # sender's megabytes, and errors are logged.
+        kwargs: dict[str, Any] = {"future": True, "hide_parameters": True}
         file = _sqlite_file(url)
         if file is not None and not create and not file.exists():
             raise NoStoreYet(str(file))

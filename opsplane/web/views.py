@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 router = APIRouter(tags=["dashboard"])
 MAX_FORM_BYTES = 4096
 EVENT_LIMIT_DEFAULT = 100
+ALERTS_PER_PAGE = 100
 
 
 def page(request: Request, template: str, *, status_code: int = 200, **values: Any) -> Response:
@@ -194,8 +195,14 @@ async def event_log(
 
 
 @router.get("/ui/alerts", include_in_schema=False)
-async def alerts_page(request: Request, _: Principal = Depends(viewer)) -> Response:
-    """Firing, pending and recently resolved alerts, with value, since, why muted, runbook."""
+async def alerts_page(
+    request: Request,
+    number: int = Query(1, alias="page", ge=1, le=1_000_000, description="Which page of alerts."),
+    _: Principal = Depends(viewer),
+) -> Response:
+    """Firing, pending and recently resolved alerts, with value, since, why muted, runbook;
+    ALERTS_PER_PAGE a page, firing first, then by severity, name and fingerprint (an order that
+    stays put while the page reloads)."""
     from opsplane.alerts import evaluations
     from opsplane.alerts.views import alert_rows, evaluation_status
 
@@ -210,7 +217,11 @@ async def alerts_page(request: Request, _: Principal = Depends(viewer)) -> Respo
     rows, evaluation = await run_in_threadpool(read)
     note = ("No alerts: every rule is quiet." if plane.alerting is not None else
             "No alert rules run: give components a metrics_path so that serve scrapes them.")
-    return page(request, "alerts.html", alerts=rows, note=note, evaluation=evaluation)
+    first = (number - 1) * ALERTS_PER_PAGE
+    shown = rows[first:first + ALERTS_PER_PAGE]
+    pages = max(1, -(-len(rows) // ALERTS_PER_PAGE))
+    return page(request, "alerts.html", alerts=shown, total=len(rows), first=first + 1,
+                last=first + len(shown), number=number, pages=pages, note=note, evaluation=evaluation)
 
 
 @router.get("/ui/instances", include_in_schema=False)

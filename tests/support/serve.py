@@ -31,11 +31,14 @@ def failing_check_inventory(path: Path) -> Path:
 
 
 class Serve:
-    """`opsplane serve` in a subprocess with its own SQLite store."""
+    """`opsplane serve` in a subprocess with its own SQLite store, or the store at
+    `database_url` (a database of the tests' PostgreSQL cluster)."""
 
-    def __init__(self, workdir: Path, inventory: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, inventory: Path, port: int | None = None, *,
+                 database_url: str | None = None) -> None:
         self.workdir, self.inventory, self.port = workdir, inventory, port or free_port()
-        self.env = {**os.environ, "OPSPLANE_DATABASE_URL": f"sqlite:///{workdir}/opsplane.db"}
+        self.env = {**os.environ,
+                    "OPSPLANE_DATABASE_URL": database_url or f"sqlite:///{workdir}/opsplane.db"}
         # The store serve would make, so read commands run before it starts find one.
         Store.open(self.env["OPSPLANE_DATABASE_URL"]).close()
         self.url = f"http://127.0.0.1:{self.port}"
