@@ -18,9 +18,10 @@ from opsplane.alerts.intake import (
     IntakeError,
     follow,
     parse_alerts,
+    read_alerts,
     severity_labels,
 )
-from opsplane.alerts.models import AlertingSettings
+from opsplane.alerts.models import AlertingSettings, IntakeSettings
 from opsplane.alerts.state import RESOLVED_RETENTION, AlertState, Sample
 from opsplane.clock import ManualClock
 from opsplane.config import loads
@@ -280,3 +281,36 @@ def test_an_end_that_passed_while_serve_was_down_is_still_notified(receiving: Re
     receiving.cycle(after=RESOLVED_RETENTION.total_seconds())
     with receiving.store.session() as session:
         assert service.get_all(session) == []
+
+
+def test_a_sender_holds_at_most_its_limit_counting_what_a_running_cycle_took() -> None:
+    inbox = AlertInbox(ManualClock(T0), max_per_sender=2)
+    later = T0 + timedelta(minutes=4)
+    first = parse_alerts([posted("A", ends_at=later), posted("B", ends_at=later)], now=T0, sender=SENDER)
+    assert inbox.put(first) == []
+    taken = inbox.take()  # a cycle runs: what it took still counts
+    [refused] = inbox.put(parse_alerts([posted("C", ends_at=later)], now=T0, sender=SENDER))
+    assert refused.labels["alertname"] == "C"
+    assert inbox.put(parse_alerts([posted("C", ends_at=later)], now=T0, sender="token:other")) == []
+    inbox.hold([item.fingerprint for item in taken], {item.fingerprint: SENDER for item in taken})
+    # what it holds is taken again from anyone: a re-send, a resolve
+    assert inbox.put(parse_alerts([posted("A", ends_at=T0)], now=T0, sender="token:other")) == []
+    inbox.hold([taken[1].fingerprint], {})  # A resolved and was forgotten
+    assert inbox.put(parse_alerts([posted("D", ends_at=later)], now=T0, sender=SENDER)) == []
+
+
+def test_labels_over_their_bounds_refuse_the_alert_and_texts_are_cut() -> None:
+    limits = IntakeSettings(max_labels=4, max_label_value_length=64, max_annotation_length=256)
+    body = [posted("A", ends_at=None, service="s" * 65), posted("B", ends_at=None, a="1", b="2", c="3"),
+            posted("C", ends_at=None, nul="x\x00y"), {**posted("D", ends_at=None),
+                                                      "annotations": {"summary": "w" * 1000}}]
+    reading = read_alerts(body, now=T0, sender=SENDER, limits=limits)
+    assert [a.labels["alertname"] for a in reading.alerts] == ["D"]
+    assert reading.problems == [
+        "alerts[0].labels.service is 65 characters long, at most 64 (alerting.intake.max_label_value_length)",
+        "alerts[1].labels has 5 entries, at most 4 (alerting.intake.max_labels)",
+        "alerts[2].labels.nul holds a NUL character or an unpaired surrogate (\\u0000, \\ud800...), "
+        "which no store keeps",
+    ]
+    summary = reading.alerts[0].annotations["summary"]
+    assert len(summary) == 256 and summary.endswith(" … [cut from 1,000 characters]")
