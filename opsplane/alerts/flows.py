@@ -127,7 +127,8 @@ class Alerting:
             raise
         self.alerts, self._stored = evaluation.alerts, stored
         inhibited = inhibitions(evaluation.alerts, self.settings.inhibit_rules, self.depends_on, now=now,
-                                hold=self.settings.inhibit_dependents_hold)
+                                hold=self.settings.inhibit_dependents_hold,
+                                more_severe=self.settings.inhibit_dependents_more_severe)
         muted = mute(evaluation.alerts, silences=silences, inhibited=inhibited, now=now,
                      windows=self.settings.maintenance_windows)
         if self.incidents is not None:
