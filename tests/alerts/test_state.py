@@ -3,12 +3,13 @@ keep_firing_for, and failures of the query engine."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from datetime import datetime
 
 import pytest
 
 from opsplane.alerts.state import (
+    RESOLVED_KEPT_AT_MOST,
     RESOLVED_RETENTION,
     Alert,
     AlertState,
@@ -33,9 +34,9 @@ class RuleRun:
         self.alerts: dict[str, Alert] = {}
         self.transitions: list[tuple[str, str]] = []
 
-    def step(self, samples: Sequence[Sample], seconds: float = 0) -> list[Alert]:
+    def step(self, samples: Sequence[Sample], seconds: float = 0, owed: Container[str] = ()) -> list[Alert]:
         self.clock.advance(seconds)
-        result = evaluate_rule(self.rule, samples, self.alerts, self.clock.now())
+        result = evaluate_rule(self.rule, samples, self.alerts, self.clock.now(), owed)
         self.alerts = {a.fingerprint: a for a in result.alerts}
         self.transitions += [(t.before.value, t.after.value) for t in result.transitions]
         return result.alerts
@@ -88,6 +89,17 @@ def test_a_firing_alert_resolves_when_its_series_disappears_and_is_kept_for_rece
     assert run.state() is AlertState.RESOLVED
     assert run.step([], 1) == []
     assert run.transitions == [("inactive", "firing"), ("firing", "resolved")]
+
+
+def test_a_resolution_a_receiver_still_waits_for_keeps_the_alert_for_at_most_a_day() -> None:
+    run = RuleRun()
+    run.step([(ORDERS, 0.05)])
+    (alert,) = run.step([], 15)
+    owed = {alert.fingerprint}
+    run.step([], RESOLVED_RETENTION.total_seconds(), owed)
+    run.step([], RESOLVED_KEPT_AT_MOST.total_seconds() - RESOLVED_RETENTION.total_seconds() - 1, owed)
+    assert run.state() is AlertState.RESOLVED
+    assert run.step([], 1, owed) == []
 
 
 def test_a_series_back_after_resolving_is_a_new_alert_that_waits_for_again() -> None:
