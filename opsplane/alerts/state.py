@@ -11,6 +11,13 @@ series disappears is forgotten (so a flapping condition starts its `for` again);
 alert whose series disappears resolves, unless `keep_firing_for` holds it; a resolved alert
 is kept until receivers have heard about it (see `may_forget`), and a series that comes
 back after resolving starts a new alert, pending again.
+
+A rule is known by its name and labels (`rule_id`). When the configuration no longer has a
+rule of an id (it was removed, or its name, severity or labels were edited, which makes it
+another rule), that id's firing alerts resolve with the reason in their RESOLVED_REASON
+annotation, so receivers and incidents hear that they are over; its pending alerts are
+forgotten. An edit that keeps the id (expression, `for`, annotations...) keeps the alerts,
+which the edited rule evaluates from then on.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ RESOLVED_RETENTION = timedelta(minutes=15)
 RESOLVED_KEPT_AT_MOST = timedelta(days=1)
 """How long a resolved alert is kept at most while a receiver still waits for its resolution
 (one whose deliveries keep failing): nothing is kept for ever."""
+RESOLVED_REASON = "resolved_reason"
+"""The annotation that says why an alert resolved though its series did not go away."""
 RULE_SOURCE = "rule"
 """The `source` of alerts that opsplane's own rules make (others are received, see intake)."""
 
@@ -90,6 +99,7 @@ class Transition:
     alert: Alert
     before: AlertState
     after: AlertState
+    reason: str | None = None  # why, when it is not the series (a rule removed or changed)
 
 
 @dataclass(frozen=True)
@@ -257,6 +267,48 @@ def evaluate_rules(
         cycle.alerts.extend(result.alerts)
         cycle.transitions.extend(result.transitions)
         cycle.dropped.extend(result.dropped)
-    for gone in by_rule.values():  # rules removed from the inventory take their alerts along
-        cycle.dropped.extend(gone)
+    evaluated = {alert.fingerprint for alert in cycle.alerts}
+    for key, gone in by_rule.items():  # rules no longer in the configuration
+        reason = _retired_because(key, gone.values(), rules)
+        result = retire(gone, reason, now, owed)
+        cycle.transitions.extend(result.transitions)
+        cycle.dropped.extend(result.dropped)
+        for alert in result.alerts:
+            if alert.fingerprint in evaluated:  # a rule of today has these very labels: its alert now
+                cycle.dropped.append(alert.fingerprint)
+            else:
+                cycle.alerts.append(alert)
     return cycle
+
+
+def retire(
+    previous: Mapping[str, Alert], reason: str, now: datetime, owed: Container[str] = frozenset()
+) -> RuleEvaluation:
+    """The alerts of a rule the configuration no longer has: firing ones resolve now, whatever
+    `keep_firing_for` said, with `reason` in their RESOLVED_REASON annotation; pending ones are
+    forgotten; resolved ones are kept as long as any resolved alert (`may_forget`)."""
+    result = RuleEvaluation([], [], [])
+    for key, before in previous.items():
+        if before.state is AlertState.FIRING:
+            after = replace(before, state=AlertState.RESOLVED, resolved_at=now, keep_firing_since=None,
+                            annotations={**before.annotations, RESOLVED_REASON: reason})
+            result.alerts.append(after)
+            result.transitions.append(Transition(after, AlertState.FIRING, AlertState.RESOLVED, reason))
+        elif before.state is AlertState.RESOLVED and not may_forget(
+                before.resolved_at or now, now, owed=key in owed):
+            result.alerts.append(before)
+        else:
+            result.dropped.append(key)
+            if before.state is AlertState.PENDING:
+                result.transitions.append(Transition(before, AlertState.PENDING, AlertState.INACTIVE, reason))
+    return result
+
+
+def _retired_because(key: str, alerts: Iterable[Alert], rules: Sequence[AlertRule]) -> str:
+    """Why the alerts of rule `key` end: the rule was changed (a rule of its name is still
+    there, with other labels or severity) or removed."""
+    names = {alert.name for alert in alerts}
+    now = sorted(rule_id(rule) for rule in rules if rule.name in names)
+    if now:
+        return f"rule {key} was changed; the configuration has {', '.join(now)} now"
+    return f"rule {key} was removed from the configuration"
