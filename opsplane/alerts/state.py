@@ -308,7 +308,7 @@ def _retired_because(key: str, alerts: Iterable[Alert], rules: Sequence[AlertRul
     """Why the alerts of rule `key` end: the rule was changed (a rule of its name is still
     there, with other labels or severity) or removed."""
     names = {alert.name for alert in alerts}
-    now = sorted(rule_id(rule) for rule in rules if rule.name in names)
-    if now:
-        return f"rule {key} was changed; the configuration has {', '.join(now)} now"
+    same_name = sorted(rule_id(rule) for rule in rules if rule.name in names)
+    if same_name:
+        return f"rule {key} was changed; the configuration has {', '.join(same_name)} now"
     return f"rule {key} was removed from the configuration"
