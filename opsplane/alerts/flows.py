@@ -28,7 +28,7 @@ from opsplane.alerts.intake import AlertInbox, follow
 from opsplane.alerts.messages import outbox_message
 from opsplane.alerts.models import AlertingSettings, Receiver, WebhookReceiver
 from opsplane.alerts.pack import effective_rules
-from opsplane.alerts.routing import Muted, Notification, build_tree, due_notifications, mute
+from opsplane.alerts.routing import Muted, Notification, build_tree, due_notifications, mute, owed_resolutions
 from opsplane.alerts.state import RULE_SOURCE, Alert, AlertState, Evaluate, EvaluationCycle, evaluate_rules
 from opsplane.clock import Clock
 from opsplane.config.models import Inventory
@@ -84,6 +84,7 @@ class Alerting:
         self.depends_on = depends_on if settings.inhibit_dependents else None
         self.environ = os.environ if environ is None else environ
         self.tree = build_tree(settings.route)
+        self.send_resolved = {name: r.send_resolved for name, r in settings.receivers.items()}
         self.rules = effective_rules(settings)
         self._transport = transport
         self.inbox = inbox  # alerts received through the API (a Prometheus's), if any
@@ -105,11 +106,13 @@ class Alerting:
         now = self.clock.now()
         own = [a for a in self.alerts if a.source == RULE_SOURCE]
         received = self.inbox.take() if self.inbox is not None else []
+        # A resolved alert is kept until every receiver told it fired has been sent its resolution.
+        owed = owed_resolutions(self.alerts, tree=self.tree, sent=self.log, send_resolved=self.send_resolved)
         try:
-            evaluation = evaluate_rules(self.rules, self.evaluate, own, now)
+            evaluation = evaluate_rules(self.rules, self.evaluate, own, now, owed)
             # Received alerts join the rules' here, so silences, inhibition, maintenance,
             # routing and the notification log treat both alike.
-            intake = follow([a for a in self.alerts if a.source != RULE_SOURCE], received, now)
+            intake = follow([a for a in self.alerts if a.source != RULE_SOURCE], received, now, owed)
             evaluation.alerts.extend(intake.alerts)
             evaluation.transitions.extend(intake.transitions)
             evaluation.dropped.extend(intake.dropped)
@@ -135,7 +138,7 @@ class Alerting:
             follow_alerts(self.store, evaluation.alerts, muted=muted, now=now, settings=self.incidents)
         due = due_notifications(
             evaluation.alerts, tree=self.tree, sent=self.log, now=now, muted=muted,
-            send_resolved={name: r.send_resolved for name, r in self.settings.receivers.items()},
+            send_resolved=self.send_resolved,
         )
         report = CycleReport(evaluation, muted)
         for notification in due:

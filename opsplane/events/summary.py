@@ -137,6 +137,8 @@ def _alert_change(kind: str) -> Describer:
         if d.get("source"):
             sender = _d(d, "sender")
             line += f", received from {_d(d, 'source')}" + (f" ({sender})" if sender else "")
+        if d.get("reason"):  # its rule was changed or removed
+            return f"{line}: {_d(d, 'reason')}"
         annotations = d.get("annotations")
         summary = text(annotations.get("summary")) if isinstance(annotations, Mapping) else ""
         return f"{line}: {summary}" if summary and kind == "alert.firing" else line
