@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +90,13 @@ class Serve:
         if self.process is not None:
             self.process.kill()
             self.process.wait()
+
+
+@contextlib.contextmanager
+def signed_in_client(url: str, token: str) -> Iterator[httpx.Client]:
+    """An HTTP client holding the dashboard cookie that signing in with `token` gave it, as a
+    browser would (redirects are not followed, so each answer can be looked at)."""
+    with httpx.Client(base_url=url, timeout=10, follow_redirects=False) as client:
+        answer = client.post("/ui/login", data={"token": token, "next": "/ui/"})
+        assert answer.status_code == 303, answer.text
+        yield client
