@@ -43,6 +43,11 @@ class Serve:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[str] | None = None
 
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """A command on this store and inventory, whatever its exit code."""
+        return subprocess.run([sys.executable, "-m", "opsplane", "-c", str(self.inventory), *args],
+                              cwd=self.workdir, env=self.env, capture_output=True, text=True, timeout=60)
+
     def cli(self, *args: str) -> str:
         run = subprocess.run([sys.executable, "-m", "opsplane", "-c", str(self.inventory), *args],
                              cwd=self.workdir, env=self.env, capture_output=True, text=True, timeout=60)
