@@ -108,6 +108,15 @@ def test_signing_out_clears_the_cookie(signed_in: TestClient) -> None:
     assert signed_in.get("/ui/").status_code == 303
 
 
+def test_a_sign_out_posted_from_another_site_is_refused_and_the_session_lives_on(
+    signed_in: TestClient
+) -> None:
+    answer = signed_in.post("/ui/logout", headers={"Origin": "https://evil.example",
+                                                   "Sec-Fetch-Site": "cross-site"})
+    assert answer.status_code == 403 and "set-cookie" not in answer.headers
+    assert signed_in.get("/ui/").status_code == 200
+
+
 def test_any_role_may_view(client: TestClient, plane: ControlPlane) -> None:
     for role in Role:
         client.cookies.clear()

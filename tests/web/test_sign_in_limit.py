@@ -67,6 +67,25 @@ def test_a_flood_of_wrong_tokens_is_refused_and_recorded_once(serve: Serve) -> N
         assert browser.get("/ui/").status_code == 200
 
 
+def test_failures_not_yet_recorded_are_recorded_when_serve_stops(tmp_path: Path) -> None:
+    port = free_port()
+    inventory = tmp_path / "opsplane.yaml"  # the default window: a minute
+    inventory.write_text("platform: {name: shop}\n"
+                         f"services:\n  api: {{port: {port}, checks: [{{type: tcp}}]}}\n")
+    serve = Serve(tmp_path, inventory, port=port)
+    serve.start()
+    try:
+        for n in range(3):
+            answer = httpx.post(serve.url + "/ui/login", data={"token": f"ops_guess{n}"}, timeout=10)
+            assert answer.status_code == 401
+        assert serve.read("events", "--kind", "ui.login_failed") == []  # its minute is not over
+    finally:
+        code, output = serve.terminate()
+    assert code == 0 and "Traceback" not in output, output
+    [event] = serve.read("events", "--kind", "ui.login_failed")
+    assert event["details"]["count"] == 3 and event["details"]["refused"] == 0
+
+
 def test_each_lockout_in_a_row_lasts_twice_as_long_up_to_the_most() -> None:
     clock = ManualClock()
     limiter = SignInLimiter(clock, attempts=5, window=60, max_lockout=300)
