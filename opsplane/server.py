@@ -564,11 +564,17 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     from opsplane.web.views import router as web_router
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from opsplane.web.signin import keep_writing, limiter_for
+
         await plane.start()
+        # failed dashboard sign-ins, one event per address and window (docs/dashboard.md)
+        sign_ins = asyncio.get_running_loop().create_task(keep_writing(limiter_for(app), plane.store))
         try:
             yield
         finally:
+            sign_ins.cancel()
+            await asyncio.gather(sign_ins, return_exceptions=True)
             await plane.stop()
 
     # The document is served to viewers at /api/v1/openapi.json (auth.views), not publicly.

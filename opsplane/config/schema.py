@@ -50,7 +50,8 @@ _FIELD_NOTES: dict[str, str] = {
     "Inventory.platform": "The platform this file describes.",
     "Inventory.environments": "The environments, by name (lowercase).",
     "Inventory.defaults": "Defaults for every check.",
-    "Inventory.server": "Where `opsplane serve` listens.",
+    "Inventory.server": "Where `opsplane serve` listens; how long dashboard sessions last and how "
+                        "often an address may fail to sign in.",
     "Inventory.services": "Application services, by name.",
     "Inventory.databases": "PostgreSQL databases, by name.",
     "Inventory.caches": "Redis caches, by name.",

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from opsplane.timefmt import span_words
 from opsplane.units import format_value
 
 
@@ -323,11 +324,27 @@ def _token(word: str) -> Describer:
 def _login(failed: bool) -> Describer:
     def write(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
         client = _d(d, "client", "?")
+        count = d.get("count")
+        if failed and isinstance(count, int) and count > 1:  # one event for a window's failures
+            refused = d.get("refused")
+            limited = f"; {refused} refused by the limit" if isinstance(refused, int) and refused else ""
+            return (f"{count} failed sign-ins to the {target} from {client} in the last "
+                    f"{_window(d.get('window_seconds'))} ({_d(d, 'reason', 'unknown token')}){limited}")
         if failed:
             return f"Sign-in to the {target} refused from {client}: {_d(d, 'reason', 'unknown token')}"
         return f"Signed in to the {target} from {client} as {_d(d, 'role', '?')}"
 
     return write
+
+
+def _window(seconds: Any) -> str:
+    if not isinstance(seconds, int | float) or seconds == 60:
+        return "minute"
+    return span_words(seconds)
+
+
+def _logout(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
+    return f"Signed out of the {target} from {_d(d, 'client', '?')}"
 
 
 def _maintenance(scheduled: bool) -> Describer:
@@ -399,6 +416,7 @@ DESCRIBERS: dict[str, Describer] = {
     "token.revoked": _token("revoked"),
     "ui.login": _login(failed=False),
     "ui.login_failed": _login(failed=True),
+    "ui.logout": _logout,
     "maintenance.notice_scheduled": _maintenance(scheduled=True),
     "maintenance.notice_cancelled": _maintenance(scheduled=False),
     **{kind: _runtime(kind) for kind in (

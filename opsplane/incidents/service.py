@@ -81,22 +81,6 @@ def get_updates(session: Session, *, incident_id: int) -> Sequence[IncidentUpdat
     return session.scalars(query).all()
 
 
-def get_public_updates(session: Session, *, since: datetime | None = None,
-                       limit: int = 50) -> list[dict[str, Any]]:
-    """Status updates marked public, newest first, each with its incident's title, service,
-    severity and status: what a public status page shows."""
-    query = (select(IncidentUpdateRow, IncidentRow)
-             .join(IncidentRow, IncidentRow.id == IncidentUpdateRow.incident_id)
-             .where(IncidentUpdateRow.public.is_(True)))
-    if since is not None:
-        query = query.where(IncidentUpdateRow.at >= since)
-    query = query.order_by(IncidentUpdateRow.at.desc(), IncidentUpdateRow.id.desc()).limit(limit)
-    return [{**update_dict(update), "incident": ref(incident.id), "title": incident.title,
-             "service": incident.service, "severity": incident.severity,
-             "incident_status": incident.status}
-            for update, incident in session.execute(query)]
-
-
 def get_alerts(session: Session, *, incident_id: int) -> Sequence[IncidentAlertRow]:
     query = (select(IncidentAlertRow).where(IncidentAlertRow.incident_id == incident_id)
              .order_by(IncidentAlertRow.joined_at, IncidentAlertRow.id))
@@ -140,9 +124,12 @@ def create(
     commander: str | None = None,
     detected_at: datetime | None = None,
     group: str | None = None,
+    public_title: str | None = None,
 ) -> IncidentRow:
     """Open an incident at `now`. Detection starts at the first failing check or alert of the
-    service within the settings' lookback, or at `detected_at` (an alert's start) if earlier."""
+    service within the settings' lookback, or at `detected_at` (an alert's start) if earlier.
+    `public_title` is what the public status page calls it (default: words made from its
+    severity and the public components it touches)."""
     if severity not in SEVERITIES:
         raise UsageError(f"unknown severity {severity!r}; use one of {', '.join(SEVERITIES)}")
     if not title.strip():
@@ -154,7 +141,8 @@ def create(
     known = [t for t in (detected_at, logged) if t is not None]
     detected_at = min(known) if known else None
     row = IncidentRow(
-        title=title.strip(), service=service, severity=severity, status=Status.TRIGGERED.value,
+        title=title.strip(), public_title=_public_title(public_title), service=service,
+        severity=severity, status=Status.TRIGGERED.value,
         group_key=group if group is not None else lifecycle.group_key(service, {}, settings.group_by),
         commander=commander, participants=[], opened_by=actor, started_at=now,
         detected_at=detected_at,
@@ -164,8 +152,18 @@ def create(
     session.flush()
     _record(session, row, "incident.opened", actor, now,
             {"title": row.title, "severity": severity, "commander": commander,
-             "detected_at": detected_at.isoformat() if detected_at else None})
+             "detected_at": detected_at.isoformat() if detected_at else None,
+             **({"public_title": row.public_title} if row.public_title else {})})
     return row
+
+
+def _public_title(title: str | None) -> str | None:
+    """A public title as given, trimmed; None when there is none (blank counts as none)."""
+    if title is None or not title.strip():
+        return None
+    if len(title.strip()) > 300:
+        raise UsageError("a public title is at most 300 characters")
+    return title.strip()
 
 
 def acknowledge(session: Session, *, incident_id: int, actor: str, now: datetime,
@@ -192,9 +190,11 @@ def post_update(
     next_update_at: datetime | None = None,
     public: bool = False,
     root_cause: str | None = None,
+    public_title: str | None = None,
 ) -> IncidentUpdateRow:
     """A status update on the manual's template; it sets the incident's status and when the
-    next update is due (the time given, else the severity's cadence from now)."""
+    next update is due (the time given, else the severity's cadence from now), and the public
+    title when one is given."""
     if not summary.strip():
         raise UsageError("a status update needs a summary of the issue and its impact")
     if next_update_at is not None and next_update_at <= now:
@@ -208,6 +208,9 @@ def post_update(
     _apply(row, after, actor)
     if root_cause is not None:
         row.root_cause = root_cause
+    titled = _public_title(public_title)
+    if titled is not None:
+        row.public_title = titled
     update = IncidentUpdateRow(incident_id=row.id, at=now, status=status.value, summary=summary.strip(),
                                actions=actions.strip(), next_update_at=row.next_update_at,
                                public=public, author=actor)
@@ -221,7 +224,8 @@ def post_update(
     _record(session, row, kind, actor, now,
             {"update": update.id, "status": status.value, "summary": update.summary,
              "actions": update.actions, "public": public,
-             "next_update_at": row.next_update_at.isoformat() if row.next_update_at else None})
+             "next_update_at": row.next_update_at.isoformat() if row.next_update_at else None,
+             **({"public_title": titled} if titled else {})})
     return update
 
 
@@ -363,7 +367,8 @@ def incident_dict(row: IncidentRow, settings: IncidentsSettings) -> dict[str, An
     postmortem_due = (row.resolved_at + timedelta(seconds=policy.postmortem_within)
                       if row.resolved_at and policy.postmortem_within else None)
     return {
-        "id": row.id, "ref": ref(row.id), "title": row.title, "service": row.service,
+        "id": row.id, "ref": ref(row.id), "title": row.title, "public_title": row.public_title,
+        "service": row.service,
         "severity": row.severity, "status": row.status, "commander": row.commander,
         "participants": list(row.participants), "opened_by": row.opened_by,
         "started_at": at(row.started_at), "detected_at": at(row.detected_at),
