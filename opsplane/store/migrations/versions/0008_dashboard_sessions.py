@@ -1,7 +1,7 @@
 """Dashboard sessions kept in the store (the cookie holds a random id, never the token), an
 optional expiry for API tokens, and an incident's public title for the status page.
 
-Revision ID: 0011
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-05
 """
@@ -9,7 +9,7 @@ Create Date: 2026-12-05
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
+revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
