@@ -74,7 +74,9 @@ _BUILDERS: dict[str, Callable[[CheckTarget, Environ, Clock | None], Probe]] = {
         target, password=_secret(target.password, environ)),
     "tls": lambda target, environ, clock: _probe_class("tls").for_target(target, clock=clock),
     "command": lambda target, environ, clock: _probe_class("command").for_target(
-        target, environ=environ),
+        target, environ=environ, secret_env={
+            name: _secret(cast(SecretRef, ref), environ)
+            for name, ref in getattr(target.check, "secret_env", {}).items()}),
     "host": lambda target, environ, clock: _probe_class("host").for_target(target),
 }
 

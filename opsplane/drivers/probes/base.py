@@ -6,6 +6,11 @@ duration, and turns every exception into a CRITICAL or UNKNOWN result with a rea
 can act on, so nothing above this line ever sees a traceback from a target. Every result that
 is not OK names what was probed ("refuses connections — 127.0.0.1:5432"), so the health
 table, the events, the dashboard and a dependency's explanation all say where to look.
+
+A probe's `secrets` (the password, token or secret environment values it was built with)
+never leave it: each probe replaces them with *** in what it quotes before cutting that text
+short, and `run_probe` replaces any that are left in the reason and the metrics, whatever
+path the result took (a server's error message, an exception's text).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import errno
 import socket
 import ssl
 import time
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Protocol
 
@@ -26,6 +32,11 @@ class Probe(Protocol):
     def address(self) -> str | None:
         """What the probe looks at, as a person names it: `host:port`, a URL, a database's
         URL without its password, a command line; None when its reasons say it all."""
+        ...
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values the probe was built with; never shown in a result."""
         ...
 
     async def probe(self) -> ProbeResult:
@@ -46,7 +57,7 @@ async def run_probe(probe: Probe, timeout: float) -> ProbeResult:
     """Run `probe` once within `timeout` seconds; never raises for a target's failure.
 
     A result that is not OK has its reason end with " — " and the probe's address, unless it
-    names it already.
+    names it already. The probe's secrets are replaced with *** in the reason and the metrics.
     """
     started = time.perf_counter()
     try:
@@ -60,8 +71,22 @@ async def run_probe(probe: Probe, timeout: float) -> ProbeResult:
         result = ProbeResult(*describe_failure(exc))
     # A probe that timed its own exchange knows better than this task, which may have
     # resumed well after the exchange ended if the loop was busy with other checks.
-    return replace(result, reason=naming(result, probe.address),
-                   duration=result.duration or time.perf_counter() - started)
+    result = replace(result, reason=naming(result, probe.address),
+                     duration=result.duration or time.perf_counter() - started)
+    secrets = probe.secrets
+    if not secrets:
+        return result
+    return replace(result, reason=redact(result.reason, secrets),
+                   metrics={name: redact(value, secrets) if isinstance(value, str) else value
+                            for name, value in result.metrics.items()})
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` with every occurrence of each secret replaced by ***."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def naming(result: ProbeResult, address: str | None) -> str:

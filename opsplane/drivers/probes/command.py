@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from opsplane.config.models import CommandCheck
-from opsplane.drivers.probes.base import ProbeFailed, format_elapsed
+from opsplane.drivers.probes.base import ProbeFailed, format_elapsed, redact
 from opsplane.health.models import Metric, ProbeResult, State
 from opsplane.health.targets import CheckTarget, command_line
 
@@ -51,25 +51,41 @@ _HELPER = str(Path(__file__).with_name("command_reaper.py"))
 
 
 class CommandProbe:
-    """Runs `check.argv` with `check.env` over `environ` (default os.environ) in `check.cwd`."""
+    """Runs `check.argv` with `check.env` and `secret_env` (resolved values) over `environ`
+    (default os.environ) in `check.cwd`; the secret values never show in a result."""
 
-    def __init__(self, check: CommandCheck, *, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        check: CommandCheck,
+        *,
+        environ: Mapping[str, str] | None = None,
+        secret_env: Mapping[str, str] | None = None,
+    ) -> None:
         self.check = check
         self.argv = list(check.argv)
         base = os.environ if environ is None else environ
-        self.env = {**base, **check.env}
+        self.env = {**base, **check.env, **(secret_env or {})}
+        self._secrets = tuple(value for value in (secret_env or {}).values() if value)
 
     @property
     def address(self) -> str:
         return command_line(self.argv)
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self._secrets
+
     @classmethod
     def for_target(
-        cls, target: CheckTarget, *, environ: Mapping[str, str] | None = None
+        cls,
+        target: CheckTarget,
+        *,
+        environ: Mapping[str, str] | None = None,
+        secret_env: Mapping[str, str] | None = None,
     ) -> CommandProbe:
         if not isinstance(target.check, CommandCheck):
             raise TypeError(f"{target.id} is not a command check")
-        return cls(target.check, environ=environ)
+        return cls(target.check, environ=environ, secret_env=secret_env)
 
     async def probe(self) -> ProbeResult:
         """OK on exit 0, WARNING on a warning exit code, else CRITICAL; reason "exit 2: <line>";
@@ -85,7 +101,8 @@ class CommandProbe:
         return self.judge(code, bytes(run.stdout.kept), bytes(run.stderr.kept), elapsed)
 
     def judge(self, code: int | None, stdout: bytes, stderr: bytes, elapsed: float) -> ProbeResult:
-        """The result for a program that ended with `code` and printed `stdout`/`stderr`."""
+        """The result for a program that ended with `code` and printed `stdout`/`stderr`; the
+        secrets are replaced before the quoted line is cut, so no part of one shows."""
         metrics: dict[str, Metric] = {"exit_code": code, "runtime_ms": round(elapsed * 1000, 3)}
         if code is not None and code < 0:
             try:
@@ -97,10 +114,10 @@ class CommandProbe:
             state = State.OK
             # A healthy program's summary is on stdout (the Nagios plugin convention);
             # a failing one's explanation is usually on stderr.
-            line = first_line(stdout) or first_line(stderr)
+            line = first_line(stdout, self._secrets) or first_line(stderr, self._secrets)
         else:
             state = State.WARNING if code in self.check.warning_exit_codes else State.CRITICAL
-            line = first_line(stderr) or first_line(stdout)
+            line = first_line(stderr, self._secrets) or first_line(stdout, self._secrets)
         head = f"exit {code}" if line or code != 0 else f"exit 0 in {format_elapsed(elapsed)}"
         return ProbeResult(state, f"{head}: {line}" if line else head, metrics=metrics)
 
@@ -248,10 +265,11 @@ async def _despite_cancellation(cleanup: Coroutine[Any, Any, None]) -> None:
     task.result()
 
 
-def first_line(output: bytes) -> str:
-    """The first non-blank line of `output`, decoded and cut to 200 characters."""
+def first_line(output: bytes, secrets: tuple[str, ...] = ()) -> str:
+    """The first non-blank line of `output`, decoded, `secrets` replaced by ***, and cut to
+    200 characters."""
     for raw in output.splitlines():
-        line = raw.decode("utf-8", errors="replace").strip()
+        line = redact(raw.decode("utf-8", errors="replace"), secrets).strip()
         if line:
             return line if len(line) <= _REASON_CHARS else line[: _REASON_CHARS - 1] + "…"
     return ""

@@ -17,7 +17,7 @@ import psycopg
 
 from opsplane.config.models import PostgresCheck
 from opsplane.config.types import format_duration
-from opsplane.drivers.probes.base import ProbeFailed, format_elapsed
+from opsplane.drivers.probes.base import ProbeFailed, format_elapsed, redact
 from opsplane.health.models import Metric, ProbeResult, State, Threshold, worst
 from opsplane.health.targets import CheckTarget, postgres_address
 
@@ -75,6 +75,10 @@ class PostgresProbe:
     @property
     def address(self) -> str:
         return postgres_address(self.host, self.port, self.user, self.database)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self.password,) if self.password else ()
 
     @classmethod
     def for_target(cls, target: CheckTarget, *, password: str | None = None) -> PostgresProbe:
@@ -193,11 +197,11 @@ def connect_failure(message: str, password: str | None, connect_timeout: float) 
     text = lines[-1] if lines else "connection failed"
     text = re.sub(r"^(connection failed: )?(connection to server at [^:]*failed: )?", "", text)
     text = re.sub(r"^(FATAL|ERROR):\s+", "", text)
-    return _redact(text[:200], password)
+    return _redact(text, password)[:200]  # a password cut in two would not be found
 
 
 def _redact(text: str, password: str | None) -> str:
-    return text.replace(password, "***") if password else text
+    return redact(text, (password,))
 
 
 def _beyond(state: State, warning: float, critical: float, show: Any) -> str:

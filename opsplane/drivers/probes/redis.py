@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from typing import Any
 
 from opsplane.config.models import RedisCheck
-from opsplane.drivers.probes.base import ProbeFailed, format_elapsed
+from opsplane.drivers.probes.base import ProbeFailed, format_elapsed, redact
 from opsplane.health.models import Metric, ProbeResult, State, Threshold, worst
 from opsplane.health.targets import CheckTarget, host_port
 
 # Below this many lookups the hit ratio says more about a quiet cache than a cold one.
 MIN_LOOKUPS_FOR_HIT_RATIO = 100
 _MAX_REPLY = 16 * 1024 * 1024
+# "ERR unknown command 'AUTH', with args beginning with: 'the-password' "
+_ARGS_REPEATED = re.compile(r", with args beginning with:.*", re.DOTALL)
 
 
 class RedisError(Exception):
@@ -42,6 +45,10 @@ class RedisProbe:
     @property
     def address(self) -> str:
         return f"redis://{host_port(self.host, self.port)}"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self.password,) if self.password else ()
 
     @classmethod
     def for_target(cls, target: CheckTarget, *, password: str | None = None) -> RedisProbe:
@@ -70,7 +77,7 @@ class RedisProbe:
         if self.password is not None:
             auth = replies.pop(0)
             if isinstance(auth, RedisError):
-                raise ProbeFailed(f"authentication failed: {auth}")
+                raise ProbeFailed(f"authentication failed: {self._quoted(str(auth))}")
         pong, info = replies
         if isinstance(pong, RedisError):
             message = str(pong)
@@ -82,6 +89,12 @@ class RedisProbe:
         if isinstance(info, RedisError) or not isinstance(info, bytes):
             raise ProbeFailed(f"INFO failed: {info}", State.UNKNOWN)
         return parse_info(info.decode("utf-8", errors="replace"))
+
+    def _quoted(self, message: str) -> str:
+        """An error reply to AUTH as a reason: a server that does not know AUTH repeats its
+        arguments (the password, cut at 128 characters), so that part is left out, and the
+        password is replaced wherever else it appears."""
+        return redact(_ARGS_REPEATED.sub("", message).rstrip(), self.secrets)
 
     def judge(self, info: dict[str, str], elapsed: float) -> ProbeResult:
         """The result for the INFO fields `info`, read in `elapsed` seconds."""

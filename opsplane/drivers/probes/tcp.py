@@ -21,6 +21,10 @@ class TcpProbe:
     def address(self) -> str:
         return host_port(self.host, self.port)
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return ()  # sends none
+
     @classmethod
     def for_target(cls, target: CheckTarget) -> TcpProbe:
         return cls(target.host, target.port)

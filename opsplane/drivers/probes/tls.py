@@ -53,6 +53,10 @@ class TlsProbe:
     def address(self) -> str:
         return host_port(self.host, self.port)
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return ()  # sends none
+
     @classmethod
     def for_target(cls, target: CheckTarget, *, clock: Clock | None = None) -> TlsProbe:
         if not isinstance(target.check, TlsCheck):
