@@ -16,11 +16,13 @@ path the result took (a server's error message, an exception's text).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import socket
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import Protocol
 
@@ -53,6 +55,32 @@ class ProbeFailed(Exception):
         self.state = state
 
 
+class _Waiting:
+    """What the current run of a probe is waiting on, if it says (`waiting_on`)."""
+
+    __slots__ = ("what",)
+
+    def __init__(self) -> None:
+        self.what: str | None = None
+
+
+_WAITING: ContextVar[_Waiting | None] = ContextVar("opsplane_probe_waiting", default=None)
+
+
+@contextlib.contextmanager
+def waiting_on(what: str) -> Iterator[None]:
+    """Inside a probe: the run is waiting on `what` ("name lookup for db.internal") until the
+    block ends. If the run's timeout ends it there, its reason is "`what` timed out after 5 s"
+    rather than "no answer within 5 s"."""
+    waiting = _WAITING.get()
+    if waiting is None:  # not run by run_probe
+        yield
+        return
+    waiting.what = what
+    yield  # an exception (the timeout's cancellation) leaves `what` for run_probe to read
+    waiting.what = None
+
+
 async def run_probe(probe: Probe, timeout: float) -> ProbeResult:
     """Run `probe` once within `timeout` seconds; never raises for a target's failure.
 
@@ -60,15 +88,21 @@ async def run_probe(probe: Probe, timeout: float) -> ProbeResult:
     names it already. The probe's secrets are replaced with *** in the reason and the metrics.
     """
     started = time.perf_counter()
+    waiting = _Waiting()
+    token = _WAITING.set(waiting)
     try:
         async with asyncio.timeout(timeout):
             result = await probe.probe()
     except TimeoutError:
-        result = ProbeResult(State.CRITICAL, f"no answer within {_seconds(timeout)}")
+        what = waiting.what
+        result = ProbeResult(State.CRITICAL, f"{what} timed out after {_seconds(timeout)}" if what
+                             else f"no answer within {_seconds(timeout)}")
     except ProbeFailed as exc:
         result = ProbeResult(exc.state, exc.reason)
     except Exception as exc:  # noqa: BLE001 - the boundary: every failure becomes a state
         result = ProbeResult(*describe_failure(exc))
+    finally:
+        _WAITING.reset(token)
     # A probe that timed its own exchange knows better than this task, which may have
     # resumed well after the exchange ended if the loop was busy with other checks.
     result = replace(result, reason=naming(result, probe.address),

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from opsplane.config.models import HttpCheck, JsonCondition
 from opsplane.drivers.probes.base import ProbeFailed, format_elapsed, redact
+from opsplane.drivers.probes.resolve import Resolver, default_resolver
 from opsplane.health.models import Metric, ProbeResult, State, Threshold, worst
 from opsplane.health.targets import CheckTarget
 
@@ -52,10 +53,18 @@ class HttpProbe:
 
     # `serve` keeps one per check for its whole life.
     __slots__ = ("_head_only", "_keep_body", "_latency", "_problem", "_request", "_secrets",
-                 "_ssl", "check", "host", "port", "tls", "url")
+                 "_ssl", "check", "host", "port", "resolver", "tls", "url")
 
-    def __init__(self, url: str, check: HttpCheck, *, bearer_token: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        check: HttpCheck,
+        *,
+        bearer_token: str | None = None,
+        resolver: Resolver | None = None,
+    ) -> None:
         self.url = url
+        self.resolver = resolver or default_resolver()
         self.check = check
         self._problem: str | None = None  # a configuration fault, reported on every run
         self._secrets = (bearer_token,) if bearer_token else ()
@@ -92,10 +101,16 @@ class HttpProbe:
         return self._secrets
 
     @classmethod
-    def for_target(cls, target: CheckTarget, *, bearer_token: str | None = None) -> HttpProbe:
+    def for_target(
+        cls,
+        target: CheckTarget,
+        *,
+        bearer_token: str | None = None,
+        resolver: Resolver | None = None,
+    ) -> HttpProbe:
         if not isinstance(target.check, HttpCheck) or target.url is None:
             raise TypeError(f"{target.id} is not an http check")
-        return cls(target.url, target.check, bearer_token=bearer_token)
+        return cls(target.url, target.check, bearer_token=bearer_token, resolver=resolver)
 
     async def probe(self) -> ProbeResult:
         """OK "HTTP 200 in 12 ms", else the broken rules of the worst state; metrics
@@ -114,7 +129,7 @@ class HttpProbe:
         done: asyncio.Future[HttpResponse] = loop.create_future()
         transport: asyncio.Transport | None = None
         try:
-            transport, _ = await loop.create_connection(
+            transport, _ = await self.resolver.connect(
                 lambda: _Exchange(self._request, done, self._keep_body, self._head_only),
                 self.host, self.port, ssl=self._ssl,
             )

@@ -18,6 +18,7 @@ import psycopg
 from opsplane.config.models import PostgresCheck
 from opsplane.config.types import format_duration
 from opsplane.drivers.probes.base import ProbeFailed, format_elapsed, redact
+from opsplane.drivers.probes.resolve import Resolver, default_resolver
 from opsplane.health.models import Metric, ProbeResult, State, Threshold, worst
 from opsplane.health.targets import CheckTarget, postgres_address
 
@@ -58,8 +59,10 @@ class PostgresProbe:
         user: str = "postgres",
         password: str | None = None,
         connect_timeout: float = 5.0,
+        resolver: Resolver | None = None,
     ) -> None:
         self.host = host
+        self.resolver = resolver or default_resolver()
         self.port = port
         self.check = check
         self.database = database
@@ -81,13 +84,15 @@ class PostgresProbe:
         return (self.password,) if self.password else ()
 
     @classmethod
-    def for_target(cls, target: CheckTarget, *, password: str | None = None) -> PostgresProbe:
+    def for_target(
+        cls, target: CheckTarget, *, password: str | None = None, resolver: Resolver | None = None
+    ) -> PostgresProbe:
         if not isinstance(target.check, PostgresCheck):
             raise TypeError(f"{target.id} is not a postgres check")
         return cls(
             target.host, target.port or 5432, target.check,
             database=target.database or "postgres", user=target.user or "postgres",
-            password=password, connect_timeout=target.timeout,
+            password=password, connect_timeout=target.timeout, resolver=resolver,
         )
 
     async def probe(self) -> ProbeResult:
@@ -95,9 +100,10 @@ class PostgresProbe:
         connections, max_connections, connections_ratio, longest_transaction_s, version,
         in_recovery, replication_lag_s (replica) or replicas (primary), latency_ms."""
         started = time.perf_counter()
+        host, hostaddr = await self._hosts()
         try:
             conn = await psycopg.AsyncConnection.connect(
-                host=self.host, port=self.port, dbname=self.database, user=self.user,
+                host=host, hostaddr=hostaddr, port=self.port, dbname=self.database, user=self.user,
                 password=self.password, connect_timeout=self.connect_timeout,
                 application_name=APPLICATION_NAME, autocommit=True,
             )
@@ -117,6 +123,16 @@ class PostgresProbe:
         if row is None:
             raise ProbeFailed("the figures query returned nothing", State.UNKNOWN)
         return self.judge(dict(zip(names, row, strict=True)), ready)
+
+    async def _hosts(self) -> tuple[str, str | None]:
+        """libpq's `host` and `hostaddr`, the addresses looked up by the resolver so that
+        psycopg looks nothing up itself (it would, on the default executor): one attempt
+        per address, in order."""
+        if self.host.startswith("/"):  # a Unix socket's directory
+            return self.host, None
+        found = list(dict.fromkeys(info[4][0] for info in
+                                   await self.resolver.addresses(self.host, self.port)))
+        return ",".join([self.host] * len(found)), ",".join(found)
 
     def judge(self, figures: dict[str, Any], ready: float) -> ProbeResult:
         """The result for one row of FIGURES_SQL; `ready` is the seconds until SELECT 1."""

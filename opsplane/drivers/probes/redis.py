@@ -15,6 +15,7 @@ from typing import Any
 
 from opsplane.config.models import RedisCheck
 from opsplane.drivers.probes.base import ProbeFailed, format_elapsed, redact
+from opsplane.drivers.probes.resolve import Resolver, default_resolver
 from opsplane.health.models import Metric, ProbeResult, State, Threshold, worst
 from opsplane.health.targets import CheckTarget, host_port
 
@@ -33,9 +34,16 @@ class RedisProbe:
     """Checks one Redis server; `password` is the resolved secret (sent, never shown)."""
 
     def __init__(
-        self, host: str, port: int, check: RedisCheck, *, password: str | None = None
+        self,
+        host: str,
+        port: int,
+        check: RedisCheck,
+        *,
+        password: str | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self.host = host
+        self.resolver = resolver or default_resolver()
         self.port = port
         self.check = check
         self.password = password
@@ -51,10 +59,13 @@ class RedisProbe:
         return (self.password,) if self.password else ()
 
     @classmethod
-    def for_target(cls, target: CheckTarget, *, password: str | None = None) -> RedisProbe:
+    def for_target(
+        cls, target: CheckTarget, *, password: str | None = None, resolver: Resolver | None = None
+    ) -> RedisProbe:
         if not isinstance(target.check, RedisCheck):
             raise TypeError(f"{target.id} is not a redis check")
-        return cls(target.host, target.port or 6379, target.check, password=password)
+        return cls(target.host, target.port or 6379, target.check, password=password,
+                   resolver=resolver)
 
     async def probe(self) -> ProbeResult:
         """The state by memory use and hit ratio; metrics used_memory, maxmemory, memory_ratio,
@@ -65,7 +76,7 @@ class RedisProbe:
 
     async def fetch_info(self) -> dict[str, str]:
         """INFO's fields, after AUTH (when there is a password) and PING succeeded."""
-        reader, writer = await asyncio.open_connection(self.host, self.port)
+        reader, writer = await self.resolver.open_connection(self.host, self.port)
         try:
             commands: list[tuple[str, ...]] = [("PING",), ("INFO",)]
             if self.password is not None:
