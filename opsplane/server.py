@@ -453,6 +453,11 @@ class ControlPlane:
             except Exception as exc:  # the store may be down; the next interval tries again
                 log.warning("could not record that the rules have nothing to read: %s", exc)
             await asyncio.sleep(interval)
+        # Alerting's own loop runs from here on: this one has done its part and is no longer
+        # among the loops whose end means the control plane stopped (/health).
+        current = asyncio.current_task()
+        if current in self._tasks:
+            self._tasks.remove(current)
 
     def _record_evaluation(self, evaluation: Evaluation) -> None:
         from opsplane.alerts import evaluations
