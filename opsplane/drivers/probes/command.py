@@ -24,7 +24,7 @@ A run always ends, and nothing it started outlives it:
 - If the helper has not exited KILL_WAIT after SIGTERM (a process it waits for cannot die),
   its process group and the program's are sent SIGKILL.
 
-The helper costs a second, small process per run: about 15 ms of CPU.
+The helper costs a second, small process per run: about 20 ms of CPU.
 """
 
 from __future__ import annotations
