@@ -79,3 +79,22 @@ def test_rotations_between_two_looks_are_read_file_by_file(tmp_path: Path) -> No
     followed.close()
     log.close()
     assert texts == ["first", "in file 0", "in file 1", "in file 2", "in the current file"]
+
+
+def test_a_file_truncated_in_place_is_read_again_from_its_start(tmp_path: Path) -> None:
+    path = log_path(tmp_path, "api", 0)
+    path.write_text("2026-01-06T08:00:01.000000Z stdout before\n")
+
+    polls = []
+
+    def truncate_and_write(_: float) -> None:
+        polls.append(1)
+        if len(polls) == 1:
+            path.write_text("2026-01-06T08:00:02.000000Z stdout after\n")  # same file, shorter
+        elif len(polls) > 5:
+            raise TimeoutError("the line written after the truncation was never read")
+
+    followed = read_logs(tmp_path, "api", follow=True, sleep=truncate_and_write)
+    texts = [next(followed).text for _ in range(2)]
+    followed.close()
+    assert texts == ["before", "after"]

@@ -147,6 +147,9 @@ class _Follower:
     def lines(self) -> Iterator[_Raw]:
         """The lines written since the last call, through any rotations since, as read."""
         while True:
+            if os.fstat(self.handle.fileno()).st_size < self.handle.tell():
+                self.handle.seek(0)  # truncated in place (copytruncate): read it from the start
+                self.partial = b""
             yield from self._drain()
             if self._is_current():
                 return
