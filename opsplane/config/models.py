@@ -110,7 +110,21 @@ class CommandCheck(CheckBase):
     argv: list[str] = Field(min_length=1, description="Program and arguments; never run through a shell.")
     warning_exit_codes: list[int] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
+    secret_env: dict[str, Secret] = Field(
+        default_factory=dict,
+        description="Environment variables whose values are secret references, read when the check "
+        "is built; their values are replaced by *** wherever the program's output is quoted.",
+    )
     cwd: str | None = None
+
+    @model_validator(mode="after")
+    def _secrets_are_not_also_plain(self) -> CommandCheck:
+        both = sorted(set(self.env) & set(self.secret_env))
+        if both:
+            raise ValueError(
+                f"{', '.join(both)} is set in both env and secret_env; keep a secret only in secret_env"
+            )
+        return self
 
 
 class HostCheck(CheckBase):
