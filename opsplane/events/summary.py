@@ -213,6 +213,10 @@ def _delivery(kind: str) -> Describer:
             line = f"Delivery of {what} to {channel} failed ({', '.join(p for p in (why, attempt) if p)})"
             retry_at = d.get("next_attempt_at")
             return line + (f"; next try {_time(retry_at)}" if retry_at else "")
+        if kind == "notify.withdrawn":  # an incident's page once someone took the incident
+            when = f"after {attempt} failed ({why})" if attempt and why else "before it was sent"
+            reason = _d(d, "reason")
+            return f"Withdrew {what} to {channel} {when}" + (f": {reason}" if reason else "")
         if kind == "notify.dead":
             return f"Gave up delivering {what} to {channel}" + (f" after {attempt}" if attempt else "") + (
                 f": {why}" if why else "")
@@ -380,7 +384,7 @@ DESCRIBERS: dict[str, Describer] = {
     "silence.created": _silence("created"),
     "silence.expired": _silence("expired"),
     **{f"notify.{outcome}": _delivery(f"notify.{outcome}")
-       for outcome in ("delivered", "retry", "failed", "dead")},
+       for outcome in ("delivered", "retry", "failed", "dead", "withdrawn")},
     "notify.muted": _muted,
     "notify.digest": _digest,
     "check.state_changed": _check_changed,
