@@ -8,24 +8,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
+import yaml
 from sqlalchemy import select
 
 from opsplane.clock import ManualClock
+from opsplane.config.loader import loads
 from opsplane.config.models import Inventory
 from opsplane.events.tables import Event
-from opsplane.incidents import service
+from opsplane.incidents import paging, service
 from opsplane.incidents.models import IncidentsSettings, Status
 from opsplane.notify import service as notify
 from opsplane.notify.dispatcher import Dispatcher
 from opsplane.notify.tables import OutboxRow
 from opsplane.store import Store
 from tests.incidents import paging_support as support
-from tests.incidents.paging_support import MINUTE
+from tests.incidents.paging_support import CONTACTS, MINUTE
 from tests.notify.factories import seeded
-from tests.oncall.factories import T0
+from tests.oncall.factories import T0, oncall_data
+from tests.support.cli import Opsplane
 from tests.support.receivers import Answer, Received, RecordingReceiver
 
 ANA, BEN = "+15550101", "+15550102"  # the primary's and the secondary's phone
@@ -210,3 +214,39 @@ def test_a_page_delivered_after_the_ack_is_followed_by_the_ack_in_the_next_cycle
     # the chat post came after the call in the pass: withdrawn, and the channel is told nothing
     assert platform.taken("incidents") == []
 
+
+
+@pytest.mark.slow
+def test_incident_ack_on_the_command_line_withdraws_the_pages_and_notify_outbox_shows_them(
+        tmp_path: Path) -> None:
+    data = {"platform": {"name": "shop"}, "services": {"payments": {"port": 8001}},
+            "channels": {"named": {name: {"type": "webhook", "url": f"http://127.0.0.1:9/{name}"}
+                                   for name in CHANNEL_NAMES}},
+            "oncall": oncall_data(contact_channels=CONTACTS)}
+    opsplane = Opsplane(tmp_path, data)
+    opened = opsplane.json("incident", "open", "--service", "payments", "--severity", "P0",
+                           "--title", "Payments down")
+    store = Store.open(opsplane.env["OPSPLANE_DATABASE_URL"])
+    try:  # serve's paging cycle queues the first step; no dispatcher has run yet
+        with store.session() as session:
+            paging.page(session, inventory=loads(yaml.safe_dump(data), "opsplane.yaml"),
+                        now=datetime.fromisoformat(opened["started_at"]))
+    finally:
+        store.close()
+    queued = opsplane.json("notify", "outbox")  # the primary of this week and #incidents
+    assert len(queued) >= 2 and {row["state"] for row in queued} == {"pending"}
+
+    opsplane("incident", "ack", "INC-1")  # as ana
+    waiting = opsplane.json("notify", "outbox")
+    withdrawn = opsplane.json("notify", "outbox", "--state", "withdrawn")
+    table = opsplane("notify", "outbox", "--all").stdout
+    refused = opsplane("notify", "outbox", "--state", "gone", code=3).stderr
+
+    assert waiting == []
+    assert [row["key"] for row in withdrawn] == [row["key"] for row in queued]
+    assert all(row["key"].startswith("escalation:1:") for row in withdrawn)
+    assert {(row["state"], row["reason"], row["attempts"]) for row in withdrawn} == {
+        ("withdrawn", "INC-1 acknowledged by ana", 0)}
+    assert "INC-1 acknowledged by ana" in table
+    assert f"The outbox holds {len(queued)} withdrawn." in table
+    assert "unknown state 'gone'" in refused
