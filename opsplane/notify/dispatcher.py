@@ -265,14 +265,11 @@ class Dispatcher:
                 return None
             current = (OutboxRow.id == row_id, OutboxRow.state == "pending",
                        OutboxRow.attempts == row.attempts, OutboxRow.next_attempt_at <= at)
-            reason = service.withdrawal_of(session, group=row.group_key, key=row.key)
-            if reason is not None:
-                return self._withdraw_unsent(session, row, current, reason, at)
             lease = self._timeout(row.channel) + _LEASE_MARGIN
             until = at + timedelta(seconds=lease)
             # the conditions again in the UPDATE: of two dispatchers that read the row at once,
-            # only the first to write claims it; and a withdrawal committed since the read
-            # above keeps it
+            # only the first to write claims it; and no row a withdrawal covers is claimed,
+            # however late the withdrawal committed before this statement
             claimed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
                 update(OutboxRow)
                 .where(*current, ~service.covered_by_withdrawal())
@@ -280,10 +277,13 @@ class Dispatcher:
                         sending_since=at)
                 .execution_options(synchronize_session=False)
             )
-            if not claimed.rowcount:
-                return None
-            return Claim(row_id, row.channel, row.attempts + 1, lease, until,
-                         Notification.model_validate(row.payload))
+            if claimed.rowcount:
+                return Claim(row_id, row.channel, row.attempts + 1, lease, until,
+                             Notification.model_validate(row.payload))
+            reason = service.withdrawal_of(session, group=row.group_key, key=row.key)
+            if reason is not None:
+                return self._withdraw_unsent(session, row, current, reason, at)
+            return None  # another dispatcher took it
 
     def _withdraw_unsent(self, session: Session, row: OutboxRow, current: tuple[ColumnElement[bool], ...],
                          reason: str, at: datetime) -> Attempt | None:
