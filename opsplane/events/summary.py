@@ -205,8 +205,11 @@ def _delivery(kind: str) -> Describer:
         if group.startswith("incident:"):  # which incident's page, among several of a service
             what += f" for INC-{group.removeprefix('incident:')}"
         attempt = f"attempt {_d(d, 'attempt')}" if d.get("attempt") is not None else ""
+        detail = _d(d, "detail")
         status = f"HTTP {_d(d, 'http_status')}" if d.get("http_status") is not None else ""
-        why = ": ".join(part for part in (status, _d(d, "detail")) if part)
+        if status and detail.startswith(status):  # the driver's detail names it already
+            status = ""
+        why = ": ".join(part for part in (status, detail) if part)
         if kind == "notify.delivered":
             return f"Delivered {what} to {channel}" + (f" ({attempt})" if attempt else "")
         if kind == "notify.retry":

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from opsplane.clock import ManualClock
 from opsplane.config.loader import loads
 from opsplane.config.models import Inventory
+from opsplane.events.summary import summarise
 from opsplane.events.tables import Event
 from opsplane.incidents import paging, service
 from opsplane.incidents.models import IncidentsSettings, Status
@@ -139,8 +140,10 @@ def test_a_call_the_gateway_refused_until_the_ack_is_never_made_and_its_person_n
     with platform.store.session() as session:
         [event] = session.scalars(select(Event).where(Event.kind == "notify.withdrawn")).all()
         counts = notify.count_by_state(session)
-    assert event.target == f"voice-gateway:{ANA_CALL}"
-    assert event.details["reason"] == f"INC-1 {word} by ben" and event.ts == T0 + 6 * MINUTE
+    assert event.target == f"voice-gateway:{ANA_CALL}" and event.ts == T0 + 6 * MINUTE
+    assert summarise(event.kind, event.details, target=event.target, service=event.service,
+                     outcome=event.outcome) == ("Withdrew P0 trigger for INC-1 to voice-gateway before it "
+                                                f"was sent: INC-1 {word} by ben")
     assert counts["withdrawn"] == 1 and "pending" not in counts
 
 
@@ -192,6 +195,12 @@ def test_a_page_in_flight_at_the_ack_that_fails_is_withdrawn_not_retried(platfor
     page = platform.row("escalation:1:p0:r0:s0:ana:pagerduty").as_dict()
     assert (page["state"], page["attempts"], page["reason"]) == ("withdrawn", 1, "INC-1 acknowledged by ana")
     assert page["last_error"].startswith("HTTP 503") and page["sending_since"] is None
+    with platform.store.session() as session:
+        [event] = session.scalars(select(Event).where(
+            Event.kind == "notify.withdrawn", Event.target.startswith("pagerduty:"))).all()
+    assert summarise(event.kind, event.details, target=event.target, service=event.service,
+                     outcome=event.outcome) == ("Withdrew P0 trigger for INC-1 to pagerduty after attempt 1 "
+                                                "failed (HTTP 503: unavailable): INC-1 acknowledged by ana")
 
 
 def test_a_page_delivered_after_the_ack_is_followed_by_the_ack_in_the_next_cycle(platform: Platform) -> None:
