@@ -345,9 +345,9 @@ class Dispatcher:
                 del state.holds[claim.channel]
             ours = row.state == "pending" and row.attempts == claim.attempt
             delivered = result.outcome is Outcome.DELIVERED
-            # not delivered, and a withdrawal came while it was being sent: not tried again
-            withdrawn = None if delivered or not ours else service.withdrawal_of(
-                session, group=row.group_key, key=row.key)
+            # to be tried again, but a withdrawal came while it was being sent: it is not
+            withdrawn = service.withdrawal_of(session, group=row.group_key, key=row.key) \
+                if ours and result.outcome is Outcome.RETRY else None
             details: dict[str, object] = {
                 "channel": row.channel, "key": row.key, "group": row.group_key,
                 "status": row.status, "severity": row.severity, "attempt": claim.attempt,
