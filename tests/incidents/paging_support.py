@@ -71,6 +71,11 @@ def rows(store: Store) -> list[tuple[str, str, str | None]]:
         return [(r.channel, r.key, r.payload.get("to")) for r in notify.get_all(session, limit=1000)]
 
 
+def keys(store: Store) -> list[str]:
+    """The key of every outbox row, in queue order."""
+    return [key for _, key, _ in rows(store)]
+
+
 def statuses(store: Store) -> list[tuple[str, str, str]]:
     """(channel, status, group) of every outbox row, in queue order."""
     with store.session() as session:

@@ -225,6 +225,27 @@ def test_a_page_delivered_after_the_ack_is_followed_by_the_ack_in_the_next_cycle
 
 
 
+def test_a_page_queued_by_a_cycle_that_read_the_incident_before_the_ack_is_never_sent(
+        platform: Platform) -> None:
+    if platform.store.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite lets one transaction write at a time: the cycle's commit would be refused")
+    # PostgreSQL: the paging cycle reads the incident (nobody holds it), and before it commits
+    # its pages the ack commits, withdrawing what it can see: not the cycle's rows
+    support.open_incident(platform.store)
+    with platform.store.session() as cycle:
+        queued = paging.page(cycle, inventory=platform.inventory, now=T0)
+        _ack(platform.store, timedelta(seconds=20), actor="cli:ana")
+    assert queued.pages == 4
+    assert {row.state for row in map(platform.row, support.keys(platform.store))} == {"pending"}
+
+    for minute in range(1, 10):
+        platform.cycle(minute)
+
+    assert [r.json()["key"] for r in platform.receiver.requests] == []
+    rows = [platform.row(key).as_dict() for key in support.keys(platform.store)]
+    assert {(row["state"], row["reason"], row["attempts"]) for row in rows} == {
+        ("withdrawn", "INC-1 acknowledged by ana", 0)}
+
 @pytest.mark.slow
 def test_incident_ack_on_the_command_line_withdraws_the_pages_and_notify_outbox_shows_them(
         tmp_path: Path) -> None:
