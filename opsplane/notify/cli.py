@@ -105,11 +105,11 @@ def outbox_command(
     limit: int = typer.Option(200, "--limit", help="At most this many rows, oldest first."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Notifications waiting (pending, held for a digest), failed or dead; with --all also those
-    delivered, digested or withdrawn (an incident's pages not sent before it was acknowledged
-    or resolved), and how many rows the outbox holds in each state.
+    """Notifications waiting (pending, held for a digest), failed or dead.
 
-    Exit 1 when some notification listed failed or is dead."""
+    With --all also those delivered, digested or withdrawn (an incident's pages not sent
+    before it was acknowledged or resolved); the table ends with how many rows the outbox
+    holds in each state. Exit 1 when some notification listed failed or is dead."""
     unknown = [given for given in state or () if given not in STATES]
     if unknown:
         raise UsageError(f"--state: unknown state {unknown[0]!r}; use one of {', '.join(STATES)}")
