@@ -208,14 +208,21 @@ def _delivery(kind: str) -> Describer:
         if group.startswith("incident:"):  # which incident's page, among several of a service
             what += f" for INC-{group.removeprefix('incident:')}"
         attempt = f"attempt {_d(d, 'attempt')}" if d.get("attempt") is not None else ""
+        detail = _d(d, "detail")
         status = f"HTTP {_d(d, 'http_status')}" if d.get("http_status") is not None else ""
-        why = ": ".join(part for part in (status, _d(d, "detail")) if part)
+        if status and detail.startswith(status):  # the driver's detail names it already
+            status = ""
+        why = ": ".join(part for part in (status, detail) if part)
         if kind == "notify.delivered":
             return f"Delivered {what} to {channel}" + (f" ({attempt})" if attempt else "")
         if kind == "notify.retry":
             line = f"Delivery of {what} to {channel} failed ({', '.join(p for p in (why, attempt) if p)})"
             retry_at = d.get("next_attempt_at")
             return line + (f"; next try {_time(retry_at)}" if retry_at else "")
+        if kind == "notify.withdrawn":  # an incident's page once someone took the incident
+            when = f"after {attempt} failed ({why})" if attempt and why else "before it was sent"
+            reason = _d(d, "reason")
+            return f"Withdrew {what} to {channel} {when}" + (f": {reason}" if reason else "")
         if kind == "notify.dead":
             return f"Gave up delivering {what} to {channel}" + (f" after {attempt}" if attempt else "") + (
                 f": {why}" if why else "")
@@ -399,7 +406,7 @@ DESCRIBERS: dict[str, Describer] = {
     "silence.created": _silence("created"),
     "silence.expired": _silence("expired"),
     **{f"notify.{outcome}": _delivery(f"notify.{outcome}")
-       for outcome in ("delivered", "retry", "failed", "dead")},
+       for outcome in ("delivered", "retry", "failed", "dead", "withdrawn")},
     "notify.muted": _muted,
     "notify.digest": _digest,
     "check.state_changed": _check_changed,

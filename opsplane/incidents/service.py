@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from opsplane.errors import UsageError
 from opsplane.events import service as events
 from opsplane.events.tables import Event
-from opsplane.incidents import lifecycle, timeline
+from opsplane.incidents import lifecycle, notices, timeline
 from opsplane.incidents.models import (
     SEVERITIES,
     ActionItem,
@@ -32,6 +32,7 @@ from opsplane.incidents.models import (
 )
 from opsplane.incidents.postmortem import PostmortemFacts
 from opsplane.incidents.tables import ActionItemRow, IncidentAlertRow, IncidentRow, IncidentUpdateRow
+from opsplane.notify import service as notify
 
 ACTOR = "system:incidents"
 SUCCESS = "success"
@@ -174,6 +175,7 @@ def acknowledge(session: Session, *, incident_id: int, actor: str, now: datetime
     _record(session, row, "incident.acknowledged", actor, now,
             {"commander": row.commander,
              "seconds_to_acknowledge": (now - row.started_at).total_seconds()})
+    _withdraw_pages(session, row, "acknowledged", actor, now)
     return row
 
 
@@ -226,6 +228,10 @@ def post_update(
              "actions": update.actions, "public": public,
              "next_update_at": row.next_update_at.isoformat() if row.next_update_at else None,
              **({"public_title": titled} if titled else {})})
+    if status is Status.RESOLVED:
+        _withdraw_pages(session, row, "resolved", actor, now)
+    elif not was_acknowledged:
+        _withdraw_pages(session, row, "acknowledged", actor, now)
     return update
 
 
@@ -414,6 +420,14 @@ def _join(row: IncidentRow, actor: str) -> None:
     name = lifecycle.person(actor)
     if not actor.startswith("system:") and name not in row.participants:
         row.participants = [*row.participants, name]
+
+
+def _withdraw_pages(session: Session, row: IncidentRow, what: str, actor: str, now: datetime) -> None:
+    """Someone took the incident in hand: its escalation pages not sent yet are withdrawn, in
+    this transaction, so nobody is paged for it any more (a page being sent at this moment
+    goes out, and its acknowledge or resolve follows it)."""
+    notify.withdraw(session, group=notices.group(row.id), prefix=notices.page_prefix(row.id),
+                    reason=f"{ref(row.id)} {what} by {lifecycle.person(actor)}", now=now)
 
 
 def _record(session: Session, row: IncidentRow, kind: str, actor: str, now: datetime,
