@@ -22,10 +22,12 @@ on loopback (a thread of this process) behind a signed `webhook` channel:
 3. **Under faults.** One simulated hour of incidents paged to a voice gateway (one call per
    person), a paging service and a chat channel, while the receivers fail, throttle, answer
    slowly, hang and go down, one person's number is refused for ten minutes, and the
-   dispatcher restarts and crashes (bench/_paging_faults.py). Measured: lost, duplicated and
-   late notifications, how long calls took, and the delivery loop's CPU while the voice
-   gateway is down; and `serve`'s own delivery loop on the real clock for `--idle` seconds
-   while its only receiver refuses every connection.
+   dispatcher restarts and crashes (bench/_paging_faults.py); each incident is acknowledged
+   after 3 min 20 s, which withdraws the calls not made yet. Measured: lost, duplicated and
+   late notifications, calls withdrawn, calls made after the acknowledgement and
+   acknowledgements to people never called, how long calls took, and the delivery loop's CPU
+   while the voice gateway is down; and `serve`'s own delivery loop on the real clock for
+   `--idle` seconds while its only receiver refuses every connection.
 
 The condition itself is handed in (no scraping, no PromQL), so the figures are the alerting
 and delivery pipeline's own; bench/detection.py measures detection end to end on the shop.

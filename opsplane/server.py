@@ -16,11 +16,12 @@ import functools
 import logging
 import math
 import resource
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, Response
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from opsplane.alerts.evaluations import Evaluation
     from opsplane.alerts.flows import Alerting
     from opsplane.alerts.intake import ReceivedAlert
+    from opsplane.drivers.probes.resolve import Resolver
     from opsplane.drivers.runtime import RuntimeWatch
     from opsplane.metrics.remote import PrometheusClient
     from opsplane.metrics.store import SampleStore
@@ -66,6 +68,10 @@ DISPATCH_POLL = 5.0
 # the service's checks and scrapes started then (a refused connection takes a millisecond; a
 # check that hangs until its timeout must not hold back what is already known).
 LOOK_WAIT = 0.5
+# Threads for the store's work: the writer, a rule cycle, a paging cycle and scrape events can
+# each have one at a time.
+STORE_THREADS = 4
+_T = TypeVar("_T")
 
 
 class ControlPlane:
@@ -82,9 +88,11 @@ class ControlPlane:
         metrics: ControlPlaneMetrics | None = None,
         flush_interval: float = 0.5,
         runtime: RuntimeWatch | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         """`runtime`, when given, is followed for its notices (`drivers.runtime.watched_runtime`
-        gives the inventory's)."""
+        gives the inventory's); `resolver` looks up the checks' host names (default: the
+        process's, on threads of its own)."""
         self.inventory = inventory
         self.store = store
         self.env = environment_name(inventory, env)
@@ -93,6 +101,10 @@ class ControlPlane:
         self.environ = environ
         self.metrics = metrics or ControlPlaneMetrics()
         self.flush_interval = flush_interval
+        self.resolver = resolver
+        # The store's work (state changes, events, rule cycles, paging) on threads of its own,
+        # never behind the default executor's other users.
+        self._store_threads: ThreadPoolExecutor | None = None
         self.latest: dict[str, ProbeResult] = {}
         self.checked_at: dict[str, datetime] = {}
         self.started_at: datetime | None = None
@@ -183,9 +195,9 @@ class ControlPlane:
     async def start(self) -> None:
         _raise_open_files_limit()
         self.started_at = self.clock.now()
-        self._tracker = StateTracker(await asyncio.to_thread(self._load_known))
+        self._tracker = StateTracker(await self._in_store(self._load_known))
         self.metrics.watch(self.targets)
-        await asyncio.to_thread(self._record_lifecycle, "control_plane.started")
+        await self._in_store(self._record_lifecycle, "control_plane.started")
         self._scheduler = ProbeScheduler(
             self.targets, run=self._run, on_result=self._on_result, on_skip=self.metrics.skip
         )
@@ -194,7 +206,7 @@ class ControlPlane:
                        loop.create_task(self._writer())]
         if self.scraper.targets:
             self._tasks.append(loop.create_task(self.scraper.run_forever()))
-        if self.alerting is None and await asyncio.to_thread(self._alerts_were_stored):
+        if self.alerting is None and await self._in_store(self._alerts_were_stored):
             self._build_alerting()  # alerts of an earlier run go on (and resolve) from here
         if self.alerting is not None:
             self._tasks.append(loop.create_task(self._evaluate_rules(self.alerting)))
@@ -219,8 +231,11 @@ class ControlPlane:
         if self.prometheus is not None:
             self.prometheus.close()
         while batch := self._take_pending():
-            await asyncio.to_thread(self._write, batch)
-        await asyncio.to_thread(self._record_lifecycle, "control_plane.stopped")
+            await self._in_store(self._write, batch)
+        await self._in_store(self._record_lifecycle, "control_plane.stopped")
+        if self._store_threads is not None:
+            self._store_threads.shutdown(wait=False)
+            self._store_threads = None
 
     # --- the hot path -------------------------------------------------------------------
 
@@ -229,7 +244,7 @@ class ControlPlane:
         # check whose secret is missing is retried on its next slot.
         probe = self._probes.get(target.id)
         if probe is None:
-            prepared = prepare(target, environ=self.environ)
+            prepared = prepare(target, environ=self.environ, resolver=self.resolver)
             if isinstance(prepared, ProbeResult):
                 return prepared
             probe = self._probes[target.id] = prepared
@@ -330,6 +345,15 @@ class ControlPlane:
 
     # --- persistence --------------------------------------------------------------------
 
+    async def _in_store(self, work: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """`work(*args, **kwargs)` on the store's threads (STORE_THREADS): a write never waits
+        for a thread behind a check's name lookup or any other `asyncio.to_thread`."""
+        if self._store_threads is None:
+            self._store_threads = ThreadPoolExecutor(max_workers=STORE_THREADS,
+                                                     thread_name_prefix="opsplane-store")
+        call = functools.partial(work, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._store_threads, call)
+
     async def _writer(self) -> None:
         while True:
             await self._wake.wait()
@@ -337,7 +361,7 @@ class ControlPlane:
             batch = self._take_pending()
             if batch:
                 try:
-                    await asyncio.to_thread(self._write, batch)
+                    await self._in_store(self._write, batch)
                 except Exception:  # noqa: BLE001 - keep watching; retry the batch later
                     log.exception("could not write %d state changes; retrying in %g s",
                                   len(batch), RETRY_DELAY)
@@ -414,8 +438,8 @@ class ControlPlane:
             await self._next_cycle(due, quiet_until)
             try:
                 if self.samples is not None:
-                    await asyncio.to_thread(self._ingest_own_series)
-                report = await asyncio.to_thread(alerting.run_once)
+                    await self._in_store(self._ingest_own_series)
+                report = await self._in_store(alerting.run_once)
                 # pages to send, or an alert that changed state and may have opened an incident
                 if report.queued or report.sent or report.evaluation.transitions:
                     self._dispatch_soon.set()
@@ -461,10 +485,15 @@ class ControlPlane:
             evaluation = evaluations.by_this_process(now=self.clock.now(), interval=interval,
                                                 started_at=self.started_at or self.clock.now(), rules=0)
             try:
-                await asyncio.to_thread(self._record_evaluation, evaluation)
+                await self._in_store(self._record_evaluation, evaluation)
             except Exception as exc:  # the store may be down; the next interval tries again
                 log.warning("could not record that the rules have nothing to read: %s", exc)
             await asyncio.sleep(interval)
+        # Alerting's own loop runs from here on: this one has done its part and is no longer
+        # among the loops whose end means the control plane stopped (/health).
+        current = asyncio.current_task()
+        if current in self._tasks:
+            self._tasks.remove(current)
 
     def _record_evaluation(self, evaluation: Evaluation) -> None:
         from opsplane.alerts import evaluations
@@ -502,12 +531,12 @@ class ControlPlane:
             while True:
                 delay = DISPATCH_POLL
                 try:
-                    paged = await asyncio.to_thread(page_cycle, self.store, inventory=self.inventory,
+                    paged = await self._in_store(page_cycle, self.store, inventory=self.inventory,
                                                     now=self.clock.now())
-                    await asyncio.to_thread(dispatcher.run_once)
+                    await self._in_store(dispatcher.run_once)
                     # the next row that can be sent: not one waiting behind another row of its
                     # lane, on a throttled channel or over a channel's rate
-                    wake = await asyncio.to_thread(dispatcher.next_wakeup)
+                    wake = await self._in_store(dispatcher.next_wakeup)
                     for due in (wake, paged.next_due):
                         if due is not None:
                             delay = min(delay, max(0.0, (due - self.clock.now()).total_seconds()))
@@ -517,7 +546,7 @@ class ControlPlane:
                     await asyncio.wait_for(self._dispatch_soon.wait(), delay)
                 self._dispatch_soon.clear()
         finally:
-            await asyncio.to_thread(dispatcher.close)
+            await self._in_store(dispatcher.close)
 
     def _ingest_own_series(self) -> None:
         """opsplane's own series for the rules (`alerts.own_series`: failing checks, services
@@ -543,7 +572,7 @@ class ControlPlane:
         """A target's scrape state changed (read, unreadable, over its series limit): an event,
         and the rules run now, since `up` just changed with it."""
         self._evaluate_soon.set()
-        task = asyncio.get_running_loop().create_task(asyncio.to_thread(
+        task = asyncio.get_running_loop().create_task(self._in_store(
             self._record_scrape, target.component, status.state.value, status.reason))
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
@@ -620,11 +649,17 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     from opsplane.web.views import router as web_router
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from opsplane.web.signin import keep_writing, limiter_for
+
         await plane.start()
+        # failed dashboard sign-ins, one event per address and window (docs/dashboard.md)
+        sign_ins = asyncio.get_running_loop().create_task(keep_writing(limiter_for(app), plane.store))
         try:
             yield
         finally:
+            sign_ins.cancel()
+            await asyncio.gather(sign_ins, return_exceptions=True)
             await plane.stop()
 
     # The document is served to viewers at /api/v1/openapi.json (auth.views), not publicly.
@@ -643,10 +678,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     def own_health() -> JSONResponse:
         """Whether the control plane runs: for load balancers and supervisors, without a token.
         `degraded` (503) while its alerting cycles fail, with the reason."""
-        # A loop that ended by itself did its work (the wait for alerting to start); one that
-        # was cancelled or raised has stopped.
-        running = bool(plane._tasks) and not any(
-            t.done() and (t.cancelled() or t.exception() is not None) for t in plane._tasks)
+        running = bool(plane._tasks) and not any(t.done() for t in plane._tasks)
         failure = plane.alerting_failure
         state: Literal["ok", "starting", "degraded"] = (
             "starting" if not running else "degraded" if failure is not None else "ok")

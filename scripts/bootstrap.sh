@@ -35,6 +35,7 @@ if [ "$want_test" = 1 ]; then
   need chromium command -v chromium  # the dashboard's browser test drives it headless
   need prometheus test -x /usr/bin/promtool  # the PromQL differential tests; brings prometheus too
   need prometheus-alertmanager test -x /usr/bin/amtool  # amtool checks the exported alertmanager.yml
+  need nginx test -x /usr/sbin/nginx  # serves many checks' targets in the one-shot latency test
 fi
 if [ "$want_bench" = 1 ]; then
   need prometheus-blackbox-exporter command -v prometheus-blackbox-exporter

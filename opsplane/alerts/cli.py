@@ -152,7 +152,8 @@ def prometheus(
 
 def alerts_command(
     ctx: typer.Context,
-    all_: bool = typer.Option(False, "--all", help="Include alerts resolved in the last 15 minutes."),
+    all_: bool = typer.Option(False, "--all", help="Include recently resolved alerts (kept 15 minutes, "
+                              "or until receivers have been sent the resolution)."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Firing and pending alerts (value, since, runbook, why muted) and when rules last ran.
@@ -185,7 +186,7 @@ def _print_alerts(rows: list[dict[str, Any]], *, resolved_too: bool) -> None:
     cut to fit a column cannot be followed), numbered from the RUNBOOK column; on a terminal
     too narrow for the table, one short block per alert instead."""
     if not rows:
-        out.print("No alerts firing or pending" + (", none resolved in the last 15 minutes." if resolved_too
+        out.print("No alerts firing or pending" + (", none recently resolved." if resolved_too
                                                   else "."))
         return
     runbooks: dict[str, int] = {}

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from opsplane.alerts.inhibition import COMPONENT_LABEL, dependents
-from opsplane.alerts.models import AlertingSettings, AlertRule, Receiver, Route
+from opsplane.alerts.inhibition import COMPONENT_LABEL, SEVERITY_LABEL, dependents, may_mute
+from opsplane.alerts.matchers import Matcher, MatchOp
+from opsplane.alerts.models import AlertingSettings, AlertRule, Receiver, Route, Severity
 from opsplane.alerts.pack import effective_rules, prometheus_duration
 from opsplane.alerts.templates import for_prometheus
 
@@ -40,7 +41,7 @@ def export(settings: AlertingSettings, *, depends_on: Mapping[str, Sequence[str]
         for rule in settings.inhibit_rules
     ]
     if settings.inhibit_dependents and depends_on:
-        inhibit += _dependency_inhibitions(depends_on)
+        inhibit += _dependency_inhibitions(depends_on, settings.inhibit_dependents_more_severe)
     if inhibit:
         alertmanager["inhibit_rules"] = inhibit
     if settings.maintenance_windows:
@@ -111,17 +112,36 @@ def _receiver(name: str, receiver: Receiver, notes: list[str]) -> dict[str, Any]
     return exported
 
 
-def _dependency_inhibitions(depends_on: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
-    """One rule per component with dependents: its alerts mute theirs, in the same env."""
+def _dependency_inhibitions(
+    depends_on: Mapping[str, Sequence[str]], more_severe: int
+) -> list[dict[str, Any]]:
+    """Per component with dependents: its alerts mute theirs in the same env, those at most
+    `more_severe` levels more severe than its own; one rule per severity of the source unless
+    every severity may mute every other."""
+    levels = [severity.value for severity in Severity]
+    reach = {source: [target for target in levels
+                      if may_mute({SEVERITY_LABEL: source}, {SEVERITY_LABEL: target}, more_severe)]
+             for source in levels}
     rules = []
     for component, needing in sorted(dependents(depends_on).items()):
-        alternatives = "|".join(sorted(needing))
-        rules.append({
-            "source_matchers": [f'{COMPONENT_LABEL}="{component}"'],
-            "target_matchers": [f'{COMPONENT_LABEL}=~"{alternatives}"'],
-            "equal": ["env"],
-        })
+        source = [str(Matcher(COMPONENT_LABEL, MatchOp.EQUAL, component))]
+        target = [str(Matcher(COMPONENT_LABEL, MatchOp.REGEX, "|".join(sorted(needing))))]
+        if all(muted == levels for muted in reach.values()):
+            rules.append({"source_matchers": source, "target_matchers": target, "equal": ["env"]})
+            continue
+        for severity, muted in reach.items():
+            rules.append({
+                "source_matchers": [*source, _severities([severity])],
+                "target_matchers": target if muted == levels else [*target, _severities(muted)],
+                "equal": ["env"],
+            })
     return rules
+
+
+def _severities(severities: Sequence[str]) -> str:
+    if len(severities) == 1:
+        return str(Matcher(SEVERITY_LABEL, MatchOp.EQUAL, severities[0]))
+    return str(Matcher(SEVERITY_LABEL, MatchOp.REGEX, "|".join(severities)))
 
 
 RULES_FILE = "opsplane-rules.yml"

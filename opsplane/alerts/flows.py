@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,7 +29,7 @@ from opsplane.alerts.intake import AlertInbox, IntakeCycle, ReceivedAlert, follo
 from opsplane.alerts.messages import outbox_message
 from opsplane.alerts.models import AlertingSettings, Receiver, WebhookReceiver
 from opsplane.alerts.pack import effective_rules
-from opsplane.alerts.routing import Muted, Notification, build_tree, due_notifications, mute
+from opsplane.alerts.routing import Muted, Notification, build_tree, due_notifications, mute, owed_resolutions
 from opsplane.alerts.silences import Silence
 from opsplane.alerts.state import RULE_SOURCE, Alert, AlertState, Evaluate, EvaluationCycle, evaluate_rules
 from opsplane.clock import Clock
@@ -92,6 +92,7 @@ class Alerting:
         self.depends_on = depends_on if settings.inhibit_dependents else None
         self.environ = os.environ if environ is None else environ
         self.tree = build_tree(settings.route)
+        self.send_resolved = {name: r.send_resolved for name, r in settings.receivers.items()}
         self.rules = effective_rules(settings)
         self._transport = transport
         self.inbox = inbox  # alerts received through the API (a Prometheus's), if any
@@ -118,11 +119,13 @@ class Alerting:
         previous = [a for a in self.alerts if a.source != RULE_SOURCE]
         received = self.inbox.take() if self.inbox is not None else []
         refused: list[tuple[ReceivedAlert, str]] = []
+        # A resolved alert is kept until every receiver told it fired has been sent its resolution.
+        owed = owed_resolutions(self.alerts, tree=self.tree, sent=self.log, send_resolved=self.send_resolved)
         try:
-            evaluation = evaluate_rules(self.rules, self.evaluate, own, now)
+            evaluation = evaluate_rules(self.rules, self.evaluate, own, now, owed)
             # Received alerts join the rules' here, so silences, inhibition, maintenance,
             # routing and the notification log treat both alike.
-            intake = follow(previous, received, now)
+            intake = follow(previous, received, now, owed)
             try:
                 silences = self._keep(evaluation, intake, now)
                 kept = True
@@ -133,7 +136,7 @@ class Alerting:
             if not kept:
                 # Perhaps the store refuses something a sender sent: keep the rules' alerts,
                 # then each received alert on its own (raises if the store refuses them all).
-                intake, silences, refused = self._keep_apart(evaluation, previous, received, now)
+                intake, silences, refused = self._keep_apart(evaluation, previous, received, now, owed)
         except BaseException:
             if self.inbox is not None:  # nothing was kept: the next cycle takes them again
                 self.inbox.give_back(received)
@@ -145,14 +148,15 @@ class Alerting:
         if self.inbox is not None:
             self.inbox.hold((a.fingerprint for a in intake.alerts), intake.senders)
         inhibited = inhibitions(evaluation.alerts, self.settings.inhibit_rules, self.depends_on, now=now,
-                                hold=self.settings.inhibit_dependents_hold)
+                                hold=self.settings.inhibit_dependents_hold,
+                                more_severe=self.settings.inhibit_dependents_more_severe)
         muted = mute(evaluation.alerts, silences=silences, inhibited=inhibited, now=now,
                      windows=self.settings.maintenance_windows)
         if self.incidents is not None:
             follow_alerts(self.store, evaluation.alerts, muted=muted, now=now, settings=self.incidents)
         due = due_notifications(
             evaluation.alerts, tree=self.tree, sent=self.log, now=now, muted=muted,
-            send_resolved={name: r.send_resolved for name, r in self.settings.receivers.items()},
+            send_resolved=self.send_resolved,
         )
         report = CycleReport(evaluation, muted, refused=refused)
         for notification in due:
@@ -175,7 +179,7 @@ class Alerting:
 
     def _keep_apart(
         self, evaluation: EvaluationCycle, previous: list[Alert], received: list[ReceivedAlert],
-        now: datetime,
+        now: datetime, owed: Container[str],
     ) -> tuple[IntakeCycle, list[Silence], list[tuple[ReceivedAlert, str]]]:
         """`_keep` when writing everything at once failed: the rules' alerts and the received
         ones kept from earlier cycles first (if the store refuses those too, the failure is
@@ -184,11 +188,11 @@ class Alerting:
         and recorded; the others are kept. Returns what was kept and what was refused."""
         log.info("the store refused the cycle's writes; keeping the rules' alerts, then its %d "
                  "received alerts one by one", len(received))
-        intake = follow(previous, [], now)
+        intake = follow(previous, [], now, owed)
         silences = self._keep(evaluation, intake, now)
         refused = []
         for item in received:
-            step = follow(intake.alerts, [item], now)
+            step = follow(intake.alerts, [item], now, owed)
             try:
                 with self.store.session() as session:
                     held = service.save_changes(session, stored=self._stored, alerts=step.alerts,

@@ -6,6 +6,11 @@ that depend on it are muted, and each muted alert knows its root cause, so the p
 the cause can list what it explains. The dependents stay muted for `hold` after the cause
 resolves: their own rules look back over windows (five minutes of error rates) that still
 hold the failures the cause made, and would otherwise page for it once it is fixed.
+
+A dependency's alert mutes only dependents' alerts at most `more_severe` levels more severe
+than itself; by default (0) only those as severe or less, so a P3 disk warning on the
+database never hides a P0 of a service that needs it. An inhibition rule says exactly what
+it mutes, whatever the severities.
 """
 
 from __future__ import annotations
@@ -15,10 +20,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from opsplane.alerts.matchers import matches_all
-from opsplane.alerts.models import InhibitRule
+from opsplane.alerts.models import InhibitRule, Severity
 from opsplane.alerts.state import Alert, AlertState
 
 COMPONENT_LABEL = "service"
+SEVERITY_LABEL = "severity"
+_RANKS = {severity.value: rank for rank, severity in enumerate(Severity)}  # P0 most severe: 0
+
+
+def severity_rank(labels: Mapping[str, str]) -> int:
+    """0 for P0 up to 3 for P3; an alert without one of those severities ranks below P3."""
+    return _RANKS.get(labels.get(SEVERITY_LABEL, ""), len(_RANKS))
+
+
+def may_mute(source: Mapping[str, str], target: Mapping[str, str], more_severe: int = 0) -> bool:
+    """Whether a dependency's alert with labels `source` may mute a dependent's alert with
+    labels `target`: the target is at most `more_severe` levels more severe than the source."""
+    return severity_rank(source) - severity_rank(target) <= more_severe
 
 
 @dataclass(frozen=True)
@@ -56,9 +74,11 @@ def inhibitions(
     *,
     now: datetime | None = None,
     hold: float = 0.0,
+    more_severe: int = 0,
 ) -> dict[str, Inhibition]:
     """The firing alerts that are muted, by fingerprint, each with its cause. A dependency
-    that resolved less than `hold` seconds before `now` still mutes its dependents."""
+    that resolved less than `hold` seconds before `now` still mutes its dependents, those of
+    its dependents' alerts at most `more_severe` levels more severe than its own."""
     alerts = list(alerts)
     firing = [a for a in alerts if a.state is AlertState.FIRING]
     muted: dict[str, Inhibition] = {}
@@ -68,7 +88,7 @@ def inhibitions(
             since = now - timedelta(seconds=hold)
             causes = firing + [a for a in alerts if a.state is AlertState.RESOLVED
                                and a.resolved_at is not None and a.resolved_at > since]
-        muted.update(_by_dependencies(firing, causes, dependents(depends_on)))
+        muted.update(_by_dependencies(firing, causes, dependents(depends_on), more_severe))
     for index, rule in enumerate(rules):
         for target in firing:
             if target.fingerprint in muted:
@@ -98,9 +118,10 @@ def _rule_source(rule: InhibitRule, target: Alert, firing: Sequence[Alert]) -> A
 
 
 def _by_dependencies(firing: Sequence[Alert], sources: Sequence[Alert],
-                     needed_by: Mapping[str, set[str]]) -> dict[str, Inhibition]:
+                     needed_by: Mapping[str, set[str]], more_severe: int) -> dict[str, Inhibition]:
     """Firing alerts about components whose dependency has an alert among `sources` in the
-    same environment; the cause is the one furthest down the dependency chain (the root cause)."""
+    same environment, severe enough to mute them; the cause is the one furthest down the
+    dependency chain (the root cause)."""
     muted: dict[str, Inhibition] = {}
     for target in firing:
         component = target.labels.get(COMPONENT_LABEL)
@@ -111,6 +132,7 @@ def _by_dependencies(firing: Sequence[Alert], sources: Sequence[Alert],
             if (cause := source.labels.get(COMPONENT_LABEL))
             and component in needed_by.get(cause, ())
             and source.labels.get("env", "") == target.labels.get("env", "")
+            and may_mute(source.labels, target.labels, more_severe)
         ]
         if causes:
             muted[target.fingerprint] = Inhibition(target, _root(causes, needed_by), "depends_on")

@@ -35,13 +35,13 @@ import math
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opsplane.alerts.models import IntakeSettings
-from opsplane.alerts.state import RESOLVED_RETENTION, Alert, AlertState, Transition, fingerprint
+from opsplane.alerts.state import Alert, AlertState, Transition, fingerprint, may_forget
 from opsplane.clock import Clock
 
 SOURCE = "prometheus"
@@ -262,10 +262,12 @@ class IntakeCycle:
     senders: dict[str, str] = field(default_factory=dict)
 
 
-def follow(previous: Iterable[Alert], received: Sequence[ReceivedAlert], now: datetime) -> IntakeCycle:
+def follow(previous: Iterable[Alert], received: Sequence[ReceivedAlert], now: datetime,
+           owed: Container[str] = frozenset()) -> IntakeCycle:
     """The received alerts at `now`, from those kept after the last cycle and what arrived
     since (oldest first): new ones fire, known ones are refreshed, those whose end has come
-    resolve, and resolved ones are forgotten after RESOLVED_RETENTION."""
+    resolve, and resolved ones are forgotten as the rules' are (`state.may_forget`; `owed`:
+    those whose resolution a receiver still waits for)."""
     before = {alert.fingerprint: alert for alert in previous}
     current: dict[str, Alert] = dict(before)
     cycle = IntakeCycle()
@@ -275,7 +277,7 @@ def follow(previous: Iterable[Alert], received: Sequence[ReceivedAlert], now: da
             current[item.fingerprint] = updated
             cycle.senders[item.fingerprint] = item.sender
     for key, alert in current.items():
-        after = _at(alert, now)
+        after = _at(alert, now, owed)
         if after is None:
             cycle.dropped.append(key)
             continue
@@ -305,13 +307,14 @@ def _receive(before: Alert | None, item: ReceivedAlert, now: datetime) -> Alert 
     )
 
 
-def _at(alert: Alert, now: datetime) -> Alert | None:
+def _at(alert: Alert, now: datetime, owed: Container[str]) -> Alert | None:
     """The alert as time passes: it resolves at its end; None once it is to be forgotten."""
     if alert.state is AlertState.FIRING and alert.ends_at is not None and alert.ends_at <= now:
         return replace(alert, state=AlertState.RESOLVED, resolved_at=alert.ends_at, last_seen_at=now)
     # Kept from when opsplane saw it resolve: an end long past (serve was down) must still
     # be notified before the alert is forgotten.
-    if alert.state is AlertState.RESOLVED and now - alert.last_seen_at >= RESOLVED_RETENTION:
+    if alert.state is AlertState.RESOLVED and may_forget(alert.last_seen_at, now,
+                                                          owed=alert.fingerprint in owed):
         return None
     return alert
 

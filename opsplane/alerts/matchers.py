@@ -15,8 +15,12 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 _LABEL = r"[A-Za-z_][A-Za-z0-9_]*"
-LABEL_NAME = re.compile(rf"^{_LABEL}$")
-_MATCHER = re.compile(rf"^\s*({_LABEL})\s*(=~|!~|!=|=)\s*(.*?)\s*$", re.DOTALL)
+LABEL_NAME = re.compile(rf"{_LABEL}\Z")
+_SPACE = r"[ \t\n\r\f]*"  # Alertmanager's (Go's) \s: ASCII whitespace only
+_MATCHER = re.compile(rf"{_SPACE}({_LABEL}){_SPACE}(=~|!~|!=|=){_SPACE}(.*?){_SPACE}", re.DOTALL)
+_ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
+"""The only escapes in a value (OpenMetrics'); a backslash before anything else is itself."""
+_ESCAPE_STARTS = ("", "\\", '"', "n", "\n")
 
 
 class MatchOp(StrEnum):
@@ -36,6 +40,9 @@ class Matcher:
     value: str
 
     def __post_init__(self) -> None:
+        if not LABEL_NAME.match(self.name):
+            raise ValueError(f"invalid label name {self.name!r} in a matcher")
+        object.__setattr__(self, "op", MatchOp(self.op))
         if self.op in (MatchOp.REGEX, MatchOp.NOT_REGEX):
             object.__setattr__(self, "_pattern", _compile(self.value))
 
@@ -49,8 +56,27 @@ class Matcher:
         return found if self.op is MatchOp.REGEX else not found
 
     def __str__(self) -> str:
-        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"')
-        return f'{self.name}{self.op.value}"{escaped}"'
+        """The matcher as `parse_matcher` (and Alertmanager) reads it back, the value quoted.
+        A backslash is doubled only where it would otherwise be read as part of an escape,
+        so `instance=~"web-\\d+"` is written as it was typed."""
+        return f'{self.name}{self.op.value}"{_escape(self.value)}"'
+
+
+def _escape(value: str) -> str:
+    out = []
+    for index, char in enumerate(value):
+        if char == "\\":
+            # Doubled when what follows it, once written, would make an escape with it (or
+            # nothing follows and it would escape the closing quote).
+            following = value[index + 1:index + 2]
+            out.append("\\\\" if following in _ESCAPE_STARTS else "\\")
+        elif char == '"':
+            out.append('\\"')
+        elif char == "\n":
+            out.append("\\n")
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def _compile(pattern: str) -> re.Pattern[str]:
@@ -61,8 +87,11 @@ def _compile(pattern: str) -> re.Pattern[str]:
 
 
 def parse_matcher(text: str) -> Matcher:
-    """A matcher from `name="value"` (quotes optional); ValueError says what is wrong."""
-    match = _MATCHER.match(text)
+    """A matcher from `name="value"`, read as Alertmanager reads it; ValueError says what is
+    wrong. Quotes around the value are optional. In the value `\\\\`, `\\"` and `\\n` are a
+    backslash, a double quote and a line feed; any other backslash is kept as it is, so
+    `instance=~"web-\\d+"` is the regular expression `web-\\d+`."""
+    match = _MATCHER.fullmatch(text)
     if not match:
         raise ValueError(
             f"cannot read matcher {text!r}: write label, operator (=, !=, =~, !~) and value, "
@@ -73,12 +102,30 @@ def parse_matcher(text: str) -> Matcher:
 
 
 def _unquote(raw: str) -> str:
-    if len(raw) >= 2 and raw[0] == raw[-1] == '"':
-        inner = raw[1:-1]
-        return re.sub(r"\\(.)", r"\1", inner)
-    if '"' in raw:
-        raise ValueError(f"unbalanced quotes in matcher value {raw!r}")
-    return raw
+    quoted = raw.startswith('"')
+    body = raw[1:] if quoted else raw
+    value: list[str] = []
+    index = 0
+    while index < len(body):
+        char = body[index]
+        if char == "\\" and index + 1 < len(body):
+            following = body[index + 1]
+            value.append(_ESCAPES.get(following, char + following))
+            index += 2
+            continue
+        if char == '"':
+            if not (quoted and index == len(body) - 1):
+                raise ValueError(f"matcher value {raw!r} has an unescaped double quote inside it; "
+                                 'write \\" for a double quote in a value')
+            return "".join(value)
+        value.append(char)  # a backslash at the very end of an unquoted value is itself
+        index += 1
+    if quoted and body.endswith('\\"'):
+        raise ValueError(f"the closing quote of matcher value {raw!r} is escaped by the backslash "
+                         "before it; write \\\\ for a backslash at the end of a value")
+    if quoted:
+        raise ValueError(f"matcher value {raw!r} opens a double quote that it does not close")
+    return "".join(value)
 
 
 def matches_all(matchers: Iterable[Matcher], labels: Mapping[str, str]) -> bool:

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from opsplane.alerts.models import Severity
 from opsplane.alerts.routing import Notification, SentNotification
-from opsplane.alerts.state import Alert
+from opsplane.alerts.state import RESOLVED_REASON, Alert
 from opsplane.notify.models import AlertValue, Status
 from opsplane.notify.models import Notification as Message
 from opsplane.units import format_value
@@ -101,9 +101,13 @@ def _details(notification: Notification) -> str:
 
 
 def _line(state: str, alert: Alert) -> str:
-    """'FIRING HighErrorRate (orders) at 5.3%: orders answers 5.3% of requests with 5xx'."""
+    """'FIRING HighErrorRate (orders) at 5.3%: orders answers 5.3% of requests with 5xx'; a
+    resolution that is not the series' says why ('... (rule X was removed from the configuration)')."""
     where = alert.labels.get("service")
     value = "" if math.isnan(alert.value) else f"at {format_value(alert.value, alert.unit)}"
     head = " ".join(part for part in (state, alert.name, f"({where})" if where else "", value) if part)
     text = alert.annotations.get("summary", "")
+    reason = alert.annotations.get(RESOLVED_REASON) if state == "RESOLVED" else None
+    if reason:
+        text = f"{text} ({reason})" if text else reason
     return f"{head}: {text}" if text else head

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from opsplane.alerts.matchers import LABEL_NAME, MatcherField, matches_all
 from opsplane.alerts.templates import parse_template
@@ -356,6 +356,15 @@ class AlertingSettings(_Strict):
         300.0,
         description="How long the dependents stay muted after that alert resolves: their rules' "
         "windows still hold the failures it caused. 0s: only while it fires.",
+    )
+    inhibit_dependents_more_severe: StrictInt = Field(
+        0,
+        ge=0,
+        le=3,
+        description="How many levels more severe than a dependency's alert a dependent's alert may "
+        "be and still be muted by it: 0 mutes only alerts as severe or less (a P3 on the database "
+        "never mutes a P0 of a service that needs it), 3 mutes any. Inhibition rules are not "
+        "affected.",
     )
 
     builtin_rules: RulePack = Field(

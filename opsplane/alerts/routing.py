@@ -3,9 +3,12 @@
 The tree walk and the timers are Alertmanager's: an alert takes the deepest matching
 routes (the first matching child, and further siblings only after one with `continue`);
 alerts of one route with the same `group_by` values form one group; a new group waits
-`group_wait`, a changed group `group_interval`, and an unchanged one is repeated after
-`repeat_interval`. Which notifications are due is a pure function of the alerts, the
-notification log and the time, so a restart that reloads the log sends nothing twice.
+`group_wait`, a group with news for its receiver (an alert it was not told of fires, or one
+it was told of resolved) `group_interval`, and any other is repeated after `repeat_interval`.
+Which notifications are due is a pure function of the alerts, the notification log and the
+time, so a restart that reloads the log sends nothing twice. The log also tells which
+resolved alerts a receiver still waits to hear about (`owed_resolutions`): the state machine
+keeps those until they are sent.
 """
 
 from __future__ import annotations
@@ -98,7 +101,17 @@ class AlertGroup:
 
     @property
     def id(self) -> str:
-        return hashlib.sha256(self.key.encode()).hexdigest()[:32]
+        return group_id(self.key)
+
+
+def group_key(route: RouteNode, labels: Mapping[str, str]) -> str:
+    """The key of the group an alert with `labels` joins on `route`."""
+    values = route.group_labels(labels)
+    return route.path + ":{" + ",".join(f'{k}="{v}"' for k, v in sorted(values.items())) + "}"
+
+
+def group_id(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def group_alerts(tree: RouteNode, alerts: Iterable[Alert]) -> list[AlertGroup]:
@@ -106,9 +119,8 @@ def group_alerts(tree: RouteNode, alerts: Iterable[Alert]) -> list[AlertGroup]:
     groups: dict[str, tuple[RouteNode, dict[str, str], list[Alert]]] = {}
     for alert in alerts:
         for route in match_routes(tree, alert.labels):
-            labels = route.group_labels(alert.labels)
-            key = route.path + ":{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
-            groups.setdefault(key, (route, labels, []))[2].append(alert)
+            key = group_key(route, alert.labels)
+            groups.setdefault(key, (route, route.group_labels(alert.labels), []))[2].append(alert)
     return [
         AlertGroup(route, key, labels, tuple(sorted(members, key=lambda a: a.fingerprint)))
         for key, (route, labels, members) in sorted(groups.items())
@@ -216,6 +228,10 @@ def due_notifications(
 def _due(
     group: AlertGroup, last: SentNotification | None, now: datetime, wants_resolved: bool
 ) -> Notification | None:
+    """Alertmanager's rule: a group is sent again after group_interval when its receiver has
+    news (an alert fires that it was not told of, or, if it wants resolutions, one it was told
+    of resolved), else only after repeat_interval. An alert silenced, or resolved for a
+    receiver without `send_resolved`, is no news: the rest of its group is not sent again."""
     route = group.route
     firing = tuple(a for a in group.alerts if a.state is AlertState.FIRING)
     told = last.firing if last else frozenset()
@@ -230,7 +246,7 @@ def _due(
             return None
         started = min(a.fired_at or a.active_at for a in firing)
         ready = now >= started + timedelta(seconds=route.group_wait)
-    elif _changed(firing, last) or resolved:
+    elif resolved or not _known(firing, last):
         ready = now >= last.sent_at + timedelta(seconds=route.group_interval)
     else:
         ready = now >= last.sent_at + timedelta(seconds=route.repeat_interval)
@@ -239,9 +255,32 @@ def _due(
     return Notification(route.receiver, group.id, group.key, group.labels, firing, resolved)
 
 
-def _changed(firing: Sequence[Alert], last: SentNotification) -> bool:
-    """Whether the group's firing alerts differ from the last notification: an alert joined,
-    one left, or one fired again after the notification."""
-    current = {a.fingerprint for a in firing}
-    refired = any(a.fired_at is not None and a.fired_at > last.sent_at for a in firing)
-    return current != last.firing or refired
+def _known(firing: Sequence[Alert], last: SentNotification) -> bool:
+    """Whether the receiver was told of every one of these firing alerts: each is in the last
+    notification's firing set and has not fired again since."""
+    return all(a.fingerprint in last.firing and not (a.fired_at and a.fired_at > last.sent_at)
+               for a in firing)
+
+
+def owed_resolutions(
+    alerts: Iterable[Alert],
+    *,
+    tree: RouteNode,
+    sent: Mapping[tuple[str, str], SentNotification],
+    send_resolved: Mapping[str, bool] | None = None,
+) -> set[str]:
+    """The resolved alerts (by fingerprint) whose resolution some receiver still waits for: it
+    was told the alert fires (the alert is in the firing set of its group's last notification
+    to it) and it wants resolutions. Receivers and routes no longer in `tree` wait for none."""
+    owed = set()
+    for alert in alerts:
+        if alert.state is not AlertState.RESOLVED:
+            continue
+        for route in match_routes(tree, alert.labels):
+            if not (send_resolved or {}).get(route.receiver, True):
+                continue
+            last = sent.get((route.receiver, group_id(group_key(route, alert.labels))))
+            if last is not None and alert.fingerprint in last.firing:
+                owed.add(alert.fingerprint)
+                break
+    return owed

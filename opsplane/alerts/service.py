@@ -95,7 +95,8 @@ def record_transitions(
     session: Session, *, transitions: Sequence[Transition], at: datetime,
     senders: Mapping[str, str] | None = None,
 ) -> None:
-    """One event per change of state: alert.pending, alert.firing, alert.resolved, alert.inactive.
+    """One event per change of state: alert.pending, alert.firing, alert.resolved, alert.inactive,
+    with the `reason` when it is not the series (its rule was changed or removed).
     A received alert's event also names its source, its generator URL and, from `senders`
     (by fingerprint), who sent the alert or its resolve."""
     for change in transitions:
@@ -119,6 +120,7 @@ def record_transitions(
                 **({"unit": alert.unit} if alert.unit else {}),
                 "from": change.before.value,
                 "annotations": dict(alert.annotations),
+                **({"reason": change.reason} if change.reason else {}),
                 **received,
             },
             ts=at,

@@ -9,15 +9,22 @@ The semantics are Prometheus's: an alert is pending from the first evaluation th
 its series and fires at the first evaluation at least `for` later; a pending alert whose
 series disappears is forgotten (so a flapping condition starts its `for` again); a firing
 alert whose series disappears resolves, unless `keep_firing_for` holds it; a resolved alert
-is kept for RESOLVED_RETENTION so that receivers hear about it, and a series that comes
+is kept until receivers have heard about it (see `may_forget`), and a series that comes
 back after resolving starts a new alert, pending again.
+
+A rule is known by its name and labels (`rule_id`). When the configuration no longer has a
+rule of an id (it was removed, or its name, severity or labels were edited, which makes it
+another rule), that id's firing alerts resolve with the reason in their RESOLVED_REASON
+annotation, so receivers and incidents hear that they are over; its pending alerts are
+forgotten. An edit that keeps the id (expression, `for`, annotations...) keeps the alerts,
+which the edited rule evaluates from then on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -26,6 +33,12 @@ from opsplane.alerts.models import AlertRule
 from opsplane.alerts.templates import parse_template
 
 RESOLVED_RETENTION = timedelta(minutes=15)
+"""How long a resolved alert is kept at least (`opsplane alerts --all` shows it meanwhile)."""
+RESOLVED_KEPT_AT_MOST = timedelta(days=1)
+"""How long a resolved alert is kept at most while a receiver still waits for its resolution
+(one whose deliveries keep failing): nothing is kept for ever."""
+RESOLVED_REASON = "resolved_reason"
+"""The annotation that says why an alert resolved though its series did not go away."""
 RULE_SOURCE = "rule"
 """The `source` of alerts that opsplane's own rules make (others are received, see intake)."""
 
@@ -86,6 +99,7 @@ class Transition:
     alert: Alert
     before: AlertState
     after: AlertState
+    reason: str | None = None  # why, when it is not the series (a rule removed or changed)
 
 
 @dataclass(frozen=True)
@@ -118,11 +132,23 @@ def annotate(rule: AlertRule, labels: Mapping[str, str], value: float) -> dict[s
     return rendered
 
 
+def may_forget(resolved_since: datetime, now: datetime, *, owed: bool) -> bool:
+    """Whether an alert resolved since `resolved_since` may be forgotten at `now`. It is kept
+    RESOLVED_RETENTION for people to see, and while its resolution is `owed` to a receiver
+    (told that it fired, it has not yet been sent that it resolved: routing.owed_resolutions),
+    at most RESOLVED_KEPT_AT_MOST, so that a resolution due after a long group_interval or a
+    failed delivery still reaches the pager that was paged."""
+    kept = now - resolved_since
+    return kept >= RESOLVED_RETENTION and (not owed or kept >= RESOLVED_KEPT_AT_MOST)
+
+
 def evaluate_rule(
-    rule: AlertRule, samples: Iterable[Sample], previous: Mapping[str, Alert], now: datetime
+    rule: AlertRule, samples: Iterable[Sample], previous: Mapping[str, Alert], now: datetime,
+    owed: Container[str] = frozenset(),
 ) -> RuleEvaluation:
     """The rule's alerts at `now`, given its alerts before (by fingerprint) and the series
-    its expression returned. Raises DuplicateSeriesError when two series collide."""
+    its expression returned; `owed` are the resolved alerts whose resolution a receiver still
+    waits for. Raises DuplicateSeriesError when two series collide."""
     current = _current(rule, samples)
     alerts: list[Alert] = []
     transitions: list[Transition] = []
@@ -135,7 +161,7 @@ def evaluate_rule(
     for key, before in previous.items():
         if key in current:
             continue
-        after = _unseen(rule, before, now)
+        after = _unseen(rule, before, now, owed)
         if after is None:
             dropped.append(key)
             if before.state is AlertState.PENDING:
@@ -195,13 +221,13 @@ def _seen(
     return alert
 
 
-def _unseen(rule: AlertRule, before: Alert, now: datetime) -> Alert | None:
+def _unseen(rule: AlertRule, before: Alert, now: datetime, owed: Container[str]) -> Alert | None:
     """The alert when its series is missing from this evaluation; None: forget it."""
     if before.state in (AlertState.PENDING, AlertState.INACTIVE):
         return None
     if before.state is AlertState.RESOLVED:
-        resolved_at = before.resolved_at or now
-        return None if now - resolved_at >= RESOLVED_RETENTION else before
+        forget = may_forget(before.resolved_at or now, now, owed=before.fingerprint in owed)
+        return None if forget else before
     since = before.keep_firing_since or now
     if rule.keep_firing_for and (now - since).total_seconds() < rule.keep_firing_for:
         return replace(before, keep_firing_since=since)
@@ -219,10 +245,12 @@ class EvaluationCycle:
 
 
 def evaluate_rules(
-    rules: Sequence[AlertRule], evaluate: Evaluate, previous: Iterable[Alert], now: datetime
+    rules: Sequence[AlertRule], evaluate: Evaluate, previous: Iterable[Alert], now: datetime,
+    owed: Container[str] = frozenset(),
 ) -> EvaluationCycle:
-    """Evaluate every rule at `now`. A rule whose query fails keeps its alerts as they were
-    (an engine hiccup must neither resolve nor page anything) and its error is reported."""
+    """Evaluate every rule at `now` (`owed`: resolved alerts a receiver still waits to hear
+    of). A rule whose query fails keeps its alerts as they were (an engine hiccup must
+    neither resolve nor page anything) and its error is reported."""
     by_rule: dict[str, dict[str, Alert]] = {}
     for alert in previous:
         by_rule.setdefault(alert.rule, {})[alert.fingerprint] = alert
@@ -231,7 +259,7 @@ def evaluate_rules(
         key = rule_id(rule)
         before = by_rule.pop(key, {})
         try:
-            result = evaluate_rule(rule, evaluate(rule.expr, now), before, now)
+            result = evaluate_rule(rule, evaluate(rule.expr, now), before, now, owed)
         except Exception as exc:  # the engine is a plug-in: whatever it raises is this rule's error
             cycle.errors[key] = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
             cycle.alerts.extend(before.values())
@@ -239,6 +267,48 @@ def evaluate_rules(
         cycle.alerts.extend(result.alerts)
         cycle.transitions.extend(result.transitions)
         cycle.dropped.extend(result.dropped)
-    for gone in by_rule.values():  # rules removed from the inventory take their alerts along
-        cycle.dropped.extend(gone)
+    evaluated = {alert.fingerprint for alert in cycle.alerts}
+    for key, gone in by_rule.items():  # rules no longer in the configuration
+        reason = _retired_because(key, gone.values(), rules)
+        result = retire(gone, reason, now, owed)
+        cycle.transitions.extend(result.transitions)
+        cycle.dropped.extend(result.dropped)
+        for alert in result.alerts:
+            if alert.fingerprint in evaluated:  # a rule of today has these very labels: its alert now
+                cycle.dropped.append(alert.fingerprint)
+            else:
+                cycle.alerts.append(alert)
     return cycle
+
+
+def retire(
+    previous: Mapping[str, Alert], reason: str, now: datetime, owed: Container[str] = frozenset()
+) -> RuleEvaluation:
+    """The alerts of a rule the configuration no longer has: firing ones resolve now, whatever
+    `keep_firing_for` said, with `reason` in their RESOLVED_REASON annotation; pending ones are
+    forgotten; resolved ones are kept as long as any resolved alert (`may_forget`)."""
+    result = RuleEvaluation([], [], [])
+    for key, before in previous.items():
+        if before.state is AlertState.FIRING:
+            after = replace(before, state=AlertState.RESOLVED, resolved_at=now, keep_firing_since=None,
+                            annotations={**before.annotations, RESOLVED_REASON: reason})
+            result.alerts.append(after)
+            result.transitions.append(Transition(after, AlertState.FIRING, AlertState.RESOLVED, reason))
+        elif before.state is AlertState.RESOLVED and not may_forget(
+                before.resolved_at or now, now, owed=key in owed):
+            result.alerts.append(before)
+        else:
+            result.dropped.append(key)
+            if before.state is AlertState.PENDING:
+                result.transitions.append(Transition(before, AlertState.PENDING, AlertState.INACTIVE, reason))
+    return result
+
+
+def _retired_because(key: str, alerts: Iterable[Alert], rules: Sequence[AlertRule]) -> str:
+    """Why the alerts of rule `key` end: the rule was changed (a rule of its name is still
+    there, with other labels or severity) or removed."""
+    names = {alert.name for alert in alerts}
+    same_name = sorted(rule_id(rule) for rule in rules if rule.name in names)
+    if same_name:
+        return f"rule {key} was changed; the configuration has {', '.join(same_name)} now"
+    return f"rule {key} was removed from the configuration"

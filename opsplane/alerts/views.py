@@ -29,7 +29,8 @@ def alert_rows(
     settings = inventory.alerting
     graph = dependencies(inventory) if settings.inhibit_dependents else None
     inhibited = inhibitions(stored, settings.inhibit_rules, graph, now=now,
-                            hold=settings.inhibit_dependents_hold)
+                            hold=settings.inhibit_dependents_hold,
+                            more_severe=settings.inhibit_dependents_more_severe)
     alerts = [a for a in stored if include_resolved or a.state is not AlertState.RESOLVED]
     muted = mute(alerts, silences=service.get_silences(session, now=now), inhibited=inhibited, now=now,
                  windows=settings.maintenance_windows)

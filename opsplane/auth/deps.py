@@ -28,11 +28,11 @@ class RoleGuard:
         if credentials is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a bearer token is required",
                                 headers=_CHALLENGE)
-        store = request.app.state.plane.store
+        plane = request.app.state.plane
 
         def check() -> Principal:
-            with store.session() as session:
-                return authenticate(session, token=credentials.credentials)
+            with plane.store.session() as session:
+                return authenticate(session, token=credentials.credentials, clock=plane.clock)
 
         from starlette.concurrency import run_in_threadpool
 

@@ -110,7 +110,21 @@ class CommandCheck(CheckBase):
     argv: list[str] = Field(min_length=1, description="Program and arguments; never run through a shell.")
     warning_exit_codes: list[int] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
+    secret_env: dict[str, Secret] = Field(
+        default_factory=dict,
+        description="Environment variables whose values are secret references, read when the check "
+        "is built; their values are replaced by *** wherever the program's output is quoted.",
+    )
     cwd: str | None = None
+
+    @model_validator(mode="after")
+    def _secrets_are_not_also_plain(self) -> CommandCheck:
+        both = sorted(set(self.env) & set(self.secret_env))
+        if both:
+            raise ValueError(
+                f"{', '.join(both)} is set in both env and secret_env; keep a secret only in secret_env"
+            )
+        return self
 
 
 class HostCheck(CheckBase):
@@ -330,6 +344,21 @@ class Defaults(Strict):
 class ServerSettings(Strict):
     listen_host: str = "127.0.0.1"
     listen_port: Port = 8089
+    session_idle_timeout: Duration = Field(
+        8 * 3600.0, description="A dashboard session unused for this long ends; the browser signs in again."
+    )
+    session_lifetime: Duration = Field(
+        24 * 3600.0, description="A dashboard session ends this long after its sign-in, however busy."
+    )
+    sign_in_attempts: Annotated[int, Field(ge=1)] = Field(
+        5, description="Failed dashboard sign-ins one client address may make within sign_in_window; "
+        "the next is refused (429, Retry-After) until the window has passed, twice as long at each "
+        "lockout in a row, at most 15 minutes."
+    )
+    sign_in_window: Duration = Field(
+        60.0, description="The window of sign_in_attempts, and the span over which one address's failed "
+        "sign-ins are counted into one `ui.login_failed` event."
+    )
 
 
 class MetricsSettings(Strict):

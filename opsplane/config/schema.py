@@ -15,7 +15,7 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, TypeAdapter
 
-from opsplane.alerts.models import AlertRule
+from opsplane.alerts.models import AlertingSettings, AlertRule
 from opsplane.config.models import (
     CHECK_MODELS,
     SECTIONS,
@@ -34,8 +34,10 @@ from opsplane.config.models import (
     RuntimeSettings,
     ServerSettings,
 )
-from opsplane.config.types import Duration, Ratio, Secret, format_duration
+from opsplane.config.types import Duration, Ratio, Secret, Wait, format_duration
 
+INHIBITION_FIELDS = ("inhibit_rules", "inhibit_dependents", "inhibit_dependents_hold",
+                     "inhibit_dependents_more_severe")
 SCHEMA_DRAFT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID = "urn:opsplane:schema:opsplane.yaml:v1"
 REGENERATE = ".venv/bin/python -m opsplane.config.schema --markdown > docs/configuration.md"
@@ -48,7 +50,8 @@ _FIELD_NOTES: dict[str, str] = {
     "Inventory.platform": "The platform this file describes.",
     "Inventory.environments": "The environments, by name (lowercase).",
     "Inventory.defaults": "Defaults for every check.",
-    "Inventory.server": "Where `opsplane serve` listens.",
+    "Inventory.server": "Where `opsplane serve` listens; how long dashboard sessions last and how "
+                        "often an address may fail to sign in.",
     "Inventory.services": "Application services, by name.",
     "Inventory.databases": "PostgreSQL databases, by name.",
     "Inventory.caches": "Redis caches, by name.",
@@ -127,6 +130,7 @@ def _value_types() -> dict[str, tuple[dict[str, Any], str]]:
         name: (_bare(TypeAdapter(annotation).json_schema()), described)
         for name, annotation, described in (
             ("duration", Duration, "duration"),
+            ("wait", Wait, "duration"),
             ("percentage", Ratio, "percentage"),
             ("secret", Secret, "secret reference"),
             ("name", Name, "name"),
@@ -137,7 +141,7 @@ def _value_types() -> dict[str, tuple[dict[str, Any], str]]:
 _VALUE_TYPES = _value_types()
 _TYPE_DESCRIPTIONS = {
     TypeAdapter(annotation).json_schema().get("description")
-    for annotation in (Duration, Ratio, Secret)
+    for annotation in (Duration, Wait, Ratio, Secret)
 }
 
 
@@ -352,6 +356,9 @@ def render_markdown() -> str:
         page.table(check_model, skip=base_fields)
     page.lines += ["### The `json` condition of an `http` check", ""]
     page.table(JsonCondition)
+    page.lines += ["### alerting: inhibition", "", "What mutes what; docs/alerting.md tells how "
+                   "inhibition works.", ""]
+    page.table(AlertingSettings, only=INHIBITION_FIELDS)
     page.lines += ["### alerting.rules", "", "Each alert rule; docs/alerting.md tells how rules are "
                    "evaluated, routed and notified.", ""]
     page.table(AlertRule)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from opsplane.timefmt import span_words
 from opsplane.units import format_value
 
 
@@ -137,6 +138,8 @@ def _alert_change(kind: str) -> Describer:
         if d.get("source"):
             sender = _d(d, "sender")
             line += f", received from {_d(d, 'source')}" + (f" ({sender})" if sender else "")
+        if d.get("reason"):  # its rule was changed or removed
+            return f"{line}: {_d(d, 'reason')}"
         annotations = d.get("annotations")
         summary = text(annotations.get("summary")) if isinstance(annotations, Mapping) else ""
         return f"{line}: {summary}" if summary and kind == "alert.firing" else line
@@ -210,14 +213,21 @@ def _delivery(kind: str) -> Describer:
         if group.startswith("incident:"):  # which incident's page, among several of a service
             what += f" for INC-{group.removeprefix('incident:')}"
         attempt = f"attempt {_d(d, 'attempt')}" if d.get("attempt") is not None else ""
+        detail = _d(d, "detail")
         status = f"HTTP {_d(d, 'http_status')}" if d.get("http_status") is not None else ""
-        why = ": ".join(part for part in (status, _d(d, "detail")) if part)
+        if status and detail.startswith(status):  # the driver's detail names it already
+            status = ""
+        why = ": ".join(part for part in (status, detail) if part)
         if kind == "notify.delivered":
             return f"Delivered {what} to {channel}" + (f" ({attempt})" if attempt else "")
         if kind == "notify.retry":
             line = f"Delivery of {what} to {channel} failed ({', '.join(p for p in (why, attempt) if p)})"
             retry_at = d.get("next_attempt_at")
             return line + (f"; next try {_time(retry_at)}" if retry_at else "")
+        if kind == "notify.withdrawn":  # an incident's page once someone took the incident
+            when = f"after {attempt} failed ({why})" if attempt and why else "before it was sent"
+            reason = _d(d, "reason")
+            return f"Withdrew {what} to {channel} {when}" + (f": {reason}" if reason else "")
         if kind == "notify.dead":
             return f"Gave up delivering {what} to {channel}" + (f" after {attempt}" if attempt else "") + (
                 f": {why}" if why else "")
@@ -326,11 +336,27 @@ def _token(word: str) -> Describer:
 def _login(failed: bool) -> Describer:
     def write(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
         client = _d(d, "client", "?")
+        count = d.get("count")
+        if failed and isinstance(count, int) and count > 1:  # one event for a window's failures
+            refused = d.get("refused")
+            limited = f"; {refused} refused by the limit" if isinstance(refused, int) and refused else ""
+            return (f"{count} failed sign-ins to the {target} from {client} in the last "
+                    f"{_window(d.get('window_seconds'))} ({_d(d, 'reason', 'unknown token')}){limited}")
         if failed:
             return f"Sign-in to the {target} refused from {client}: {_d(d, 'reason', 'unknown token')}"
         return f"Signed in to the {target} from {client} as {_d(d, 'role', '?')}"
 
     return write
+
+
+def _window(seconds: Any) -> str:
+    if not isinstance(seconds, int | float) or seconds == 60:
+        return "minute"
+    return span_words(seconds)
+
+
+def _logout(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
+    return f"Signed out of the {target} from {_d(d, 'client', '?')}"
 
 
 def _maintenance(scheduled: bool) -> Describer:
@@ -386,7 +412,7 @@ DESCRIBERS: dict[str, Describer] = {
     "silence.created": _silence("created"),
     "silence.expired": _silence("expired"),
     **{f"notify.{outcome}": _delivery(f"notify.{outcome}")
-       for outcome in ("delivered", "retry", "failed", "dead")},
+       for outcome in ("delivered", "retry", "failed", "dead", "withdrawn")},
     "notify.muted": _muted,
     "notify.digest": _digest,
     "check.state_changed": _check_changed,
@@ -403,6 +429,7 @@ DESCRIBERS: dict[str, Describer] = {
     "token.revoked": _token("revoked"),
     "ui.login": _login(failed=False),
     "ui.login_failed": _login(failed=True),
+    "ui.logout": _logout,
     "maintenance.notice_scheduled": _maintenance(scheduled=True),
     "maintenance.notice_cancelled": _maintenance(scheduled=False),
     **{kind: _runtime(kind) for kind in (

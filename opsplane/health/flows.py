@@ -6,15 +6,21 @@ import asyncio
 from collections.abc import Mapping, Sequence
 
 from opsplane.drivers.probes import Probe, build_probe, run_probe
+from opsplane.drivers.probes.resolve import Resolver
 from opsplane.errors import SecretError
 from opsplane.health.models import ProbeResult, State
 from opsplane.health.targets import CheckTarget
 
 
-def prepare(target: CheckTarget, *, environ: Mapping[str, str] | None = None) -> Probe | ProbeResult:
+def prepare(
+    target: CheckTarget,
+    *,
+    environ: Mapping[str, str] | None = None,
+    resolver: Resolver | None = None,
+) -> Probe | ProbeResult:
     """The probe for `target`, or the UNKNOWN result to report when a secret it needs is missing."""
     try:
-        return build_probe(target, environ=environ)
+        return build_probe(target, environ=environ, resolver=resolver)
     except SecretError as exc:
         return ProbeResult(State.UNKNOWN, str(exc))
 

@@ -26,6 +26,8 @@ report_app = typer.Typer(no_args_is_help=True)
 
 ID_HELP = "The incident: 12 or INC-12."
 STATUS_WORDS = ", ".join(s.value for s in UPDATE_STATUSES)
+PUBLIC_TITLE_HELP = ("What the public status page calls it, in customers' words (default: "
+                     "'Degraded performance of catalog' and the like, from its severity).")
 
 
 @app.command("open")
@@ -35,6 +37,7 @@ def open_(
     severity: str = typer.Option(..., "--severity", help="P0, P1, P2 or P3."),
     title: str = typer.Option(..., "--title", "-t", help="What is wrong, in a line."),
     commander: str = typer.Option(None, "--commander", help="Who commands it (default: the first to ack)."),
+    public_title: str = typer.Option(None, "--public-title", help=PUBLIC_TITLE_HELP),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Open an incident by hand."""
@@ -44,7 +47,7 @@ def open_(
     with open_store(create=True).session() as session:
         row = service.create(session, title=title, service=name, severity=severity.upper(),
                              actor=actor, now=SystemClock().now(), settings=inventory.incidents,
-                             commander=commander)
+                             commander=commander, public_title=public_title)
         shown = service.incident_dict(row, inventory.incidents)
     if json_out:
         print_json(shown)
@@ -85,6 +88,7 @@ def update(
         "(default: the severity's cadence)."),
     public: bool = typer.Option(False, "--public", help="Show this update on the public status page."),
     root_cause: str = typer.Option(None, "--root-cause", help="The root cause, once known."),
+    public_title: str = typer.Option(None, "--public-title", help=PUBLIC_TITLE_HELP),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Post a status update (status, summary, current actions, next update)."""
@@ -96,7 +100,7 @@ def update(
         row = service.post_update(session, incident_id=_id(incident), status=_status(status),
                                   summary=summary, actions=actions, next_update_at=promised,
                                   public=public, root_cause=root_cause, actor=actor, now=now,
-                                  settings=inventory.incidents)
+                                  settings=inventory.incidents, public_title=public_title)
         shown = service.update_dict(row)
     if json_out:
         print_json(shown)
@@ -308,6 +312,8 @@ def report_incidents(
 
 def _print_detail(shown: dict[str, Any]) -> None:
     out.print(f"[bold]{shown['ref']}[/] {shown['title']}")
+    if shown["public_title"]:
+        out.print(f"  on the status page: {shown['public_title']}")
     people = ", ".join(shown["participants"]) or "-"
     out.print(f"  {shown['severity']} on {shown['service']}, {shown['status']}; "
               f"commander {shown['commander'] or '-'}; participants {people}")

@@ -22,6 +22,11 @@ def group(incident_id: int) -> str:
     return f"incident:{incident_id}"
 
 
+def page_prefix(incident_id: int) -> str:
+    """What the keys of the incident's escalation pages start with (`incidents.paging`)."""
+    return f"escalation:{incident_id}:"
+
+
 def change(incident: IncidentView, *, kind: str, at: datetime, summary: str = "") -> Notification:
     """The notification of one `incident.*` change (opened, acknowledged, updated, resolved,
     severity_raised)."""

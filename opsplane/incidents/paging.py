@@ -14,14 +14,19 @@ Keys (one outbox row per key and channel):
   contact kind; `<person>` is `#<channel>` for a step's `channel:` target. The policy is in the
   key, so a raised severity whose policy differs owes the new policy's steps, not the old one's.
 - `incident:<incident>:incident.acknowledged:<at>[:<to>]` and `...incident.resolved...` to
-  every channel and address that was paged for the incident.
+  every channel and address a trigger of the incident reached (delivered, or folded into a
+  digest): a page withdrawn when the incident was acknowledged reached nobody, and its
+  person is not told of an incident they never heard of. A page whose send was in flight
+  at that moment is told once it is delivered, by the next call.
 - `incident:<incident>:update:<update>` a status update, to the incident's channels.
 - `incident:<incident>:update_due:<due>[:<to>]` the commander's reminder.
 
 Late runs: once an incident is acknowledged or resolved nobody is paged for it, whatever fell
-due before; until then a step that fell due while nothing ran is queued late, once (each step
-reaches different people), and only a step superseded by the same step of a later repeat
-round is skipped, so a long outage of the control plane does not replay every round.
+due before (and its pages still waiting in the outbox were withdrawn by the acknowledgement or
+resolution itself: `incidents.service`); until then a step that fell due while nothing ran is
+queued late, once (each step reaches different people), and only a step superseded by the
+same step of a later repeat round is skipped, so a long outage of the control plane does not
+replay every round.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ ACTOR = "system:oncall"
 # a resolved incident is still looked at this long, so its `resolve` goes out even when the
 # control plane was down when it was resolved
 RESOLVED_LOOKBACK = timedelta(days=1)
+# the outbox states of a trigger that reached its receiver: its acknowledge and resolve follow
+REACHED = ("delivered", "digested")
 # contact kinds a commander's reminder goes by, in order of preference
 REMINDER_KINDS = (ContactKind.SLACK, ContactKind.EMAIL)
 
@@ -133,10 +140,6 @@ class _Pager:
         result = notify.enqueue(self.session, notification=notification, channels=[target.channel],
                                 settings=self.inventory.channels, now=self.now)
         self.existing.add((target.channel, notification.key))
-        if notification.status is NoticeStatus.TRIGGER and notification.group.count(":") == 1:
-            paged = self.paged.setdefault(notification.group, [])
-            if target not in paged:
-                paged.append(target)
         new = bool(result and result[0].new)
         if new:
             self.report.queued += 1
@@ -192,21 +195,22 @@ def page_cycle(store: Store, *, inventory: Inventory, now: datetime) -> PagingRe
 def _prepare(session: Session, inventory: Inventory, now: datetime,
              incidents: Sequence[IncidentView]) -> _Pager:
     """Read, in one query each, the outbox rows of these incidents and the unreachable targets
-    already recorded, so a repeated call writes nothing."""
+    already recorded, so a repeated call writes nothing; and which channels and addresses a
+    trigger of each incident reached."""
     groups = [notices.group(i.id) for i in incidents]
     groups += [f"{g}:reminders" for g in groups]
     existing: set[tuple[str, str]] = set()
     paged: dict[str, list[_Target]] = {}
     query = select(OutboxRow.id, OutboxRow.channel, OutboxRow.key, OutboxRow.group_key,
-                   OutboxRow.status, OutboxRow.payload).where(
+                   OutboxRow.status, OutboxRow.state, OutboxRow.payload).where(
         OutboxRow.group_key.in_(groups)).order_by(OutboxRow.id)
-    for _, channel, key, group, status, payload in session.execute(query):
+    for _, channel, key, group, status, state, payload in session.execute(query):
         existing.add((channel, key))
-        if status == NoticeStatus.TRIGGER.value and group.count(":") == 1:
+        if status == NoticeStatus.TRIGGER.value and state in REACHED and group.count(":") == 1:
             target = _Target(channel, (payload or {}).get("to"))
             if target not in paged.setdefault(group, []):
                 paged[group].append(target)
-    prefixes = [f"escalation:{i.id}:" for i in incidents]
+    prefixes = [notices.page_prefix(i.id) for i in incidents]
     noted = set(session.scalars(select(Event.target).where(
         Event.kind == "oncall.unreachable", Event.ts >= min(i.started_at for i in incidents),
         or_(*(Event.target.startswith(p) for p in prefixes)))))
@@ -308,8 +312,10 @@ def _send_page(pager: _Pager, incident: IncidentView, step: escalation.Notificat
 
 
 def _follow(pager: _Pager, incident: IncidentView) -> None:
-    """`acknowledge` and `resolve` to every channel and address paged for the incident, after
-    its triggers in the same group (so PagerDuty closes the incident it opened)."""
+    """`acknowledge` and `resolve` to every channel and address a trigger of the incident
+    reached, after its triggers in the same group (so PagerDuty closes the incident it
+    opened). Nobody whose page was withdrawn hears of it; a page delivered after the
+    acknowledgement (its send was in flight then) is followed in the first call after."""
     targets = pager.paged.get(notices.group(incident.id), [])
     if not targets:
         return

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from opsplane.errors import UsageError
 from opsplane.events import service as events
 from opsplane.events.tables import Event
-from opsplane.incidents import lifecycle, timeline
+from opsplane.incidents import lifecycle, notices, timeline
 from opsplane.incidents.models import (
     SEVERITIES,
     ActionItem,
@@ -32,6 +32,7 @@ from opsplane.incidents.models import (
 )
 from opsplane.incidents.postmortem import PostmortemFacts
 from opsplane.incidents.tables import ActionItemRow, IncidentAlertRow, IncidentRow, IncidentUpdateRow
+from opsplane.notify import service as notify
 from opsplane.store.fit import fit, fit_key, fit_text
 
 ACTOR = "system:incidents"
@@ -82,22 +83,6 @@ def get_updates(session: Session, *, incident_id: int) -> Sequence[IncidentUpdat
     return session.scalars(query).all()
 
 
-def get_public_updates(session: Session, *, since: datetime | None = None,
-                       limit: int = 50) -> list[dict[str, Any]]:
-    """Status updates marked public, newest first, each with its incident's title, service,
-    severity and status: what a public status page shows."""
-    query = (select(IncidentUpdateRow, IncidentRow)
-             .join(IncidentRow, IncidentRow.id == IncidentUpdateRow.incident_id)
-             .where(IncidentUpdateRow.public.is_(True)))
-    if since is not None:
-        query = query.where(IncidentUpdateRow.at >= since)
-    query = query.order_by(IncidentUpdateRow.at.desc(), IncidentUpdateRow.id.desc()).limit(limit)
-    return [{**update_dict(update), "incident": ref(incident.id), "title": incident.title,
-             "service": incident.service, "severity": incident.severity,
-             "incident_status": incident.status}
-            for update, incident in session.execute(query)]
-
-
 def get_alerts(session: Session, *, incident_id: int) -> Sequence[IncidentAlertRow]:
     query = (select(IncidentAlertRow).where(IncidentAlertRow.incident_id == incident_id)
              .order_by(IncidentAlertRow.joined_at, IncidentAlertRow.id))
@@ -141,9 +126,12 @@ def create(
     commander: str | None = None,
     detected_at: datetime | None = None,
     group: str | None = None,
+    public_title: str | None = None,
 ) -> IncidentRow:
     """Open an incident at `now`. Detection starts at the first failing check or alert of the
-    service within the settings' lookback, or at `detected_at` (an alert's start) if earlier."""
+    service within the settings' lookback, or at `detected_at` (an alert's start) if earlier.
+    `public_title` is what the public status page calls it (default: words made from its
+    severity and the public components it touches)."""
     if severity not in SEVERITIES:
         raise UsageError(f"unknown severity {severity!r}; use one of {', '.join(SEVERITIES)}")
     if not title.strip():
@@ -158,17 +146,27 @@ def create(
     key = group if group is not None else fit_key(IncidentRow.group_key,
                                                   lifecycle.group_key(service, {}, settings.group_by))
     row = IncidentRow(**fit(IncidentRow, {
-        "title": title.strip(), "service": service, "severity": severity,
-        "status": Status.TRIGGERED.value, "group_key": key, "commander": commander, "participants": [],
-        "opened_by": actor, "started_at": now, "detected_at": detected_at,
+        "title": title.strip(), "public_title": _public_title(public_title), "service": service,
+        "severity": severity, "status": Status.TRIGGERED.value, "group_key": key, "commander": commander,
+        "participants": [], "opened_by": actor, "started_at": now, "detected_at": detected_at,
         "next_update_at": lifecycle.next_update_due(severity, settings, after=now), "root_cause": "",
     }))
     session.add(row)
     session.flush()
     _record(session, row, "incident.opened", actor, now,
             {"title": row.title, "severity": severity, "commander": commander,
-             "detected_at": detected_at.isoformat() if detected_at else None})
+             "detected_at": detected_at.isoformat() if detected_at else None,
+             **({"public_title": row.public_title} if row.public_title else {})})
     return row
+
+
+def _public_title(title: str | None) -> str | None:
+    """A public title as given, trimmed; None when there is none (blank counts as none)."""
+    if title is None or not title.strip():
+        return None
+    if len(title.strip()) > 300:
+        raise UsageError("a public title is at most 300 characters")
+    return title.strip()
 
 
 def acknowledge(session: Session, *, incident_id: int, actor: str, now: datetime,
@@ -179,6 +177,7 @@ def acknowledge(session: Session, *, incident_id: int, actor: str, now: datetime
     _record(session, row, "incident.acknowledged", actor, now,
             {"commander": row.commander,
              "seconds_to_acknowledge": (now - row.started_at).total_seconds()})
+    _withdraw_pages(session, row, "acknowledged", actor, now)
     return row
 
 
@@ -195,9 +194,11 @@ def post_update(
     next_update_at: datetime | None = None,
     public: bool = False,
     root_cause: str | None = None,
+    public_title: str | None = None,
 ) -> IncidentUpdateRow:
     """A status update on the manual's template; it sets the incident's status and when the
-    next update is due (the time given, else the severity's cadence from now)."""
+    next update is due (the time given, else the severity's cadence from now), and the public
+    title when one is given."""
     if not summary.strip():
         raise UsageError("a status update needs a summary of the issue and its impact")
     if next_update_at is not None and next_update_at <= now:
@@ -211,6 +212,9 @@ def post_update(
     _apply(row, after, actor)
     if root_cause is not None:
         row.root_cause = root_cause
+    titled = _public_title(public_title)
+    if titled is not None:
+        row.public_title = titled
     update = IncidentUpdateRow(incident_id=row.id, at=now, status=status.value, summary=summary.strip(),
                                actions=actions.strip(), next_update_at=row.next_update_at,
                                public=public, author=actor)
@@ -224,7 +228,12 @@ def post_update(
     _record(session, row, kind, actor, now,
             {"update": update.id, "status": status.value, "summary": update.summary,
              "actions": update.actions, "public": public,
-             "next_update_at": row.next_update_at.isoformat() if row.next_update_at else None})
+             "next_update_at": row.next_update_at.isoformat() if row.next_update_at else None,
+             **({"public_title": titled} if titled else {})})
+    if status is Status.RESOLVED:
+        _withdraw_pages(session, row, "resolved", actor, now)
+    elif not was_acknowledged:
+        _withdraw_pages(session, row, "acknowledged", actor, now)
     return update
 
 
@@ -366,7 +375,8 @@ def incident_dict(row: IncidentRow, settings: IncidentsSettings) -> dict[str, An
     postmortem_due = (row.resolved_at + timedelta(seconds=policy.postmortem_within)
                       if row.resolved_at and policy.postmortem_within else None)
     return {
-        "id": row.id, "ref": ref(row.id), "title": row.title, "service": row.service,
+        "id": row.id, "ref": ref(row.id), "title": row.title, "public_title": row.public_title,
+        "service": row.service,
         "severity": row.severity, "status": row.status, "commander": row.commander,
         "participants": list(row.participants), "opened_by": row.opened_by,
         "started_at": at(row.started_at), "detected_at": at(row.detected_at),
@@ -412,6 +422,14 @@ def _join(row: IncidentRow, actor: str) -> None:
     name = lifecycle.person(actor)
     if not actor.startswith("system:") and name not in row.participants:
         row.participants = [*row.participants, name]
+
+
+def _withdraw_pages(session: Session, row: IncidentRow, what: str, actor: str, now: datetime) -> None:
+    """Someone took the incident in hand: its escalation pages not sent yet are withdrawn, in
+    this transaction, so nobody is paged for it any more (a page being sent at this moment
+    goes out, and its acknowledge or resolve follows it)."""
+    notify.withdraw(session, group=notices.group(row.id), prefix=notices.page_prefix(row.id),
+                    reason=f"{ref(row.id)} {what} by {lifecycle.person(actor)}", now=now)
 
 
 def _record(session: Session, row: IncidentRow, kind: str, actor: str, now: datetime,

@@ -17,6 +17,8 @@ class IncidentRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     title: Mapped[str] = mapped_column(String(300), nullable=False)
+    # what the public status page calls it; None: words made from its severity (web.status)
+    public_title: Mapped[str | None] = mapped_column(String(300))
     service: Mapped[str] = mapped_column(String(100), nullable=False)
     severity: Mapped[str] = mapped_column(String(2), nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False)

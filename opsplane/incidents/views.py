@@ -43,6 +43,9 @@ class UpdateRequest(BaseModel):
         "[default: the severity's cadence].")
     public: bool = Field(False, description="Show this update on the public status page.")
     root_cause: str | None = None
+    public_title: str | None = Field(
+        None, max_length=300, description="What the public status page calls the incident from "
+        "now on [default: words made from its severity].")
 
 
 class ResolveRequest(BaseModel):
@@ -131,7 +134,7 @@ async def post_update(
             session, incident_id=number, status=Status(body.status), summary=body.summary,
             actions=body.actions, next_update_at=promised, public=body.public,
             root_cause=body.root_cause, actor=principal.actor, now=now,
-            settings=plane.inventory.incidents)
+            settings=plane.inventory.incidents, public_title=body.public_title)
         return service.update_dict(update)
 
     return await _run(request, change)

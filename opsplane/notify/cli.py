@@ -18,7 +18,7 @@ from opsplane.notify import service
 from opsplane.notify.dispatcher import Dispatcher
 from opsplane.notify.models import Notification
 from opsplane.notify.outbox import Outbox
-from opsplane.notify.tables import OPEN_STATES
+from opsplane.notify.tables import OPEN_STATES, STATES
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -97,36 +97,51 @@ def _say(row: dict[str, Any]) -> None:
 
 @app.command("outbox")
 def outbox_command(
-    all_: bool = typer.Option(False, "--all", help="Include delivered and digested notifications."),
+    all_: bool = typer.Option(False, "--all",
+                              help="Include delivered, digested and withdrawn notifications."),
+    state: list[str] = typer.Option(None, "--state", help=f"Only rows in this state ({', '.join(STATES)}); "
+                                    "may be given more than once."),
     channel: str = typer.Option(None, "--channel", help="Only this channel."),
     limit: int = typer.Option(200, "--limit", help="At most this many rows, oldest first."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Notifications waiting (pending, held for a digest), failed or dead.
 
-    Exit 1 when some notification failed or is dead."""
-    states = None if all_ else [*OPEN_STATES, "failed", "dead"]
+    With --all also those delivered, digested or withdrawn (an incident's pages not sent
+    before it was acknowledged or resolved); the table ends with how many rows the outbox
+    holds in each state. Exit 1 when some notification listed failed or is dead."""
+    unknown = [given for given in state or () if given not in STATES]
+    if unknown:
+        raise UsageError(f"--state: unknown state {unknown[0]!r}; use one of {', '.join(STATES)}")
+    states = state or (None if all_ else [*OPEN_STATES, "failed", "dead"])
     with open_store().session() as session:
         rows = [row.as_dict() for row in service.get_all(session, states=states, channel=channel,
                                                           limit=limit)]
+        counts = None if json_out else service.count_by_state(session)
     if json_out:
         print_json(rows)
     else:
-        _table(rows)
+        _table(rows, counts or {})
     if any(row["state"] in ("failed", "dead") for row in rows):
         raise typer.Exit(1)
 
 
-def _table(rows: list[dict[str, Any]]) -> None:
+def _table(rows: list[dict[str, Any]], counts: dict[str, int]) -> None:
+    total = ", ".join(f"{counts[s]} {s}" for s in STATES if counts.get(s))
     if not rows:
-        out.print("The outbox holds nothing waiting, failed or dead.")
+        out.print("The outbox holds nothing waiting, failed or dead"
+                  + (f" (it holds {total})." if total else "."))
         return
-    table = Table("ID", "CHANNEL", "STATE", "SEV", "STATUS", "TRIES", "NEXT / DONE", "KEY", "LAST ERROR")
-    colour = {"failed": "red", "dead": "red", "pending": "yellow", "held": "cyan", "delivered": "green"}
+    table = Table("ID", "CHANNEL", "STATE", "SEV", "STATUS", "TRIES", "NEXT / DONE", "KEY",
+                  "LAST ERROR / REASON")
+    colour = {"failed": "red", "dead": "red", "pending": "yellow", "held": "cyan", "delivered": "green",
+              "withdrawn": "magenta"}
     for row in rows:
         when = row["finished_at"] or row["next_attempt_at"]
         state = row["state"]
+        why = row["reason"] if state == "withdrawn" else row["last_error"]
         table.add_row(str(row["id"]), row["channel"], f"[{colour.get(state, 'white')}]{state}[/]",
                       row["severity"], row["status"], str(row["attempts"]), when[:19], row["key"][:50],
-                      row["last_error"][:60])
+                      why[:60])
     out.print(table)
+    out.print(f"The outbox holds {total}.")

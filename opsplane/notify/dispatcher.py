@@ -9,7 +9,10 @@ channel. Each row is claimed in its own committed transaction at the moment it i
 claimed while the send runs (`notify.leases`), and marked with the outcome at the moment the
 answer came, so two dispatchers never send one row at once, and after a crash only a row that
 was being sent at that moment can be sent again (with the same idempotency key; see
-docs/decisions/0008-notification-outbox.md).
+docs/decisions/0008-notification-outbox.md). A row a withdrawal covers (`service.withdraw`:
+an incident's pages once it was acknowledged) is never claimed: the claim's UPDATE checks for
+one, so a withdrawal committed at any moment before the claim keeps the row from going out,
+and a claimed row that was not delivered is withdrawn rather than tried again.
 """
 
 from __future__ import annotations
@@ -22,14 +25,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import ColumnElement, CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from opsplane.clock import Clock, SystemClock
 from opsplane.drivers.channels.base import ChannelDriver, Outcome, SendResult
 from opsplane.errors import OpsplaneError
 from opsplane.events import service as events
-from opsplane.notify import lanes
+from opsplane.notify import lanes, service
 from opsplane.notify.backoff import retry_delay
 from opsplane.notify.digest import build_digest
 from opsplane.notify.leases import Claim, LeaseKeeper
@@ -53,7 +56,7 @@ class Attempt:
     row_id: int
     channel: str
     key: str
-    outcome: str  # delivered, retry, failed, dead
+    outcome: str  # delivered, retry, failed, dead; withdrawn (not sent, or not sent again)
     detail: str
     at: datetime | None = None  # when the answer came (or the send gave up)
 
@@ -175,6 +178,10 @@ class Dispatcher:
             claim = self._claim(row_id, at)
             if claim is None:
                 continue  # another dispatcher took it
+            if isinstance(claim, Attempt):  # withdrawn: nothing sent, its lane is free
+                report.attempts.append(claim)
+                finished += 1
+                continue
             window.append(at)
             with self._keeper.holding(claim):
                 result = self._send(channel, claim.notification)
@@ -248,28 +255,50 @@ class Dispatcher:
         settings = self.settings.named.get(channel)
         return settings.timeout if settings is not None else _DEFAULT_TIMEOUT
 
-    def _claim(self, row_id: int, at: datetime) -> Claim | None:
+    def _claim(self, row_id: int, at: datetime) -> Claim | Attempt | None:
         """Mark the row as being sent (attempts + 1, not due again until the lease from `at`
-        ends) in a committed transaction; None when it is no longer pending and due."""
+        ends) in a committed transaction; None when it is no longer pending and due. A row a
+        withdrawal covers is withdrawn instead (the Attempt says so)."""
         with self.store.session() as session:
             row = session.get(OutboxRow, row_id)
             if row is None or row.state != "pending" or row.next_attempt_at > at:
                 return None
+            current = (OutboxRow.id == row_id, OutboxRow.state == "pending",
+                       OutboxRow.attempts == row.attempts, OutboxRow.next_attempt_at <= at)
             lease = self._timeout(row.channel) + _LEASE_MARGIN
             until = at + timedelta(seconds=lease)
             # the conditions again in the UPDATE: of two dispatchers that read the row at once,
-            # only the first to write claims it
+            # only the first to write claims it; and no row a withdrawal covers is claimed,
+            # however late the withdrawal committed before this statement
             claimed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
                 update(OutboxRow)
-                .where(OutboxRow.id == row_id, OutboxRow.state == "pending",
-                       OutboxRow.attempts == row.attempts, OutboxRow.next_attempt_at <= at)
-                .values(attempts=row.attempts + 1, last_attempt_at=at, next_attempt_at=until)
+                .where(*current, ~service.covered_by_withdrawal())
+                .values(attempts=row.attempts + 1, last_attempt_at=at, next_attempt_at=until,
+                        sending_since=at)
                 .execution_options(synchronize_session=False)
             )
-            if not claimed.rowcount:
-                return None
-            return Claim(row_id, row.channel, row.attempts + 1, lease, until,
-                         Notification.model_validate(row.payload))
+            if claimed.rowcount:
+                return Claim(row_id, row.channel, row.attempts + 1, lease, until,
+                             Notification.model_validate(row.payload))
+            reason = service.withdrawal_of(session, group=row.group_key, key=row.key)
+            if reason is not None:
+                return self._withdraw_unsent(session, row, current, reason, at)
+            return None  # another dispatcher took it
+
+    def _withdraw_unsent(self, session: Session, row: OutboxRow, current: tuple[ColumnElement[bool], ...],
+                         reason: str, at: datetime) -> Attempt | None:
+        """Withdraw a row a withdrawal covers at the moment it would have been claimed: it was
+        queued by a writer that had not seen the withdrawal, or its earlier send (in flight
+        when the withdrawal came) ended with its claim lapsed."""
+        withdrawn: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+            update(OutboxRow).where(*current)
+            .values(state="withdrawn", reason=reason[:500], finished_at=at, sending_since=None)
+            .execution_options(synchronize_session=False)
+        )
+        if not withdrawn.rowcount:
+            return None
+        service.record_withdrawn(session, row, reason=reason, at=at)
+        return Attempt(row.id, row.channel, row.key, "withdrawn", reason, at)
 
     def _renew(self, claim: Claim, now: datetime) -> bool:
         """Extend a claim whose send still runs; False when the row is no longer ours."""
@@ -315,15 +344,20 @@ class Dispatcher:
                 lanes.release(session, channel=claim.channel, answered_at=at)
                 del state.holds[claim.channel]
             ours = row.state == "pending" and row.attempts == claim.attempt
+            delivered = result.outcome is Outcome.DELIVERED
+            # to be tried again, but a withdrawal came while it was being sent: it is not
+            withdrawn = service.withdrawal_of(session, group=row.group_key, key=row.key) \
+                if ours and result.outcome is Outcome.RETRY else None
             details: dict[str, object] = {
                 "channel": row.channel, "key": row.key, "group": row.group_key,
                 "status": row.status, "severity": row.severity, "attempt": claim.attempt,
                 "detail": result.detail,
             }
-            # a delivery ends the row whoever holds it now; any other answer is left to the
+            # a delivery ends the row whoever holds it now (and even if it was withdrawn once
+            # our claim had lapsed: it did reach the receiver); any other answer is left to the
             # dispatcher the claim passed to (ours ran out while the store was out of reach)
-            if ours or (result.outcome is Outcome.DELIVERED and row.state == "pending"):
-                outcome = self._apply(row, result, at, not_before)
+            if ours or (delivered and row.state in ("pending", "withdrawn")):
+                outcome = self._apply(row, result, at, not_before, withdrawn)
             else:
                 outcome = result.outcome.value
                 details["claim"] = "lost"
@@ -333,6 +367,8 @@ class Dispatcher:
                 details["next_attempt_at"] = row.next_attempt_at.isoformat()
             if not_before is not None:
                 details["channel_held_until"] = not_before.isoformat()
+            if outcome == "withdrawn":
+                details["reason"] = row.reason
             events.record(session, kind=f"notify.{outcome}", actor=ACTOR,
                           target=f"{row.channel}:{row.key}", outcome=outcome,
                           service=row.payload.get("service"), details=details, ts=at)
@@ -352,14 +388,19 @@ class Dispatcher:
                                           reason=result.detail)
         return until
 
-    def _apply(self, row: OutboxRow, result: SendResult, at: datetime, not_before: datetime | None) -> str:
+    def _apply(self, row: OutboxRow, result: SendResult, at: datetime, not_before: datetime | None,
+               withdrawn: str | None) -> str:
         row.last_error = "" if result.outcome is Outcome.DELIVERED else result.detail
+        row.sending_since = None
         if result.outcome is Outcome.DELIVERED:
-            row.state, row.finished_at = "delivered", at
+            row.state, row.finished_at, row.reason = "delivered", at, ""
             return "delivered"
         if result.outcome is Outcome.FAILED:
             row.state, row.finished_at = "failed", at
             return "failed"
+        if withdrawn is not None:
+            row.state, row.finished_at, row.reason = "withdrawn", at, withdrawn[:500]
+            return "withdrawn"
         delay = retry_delay(row.attempts, self.settings.retry, jitter=self._random(),
                             retry_after=result.retry_after)
         next_at = at + timedelta(seconds=delay)
@@ -384,10 +425,21 @@ class Dispatcher:
                 built += self._digest_channel(session, channel, now)
         return built
 
+    def _withdrawn_held(self, session: Session, row: OutboxRow, now: datetime) -> bool:
+        """Withdraw a held row a withdrawal covers (queued by a writer that had not seen it)
+        rather than fold it into a digest."""
+        reason = service.withdrawal_of(session, group=row.group_key, key=row.key)
+        if reason is None:
+            return False
+        row.state, row.reason, row.finished_at = "withdrawn", reason[:500], now
+        service.record_withdrawn(session, row, reason=reason, at=now)
+        return True
+
     def _digest_channel(self, session: Session, channel: str, now: datetime) -> int:
         held = session.scalars(select(OutboxRow).where(OutboxRow.channel == channel,
                                                        OutboxRow.state == "held")
                                .order_by(OutboxRow.id)).all()
+        held = [row for row in held if not self._withdrawn_held(session, row, now)]
         if not held:
             return 0
         items = [Notification.model_validate(row.payload) for row in held]

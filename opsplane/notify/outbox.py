@@ -32,6 +32,6 @@ class Outbox:
                                    settings=self.settings, now=now, muted=muted)
 
     def counts(self) -> dict[str, int]:
-        """Rows by state: pending, held, delivered, failed, dead, digested."""
+        """Rows by state: pending, held, delivered, failed, dead, digested, withdrawn."""
         with self.store.session() as session:
             return service.count_by_state(session)

@@ -16,10 +16,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from opsplane.store.base import Base, BigId, JsonDoc, UTCDateTime
 
-# pending: waiting for its turn or its next attempt; held: a P3 waiting for the digest;
-# delivered; failed: refused for good (a 4xx); dead: given up after retries;
-# digested: folded into a digest row (digest_id), which carries its delivery
-STATES = ("pending", "held", "delivered", "failed", "dead", "digested")
+# pending: waiting for its turn or its next attempt, or being sent (`sending_since`); held: a
+# P3 waiting for the digest; delivered; failed: refused for good (a 4xx); dead: given up after
+# retries; digested: folded into a digest row (digest_id), which carries its delivery;
+# withdrawn: no longer to be sent, never sent (`reason` says why: the incident was acknowledged)
+STATES = ("pending", "held", "delivered", "failed", "dead", "digested", "withdrawn")
 OPEN_STATES = ("pending", "held")
 
 
@@ -44,6 +45,10 @@ class OutboxRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str] = mapped_column(Text, nullable=False, default="")
     digest_id: Mapped[int | None] = mapped_column(BigInteger)
+    # when the send in progress was claimed; None while no send runs. A row being sent cannot
+    # be withdrawn: the person may be reached by it
+    sending_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default="")
 
     __table_args__ = (
         UniqueConstraint("channel", "key", name="uq_notification_outbox_channel_key"),
@@ -68,7 +73,22 @@ class OutboxRow(Base):
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "last_error": self.last_error,
             "digest_id": self.digest_id,
+            "sending_since": self.sending_since.isoformat() if self.sending_since else None,
+            "reason": self.reason,
         }
+
+
+class Withdrawal(Base):
+    """The rows of `group_key` whose key starts with `prefix` are not to be sent any more (an
+    incident's pages, once someone acknowledged it). Kept so that a row queued or claimed after
+    the withdrawal, or one whose send was in flight when it came, is withdrawn in its turn."""
+
+    __tablename__ = "notification_withdrawals"
+
+    group_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(200), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
 
 class ChannelHold(Base):

@@ -2,7 +2,7 @@
 
 from opsplane.alerts.evaluations import EvaluationRow
 from opsplane.alerts.tables import AlertRow, NotificationRow, SilenceRow
-from opsplane.auth.tables import ApiToken
+from opsplane.auth.tables import ApiToken, DashboardSession
 from opsplane.events.tables import Event
 from opsplane.health.tables import CheckState
 from opsplane.incidents.tables import ActionItemRow, IncidentAlertRow, IncidentRow, IncidentUpdateRow
@@ -12,7 +12,7 @@ from opsplane.store.base import Base
 metadata = Base.metadata
 
 __all__ = [
-    "ActionItemRow", "AlertRow", "ApiToken", "CheckState", "EvaluationRow", "Event", "IncidentAlertRow",
-    "IncidentRow",
-    "IncidentUpdateRow", "NotificationRow", "OutboxRow", "SilenceRow", "metadata",
+    "ActionItemRow", "AlertRow", "ApiToken", "CheckState", "DashboardSession", "EvaluationRow", "Event",
+    "IncidentAlertRow", "IncidentRow", "IncidentUpdateRow", "NotificationRow", "OutboxRow", "SilenceRow",
+    "metadata",
 ]

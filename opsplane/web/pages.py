@@ -17,6 +17,7 @@ from opsplane.events.summary import describe
 from opsplane.health.history import Series
 from opsplane.health.models import ProbeResult, State
 from opsplane.health.status import ComponentStatus, assess
+from opsplane.links import web_link
 from opsplane.metrics.scrape import ScrapeStatus
 from opsplane.timefmt import span_words
 from opsplane.units import Unit, format_value
@@ -229,7 +230,7 @@ def service_detail(plane: ControlPlane, name: str, chosen: ChartRange | None = N
         status=status,
         description=component.description,
         runbook=runbook,
-        runbook_is_link=bool(runbook and runbook.startswith(("https://", "http://"))),
+        runbook_is_link=web_link(runbook) is not None,
         checks=checks,
         depends_on=[neighbour(d) for d in component.depends_on],
         dependants=[neighbour(d) for d in dependants],

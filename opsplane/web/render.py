@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
+from opsplane.links import web_link
 from opsplane.timefmt import span_words
 from opsplane.units import Unit, format_value
 from opsplane.web import pages
@@ -48,6 +49,7 @@ def environment() -> jinja2.Environment:
         bytes=lambda value: format_value(value, Unit.BYTES),
         timestamp=timestamp,
         state_class=state_class,
+        web_link=web_link,  # an http(s) address, or None: anything else is shown as text
     )
     return env
 

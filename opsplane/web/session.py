@@ -1,31 +1,47 @@
-"""Dashboard sign-in: an API token entered once, carried in a cookie the page scripts cannot read.
+"""Dashboard sign-in: a session kept in the store, its random id in a cookie the page scripts
+cannot read.
 
-The cookie holds the token itself (HttpOnly, SameSite=Strict, Secure over HTTPS, no expiry:
-it ends with the browser session), and every page checks it with `auth.service.authenticate`,
-so a revoked token locks its holder out on the next page load. There is no server-side session
-state to lose on a restart.
+Signing in checks the token once and starts a session (`auth.sessions`); the cookie carries
+only the session's id, never the token (HttpOnly, SameSite=Strict, Secure over HTTPS, Path=/ui,
+Max-Age the session's lifetime). Every page resumes the session: signing out deletes it, so the
+old cookie is refused; so is one unused for server.session_idle_timeout, one older than
+server.session_lifetime, and every session of a token that is revoked or has expired.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from fastapi import HTTPException, Request, status
 from starlette.concurrency import run_in_threadpool
 
-from opsplane.auth.service import Principal, Role, authenticate
+from opsplane.auth import sessions
+from opsplane.auth.service import Principal, Role
 from opsplane.errors import AuthError
+
+if TYPE_CHECKING:
+    from opsplane.server import ControlPlane
 
 COOKIE = "opsplane_session"
 LOGIN_PATH = "/ui/login"
 HOME_PATH = "/ui/"
 
 
-def cookie_header(token: str, *, secure: bool) -> str:
-    """The Set-Cookie value that signs a browser in."""
+def policy(plane: ControlPlane) -> sessions.SessionPolicy:
+    """How long the dashboard's sessions last, from the inventory's `server` section."""
+    server = plane.inventory.server
+    return sessions.SessionPolicy(idle=timedelta(seconds=server.session_idle_timeout),
+                                  lifetime=timedelta(seconds=server.session_lifetime))
+
+
+def cookie_header(session_id: str, *, secure: bool, max_age: timedelta) -> str:
+    """The Set-Cookie value that signs a browser in: the session's id, nothing else."""
     # Scoped to the dashboard: the API takes bearer tokens only and never sees the cookie.
-    flags = "; Path=/ui; HttpOnly; SameSite=Strict" + ("; Secure" if secure else "")
-    return f"{COOKIE}={token}{flags}"
+    flags = (f"; Path=/ui; Max-Age={int(max_age.total_seconds())}; HttpOnly; SameSite=Strict"
+             + ("; Secure" if secure else ""))
+    return f"{COOKIE}={session_id}{flags}"
 
 
 def expired_cookie_header() -> str:
@@ -63,13 +79,15 @@ def same_origin(request: Request) -> bool:
     return urlsplit(origin).netloc == request.headers.get("host")
 
 
-async def principal_for(request: Request, token: str) -> Principal:
-    """Authenticate `token` against the store of the control plane serving `request`."""
-    store = request.app.state.plane.store
+async def principal_for(request: Request, session_id: str) -> Principal:
+    """Who holds the session `session_id` in the store of the control plane serving `request`."""
+    plane = request.app.state.plane
+    lasting = policy(plane)
 
     def check() -> Principal:
-        with store.session() as session:
-            return authenticate(session, token=token)
+        with plane.store.session() as session:
+            return sessions.resume(session, session_id=session_id, now=plane.clock.now(),
+                                   policy=lasting)
 
     return await run_in_threadpool(check)
 
@@ -77,20 +95,21 @@ async def principal_for(request: Request, token: str) -> Principal:
 class SessionGuard:
     """The role check of every dashboard page: `Depends(SessionGuard(Role.VIEWER))`.
 
-    Like `auth.deps.RoleGuard`, but for a browser: no cookie, or a cookie whose token is
-    unknown or revoked, sends the browser to the sign-in page (and clears the cookie).
+    Like `auth.deps.RoleGuard`, but for a browser: no cookie, or a cookie whose session has
+    ended (signed out, idle, too old, its token revoked or expired) or never was, sends the
+    browser to the sign-in page (and clears the cookie).
     """
 
     def __init__(self, role: Role) -> None:
         self.role = role
 
     async def __call__(self, request: Request) -> Principal:
-        token = request.cookies.get(COOKIE)
-        if not token:
+        session_id = request.cookies.get(COOKIE)
+        if not session_id:
             raise HTTPException(status.HTTP_303_SEE_OTHER, "sign in first",
                                 headers={"Location": login_url(request)})
         try:
-            principal = await principal_for(request, token)
+            principal = await principal_for(request, session_id)
         except AuthError:
             raise HTTPException(status.HTTP_303_SEE_OTHER, "sign in again",
                                 headers={"Location": login_url(request),

@@ -1,18 +1,23 @@
 """What the public status page says, and nothing more: the mapping from internal state to
 customer words, and the one read of the store behind each view.
 
-Only these leave the control plane: component names (hosts are left out: their names are
-machines'), a public state per component, incidents that have at least one public update (with
-title, impact, status and those public updates' summaries), standing maintenance notices, and
-daily uptime. Check names, reasons, addresses, hosts, ports, people and private updates never
-do: the values built here hold none of them, so no template can show them by mistake.
+Only these leave the control plane: the names of the components on the page (not hosts,
+whose names are machines', and not those with `status_page: false`), a public state per
+component, incidents that have at least one public update (with a public title, the public
+components they touch, impact, status and those public updates' summaries), standing
+maintenance notices, and daily uptime. An incident's own title and service are internal (a
+rule writes "db-host-7: check tcp failed 3 times in a row"): the page shows the title a
+responder gave it for the public, else words made from its severity, and a component off the
+page stands for the public components that depend on it (`PublicNames`). Check names, reasons,
+addresses, hosts, ports, people and private updates never leave: the values built here hold
+none of them, so no template can show them by mistake.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -66,6 +71,10 @@ _RANK = {PublicState.NO_DATA: -1, PublicState.OPERATIONAL: 0, PublicState.MAINTE
 SEVERITY_STATE = {"P0": PublicState.MAJOR_OUTAGE, "P1": PublicState.PARTIAL_OUTAGE,
                   "P2": PublicState.DEGRADED, "P3": PublicState.DEGRADED}
 IMPACT = {"P0": "critical", "P1": "major", "P2": "minor", "P3": "minor"}
+# An incident's public title when no responder gave one: its severity's words, then "of" and
+# the public components it touches, when it touches any.
+GENERIC_TITLE = {"P0": "Major outage", "P1": "Service disruption", "P2": "Degraded performance",
+                 "P3": "Degraded performance"}
 # Before a person has said anything, an incident is being investigated as far as customers know.
 PUBLIC_STATUS = {Status.TRIGGERED.value: "investigating", Status.ACKNOWLEDGED.value: "investigating"}
 HEADLINE = {PublicState.OPERATIONAL: "All systems operational",
@@ -135,7 +144,7 @@ class PublicUpdate:
 class PublicIncident:
     ref: str
     title: str
-    component: str
+    components: tuple[str, ...]  # public components only; () when it touches none of them
     impact: str
     status: str
     started_at: datetime
@@ -198,7 +207,7 @@ def _iso(at: datetime | None) -> str | None:
 
 
 def _incident_dict(incident: PublicIncident) -> dict[str, Any]:
-    return {"id": incident.ref, "title": incident.title, "component": incident.component,
+    return {"id": incident.ref, "title": incident.title, "components": list(incident.components),
             "impact": incident.impact, "status": incident.status,
             "started_at": incident.started_at.isoformat(),
             "resolved_at": incident.resolved_at.isoformat() if incident.resolved_at else None,
@@ -216,11 +225,69 @@ def public_components(plane: ControlPlane) -> list[tuple[str, str]]:
             if section in SECTION_TITLES and component.status_page]
 
 
+class PublicNames:
+    """What customers call each component of the inventory: itself when it is on the page;
+    otherwise (a host, a part kept off the page) the public components that depend on it, the
+    nearest ones through any others that are off the page too, in page order; nothing when no
+    public component depends on it, and nothing for a name the inventory does not know."""
+
+    def __init__(self, shown: Sequence[str], depends_on: Mapping[str, Sequence[str]]) -> None:
+        self._order = {name: n for n, name in enumerate(shown)}
+        self._dependants: dict[str, list[str]] = {}
+        for name, needs in depends_on.items():
+            for need in needs:
+                self._dependants.setdefault(need, []).append(name)
+        self._known = set(depends_on) | set(shown)
+        self._found: dict[str, tuple[str, ...]] = {}
+
+    def of(self, name: str) -> tuple[str, ...]:
+        if name not in self._found:
+            self._found[name] = self._walk(name) if name in self._known else ()
+        return self._found[name]
+
+    def of_all(self, names: Iterable[str]) -> tuple[str, ...]:
+        found = {public for name in names for public in self.of(name)}
+        return tuple(sorted(found, key=self._order.__getitem__))
+
+    def _walk(self, name: str) -> tuple[str, ...]:
+        if name in self._order:
+            return (name,)
+        found: set[str] = set()
+        seen, todo = {name}, [name]
+        while todo:
+            for dependant in self._dependants.get(todo.pop(), ()):
+                if dependant in seen:
+                    continue
+                seen.add(dependant)
+                if dependant in self._order:
+                    found.add(dependant)  # the nearest public one: what lies above it is its own
+                else:
+                    todo.append(dependant)
+        return tuple(sorted(found, key=self._order.__getitem__))
+
+
+def public_names(plane: ControlPlane, shown: Sequence[str]) -> PublicNames:
+    return PublicNames(shown, {name: c.depends_on for _, name, c in plane.inventory.components()})
+
+
+def public_title(given: str | None, severity: str, components: Sequence[str]) -> str:
+    """The title a responder gave the public, else 'Service disruption of orders' and the like."""
+    if given:
+        return given
+    words = GENERIC_TITLE.get(severity, GENERIC_TITLE["P2"])
+    return f"{words} of {_and(components)}" if components else words
+
+
+def _and(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def read_report(session: Session, plane: ControlPlane, *, now: datetime,
                 cache: UptimeCache | None = None) -> StatusReport:
     """Everything the page shows; a fresh `cache` spares the 90-day query."""
     components = public_components(plane)
     names = [name for name, _ in components]
+    public = public_names(plane, names)
     ours = {t.id: t.component for t in plane.targets}
     rows = [row for row in session.scalars(select(CheckState)) if ours.get(row.check_id) == row.component]
     monotonic = plane.clock.monotonic()
@@ -230,14 +297,16 @@ def read_report(session: Session, plane: ControlPlane, *, now: datetime,
         uptime = compute_uptime(session, plane, names, rows, now=now)
         if cache is not None:
             cache.put(monotonic, key, uptime)
-    notices = maintenance.get_shown(session, now=now)
+    notices = [replace(n, components=public.of_all(n.components))
+               for n in maintenance.get_shown(session, now=now)]
     active, resolved = read_incidents(session, now=now)
     states: dict[str, list[str]] = {}
     for row in rows:
         states.setdefault(row.component, []).append(row.state)
     severities: dict[str, list[str]] = {}
     for incident in active:
-        severities.setdefault(incident.service, []).append(incident.severity)
+        for name in public.of(incident.service):
+            severities.setdefault(name, []).append(incident.severity)
     under_way = {c for n in notices if n.active(now) for c in n.components}
     shown = tuple(PublicComponent(
         name=name, group=group, measured=uptime.get(name, ComponentUptime((), None)),
@@ -247,8 +316,8 @@ def read_report(session: Session, plane: ControlPlane, *, now: datetime,
     if overall_state in (PublicState.OPERATIONAL, PublicState.NO_DATA) and under_way:
         overall_state = PublicState.MAINTENANCE
     return StatusReport(platform=plane.inventory.platform.name, now=now, components=shown,
-                        active=tuple(_public(i, u) for i, u in active.items()),
-                        resolved=tuple(_public(i, u) for i, u in resolved.items()),
+                        active=tuple(_public(i, u, public) for i, u in active.items()),
+                        resolved=tuple(_public(i, u, public) for i, u in resolved.items()),
                         notices=tuple(notices), state=overall_state)
 
 
@@ -316,9 +385,12 @@ def read_incidents(session: Session, *, now: datetime) -> tuple[
     return active, resolved
 
 
-def _public(incident: IncidentRow, updates: Sequence[IncidentUpdateRow]) -> PublicIncident:
+def _public(incident: IncidentRow, updates: Sequence[IncidentUpdateRow],
+            public: PublicNames) -> PublicIncident:
+    components = public.of(incident.service)
     return PublicIncident(
-        ref=ref(incident.id), title=incident.title, component=incident.service,
+        ref=ref(incident.id), components=components,
+        title=public_title(incident.public_title, incident.severity, components),
         impact=IMPACT.get(incident.severity, "minor"),
         status=PUBLIC_STATUS.get(incident.status, incident.status),
         started_at=incident.started_at, resolved_at=incident.resolved_at,

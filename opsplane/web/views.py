@@ -15,22 +15,27 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from opsplane.auth.service import Principal, authenticate
+from opsplane.auth import sessions
+from opsplane.auth.service import Principal
 from opsplane.errors import AuthError
 from opsplane.events import service as events
-from opsplane.store import Store
+from opsplane.timefmt import span_words
 from opsplane.web.service_charts import ChartRange
 from opsplane.web.session import (
+    COOKIE,
     HOME_PATH,
     LOGIN_PATH,
     cookie_header,
     expired_cookie_header,
+    policy,
     safe_next,
     same_origin,
     viewer,
 )
+from opsplane.web.signin import limiter_for
 
 if TYPE_CHECKING:
+    from opsplane.server import ControlPlane
     from opsplane.web import pages
     from opsplane.web.instances import Instances, RuntimeView
 
@@ -73,40 +78,59 @@ def login_form(request: Request, next: str | None = Query(None)) -> Response:
 
 @router.post(LOGIN_PATH, include_in_schema=False)
 async def login(request: Request) -> Response:
-    """Check the token; on success set the session cookie and go where the user was headed."""
+    """Check the token; on success start a session, set its cookie and go where the user was
+    headed. An address that failed too often is answered 429 without its token being read."""
     if not same_origin(request):
         return page(request, "login.html", status_code=403, next=HOME_PATH,
                     error="This sign-in form was sent from another site. Open the dashboard "
                           "directly and sign in there.")
+    client = request.client.host if request.client else "unknown"
+    limiter = limiter_for(request.app)
+    wait = limiter.retry_after(client)
+    if wait is not None:
+        refused = page(request, "login.html", status_code=429, next=HOME_PATH,
+                       error=f"Too many failed sign-ins from this address. Try again in "
+                             f"{span_words(wait)}.")
+        refused.headers["Retry-After"] = str(wait)
+        return refused
     form = await read_form(request)
     target = safe_next(form.get("next"))
     token = form.get("token", "").strip()
     if not token:
         return page(request, "login.html", status_code=400, next=target,
                     error="Enter an API token (`opsplane token create --role viewer` makes one).")
-    client = request.client.host if request.client else "unknown"
-    principal = await run_in_threadpool(_sign_in, request.app.state.plane.store, token, client)
-    if principal is None:
-        return page(request, "login.html", status_code=401, next=target,
-                    error="That token is unknown or revoked. Check it, or ask an admin for a "
-                          "new one (`opsplane token create`).")
-    secure = request.url.scheme == "https"
-    return RedirectResponse(target, status_code=303,
-                            headers={"Set-Cookie": cookie_header(token, secure=secure)})
+    plane = request.app.state.plane
+    started = await run_in_threadpool(_sign_in, plane, token, client)
+    if isinstance(started, str):
+        limiter.failed(client, started)
+        return page(request, "login.html", status_code=401, next=target, error=_refusal(started))
+    limiter.succeeded(client)
+    session_id, _ = started
+    header = cookie_header(session_id, secure=request.url.scheme == "https",
+                           max_age=policy(plane).lifetime)
+    return RedirectResponse(target, status_code=303, headers={"Set-Cookie": header})
 
 
-def _sign_in(store: Store, token: str, client: str) -> Principal | None:
-    """Authenticate and record the attempt either way: sign-ins are part of the audit trail."""
-    with store.session() as session:
+def _sign_in(plane: ControlPlane, token: str, client: str) -> tuple[str, Principal] | str:
+    """A new session for `token` and who holds it, recorded as `ui.login`; or why the token may
+    not sign in (failures are counted and recorded by `signin.SignInLimiter`)."""
+    with plane.store.session() as session:
         try:
-            principal = authenticate(session, token=token)
+            session_id, principal = sessions.start(session, token=token, client=client,
+                                                   now=plane.clock.now(), policy=policy(plane))
         except AuthError as exc:
-            events.record(session, kind="ui.login_failed", actor="anonymous", target="dashboard",
-                          outcome="denied", details={"client": client, "reason": str(exc)})
-            return None
+            return str(exc)
         events.record(session, kind="ui.login", actor=principal.actor, target="dashboard",
-                      outcome="success", details={"client": client, "role": principal.role.value})
-        return principal
+                      outcome="success", details={"client": client, "role": principal.role.value},
+                      clock=plane.clock)
+        return session_id, principal
+
+
+def _refusal(reason: str) -> str:
+    if "expired" in reason:
+        return f"That token can no longer sign in: {reason}."
+    return ("That token is unknown or revoked. Check it, or ask an admin for a new one "
+            "(`opsplane token create`).")
 
 
 async def read_form(request: Request) -> dict[str, str]:
@@ -121,7 +145,22 @@ async def read_form(request: Request) -> dict[str, str]:
 
 
 @router.post("/ui/logout", include_in_schema=False)
-def logout(request: Request, _: Principal = Depends(viewer)) -> Response:
+async def logout(request: Request, principal: Principal = Depends(viewer)) -> Response:
+    """End the session: its cookie is refused from now on, in this browser and any copy."""
+    if not same_origin(request):
+        return page(request, "login.html", status_code=403, next=HOME_PATH,
+                    error="This sign-out was sent from another site; you are still signed in.")
+    plane = request.app.state.plane
+    session_id = request.cookies.get(COOKIE, "")
+    client = request.client.host if request.client else "unknown"
+
+    def end() -> None:
+        with plane.store.session() as session:
+            if sessions.end(session, session_id=session_id):
+                events.record(session, kind="ui.logout", actor=principal.actor, target="dashboard",
+                              outcome="success", details={"client": client}, clock=plane.clock)
+
+    await run_in_threadpool(end)
     return RedirectResponse(LOGIN_PATH, status_code=303,
                             headers={"Set-Cookie": expired_cookie_header()})
 

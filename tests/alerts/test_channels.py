@@ -45,9 +45,10 @@ def _channels(pagerduty_url: str) -> ChannelsSettings:
     }})
 
 
-def _alerting(store: Store, clock: ManualClock, switch: Switch, channels: ChannelsSettings) -> Alerting:
+def _alerting(store: Store, clock: ManualClock, switch: Switch, channels: ChannelsSettings,
+              rules: Sequence[dict[str, object]] = (PAGE,)) -> Alerting:
     settings = AlertingSettings.model_validate({
-        "rules": [PAGE], "builtin_rules": {"enabled": False},
+        "rules": list(rules), "builtin_rules": {"enabled": False},
         "route": {"receiver": "oncall", "group_wait": "0s", "group_interval": "1m"},
         "receivers": {"oncall": {"channels": ["pager", "chat"]}},
     })
@@ -108,6 +109,35 @@ def test_the_dispatcher_delivers_the_page_to_pagerduty_as_trigger_then_resolve(
     assert bodies[0]["payload"]["severity"] == "critical"
     assert bodies[0]["payload"]["summary"] == "[P0] payments: payments does not answer"
     assert {"href": "https://runbooks.example/payments", "text": "Runbook"} in bodies[0]["links"]
+
+
+def test_a_page_whose_rule_is_removed_is_resolved_at_pagerduty_and_the_message_says_why(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PD_KEY", "routing-key-1")
+    with LocalHttpServer({"/v2/enqueue": Reply(202, b'{"status":"success"}', "application/json")}) as pd:
+        clock, switch = ManualClock(T0), Switch()
+        channels = _channels(pd.url("/v2/enqueue"))
+        dispatcher = Dispatcher(store, channels)
+        switch.down = True
+        _alerting(store, clock, switch, channels).run_once()
+        dispatcher.run_once(clock.now())
+        without = _alerting(store, clock, switch, channels, rules=[])  # serve restarted, the rule deleted
+        clock.advance(15)
+        without.run_once()
+        clock.advance(60)
+        without.run_once()
+        dispatcher.run_once(clock.now())
+        dispatcher.close()
+        bodies = [json.loads(seen.body) for seen in pd.seen]
+    assert [b["event_action"] for b in bodies] == ["trigger", "resolve"]
+    assert bodies[0]["dedup_key"] == bodies[1]["dedup_key"]
+    with store.session() as session:
+        rows = notify.get_all(session)
+    [resolve] = [row for row in rows if (row.channel, row.status) == ("chat", "resolve")]
+    assert resolve.payload["details"] == (
+        'RESOLVED PaymentsDown (payments) at 1: payments does not answer '
+        '(rule PaymentsDown{severity="P0"} was removed from the configuration)')
 
 
 def _group(*alerts_: object, resolved: tuple[object, ...] = ()) -> Notification:

@@ -91,8 +91,11 @@ def test_routes_receivers_and_dependency_inhibitions_are_exported(tmp_path: Path
     assert pager["http_config"] == {"authorization": {"credentials_file": "/run/secrets/pager"}}
     assert receivers["slack"]["webhook_configs"][0]["send_resolved"] is False
     inhibit = exported.alertmanager["inhibit_rules"]
-    assert {"source_matchers": ['service="postgres"'],
+    assert {"source_matchers": ['service="postgres"', 'severity="P0"'],
             "target_matchers": ['service=~"gateway|orders|payments"'], "equal": ["env"]} in inhibit
+    assert {"source_matchers": ['service="postgres"', 'severity="P2"'],
+            "target_matchers": ['service=~"gateway|orders|payments"', 'severity=~"P2|P3"'],
+            "equal": ["env"]} in inhibit
     assert any("SLACK_TOKEN" in note for note in exported.notes)
     assert any("patching" in note for note in exported.notes)
     written = yaml.safe_load(write(exported, tmp_path)[1].read_text())
@@ -127,8 +130,12 @@ def test_export_prometheus_command_writes_both_files_from_the_inventory(
     rules_file, alertmanager_file = (Path(p) for p in yaml.safe_load(result.output)["files"])
     assert yaml.safe_load(rules_file.read_text())["groups"][0]["rules"][0]["alert"] == "DatabaseDown"
     inhibit = yaml.safe_load(alertmanager_file.read_text())["inhibit_rules"]
-    assert inhibit == [{"source_matchers": ['service="postgres"'], "target_matchers": ['service=~"orders"'],
-                        "equal": ["env"]}]
+    assert [(r["source_matchers"], r["target_matchers"]) for r in inhibit] == [
+        (['service="postgres"', 'severity="P0"'], ['service=~"orders"']),
+        (['service="postgres"', 'severity="P1"'], ['service=~"orders"', 'severity=~"P1|P2|P3"']),
+        (['service="postgres"', 'severity="P2"'], ['service=~"orders"', 'severity=~"P2|P3"']),
+        (['service="postgres"', 'severity="P3"'], ['service=~"orders"', 'severity="P3"']),
+    ]
 
 
 UNIT_VALUES = [("ratio", 0.0534), ("percent", 99.5), ("seconds", 0.25), ("bytes", 4.2e9), ("count", 3.0),

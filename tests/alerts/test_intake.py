@@ -283,6 +283,23 @@ def test_an_end_that_passed_while_serve_was_down_is_still_notified(receiving: Re
         assert service.get_all(session) == []
 
 
+def test_a_resolution_that_could_not_be_delivered_keeps_the_alert_until_it_is(receiving: Receiving) -> None:
+    receiving.post(posted(ends_at=T0 + timedelta(minutes=4)))
+    receiving.cycle()
+    receiving.cycle(after=10)
+    receiving.post(posted(ends_at=receiving.clock.now()))
+    receiving.webhook.status = 503
+    receiving.cycle(after=60)
+    receiving.cycle(after=RESOLVED_RETENTION.total_seconds() + 300)  # the pager is still down
+    receiving.webhook.status = 200
+    tried = len(receiving.pages())
+    receiving.cycle(after=60)
+    assert receiving.pages()[tried:] == [("resolved", "InstanceDown")]
+    receiving.cycle(after=60)
+    with receiving.store.session() as session:
+        assert service.get_all(session) == []
+
+
 def test_a_sender_holds_at_most_its_limit_counting_what_a_running_cycle_took() -> None:
     inbox = AlertInbox(ManualClock(T0), max_per_sender=2)
     later = T0 + timedelta(minutes=4)

@@ -78,7 +78,7 @@ def test_restart_while_firing_neither_loses_nor_refires_the_alert(store: Store) 
     assert restarted.cycle([]) == [("firing", "resolved")]
 
 
-def test_restart_while_resolved_keeps_the_resolution_until_retention_ends(store: Store) -> None:
+def test_restart_while_resolved_keeps_the_resolution_until_it_is_sent(store: Store) -> None:
     clock = ManualClock(T0)
     first = ControlPlaneLike(store, clock)
     first.cycle([(ORDERS, 0.05)])
@@ -89,7 +89,10 @@ def test_restart_while_resolved_keeps_the_resolution_until_retention_ends(store:
     restarted = ControlPlaneLike(store, clock)
     assert [a.state for a in restarted.alerts] == [AlertState.RESOLVED]
     clock.advance(15 * 60)
-    assert restarted.cycle([]) == []
+    assert restarted.cycle([]) == [] and restarted.sent == 1  # the resolution, then forgotten
+    assert _state(store) == [AlertState.RESOLVED]
+    clock.advance(15)
+    restarted.cycle([])
     assert _state(store) == []
 
 
@@ -184,7 +187,9 @@ def test_a_change_of_state_writes_that_alert_alone(store: Store) -> None:
     with rows_written(store) as written:
         assert plane.cycle(_many(50)[1:]) == [("firing", "resolved")]
     assert written == ["UPDATE"]
-    clock.advance(15 * 60)
+    clock.advance(5 * 60)
+    plane.cycle(_many(50)[1:])  # its resolution is sent
+    clock.advance(10 * 60)
     with rows_written(store) as forgotten:
         plane.cycle(_many(50)[1:])
     assert forgotten == ["DELETE"]  # the resolved alert, after its retention

@@ -16,6 +16,7 @@ from opsplane.alerts.routing import (
     due_notifications,
     group_alerts,
     match_routes,
+    owed_resolutions,
 )
 from opsplane.alerts.state import Alert, AlertState
 from tests.alerts.factories import T0, alert
@@ -134,6 +135,46 @@ def test_a_changed_group_is_notified_after_group_interval() -> None:
     payments = alert(service="payments", at=T0 + timedelta(seconds=60))
     assert notifier.at(329, [orders, payments]) == []
     assert _shown(notifier.at(330, [orders, payments])) == [(["orders", "payments"], [])]
+
+
+def test_silencing_one_alert_of_a_notified_group_is_no_news_for_the_others() -> None:
+    notifier = Notifier()
+    orders, payments = alert(service="orders"), alert(service="payments")
+    notifier.at(30, [orders, payments])
+    silence = Muted(silenced={payments.fingerprint: [3]}, inhibited={})
+    assert notifier.at(330, [orders, payments], silence) == []
+    assert _shown(notifier.at(30 + 4 * 3600, [orders, payments], silence)) == [(["orders"], [])]
+    # the silence ends: payments is news again for a receiver last told only of orders
+    assert _shown(notifier.at(30 + 4 * 3600 + 300, [orders, payments])) == [(["orders", "payments"], [])]
+
+
+def test_a_resolution_the_receiver_does_not_want_is_no_news_for_the_others() -> None:
+    notifier = Notifier(send_resolved=False)
+    orders, payments = alert(service="orders"), alert(service="payments")
+    notifier.at(30, [orders, payments])
+    over = alert(service="payments", state=AlertState.RESOLVED, at=T0 + timedelta(seconds=60))
+    assert notifier.at(330, [orders, over]) == []
+    assert _shown(notifier.at(30 + 4 * 3600, [orders, over])) == [(["orders"], [])]
+
+
+def test_an_alert_that_fired_again_since_the_last_notification_is_news() -> None:
+    notifier = Notifier(send_resolved=False)
+    notifier.at(30, [alert(service="orders"), alert(service="payments")])
+    again = alert(service="payments", at=T0 + timedelta(seconds=900))
+    assert _shown(notifier.at(900, [alert(service="orders"), again])) == [(["orders", "payments"], [])]
+
+
+def test_a_resolution_is_owed_to_receivers_told_it_fired_that_want_resolutions() -> None:
+    notifier = Notifier()
+    orders, payments = alert(service="orders"), alert(service="payments", at=T0 + timedelta(seconds=60))
+    notifier.at(30, [orders])
+    over = [alert(service=name, state=AlertState.RESOLVED, at=T0 + timedelta(seconds=90))
+            for name in ("orders", "payments")]
+    assert owed_resolutions(over, tree=SIMPLE, sent=notifier.log) == {orders.fingerprint}
+    assert owed_resolutions(over, tree=SIMPLE, sent=notifier.log, send_resolved={"ops": False}) == set()
+    notifier.at(330, over)
+    assert owed_resolutions(over, tree=SIMPLE, sent=notifier.log) == set()
+    assert payments.fingerprint == over[1].fingerprint  # resolved before any notification: owed to none
 
 
 def test_a_resolved_alert_is_notified_once_and_only_if_it_was_notified_firing() -> None:

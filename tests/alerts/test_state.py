@@ -3,12 +3,14 @@ keep_firing_for, and failures of the query engine."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from datetime import datetime
 
 import pytest
 
 from opsplane.alerts.state import (
+    RESOLVED_KEPT_AT_MOST,
+    RESOLVED_REASON,
     RESOLVED_RETENTION,
     Alert,
     AlertState,
@@ -33,9 +35,9 @@ class RuleRun:
         self.alerts: dict[str, Alert] = {}
         self.transitions: list[tuple[str, str]] = []
 
-    def step(self, samples: Sequence[Sample], seconds: float = 0) -> list[Alert]:
+    def step(self, samples: Sequence[Sample], seconds: float = 0, owed: Container[str] = ()) -> list[Alert]:
         self.clock.advance(seconds)
-        result = evaluate_rule(self.rule, samples, self.alerts, self.clock.now())
+        result = evaluate_rule(self.rule, samples, self.alerts, self.clock.now(), owed)
         self.alerts = {a.fingerprint: a for a in result.alerts}
         self.transitions += [(t.before.value, t.after.value) for t in result.transitions]
         return result.alerts
@@ -88,6 +90,17 @@ def test_a_firing_alert_resolves_when_its_series_disappears_and_is_kept_for_rece
     assert run.state() is AlertState.RESOLVED
     assert run.step([], 1) == []
     assert run.transitions == [("inactive", "firing"), ("firing", "resolved")]
+
+
+def test_a_resolution_a_receiver_still_waits_for_keeps_the_alert_for_at_most_a_day() -> None:
+    run = RuleRun()
+    run.step([(ORDERS, 0.05)])
+    (alert,) = run.step([], 15)
+    owed = {alert.fingerprint}
+    run.step([], RESOLVED_RETENTION.total_seconds(), owed)
+    run.step([], RESOLVED_KEPT_AT_MOST.total_seconds() - RESOLVED_RETENTION.total_seconds() - 1, owed)
+    assert run.state() is AlertState.RESOLVED
+    assert run.step([], 1, owed) == []
 
 
 def test_a_series_back_after_resolving_is_a_new_alert_that_waits_for_again() -> None:
@@ -164,11 +177,37 @@ def test_a_failing_query_keeps_the_rules_alerts_as_they_were_and_reports_the_err
     assert [(t.alert.name, t.after) for t in second.transitions] == [("ServiceDown", AlertState.FIRING)]
 
 
-def test_alerts_of_a_rule_removed_from_the_inventory_are_dropped() -> None:
-    errors = rule("HighErrorRate")
-    first = evaluate_rules([errors], _engine({errors.expr: [(ORDERS, 0.05)]}), [], T0)
-    second = evaluate_rules([], _engine({}), first.alerts, T0)
-    assert second.alerts == [] and second.dropped == [first.alerts[0].fingerprint]
+def test_a_rule_removed_from_the_inventory_resolves_its_firing_alerts_and_forgets_pending_ones() -> None:
+    errors, slow = rule("HighErrorRate"), rule("SlowQueries", **{"for": "5m"})
+    engine = _engine({errors.expr: [(ORDERS, 0.05)], slow.expr: [(ORDERS, 2.0)]})
+    first = evaluate_rules([errors, slow], engine, [], T0)
+    later = T0.replace(minute=1)
+    second = evaluate_rules([], _engine({}), first.alerts, later)
+    (resolved,) = second.alerts
+    reason = 'rule HighErrorRate{severity="P1"} was removed from the configuration'
+    assert resolved.state is AlertState.RESOLVED and resolved.resolved_at == later
+    assert resolved.annotations[RESOLVED_REASON] == reason
+    assert [(t.alert.name, t.after, t.reason) for t in second.transitions] == [
+        ("HighErrorRate", AlertState.RESOLVED, reason),
+        ("SlowQueries", AlertState.INACTIVE, reason.replace("HighErrorRate", "SlowQueries")),
+    ]
+    assert second.dropped == [a.fingerprint for a in first.alerts if a.name == "SlowQueries"]
+
+
+def test_a_rule_whose_severity_changed_is_another_rule_and_one_whose_expression_changed_is_not() -> None:
+    warning = rule("HighCpu", severity="P2", keep_firing_for="10m")
+    first = evaluate_rules([warning], _engine({warning.expr: [(ORDERS, 0.8)]}), [], T0)
+    critical = rule("HighCpu", severity="P1")
+    second = evaluate_rules([critical], _engine({critical.expr: [(ORDERS, 0.8)]}), first.alerts, T0)
+    assert sorted((a.labels["severity"], a.state.value) for a in second.alerts) == [("P1", "firing"),
+                                                                                     ("P2", "resolved")]
+    (why,) = [t.reason for t in second.transitions if t.after is AlertState.RESOLVED]
+    assert why == 'rule HighCpu{severity="P2"} was changed; the configuration has HighCpu{severity="P1"} now'
+    stricter = rule("HighCpu", severity="P1", expr="cpu > 0.9", annotations={"summary": "hot"})
+    third = evaluate_rules([stricter], _engine({"cpu > 0.9": [(ORDERS, 0.95)]}), second.alerts, T0)
+    kept = [a for a in third.alerts if a.labels["severity"] == "P1"]
+    assert [(a.state, a.fired_at, a.annotations["summary"]) for a in kept] == [(AlertState.FIRING, T0, "hot")]
+    assert third.transitions == []
 
 
 def test_rule_ids_tell_warning_and_critical_levels_apart() -> None:

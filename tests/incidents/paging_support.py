@@ -1,6 +1,6 @@
 """What the paging tests share: the channels and contact mapping of a small platform, its
 inventory built through the real loader, and short ways to open an incident, run one paging
-cycle at a minute after T0 and read back what the outbox holds."""
+cycle at a minute after T0, deliver what it queued and read back what the outbox holds."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from opsplane.config.models import Inventory
 from opsplane.incidents import paging, service
 from opsplane.incidents.models import IncidentsSettings
 from opsplane.notify import service as notify
+from opsplane.notify.dispatcher import Dispatcher, drivers_from
 from opsplane.store import Store
+from tests.notify.factories import ScriptedDriver, seeded
 from tests.oncall.factories import T0, oncall_data
 
 MINUTE = timedelta(minutes=1)
@@ -51,10 +53,27 @@ def page(store: Store, inventory: Inventory, at: timedelta) -> paging.PagingRepo
         return paging.page(session, inventory=inventory, now=T0 + at)
 
 
+def deliver(store: Store, inventory: Inventory, at: timedelta) -> None:
+    """One dispatcher pass at T0 + `at` whose every receiver takes what it is sent: the pages
+    queued so far reach their people (only a page that did is followed by the acknowledge or
+    resolve)."""
+    drivers = {name: ScriptedDriver(name) for name in inventory.channels.named}
+    dispatcher = Dispatcher(store, inventory.channels, opener=drivers_from(drivers), random_source=seeded())
+    try:
+        dispatcher.run_once(T0 + at)
+    finally:
+        dispatcher.close()
+
+
 def rows(store: Store) -> list[tuple[str, str, str | None]]:
     """(channel, key, to) of every outbox row, in queue order."""
     with store.session() as session:
         return [(r.channel, r.key, r.payload.get("to")) for r in notify.get_all(session, limit=1000)]
+
+
+def keys(store: Store) -> list[str]:
+    """The key of every outbox row, in queue order."""
+    return [key for _, key, _ in rows(store)]
 
 
 def statuses(store: Store) -> list[tuple[str, str, str]]:

@@ -12,6 +12,8 @@ from opsplane.clock import ManualClock
 from opsplane.config.loader import loads
 from opsplane.events import service as events
 from opsplane.incidents import service
+from opsplane.notify import service as notify
+from opsplane.notify.models import Notification
 from opsplane.server import ControlPlane, create_app
 from opsplane.store import Store
 from tests.incidents.factories import T0
@@ -80,3 +82,21 @@ def test_unknown_incidents_are_not_found(client: TestClient, plane: ControlPlane
     assert client.get("/api/v1/incidents/42", headers=viewer).status_code == 404
     assert client.get("/api/v1/incidents/backend", headers=viewer).status_code == 404
     assert client.post("/api/v1/incidents/42/resolve", headers=responder).status_code == 404
+
+
+def test_resolving_through_the_api_withdraws_the_pages_not_sent_yet(tmp_path) -> None:
+    inventory = loads(INVENTORY + "channels:\n  named:\n    pager: {type: console}\n")
+    plane = ControlPlane(inventory, Store.open(f"sqlite:///{tmp_path}/o.db"), clock=ManualClock(T0))
+    number = _incident(plane)
+    page = Notification(key=f"escalation:{number}:p1:r0:s0:ana:pagerduty", group=f"incident:{number}",
+                        severity="P1", summary=f"INC-{number}: Checkout fails")
+    with plane.store.session() as session:
+        notify.enqueue(session, notification=page, channels=["pager"], settings=inventory.channels, now=T0)
+
+    resolved = TestClient(create_app(plane)).post(f"/api/v1/incidents/{number}/resolve",
+                                                  headers=_headers(plane, Role.RESPONDER))
+
+    assert resolved.status_code == 200
+    with plane.store.session() as session:
+        [row] = notify.get_all(session)
+        assert (row.state, row.reason) == ("withdrawn", f"INC-{number} resolved by responder-ana")

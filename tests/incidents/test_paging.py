@@ -62,6 +62,7 @@ def test_an_ack_at_minute_three_stops_the_escalation_and_queues_acknowledge_to_e
     incident = support.open_incident(store)
     for minute in range(0, 3):
         support.page(store, inventory, minute * MINUTE)
+        support.deliver(store, inventory, minute * MINUTE)
     with store.session() as session:
         service.acknowledge(session, incident_id=incident, actor="cli:ana", now=T0 + 3 * MINUTE)
     for minute in range(3, 91):
@@ -80,6 +81,7 @@ def test_resolving_queues_resolve_after_the_trigger_on_the_same_channels(store: 
     inventory = support.inventory()
     incident = support.open_incident(store)
     support.page(store, inventory, timedelta(0))
+    support.deliver(store, inventory, timedelta(0))
     with store.session() as session:
         service.resolve(session, incident_id=incident, actor="cli:ana", now=T0 + 2 * MINUTE,
                         settings=IncidentsSettings())
@@ -211,12 +213,13 @@ def test_a_page_arrives_at_pagerduty_the_sms_gateway_and_slack_through_the_dispa
                     "sms-gateway": {"type": "webhook", "url": sms.url("/sms")}}
         inventory = support.inventory(channels)
         incident = support.open_incident(store)
-        support.page(store, inventory, timedelta(0))
-        with store.session() as session:
-            service.acknowledge(session, incident_id=incident, actor="cli:ana", now=T0 + MINUTE)
-        support.page(store, inventory, MINUTE)
         dispatcher = Dispatcher(store, inventory.channels)
         try:
+            support.page(store, inventory, timedelta(0))
+            dispatcher.run_once(T0)
+            with store.session() as session:
+                service.acknowledge(session, incident_id=incident, actor="cli:ana", now=T0 + MINUTE)
+            support.page(store, inventory, MINUTE)
             dispatcher.run_once(T0 + MINUTE)
         finally:
             dispatcher.close()

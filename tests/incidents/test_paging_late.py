@@ -31,6 +31,7 @@ def test_a_step_that_fell_due_before_the_ack_pages_no_one_when_paging_runs_late(
     inventory = support.inventory()
     incident = support.open_incident(store)
     support.page(store, inventory, timedelta(0))
+    support.deliver(store, inventory, timedelta(0))
     # serve is down from minute 1 to minute 40: the secondary's step falls due at minute 5,
     # ana acknowledges at minute 10, and paging next runs at minute 40
     with store.session() as session:
@@ -47,6 +48,7 @@ def test_steps_that_fell_due_before_the_resolution_page_no_one_when_paging_runs_
     inventory = support.inventory()
     incident = support.open_incident(store)
     support.page(store, inventory, timedelta(0))
+    support.deliver(store, inventory, timedelta(0))
     with store.session() as session:  # the secondary (5 min) and the team lead (30 min) fell due
         service.resolve(session, incident_id=incident, actor="cli:ana", now=T0 + 32 * MINUTE,
                         settings=IncidentsSettings())

@@ -1,8 +1,11 @@
-"""The escalation's promise, checked by hypothesis over the real `page_cycle` on a real SQLite
-store with an injected clock: whatever sequence of incidents opened, acknowledgements,
-resolutions, raised severities, on-call overrides and paging cycles (on time, late, or twice
-at one instant), nobody is paged for a settled incident, and each cycle leaves every step
-then owed paged to exactly its people, once.
+"""The escalation's promise, checked by hypothesis over the real `page_cycle` and the real
+dispatcher on a real SQLite store with an injected clock, delivering to a real HTTP receiver on
+loopback: whatever sequence of incidents opened, acknowledgements, resolutions (also while a
+page is being sent), raised severities, on-call overrides, paging cycles (on time, late, or
+twice at one instant), dispatcher passes and receivers failing or throttling, nobody is
+paged for a settled incident, each cycle leaves every step then owed paged to exactly its
+people, once; no page reaches the receiver after its incident was settled unless its send had
+begun before; and the acknowledge or resolve goes to exactly those a page reached.
 
 The expectation is a model written apart from the code under test: step times in closed form,
 on-call people from the rotation and the overrides the model itself recorded."""
@@ -33,10 +36,13 @@ from opsplane.config.loader import loads
 from opsplane.incidents import paging, service
 from opsplane.incidents.models import AlertSignal, IncidentsSettings
 from opsplane.notify import service as notify
+from opsplane.notify.dispatcher import Dispatcher
 from opsplane.oncall import service as oncall
 from opsplane.store import Store
 from tests.incidents.paging_support import CHANNELS, CONTACTS
+from tests.notify.factories import seeded
 from tests.oncall.factories import PEOPLE, T0, oncall_data
+from tests.support.receivers import Answer, Received, RecordingReceiver
 
 # Policies in minutes: (delay, targets, via) per step; repeats make late runs skip rounds.
 POLICIES: dict[str, dict[str, Any]] = {
@@ -58,12 +64,14 @@ CHANNEL_OF = {**CONTACTS, "pagerduty": "pagerduty"}
 EXAMPLES = 60
 
 
-def _inventory_yaml() -> str:
+def _inventory_yaml(receiver: RecordingReceiver) -> str:
     policies = {name: {"steps": [{"delay": f"{delay}m", "notify": targets, "via": via}
                                  for delay, targets, via in spec["steps"]],
                        "repeat": spec.get("repeat", 0), "repeat_after": f"{spec.get('repeat_after', 30)}m"}
                 for name, spec in POLICIES.items()}
-    data = {"platform": {"name": "shop"}, "channels": {"named": CHANNELS},
+    # every channel a webhook to the one receiver, by path: what it takes names the row it was
+    channels = {name: {"type": "webhook", "url": receiver.url(f"/{name}")} for name in CHANNELS}
+    data = {"platform": {"name": "shop"}, "channels": {"named": channels},
             "oncall": oncall_data(contact_channels=CONTACTS, roles=ROLES, policies=policies,
                                   severities=SEVERITY_POLICY)}
     return yaml.safe_dump(data, sort_keys=False)
@@ -100,10 +108,13 @@ class _Failures(logging.Handler):
 
 
 class Escalations(RuleBasedStateMachine):
-    """One platform's incidents over a few simulated hours; `template` is a migrated store."""
+    """One platform's incidents over a few simulated hours; `template` is a migrated store,
+    `receiver` the HTTP receiver behind every channel, answering for the machine running."""
 
     template: ClassVar[Path]
     workdir: ClassVar[Path]
+    receiver: ClassVar[RecordingReceiver]
+    running: ClassVar[Escalations | None] = None
     _stores = itertools.count()
 
     def __init__(self) -> None:
@@ -112,7 +123,18 @@ class Escalations(RuleBasedStateMachine):
         shutil.copy(self.template, path)
         self.path = path
         self.store = Store.open(f"sqlite:///{path}")
-        self.inventory = loads(_inventory_yaml(), "opsplane.yaml")
+        self.inventory = loads(_inventory_yaml(self.receiver), "opsplane.yaml")
+        self.dispatcher = Dispatcher(self.store, self.inventory.channels, clock=ManualClock(T0),
+                                     random_source=seeded())
+        self.first_request = len(self.receiver.requests)  # this run's requests come after
+        self.failing: dict[str, int] = {}  # channel -> the status its receiver answers instead of 202
+        # "ack" or "resolve" while the next page is sent, with " failing" when it is then refused
+        self.settle_during_send: str | None = None
+        # incident -> requests the receiver had got when its settling committed: any of its
+        # pages the receiver takes from then on had no business going out
+        self.settled_after: dict[int, int] = {}
+        self.handler_errors: list[BaseException] = []
+        Escalations.running = self
         self.now = T0
         self.incidents: list[Incident] = []
         self.overrides: list[tuple[str, str, datetime, datetime]] = []  # in the order recorded
@@ -124,9 +146,41 @@ class Escalations(RuleBasedStateMachine):
         logging.getLogger(paging.__name__).addHandler(self.failures)
 
     def teardown(self) -> None:
+        Escalations.running = None
         logging.getLogger(paging.__name__).removeHandler(self.failures)
+        self.dispatcher.close()
         self.store.close()
         self.path.unlink(missing_ok=True)
+
+    @classmethod
+    def answer(cls, number: int, request: Received) -> Answer:
+        """The receiver's answer, decided by the machine running; it may settle an incident
+        while the page is being sent (the page was claimed first: it may go out)."""
+        machine = cls.running
+        if machine is None:
+            return Answer()
+        try:
+            fail = machine._settle_while_sending(request)
+        except BaseException as exc:  # seen by the next dispatch rule
+            machine.handler_errors.append(exc)
+            fail = False
+        status = 503 if fail else machine.failing.get(request.path.strip("/"))
+        if status == 429:
+            return Answer(429, b"slow down", headers=(("Retry-After", "30"),))
+        return Answer(status, b"unavailable") if status else Answer()
+
+    def _settle_while_sending(self, request: Received) -> bool:
+        """Settle the incident of the page being sent if the machine said so; True when that
+        page's receiver is to fail it."""
+        body = request.json()
+        if self.settle_during_send is None or not body["key"].startswith("escalation:"):
+            return False
+        incident = next(i for i in self.incidents if i.id == int(body["key"].split(":")[1]))
+        if incident.settled_at() is not None:
+            return False
+        how, self.settle_during_send = self.settle_during_send, None
+        self._settle(incident, resolve=how.startswith("resolve"), in_flight=1)
+        return how.endswith("failing")
 
     # --- what happens -------------------------------------------------------------------------
 
@@ -159,19 +213,52 @@ class Escalations(RuleBasedStateMachine):
     def respond(self, data: st.DataObject, resolve: bool) -> None:
         """A responder acknowledges an incident nobody holds yet, or resolves an open one."""
         if resolve:
-            incident = data.draw(st.sampled_from([i for i in self.incidents if i.resolved_at is None]))
-            with self.store.session() as session:
-                service.resolve(session, incident_id=incident.id, actor="cli:ana", now=self.now,
-                                settings=IncidentsSettings())
-            incident.resolved_at = self.now
-            incident.acknowledged_at = incident.acknowledged_at or self.now
+            self._settle(data.draw(st.sampled_from([i for i in self.incidents if i.resolved_at is None])),
+                         resolve=True)
             return
         waiting = [i for i in self.incidents if i.settled_at() is None]
         if waiting:
-            incident = data.draw(st.sampled_from(waiting))
-            with self.store.session() as session:
+            self._settle(data.draw(st.sampled_from(waiting)), resolve=False)
+
+    @precondition(lambda self: any(i.settled_at() is None for i in self.incidents))
+    @rule(resolve=st.booleans(), fail=st.booleans())
+    def respond_while_a_page_is_sent(self, resolve: bool, fail: bool) -> None:
+        """A dispatcher pass in which the first page of an incident nobody holds yet that the
+        receiver gets makes someone acknowledge or resolve it, while that page's send is in
+        flight; and that receiver may then fail the page (503)."""
+        self.settle_during_send = ("resolve" if resolve else "ack") + (" failing" if fail else "")
+        try:
+            self.dispatch()
+        finally:
+            self.settle_during_send = None
+
+    def _settle(self, incident: Incident, *, resolve: bool, in_flight: int = 0) -> None:
+        with self.store.session() as session:
+            if resolve:
+                service.resolve(session, incident_id=incident.id, actor="cli:ana", now=self.now,
+                                settings=IncidentsSettings())
+            else:
                 service.acknowledge(session, incident_id=incident.id, actor="cli:ana", now=self.now)
-            incident.acknowledged_at = self.now
+        if resolve:
+            incident.resolved_at = self.now
+        incident.acknowledged_at = incident.acknowledged_at or self.now
+        # committed: the receiver has had its requests so far, and the one being answered
+        self.settled_after.setdefault(incident.id, len(self.receiver.requests) + in_flight)
+
+    @rule()
+    def dispatch(self) -> None:
+        """A dispatcher pass now: nothing reaches the receiver that should not."""
+        self.dispatcher.run_once(self.now)
+        assert not self.handler_errors, self.handler_errors[0]
+        self._check_deliveries()
+
+    @rule(channel=st.sampled_from(sorted(CHANNELS)), status=st.sampled_from([None, None, 503, 429]))
+    def receiver_answers(self, channel: str, status: int | None) -> None:
+        """One channel's receiver starts failing (503), throttling (429) or recovers."""
+        if status is None:
+            self.failing.pop(channel, None)
+        else:
+            self.failing[channel] = status
 
     @precondition(lambda self: any(i.resolved_at is None and i.severity != "P0" for i in self.incidents))
     @rule(data=st.data())
@@ -264,19 +351,45 @@ class Escalations(RuleBasedStateMachine):
         return set(found)
 
     def _check_followed(self) -> None:
-        """Everyone paged for an incident settled by now is told: acknowledge, or resolve."""
+        """Everyone a page of an incident settled by now reached is told (acknowledge, or
+        resolve), and nobody else: not the people whose pages were withdrawn."""
         with self.store.session() as session:
             rows = notify.get_all(session, limit=10_000)
         for incident in self.incidents:
             settled = incident.settled_at()
             if settled is None or settled > self.now:
                 continue
+            resolved = incident.resolved_at
+            if resolved is not None and resolved < self.now - paging.RESOLVED_LOOKBACK:
+                continue  # no longer looked at
             group = f"incident:{incident.id}"
-            paged = {(r.channel, r.payload.get("to")) for r in rows
-                     if r.group_key == group and r.status == "trigger"}
+            reached = {(r.channel, r.payload.get("to")) for r in rows
+                       if r.group_key == group and r.status == "trigger" and r.state == "delivered"}
             told = {(r.channel, r.payload.get("to")) for r in rows
                     if r.group_key == group and r.status in ("acknowledge", "resolve")}
-            assert paged <= told, (incident.id, paged - told)
+            assert reached == told, (incident.id, reached - told, told - reached)
+
+    def _check_deliveries(self) -> None:
+        """What the receiver took in this run: no page of an incident after its settling
+        committed, unless that very send was in flight then; no acknowledge or resolve to an
+        address (channel and `to`) no page of the incident reached; no withdrawn row."""
+        taken = [(index, r.path.strip("/"), r.json()) for index, r in enumerate(self.receiver.requests)
+                 if index >= self.first_request and 200 <= r.status < 300]
+        reached: set[tuple[str, str, str | None]] = set()
+        for index, channel, body in taken:
+            group, to = body["group"], body.get("to")
+            if body["key"].startswith("escalation:"):
+                incident = int(body["key"].split(":")[1])
+                assert index < self.settled_after.get(incident, index + 1), \
+                    f"{body['key']} reached {channel} after INC-{incident} was settled"
+            if body["status"] == "trigger":
+                reached.add((group, channel, to))
+            elif group.startswith("incident:"):
+                assert (group, channel, to) in reached, f"{body['key']} told {channel} {to}, never paged"
+        with self.store.session() as session:
+            withdrawn = {(r.channel, r.key)
+                         for r in notify.get_all(session, states=["withdrawn"], limit=10_000)}
+        assert not withdrawn & {(channel, body["key"]) for _, channel, body in taken}
 
 
 @pytest.mark.slow
@@ -286,6 +399,8 @@ def test_no_one_is_paged_for_a_settled_incident_and_every_owed_step_is_paged_onc
     template = workdir / "template.db"
     Store.open(f"sqlite:///{template}").close()
     Escalations.template, Escalations.workdir = template, workdir
-    run_state_machine_as_test(Escalations, settings=settings(
-        max_examples=EXAMPLES, stateful_step_count=40, deadline=None, database=None, print_blob=True,
-        suppress_health_check=[HealthCheck.too_slow]))
+    with RecordingReceiver(by_request=Escalations.answer) as receiver:
+        Escalations.receiver = receiver
+        run_state_machine_as_test(Escalations, settings=settings(
+            max_examples=EXAMPLES, stateful_step_count=40, deadline=None, database=None, print_blob=True,
+            suppress_health_check=[HealthCheck.too_slow]))

@@ -74,19 +74,6 @@ def test_refused_changes_say_why(store: Store) -> None:
                             actor="a", now=minutes(10), settings=SETTINGS, next_update_at=minutes(9))
 
 
-def test_only_public_updates_reach_the_status_page_feed(store: Store) -> None:
-    number = _open(store)
-    with store.session() as session:
-        for i, public in enumerate([False, True, True]):
-            service.post_update(session, incident_id=number, status=Status.INVESTIGATING,
-                                summary=f"update {i}", actor="cli:ana", now=minutes(i + 1),
-                                settings=SETTINGS, public=public)
-        feed = service.get_public_updates(session)
-        assert [u["summary"] for u in feed] == ["update 2", "update 1"]
-        assert feed[0]["incident"] == f"INC-{number}" and feed[0]["title"] == "Checkout fails"
-        assert service.get_public_updates(session, since=minutes(3)) == feed[:1]
-
-
 def test_action_items_are_tracked_until_done(store: Store) -> None:
     number = _open(store)
     with store.session() as session:

@@ -49,6 +49,23 @@ def test_slack_resolve_has_no_ack_button_and_escapes_markup() -> None:
     assert "a &lt;b&gt; &amp; c" in json.dumps(body)
 
 
+def test_a_runbook_or_link_that_is_not_a_web_address_is_text_in_every_channel() -> None:
+    script = "javascript:alert(document.cookie)"
+    n = notification(runbook=script, links=[{"text": "Source", "href": "data:text/html,<b>x</b>"},
+                                            {"text": "Graph", "href": "https://prom.example/graph"}])
+    slack = format_slack(n)
+    buttons = [e["url"] for b in slack["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert buttons == ["https://prom.example/graph"]
+    assert script in json.dumps(slack)  # still said, as text
+    html = format_email(n, sender="opsplane@example.com", to=["a@example.com"]).get_body(
+        ("html",)).get_content()  # type: ignore[union-attr]
+    assert 'href="javascript' not in html and 'href="data' not in html
+    assert script in html and 'href="https://prom.example/graph"' in html
+    event = format_pagerduty(n, routing_key="R" * 32)
+    assert event["links"] == [{"href": "https://prom.example/graph", "text": "Graph"}]
+    assert event["payload"]["custom_details"]["runbook"] == script
+
+
 def test_slack_page_to_one_person_mentions_the_user() -> None:
     body = format_slack(notification(to="U01ANA", details="Escalation step 1"))
     assert body["blocks"][2]["text"]["text"] == "<@U01ANA> Escalation step 1"

@@ -136,11 +136,19 @@ def test_every_page_sends_no_cookie_a_forged_one_and_a_lower_role_to_sign_in(
     pages = [r for r in api_routes(client.app) if r.path not in PUBLIC
              and isinstance(guards_of(r)[0], SessionGuard)]
     assert len(pages) >= 5
+
+    def session_of(role: Role) -> str:
+        """A fresh session's cookie (signing out, one of the pages, ends the one it is sent with)."""
+        client.cookies.clear()
+        assert client.post("/ui/login", data={"token": issued[role]},
+                           follow_redirects=False).status_code == 303
+        return str(client.cookies[COOKIE])
+
     for route in pages:
         [guard] = guards_of(route)
         for method in route.methods:
             url = concrete(route.path)
-            for cookie in (None, "ops_forged"):
+            for cookie in (None, "forged-session-id", issued[guard.role]):  # a token is no session
                 client.cookies.clear()
                 if cookie:
                     client.cookies.set(COOKIE, cookie)
@@ -148,9 +156,9 @@ def test_every_page_sends_no_cookie_a_forged_one_and_a_lower_role_to_sign_in(
                 assert refused.status_code == 303, (method, url, cookie)
                 assert refused.headers["location"].startswith("/ui/login"), (method, url)
             if guard.role in lowest_below:
-                client.cookies.set(COOKIE, issued[lowest_below[guard.role]])
+                client.cookies.set(COOKIE, session_of(lowest_below[guard.role]))
                 assert client.request(method, url).status_code == 403, (method, url)
-            client.cookies.set(COOKIE, issued[guard.role])
+            client.cookies.set(COOKIE, session_of(guard.role))
             ok = client.request(method, url, data=FORMS.get(route.path), follow_redirects=False)
             assert ok.status_code < 400, (method, url, ok.text)
             if method == "GET":

@@ -56,15 +56,20 @@ def watch():
     try:
         wait_for(healthy, "serve to answer /health")
         report = {"started": loaded(), "after": {}}
-        from opsplane.auth import service as tokens
+        from datetime import UTC, datetime
+
+        from opsplane.auth import service as tokens, sessions
         from opsplane.store import Store
 
         store = Store.open(migrate=False)  # serve made it
         with store.session() as session:
             token = tokens.create(session, name="viewer", role=tokens.Role.VIEWER, actor="test")
+        with store.session() as session:
+            session_id, _ = sessions.start(session, token=token, client="test", now=datetime.now(UTC),
+                                           policy=sessions.SessionPolicy())
         for path in lazy:
             answer = httpx.get(url + path, timeout=10, headers={"Authorization": "Bearer " + token},
-                               cookies={COOKIE: token})
+                               cookies={COOKIE: session_id})
             report["after"][path] = [answer.status_code, loaded()]
         routes = httpx.get(url + "/api/v1/openapi.json", timeout=10,
                            headers={"Authorization": "Bearer " + token}).json()["paths"]

@@ -7,11 +7,12 @@ answers; `closed_port()` is a port nothing listens on.
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +32,7 @@ class Reply:
     delay: float = 0.0
     headers: tuple[tuple[str, str], ...] = ()
     chunk_size: int = 7
+    echo_headers: bool = False  # the body is the request's headers as JSON, names in lower case
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ class _Handler(BaseHTTPRequestHandler):
         script.seen.append(Seen(self.command, self.path,
                                 {k.lower(): v for k, v in self.headers.items()}, body))
         reply = script.routes.get(self.path.split("?")[0], Reply(404, b"not found"))
+        if reply.echo_headers:
+            reply = replace(reply, content_type="application/json",
+                            body=json.dumps({"headers": script.seen[-1].headers}).encode())
         if reply.delay:
             time.sleep(reply.delay)
         self.send_response(reply.status)

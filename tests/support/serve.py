@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,11 @@ class Serve:
         Store.open(self.env["OPSPLANE_DATABASE_URL"]).close()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[str] | None = None
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """A command on this store and inventory, whatever its exit code."""
+        return subprocess.run([sys.executable, "-m", "opsplane", "-c", str(self.inventory), *args],
+                              cwd=self.workdir, env=self.env, capture_output=True, text=True, timeout=60)
 
     def cli(self, *args: str) -> str:
         run = subprocess.run([sys.executable, "-m", "opsplane", "-c", str(self.inventory), *args],
@@ -91,3 +98,13 @@ class Serve:
         if self.process is not None:
             self.process.kill()
             self.process.wait()
+
+
+@contextlib.contextmanager
+def signed_in_client(url: str, token: str) -> Iterator[httpx.Client]:
+    """An HTTP client holding the dashboard cookie that signing in with `token` gave it, as a
+    browser would (redirects are not followed, so each answer can be looked at)."""
+    with httpx.Client(base_url=url, timeout=10, follow_redirects=False) as client:
+        answer = client.post("/ui/login", data={"token": token, "next": "/ui/"})
+        assert answer.status_code == 303, answer.text
+        yield client

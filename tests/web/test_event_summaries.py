@@ -27,7 +27,7 @@ KIND = re.compile(r"^[a-z_]+\.[a-z_]+$")
 # The kinds made from a value: alert.<state of the alert>, notify.<outcome of a delivery>.
 MADE_FROM_VALUES = {
     "alert.": {f"alert.{state.value}" for state in AlertState},
-    "notify.": {"notify.delivered", "notify.retry", "notify.failed", "notify.dead"},
+    "notify.": {"notify.delivered", "notify.retry", "notify.failed", "notify.dead", "notify.withdrawn"},
 }
 REPRS = ("{", "}", "'", "[", "]", "None", "True", "False", "0.019037883636991926")
 

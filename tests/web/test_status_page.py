@@ -85,8 +85,41 @@ def test_nothing_private_leaks(client: TestClient, plane: ControlPlane) -> None:
     for text in (client.get("/status").text, client.get("/status.json").text):
         assert "Search is slow for some customers." in text
         for secret in ("10.20.30.40", "5432", "db-primary-07", "refused", "failing over", "alice",
-                       "127.0.0.1", "8001", *check_ids(plane, "catalog")):
+                       "127.0.0.1", "8001", "Search results are slow", *check_ids(plane, "catalog")):
             assert secret not in text, secret
+
+
+def test_an_incident_is_shown_by_its_public_title_or_words_from_its_severity(
+        client: TestClient, plane: ControlPlane) -> None:
+    first = open_incident(plane, public="We found the cause.", private=None, severity="P2")
+    body = client.get("/status.json").json()
+    [shown] = body["incidents"]
+    assert (shown["title"], shown["components"]) == ("Degraded performance of catalog", ["catalog"])
+    assert "Search results are slow" not in client.get("/status").text  # the responders' title
+    with plane.store.session() as session:
+        incidents.post_update(session, incident_id=first, status=Status.MONITORING,
+                              summary="Fixed; watching.", actor="cli:alice", now=plane.clock.now(),
+                              settings=IncidentsSettings(), public=True,
+                              public_title="Search is slow")
+    assert [i["title"] for i in client.get("/status.json").json()["incidents"]] == ["Search is slow"]
+
+
+def test_components_off_the_page_stand_for_the_public_ones_that_depend_on_them() -> None:
+    names = status.PublicNames(["gateway", "catalog", "orders"], {
+        "gateway": ["catalog", "orders"], "catalog": ["pg"], "orders": ["pg", "queue"],
+        "pg": ["host-1"], "queue": ["host-2"], "reports": ["host-3"], "host-1": [], "host-2": [],
+        "host-3": []})
+    assert names.of("catalog") == ("catalog",)
+    assert names.of("pg") == ("catalog", "orders")  # the nearest public ones, in page order
+    assert names.of("host-1") == ("catalog", "orders")
+    assert names.of("host-2") == ("orders",)
+    assert names.of("host-3") == ()  # only `reports`, off the page, depends on it
+    assert names.of("node-exporter:9100") == ()  # a name the inventory does not know
+    assert names.of_all(["host-2", "catalog"]) == ("catalog", "orders")
+    assert status.public_title(None, "P0", ()) == "Major outage"
+    assert status.public_title(None, "P1", ("catalog", "orders", "gateway")) == (
+        "Service disruption of catalog, orders and gateway")
+    assert status.public_title("Checkout is slow", "P3", ("orders",)) == "Checkout is slow"
 
 
 def test_only_public_updates_and_only_incidents_with_one_are_shown(

@@ -16,6 +16,7 @@ from email.utils import format_datetime
 
 from opsplane.clock import Clock, SystemClock
 from opsplane.drivers.channels.base import Outcome, SendResult, redact
+from opsplane.links import web_link
 from opsplane.notify.models import EmailChannel, Notification, Status
 
 
@@ -72,7 +73,8 @@ def _html(n: Notification) -> str:
         parts.append(f"<pre>{e(n.details)}</pre>")
     links = ([("Runbook", n.runbook)] if n.runbook else []) + [(x.text, x.href) for x in n.links]
     if links:
-        items = "".join(f"<li><a href=\"{e(href, quote=True)}\">{e(text)}</a></li>" for text, href in links)
+        items = "".join(f"<li><a href=\"{e(href, quote=True)}\">{e(text)}</a></li>" if web_link(href)
+                        else f"<li>{e(text)}: <code>{e(href)}</code></li>" for text, href in links)
         parts.append(f"<ul>{items}</ul>")
     parts.append(f"<p><small>{e(n.source)}, group {e(n.group)}</small></p>")
     return "<html><body>" + "".join(parts) + "</body></html>\n"

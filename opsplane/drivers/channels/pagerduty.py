@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from opsplane.drivers.channels.base import HttpRequest, HttpSender, SendResult
+from opsplane.links import web_link
 from opsplane.notify.models import Notification, PagerDutyChannel, Status
 
 # PagerDuty's payload severities, from the manual's levels
@@ -43,8 +44,10 @@ def format_pagerduty(notification: Notification, *, routing_key: str) -> dict[st
         payload["component"] = n.service
     event["payload"] = payload
     event["client"] = n.source
+    # PagerDuty shows these as links: web addresses only (the runbook's text is in the details)
     links = ([{"href": n.runbook, "text": "Runbook"}] if n.runbook else [])
     links += [{"href": link.href, "text": link.text} for link in n.links]
+    links = [link for link in links if web_link(link["href"])]
     if links:
         event["links"] = links
     return event

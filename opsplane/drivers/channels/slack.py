@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import quote
 
 from opsplane.drivers.channels.base import HttpRequest, HttpSender, SendResult
+from opsplane.links import web_link
 from opsplane.notify.models import Notification, SlackChannel, Status
 
 _EMOJI = {"P0": ":rotating_light:", "P1": ":red_circle:", "P2": ":large_orange_circle:",
@@ -41,9 +42,16 @@ def format_slack(notification: Notification, *, ack_url: str | None = None) -> d
     if ack_url and n.status is Status.TRIGGER and not n.digest_of:
         ack = f"{ack_url.rstrip('/')}/{quote(n.group, safe='')}"
         buttons.append(_button("Acknowledge", ack, style="primary"))
-    if n.runbook:
-        buttons.append(_button("Runbook", n.runbook))
-    buttons += [_button(link.text, link.href) for link in n.links]
+    # only web addresses become buttons; anything else is said as text (opsplane.links)
+    said: list[str] = []
+    for text, href in ([("Runbook", n.runbook)] if n.runbook else []) + [(x.text, x.href) for x in n.links]:
+        if web_link(href):
+            buttons.append(_button(text, href))
+        else:
+            said.append(f"{_escape(text)}: `{_escape(href)}`")
+    if said:
+        blocks.append({"type": "context", "elements": [
+            {"type": "mrkdwn", "text": "\n".join(said)[:3000]}]})
     if buttons:
         blocks.append({"type": "actions", "elements": buttons[:25]})
     blocks.append({"type": "context", "elements": [

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from opsplane.drivers.probes.http import HttpProbe
     from opsplane.drivers.probes.postgres import PostgresProbe
     from opsplane.drivers.probes.redis import RedisProbe
+    from opsplane.drivers.probes.resolve import Resolver
     from opsplane.drivers.probes.tcp import TcpProbe
     from opsplane.drivers.probes.tls import TlsProbe
 
@@ -60,38 +61,55 @@ def _secret(ref: SecretRef | None, environ: Environ) -> str | None:
     return ref.resolve(cast(dict[str, str] | None, environ)) if ref is not None else None
 
 
-def _http(target: CheckTarget, environ: Environ, clock: Clock | None) -> Probe:
+def _http(target: CheckTarget, environ: Environ, clock: Clock | None,
+          resolver: Resolver | None) -> Probe:
     token = _secret(cast(SecretRef | None, getattr(target.check, "bearer_token", None)), environ)
-    return cast(Probe, _probe_class("http").for_target(target, bearer_token=token))
+    return cast(Probe, _probe_class("http").for_target(target, bearer_token=token,
+                                                       resolver=resolver))
 
 
-_BUILDERS: dict[str, Callable[[CheckTarget, Environ, Clock | None], Probe]] = {
+def _command(target: CheckTarget, environ: Environ, clock: Clock | None,
+             resolver: Resolver | None) -> Probe:
+    secret_env = {name: _secret(cast(SecretRef, ref), environ)
+                  for name, ref in getattr(target.check, "secret_env", {}).items()}
+    return cast(Probe, _probe_class("command").for_target(target, environ=environ,
+                                                          secret_env=secret_env))
+
+
+_Builder = Callable[[CheckTarget, Environ, "Clock | None", "Resolver | None"], Probe]
+_BUILDERS: dict[str, _Builder] = {
     "http": _http,
-    "tcp": lambda target, environ, clock: _probe_class("tcp").for_target(target),
-    "postgres": lambda target, environ, clock: _probe_class("postgres").for_target(
-        target, password=_secret(target.password, environ)),
-    "redis": lambda target, environ, clock: _probe_class("redis").for_target(
-        target, password=_secret(target.password, environ)),
-    "tls": lambda target, environ, clock: _probe_class("tls").for_target(target, clock=clock),
-    "command": lambda target, environ, clock: _probe_class("command").for_target(
-        target, environ=environ),
-    "host": lambda target, environ, clock: _probe_class("host").for_target(target),
+    "tcp": lambda target, environ, clock, resolver: _probe_class("tcp").for_target(
+        target, resolver=resolver),
+    "postgres": lambda target, environ, clock, resolver: _probe_class("postgres").for_target(
+        target, password=_secret(target.password, environ), resolver=resolver),
+    "redis": lambda target, environ, clock, resolver: _probe_class("redis").for_target(
+        target, password=_secret(target.password, environ), resolver=resolver),
+    "tls": lambda target, environ, clock, resolver: _probe_class("tls").for_target(
+        target, clock=clock, resolver=resolver),
+    "command": _command,
+    "host": lambda target, environ, clock, resolver: _probe_class("host").for_target(target),
 }
 
 
 def build_probe(
-    target: CheckTarget, *, environ: Mapping[str, str] | None = None, clock: Clock | None = None
+    target: CheckTarget,
+    *,
+    environ: Mapping[str, str] | None = None,
+    clock: Clock | None = None,
+    resolver: Resolver | None = None,
 ) -> Probe:
     """The probe for `target`; secrets are resolved here, from `environ` (default os.environ).
 
     Raises SecretError when a secret the check needs cannot be read. `environ` is also the
-    base environment of command checks; `clock` gives TLS checks their "now".
+    base environment of command checks; `clock` gives TLS checks their "now"; `resolver` looks
+    up the names of network checks (default: the process's, over the system's lookups).
     """
     builder = _BUILDERS.get(target.type)
     if builder is None:
         raise UsageError(f"{target.id}: no probe for check type {target.type!r}; "
                          f"known types: {', '.join(sorted(_BUILDERS))}")
-    return builder(target, environ, clock)
+    return builder(target, environ, clock, resolver)
 
 
 __all__ = [

@@ -6,15 +6,23 @@ duration, and turns every exception into a CRITICAL or UNKNOWN result with a rea
 can act on, so nothing above this line ever sees a traceback from a target. Every result that
 is not OK names what was probed ("refuses connections — 127.0.0.1:5432"), so the health
 table, the events, the dashboard and a dependency's explanation all say where to look.
+
+A probe's `secrets` (the password, token or secret environment values it was built with)
+never leave it: each probe replaces them with *** in what it quotes before cutting that text
+short, and `run_probe` replaces any that are left in the reason and the metrics, whatever
+path the result took (a server's error message, an exception's text).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import socket
 import ssl
 import time
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import Protocol
 
@@ -26,6 +34,11 @@ class Probe(Protocol):
     def address(self) -> str | None:
         """What the probe looks at, as a person names it: `host:port`, a URL, a database's
         URL without its password, a command line; None when its reasons say it all."""
+        ...
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values the probe was built with; never shown in a result."""
         ...
 
     async def probe(self) -> ProbeResult:
@@ -42,26 +55,72 @@ class ProbeFailed(Exception):
         self.state = state
 
 
+class _Waiting:
+    """What the current run of a probe is waiting on, if it says (`waiting_on`)."""
+
+    __slots__ = ("what",)
+
+    def __init__(self) -> None:
+        self.what: str | None = None
+
+
+_WAITING: ContextVar[_Waiting | None] = ContextVar("opsplane_probe_waiting", default=None)
+
+
+@contextlib.contextmanager
+def waiting_on(what: str) -> Iterator[None]:
+    """Inside a probe: the run is waiting on `what` ("name lookup for db.internal") until the
+    block ends. If the run's timeout ends it there, its reason is "`what` timed out after 5 s"
+    rather than "no answer within 5 s"."""
+    waiting = _WAITING.get()
+    if waiting is None:  # not run by run_probe
+        yield
+        return
+    waiting.what = what
+    yield  # an exception (the timeout's cancellation) leaves `what` for run_probe to read
+    waiting.what = None
+
+
 async def run_probe(probe: Probe, timeout: float) -> ProbeResult:
     """Run `probe` once within `timeout` seconds; never raises for a target's failure.
 
     A result that is not OK has its reason end with " — " and the probe's address, unless it
-    names it already.
+    names it already. The probe's secrets are replaced with *** in the reason and the metrics.
     """
     started = time.perf_counter()
+    waiting = _Waiting()
+    token = _WAITING.set(waiting)
     try:
         async with asyncio.timeout(timeout):
             result = await probe.probe()
     except TimeoutError:
-        result = ProbeResult(State.CRITICAL, f"no answer within {_seconds(timeout)}")
+        what = waiting.what
+        result = ProbeResult(State.CRITICAL, f"{what} timed out after {_seconds(timeout)}" if what
+                             else f"no answer within {_seconds(timeout)}")
     except ProbeFailed as exc:
         result = ProbeResult(exc.state, exc.reason)
     except Exception as exc:  # noqa: BLE001 - the boundary: every failure becomes a state
         result = ProbeResult(*describe_failure(exc))
+    finally:
+        _WAITING.reset(token)
     # A probe that timed its own exchange knows better than this task, which may have
     # resumed well after the exchange ended if the loop was busy with other checks.
-    return replace(result, reason=naming(result, probe.address),
-                   duration=result.duration or time.perf_counter() - started)
+    result = replace(result, reason=naming(result, probe.address),
+                     duration=result.duration or time.perf_counter() - started)
+    secrets = probe.secrets
+    if not secrets:
+        return result
+    return replace(result, reason=redact(result.reason, secrets),
+                   metrics={name: redact(value, secrets) if isinstance(value, str) else value
+                            for name, value in result.metrics.items()})
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` with every occurrence of each secret replaced by ***."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def naming(result: ProbeResult, address: str | None) -> str:

@@ -94,6 +94,10 @@ class HostProbe:
     def address(self) -> None:
         return None  # this machine; its reasons name the disk they measured
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return ()  # sends none
+
     @classmethod
     def for_target(cls, target: CheckTarget, *, source: HostSource | None = None) -> HostProbe:
         if not isinstance(target.check, HostCheck):

@@ -21,7 +21,8 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from opsplane.config.models import HttpCheck, JsonCondition
-from opsplane.drivers.probes.base import ProbeFailed, format_elapsed
+from opsplane.drivers.probes.base import ProbeFailed, format_elapsed, redact
+from opsplane.drivers.probes.resolve import Resolver, default_resolver
 from opsplane.health.models import Metric, ProbeResult, State, Threshold, worst
 from opsplane.health.targets import CheckTarget
 
@@ -51,13 +52,22 @@ class HttpProbe:
     """
 
     # `serve` keeps one per check for its whole life.
-    __slots__ = ("_head_only", "_keep_body", "_latency", "_problem", "_request", "_ssl",
-                 "check", "host", "port", "tls", "url")
+    __slots__ = ("_head_only", "_keep_body", "_latency", "_problem", "_request", "_secrets",
+                 "_ssl", "check", "host", "port", "resolver", "tls", "url")
 
-    def __init__(self, url: str, check: HttpCheck, *, bearer_token: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        check: HttpCheck,
+        *,
+        bearer_token: str | None = None,
+        resolver: Resolver | None = None,
+    ) -> None:
         self.url = url
+        self.resolver = resolver or default_resolver()
         self.check = check
         self._problem: str | None = None  # a configuration fault, reported on every run
+        self._secrets = (bearer_token,) if bearer_token else ()
         parts = urlsplit(url)
         self.tls = parts.scheme == "https"
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -86,11 +96,21 @@ class HttpProbe:
     def address(self) -> str:
         return self.url
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self._secrets
+
     @classmethod
-    def for_target(cls, target: CheckTarget, *, bearer_token: str | None = None) -> HttpProbe:
+    def for_target(
+        cls,
+        target: CheckTarget,
+        *,
+        bearer_token: str | None = None,
+        resolver: Resolver | None = None,
+    ) -> HttpProbe:
         if not isinstance(target.check, HttpCheck) or target.url is None:
             raise TypeError(f"{target.id} is not an http check")
-        return cls(target.url, target.check, bearer_token=bearer_token)
+        return cls(target.url, target.check, bearer_token=bearer_token, resolver=resolver)
 
     async def probe(self) -> ProbeResult:
         """OK "HTTP 200 in 12 ms", else the broken rules of the worst state; metrics
@@ -109,7 +129,7 @@ class HttpProbe:
         done: asyncio.Future[HttpResponse] = loop.create_future()
         transport: asyncio.Transport | None = None
         try:
-            transport, _ = await loop.create_connection(
+            transport, _ = await self.resolver.connect(
                 lambda: _Exchange(self._request, done, self._keep_body, self._head_only),
                 self.host, self.port, ssl=self._ssl,
             )
@@ -154,7 +174,7 @@ class HttpProbe:
             cut = " (first 1 MiB)" if response.truncated else ""
             problems.append((State.CRITICAL, f"body{cut} does not contain {check.body_contains!r}"))
         if check.json_field is not None:
-            failure = _json_failure(body, check.json_field, response.truncated)
+            failure = _json_failure(body, check.json_field, response.truncated, self._secrets)
             if failure:
                 problems.append((State.CRITICAL, failure))
         return problems
@@ -405,8 +425,10 @@ class _Exchange(asyncio.Protocol):
 _MISSING = object()
 
 
-def _json_failure(body: bytes, condition: JsonCondition, truncated: bool) -> str | None:
-    """Why `body` fails `condition`, or None when it holds."""
+def _json_failure(
+    body: bytes, condition: JsonCondition, truncated: bool, secrets: tuple[str, ...] = ()
+) -> str | None:
+    """Why `body` fails `condition`, or None when it holds; `secrets` are never quoted."""
     try:
         document = json.loads(body)
     except ValueError:
@@ -418,7 +440,7 @@ def _json_failure(body: bytes, condition: JsonCondition, truncated: bool) -> str
     if actual is _MISSING:
         return f"json {condition.path} is missing, {expected}"
     if not json_holds(actual, condition.op, condition.value):
-        return f"json {condition.path}: {expected}, got {_show(actual)}"
+        return f"json {condition.path}: {expected}, got {_show(actual, secrets)}"
     return None
 
 
@@ -473,6 +495,8 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _show(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
+def _show(value: Any, secrets: tuple[str, ...] = ()) -> str:
+    # Redacted before the cut (a secret cut in two would not be found), as written in JSON too.
+    written = tuple(json.dumps(secret, ensure_ascii=False)[1:-1] for secret in secrets)
+    text = redact(json.dumps(value, ensure_ascii=False, default=str), secrets + written)
     return text if len(text) <= 80 else text[:77] + "..."

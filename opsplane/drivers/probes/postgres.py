@@ -17,7 +17,8 @@ import psycopg
 
 from opsplane.config.models import PostgresCheck
 from opsplane.config.types import format_duration
-from opsplane.drivers.probes.base import ProbeFailed, format_elapsed
+from opsplane.drivers.probes.base import ProbeFailed, format_elapsed, redact
+from opsplane.drivers.probes.resolve import Resolver, default_resolver
 from opsplane.health.models import Metric, ProbeResult, State, Threshold, worst
 from opsplane.health.targets import CheckTarget, postgres_address
 
@@ -58,8 +59,10 @@ class PostgresProbe:
         user: str = "postgres",
         password: str | None = None,
         connect_timeout: float = 5.0,
+        resolver: Resolver | None = None,
     ) -> None:
         self.host = host
+        self.resolver = resolver or default_resolver()
         self.port = port
         self.check = check
         self.database = database
@@ -76,14 +79,20 @@ class PostgresProbe:
     def address(self) -> str:
         return postgres_address(self.host, self.port, self.user, self.database)
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self.password,) if self.password else ()
+
     @classmethod
-    def for_target(cls, target: CheckTarget, *, password: str | None = None) -> PostgresProbe:
+    def for_target(
+        cls, target: CheckTarget, *, password: str | None = None, resolver: Resolver | None = None
+    ) -> PostgresProbe:
         if not isinstance(target.check, PostgresCheck):
             raise TypeError(f"{target.id} is not a postgres check")
         return cls(
             target.host, target.port or 5432, target.check,
             database=target.database or "postgres", user=target.user or "postgres",
-            password=password, connect_timeout=target.timeout,
+            password=password, connect_timeout=target.timeout, resolver=resolver,
         )
 
     async def probe(self) -> ProbeResult:
@@ -91,9 +100,10 @@ class PostgresProbe:
         connections, max_connections, connections_ratio, longest_transaction_s, version,
         in_recovery, replication_lag_s (replica) or replicas (primary), latency_ms."""
         started = time.perf_counter()
+        host, hostaddr = await self._hosts()
         try:
             conn = await psycopg.AsyncConnection.connect(
-                host=self.host, port=self.port, dbname=self.database, user=self.user,
+                host=host, hostaddr=hostaddr, port=self.port, dbname=self.database, user=self.user,
                 password=self.password, connect_timeout=self.connect_timeout,
                 application_name=APPLICATION_NAME, autocommit=True,
             )
@@ -113,6 +123,16 @@ class PostgresProbe:
         if row is None:
             raise ProbeFailed("the figures query returned nothing", State.UNKNOWN)
         return self.judge(dict(zip(names, row, strict=True)), ready)
+
+    async def _hosts(self) -> tuple[str, str | None]:
+        """libpq's `host` and `hostaddr`, the addresses looked up by the resolver so that
+        psycopg looks nothing up itself (it would, on the default executor): one attempt
+        per address, in order."""
+        if self.host.startswith("/"):  # a Unix socket's directory
+            return self.host, None
+        found = list(dict.fromkeys(info[4][0] for info in
+                                   await self.resolver.addresses(self.host, self.port)))
+        return ",".join([self.host] * len(found)), ",".join(found)
 
     def judge(self, figures: dict[str, Any], ready: float) -> ProbeResult:
         """The result for one row of FIGURES_SQL; `ready` is the seconds until SELECT 1."""
@@ -193,11 +213,11 @@ def connect_failure(message: str, password: str | None, connect_timeout: float) 
     text = lines[-1] if lines else "connection failed"
     text = re.sub(r"^(connection failed: )?(connection to server at [^:]*failed: )?", "", text)
     text = re.sub(r"^(FATAL|ERROR):\s+", "", text)
-    return _redact(text[:200], password)
+    return _redact(text, password)[:200]  # a password cut in two would not be found
 
 
 def _redact(text: str, password: str | None) -> str:
-    return text.replace(password, "***") if password else text
+    return redact(text, (password,))
 
 
 def _beyond(state: State, warning: float, critical: float, show: Any) -> str:

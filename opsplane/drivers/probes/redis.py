@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from typing import Any
 
 from opsplane.config.models import RedisCheck
-from opsplane.drivers.probes.base import ProbeFailed, format_elapsed
+from opsplane.drivers.probes.base import ProbeFailed, format_elapsed, redact
+from opsplane.drivers.probes.resolve import Resolver, default_resolver
 from opsplane.health.models import Metric, ProbeResult, State, Threshold, worst
 from opsplane.health.targets import CheckTarget, host_port
 
 # Below this many lookups the hit ratio says more about a quiet cache than a cold one.
 MIN_LOOKUPS_FOR_HIT_RATIO = 100
 _MAX_REPLY = 16 * 1024 * 1024
+# "ERR unknown command 'AUTH', with args beginning with: 'the-password' "
+_ARGS_REPEATED = re.compile(r", with args beginning with:.*", re.DOTALL)
 
 
 class RedisError(Exception):
@@ -30,9 +34,16 @@ class RedisProbe:
     """Checks one Redis server; `password` is the resolved secret (sent, never shown)."""
 
     def __init__(
-        self, host: str, port: int, check: RedisCheck, *, password: str | None = None
+        self,
+        host: str,
+        port: int,
+        check: RedisCheck,
+        *,
+        password: str | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self.host = host
+        self.resolver = resolver or default_resolver()
         self.port = port
         self.check = check
         self.password = password
@@ -43,11 +54,18 @@ class RedisProbe:
     def address(self) -> str:
         return f"redis://{host_port(self.host, self.port)}"
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self.password,) if self.password else ()
+
     @classmethod
-    def for_target(cls, target: CheckTarget, *, password: str | None = None) -> RedisProbe:
+    def for_target(
+        cls, target: CheckTarget, *, password: str | None = None, resolver: Resolver | None = None
+    ) -> RedisProbe:
         if not isinstance(target.check, RedisCheck):
             raise TypeError(f"{target.id} is not a redis check")
-        return cls(target.host, target.port or 6379, target.check, password=password)
+        return cls(target.host, target.port or 6379, target.check, password=password,
+                   resolver=resolver)
 
     async def probe(self) -> ProbeResult:
         """The state by memory use and hit ratio; metrics used_memory, maxmemory, memory_ratio,
@@ -58,7 +76,7 @@ class RedisProbe:
 
     async def fetch_info(self) -> dict[str, str]:
         """INFO's fields, after AUTH (when there is a password) and PING succeeded."""
-        reader, writer = await asyncio.open_connection(self.host, self.port)
+        reader, writer = await self.resolver.open_connection(self.host, self.port)
         try:
             commands: list[tuple[str, ...]] = [("PING",), ("INFO",)]
             if self.password is not None:
@@ -70,7 +88,7 @@ class RedisProbe:
         if self.password is not None:
             auth = replies.pop(0)
             if isinstance(auth, RedisError):
-                raise ProbeFailed(f"authentication failed: {auth}")
+                raise ProbeFailed(f"authentication failed: {self._quoted(str(auth))}")
         pong, info = replies
         if isinstance(pong, RedisError):
             message = str(pong)
@@ -82,6 +100,12 @@ class RedisProbe:
         if isinstance(info, RedisError) or not isinstance(info, bytes):
             raise ProbeFailed(f"INFO failed: {info}", State.UNKNOWN)
         return parse_info(info.decode("utf-8", errors="replace"))
+
+    def _quoted(self, message: str) -> str:
+        """An error reply to AUTH as a reason: a server that does not know AUTH repeats its
+        arguments (the password, cut at 128 characters), so that part is left out, and the
+        password is replaced wherever else it appears."""
+        return redact(_ARGS_REPEATED.sub("", message).rstrip(), self.secrets)
 
     def judge(self, info: dict[str, str], elapsed: float) -> ProbeResult:
         """The result for the INFO fields `info`, read in `elapsed` seconds."""

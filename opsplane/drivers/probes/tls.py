@@ -16,6 +16,7 @@ from cryptography.x509.oid import NameOID
 from opsplane.clock import Clock, SystemClock
 from opsplane.config.models import TlsCheck
 from opsplane.drivers.probes.base import ProbeFailed
+from opsplane.drivers.probes.resolve import Resolver, default_resolver
 from opsplane.health.models import Metric, ProbeResult, State, Threshold
 from opsplane.health.targets import CheckTarget, host_port
 from opsplane.timefmt import span
@@ -40,8 +41,10 @@ class TlsProbe:
         check: TlsCheck,
         *,
         clock: Clock | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self.host = host
+        self.resolver = resolver or default_resolver()
         self.port = port
         self.check = check
         self.server_name = check.server_name or host
@@ -53,11 +56,17 @@ class TlsProbe:
     def address(self) -> str:
         return host_port(self.host, self.port)
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return ()  # sends none
+
     @classmethod
-    def for_target(cls, target: CheckTarget, *, clock: Clock | None = None) -> TlsProbe:
+    def for_target(
+        cls, target: CheckTarget, *, clock: Clock | None = None, resolver: Resolver | None = None
+    ) -> TlsProbe:
         if not isinstance(target.check, TlsCheck):
             raise TypeError(f"{target.id} is not a tls check")
-        return cls(target.host, target.port or 443, target.check, clock=clock)
+        return cls(target.host, target.port or 443, target.check, clock=clock, resolver=resolver)
 
     async def probe(self) -> ProbeResult:
         """The certificate's state by the time left; metrics days_left, not_after, subject,
@@ -72,9 +81,8 @@ class TlsProbe:
 
     async def fetch_certificate(self) -> bytes:
         """The server's leaf certificate, DER-encoded."""
-        loop = asyncio.get_running_loop()
         # An IP address is not a valid SNI name; Python omits SNI for it, as it should.
-        transport, _ = await loop.create_connection(
+        transport, _ = await self.resolver.connect(
             asyncio.Protocol, self.host, self.port, ssl=self._context,
             server_hostname=self.server_name,
         )

@@ -110,56 +110,158 @@ class _Raw:
 
 
 class _Follower:
-    """An open current log file of one instance, read to its end again and again."""
+    """One instance's log files, read in order from an open file through every rotation.
 
-    def __init__(self, path: Path, instance: int) -> None:
+    The file being read is held open, so renames do not move it. When its name has passed to
+    a newer file (a rotation), it is read to its end once more (lines written between the last
+    read and the rotation), then the file rotated in right after it is opened: with numbered
+    backups (`name.log.1` newest, `name.log.<backups>` oldest, each rotation shifting them up),
+    that is the nearest newer name, `name.log.<k-1>` for a file now at `name.log.<k>`, and
+    `name.log` after `name.log.1`. However many rotations happen between two looks, each file
+    is read whole and once, oldest first. A file rotated away beyond `backups` before it was
+    reached is gone; reading goes on from the oldest one left.
+    """
+
+    def __init__(self, path: Path, instance: int, handle: BinaryIO) -> None:
         self.path = path
         self.instance = instance
-        self.handle: BinaryIO = path.open("rb")
+        self.handle = handle
         self.partial = b""
         self.last_key = _EPOCH
 
-    def read_new(self) -> list[_Raw]:
-        """Complete lines written since the last call; follows a rotation to the new file."""
-        lines = self._drain()
-        if self._rotated():
+    @classmethod
+    def open(cls, path: Path, instance: int, cutoff: str | None = None) -> _Follower | None:
+        """A follower from the oldest of the files of `path` not older than `cutoff` (by
+        modification time; the current file in any case); None when there is no file."""
+        for _ in range(_LOOKS):
+            files = _files(path)
+            if not files:
+                return None
+            start = next((i for i, (name, _) in enumerate(files)
+                          if cutoff is None or not _modified_before(name, cutoff)), len(files) - 1)
+            handle = _open_same(*files[start])
+            if handle is not None:
+                return cls(path, instance, handle)
+        return None
+
+    def lines(self) -> Iterator[_Raw]:
+        """The lines written since the last call, through any rotations since, as read."""
+        while True:
+            if os.fstat(self.handle.fileno()).st_size < self.handle.tell():
+                self.handle.seek(0)  # truncated in place (copytruncate): read it from the start
+                self.partial = b""
+            yield from self._drain()
+            if self._is_current():
+                return
+            newer = self._next_file()
+            if newer is None:  # rotated, but the file after it is not there yet
+                return
+            yield from self._drain()  # written before the rotation, after the read above
+            if self.partial:  # a last line without its line end
+                yield self._raw(self.partial)
+                self.partial = b""
             self.handle.close()
-            self.partial = b""
-            self.handle = self.path.open("rb")
-            lines += self._drain()
-        return lines
+            self.handle = newer
 
-    def _drain(self) -> list[_Raw]:
-        data = self.partial + self.handle.read()
-        *complete, self.partial = data.split(b"\n")
-        raws = []
-        for chunk in complete:
-            text = chunk.decode("utf-8", "replace")
-            key = text[:_STAMP_WIDTH] if _LINE.match(text) else self.last_key
-            self.last_key = key
-            raws.append(_Raw(key, self.instance, text))
-        return raws
+    def read_new(self) -> list[_Raw]:
+        """Complete lines written since the last call, through any rotations since."""
+        return list(self.lines())
 
-    def _rotated(self) -> bool:
+    def _drain(self) -> Iterator[_Raw]:
+        while chunk := self.handle.read(_CHUNK):
+            *complete, self.partial = (self.partial + chunk).split(b"\n")
+            for line in complete:
+                yield self._raw(line)
+
+    def _raw(self, line: bytes) -> _Raw:
+        text = line.decode("utf-8", "replace")
+        self.last_key = text[:_STAMP_WIDTH] if _LINE.match(text) else self.last_key
+        return _Raw(self.last_key, self.instance, text)
+
+    def _is_current(self) -> bool:
         try:
-            return os.stat(self.path).st_ino != os.fstat(self.handle.fileno()).st_ino
-        except FileNotFoundError:
+            return os.stat(self.path).st_ino == os.fstat(self.handle.fileno()).st_ino
+        except FileNotFoundError:  # between a rotation's rename and the new file
             return False
+
+    def _next_file(self) -> BinaryIO | None:
+        """The file rotated in right after the one being read, opened; None if none yet.
+
+        Names shift while a rotation renames the files one by one, so the file chosen is
+        opened only if it is still under the name it was seen under, and kept only if a look
+        taken after opening it still shows it right after ours.
+        """
+        ours = os.fstat(self.handle.fileno()).st_ino
+        for _ in range(_LOOKS):
+            newer = _after(_files(self.path), ours)
+            if not newer:
+                return None
+            handle = _open_same(*newer[0])
+            if handle is None:
+                continue
+            again = _after(_files(self.path), ours)
+            if again and again[0][1] == newer[0][1]:
+                return handle
+            handle.close()
+        return None
 
     def close(self) -> None:
         self.handle.close()
 
 
-def _read_path(path: Path, instance: int, cutoff: str | None) -> Iterator[_Raw]:
-    if cutoff is not None and _modified_before(path, cutoff):
-        return
-    previous = _EPOCH
-    with path.open("rb") as handle:
-        for chunk in handle:
-            text = chunk.decode("utf-8", "replace").rstrip("\n")
-            key = text[:_STAMP_WIDTH] if _LINE.match(text) else previous
-            previous = key
-            yield _Raw(key, instance, text)
+_CHUNK = 1024 * 1024
+_LOOKS = 20  # looks at the directory before giving up until the next poll (names shifting)
+
+
+def _files(path: Path) -> list[tuple[Path, int]]:
+    """The files of one instance's log `path` (rotated ones oldest first, then `path`) with
+    their inodes, as two looks in a row agree on them: a rotation renames files one by one."""
+    previous: list[tuple[Path, int]] | None = None
+    for _ in range(_LOOKS):
+        found = _look(path)
+        if found == previous:
+            break
+        previous = found
+    return found
+
+
+def _look(path: Path) -> list[tuple[Path, int]]:
+    pattern = re.compile(rf"^{re.escape(path.name)}(?:\.(\d+))?$")
+    ages = []
+    try:
+        names = os.listdir(path.parent)
+    except FileNotFoundError:
+        return []
+    for name in names:
+        match = pattern.match(name)
+        if match:
+            ages.append((int(match.group(1) or 0), path.parent / name))
+    found = []
+    for _, file in sorted(ages, key=lambda item: -item[0]):
+        try:
+            found.append((file, os.stat(file).st_ino))
+        except FileNotFoundError:  # renamed meanwhile: the next look sees where
+            continue
+    return found
+
+
+def _after(files: list[tuple[Path, int]], inode: int) -> list[tuple[Path, int]]:
+    """The files newer than the file `inode`; all of them if it is gone (rotated away
+    beyond the backups kept, or deleted)."""
+    inodes = [found for _, found in files]
+    return files[inodes.index(inode) + 1:] if inode in inodes else files
+
+
+def _open_same(path: Path, inode: int) -> BinaryIO | None:
+    """`path` opened if it is still the file `inode`, else None."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return None
+    if os.fstat(handle.fileno()).st_ino != inode:
+        handle.close()
+        return None
+    return handle
 
 
 def _modified_before(path: Path, cutoff: str) -> bool:
@@ -229,39 +331,26 @@ def read_logs(
 def _history(
     log_dir: Path, service: str, cutoff: str | None, followers: dict[int, _Follower]
 ) -> Iterator[_Raw]:
-    """Every instance's lines merged by time; opens the current files into `followers` first,
-    so a line written while the history is read is not lost for following."""
+    """Every instance's lines merged by time, each read by its follower from its oldest file
+    (not older than `cutoff`) on: the same reading then goes on with what is written next."""
     streams = []
-    for instance, paths in instance_files(log_dir, service).items():
-        rotated, current = _split(paths)
-        parts: list[Iterator[_Raw]] = [_read_path(path, instance, cutoff) for path in rotated]
-        if current is not None:
-            follower = _Follower(current, instance)
+    for instance in instance_files(log_dir, service):
+        follower = _Follower.open(log_path(log_dir, service, instance), instance, cutoff)
+        if follower is not None:
             followers[instance] = follower
-            parts.append(iter(follower.read_new()))
-        streams.append(_chain(parts))
+            streams.append(follower.lines())
     merged = heapq.merge(*streams, key=lambda raw: raw.key)
     return (raw for raw in merged if cutoff is None or raw.key >= cutoff)
 
 
-def _split(paths: list[Path]) -> tuple[list[Path], Path | None]:
-    """(rotated files oldest first, the current file if there is one)."""
-    if paths and paths[-1].name.endswith(".log"):
-        return paths[:-1], paths[-1]
-    return paths, None
-
-
-def _chain(parts: list[Iterator[_Raw]]) -> Iterator[_Raw]:
-    for part in parts:
-        yield from part
-
-
 def _new_lines(log_dir: Path, service: str, followers: dict[int, _Follower]) -> list[LogLine]:
-    """Lines written since the last look, by time; picks up instances that appeared meanwhile."""
-    for instance, paths in instance_files(log_dir, service).items():
-        _, current = _split(paths)
-        if instance not in followers and current is not None:
-            followers[instance] = _Follower(current, instance)
+    """Lines written since the last look, by time; picks up instances that appeared meanwhile,
+    from their oldest file."""
+    for instance in instance_files(log_dir, service):
+        if instance not in followers:
+            follower = _Follower.open(log_path(log_dir, service, instance), instance)
+            if follower is not None:
+                followers[instance] = follower
     raws = [raw for follower in followers.values() for raw in follower.read_new()]
     raws.sort(key=lambda raw: raw.key)
     return [_parse(raw, service) for raw in raws]

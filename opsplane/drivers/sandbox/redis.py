@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -31,7 +32,8 @@ def find_redis_server() -> str:
 class TemporaryRedis(Sandbox):
     """A Redis server of our own on 127.0.0.1 on a free port, persisting nothing.
 
-    `maxmemory` (bytes) and `password` (requirepass) are set at start; `base_dir` holds
+    `maxmemory` (bytes) and `password` (requirepass) are set at start, and `extra_args`
+    (more `--name value` settings, such as `--rename-command AUTH ""`); `base_dir` holds
     the server log.
     """
 
@@ -40,12 +42,14 @@ class TemporaryRedis(Sandbox):
         base_dir: str | os.PathLike[str],
         maxmemory: int | None = None,
         password: str | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.base_dir = Path(base_dir)
         self.host = "127.0.0.1"
         self.port = 0
         self.maxmemory = maxmemory
         self.password = password
+        self.extra_args = list(extra_args)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -79,6 +83,7 @@ class TemporaryRedis(Sandbox):
             argv += ["--maxmemory", str(self.maxmemory)]
         if self.password is not None:
             argv += ["--requirepass", self.password]
+        argv += self.extra_args
         self._process = subprocess.Popen(  # noqa: S603 - argv built here, no shell
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, cwd=self.base_dir,
