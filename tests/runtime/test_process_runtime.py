@@ -249,6 +249,14 @@ def test_up_after_the_supervisor_died_adopts_what_runs_and_restarts_what_ended(p
     assert exited["target"] == "api" and exited["details"]["pid"] == api_before.pid
     assert exited["details"]["then"] == "restart in 0.2s"
 
+    platform.driver().restart("web")  # an adopted process is stopped as one of its own would be
+    [web_restarted] = running(platform, "web", 1)
+    assert gone(web_before.pid) and get_json(web)["pid"] == web_restarted.pid
+    platform.driver().down()
+    assert gone(web_restarted.pid) and gone(api_after.pid)
+    stopped = events(platform, "runtime.stopped", 2)
+    assert all(e["details"]["killed"] == 0 and e["actor"] == "cli:tester" for e in stopped)
+
 
 def test_crash_loop_stops_at_max_restarts_and_clean_exit_is_not_restarted(platform) -> None:
     crash = [sys.executable, "-c", "import sys; print('cannot connect'); sys.exit(3)"]

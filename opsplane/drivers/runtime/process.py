@@ -315,7 +315,8 @@ class ProcessRuntime:
         listed = ", ".join(f"{o.name} (pid {o.pid})" for o in orphans)
         return RuntimeNotRunning(
             f"the supervisor for {where} is not running, but processes it started are still alive "
-            f"and no longer restarted: {listed}; stop them with `opsplane down`, then `opsplane up`",
+            f"and no longer restarted: {listed}; `opsplane up` starts a supervisor that adopts them, "
+            "`opsplane down` stops them",
             orphans,
         )
 
