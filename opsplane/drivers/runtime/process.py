@@ -154,13 +154,17 @@ class ProcessRuntime:
             return None
 
     def _call(self, request: dict[str, Any], *, timeout: float, not_running: bool = False,
-              not_answering: str | None = None) -> dict[str, Any]:
+              not_answering: str | None = None, next_supervisor: bool = False) -> dict[str, Any]:
         """One request; NotAnswering becomes RuntimeNotRunning with `not_running`, and a
-        RuntimeFailure saying the supervisor did not answer the `not_answering` request."""
+        RuntimeFailure saying the supervisor did not answer the `not_answering` request.
+        SupervisorStopping is raised only for a request that goes to the `next_supervisor` then."""
         try:
             return call(self.paths, {**request, "actor": self.actor}, timeout=timeout)
         except SupervisorStopping:
-            raise
+            if next_supervisor:
+                raise
+            raise RuntimeNotRunning(f"the supervisor for {self.paths.root} is stopping: every service was "
+                                    "brought down; start them with `opsplane up`") from None
         except SupervisorRefused as exc:
             raise RuntimeFailure(f"the supervisor could not {request['op']}: {exc}") from None
         except NotAnswering as exc:
@@ -183,12 +187,14 @@ class ProcessRuntime:
         for _ in range(_ATTEMPTS):
             self._ensure_supervisor()
             try:
-                return self._call(request, timeout=timeout)
+                return self._call(request, timeout=timeout, next_supervisor=True)
             except SupervisorStopping:
-                continue
+                pass
             except NotAnswering as exc:  # gone between the ping and the request: try the next one
                 if self.supervisor_pid() is not None:
                     raise self._no_answer(op, exc) from None
+            with self._starting():  # the next one can start once this one has exited
+                self._await_lock_released()
         raise RuntimeFailure(f"the supervisor for {self.paths.root} stopped {_ATTEMPTS} times while "
                              f"asked to {op}; nothing was changed, try again")
 
