@@ -395,6 +395,10 @@ def _runtime(kind: str) -> Describer:
             return f"{instance} failed: {reason or 'gave up restarting'}"
         if kind == "runtime.scaled":
             return f"Scaled {name} from {_d(d, 'from', '?')} to {_d(d, 'to', '?')} instances"
+        if kind == "runtime.adopted":
+            previous = _d(d, "previous_supervisor", "?")
+            return (f"Adopted {name} ({_d(d, 'instances', '?')} running instances, pids "
+                    f"{text(d.get('pids'))}) from supervisor {previous}, which was gone")
         pids = text(d.get("pids"))
         return f"Stopped {name} ({_d(d, 'instances', '?')} instances" + (f", pids {pids}" if pids else "") + (
             f"){because}")
@@ -434,6 +438,6 @@ DESCRIBERS: dict[str, Describer] = {
     "maintenance.notice_cancelled": _maintenance(scheduled=False),
     **{kind: _runtime(kind) for kind in (
         "runtime.started", "runtime.restarted", "runtime.exited", "runtime.failed", "runtime.scaled",
-        "runtime.stopped")},
+        "runtime.stopped", "runtime.adopted")},
 }
 """The sentence of each kind of event opsplane records."""

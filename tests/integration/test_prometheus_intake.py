@@ -13,14 +13,12 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 
 from opsplane.drivers.sandbox.ports import free_port
 from opsplane.drivers.sandbox.prometheus import TemporaryPrometheus
-from opsplane.web.session import COOKIE
 from tests.support.polling import wait_for
-from tests.support.serve import Serve
+from tests.support.serve import Serve, signed_in_client
 from tests.support.webhook import Hook
 
 pytestmark = pytest.mark.slow
@@ -127,7 +125,8 @@ def test_a_prometheus_alert_pages_once_through_opsplane_and_resolves(watched) ->
     [row] = [a for a in shown if a["name"] == "TargetDown"]
     assert row["state"] == "firing" and row["source"] == "prometheus"
     viewer = json.loads(serve.cli("token", "create", "--name", "wall", "--role", "viewer", "--json"))["token"]
-    page = httpx.get(f"{serve.url}/ui/alerts", cookies={COOKIE: viewer}, trust_env=False)
+    with signed_in_client(serve.url, viewer) as browser:
+        page = browser.get("/ui/alerts")
     assert '<tr data-alert="TargetDown">' in page.text
 
     # a restart of serve while the alert fires: kept in the store, not paged again. The

@@ -9,16 +9,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from opsplane.config.loader import load
 from opsplane.demo.stack import DemoStack
 from opsplane.drivers.sandbox.ports import free_port
-from opsplane.web.session import COOKIE
 from tests.integration.conftest import set_faults
 from tests.support.polling import wait_for
-from tests.support.serve import Serve
+from tests.support.serve import Serve, signed_in_client
 from tests.support.webhook import Hook
 
 RULES = """\
@@ -77,7 +75,8 @@ def test_errors_in_the_gateway_page_once_and_resolve_when_they_stop(watched_shop
         # and the dashboard's alerts page shows it, for someone signed in
         created = serve.cli("token", "create", "--name", "wall", "--role", "viewer", "--json")
         token = json.loads(created)["token"]
-        shown_page = httpx.get(f"{serve.url}/ui/alerts", cookies={COOKIE: token}, trust_env=False)
+        with signed_in_client(serve.url, token) as browser:
+            shown_page = browser.get("/ui/alerts")
         assert shown_page.status_code == 200
         assert '<tr data-alert="GatewayErrors">' in shown_page.text
         assert 'class="badge alert-firing">firing<' in shown_page.text

@@ -21,6 +21,7 @@ from opsplane.drivers.runtime.protocol import StatePaths, read_state
 from opsplane.errors import OpsplaneError
 from opsplane.events.service import get_all
 from opsplane.store import Store
+from tests.support.polling import wait_for
 
 APP = Path(__file__).with_name("service_app.py")
 SECRET = "tok-7f3a9c-never-printed"
@@ -105,6 +106,25 @@ class Platform:
         if supervisor.get("pid"):
             found.append(ProcessIdentity(supervisor["pid"], supervisor["create_time"]))
         return found
+
+
+def running(platform: Platform, service: str, count: int) -> list[Any]:
+    """Wait until `service` has exactly `count` running instances; their statuses."""
+    driver = platform.driver()
+
+    def ready() -> list[Any]:
+        found = [s for s in driver.status() if s.service == service]
+        return found if len(found) == count and all(s.state == "running" for s in found) else []
+
+    result: list[Any] = wait_for(ready, f"{count} running instance(s) of {service}")
+    return result
+
+
+def events(platform: Platform, kind: str, count: int) -> list[dict[str, Any]]:
+    """The events of `kind`, once there are `count` of them (the supervisor writes from a thread)."""
+    result: list[dict[str, Any]] = wait_for(
+        lambda: (found := platform.events(kind)) and len(found) == count and found, f"{count} {kind} events")
+    return result
 
 
 def get_json(port: int, path: str = "/health", timeout: float = 2.0) -> Any:

@@ -1,13 +1,14 @@
 """A small HTTP service for the runtime tests, run as a real process by the supervisor.
 
-    python service_app.py PORT [--child] [--ignore-term]
+    python service_app.py PORT [--child] [--ignore-term] [--chatter]
 
 GET /health answers JSON with its pid, instance and environment; /say?text=... prints the
 text on stdout; /warn?text=... prints it on stderr; /fail prints a traceback on stderr and
 answers 500; /timeout logs an ERROR line on stderr; /bulk?n=N prints N numbered lines. Every
 request is also logged on stderr in common log format. --child starts a `sleep` in the same
 session (a worker it forgets to stop); --ignore-term makes SIGTERM do nothing, so only SIGKILL
-ends it.
+ends it; --chatter prints a numbered line on stdout and on stderr every 50 ms, as a busy service
+logs all the time.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -68,6 +71,15 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+def chatter() -> None:
+    n = 0
+    while True:
+        print(f"tick {n}", flush=True)
+        print(f"tock {n}", file=sys.stderr, flush=True)
+        n += 1
+        time.sleep(0.05)
+
+
 def main() -> None:
     global CHILD
     port = int(sys.argv[1])
@@ -75,6 +87,8 @@ def main() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if "--child" in sys.argv:
         CHILD = subprocess.Popen(["sleep", "300"])  # noqa: S603, S607 - fixed test program
+    if "--chatter" in sys.argv:
+        threading.Thread(target=chatter, daemon=True).start()
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     print(f"listening on {port}", flush=True)

@@ -14,19 +14,8 @@ import pytest
 from opsplane.drivers.runtime.base import RuntimeNotRunning
 from opsplane.drivers.runtime.processes import session_members
 from opsplane.errors import UsageError
-from tests.runtime.platforms import SECRET, Platform, answers, get_json, gone, service_yaml
+from tests.runtime.platforms import SECRET, answers, events, get_json, gone, running, service_yaml
 from tests.support.polling import wait_for
-
-
-def running(platform: Platform, service: str, count: int) -> list:
-    """Wait until `service` has exactly `count` running instances; their statuses."""
-    driver = platform.driver()
-
-    def ready() -> list:
-        found = [s for s in driver.status() if s.service == service]
-        return found if len(found) == count and all(s.state == "running" for s in found) else []
-
-    return wait_for(ready, f"{count} running instance(s) of {service}")
 
 
 def test_up_starts_instances_that_answer_with_their_placeholders_and_secret(platform, free_port) -> None:
@@ -83,12 +72,6 @@ def test_killed_instance_is_restarted_after_a_growing_backoff(platform, free_por
     assert all(e["actor"] == "system:runtime" for e in exited + restarted)
     waits = [_seconds(r["ts"]) - _seconds(e["ts"]) for e, r in zip(exited, restarted, strict=True)]
     assert waits[0] >= 0.29 and waits[1] >= 0.59, waits
-
-
-def events(platform: Platform, kind: str, count: int) -> list:
-    """The events of `kind`, once there are `count` of them (the supervisor writes from a thread)."""
-    return wait_for(lambda: (found := platform.events(kind)) and len(found) == count and found,
-                    f"{count} {kind} events")
 
 
 def _seconds(iso: str) -> float:
@@ -239,19 +222,40 @@ def test_supervisor_killed_then_down_still_stops_the_children(platform, free_por
     assert all(e["details"]["reason"] == "supervisor not running" for e in stopped)
 
 
-def test_up_after_the_supervisor_died_replaces_its_orphans(platform, free_port) -> None:
-    platform.write(service_yaml("web", port=free_port))
+def test_up_after_the_supervisor_died_adopts_what_runs_and_restarts_what_ended(platform, free_ports) -> None:
+    web, api = free_ports(2)
+    platform.write(service_yaml("web", port=web), service_yaml("api", port=api))
     platform.driver().up()
-    [before] = running(platform, "web", 1)
+    [web_before] = running(platform, "web", 1)
+    [api_before] = running(platform, "api", 1)
     supervisor = platform.driver().supervisor_pid()
     assert supervisor is not None
     os.kill(supervisor, signal.SIGKILL)
     wait_for(lambda: gone(supervisor), "the supervisor to die")
+    os.kill(api_before.pid, signal.SIGKILL)  # ends while nothing supervises it
+    wait_for(lambda: gone(api_before.pid), "api to die")
 
     platform.driver().up()
-    [after] = running(platform, "web", 1)
+    [web_after] = running(platform, "web", 1)
+    [api_after] = wait_for(lambda: [s for s in running(platform, "api", 1) if s.pid != api_before.pid],
+                           "api restarted")
 
-    assert gone(before.pid) and after.pid != before.pid and get_json(free_port)["pid"] == after.pid
+    assert web_after.pid == web_before.pid and get_json(web)["pid"] == web_before.pid
+    assert get_json(api)["pid"] == api_after.pid
+    assert (api_after.restarts, api_after.last_exit) == (1, "exit status unknown")
+    [adopted] = events(platform, "runtime.adopted", 1)
+    assert adopted["target"] == "web" and adopted["details"]["pids"] == [web_before.pid]
+    [exited] = events(platform, "runtime.exited", 1)
+    assert exited["target"] == "api" and exited["details"]["pid"] == api_before.pid
+    assert exited["details"]["then"] == "restart in 0.2s"
+
+    platform.driver().restart("web")  # an adopted process is stopped as one of its own would be
+    [web_restarted] = running(platform, "web", 1)
+    assert gone(web_before.pid) and get_json(web)["pid"] == web_restarted.pid
+    platform.driver().down()
+    assert gone(web_restarted.pid) and gone(api_after.pid)
+    stopped = events(platform, "runtime.stopped", 2)
+    assert all(e["details"]["killed"] == 0 and e["actor"] == "cli:tester" for e in stopped)
 
 
 def test_crash_loop_stops_at_max_restarts_and_clean_exit_is_not_restarted(platform) -> None:
@@ -336,3 +340,23 @@ def psutil_processes() -> list[str]:
         if process.info["status"] != psutil.STATUS_ZOMBIE and process.info["cmdline"]:
             found.append(" ".join(process.info["cmdline"]))
     return found
+
+
+def test_up_after_a_settings_change_keeps_the_count_set_by_scale(platform, free_port) -> None:
+    platform.write(service_yaml("web", port=free_port))
+    driver = platform.driver()
+    driver.up()
+    running(platform, "web", 1)
+    driver.scale("web", 3)
+    before = running(platform, "web", 3)
+
+    platform.write(service_yaml("web", port=free_port, env={"GREETING": "changed", "INSTANCE": "{instance}"}))
+    platform.driver().up()
+    after = running(platform, "web", 3)
+
+    assert [s.instance for s in after] == [0, 1, 2]
+    assert not {s.pid for s in after} & {s.pid for s in before}, "every instance runs the new settings"
+    assert [get_json(s.port)["greeting"] for s in after] == ["changed"] * 3
+    [recreated] = wait_for(lambda: [e for e in platform.events("runtime.stopped")
+                                    if e["details"].get("reason") == "settings changed"], "the stop event")
+    assert recreated["details"]["instances"] == 3

@@ -104,7 +104,7 @@ class Serve:
 def signed_in_client(url: str, token: str) -> Iterator[httpx.Client]:
     """An HTTP client holding the dashboard cookie that signing in with `token` gave it, as a
     browser would (redirects are not followed, so each answer can be looked at)."""
-    with httpx.Client(base_url=url, timeout=10, follow_redirects=False) as client:
+    with httpx.Client(base_url=url, timeout=10, follow_redirects=False, trust_env=False) as client:
         answer = client.post("/ui/login", data={"token": token, "next": "/ui/"})
         assert answer.status_code == 303, answer.text
         yield client

@@ -1,10 +1,13 @@
 """One supervised instance of a service: start it, log its output, watch it, restart it.
 
 An `Instance` lives inside the supervisor's event loop. Its task starts the program in a
-session of its own, pumps stdout and stderr into the instance's log file, marks it running
-once its port answers, and when it exits asks `opsplane.runtime.restarts.decide` whether and
-when to start it again. `stop()` ends it: SIGTERM to the process group, SIGKILL after the
-service's stop_timeout, and SIGKILL to anything of its session still left.
+session of its own, its stdout and stderr going to the run's log writer (`output.py`), marks it
+running once its port answers, and sees it end through its pidfd (`exits.py`): the main process
+itself, not its output closing, which a worker it forked may hold on to. It then ends what is
+left of the session, lets the writer copy the last lines, records the exit and asks
+`opsplane.runtime.restarts.decide` whether and when to start it again. `stop()` ends it: SIGTERM
+to the process group, SIGKILL after the service's stop_timeout, and SIGKILL to anything of its
+session still left. `adopt()` takes over a process a supervisor that is gone started.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import psutil
 from opsplane.clock import Clock
 from opsplane.config.types import SecretRef
 from opsplane.drivers.runtime.base import InstanceState, InstanceStatus
-from opsplane.drivers.runtime.logfiles import RotatingLog, log_path
+from opsplane.drivers.runtime.exits import ProcessWatch
+from opsplane.drivers.runtime.logwriter import log_path
+from opsplane.drivers.runtime.output import LogWriter
 from opsplane.drivers.runtime.processes import ProcessIdentity, describe_exit, identify, signal_session
 from opsplane.drivers.runtime.spec import ServiceSpec, substitute
 from opsplane.errors import SecretError
@@ -37,7 +42,9 @@ SYSTEM_ACTOR = "system:runtime"
 # opsplane's own settings are not the services' business (the store URL may hold a password)
 HIDDEN_VARIABLES = frozenset({"OPSPLANE_DATABASE_URL"})
 _HISTORY_KEPT = 200
-_LINE_LIMIT = 65536
+_DRAIN_SECONDS = 2.0
+# the exit of a process the supervisor did not start: only its parent can learn the status
+UNKNOWN_EXIT = "exit status unknown"
 
 
 class Recorder(Protocol):
@@ -66,7 +73,6 @@ class Instance:
         self.clock = clock
         self.on_change = on_change
         self.state: str = InstanceState.STOPPED
-        self.process: asyncio.subprocess.Process | None = None
         self.identity: ProcessIdentity | None = None
         self.started_at: datetime | None = None
         self.restarts = 0
@@ -74,15 +80,16 @@ class Instance:
         self.last_pid: int | None = None
         self.history: list[Run] = []
         self.rss_bytes: int | None = None
-        self.lost_lines = 0
         self.cpu_percent: float | None = None
         self._sampled: dict[int, psutil.Process] = {}
         self._task: asyncio.Task[None] | None = None
         self._pid: int | None = None
         self._stopping = False
         self._wake = asyncio.Event()
-        self._log = RotatingLog(log_path(log_dir, spec.name, index), max_bytes=spec.log_max_bytes,
-                                backups=spec.log_backups)
+        self._log_path = log_path(log_dir, spec.name, index)
+        self._popen: subprocess.Popen[bytes] | None = None  # None for an adopted process
+        self._watch: ProcessWatch | None = None
+        self._writer: LogWriter | None = None
 
     # --- what the supervisor asks -------------------------------------------------------
 
@@ -106,10 +113,12 @@ class Instance:
         )
 
     def recorded(self) -> dict[str, Any]:
-        """The status plus the create time, as the state file keeps it."""
+        """The status plus the create time and the log writer, as the state file keeps it (what a
+        supervisor needs to adopt the process)."""
         data = self.status().as_dict()
         data.pop("uptime")
         data["create_time"] = self.identity.create_time if self.identity and self.pid else None
+        data["writer"] = self._writer.recorded() if self._writer is not None and self.pid else None
         return data
 
     def start(self, actor: str, *, kind: str = "runtime.started", reason: str | None = None) -> None:
@@ -121,6 +130,24 @@ class Instance:
         self.history.clear()
         self.state = InstanceState.STARTING
         self._task = asyncio.create_task(self._supervise(actor, kind, reason))
+
+    def adopt(self, identity: ProcessIdentity, writer: LogWriter | None, *, running: bool,
+              started_at: datetime | None) -> None:
+        """Supervise the process a supervisor that is gone started (its identity checked by the
+        caller), as though this one had started it: watched through its pidfd, restarted by the
+        policy once it exits. One that has exited meanwhile goes through that at once."""
+        self.identity = identity
+        self._pid = self.last_pid = identity.pid
+        self._popen = None
+        self._watch = ProcessWatch(identity)
+        self._writer = writer
+        self.started_at = started_at
+        self.state = InstanceState.RUNNING if running or not self.port else InstanceState.STARTING
+        ran = (self.clock.now() - started_at).total_seconds() if started_at else 0.0
+        begun = self.clock.monotonic() - max(0.0, ran)
+        self._stopping = False
+        self._task = asyncio.create_task(
+            self._supervise(SYSTEM_ACTOR, "runtime.restarted", None, running_since=begun))
 
     async def stop(self) -> str | None:
         """Stop supervising and end the process; returns the signal that ended it, if any ran."""
@@ -141,30 +168,37 @@ class Instance:
             await asyncio.sleep(0.05)
 
     def close(self) -> None:
-        self._log.close()
+        for watch in (self._watch, self._writer):
+            if watch is not None:
+                watch.close()
 
     # --- supervision --------------------------------------------------------------------
 
-    async def _supervise(self, actor: str, kind: str, reason: str | None) -> None:
+    async def _supervise(self, actor: str, kind: str, reason: str | None, *,
+                         running_since: float | None = None) -> None:
+        """Run, wait for the end, clean up, decide; again until told to stop or the policy says
+        no. `running_since` (monotonic) marks an adopted process: already running."""
         while True:
-            begun = self.clock.monotonic()
-            previous_pid = self.last_pid
-            error = await self._spawn()
-            pumps: list[asyncio.Task[None]] = []
-            if error is None:
-                if self._stopping:  # stop() came while the program was being started
-                    await self._terminate()
-                else:
+            if running_since is not None:
+                begun, error, running_since = running_since, None, None
+            else:
+                if self._stopping:  # stop() came before the task began
+                    return
+                begun = self.clock.monotonic()
+                previous_pid = self.last_pid
+                error = self._spawn()
+                if error is None:
                     self._record_start(kind, actor, reason, previous_pid)
-                returncode, pumps = await self._run_to_exit()
+            if error is None:
+                returncode = await self._run_to_exit()
+                self.last_exit = describe_exit(returncode) if returncode is not None else UNKNOWN_EXIT
                 failed = returncode != 0
-                self.last_exit = describe_exit(returncode)
             else:
                 failed = True
                 self.last_exit = f"cannot start: {error}"
             delay = None if self._stopping else self._after_exit(begun, failed)
             self._pid = None
-            await self._clean_up(pumps)
+            await self._clean_up()  # before any restart: the session's leftovers gone, the log complete
             if self._stopping or delay is None:
                 return
             if await self._sleep_unless_stopped(delay):
@@ -212,23 +246,33 @@ class Instance:
             await asyncio.wait_for(self._wake.wait(), delay)
         return self._stopping
 
-    async def _spawn(self) -> str | None:
-        """Start the program; None when it runs, else why it could not be started."""
+    def _spawn(self) -> str | None:
+        """Start the log writer, then the program writing into it; None when it runs, else why
+        it could not be started."""
         try:
             env = self._environment()
         except SecretError as exc:
             return str(exc)
         argv = [self._fill(arg) for arg in self.spec.argv]
         try:
-            process = await asyncio.create_subprocess_exec(
-                *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                cwd=self.spec.cwd, env=env, start_new_session=True,
+            self._writer, stdout, stderr = LogWriter.start(
+                self._log_path, max_bytes=self.spec.log_max_bytes, backups=self.spec.log_backups)
+        except OSError as exc:
+            return f"cannot start its log writer: {exc.strerror or exc}"
+        try:
+            popen = subprocess.Popen(  # noqa: S603 - the inventory's argument list, no shell
+                argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, cwd=self.spec.cwd, env=env,
+                start_new_session=True,
             )
         except OSError as exc:
             return f"{exc.strerror or exc}: {argv[0]} (cwd {self.spec.cwd})"
-        self.process = process
-        self._pid = self.last_pid = process.pid
-        self.identity = identify(process.pid) or ProcessIdentity(process.pid, 0.0)
+        finally:
+            os.close(stdout)  # the program holds them now; the writer ends when it is gone
+            os.close(stderr)
+        self._popen = popen
+        self._pid = self.last_pid = popen.pid
+        self.identity = identify(popen.pid) or ProcessIdentity(popen.pid, 0.0)
+        self._watch = ProcessWatch(self.identity)
         self.started_at = self.clock.now()
         self._sampled.clear()
         self.sample()  # memory at once; CPU from the next sample on
@@ -236,82 +280,61 @@ class Instance:
         self.on_change()
         return None
 
-    async def _run_to_exit(self) -> tuple[int, list[asyncio.Task[None]]]:
-        """Wait for the process to end; its return code and the tasks still pumping its output."""
-        process = self.process
-        assert process is not None and process.stdout is not None and process.stderr is not None
-        pumps = [asyncio.create_task(self._pump(process.stdout, "stdout")),
-                 asyncio.create_task(self._pump(process.stderr, "stderr"))]
-        ready = asyncio.create_task(self._watch_ready(process)) if self.port else None
-        returncode = await process.wait()
+    async def _run_to_exit(self) -> int | None:
+        """Wait for the main process to end, whatever it leaves running; marks it running once its
+        port answers meanwhile. Its exit status, or None when it is not our child (adopted)."""
+        watch = self._watch
+        assert watch is not None
+        starting = self.state == InstanceState.STARTING
+        ready = asyncio.create_task(self._watch_ready(watch)) if starting else None
+        await watch.ended.wait()
         if ready is not None:
             ready.cancel()
-        return returncode, pumps
+        if self._popen is None:
+            return None
+        return self._popen.wait()  # it has ended: this only reaps it
 
-    async def _clean_up(self, pumps: list[asyncio.Task[None]]) -> None:
-        """After an exit: end what the program left of its session (workers, a shell's
-        children), then let the output pumps finish."""
+    async def _clean_up(self) -> None:
+        """After the main process ended (or never started): end what it left of its session
+        (workers it forked, a shell's children), and let the log writer copy the last lines and
+        end. (A session id still in use is never given to a new process, so the reaped leader's
+        pid still names the session here.)"""
         self.rss_bytes = self.cpu_percent = None
-        if self.identity is not None:
+        if self._watch is not None and self.identity is not None:
             await asyncio.to_thread(signal_session, self.identity, signal.SIGKILL)
-        if pumps:
-            _, pending = await asyncio.wait(pumps, timeout=2.0)
-            for task in pending:
-                task.cancel()
+            self._watch.close()
+        if self._writer is not None:
+            await self._writer.finish(_DRAIN_SECONDS)
+        self._popen = self._watch = self._writer = None
 
     async def _terminate(self) -> str | None:
         """End the current process: SIGTERM to its group, SIGKILL after stop_timeout."""
-        process = self.process
-        if process is None or process.returncode is not None:
+        watch = self._watch
+        if watch is None or not watch.running():
             return None
         how = "SIGTERM"
-        _kill_group(process.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(asyncio.shield(process.wait()), self.spec.stop_timeout)
-        except TimeoutError:
+        _kill_group(watch.pid, signal.SIGTERM)
+        if not await watch.wait(self.spec.stop_timeout):
             how = "SIGKILL"
-            _kill_group(process.pid, signal.SIGKILL)
-            await process.wait()
+            if watch.running():
+                _kill_group(watch.pid, signal.SIGKILL)
+            await watch.wait()
         if self.identity is not None:
             await asyncio.to_thread(signal_session, self.identity, signal.SIGKILL)
         return how
 
-    async def _watch_ready(self, process: asyncio.subprocess.Process) -> None:
+    async def _watch_ready(self, watch: ProcessWatch) -> None:
         host = "127.0.0.1" if self.spec.host in ("0.0.0.0", "::", "") else self.spec.host  # noqa: S104
-        while process.returncode is None:
+        while not watch.ended.is_set():
             try:
                 _, writer = await asyncio.wait_for(asyncio.open_connection(host, self.port), 1.0)
                 writer.close()
-                if process.returncode is None and self.state == InstanceState.STARTING:
+                if not watch.ended.is_set() and self.state == InstanceState.STARTING:
                     self.state = InstanceState.RUNNING
                     self.on_change()
                 return
             except (OSError, TimeoutError):
                 await asyncio.sleep(0.1)
-
-    async def _pump(self, reader: asyncio.StreamReader, stream: str) -> None:
-        """Copy one stream into the log until it ends. The pipe is always drained, even when the
-        log cannot be written (a full disk): a program blocked on a full pipe would hang."""
-        partial = b""
-        while chunk := await reader.read(65536):
-            *lines, partial = (partial + chunk).split(b"\n")
-            if len(partial) > _LINE_LIMIT:  # a line without end: keep the log readable
-                lines.append(partial)
-                partial = b""
-            self._write_lines(stream, lines)
-        if partial:
-            self._write_lines(stream, [partial])
-
-    def _write_lines(self, stream: str, lines: list[bytes]) -> None:
-        now = self.clock.now()
-        try:
-            for line in lines:
-                self._log.write(stream, _text(line), now)
-        except OSError as exc:
-            self.lost_lines += len(lines)
-            if self.lost_lines == len(lines):  # say it once, not for every line
-                log.error("%s.%d: cannot write its log %s: %s; dropping lines", self.spec.name,
-                          self.index, self._log.path, exc.strerror or exc)
 
     def _environment(self) -> dict[str, str]:
         env = {key: value for key, value in self.environ.items() if key not in HIDDEN_VARIABLES}
@@ -355,10 +378,7 @@ class Instance:
 
 
 def _kill_group(pgid: int, signum: int) -> None:
-    # the leader is our unreaped child here, so its pid (the group id) cannot have been reused
+    # called only while the leader runs (an unreaped child, or an adopted process its pidfd shows
+    # alive), so its pid, the group id, cannot have been given to another process
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
-
-
-def _text(line: bytes) -> str:
-    return line.decode("utf-8", "replace").rstrip("\r")

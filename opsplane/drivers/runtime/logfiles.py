@@ -1,5 +1,6 @@
-"""Instance log files: written with a UTC timestamp on every line, rotated by size, read back
-merged across instances with --since/--grep/--tail, and followed through rotations.
+"""Instance log files: written with a UTC timestamp on every line and rotated by size by each
+instance's log writer (`logwriter.py`, a process of its own), read back here merged across
+instances with --since/--grep/--tail, and followed through rotations.
 
 One file per service instance, `<service>.<instance>.log`; rotated copies are `.log.1`
 (newest) to `.log.<backups>`. Each line is
@@ -24,63 +25,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 from opsplane.drivers.runtime.base import LogLine
+from opsplane.drivers.runtime.logwriter import STAMP as _STAMP
+from opsplane.drivers.runtime.logwriter import RotatingLog as RotatingLog
+from opsplane.drivers.runtime.logwriter import log_path as log_path
+from opsplane.drivers.runtime.logwriter import stamp as stamp
 from opsplane.errors import UsageError
 
-_STAMP = "%Y-%m-%dT%H:%M:%S.%fZ"
 _STAMP_WIDTH = 27
 _LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) (stdout|stderr) (.*)$", re.DOTALL)
 _EPOCH = "1970-01-01T00:00:00.000000Z"
-
-
-def stamp(ts: datetime) -> str:
-    """`ts` as the fixed-width UTC prefix of a log line."""
-    return ts.astimezone(UTC).strftime(_STAMP)
-
-
-def log_path(log_dir: Path, service: str, instance: int) -> Path:
-    return log_dir / f"{service}.{instance}.log"
-
-
-class RotatingLog:
-    """Appends stamped lines to one instance's log file, rotating it at `max_bytes`."""
-
-    def __init__(self, path: Path, *, max_bytes: int, backups: int) -> None:
-        self.path = path
-        self.max_bytes = max_bytes
-        self.backups = backups
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: BinaryIO = path.open("ab")
-        self._size = self._file.tell()
-
-    def write(self, stream: str, text: str, ts: datetime) -> None:
-        """One line; `text` without its line ending. Flushed at once so `logs -f` sees it."""
-        data = f"{stamp(ts)} {stream} {text}\n".encode("utf-8", "replace")
-        self._file.write(data)
-        self._file.flush()
-        self._size += len(data)
-        if self._size >= self.max_bytes:
-            self.rotate()
-
-    def rotate(self) -> None:
-        """Shift name.log.N up by one (dropping the oldest) and start a new name.log."""
-        self._file.close()
-        if self.backups == 0:
-            self.path.unlink(missing_ok=True)
-        else:
-            self._numbered(self.backups).unlink(missing_ok=True)
-            for n in range(self.backups - 1, 0, -1):
-                if self._numbered(n).exists():
-                    os.replace(self._numbered(n), self._numbered(n + 1))
-            if self.path.exists():  # it may have been deleted by hand
-                os.replace(self.path, self._numbered(1))
-        self._file = self.path.open("ab")
-        self._size = 0
-
-    def _numbered(self, n: int) -> Path:
-        return self.path.with_name(f"{self.path.name}.{n}")
-
-    def close(self) -> None:
-        self._file.close()
 
 
 def instance_files(log_dir: Path, service: str) -> dict[int, list[Path]]:

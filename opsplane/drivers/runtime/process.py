@@ -1,9 +1,9 @@
 """The `process` runtime: the inventory's components as local processes under a supervisor.
 
 `ProcessRuntime` is the client side. It starts the supervisor daemon for the state directory
-when needed (`up`, `scale`), sends it requests over its socket, and reads what it can without
-it: the state file (so `down` still stops what a dead supervisor left running) and the log
-files (so `logs` works whether or not anything runs).
+when needed (`up`, `scale`; a new one adopts what a dead one left running), sends it requests
+over its socket, and reads what it can without it: the state file (so `down` still stops what a
+dead supervisor left running) and the log files (so `logs` works whether or not anything runs).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from opsplane.drivers.runtime.protocol import (
     NotAnswering,
     StatePaths,
     SupervisorRefused,
+    SupervisorStopping,
     call,
     read_state,
     write_state,
@@ -52,6 +53,7 @@ from opsplane.store import default_url
 _PING_TIMEOUT = 3.0
 _START_TIMEOUT = 20.0
 _EXIT_TIMEOUT = 15.0
+_ATTEMPTS = 3  # supervisors a request is sent to when the one that answers is stopping
 MAX_INSTANCES = 100
 
 
@@ -72,22 +74,26 @@ class ProcessRuntime:
     def up(self, services: Sequence[str] | None = None) -> None:
         names = select(self.inventory, services)
         specs = [self.spec(name).as_dict() for name in names]
-        self._ensure_supervisor()
-        self._call({"op": "up", "services": specs}, timeout=self._stop_budget(names) + 30)
+        self._call_supervisor({"op": "up", "services": specs}, timeout=self._stop_budget(names) + 30)
 
     def down(self, services: Sequence[str] | None = None) -> None:
         names = select(self.inventory, services) if services else None
+        request = {"op": "down", "services": names}
+        timeout = self._stop_budget(names or list(runnable(self.inventory))) + 15
         state = read_state(self.paths)
         try:
-            reply = self._call({"op": "down", "services": names},
-                               timeout=self._stop_budget(names or list(runnable(self.inventory))) + 15)
+            reply = self._call(request, timeout=timeout)
         except NotAnswering:
             with self._starting():
-                state = read_state(self.paths)
-                if names is None:
-                    self._stop_stuck_supervisor(state)
-                self._stop_orphans(state, names, reason="supervisor not running")
-            return
+                if self.supervisor_pid() is None:
+                    state = read_state(self.paths)
+                    if names is None:
+                        self._stop_stuck_supervisor(state)
+                    self._stop_orphans(state, names, reason="supervisor not running")
+                    return
+            # an `up` at the same moment started a supervisor meanwhile: the down is for it
+            state = read_state(self.paths)
+            reply = self._call(request, timeout=timeout, not_answering="down")
         if not reply.get("remaining"):
             self._wait_for_exit(state)
 
@@ -105,9 +111,8 @@ class ProcessRuntime:
                 f"{MAX_INSTANCES} (to stop every instance: opsplane down {service})"
             )
         spec = self.spec(service)
-        self._ensure_supervisor()
-        self._call({"op": "scale", "spec": spec.as_dict(), "instances": instances},
-                   timeout=self._stop_budget([service]) + 45)
+        self._call_supervisor({"op": "scale", "spec": spec.as_dict(), "instances": instances},
+                              timeout=self._stop_budget([service]) + 45)
 
     def status(self) -> list[InstanceStatus]:
         try:
@@ -148,15 +153,50 @@ class ProcessRuntime:
         except NotAnswering:
             return None
 
-    def _call(self, request: dict[str, Any], *, timeout: float, not_running: bool = False) -> dict[str, Any]:
+    def _call(self, request: dict[str, Any], *, timeout: float, not_running: bool = False,
+              not_answering: str | None = None, next_supervisor: bool = False) -> dict[str, Any]:
+        """One request; NotAnswering becomes RuntimeNotRunning with `not_running`, and a
+        RuntimeFailure saying the supervisor did not answer the `not_answering` request.
+        SupervisorStopping is raised only for a request that goes to the `next_supervisor` then."""
         try:
             return call(self.paths, {**request, "actor": self.actor}, timeout=timeout)
+        except SupervisorStopping:
+            if next_supervisor:
+                raise
+            raise RuntimeNotRunning(f"the supervisor for {self.paths.root} is stopping: every service was "
+                                    "brought down; start them with `opsplane up`") from None
         except SupervisorRefused as exc:
             raise RuntimeFailure(f"the supervisor could not {request['op']}: {exc}") from None
-        except NotAnswering:
+        except NotAnswering as exc:
             if not_running:
                 raise self._not_running() from None
+            if not_answering:
+                raise self._no_answer(not_answering, exc) from None
             raise
+
+    def _no_answer(self, op: str, exc: Exception) -> RuntimeFailure:
+        return RuntimeFailure(f"the supervisor for {self.paths.root} did not answer the {op} request "
+                              f"({exc}); see {self.paths.supervisor_log}")
+
+    def _call_supervisor(self, request: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+        """Send a request that needs a supervisor, starting one when none runs. One that is
+        stopping (a `down` left it nothing to run) refuses new work rather than accept it and
+        stop it on its way out; the request then goes to the next supervisor, so an `up` that
+        follows a `down` is carried out, never lost between them."""
+        op = str(request["op"])
+        for _ in range(_ATTEMPTS):
+            self._ensure_supervisor()
+            try:
+                return self._call(request, timeout=timeout, next_supervisor=True)
+            except SupervisorStopping:
+                pass
+            except NotAnswering as exc:  # gone between the ping and the request: try the next one
+                if self.supervisor_pid() is not None:
+                    raise self._no_answer(op, exc) from None
+            with self._starting():  # the next one can start once this one has exited
+                self._await_lock_released()
+        raise RuntimeFailure(f"the supervisor for {self.paths.root} stopped {_ATTEMPTS} times while "
+                             f"asked to {op}; nothing was changed, try again")
 
     def _running_count(self, service: str) -> int:
         state = read_state(self.paths) or {}
@@ -184,10 +224,9 @@ class ProcessRuntime:
                 self._start_supervisor()
 
     def _start_supervisor(self) -> None:
-        state = read_state(self.paths)
-        self._stop_stuck_supervisor(state)
-        self._stop_orphans(state, None, reason="supervisor not running; starting a new one")
-        self.paths.root.mkdir(parents=True, exist_ok=True)
+        """Start a supervisor; it adopts what the state file says a dead one left running."""
+        self._stop_stuck_supervisor(read_state(self.paths))
+        self._await_lock_released()
         env = {**self.environ, "OPSPLANE_DATABASE_URL": default_url(self.environ)}
         started = subprocess.run(  # noqa: S603 - our own module, argument list
             [sys.executable, "-m", "opsplane.drivers.runtime.supervisor",
@@ -215,6 +254,25 @@ class ProcessRuntime:
         identity = ProcessIdentity(int(recorded["pid"]), float(recorded.get("create_time") or 0))
         if is_alive(identity):
             stop_session(identity, 10.0)
+
+    def _await_lock_released(self) -> None:
+        """A supervisor on its way out holds `supervisor.lock` until it has written its last
+        events; the new one needs it."""
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + _EXIT_TIMEOUT
+        with self.paths.lock.open("a") as lock:
+            while True:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeFailure(
+                            f"the supervisor for {self.paths.root} is stopping and did not exit within "
+                            f"{_EXIT_TIMEOUT:g}s; see {self.paths.supervisor_log}") from None
+                    time.sleep(0.05)
+                    continue
+                fcntl.flock(lock, fcntl.LOCK_UN)
+                return
 
     def _stop_orphans(
         self, state: dict[str, Any] | None, names: Sequence[str] | None, *, reason: str
@@ -263,7 +321,8 @@ class ProcessRuntime:
         listed = ", ".join(f"{o.name} (pid {o.pid})" for o in orphans)
         return RuntimeNotRunning(
             f"the supervisor for {where} is not running, but processes it started are still alive "
-            f"and no longer restarted: {listed}; stop them with `opsplane down`, then `opsplane up`",
+            f"and no longer restarted: {listed}; `opsplane up` starts a supervisor that adopts them, "
+            "`opsplane down` stops them",
             orphans,
         )
 

@@ -72,7 +72,7 @@ def call(paths: StatePaths, request: dict[str, Any], *, timeout: float) -> dict[
     """Send one request to the supervisor and return its answer.
 
     Raises NotAnswering when no supervisor listens or it does not answer within `timeout`;
-    an answer reporting a failure becomes UsageError or SupervisorRefused."""
+    an answer reporting a failure becomes UsageError, SupervisorStopping or SupervisorRefused."""
     if not paths.socket.exists():
         raise NotAnswering(f"no socket at {paths.socket}")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -98,12 +98,19 @@ def call(paths: StatePaths, request: dict[str, Any], *, timeout: float) -> dict[
         message = str(reply.get("error", "the supervisor refused the request"))
         if reply.get("usage"):
             raise UsageError(message)
+        if reply.get("stopping"):
+            raise SupervisorStopping(message)
         raise SupervisorRefused(message)
     return reply
 
 
 class SupervisorRefused(Exception):
     """The supervisor answered that it could not do what was asked."""
+
+
+class SupervisorStopping(SupervisorRefused):
+    """The supervisor is on its way out (a `down` left it nothing to run) and takes no new work:
+    the request is for the next supervisor."""
 
 
 def _read_line(sock: socket.socket) -> bytes:

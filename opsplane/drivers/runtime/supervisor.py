@@ -10,6 +10,10 @@ connection it keeps to tell the watcher of every exit the moment it sees it and 
 state after every change (`serve` watches, to check an exited service at once). It keeps the
 state file current, samples CPU and memory every few seconds, and ends after a `down` that
 leaves no service, or on SIGTERM, stopping every instance first.
+
+On starting it adopts what the state file says a supervisor that is gone (killed, say) left
+running: each instance whose pid still belongs to the process recorded there is watched and
+restarted as though this supervisor had started it, and a `runtime.adopted` event says so.
 """
 
 from __future__ import annotations
@@ -25,14 +29,19 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from opsplane.clock import Clock, SystemClock
+from opsplane.drivers.runtime.base import InstanceState
 from opsplane.drivers.runtime.instance import SYSTEM_ACTOR, Instance, Recorder
-from opsplane.drivers.runtime.protocol import StatePaths, unix_path, write_state
+from opsplane.drivers.runtime.logwriter import log_path
+from opsplane.drivers.runtime.output import LogWriter
+from opsplane.drivers.runtime.processes import ProcessIdentity, is_alive, stop_session
+from opsplane.drivers.runtime.protocol import StatePaths, read_state, unix_path, write_state
 from opsplane.drivers.runtime.recorder import EventRecorder
 from opsplane.drivers.runtime.spec import ServiceSpec
 from opsplane.drivers.sandbox.ports import free_port
@@ -47,20 +56,30 @@ _WATCH_BUFFER = 1024 * 1024
 
 
 class Refused(Exception):
-    """A request that cannot be carried out; `usage` marks the caller's mistake."""
+    """A request that cannot be carried out; `usage` marks the caller's mistake, `stopping` a
+    supervisor on its way out (the request is for the next one)."""
 
-    def __init__(self, message: str, *, usage: bool = True) -> None:
+    def __init__(self, message: str, *, usage: bool = True, stopping: bool = False) -> None:
         super().__init__(message)
         self.usage = usage
+        self.stopping = stopping
 
 
 class ServiceGroup:
-    """The instances of one service and the ports they were given."""
+    """The instances of one service, the ports they were given, and the count `scale` set (kept
+    by `up`, even when the settings change, until the service is brought down)."""
 
-    def __init__(self, spec: ServiceSpec) -> None:
+    def __init__(self, spec: ServiceSpec, *, scaled_to: int | None = None,
+                 ports: dict[int, int | None] | None = None) -> None:
         self.spec = spec
+        self.scaled_to = scaled_to
         self.instances: dict[int, Instance] = {}
-        self.ports: dict[int, int | None] = {}
+        self.ports: dict[int, int | None] = dict(ports or {})
+
+    @property
+    def wanted(self) -> int:
+        """How many instances it should run: the count `scale` set, else the inventory's."""
+        return self.scaled_to or self.spec.instances
 
     def port_for(self, index: int) -> int | None:
         """Instance 0 gets the component's port; others a free one, kept across restarts."""
@@ -103,6 +122,7 @@ class Supervisor:
         self.sample_every = sample_every
         self.groups: dict[str, ServiceGroup] = {}
         self.shutdown = asyncio.Event()
+        self._closing = False  # decided under the lock: no new work is accepted any more
         self._save_pending = False
         self._closed = False
         self._lock = asyncio.Lock()  # one change at a time; status reads need no lock
@@ -121,6 +141,7 @@ class Supervisor:
             listener.bind(address)
         os.chmod(self.paths.socket, 0o600)
         server = await asyncio.start_unix_server(self._client, sock=listener, limit=_REQUEST_LIMIT)
+        self._adopt(read_state(self.paths))
         self._save()
         sampler = asyncio.create_task(self._sample_forever())
         log.info("supervisor %d listening on %s", os.getpid(), self.paths.socket)
@@ -132,6 +153,7 @@ class Supervisor:
             server.close()
             sampler.cancel()
             async with self._lock:
+                self._closing = True
                 await self._stop_groups(list(self.groups), SYSTEM_ACTOR, reason="supervisor stopping")
             self._announce({"event": "state", "instances": []})  # nothing runs any more
             for watcher in list(self._watchers):
@@ -149,7 +171,7 @@ class Supervisor:
                 return
             answer = await self.handle(request)
         except Refused as exc:
-            answer = {"ok": False, "error": str(exc), "usage": exc.usage}
+            answer = {"ok": False, "error": str(exc), "usage": exc.usage, "stopping": exc.stopping}
         except (ValueError, KeyError, TypeError) as exc:
             answer = {"ok": False, "error": f"malformed request: {exc}", "usage": False}
         except Exception as exc:  # noqa: BLE001 - one bad request must not end the supervisor
@@ -159,8 +181,6 @@ class Supervisor:
             writer.write(json.dumps(answer).encode() + b"\n")
             await writer.drain()
             writer.close()
-        if not self.groups and answer.get("op") == "down":
-            self.shutdown.set()
 
     async def _watch(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Answer with every instance's status and keep the connection: `_announce` writes to it
@@ -197,13 +217,20 @@ class Supervisor:
             return {"ok": True, "op": op, "pid": os.getpid()}
         if op == "status":
             return {"ok": True, "op": op, "pid": os.getpid(), "instances": self.statuses()}
-        async with self._lock:
+        async with self._lock:  # deciding to stop and accepting work are one step: no `up` is undone
+            if self._closing and op in ("up", "restart", "scale"):
+                raise Refused(f"the supervisor {os.getpid()} is stopping (every service was brought down); "
+                              "ask the next one", usage=False, stopping=True)
             if op == "up":
                 specs = [ServiceSpec.from_dict(item) for item in request["services"]]
                 return {"ok": True, "op": op, **await self.up(specs, actor)}
             if op == "down":
                 names = request.get("services") or list(self.groups)
-                return {"ok": True, "op": op, **await self.down(names, actor)}
+                answer = {"ok": True, "op": op, **await self.down(names, actor)}
+                if not self.groups:  # nothing left to supervise: this supervisor ends
+                    self._closing = True
+                    self.shutdown.set()
+                return answer
             if op == "restart":
                 return {"ok": True, "op": op, **await self.restart(str(request["service"]), actor)}
             if op == "scale":
@@ -215,21 +242,24 @@ class Supervisor:
 
     async def up(self, specs: list[ServiceSpec], actor: str) -> dict[str, Any]:
         """Start what is not running; a service whose settings changed is stopped and started
-        with the new ones. A count set by `scale` is kept."""
+        with the new ones, on the ports its instances had. A count set by `scale` is kept;
+        otherwise the inventory's `instances` is run."""
         result: dict[str, list[str]] = {"started": [], "recreated": [], "unchanged": []}
         for spec in specs:
             group = self.groups.get(spec.name)
             reason = None
             if group is not None and not group.spec.same_program(spec):
+                kept = ServiceGroup(spec, scaled_to=group.scaled_to,
+                                    ports={i: p for i, p in group.ports.items() if i > 0 and spec.wants_port})
                 await self._stop_groups([spec.name], actor, reason="settings changed")
-                group, reason = None, "settings changed"
-            if group is None:
+                self.groups[spec.name] = group = kept
+                reason = "settings changed"
+            elif group is None:
                 group = self.groups[spec.name] = ServiceGroup(spec)
-                count = spec.instances
-            else:
-                count = max(len(group.instances), 1)
-            started = self._start_instances(group, range(count), actor, reason)
-            outcome = "recreated" if reason else "started" if started else "unchanged"
+            group.spec = spec  # the same program; its `instances` may have changed
+            resized = await self._resize(group, group.wanted, actor, reason="instances in the inventory")
+            started = self._start_instances(group, range(group.wanted), actor, reason)
+            outcome = "recreated" if reason else "started" if started or resized else "unchanged"
             result[outcome].append(spec.name)
         self._changed()
         return result
@@ -259,11 +289,8 @@ class Supervisor:
         if group is None:
             group = self.groups[spec.name] = ServiceGroup(spec)
         before = group.active_count()
-        surplus = sorted((i for i in group.instances if i >= count), reverse=True)
-        await asyncio.gather(*(group.instances[i].stop() for i in surplus))
-        for index in surplus:
-            group.instances.pop(index).close()
-            group.ports.pop(index, None)
+        group.scaled_to = count
+        await self._drop_surplus(group, count)
         self._start_instances(group, range(count), actor, None)
         await asyncio.gather(*(group.instances[i].wait_started(_START_WAIT) for i in range(count)))
         ports = [group.ports.get(i) for i in range(count)]
@@ -284,21 +311,96 @@ class Supervisor:
             raise Refused(f"{name} is not running; start it with `opsplane up {name}`")
         return group
 
+    def _instance(self, group: ServiceGroup, index: int) -> Instance:
+        instance = group.instances.get(index)
+        if instance is None:
+            instance = group.instances[index] = Instance(
+                group.spec, index, group.port_for(index), log_dir=self.paths.logs,
+                environ=self.environ, recorder=self.recorder, clock=self.clock,
+                on_change=self._changed)
+        return instance
+
     def _start_instances(
         self, group: ServiceGroup, indexes: range, actor: str, reason: str | None
     ) -> list[int]:
         started = []
         for index in indexes:
-            instance = group.instances.get(index)
-            if instance is None:
-                instance = group.instances[index] = Instance(
-                    group.spec, index, group.port_for(index), log_dir=self.paths.logs,
-                    environ=self.environ, recorder=self.recorder, clock=self.clock,
-                    on_change=self._changed)
+            instance = self._instance(group, index)
             if not instance.active:
                 instance.start(actor, reason=reason)
                 started.append(index)
         return started
+
+    async def _drop_surplus(self, group: ServiceGroup, count: int) -> list[int]:
+        """Stop and forget the instances numbered `count` and above, the highest first."""
+        surplus = sorted((i for i in group.instances if i >= count), reverse=True)
+        await asyncio.gather(*(group.instances[i].stop() for i in surplus))
+        for index in surplus:
+            group.instances.pop(index).close()
+            group.ports.pop(index, None)
+        return surplus
+
+    async def _resize(self, group: ServiceGroup, count: int, actor: str, *, reason: str) -> bool:
+        """Bring a running service to `count` instances for `up`; whether that changed its count
+        (recorded as `runtime.scaled`)."""
+        before = len(group.instances)
+        if not group.instances or before == count:
+            return False
+        await self._drop_surplus(group, count)
+        self._start_instances(group, range(count), actor, None)
+        self.recorder.record("runtime.scaled", service=group.spec.name, outcome="ok", actor=actor,
+                             details={"from": before, "to": count,
+                                      "ports": [group.ports.get(i) for i in range(count)], "reason": reason})
+        return True
+
+    # --- adoption -----------------------------------------------------------------------
+
+    def _adopt(self, state: dict[str, Any] | None) -> None:
+        """Take over what the supervisor before this one recorded: instances still running are
+        watched from now on, those that ended meanwhile are handled as exits, restarts that were
+        due are made."""
+        if not state:
+            return
+        previous = (state.get("supervisor") or {}).get("pid")
+        for name, entry in (state.get("services") or {}).items():
+            try:
+                spec = ServiceSpec.from_dict(entry["spec"])
+                records = [(int(item["instance"]), item) for item in entry.get("instances", [])]
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error("cannot adopt %s, its record is unreadable (%s); stopping its processes", name, exc)
+                _stop_recorded(entry)
+                continue
+            ports = {index: item.get("port") for index, item in records}
+            group = self.groups[name] = ServiceGroup(spec, scaled_to=entry.get("scaled_to"), ports=ports)
+            pids = [pid for index, item in records if (pid := self._adopt_instance(group, index, item))]
+            if pids:
+                self.recorder.record("runtime.adopted", service=name, outcome="ok", actor=SYSTEM_ACTOR,
+                                     details={"instances": len(pids), "pids": pids,
+                                              "previous_supervisor": previous})
+        adopted = sum(1 for group in self.groups.values() for i in group.instances.values() if i.pid)
+        if self.groups:
+            log.info("adopted %d running instances of %d services from supervisor %s", adopted,
+                     len(self.groups), previous)
+
+    def _adopt_instance(self, group: ServiceGroup, index: int, item: dict[str, Any]) -> int | None:
+        """One recorded instance; its pid when its process still runs."""
+        instance = self._instance(group, index)
+        instance.restarts = int(item.get("restarts") or 0)
+        instance.last_exit = item.get("last_exit")
+        if item.get("pid") and item.get("create_time"):
+            identity = ProcessIdentity(int(item["pid"]), float(item["create_time"]))
+            alive = is_alive(identity)
+            started = item.get("started_at")
+            writer = LogWriter.adopt(log_path(self.paths.logs, group.spec.name, index), item.get("writer"))
+            instance.adopt(identity, writer, running=item.get("state") == InstanceState.RUNNING,
+                           started_at=datetime.fromisoformat(started) if started else None)
+            return identity.pid if alive else None
+        if item.get("state") in (InstanceState.BACKOFF, InstanceState.STARTING):  # a restart was due
+            instance.restarts += 1
+            instance.start(SYSTEM_ACTOR, kind="runtime.restarted", reason=f"after {instance.last_exit}")
+        else:
+            instance.state = str(item.get("state") or InstanceState.STOPPED)
+        return None
 
     async def _stop_groups(self, names: list[str], actor: str, *, reason: str | None) -> list[str]:
         """Stop every instance of the named services at once and forget the services."""
@@ -334,7 +436,7 @@ class Supervisor:
             "version": 1,
             "supervisor": {"pid": os.getpid(), "create_time": self._me.create_time()},
             "services": {
-                name: {"spec": group.spec.as_dict(),
+                name: {"spec": group.spec.as_dict(), "scaled_to": group.scaled_to,
                        "instances": [group.instances[i].recorded() for i in sorted(group.instances)]}
                 for name, group in self.groups.items()
             },
@@ -369,6 +471,14 @@ class _AnnouncingRecorder:
 
 def _line(message: dict[str, Any]) -> bytes:
     return json.dumps(message).encode() + b"\n"
+
+
+def _stop_recorded(entry: Any) -> None:
+    """Stop the processes of a state file's entry that cannot be adopted."""
+    items = entry.get("instances", []) if isinstance(entry, dict) else []
+    for item in items:
+        if isinstance(item, dict) and item.get("pid") and item.get("create_time"):
+            stop_session(ProcessIdentity(int(item["pid"]), float(item["create_time"])), 10.0)
 
 
 # --- the process ----------------------------------------------------------------------------
