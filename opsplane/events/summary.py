@@ -397,8 +397,10 @@ def _runtime(kind: str) -> Describer:
             return f"Scaled {name} from {_d(d, 'from', '?')} to {_d(d, 'to', '?')} instances"
         if kind == "runtime.adopted":
             previous = _d(d, "previous_supervisor", "?")
-            return (f"Adopted {name} ({_d(d, 'instances', '?')} running instances, pids "
-                    f"{text(d.get('pids'))}) from supervisor {previous}, which was gone")
+            count = d.get("instances")
+            running = "1 running instance, pid" if count == 1 else f"{_d(d, 'instances', '?')} running instances, pids"
+            return (f"Adopted {name} ({running} {text(d.get('pids'))}) from supervisor {previous}, "
+                    "which was gone")
         pids = text(d.get("pids"))
         return f"Stopped {name} ({_d(d, 'instances', '?')} instances" + (f", pids {pids}" if pids else "") + (
             f"){because}")

@@ -132,6 +132,15 @@ def test_nested_details_are_written_as_people_write_them() -> None:
     assert line == "labels: service=orders, env=production, ids: 1, 2, ok: yes"
 
 
+def test_an_adoption_counts_its_instances_as_people_count_them() -> None:
+    def adopted(pids: list[int]) -> str:
+        return summarise("runtime.adopted", {"instances": len(pids), "pids": pids, "previous_supervisor": 41},
+                         service="orders")
+
+    assert adopted([7]) == "Adopted orders (1 running instance, pid 7) from supervisor 41, which was gone"
+    assert adopted([7, 9]) == "Adopted orders (2 running instances, pids 7, 9) from supervisor 41, which was gone"
+
+
 # --- the events real code records, as the dashboard and the timeline show them -------------------
 
 
