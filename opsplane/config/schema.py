@@ -15,7 +15,7 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, TypeAdapter
 
-from opsplane.alerts.models import AlertingSettings, AlertRule
+from opsplane.alerts.models import AlertingSettings, AlertRule, IntakeSettings
 from opsplane.config.models import (
     CHECK_MODELS,
     SECTIONS,
@@ -359,6 +359,9 @@ def render_markdown() -> str:
     page.lines += ["### alerting: inhibition", "", "What mutes what; docs/alerting.md tells how "
                    "inhibition works.", ""]
     page.table(AlertingSettings, only=INHIBITION_FIELDS)
+    page.lines += ["### alerting.intake", "", "Bounds on the alerts a Prometheus sends to "
+                   "`POST /api/v2/alerts`; docs/alerting.md (\"Limits\") tells what happens past them.", ""]
+    page.table(IntakeSettings)
     page.lines += ["### alerting.rules", "", "Each alert rule; docs/alerting.md tells how rules are "
                    "evaluated, routed and notified.", ""]
     page.table(AlertRule)

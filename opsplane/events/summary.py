@@ -398,7 +398,8 @@ def _runtime(kind: str) -> Describer:
         if kind == "runtime.adopted":
             previous = _d(d, "previous_supervisor", "?")
             count = d.get("instances")
-            running = "1 running instance, pid" if count == 1 else f"{_d(d, 'instances', '?')} running instances, pids"
+            running = ("1 running instance, pid" if count == 1
+                       else f"{_d(d, 'instances', '?')} running instances, pids")
             return (f"Adopted {name} ({running} {text(d.get('pids'))}) from supervisor {previous}, "
                     "which was gone")
         pids = text(d.get("pids"))

@@ -138,7 +138,8 @@ def test_an_adoption_counts_its_instances_as_people_count_them() -> None:
                          service="orders")
 
     assert adopted([7]) == "Adopted orders (1 running instance, pid 7) from supervisor 41, which was gone"
-    assert adopted([7, 9]) == "Adopted orders (2 running instances, pids 7, 9) from supervisor 41, which was gone"
+    assert adopted([7, 9]) == ("Adopted orders (2 running instances, pids 7, 9) from supervisor 41, "
+                               "which was gone")
 
 
 # --- the events real code records, as the dashboard and the timeline show them -------------------
