@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
+from opsplane.cli_support import DEFAULT_INVENTORY, err
 from opsplane.errors import OpsplaneError
 
 app = typer.Typer(
@@ -17,7 +17,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
 
 
 @app.callback()
@@ -28,13 +27,7 @@ def _root(
         help="Inventory file (default: opsplane.yaml in the current directory).",
     ),
 ) -> None:
-    ctx.obj = {"config": config or Path("opsplane.yaml")}
-
-
-def config_path(ctx: typer.Context) -> Path:
-    """The inventory path chosen by --config, OPSPLANE_CONFIG or the default."""
-    root = ctx.find_root()
-    return (root.obj or {}).get("config") or Path("opsplane.yaml")
+    ctx.obj = {"config": config or DEFAULT_INVENTORY}
 
 
 def invoked_command(argv: list[str]) -> str | None:

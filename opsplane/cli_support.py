@@ -1,4 +1,7 @@
-"""What every domain's commands share: the store, the acting user, JSON and table output."""
+"""What every domain's commands share: the inventory chosen by the root's -c/--config, the
+store, the acting user, JSON and table output, the error console. The root command
+(`opsplane.cli`) mounts the domains' commands; they take what they share from here, never from
+it."""
 
 from __future__ import annotations
 
@@ -7,8 +10,10 @@ import json
 import os
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import typer
 from rich.console import Console
 
 from opsplane.auth.service import Role
@@ -18,6 +23,15 @@ out = Console(highlight=False, soft_wrap=True)
 if not out.is_terminal and "COLUMNS" not in os.environ:
     # Piped into a file or a log: don't squeeze tables into 80 columns.
     out.width = 160
+err = Console(stderr=True)
+
+DEFAULT_INVENTORY = Path("opsplane.yaml")
+
+
+def config_path(ctx: typer.Context) -> Path:
+    """The inventory path chosen by --config, OPSPLANE_CONFIG or the default."""
+    root = ctx.find_root()
+    return (root.obj or {}).get("config") or DEFAULT_INVENTORY
 
 
 def cli_actor() -> str:

@@ -7,7 +7,7 @@ import logging
 
 import typer
 
-from opsplane.cli_support import exit_zero_on_sigterm, out
+from opsplane.cli_support import config_path, exit_zero_on_sigterm, out
 
 
 def serve(
@@ -20,7 +20,6 @@ def serve(
     """Run the probe scheduler and the API in one process; SIGTERM stops it cleanly."""
     import uvicorn
 
-    from opsplane.cli import config_path
     from opsplane.config.loader import load
     from opsplane.server import ControlPlane, create_app
     from opsplane.store import Store

@@ -13,7 +13,7 @@ from rich.text import Text
 from opsplane.alerts import evaluations, service
 from opsplane.alerts.silences import Silence
 from opsplane.auth.service import Role
-from opsplane.cli_support import acting_as, open_store, out, print_json
+from opsplane.cli_support import acting_as, config_path, open_store, out, print_json
 from opsplane.clock import SystemClock
 from opsplane.config.types import parse_duration
 from opsplane.errors import UsageError
@@ -135,7 +135,6 @@ def prometheus(
     """Write the alert rules as a Prometheus rule file and the routing as alertmanager.yml."""
     from opsplane.alerts.export import export, write
     from opsplane.alerts.flows import dependencies
-    from opsplane.cli import config_path
     from opsplane.config import load
 
     inventory = load(config_path(ctx))
@@ -162,7 +161,6 @@ def alerts_command(
     ever), else 2 when a P0 or P1 alert fires unmuted, 1 when another one does, else 0.
     """
     from opsplane.alerts.views import alert_rows, evaluation_status, exit_code_for
-    from opsplane.cli import config_path
     from opsplane.config import load
 
     inventory = load(config_path(ctx))

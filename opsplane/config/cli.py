@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from opsplane.cli_support import out, print_json
+from opsplane.cli_support import config_path, err, out, print_json
 from opsplane.config.loader import load_with_warnings
 from opsplane.config.models import SECTIONS, Inventory
 from opsplane.config.schema import json_schema
@@ -34,8 +34,6 @@ def validate(
 
     Warnings name what is valid but will not do what it seems to. Exit code: 0 valid (with or
     without warnings), 3 invalid."""
-    from opsplane.cli import config_path, err
-
     path = path or config_path(ctx)
     try:
         inventory, warnings = load_with_warnings(path)

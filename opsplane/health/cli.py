@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.live import Live
 from rich.text import Text
 
-from opsplane.cli_support import out, print_json
+from opsplane.cli_support import config_path, out, print_json
 from opsplane.clock import SystemClock
 from opsplane.config.loader import load
 from opsplane.health.flows import probe_all
@@ -31,8 +31,6 @@ def health(
     env: str = typer.Option(None, "--env", "-e", help="Environment (default: the inventory's default)."),
 ) -> None:
     """Check every service now. Exit code: 0 all OK, 1 warning, 2 critical, 3 unknown or usage."""
-    from opsplane.cli import config_path
-
     inventory = load(config_path(ctx))
     env_name = environment_name(inventory, env)
     targets = check_targets(inventory, env_name, only=set(service) if service else None)

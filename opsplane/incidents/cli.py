@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from opsplane.auth.service import Role
-from opsplane.cli_support import acting_as, open_store, out, parse_when, print_json
+from opsplane.cli_support import acting_as, config_path, open_store, out, parse_when, print_json
 from opsplane.clock import SystemClock
 from opsplane.config.models import Inventory
 from opsplane.errors import UsageError
@@ -339,7 +339,6 @@ def _print_detail(shown: dict[str, Any]) -> None:
 
 
 def _inventory(ctx: typer.Context) -> Inventory:
-    from opsplane.cli import config_path
     from opsplane.config.loader import load
 
     return load(config_path(ctx))

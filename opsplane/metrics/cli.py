@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from opsplane.cli_support import out, print_json
+from opsplane.cli_support import config_path, out, print_json
 from opsplane.errors import OpsplaneError, UsageError
 
 
@@ -26,7 +26,6 @@ def query(
     """
     import httpx
 
-    from opsplane.cli import config_path
     from opsplane.config.loader import load
     from opsplane.config.types import parse_duration
 

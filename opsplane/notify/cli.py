@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from opsplane.auth.service import Role
-from opsplane.cli_support import acting_as, open_store, out, print_json
+from opsplane.cli_support import acting_as, config_path, open_store, out, print_json
 from opsplane.clock import SystemClock
 from opsplane.config.types import parse_wait
 from opsplane.errors import UsageError
@@ -34,7 +34,6 @@ def test_channel(
 
     Exit 0 when it was delivered, 2 when the channel refused it, 1 when it is still waiting
     for a retry (it stays in the outbox)."""
-    from opsplane.cli import config_path
     from opsplane.config import load
 
     settings = load(config_path(ctx)).channels

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from opsplane.auth.service import Role
-from opsplane.cli_support import acting_as, open_store, out, print_json
+from opsplane.cli_support import acting_as, config_path, open_store, out, print_json
 from opsplane.clock import SystemClock
 from opsplane.config.types import parse_duration
 from opsplane.errors import UsageError
@@ -215,7 +215,6 @@ def escalation_command(
 
 
 def _settings(ctx: typer.Context) -> OncallSettings:
-    from opsplane.cli import config_path
     from opsplane.config.loader import load
 
     return load(config_path(ctx)).oncall

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from opsplane.auth.service import Role
-from opsplane.cli_support import acting_as, cli_actor, out, parse_when, print_json
+from opsplane.cli_support import acting_as, cli_actor, config_path, out, parse_when, print_json
 from opsplane.clock import SystemClock
 from opsplane.config.models import Inventory
 from opsplane.drivers.runtime.base import (
@@ -36,7 +36,6 @@ _SERVICES = typer.Argument(None, help="Services to act on (default: every one wi
 
 
 def _open(ctx: typer.Context, *, changes: bool = False) -> tuple[Inventory, RuntimeDriver]:
-    from opsplane.cli import config_path
     from opsplane.config.loader import load
 
     path = config_path(ctx)

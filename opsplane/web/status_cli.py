@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from opsplane.auth.service import Role
-from opsplane.cli_support import acting_as, open_store, out, print_json
+from opsplane.cli_support import acting_as, config_path, open_store, out, print_json
 from opsplane.clock import SystemClock
 from opsplane.config.models import Inventory
 from opsplane.errors import UsageError
@@ -77,7 +77,6 @@ def cancel(notice_id: str = typer.Argument(..., help="The notice's id (MNT-...).
 
 
 def _inventory(ctx: typer.Context) -> Inventory:
-    from opsplane.cli import config_path
     from opsplane.config.loader import load
 
     return load(config_path(ctx))
