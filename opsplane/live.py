@@ -11,9 +11,10 @@ implements the part it keeps (`CheckReads` the health worker, `ScrapeReads` the 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from opsplane.alerts.flows import Alerting
@@ -23,8 +24,10 @@ if TYPE_CHECKING:
     from opsplane.health.history import ProbeHistory
     from opsplane.health.models import ProbeResult
     from opsplane.health.targets import CheckTarget
+    from opsplane.metrics.promql import Labels
     from opsplane.metrics.remote import PrometheusClient
     from opsplane.metrics.scrape import LockedSource, ScrapeStatus, ScrapeTarget
+    from opsplane.metrics.store import SampleStore
     from opsplane.store import Store
     from opsplane.telemetry import ControlPlaneMetrics
 
@@ -77,6 +80,38 @@ class AlertReads(Protocol):
     @property
     def prometheus(self) -> PrometheusClient | None: ...
     def receive_alerts(self, alerts: Sequence[ReceivedAlert]) -> list[ReceivedAlert] | None: ...
+
+
+class Samples(Protocol):
+    """The sample store the rules read: the scraped samples, and opsplane's own series."""
+
+    def sample_store(self, *, series_limit: int) -> SampleStore:
+        """The store, made now (with at least `series_limit` series per target) when nothing
+        is scraped."""
+        ...
+
+    def locked_source(self) -> LockedSource | None: ...
+    def append_scrape(self, target: str, at: float, samples: Sequence[tuple[Labels, float]]) -> None:
+        """Add samples as one scrape of `target`, under the store's lock."""
+        ...
+
+
+class Looks(Protocol):
+    """A domain that can look at some services now, outside its schedule (their checks, their
+    scrapes), when the runtime says their processes changed."""
+
+    def look_now(self, services: set[str]) -> list[asyncio.Future[Any]]:
+        """Start looking; the runs to wait for."""
+        ...
+
+
+class RuleCycles(Protocol):
+    """The alerting cycle, as the runtime follower hurries it."""
+
+    def hurry(self, waiting_for: Sequence[asyncio.Future[Any]]) -> None:
+        """Run a cycle as soon as `waiting_for` are done (a little while at most), without the
+        pause kept between cycles started by changed inputs."""
+        ...
 
 
 class LiveState(Protocol):
