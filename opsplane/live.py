@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from opsplane.alerts.flows import Alerting
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from opsplane.metrics.store import SampleStore
     from opsplane.store import Store
     from opsplane.telemetry import ControlPlaneMetrics
+    from opsplane.workers import WorkerHealth
 
 
 class CheckReads(Protocol):
@@ -84,6 +85,11 @@ class AlertReads(Protocol):
 
 class Samples(Protocol):
     """The sample store the rules read: the scraped samples, and opsplane's own series."""
+
+    @property
+    def store(self) -> SampleStore | None:
+        """None while nothing is scraped and the rules have not asked for it."""
+        ...
 
     def sample_store(self, *, series_limit: int) -> SampleStore:
         """The store, made now (with at least `series_limit` series per target) when nothing
@@ -147,3 +153,6 @@ class LiveState(Protocol):
 
     def since(self, check_id: str) -> datetime | None: ...
     def receive_alerts(self, alerts: Sequence[ReceivedAlert]) -> list[ReceivedAlert] | None: ...
+    def own_health(self) -> tuple[Literal["ok", "starting", "degraded"], str | None, list[WorkerHealth]]:
+        """The control plane's state, why it is degraded, and every worker's health."""
+        ...

@@ -173,7 +173,7 @@ class WorkerSet:
         if len(set(names)) != len(names):
             raise ValueError(f"two workers share a name: {names}")
         self._workers = list(workers)
-        self._started: list[Worker] = []
+        self._started = False
 
     def __iter__(self) -> Iterator[Worker]:
         return iter(self._workers)
@@ -191,20 +191,21 @@ class WorkerSet:
         return worker is not None
 
     async def start(self) -> None:
-        """Start each worker in order; if one cannot start, stop those already started."""
+        """Start each worker in order; if one cannot start, stop them all again."""
+        self._started = True
         for worker in self._workers:
             try:
                 await worker.start()
             except BaseException:
                 await self.stop()
                 raise
-            self._started.append(worker)
 
     async def stop(self) -> None:
-        """Stop the started workers in the reverse order; one that fails to stop is logged and
-        the others are stopped all the same."""
-        while self._started:
-            worker = self._started.pop()
+        """Stop every worker in the reverse order (a worker never started still closes: the
+        health worker writes what is pending); one that fails to stop is logged and the others
+        are stopped all the same."""
+        self._started = False
+        for worker in reversed(self._workers):
             try:
                 await worker.stop()
             except Exception:
@@ -212,7 +213,8 @@ class WorkerSet:
 
     @property
     def started(self) -> bool:
-        return bool(self._started)
+        """Between `start` and `stop`."""
+        return self._started
 
     def health(self) -> list[WorkerHealth]:
         return [w.health() for w in self._workers]
@@ -277,9 +279,13 @@ class LoopWorker:
             self._woken.set()
 
     def health(self) -> WorkerHealth:
-        lag = 0.0 if self._due is None else max(0.0, time.monotonic() - self._due)
+        lag = self.lag()  # first: a worker may learn its last run while it works out its lag
         return WorkerHealth(self.name, self._state, self.singleton, self._last_run, lag,
                             self._errors, self._last_error, self.failing(), self.stuck_after)
+
+    def lag(self) -> float:
+        """Seconds behind its schedule: past the time its next round was due (`expect`)."""
+        return 0.0 if self._due is None else max(0.0, time.monotonic() - self._due)
 
     @property
     def running(self) -> bool:
@@ -313,6 +319,9 @@ class LoopWorker:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            # a loop of tasks (asyncio.TaskGroup) says why its first task failed
+            while isinstance(exc, ExceptionGroup) and exc.exceptions:
+                exc = exc.exceptions[0]
             self.failed(exc)
             self._state = WorkerState.CRASHED
             log.exception("worker %s crashed", self.name)
