@@ -79,6 +79,9 @@ class ControlPlane:
         self.workers = build_workers(self.context, environ)
         self.metrics.registry.register(WorkerMetrics(self.workers.health))
 
+    def wake_worker(self, name: str) -> bool:
+        return self.workers.wake(name)
+
     def worker(self, name: str) -> Worker:
         found = self.workers.get(name)
         if found is None:
@@ -193,6 +196,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     from opsplane.api import errors
     from opsplane.api.document import mount
     from opsplane.api.own import router as own_router
+    from opsplane.api.own import workers_router
     from opsplane.auth.views import router as auth_router
     from opsplane.events.views import router as events_router
     from opsplane.health.views import router as health_router
@@ -229,6 +233,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     errors.install(app)
 
     mount(app, own_router, "")  # /health and /metrics, without a token
+    mount(app, workers_router, "/api/v1")
     for router in (health_router, events_router, auth_router, runtime_router, metrics_router,
                    oncall_router, incidents_router):
         mount(app, router, "/api/v1")

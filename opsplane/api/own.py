@@ -1,20 +1,27 @@
-"""The control plane's own routes, without a token: `/health` for load balancers and
-supervisors (with every worker's health), `/metrics` for Prometheus."""
+"""The control plane's own routes: `/health` for load balancers and supervisors (with every
+worker's health) and `/metrics` for Prometheus, without a token; and waking a worker now
+(`POST /api/v1/workers/{name}/wake`, an operator's)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from opsplane.api.errors import declare
+from opsplane.auth.deps import require
+from opsplane.auth.service import Principal, Role
 
 if TYPE_CHECKING:
     from opsplane.live import LiveState
     from opsplane.workers import WorkerHealth
 
-router = APIRouter(tags=["control plane"])
+router = APIRouter(tags=["control plane"])  # at the root, without a token
+workers_router = APIRouter(tags=["control plane"])  # under /api/v1
 
 
 class WorkerReport(BaseModel):
@@ -72,3 +79,25 @@ def own_metrics(request: Request) -> Response:
 
     plane: LiveState = request.app.state.plane
     return Response(generate_latest(plane.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@workers_router.post("/workers/{name}/wake", status_code=202,
+                     responses=declare(404, meaning={404: "No worker of that name runs (`GET /health` "
+                                                          "lists them)."}))
+async def wake_worker(name: str, request: Request,
+                      principal: Principal = Depends(require(Role.OPERATOR))) -> dict[str, str]:
+    """Wake a worker: it runs its next round now rather than at its scheduled time (a rule
+    cycle, a paging cycle, a pass of the outbox's dispatcher). Recorded as `worker.woken`."""
+    from opsplane.events import service as events
+
+    plane: LiveState = request.app.state.plane
+    if not plane.wake_worker(name):
+        raise HTTPException(404, f"no worker {name!r}; GET /health lists them")
+
+    def record() -> None:
+        with plane.store.session() as session:
+            events.record(session, kind="worker.woken", actor=principal.actor, target=name,
+                          outcome="success", clock=plane.clock)
+
+    await run_in_threadpool(record)
+    return {"worker": name, "state": "woken"}
