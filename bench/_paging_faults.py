@@ -449,13 +449,15 @@ def idle_loop_cpu(seconds: float) -> dict[str, float]:
                 outbox.enqueue(call, channels=["voice"], now=plane.clock.now())
 
         async def measure() -> tuple[float, float]:
-            loop = asyncio.create_task(plane._deliver())
+            loops = [plane.worker("incidents"), plane.worker("notify")]  # paging and the dispatcher
+            for loop in loops:
+                await loop.start()
             await asyncio.sleep(1.0)  # the first attempts are made and refused
             cpu, wall = time.process_time(), time.perf_counter()
             await asyncio.sleep(seconds)
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-            loop.cancel()
-            await asyncio.gather(loop, return_exceptions=True)
+            for loop in reversed(loops):
+                await loop.stop()
             return cpu, wall
 
         try:

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import gc
 import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from opsplane.cli_support import config_path, exit_zero_on_sigterm, out
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from opsplane.config.models import Inventory
+    from opsplane.drivers.runtime import RuntimeWatch
+    from opsplane.live import LiveState
+    from opsplane.store import Store
 
 
 def serve(
@@ -21,7 +31,6 @@ def serve(
     import uvicorn
 
     from opsplane.config.loader import load
-    from opsplane.server import ControlPlane, create_app
     from opsplane.store import Store
 
     path = config_path(ctx)
@@ -33,8 +42,7 @@ def serve(
         from opsplane.drivers.runtime import watched_runtime
 
         runtime = watched_runtime(inventory, base_dir=path.resolve().parent)
-    plane = ControlPlane(inventory, store, env=env, runtime=runtime)
-    app = create_app(plane, inventory_dir=path.resolve().parent)
+    plane, app = compose(inventory, store, env=env, runtime=runtime, inventory_dir=path.resolve().parent)
     listen_host = host or inventory.server.listen_host
     listen_port = port or inventory.server.listen_port
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -55,6 +63,16 @@ def serve(
         store.close()
     if not server.started:
         raise typer.Exit(2)
+
+
+def compose(inventory: Inventory, store: Store, *, inventory_dir: Path, env: str | None = None,
+            runtime: RuntimeWatch | None = None) -> tuple[LiveState, FastAPI]:
+    """The control plane over `store` and the app that serves it, as `serve` and `opsplane demo`
+    run them: the one place outside the tests that builds `opsplane.server`'s composition."""
+    from opsplane.server import ControlPlane, create_app
+
+    plane = ControlPlane(inventory, store, env=env, runtime=runtime)
+    return plane, create_app(plane, inventory_dir=inventory_dir)
 
 
 def _loop() -> str:

@@ -1,7 +1,7 @@
 """What the OpenAPI document says about each route beyond what FastAPI infers from its
 signature: the role it needs, and the refusals every route of its kind can answer.
 
-`server._mount` applies `contract` to every route it adds, so a route declares only its own
+`mount` applies `contract` to every route it adds, so a route declares only its own
 refusals (404 for an unknown incident, 409 for a change its state forbids); the ones that
 follow from its kind are added here: 401 and 403 for a route that checks a role, 422 for one
 that takes parameters or a body, 400 for one that takes a JSON body. What the route declares
@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
 from opsplane.api.errors import declare
@@ -23,7 +24,7 @@ ROLE_EXTENSION = "x-opsplane-role"  # the least role a route admits, for tools a
 
 @dataclass(frozen=True)
 class Contract:
-    """What `_mount` passes to `add_api_route` on top of the route's own settings."""
+    """What `mount` passes to `add_api_route` on top of the route's own settings."""
 
     responses: dict[int | str, dict[str, Any]]
     openapi_extra: dict[str, Any] | None
@@ -58,3 +59,21 @@ def contract(route: APIRoute) -> Contract:
     extra[ROLE_EXTENSION] = role
     needs = f"Needs a token with the {role} role or a higher one."
     return Contract(responses, extra, f"{description}\n\n{needs}" if description else needs)
+
+
+def mount(app: FastAPI, router: APIRouter, prefix: str) -> None:
+    """Add a domain router's routes to the app itself, so `app.routes` lists every route
+    as a plain APIRoute (the role test walks them), each with what the OpenAPI document says
+    about it: its role and the refusals of its kind (`api.document.contract`)."""
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            raise TypeError(f"unexpected route type {type(route).__name__} in {router}")
+        stated = contract(route)
+        app.router.add_api_route(
+            prefix + route.path, route.endpoint, methods=sorted(route.methods or ()),
+            name=route.name, include_in_schema=route.include_in_schema, tags=route.tags,
+            summary=route.summary, description=stated.description,
+            response_model=route.response_model, status_code=route.status_code,
+            response_class=route.response_class, responses=stated.responses,
+            response_description=route.response_description, openapi_extra=stated.openapi_extra,
+        )

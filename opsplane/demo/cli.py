@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import uvicorn
 
     from opsplane.demo.stack import DemoStack
+    from opsplane.live import LiveState
 
 DEMO_DIR = Path(".opsplane") / "demo"
 
@@ -127,7 +128,7 @@ async def _serve(stack: DemoStack, port: int, duration: float, outage: bool, con
     from opsplane.auth import service as tokens
     from opsplane.auth.service import Role
     from opsplane.config.loader import load
-    from opsplane.server import ControlPlane, create_app
+    from opsplane.server_cli import compose
     from opsplane.store import Store
 
     console.print(f"opsplane demo: starting PostgreSQL and Redis in {escape(str(stack.base))} …")
@@ -146,8 +147,7 @@ async def _serve(stack: DemoStack, port: int, duration: float, outage: bool, con
     try:
         with store.session() as session:
             admin = tokens.create(session, name="demo-admin", role=Role.ADMIN, actor="system:demo")
-        plane = ControlPlane(inventory, store, runtime=stack.runtime)
-        app = create_app(plane, inventory_dir=stack.base)
+        plane, app = compose(inventory, store, runtime=stack.runtime, inventory_dir=stack.base)
         server = _server(app, port)
         welcome = functools.partial(_welcome, console, stack, port, admin, len(plane.targets))
         tasks = [asyncio.create_task(_exit_on(stop, server)),
@@ -185,7 +185,8 @@ def _server(app: object, port: int) -> uvicorn.Server:
                                      log_level="warning", lifespan="on"))
 
 
-async def _show(server: uvicorn.Server, plane: object, console: Console, welcome: Callable[[], None]) -> None:
+async def _show(server: uvicorn.Server, plane: LiveState, console: Console,
+                welcome: Callable[[], None]) -> None:
     """Once the server listens (never, when it cannot): the welcome, then the platform's state."""
     while not server.started:
         await asyncio.sleep(0.05)
@@ -253,12 +254,12 @@ def bin_dir() -> Path:
     return Path(found).parent if found else beside
 
 
-async def _display(plane: object, console: Console) -> None:
+async def _display(plane: LiveState, console: Console) -> None:
     from opsplane.health.report import as_table
     from opsplane.health.status import assess
 
     def render() -> Group:
-        statuses = assess(plane.inventory, plane.latest)  # type: ignore[attr-defined]
+        statuses = assess(plane.inventory, plane.latest)
         lines = [Text(s.headline, style="red") for s in statuses if s.checked and s.impacted]
         return Group(as_table(statuses, title="demo-shop · development"), *lines)
 

@@ -359,6 +359,10 @@ def _logout(target: str, service: str | None, outcome: str, d: Mapping[str, Any]
     return f"Signed out of the {target} from {_d(d, 'client', '?')}"
 
 
+def _woken(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
+    return f"Woke the {target} worker"
+
+
 def _maintenance(scheduled: bool) -> Describer:
     def write(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
         components = text(d.get("components")) or "?"
@@ -426,6 +430,7 @@ DESCRIBERS: dict[str, Describer] = {
     "metrics.scrape": _scrape,
     "control_plane.started": _lifecycle("started"),
     "control_plane.stopped": _lifecycle("stopped"),
+    "worker.woken": _woken,
     **{kind: _incident(kind) for kind in (
         "incident.opened", "incident.acknowledged", "incident.updated", "incident.resolved", "incident.note",
         "incident.alert_joined", "incident.severity_raised", "incident.update_due", "incident.action_added",

@@ -129,7 +129,7 @@ class Dispatcher:
         self._drivers: dict[str, ChannelDriver] = {}
         self._recent: dict[str, deque[datetime]] | None = None  # attempt times in the last minute
         self._keeper = LeaseKeeper(self._renew, now=lambda: self._time(), renew_within=_LEASE_MARGIN / 2,
-                                   check_every=lease_check)
+                                   check_every=lease_check, what="outbox row", thread_name="outbox-leases")
 
     def run_once(self, now: datetime | None = None, *, only: Collection[int] | None = None) -> DispatchReport:
         """One pass: build the digests that are due, then try each row that may be sent once

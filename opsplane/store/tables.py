@@ -8,11 +8,12 @@ from opsplane.health.tables import CheckState
 from opsplane.incidents.tables import ActionItemRow, IncidentAlertRow, IncidentRow, IncidentUpdateRow
 from opsplane.notify.tables import OutboxRow
 from opsplane.store.base import Base
+from opsplane.store.claims import WorkClaim
 
 metadata = Base.metadata
 
 __all__ = [
     "ActionItemRow", "AlertRow", "ApiToken", "CheckState", "DashboardSession", "EvaluationRow", "Event",
     "IncidentAlertRow", "IncidentRow", "IncidentUpdateRow", "NotificationRow", "OutboxRow", "SilenceRow",
-    "metadata",
+    "WorkClaim", "metadata",
 ]

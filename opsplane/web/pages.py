@@ -35,7 +35,7 @@ from opsplane.web.service_charts import (
 
 if TYPE_CHECKING:
     from opsplane.events.tables import Event
-    from opsplane.server import ControlPlane
+    from opsplane.live import LiveState
 
 
 # --- words for numbers ----------------------------------------------------------------------
@@ -96,7 +96,7 @@ def rate_chart(rates: RequestRates, *, width: int = 120, height: int = 28) -> Ch
                            height=height), summary)
 
 
-def overview_rates(plane: ControlPlane, spark: ChartRange) -> dict[str, RequestRates]:
+def overview_rates(plane: LiveState, spark: ChartRange) -> dict[str, RequestRates]:
     """The request rates of every scraped component over `spark`, from the sample store in
     one range query."""
     source = plane.scraper.locked_source()
@@ -126,14 +126,14 @@ class ComponentRow:
         return self.status.state if self.status.checked else None
 
 
-def checks_by_component(plane: ControlPlane) -> dict[str, list[str]]:
+def checks_by_component(plane: LiveState) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for target in plane.targets:
         found.setdefault(target.component, []).append(target.id)
     return found
 
 
-def overview(plane: ControlPlane) -> list[ComponentRow]:
+def overview(plane: LiveState) -> list[ComponentRow]:
     """Every component of the inventory, in inventory order, with sparklines of the last hour
     (of the last 15 minutes while `serve` is younger than that, so they are not empty)."""
     checks = checks_by_component(plane)
@@ -201,7 +201,7 @@ class ServiceDetail:
     metrics_path: str | None
 
 
-def service_detail(plane: ControlPlane, name: str, chosen: ChartRange | None = None) -> ServiceDetail | None:
+def service_detail(plane: LiveState, name: str, chosen: ChartRange | None = None) -> ServiceDetail | None:
     """What the service page shows about `name`, its charts over `chosen` (by default the
     range that suits how long `serve` has run); None when the inventory has no such component."""
     statuses = {s.name: s for s in assess(plane.inventory, plane.latest)}
@@ -243,7 +243,7 @@ def service_detail(plane: ControlPlane, name: str, chosen: ChartRange | None = N
 # --- dependencies ---------------------------------------------------------------------------
 
 
-def dependency_view(plane: ControlPlane) -> Markup:
+def dependency_view(plane: LiveState) -> Markup:
     """The dependency graph SVG, boxes coloured (and labelled) by each component's state."""
     nodes = [GraphNode(s.name, s.state if s.checked else None, s.impacted)
              for s in assess(plane.inventory, plane.latest)]

@@ -28,8 +28,8 @@ from opsplane.units import Unit, format_value
 from opsplane.web.linechart import Line, Threshold, time_chart
 
 if TYPE_CHECKING:
+    from opsplane.live import LiveState
     from opsplane.metrics.promql import SeriesSource
-    from opsplane.server import ControlPlane
 
 HISTOGRAM = "http_request_duration_seconds_bucket"  # the one the built-in latency rules read
 QUANTILES = (0.5, 0.95, 0.99)
@@ -177,7 +177,7 @@ def _duration(seconds: float) -> str:
 # --- the thresholds of the service's alerts -------------------------------------------------
 
 
-def alert_thresholds(plane: ControlPlane, service: str) -> dict[str, list[Threshold]]:
+def alert_thresholds(plane: LiveState, service: str) -> dict[str, list[Threshold]]:
     """The firing and pending alerts of `service` whose rule compares a charted quantity with
     a number, by chart ("errors", "requests", "latency")."""
     if plane.alerting is None:
@@ -236,7 +236,7 @@ class ServiceCharts:
         return tuple(ChartRange)
 
 
-def service_charts(plane: ControlPlane, name: str, chosen: ChartRange) -> ServiceCharts:
+def service_charts(plane: LiveState, name: str, chosen: ChartRange) -> ServiceCharts:
     """The charts of component `name` over `chosen`, ending now."""
     now = plane.clock.now()
     end = now.timestamp()
@@ -286,7 +286,7 @@ def _chart(key: str, title: str, unit: Unit, lines: list[Line], thresholds: Sequ
     return ServiceChart(key, title, svg, tuple(line.name for line in lines), summary)
 
 
-def _checks_chart(plane: ControlPlane, name: str, chosen: ChartRange, start: float, end: float,
+def _checks_chart(plane: LiveState, name: str, chosen: ChartRange, start: float, end: float,
                   began: float | None) -> ServiceChart:
     """Mean probe duration per step, a line per check (or their mean when there are many),
     with a red tick where a run was not OK."""

@@ -22,14 +22,14 @@ from opsplane.auth.service import Principal, Role
 from opsplane.errors import AuthError
 
 if TYPE_CHECKING:
-    from opsplane.server import ControlPlane
+    from opsplane.live import LiveState
 
 COOKIE = "opsplane_session"
 LOGIN_PATH = "/ui/login"
 HOME_PATH = "/ui/"
 
 
-def policy(plane: ControlPlane) -> sessions.SessionPolicy:
+def policy(plane: LiveState) -> sessions.SessionPolicy:
     """How long the dashboard's sessions last, from the inventory's `server` section."""
     server = plane.inventory.server
     return sessions.SessionPolicy(idle=timedelta(seconds=server.session_idle_timeout),

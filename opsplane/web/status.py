@@ -41,7 +41,7 @@ from opsplane.web.uptime import (
 )
 
 if TYPE_CHECKING:
-    from opsplane.server import ControlPlane
+    from opsplane.live import LiveState
 
 UPTIME_DAYS = 90
 RESOLVED_SHOWN_FOR = timedelta(days=7)
@@ -218,7 +218,7 @@ def _incident_dict(incident: PublicIncident) -> dict[str, Any]:
 # --- reading the store ------------------------------------------------------------------------
 
 
-def public_components(plane: ControlPlane) -> list[tuple[str, str]]:
+def public_components(plane: LiveState) -> list[tuple[str, str]]:
     """(name, group title) of every component the page shows, in inventory order: not hosts,
     and not those the inventory keeps off the page (`status_page: false`)."""
     return [(name, SECTION_TITLES[section]) for section, name, component in plane.inventory.components()
@@ -266,7 +266,7 @@ class PublicNames:
         return tuple(sorted(found, key=self._order.__getitem__))
 
 
-def public_names(plane: ControlPlane, shown: Sequence[str]) -> PublicNames:
+def public_names(plane: LiveState, shown: Sequence[str]) -> PublicNames:
     return PublicNames(shown, {name: c.depends_on for _, name, c in plane.inventory.components()})
 
 
@@ -282,7 +282,7 @@ def _and(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
-def read_report(session: Session, plane: ControlPlane, *, now: datetime,
+def read_report(session: Session, plane: LiveState, *, now: datetime,
                 cache: UptimeCache | None = None) -> StatusReport:
     """Everything the page shows; a fresh `cache` spares the 90-day query."""
     components = public_components(plane)
@@ -321,7 +321,7 @@ def read_report(session: Session, plane: ControlPlane, *, now: datetime,
                         notices=tuple(notices), state=overall_state)
 
 
-def compute_uptime(session: Session, plane: ControlPlane, names: Sequence[str],
+def compute_uptime(session: Session, plane: LiveState, names: Sequence[str],
                    rows: Sequence[CheckState], *, now: datetime) -> dict[str, ComponentUptime]:
     """Daily uptime from one query of the window's `check.state_changed` events (only the
     columns needed, for the checks this control plane watches) and two small ones of the
@@ -422,7 +422,7 @@ class UptimeCache:
             self._value = (monotonic, key, value)
 
 
-def report(plane: ControlPlane, cache: UptimeCache | None = None) -> StatusReport:
+def report(plane: LiveState, cache: UptimeCache | None = None) -> StatusReport:
     """The page's values, read from the store in one session (uptime from `cache` when fresh)."""
     with plane.store.session() as session:
         return read_report(session, plane, now=plane.clock.now(), cache=cache)

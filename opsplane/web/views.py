@@ -35,7 +35,7 @@ from opsplane.web.session import (
 from opsplane.web.signin import limiter_for
 
 if TYPE_CHECKING:
-    from opsplane.server import ControlPlane
+    from opsplane.live import LiveState
     from opsplane.web import pages
     from opsplane.web.instances import Instances, RuntimeView
 
@@ -111,7 +111,7 @@ async def login(request: Request) -> Response:
     return RedirectResponse(target, status_code=303, headers={"Set-Cookie": header})
 
 
-def _sign_in(plane: ControlPlane, token: str, client: str) -> tuple[str, Principal] | str:
+def _sign_in(plane: LiveState, token: str, client: str) -> tuple[str, Principal] | str:
     """A new session for `token` and who holds it, recorded as `ui.login`; or why the token may
     not sign in (failures are counted and recorded by `signin.SignInLimiter`)."""
     with plane.store.session() as session:

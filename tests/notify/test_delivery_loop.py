@@ -48,7 +48,9 @@ async def test_the_delivery_loop_sleeps_while_the_only_receiver_refuses_every_ca
     event.listen(store.engine, "before_cursor_execute",
                  lambda conn, cursor, statement, *rest: statements.append(statement))
 
-    loop = asyncio.create_task(plane._deliver())
+    loops = [plane.worker("incidents"), plane.worker("notify")]  # paging and the dispatcher
+    for loop in loops:
+        await loop.start()
     try:
         await asyncio.to_thread(wait_for, lambda: _attempted(store), "the first call to be refused")
         before = len(statements)
@@ -57,8 +59,8 @@ async def test_the_delivery_loop_sleeps_while_the_only_receiver_refuses_every_ca
         await asyncio.sleep(1.0)
         during = len(statements) - before
     finally:
-        loop.cancel()
-        await asyncio.gather(loop, return_exceptions=True)
+        for loop in reversed(loops):
+            await loop.stop()
         store.close()
 
     assert during <= 10, f"{during} statements in one second while nothing could be sent"

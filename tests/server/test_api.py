@@ -207,12 +207,12 @@ async def test_state_changes_are_taken_a_chunk_at_a_time_and_stop_drains_the_res
 ) -> None:
     from opsplane.events import service as events
     from opsplane.health.transitions import Transition
-    from opsplane.server import WRITE_CHUNK
+    from opsplane.health.worker import WRITE_CHUNK
 
     now = plane.clock.now()
-    plane._pending = [Transition(f"svc-{i}/http", f"svc-{i}", None, State.OK, "up", now)
+    plane.health.pending = [Transition(f"svc-{i}/http", f"svc-{i}", None, State.OK, "up", now)
                       for i in range(2 * WRITE_CHUNK + 7)]
-    assert len(plane._take_pending()) == WRITE_CHUNK  # one transaction's worth at a time
+    assert len(plane.health.take_pending()) == WRITE_CHUNK  # one transaction's worth at a time
     await plane.stop()  # drains what is left
     with plane.store.session() as session:
         written = events.get_all(session, kind="check.state_changed", limit=5000)

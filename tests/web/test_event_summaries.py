@@ -156,8 +156,8 @@ def test_the_events_of_an_alert_and_its_incident_read_as_sentences(
     signed_in: TestClient, plane: ControlPlane
 ) -> None:
     catalog = next(t for t in plane.targets if t.id == "catalog/http")
-    plane._on_result(catalog, ProbeResult(State.OK, "HTTP 200 in 2 ms", 0.002), 0.0)  # its first result
-    plane._write(plane._take_pending())
+    plane.health.on_result(catalog, ProbeResult(State.OK, "HTTP 200 in 2 ms", 0.002), 0.0)  # its first result
+    plane.health.write(plane.health.take_pending())
     series: list[Sample] = [({"service": "catalog", "env": "production"}, 0.019037883636991926)]
     settings = AlertingSettings.model_validate({"builtin_rules": {"enabled": False}, "rules": [
         {"name": "HighErrorRate", "expr": "errors > 0.01", "severity": "P1", "unit": "ratio", "for": "1m",

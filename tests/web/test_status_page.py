@@ -31,7 +31,7 @@ def record(plane: ControlPlane, component: str, before: State | None, after: Sta
            hours_ago: float = 0.0, reason: str = SECRET_REASON) -> None:
     """State changes of every check of `component`, written the way serve writes them."""
     at = plane.clock.now() - timedelta(hours=hours_ago)
-    plane._write([Transition(check_id=c, component=component, previous=before, current=after,
+    plane.health.write([Transition(check_id=c, component=component, previous=before, current=after,
                              reason=reason, at=at) for c in check_ids(plane, component)])
 
 
