@@ -6,14 +6,17 @@ pages and routes read them through these protocols, never through the control pl
 so that nothing under `opsplane/web` or a domain's views imports `opsplane.server`. The
 composition (`opsplane.server.ControlPlane`) implements `LiveState`; each domain's worker
 implements the part it keeps (`CheckReads` the health worker, `ScrapeReads` the scraper,
-`RuntimeReads` the runtime follower, `AlertReads` the alerts worker).
+`RuntimeReads` the runtime follower, `AlertReads` the alerts worker). How each worker itself
+is doing (`WorkerHealth`) is read here too, for `/health` and `/metrics`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
@@ -30,7 +33,46 @@ if TYPE_CHECKING:
     from opsplane.metrics.store import SampleStore
     from opsplane.store import Store
     from opsplane.telemetry import ControlPlaneMetrics
-    from opsplane.workers import WorkerHealth
+
+
+# A worker this far behind its schedule (or three of its periods, when longer) is stuck.
+STUCK_AFTER = 60.0
+
+
+class WorkerState(StrEnum):
+    STARTING = "starting"  # built, not started yet
+    RUNNING = "running"
+    STOPPED = "stopped"  # stopped by `serve`
+    CRASHED = "crashed"  # its loop raised
+    ENDED = "ended"  # its loop returned while serve still runs
+
+
+@dataclass(frozen=True)
+class WorkerHealth:
+    """How one worker is doing, as `/health` and `/metrics` report it."""
+
+    name: str
+    state: WorkerState
+    singleton: bool
+    last_run: datetime | None = None
+    lag: float = 0.0  # seconds behind its schedule; 0 when on time or not scheduled
+    errors: int = 0
+    last_error: str | None = None
+    # why it does not do its work now (alerting cycles that keep failing), while it lasts
+    failing: str | None = None
+    stuck_after: float = STUCK_AFTER
+
+    @property
+    def problem(self) -> str | None:
+        """Why this worker makes the control plane degraded; None while it is fine."""
+        if self.state in (WorkerState.CRASHED, WorkerState.ENDED):
+            said = f": {self.last_error}" if self.last_error and self.state is WorkerState.CRASHED else ""
+            return f"worker {self.name} {self.state.value}{said}"
+        if self.failing:
+            return self.failing
+        if self.lag > self.stuck_after:
+            return f"worker {self.name} is {self.lag:.0f} s behind its schedule"
+        return None
 
 
 class CheckReads(Protocol):

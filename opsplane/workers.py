@@ -30,11 +30,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from opsplane.live import STUCK_AFTER, WorkerHealth, WorkerState
 
 if TYPE_CHECKING:
     from opsplane.clock import Clock
@@ -47,47 +48,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("opsplane.workers")
 _T = TypeVar("_T")
-# A worker this far behind its schedule (or three of its periods, when longer) is stuck.
-STUCK_AFTER = 60.0
 # Threads for the store's work: the writer, a rule cycle, paging, the dispatcher and scrape
 # events can each have one at a time.
 STORE_THREADS = 5
-
-
-class WorkerState(StrEnum):
-    STARTING = "starting"  # built, not started yet
-    RUNNING = "running"
-    STOPPED = "stopped"  # stopped by `serve`
-    CRASHED = "crashed"  # its loop raised
-    ENDED = "ended"  # its loop returned while serve still runs
-
-
-@dataclass(frozen=True)
-class WorkerHealth:
-    """How one worker is doing, as `/health` and `/metrics` report it."""
-
-    name: str
-    state: WorkerState
-    singleton: bool
-    last_run: datetime | None = None
-    lag: float = 0.0  # seconds behind its schedule; 0 when on time or not scheduled
-    errors: int = 0
-    last_error: str | None = None
-    # why it does not do its work now (alerting cycles that keep failing), while it lasts
-    failing: str | None = None
-    stuck_after: float = STUCK_AFTER
-
-    @property
-    def problem(self) -> str | None:
-        """Why this worker makes the control plane degraded; None while it is fine."""
-        if self.state in (WorkerState.CRASHED, WorkerState.ENDED):
-            said = f": {self.last_error}" if self.last_error and self.state is WorkerState.CRASHED else ""
-            return f"worker {self.name} {self.state.value}{said}"
-        if self.failing:
-            return self.failing
-        if self.lag > self.stuck_after:
-            return f"worker {self.name} is {self.lag:.0f} s behind its schedule"
-        return None
 
 
 class Worker(Protocol):

@@ -17,8 +17,7 @@ from opsplane.auth.deps import require
 from opsplane.auth.service import Principal, Role
 
 if TYPE_CHECKING:
-    from opsplane.live import LiveState
-    from opsplane.workers import WorkerHealth
+    from opsplane.live import LiveState, WorkerHealth
 
 router = APIRouter(tags=["control plane"])  # at the root, without a token
 workers_router = APIRouter(tags=["control plane"])  # under /api/v1
