@@ -108,3 +108,17 @@ def signed_in_client(url: str, token: str) -> Iterator[httpx.Client]:
         answer = client.post("/ui/login", data={"token": token, "next": "/ui/"})
         assert answer.status_code == 303, answer.text
         yield client
+
+
+@contextlib.contextmanager
+def serving(directory: Path, inventory: str, port: int) -> Iterator[Serve]:
+    """A `Serve` of the inventory text `inventory` on `port` (not started yet), stopped on the
+    way out, whose output must then hold no traceback."""
+    path = directory / "opsplane.yaml"
+    path.write_text(inventory)
+    serve = Serve(directory, path, port=port)
+    try:
+        yield serve
+    finally:
+        output = serve.stop()
+        assert "Traceback" not in output, output

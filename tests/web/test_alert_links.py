@@ -16,7 +16,7 @@ import pytest
 from opsplane.drivers.sandbox.ports import free_port
 from opsplane.links import web_link
 from tests.support.polling import wait_for
-from tests.support.serve import Serve, signed_in_client
+from tests.support.serve import Serve, serving, signed_in_client
 
 SCRIPT = "javascript:fetch('/ui/events').then(r=>r.text()).then(alert)"
 RUNBOOK = "https://runbooks.example/orders/down"
@@ -42,18 +42,13 @@ def test_anything_else_is_not_a_link(url: str | None) -> None:
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Serve]:
     port = free_port()  # serve's own: its one check passes
-    inventory = tmp_path / "opsplane.yaml"
-    inventory.write_text("platform: {name: shop}\n"
-                         "services:\n"
-                         f"  orders: {{port: {port}, runbook: {json.dumps(SCRIPT)},\n"
-                         "           checks: [{type: tcp}]}\n"
-                         f"  payments: {{port: 2, runbook: {json.dumps(RUNBOOK)}}}\n")
-    serve = Serve(tmp_path, inventory, port=port)
-    try:
+    inventory = ("platform: {name: shop}\n"
+                 "services:\n"
+                 f"  orders: {{port: {port}, runbook: {json.dumps(SCRIPT)},\n"
+                 "           checks: [{type: tcp}]}\n"
+                 f"  payments: {{port: 2, runbook: {json.dumps(RUNBOOK)}}}\n")
+    with serving(tmp_path, inventory, port) as serve:
         yield serve
-    finally:
-        output = serve.stop()
-        assert "Traceback" not in output, output
 
 
 def received(name: str, runbook: str) -> dict[str, object]:

@@ -21,21 +21,16 @@ from opsplane.clock import ManualClock
 from opsplane.drivers.sandbox.ports import free_port
 from opsplane.server import ControlPlane
 from opsplane.web.session import COOKIE
-from tests.support.serve import Serve, signed_in_client
+from tests.support.serve import Serve, serving, signed_in_client
 
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Serve]:
     port = free_port()  # serve's own: its one check passes
-    inventory = tmp_path / "opsplane.yaml"
-    inventory.write_text("platform: {name: shop}\n"
-                         f"services:\n  api: {{port: {port}, checks: [{{type: tcp}}]}}\n")
-    serve = Serve(tmp_path, inventory, port=port)
-    try:
+    inventory = ("platform: {name: shop}\n"
+                 f"services:\n  api: {{port: {port}, checks: [{{type: tcp}}]}}\n")
+    with serving(tmp_path, inventory, port) as serve:
         yield serve
-    finally:
-        output = serve.stop()
-        assert "Traceback" not in output, output
 
 
 def create_token(serve: Serve, name: str, *extra: str) -> str:

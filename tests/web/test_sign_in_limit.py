@@ -17,7 +17,7 @@ from opsplane.drivers.sandbox.ports import free_port
 from opsplane.events.summary import summarise
 from opsplane.web.signin import OTHERS, SignInLimiter
 from tests.support.polling import wait_for
-from tests.support.serve import Serve
+from tests.support.serve import Serve, serving
 
 WINDOW = 2.0  # seconds: short, so the test sees the window end
 
@@ -25,16 +25,11 @@ WINDOW = 2.0  # seconds: short, so the test sees the window end
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Serve]:
     port = free_port()  # serve's own: its one check passes
-    inventory = tmp_path / "opsplane.yaml"
-    inventory.write_text("platform: {name: shop}\n"
-                         f"server: {{sign_in_attempts: 5, sign_in_window: {WINDOW}s}}\n"
-                         f"services:\n  api: {{port: {port}, checks: [{{type: tcp}}]}}\n")
-    serve = Serve(tmp_path, inventory, port=port)
-    try:
+    inventory = ("platform: {name: shop}\n"
+                 f"server: {{sign_in_attempts: 5, sign_in_window: {WINDOW}s}}\n"
+                 f"services:\n  api: {{port: {port}, checks: [{{type: tcp}}]}}\n")
+    with serving(tmp_path, inventory, port) as serve:
         yield serve
-    finally:
-        output = serve.stop()
-        assert "Traceback" not in output, output
 
 
 def test_a_flood_of_wrong_tokens_is_refused_and_recorded_once(serve: Serve) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from opsplane.drivers.sandbox.ports import free_port
 from tests.support.polling import wait_for
-from tests.support.serve import Serve
+from tests.support.serve import Serve, serving
 
 HOST = "db-host-7.internal"
 # what must never reach a customer: the host, the parts of its name, its check, the rule's words
@@ -26,8 +26,7 @@ PUBLIC_UPDATE = "Some orders take longer to confirm. We are working on it."
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Serve]:
     port = free_port()  # serve's own: the services' checks pass, the host's never does
-    inventory = tmp_path / "opsplane.yaml"
-    inventory.write_text(
+    inventory = (
         "platform: {name: shop}\n"
         "defaults: {interval: 300ms, timeout: 1s}\n"
         "services:\n"
@@ -40,12 +39,8 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
         "alerting:\n"
         "  evaluation_interval: 500ms\n"
         "  builtin_rules: {thresholds: {check_failures: 2}}\n")
-    serve = Serve(tmp_path, inventory, port=port)
-    try:
+    with serving(tmp_path, inventory, port) as serve:
         yield serve
-    finally:
-        output = serve.stop()
-        assert "Traceback" not in output, output
 
 
 def served(serve: Serve) -> dict[str, str]:
