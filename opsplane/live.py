@@ -75,7 +75,7 @@ class WorkerHealth:
         return None
 
 
-class CheckReads(Protocol):
+class CheckResults(Protocol):
     """The checks of one environment and what their last runs found."""
 
     @property
@@ -86,6 +86,11 @@ class CheckReads(Protocol):
     def checked_at(self) -> Mapping[str, datetime]: ...
     @property
     def history(self) -> ProbeHistory: ...
+
+
+class CheckReads(CheckResults, Protocol):
+    """The checks' results, and which checks fail now, as the health worker keeps them."""
+
     @property
     def failures(self) -> Mapping[str, int]:
         """Check id -> CRITICAL results in a row, for the checks failing now."""
@@ -162,7 +167,7 @@ class RuleCycles(Protocol):
         ...
 
 
-class LiveState(Protocol):
+class LiveState(CheckResults, Protocol):
     """Everything the pages and routes of `serve` read: the world it was given (inventory,
     store, clock, environment) and what its workers know now."""
 
@@ -178,14 +183,6 @@ class LiveState(Protocol):
     def metrics(self) -> ControlPlaneMetrics: ...
     @property
     def started_at(self) -> datetime | None: ...
-    @property
-    def targets(self) -> Sequence[CheckTarget]: ...
-    @property
-    def latest(self) -> Mapping[str, ProbeResult]: ...
-    @property
-    def checked_at(self) -> Mapping[str, datetime]: ...
-    @property
-    def history(self) -> ProbeHistory: ...
     @property
     def scraper(self) -> ScrapeReads: ...
     @property
