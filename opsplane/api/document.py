@@ -4,8 +4,8 @@ signature: the role it needs, and the refusals every route of its kind can answe
 `mount` applies `contract` to every route it adds, so a route declares only its own
 refusals (404 for an unknown incident, 409 for a change its state forbids); the ones that
 follow from its kind are added here: 401 and 403 for a route that checks a role, 422 for one
-that takes parameters or a body, 400 for one that takes a JSON body. What the route declares
-itself wins.
+that takes parameters or a body (the routes in Prometheus's shape refuse those with their
+400 instead), 400 for one that takes a JSON body. What the route declares itself wins.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 
-from opsplane.api.errors import declare
+from opsplane.api.errors import PROMETHEUS_SHAPED, declare
 from opsplane.auth.deps import RoleGuard
 
 ROLE_EXTENSION = "x-opsplane-role"  # the least role a route admits, for tools and tests
@@ -37,8 +37,9 @@ def role_of(route: APIRoute) -> RoleGuard | None:
     return guards[0] if guards else None
 
 
-def contract(route: APIRoute) -> Contract:
-    """The responses, extensions and description of `route` as the document states them."""
+def contract(route: APIRoute, path: str) -> Contract:
+    """The responses, extensions and description of `route`, served at `path`, as the document
+    states them."""
     dependant = route.dependant
     takes_parameters = any((dependant.query_params, dependant.path_params, dependant.header_params,
                             dependant.cookie_params, route.body_field))
@@ -48,7 +49,7 @@ def contract(route: APIRoute) -> Contract:
     guard = role_of(route)
     if guard is not None:
         codes += [401, 403]
-    if takes_parameters:
+    if takes_parameters and path not in PROMETHEUS_SHAPED:
         codes.append(422)
     responses: dict[int | str, dict[str, Any]] = {**declare(*codes), **(route.responses or {})}
     extra = dict(route.openapi_extra or {})
@@ -68,7 +69,7 @@ def mount(app: FastAPI, router: APIRouter, prefix: str) -> None:
     for route in router.routes:
         if not isinstance(route, APIRoute):
             raise TypeError(f"unexpected route type {type(route).__name__} in {router}")
-        stated = contract(route)
+        stated = contract(route, prefix + route.path)
         app.router.add_api_route(
             prefix + route.path, route.endpoint, methods=sorted(route.methods or ()),
             name=route.name, include_in_schema=route.include_in_schema, tags=route.tags,

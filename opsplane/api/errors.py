@@ -5,7 +5,8 @@ JSON, a method the path does not take) or a route's own (an unknown incident, a 
 incident's state does not allow), answers `{"detail": "...", "problems": [...]}`: `detail`
 says what went wrong in words a person can act on, `problems` locates each invalid field of
 a request that did not validate (empty otherwise). The two routes in Prometheus's shape
-(`/api/v1/query`, `/api/v1/query_range`) answer their own 400 and 503 as Prometheus does.
+(`/api/v1/query`, `/api/v1/query_range`) answer their own 400 and 503 as Prometheus does, a
+parameter that does not validate included (a `time` of `inf` is Prometheus's `bad_data`).
 """
 
 from __future__ import annotations
@@ -69,10 +70,18 @@ async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=exc.headers)
 
 
-async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+# Routes that speak Prometheus's HTTP API and so refuse bad parameters in its shape.
+PROMETHEUS_SHAPED = frozenset({"/api/v1/query", "/api/v1/query_range"})
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
     problems = [Problem(field=".".join(str(part) for part in error.get("loc", ())),
                         message=str(error.get("msg", "invalid")))
                 for error in exc.errors()]
+    if request.url.path in PROMETHEUS_SHAPED:
+        said = "; ".join(f'invalid parameter "{p.field.removeprefix("query.")}": {p.message}'
+                         for p in problems)
+        return JSONResponse({"status": "error", "errorType": "bad_data", "error": said}, status_code=400)
     summary = "; ".join(f"{p.field}: {p.message}" for p in problems[:3])
     more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
     body = ErrorBody(detail=f"invalid request: {summary}{more}", problems=problems)

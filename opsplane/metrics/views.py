@@ -39,8 +39,9 @@ class PrometheusError(BaseModel):
 
 # Prometheus's refusals, in its shape, for the tools that read them.
 PROMETHEUS_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": PrometheusError, "description": "bad_data: the expression does not parse or is "
-          "outside the supported subset, or the step or range cannot be evaluated."},
+    400: {"model": PrometheusError, "description": "bad_data: a parameter is missing or invalid (a "
+          "time of inf), the expression does not parse or is outside the supported subset, or the "
+          "step or range cannot be evaluated."},
     503: {"model": PrometheusError, "description": "unavailable: the configured Prometheus "
           "could not be reached."},
 }

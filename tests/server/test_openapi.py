@@ -175,5 +175,9 @@ def test_times_are_rfc_3339_or_unix_seconds_on_every_route(served: tuple[Serve, 
         for bad in ("2026-03-04T10:00:00", "2026-03-04", "nan", "inf", "1e300", "-1", "1_000",
                     "9999-01-01T00:00:00Z"):
             answer = httpx.get(server.url + path, params={**params, name: bad}, headers=viewer, timeout=5)
+            if path == "/api/v1/query":  # refused as Prometheus refuses it
+                assert answer.status_code == 400, (path, bad, answer.text)
+                assert answer.json()["error"].startswith(f'invalid parameter "{name}": ')
+                continue
             assert answer.status_code == 422, (path, bad, answer.text)
             assert answer.json()["problems"][0]["field"] == f"query.{name}"
