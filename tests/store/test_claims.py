@@ -83,6 +83,7 @@ def test_the_keeper_renews_a_claim_whose_work_outlasts_its_lease(store: Store) -
     now = lambda: datetime.now(UTC)  # noqa: E731 - the keeper runs on real time
     held = _take(store, "backup:nightly", "serve-a", now(), lease=0.6)
     assert held is not None
+    first_until = held.until
     keeper: LeaseKeeper[Claim] = LeaseKeeper(renew, now=now, renew_within=0.4, check_every=0.05)
     try:
         with keeper.holding(held):
@@ -92,5 +93,12 @@ def test_the_keeper_renews_a_claim_whose_work_outlasts_its_lease(store: Store) -
                 time.sleep(0.1)
     finally:
         keeper.close()
-    time.sleep(0.7)  # no longer renewed: the lease runs out
-    assert _take(store, "backup:nightly", "serve-b", now()) is not None
+    # the work is over: nothing renews the claim any more, so once its last lease runs out
+    # another holder gets it
+    with store.session() as session:
+        row = session.get(claims.WorkClaim, "backup:nightly")
+        assert row is not None
+        last_until = row.expires_at
+    assert last_until > first_until  # renewed while the work ran
+    assert _take(store, "backup:nightly", "serve-b", last_until - timedelta(milliseconds=1)) is None
+    assert _take(store, "backup:nightly", "serve-b", last_until) is not None
