@@ -26,7 +26,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -275,6 +275,25 @@ class LoopWorker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._woken.wait(), max(0.0, seconds))
         self._woken.clear()
+
+    async def every(self, poll: float, round_: Callable[[], Awaitable[datetime | None]], *,
+                    doing: str) -> None:
+        """Run `round_` for ever: again after `poll` seconds, sooner when it returns the time
+        its next round is due, or when woken. An error is counted and logged, and the round
+        tried again after `poll`: the store may be down for a while (`doing` names the work
+        in that log line)."""
+        while True:
+            delay = poll
+            try:
+                due = await round_()
+                if due is not None:
+                    delay = min(delay, max(0.0, (due - self.ctx.clock.now()).total_seconds()))
+            except Exception as exc:
+                self.failed(exc)
+                log.exception("%s failed; trying again in %g s", doing, poll)
+            self.ran()
+            self.expect(delay)
+            await self.pause(delay)
 
     async def _guarded(self) -> None:
         try:

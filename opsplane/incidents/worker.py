@@ -9,11 +9,10 @@ what other processes did (`opsplane incident ack`). What it queued wakes the not
 
 from __future__ import annotations
 
-import logging
+from datetime import datetime
 
 from opsplane.workers import LoopWorker, WorkerContext
 
-log = logging.getLogger("opsplane.server")
 # The longest the incidents go unread while nothing is due: changes other processes make.
 POLL = 5.0
 
@@ -31,21 +30,14 @@ class PagingWorker(LoopWorker):
         from opsplane.incidents.paging import page_cycle
 
         ctx = self.ctx
-        while True:
-            delay = POLL
-            try:
-                paged = await ctx.in_store(page_cycle, ctx.store, inventory=ctx.inventory,
-                                           now=ctx.clock.now())
-                if paged.queued:
-                    ctx.wake("notify")
-                if paged.next_due is not None:
-                    delay = min(delay, max(0.0, (paged.next_due - ctx.clock.now()).total_seconds()))
-            except Exception as exc:  # the store may be down: keep trying, never end paging
-                self.failed(exc)
-                log.exception("paging failed; trying again in %g s", POLL)
-            self.ran()
-            self.expect(delay)
-            await self.pause(delay)
+
+        async def page() -> datetime | None:
+            paged = await ctx.in_store(page_cycle, ctx.store, inventory=ctx.inventory, now=ctx.clock.now())
+            if paged.queued:
+                ctx.wake("notify")
+            return paged.next_due
+
+        await self.every(POLL, page, doing="paging")
 
 
 def build(ctx: WorkerContext) -> PagingWorker | None:

@@ -10,6 +10,7 @@ other processes queue.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from opsplane.workers import LoopWorker, WorkerContext
 
@@ -34,20 +35,13 @@ class DispatchWorker(LoopWorker):
 
         ctx = self.ctx
         dispatcher = Dispatcher(ctx.store, ctx.inventory.channels, clock=ctx.clock)
+
+        async def deliver() -> datetime | None:
+            await ctx.in_store(dispatcher.run_once)
+            return await ctx.in_store(dispatcher.next_wakeup)
+
         try:
-            while True:
-                delay = POLL
-                try:
-                    await ctx.in_store(dispatcher.run_once)
-                    wake = await ctx.in_store(dispatcher.next_wakeup)
-                    if wake is not None:
-                        delay = min(delay, max(0.0, (wake - ctx.clock.now()).total_seconds()))
-                except Exception as exc:  # the store may be down: keep trying, never end delivery
-                    self.failed(exc)
-                    log.exception("delivering notifications failed; trying again in %g s", POLL)
-                self.ran()
-                self.expect(delay)
-                await self.pause(delay)
+            await self.every(POLL, deliver, doing="delivering notifications")
         finally:
             await ctx.in_store(dispatcher.close)
 
