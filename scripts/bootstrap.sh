@@ -31,15 +31,15 @@ need python3 command -v "$python"
 need python3-venv "$python" -c 'import ensurepip, venv'
 need postgresql compgen -G '/usr/lib/postgresql/*/bin/initdb'
 need redis-server command -v redis-server
+need nginx test -x /usr/sbin/nginx  # the demo's proxy in front of the shop, through which deploys move traffic
 if [ "$want_test" = 1 ]; then
   need chromium command -v chromium  # the dashboard's browser test drives it headless
   need prometheus test -x /usr/bin/promtool  # the PromQL differential tests; brings prometheus too
   need prometheus-alertmanager test -x /usr/bin/amtool  # amtool checks the exported alertmanager.yml
-  need nginx test -x /usr/sbin/nginx  # serves many checks' targets in the one-shot latency test
+  need haproxy test -x /usr/sbin/haproxy  # the second traffic driver: weights through its runtime API
 fi
 if [ "$want_bench" = 1 ]; then
   need prometheus-blackbox-exporter command -v prometheus-blackbox-exporter
-  need nginx test -x /usr/sbin/nginx  # serves the probe benchmark's targets
 fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -47,7 +47,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian starts the services it installs; opsplane starts its own private ones.
-  for svc in redis-server prometheus prometheus-alertmanager prometheus-blackbox-exporter nginx; do
+  for svc in redis-server prometheus prometheus-alertmanager prometheus-blackbox-exporter nginx haproxy; do
     if [[ " ${missing[*]} " == *" $svc "* ]]; then
       as_root systemctl disable --now "$svc" >/dev/null 2>&1 || as_root service "$svc" stop >/dev/null 2>&1 || true
     fi
