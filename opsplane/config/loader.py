@@ -140,6 +140,17 @@ def cross_check(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
                     ((section, name, "depends_on", i),
                      f"unknown component {dep!r}{_suggest(dep, owner)}")
                 )
+        if component.proxy is not None:
+            if component.proxy not in inv.proxies:
+                problems.append(
+                    ((section, name, "proxy"),
+                     f"unknown proxy {component.proxy!r}; expected one of {_names(inv.proxies)}")
+                )
+            elif component.port is None:
+                problems.append(
+                    ((section, name, "port"),
+                     f"a component behind proxy {component.proxy!r} needs a port: the proxy listens there")
+                )
         for env in component.environments:
             if env not in inv.environments:
                 problems.append(

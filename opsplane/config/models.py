@@ -220,6 +220,10 @@ class RunSettings(Strict):
         description="Working directory; relative to the inventory file's directory, which is the default.",
     )
     instances: int = Field(1, ge=1, le=100, description="How many copies `opsplane up` starts.")
+    version: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+        description="The release run until a deploy records another; replaces {version} in argv and env.",
+    )
     restart: Literal["always", "on-failure", "never"] = Field(
         "on-failure",
         description="When an exited instance is started again: always, on-failure (non-zero exit or a "
@@ -293,6 +297,11 @@ class Component(Strict):
     run: RunSettings | None = Field(
         None, description="How `opsplane up` runs it as local processes; unset: opsplane does not run it."
     )
+    proxy: str | None = Field(
+        None, description="The entry of `proxies` that fronts it: the proxy listens on this component's "
+        "port and spreads requests over its instances, which run on free ports. Blue-green and canary "
+        "deploys need one.",
+    )
     status_page: bool = Field(
         True, description="Listed on the public status page (`/status`, `/status.json`); false for "
         "parts customers never meet, such as a load generator. Hosts are never listed."
@@ -317,6 +326,20 @@ class Cache(Component):
 
 class Proxy(Component):
     engine: Literal["nginx", "haproxy"] = "nginx"
+    managed: bool = Field(
+        True, description="opsplane runs the proxy itself through its runtime (nginx or haproxy in the "
+        "foreground, its configuration under the runtime's state directory); false: it only reconfigures "
+        "one that runs already, through `config_dir` (nginx) or `admin_socket` (haproxy).",
+    )
+    config_dir: str | None = Field(
+        None, description="Where its configuration is written; default `<state_dir>/proxy/<name>`.")
+    admin_socket: str | None = Field(
+        None, description="HAProxy's runtime API socket; default `admin.sock` in `config_dir`.")
+    binary: str | None = Field(None, description="The nginx or haproxy program; default: found on PATH or in /usr/sbin.")
+    version_header: str = Field(
+        "X-Version", description="The response header in which a service names its release: how a traffic "
+        "change is proven on live answers.",
+    )
 
 
 class Host(Component):
