@@ -72,6 +72,7 @@ def _register(command: str | None = None) -> None:
     from opsplane.auth.cli import app as token_app
     from opsplane.config.cli import app as config_app
     from opsplane.demo.cli import register as register_demo
+    from opsplane.deploy.cli import register as register_deploy
     from opsplane.events.cli import app as events_app
     from opsplane.health.cli import register as register_health
     from opsplane.incidents.cli import app as incident_app
@@ -101,6 +102,7 @@ def _register(command: str | None = None) -> None:
     app.command("alerts")(alerts_command)
     register_demo(app)
     register_runtime(app)
+    register_deploy(app)
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ WORKERS: tuple[str, ...] = (
     "opsplane.metrics.worker:build",  # scrapes into the sample store
     "opsplane.alerts.worker:build",  # the rule cycle and received alerts
     "opsplane.runtime.worker:build",  # the runtime's notices
+    "opsplane.deploy.worker:build",  # deploys, one claimed step at a time
     "opsplane.incidents.worker:build",  # paging of open incidents
     "opsplane.notify.worker:build",  # the outbox's dispatcher
 )

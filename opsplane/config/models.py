@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 
 from opsplane.alerts.models import AlertingSettings
 from opsplane.config.types import Duration, Ratio, Secret
+from opsplane.deploy.models import DeploySettings
 from opsplane.incidents.models import IncidentsSettings
 from opsplane.notify.models import ChannelsSettings
 from opsplane.oncall.models import OncallSettings
@@ -448,6 +449,11 @@ class Inventory(Strict):
     oncall: OncallSettings = Field(
         default_factory=OncallSettings,
         description="People, on-call schedules and escalation policies by severity; see docs/oncall.md.",
+    )
+    deploy: DeploySettings = Field(
+        default_factory=DeploySettings,
+        description="Deploy strategies, canary analysis, rollback criteria, windows and freezes, and the "
+        "releases of each service; see docs/deploys.md.",
     )
     incidents: IncidentsSettings = Field(
         default_factory=IncidentsSettings,

@@ -3,6 +3,7 @@
 from opsplane.alerts.evaluations import EvaluationRow
 from opsplane.alerts.tables import AlertRow, NotificationRow, SilenceRow
 from opsplane.auth.tables import ApiToken, DashboardSession
+from opsplane.deploy.tables import DeployRow
 from opsplane.events.tables import Event
 from opsplane.health.tables import CheckState
 from opsplane.incidents.tables import ActionItemRow, IncidentAlertRow, IncidentRow, IncidentUpdateRow
@@ -13,7 +14,7 @@ from opsplane.store.claims import WorkClaim
 metadata = Base.metadata
 
 __all__ = [
-    "ActionItemRow", "AlertRow", "ApiToken", "CheckState", "DashboardSession", "EvaluationRow", "Event",
-    "IncidentAlertRow", "IncidentRow", "IncidentUpdateRow", "NotificationRow", "OutboxRow", "SilenceRow",
+    "ActionItemRow", "AlertRow", "ApiToken", "CheckState", "DashboardSession", "DeployRow", "EvaluationRow",
+    "Event", "IncidentAlertRow", "IncidentRow", "IncidentUpdateRow", "NotificationRow", "OutboxRow", "SilenceRow",
     "WorkClaim", "metadata",
 ]
