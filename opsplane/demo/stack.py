@@ -78,6 +78,9 @@ class DemoStack:
     # The machine's own CPU, memory and disk check. Tests that count pages leave it out: a
     # busy test machine is not something the shop did.
     host_check: bool = True
+    # nginx in front of the shop's services, through which deploys move requests; left out
+    # (services answer on their own ports, rolling deploys only) when nginx is not installed
+    proxy: bool = True
 
     @property
     def inventory_path(self) -> Path:
@@ -119,7 +122,13 @@ class DemoStack:
 
     def write_inventory(self, api_port: int) -> Path:
         """Pick the shop's ports, write its secrets and the inventory; returns the path."""
-        self.ports = {name: free_port() for name in SHOP_SERVICES}
+        from opsplane.drivers.traffic.nginx import nginx_binary
+
+        if self.proxy and nginx_binary() is None:
+            self.proxy = False
+            self.notes.append("nginx is not installed: the shop runs without a proxy, so deploys are "
+                              "rolling only (scripts/bootstrap.sh installs nginx)")
+        self.ports = {name: free_port() for name in (*SHOP_SERVICES, "edge")}
         if self.postgres is not None:
             assert self.postgres.password is not None
             _write_secret(self.base / "secrets" / "postgres-password", self.postgres.password)
@@ -134,7 +143,7 @@ class DemoStack:
 
         self.runtime = open_runtime(inventory, base_dir=self.base, environ=self.environ(),
                                     actor="system:demo")
-        self.runtime.up(list(SHOP_SERVICES))
+        self.runtime.up([*SHOP_SERVICES, *(["edge"] if self.proxy else [])])
         # Shoppers arrive once the shop answers, not into its start-up.
         self.wait_for_gateway()
         if self.traffic:
@@ -188,7 +197,7 @@ class DemoStack:
             [f"        SHOP_DATABASE_URL: file:{secrets_dir / 'shop-database-url'}"]
             if self.postgres else [])
         shared_env = [f"        SHOP_DATA_DIR: {json.dumps(str(self.base / 'shop'))}",
-                      "        SHOP_VERSION: v1"]
+                      "        SHOP_VERSION: '{version}'"]
         if self.redis:
             shared_env.append(f"        SHOP_REDIS_URL: {self.redis.url}")
         for name in ("catalog", "orders", "payments"):
@@ -199,6 +208,7 @@ class DemoStack:
                 f"  {name}:",
                 f"    kind: {kind}",
                 f"    port: {self.ports[name]}",
+                *(["    proxy: edge"] if self.proxy else []),
                 f"    criticality: {criticality}",
                 f"    team: {team}",
                 f"    depends_on: [{', '.join(depends)}]",
@@ -211,6 +221,7 @@ class DemoStack:
                 "         json: {path: errors.ratio_1m, op: '<', value: 0.05}}",
                 "    run:",
                 f"      argv: [{python}, -m, shop, {name}, --host, 127.0.0.1, --port, '{{port}}']",
+                "      version: v1",
                 "      env:",
                 *shared_env,
                 "      secret_env:",
@@ -243,6 +254,28 @@ class DemoStack:
             f"      argv: [{python}, -m, shop.traffic, --base-url, {self.gateway_url},",
             f"             --rps, '{TRAFFIC_RPS:g}', --duration, '0']",
             "      restart: always",
+        ]
+        if self.proxy:
+            lines += [
+                "proxies:",
+                "  edge:",
+                "    engine: nginx",
+                "    description: nginx in front of the shop's services; deploys move requests here.",
+                f"    port: {self.ports['edge']}",
+                "    criticality: critical",
+                "    team: platform",
+                "    status_page: false",
+                "    checks: [{type: http, path: /health}]",
+            ]
+        lines += [
+            "deploy:",
+            f"  strategy: {'canary' if self.proxy else 'rolling'}",
+            "  windows: {}                      # the demo deploys at any hour",
+            "  canary: {steps: [10, 50, 100], step_duration: 60s, interval: 5s}",
+            "  blue_green: {keep_previous: 30s}",
+            "  services:",
+            *[f"    {name}: {{releases_command: [{python}, -m, shop, releases], irreversible: [v2-migration]}}"
+              for name in ("gateway", "catalog", "orders", "payments")],
         ]
         if self.postgres:
             lines += [

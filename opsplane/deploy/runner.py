@@ -349,7 +349,7 @@ class Runner:
         if verdict.outcome == "fail" and (verdict.decisive or final):
             return Outcome(rollback=f"analysis at {step['percent']:g} %: {verdict.explain()}", verdict=record)
         if verdict.outcome == "pass" and (verdict.decisive or final):
-            if canary.auto_promote or deploy.promoted:
+            if deploy.auto_promote if deploy.auto_promote is not None else canary.auto_promote:
                 return Outcome(done=True, verdict=record)
             return Outcome(pause=f"analysis at {step['percent']:g} % passed; waiting for "
                            f"`opsplane deploy promote {deploy.id}`", verdict=record)
@@ -380,11 +380,11 @@ class _Snapshot:
     extensions: int
     created_at: datetime
     proxied: bool
-    promoted: bool
+    auto_promote: bool | None
     reason: str
 
     @classmethod
     def of(cls, row: DeployRow) -> _Snapshot:
         return cls(row.id, row.service, row.from_version, row.to_version, row.step, row.step_started_at,
                    row.extensions, row.created_at, bool(row.params.get("proxied")),
-                   bool(row.params.get("promoted")), row.reason)
+                   row.params.get("auto_promote"), row.reason)

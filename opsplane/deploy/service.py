@@ -128,7 +128,6 @@ def operate(session: Session, row: DeployRow, what: str, *, actor: str, now: dat
         if current_step(row)["kind"] != "analyse":
             raise DeployRefused(f"deploy {row.id} is not at an analysis step (it is at: "
                                 f"{current_step(row)['kind']}); there is nothing to promote")
-        row.params = {**row.params, "promoted": True}
         step_done(session, row, actor=actor, now=now, details={"promoted_by": actor})
         if row.state == "paused":
             transition(session, row, "running", actor=actor, now=now, reason=f"promoted by {actor}")
