@@ -113,4 +113,5 @@ def catalog_routes(runtime: ShopRuntime) -> APIRouter:
     return router
 
 
-SPEC = ServiceSpec("catalog", catalog_routes, database=True, cache=True)
+# The product listing is the catalog's main route: most of what shoppers ask it is pages.
+SPEC = ServiceSpec("catalog", catalog_routes, database=True, cache=True, main_routes=("/products",))

@@ -1,5 +1,6 @@
 """`shop` commands as a Typer app (`app`), for mounting as `opsplane shop ...`:
-`serve SERVICE` runs one service, `traffic` drives shoppers against a gateway."""
+`serve SERVICE` runs one service, `traffic` drives shoppers against a gateway, `releases`
+lists the releases SHOP_VERSION may name."""
 
 from __future__ import annotations
 
@@ -55,3 +56,13 @@ def traffic(
     code = run_cli(base_url, rps=rps, duration=duration, think_time=think_time, concurrency=concurrency,
                    seed=seed, as_json=json_output, mix=weights)
     raise typer.Exit(code)
+
+
+@app.command()
+def releases(
+    json_output: bool = typer.Option(False, "--json", help="a JSON list of {name, description}"),
+) -> None:
+    """The releases SHOP_VERSION may name, one a line with what it does."""
+    from shop.releases import describe_releases
+
+    typer.echo(describe_releases(as_json=json_output))

@@ -1,5 +1,6 @@
 """The shop database: tables, the engine and its pool, schema creation that several
-processes can run at once, and the catalog seeded once.
+processes can run at once, the catalog seeded once, and the schema changes that releases
+apply at start (`MIGRATIONS`).
 
 Work runs as plain functions over a Connection, in worker threads (`Database.run`), limited
 to as many at once as the pool has connections, so waiting happens in the event loop
@@ -14,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -157,6 +159,67 @@ def ensure_schema_with_retry(engine: Engine, timeout: float = 30.0) -> None:
                 log.warning("database not ready (%s), retrying", str(exc).splitlines()[0])
                 said = now
             time.sleep(0.5)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """A schema change a release applies at start. `apply` runs under the schema lock, in one
+    transaction, and returns whether it changed anything: a second start finds the change made
+    and does nothing."""
+
+    name: str
+    description: str
+    apply: Callable[[Connection], bool]
+
+
+class MigrationFailed(Exception):
+    """A migration's statements failed; the schema is as it was before."""
+
+    def __init__(self, migration: Migration, reason: str) -> None:
+        super().__init__(f"migration {migration.name} ({migration.description}) failed: {reason}")
+        self.migration = migration
+        self.reason = reason
+
+
+def _add_order_gift_note(conn: Connection) -> bool:
+    # Additive: a nullable column that the older releases neither select (they name their
+    # columns) nor write (it defaults to NULL).
+    if "gift_note" in {column["name"] for column in sa.inspect(conn).get_columns("orders")}:
+        return False
+    conn.execute(sa.text("ALTER TABLE orders ADD COLUMN gift_note VARCHAR(200)"))
+    return True
+
+
+def _index_order_coupons(conn: Connection) -> bool:
+    # orders has no coupon_code column: the statement fails on every database, every time.
+    conn.execute(sa.text("CREATE INDEX orders_by_coupon ON orders (coupon_code)"))
+    return True
+
+
+MIGRATIONS: dict[str, Migration] = {m.name: m for m in (
+    Migration("order_gift_note", "add the nullable column orders.gift_note", _add_order_gift_note),
+    Migration("order_coupon_index", "index orders by coupon_code", _index_order_coupons),
+)}
+
+
+def migration_named(name: str | None) -> Migration | None:
+    """The migration called `name` (a release's `migration`); None for None."""
+    return None if name is None else MIGRATIONS[name]
+
+
+def migrate(engine: Engine, migration: Migration) -> bool:
+    """Apply `migration` under the schema lock; whether it changed the schema.
+
+    Raises MigrationFailed with the database's first line of complaint when a statement fails;
+    the transaction is rolled back, so the schema is left as it was."""
+    try:
+        with _schema_lock(engine) as conn:
+            changed = migration.apply(conn)
+    except sa.exc.DBAPIError as exc:
+        raise MigrationFailed(migration, str(exc.orig or exc).splitlines()[0]) from exc
+    if changed:
+        log.info("migration %s applied: %s", migration.name, migration.description)
+    return changed
 
 
 class Database:

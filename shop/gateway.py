@@ -57,4 +57,7 @@ def _reason(answer: HttpAnswer) -> str:
     return f" ({said})" if said else ""
 
 
-SPEC = ServiceSpec("gateway", gateway_routes, downstreams=("catalog", "orders"))
+# Passing calls on is all the gateway does, so every public route is a main one.
+SPEC = ServiceSpec("gateway", gateway_routes, downstreams=("catalog", "orders"),
+                   main_routes=tuple(public for _, public, _, _ in PUBLIC_ROUTES),
+                   checkout_route="/api/checkout")

@@ -1,6 +1,7 @@
 """The one ASGI middleware in front of every shop app: it names the route, applies the faults
-in force, records the answer in the metrics and the error window, and logs every request
-answered with a 5xx, with its cause.
+in force and what the release does to the route (`shop.releases`), names the release on every
+answer (`X-Version`), records the answer in the metrics and the error window, and logs every
+request answered with a 5xx, with its cause.
 
 Written against raw ASGI rather than BaseHTTPMiddleware: it sits on every request of a
 benchmark, and the raw form adds no task and no body copy.
@@ -11,8 +12,8 @@ status first as an access log writes them, then the time taken and why:
     "POST /checkout HTTP/1.1" 502 in 14 ms: payments answered HTTP 500 (fault injected)
 
 The cause is what the handler said with `note_failure` (a downstream service that failed and
-how, an unavailable dependency, a simulated provider error), the fault that was injected, or
-the exception that escaped the handler (then with its traceback).
+how, an unavailable dependency, a simulated provider error), the fault that was injected, the
+release's own failure, or the exception that escaped the handler (then with its traceback).
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shop.faults import EXEMPT_ROUTES, FaultInjector
+from shop.releases import ReleaseBehaviour
 from shop.telemetry import ErrorWindow, ShopMetrics
 
 UNMATCHED = "unmatched"
+VERSION_HEADER = b"x-version"
 # Requests that do not count toward the error window (nor toward a pending crash).
 OPERATIONAL_ROUTES = EXEMPT_ROUTES
 _CAUSE = "shop.failure"  # where a handler leaves the cause of its failure, in the request's state
@@ -77,17 +80,19 @@ class RouteNamer:
 
 
 class ShopMiddleware:
-    """Faults before the app, metrics after it."""
+    """Faults and the release's effects before the app, metrics after it."""
 
     def __init__(
         self, app: ASGIApp, *, namer: RouteNamer, metrics: ShopMetrics, faults: FaultInjector,
-        errors: ErrorWindow,
+        errors: ErrorWindow, release: ReleaseBehaviour,
     ) -> None:
         self.app = app
         self._namer = namer
         self._metrics = metrics
         self._faults = faults
         self._errors = errors
+        self._release = release
+        self._version_header = (VERSION_HEADER, release.name.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -102,12 +107,15 @@ class ShopMiddleware:
         failure: BaseException | None = None
         answering = False
         faults = self._faults
+        release = self._release
+        version_header = self._version_header
 
         async def send_and_note(message: Message) -> None:
             nonlocal status, answering
             if message["type"] == "http.response.start":
                 status = message["status"]
                 answering = True
+                message = {**message, "headers": [*message.get("headers", ()), version_header]}
             await send(message)
 
         try:
@@ -117,10 +125,17 @@ class ShopMiddleware:
                 rules = faults.for_route(route)
             if rules is not None and rules.latency_s:
                 await asyncio.sleep(rules.latency_s)
+            if delay := release.extra_delay(route):
+                await asyncio.sleep(delay)
             if rules is not None and rules.error_ratio and faults.roll(rules.error_ratio):
                 status = faults.plan.error_status
                 cause = f"fault injected: {rules.error_ratio:.0%} of {route} requests fail"
-                await _send_json(send, status, {"error": "fault injected", "route": route})
+                await _send_json(send, status, {"error": "fault injected", "route": route}, version_header)
+            elif release.fails(route):
+                status = 500
+                cause = release.failure_cause(route)
+                await _send_json(send, status, {"error": f"release {release.name} failed this request",
+                                                "route": route}, version_header)
             else:
                 await self.app(scope, receive, send_and_note)
         except Exception as exc:
@@ -129,7 +144,7 @@ class ShopMiddleware:
             if answering:
                 raise  # the answer has begun: the server closes the connection
             status = 500
-            await _send_json(send, status, {"error": "internal error", "route": route})
+            await _send_json(send, status, {"error": "internal error", "route": route}, version_header)
         finally:
             elapsed = time.perf_counter() - started
             self._metrics.observe_request(route, scope["method"], status, elapsed)
@@ -149,9 +164,11 @@ def _log_failure(scope: Scope, route: str, status: int, elapsed: float, cause: s
               status, elapsed * 1000, where, said, exc_info=failure)
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _send_json(send: Send, status: int, body: dict[str, Any],
+                     version_header: tuple[bytes, bytes]) -> None:
     payload = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+        version_header,
     ]})
     await send({"type": "http.response.body", "body": payload})

@@ -185,4 +185,5 @@ def orders_routes(runtime: ShopRuntime) -> APIRouter:
     return router
 
 
-SPEC = ServiceSpec("orders", orders_routes, database=True, downstreams=("payments",))
+SPEC = ServiceSpec("orders", orders_routes, database=True, downstreams=("payments",),
+                   main_routes=("/checkout",), checkout_route="/checkout")

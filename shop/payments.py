@@ -56,4 +56,4 @@ def payments_routes(runtime: ShopRuntime) -> APIRouter:
     return router
 
 
-SPEC = ServiceSpec("payments", payments_routes)
+SPEC = ServiceSpec("payments", payments_routes, main_routes=("/charges",))

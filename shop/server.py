@@ -10,6 +10,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from shop import SERVICES
+from shop.db import Migration, migration_named
+from shop.releases import get_by_name
 from shop.service import ServiceSpec, build_app
 from shop.settings import ShopConfigError, load_settings
 
@@ -37,18 +39,25 @@ def _available(module: str) -> bool:
     return True
 
 
-def _database_ready(url: str) -> bool:
-    """Create the schema before serving, waiting for a database that starts after us; a
-    database still unreachable after the wait is one logged line, not a traceback."""
+def _database_ready(url: str, migration: Migration | None, who: str) -> bool:
+    """Create the schema and apply the release's migration before serving, waiting for a
+    database that starts after us; a database still unreachable after the wait, or a migration
+    that fails, is one logged line, not a traceback."""
     import sqlalchemy as sa
 
-    from shop.db import create_engine, ensure_schema_with_retry
+    from shop.db import MigrationFailed, create_engine, ensure_schema_with_retry, migrate
 
+    log = logging.getLogger("shop")
     engine = create_engine(url, pool_size=1, max_overflow=0)
     try:
         ensure_schema_with_retry(engine)
+        if migration is not None:
+            migrate(engine, migration)
     except sa.exc.OperationalError as exc:
-        logging.getLogger("shop").error("database unreachable, giving up: %s", str(exc).splitlines()[0])
+        log.error("database unreachable, giving up: %s", str(exc).splitlines()[0])
+        return False
+    except MigrationFailed as exc:
+        log.error("%s: %s; not starting", who, exc)
         return False
     finally:
         engine.dispose()
@@ -57,11 +66,14 @@ def _database_ready(url: str) -> bool:
 
 def serve(service: str, host: str = "127.0.0.1", port: int = 8200, log_level: str = "warning") -> int:
     """Run `service` until SIGINT or SIGTERM; the exit code: 0 after a clean stop, 1 when it
-    could not start (database unreachable, port taken). Raises ShopConfigError on bad settings."""
+    could not start (database unreachable, the release's migration failed, port taken). A release
+    that crashes ends the process itself. Raises ShopConfigError on bad settings."""
     logging.basicConfig(level=os.environ.get("SHOP_LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     spec, settings = spec_for(service), load_settings(None)
-    if spec.database and not _database_ready(settings.database_url):
+    who = f"{service} {settings.version}"
+    migration = migration_named(get_by_name(settings.version).migration)
+    if spec.database and not _database_ready(settings.database_url, migration, who):
         return 1
     app = build_app(spec, settings)
     config = uvicorn.Config(

@@ -1,9 +1,10 @@
-"""What every shop service shares: the runtime objects (metrics, faults, database, cache,
-downstream client), the operational routes (/health, /version, /metrics, /admin/faults), and
-`build_app`, which puts a service's own routes on top of them."""
+"""What every shop service shares: the runtime objects (metrics, faults, release, database,
+cache, downstream client), the operational routes (/health, /version, /metrics, /admin/faults),
+and `build_app`, which puts a service's own routes on top of them."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
@@ -20,11 +21,20 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shop.admin import admin_router
 from shop.cache import ResponseCache
-from shop.db import Database, DependencyUnavailable, create_engine, ensure_schema_with_retry
+from shop.db import (
+    Database,
+    DependencyUnavailable,
+    Migration,
+    create_engine,
+    ensure_schema_with_retry,
+    migrate,
+    migration_named,
+)
 from shop.downstream import Downstreams
 from shop.faults import FaultInjector, FaultPlan
 from shop.health import DEGRADED, Dependency, HealthChecker
 from shop.middleware import RouteNamer, ShopMiddleware, note_failure
+from shop.releases import CRASH_EXIT_CODE, Release, ReleaseBehaviour, UnknownRelease, get_by_name
 from shop.settings import ShopConfigError, ShopSettings
 from shop.telemetry import ErrorWindow, OutcomeCounter, ShopMetrics
 
@@ -33,13 +43,16 @@ log = logging.getLogger("shop")
 
 @dataclass(frozen=True)
 class ServiceSpec:
-    """A service: what it depends on and the routes it adds."""
+    """A service: what it depends on, the routes it adds, and which of them a release that
+    slows or fails requests acts on (`shop.releases`): its main routes, and its checkout."""
 
     name: str
     routes: Callable[[ShopRuntime], APIRouter]
     database: bool = False
     cache: bool = False
     downstreams: tuple[str, ...] = ()
+    main_routes: tuple[str, ...] = ()
+    checkout_route: str | None = None
 
 
 class ShopRuntime:
@@ -52,6 +65,10 @@ class ShopRuntime:
         self.settings = settings
         self.metrics = ShopMetrics(spec.name, settings.version)
         self.faults = FaultInjector(seed=settings.seed, exit_process=exit_process)
+        self.release = ReleaseBehaviour(_release(settings.version), main_routes=spec.main_routes,
+                                        checkout_route=spec.checkout_route, seed=settings.seed)
+        self._exit = exit_process
+        self._crash: asyncio.TimerHandle | None = None
         self.errors = ErrorWindow()
         self.rng = random.Random(settings.seed)
         self.database: Database | None = None
@@ -102,11 +119,32 @@ class ShopRuntime:
         """The dependency names an outage fault may name."""
         return [dep.name for dep in self.dependencies()]
 
+    @property
+    def migration(self) -> Migration | None:
+        """The schema change this service's release applies at start, if it has a database."""
+        return None if self.database is None else migration_named(self.release.release.migration)
+
     async def start(self) -> None:
+        """Create the schema and apply the release's migration (MigrationFailed when it fails)."""
         if self.database is not None:
             await anyio.to_thread.run_sync(ensure_schema_with_retry, self.database.engine)
+            if self.migration is not None:
+                await anyio.to_thread.run_sync(migrate, self.database.engine, self.migration)
+
+    def schedule_release_crash(self) -> None:
+        """Under a release that crashes, end the process that many seconds from now."""
+        after = self.release.release.crash_after_s
+        if after is not None:
+            self._crash = asyncio.get_running_loop().call_later(after, self._crash_now, after)
+
+    def _crash_now(self, after: float) -> None:
+        log.error("release %s: exiting with code %d, %g s after it began to answer",
+                  self.release.name, CRASH_EXIT_CODE, after)
+        self._exit(CRASH_EXIT_CODE)
 
     async def close(self) -> None:
+        if self._crash is not None:
+            self._crash.cancel()
         await self.faults.close()
         if self.downstreams is not None:
             await self.downstreams.close()
@@ -114,6 +152,14 @@ class ShopRuntime:
             await self.cache.close()
         if self.database is not None:
             self.database.dispose()
+
+
+def _release(name: str) -> Release:
+    """The release `name`; ShopConfigError for settings built by hand with an unknown one."""
+    try:
+        return get_by_name(name)
+    except UnknownRelease as exc:
+        raise ShopConfigError(f"SHOP_VERSION={exc}") from None
 
 
 def _database_probe(database: Database) -> Callable[[], Any]:
@@ -165,6 +211,7 @@ def build_app(spec: ServiceSpec, settings: ShopSettings, *,
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
         runtime.faults.apply(plan)
+        runtime.schedule_release_crash()
         log.info("%s %s ready", spec.name, settings.version)
         try:
             yield
@@ -186,7 +233,7 @@ def build_app(spec: ServiceSpec, settings: ShopSettings, *,
     plan = startup_plan(settings, namer.templates, runtime.fault_targets())
     app.add_exception_handler(DependencyUnavailable, _unavailable)  # type: ignore[arg-type]
     app.add_middleware(ShopMiddleware, namer=namer, metrics=runtime.metrics,  # type: ignore[arg-type]
-                       faults=runtime.faults, errors=runtime.errors)
+                       faults=runtime.faults, errors=runtime.errors, release=runtime.release)
     return app
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from shop import SERVICES
+from shop.releases import DEFAULT_RELEASE, UnknownRelease, get_by_name
 
 DEFAULT_PORTS: dict[str, int] = {"gateway": 8200, "catalog": 8201, "orders": 8202, "payments": 8203}
 
@@ -33,7 +34,7 @@ class ShopSettings:
     downstream_urls: dict[str, str] = field(default_factory=dict)
     payment_success_rate: float = 0.98
     payment_error_rate: float = 0.002
-    version: str = "v1"
+    version: str = DEFAULT_RELEASE  # a name in shop.releases.RELEASES
     admin_token: str | None = None
     faults: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
@@ -56,7 +57,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> ShopSettings:
         },
         payment_success_rate=_ratio(env, "SHOP_PAYMENT_SUCCESS_RATE", 0.98),
         payment_error_rate=_ratio(env, "SHOP_PAYMENT_ERROR_RATE", 0.002),
-        version=env.get("SHOP_VERSION") or "v1",
+        version=_release(env, "SHOP_VERSION"),
         admin_token=env.get("SHOP_ADMIN_TOKEN") or None,
         faults=_json_object(env, "SHOP_FAULTS"),
         seed=_optional_int(env, "SHOP_SEED"),
@@ -91,6 +92,14 @@ def _base_url(env: Mapping[str, str], name: str, default: str) -> str:
     if not value.startswith("http://"):
         raise ShopConfigError(f"{name}={value!r} is not an http:// base URL (services talk plain HTTP)")
     return value
+
+
+def _release(env: Mapping[str, str], name: str) -> str:
+    raw = env.get(name) or DEFAULT_RELEASE
+    try:
+        return get_by_name(raw).name
+    except UnknownRelease as exc:
+        raise ShopConfigError(f"{name}={exc}") from None
 
 
 def _ratio(env: Mapping[str, str], name: str, default: float) -> float:

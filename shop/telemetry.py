@@ -23,14 +23,17 @@ class ShopMetrics:
 
     def __init__(self, service: str, version: str) -> None:
         self.service = service
+        self.version = version
         self.registry = CollectorRegistry(auto_describe=True)
+        # `version` (the release) on the request series lets a deploy compare releases
+        # answering side by side, series by series.
         self._requests = Counter(
-            "http_requests", "HTTP requests answered, by route template and status code.",
-            ["service", "route", "method", "status"], registry=self.registry,
+            "http_requests", "HTTP requests answered, by route template, status code and release.",
+            ["service", "route", "method", "status", "version"], registry=self.registry,
         )
         self._duration = Histogram(
-            "http_request_duration_seconds", "Time to answer an HTTP request, by route template.",
-            ["service", "route", "method"], buckets=LATENCY_BUCKETS, registry=self.registry,
+            "http_request_duration_seconds", "Time to answer an HTTP request, by route template and release.",
+            ["service", "route", "method", "version"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )
         Gauge("build_info", "The running build: always 1, labelled with the version.",
               ["service", "version"], registry=self.registry).labels(service, version).set(1)
@@ -41,8 +44,8 @@ class ShopMetrics:
         children = self._children.get(key)
         if children is None:
             children = self._children[key] = (
-                self._requests.labels(self.service, route, method, str(status)),
-                self._duration.labels(self.service, route, method),
+                self._requests.labels(self.service, route, method, str(status), self.version),
+                self._duration.labels(self.service, route, method, self.version),
             )
         children[0].inc()
         children[1].observe(seconds)

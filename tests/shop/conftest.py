@@ -39,7 +39,7 @@ def running_shop(shop_database: str, shop_redis: TemporaryRedis, shop_logs: Path
     stack = start_stack(("payments", "catalog", "orders", "gateway"), {
         "SHOP_DATABASE_URL": shop_database, "SHOP_REDIS_URL": shop_redis.url, "SHOP_ADMIN_TOKEN": ADMIN_TOKEN,
         "SHOP_PAYMENT_SUCCESS_RATE": "1", "SHOP_PAYMENT_ERROR_RATE": "0", "SHOP_SEED": "7",
-        "SHOP_VERSION": "v1.2.3",
+        "SHOP_VERSION": "v2",
     }, shop_logs)
     yield stack
     stack.stop()

@@ -16,10 +16,16 @@ GENERIC = {"http_requests_total", "http_request_duration_seconds_bucket",
 
 def test_every_service_exports_the_generic_metrics_with_its_version(shop: ShopStack) -> None:
     for service in SERVICES:
+        answer = httpx.get(shop.url(service) + "/version")
         samples = scrape(shop.url(service))
         assert GENERIC <= names(samples), service
-        assert value(samples, "build_info", service=service, version="v1.2.3") == 1
-        assert httpx.get(shop.url(service) + "/version").json() == {"service": service, "version": "v1.2.3"}
+        assert value(samples, "build_info", service=service, version="v2") == 1
+        assert answer.json() == {"service": service, "version": "v2"}
+        assert answer.headers["x-version"] == "v2"
+        # every request series names the release that answered it
+        request_series = [dict(labels) for name, labels in samples
+                          if name in GENERIC - {"build_info"}]
+        assert request_series and all(labels["version"] == "v2" for labels in request_series), service
 
 
 def test_a_checkout_moves_the_request_and_business_metrics(shop: ShopStack) -> None:
