@@ -336,7 +336,8 @@ class Proxy(Component):
         None, description="Where its configuration is written; default `<state_dir>/proxy/<name>`.")
     admin_socket: str | None = Field(
         None, description="HAProxy's runtime API socket; default `admin.sock` in `config_dir`.")
-    binary: str | None = Field(None, description="The nginx or haproxy program; default: found on PATH or in /usr/sbin.")
+    binary: str | None = Field(
+        None, description="The nginx or haproxy program; default: found on PATH or in /usr/sbin.")
     version_header: str = Field(
         "X-Version", description="The response header in which a service names its release: how a traffic "
         "change is proven on live answers.",
