@@ -5,7 +5,7 @@
 `opsplane up` starts it with --detach: the command returns once the supervisor listens on
 its socket (or says why it could not start). It holds `supervisor.lock` for its lifetime, so
 a second one for the same directory exits at once, answering "running". It answers one JSON
-request per connection (ping, up, down, restart, scale, status), except `watch`, whose
+request per connection (ping, up, down, restart, scale, track, replace, status), except `watch`, whose
 connection it keeps to tell the watcher of every exit the moment it sees it and of the
 state after every change (`serve` watches, to check an exited service at once). It keeps the
 state file current, samples CPU and memory every few seconds, and ends after a `down` that
@@ -14,6 +14,11 @@ leaves no service, or on SIGTERM, stopping every instance first.
 On starting it adopts what the state file says a supervisor that is gone (killed, say) left
 running: each instance whose pid still belongs to the process recorded there is watched and
 restarted as though this supervisor had started it, and a `runtime.adopted` event says so.
+
+Releases: a `track` request runs another release of a service as a group of its own
+(`catalog@v2`, on free ports) and answers once each instance answers on its port, or says which
+did not and why; `replace` moves one instance to another release on its port, for a rolling
+deploy. Each instance's release is in the state file, so adoption keeps it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +49,7 @@ from opsplane.drivers.runtime.output import LogWriter
 from opsplane.drivers.runtime.processes import ProcessIdentity, is_alive, stop_session
 from opsplane.drivers.runtime.protocol import StatePaths, read_state, unix_path, write_state
 from opsplane.drivers.runtime.recorder import EventRecorder
+from opsplane.drivers.runtime.releases import base_service
 from opsplane.drivers.runtime.spec import ServiceSpec
 from opsplane.drivers.sandbox.ports import free_port
 
@@ -50,6 +57,9 @@ log = logging.getLogger("opsplane.runtime")
 
 _REQUEST_LIMIT = 4 * 1024 * 1024
 _START_WAIT = 30.0
+_READY_POLL = 0.05
+# states an instance does not leave by itself: it will not come up without being asked
+_SETTLED = frozenset({InstanceState.FAILED, InstanceState.STOPPED})
 # A watcher with this much unread is dropped rather than buffered for without end; it
 # reconnects and starts again from a state notice.
 _WATCH_BUFFER = 1024 * 1024
@@ -94,6 +104,15 @@ class ServiceGroup:
 
     def active_count(self) -> int:
         return sum(1 for instance in self.instances.values() if instance.active)
+
+    def settle_version(self) -> None:
+        """Once every instance runs one release, new instances start with it too (while a rolling
+        deploy is under way they start with the release the group had)."""
+        versions = {instance.version for instance in self.instances.values()}
+        if len(versions) == 1:
+            [version] = versions
+            if version != self.spec.version:
+                self.spec = replace(self.spec, version=version)
 
 
 def _bind_host(host: str) -> str:
@@ -218,7 +237,7 @@ class Supervisor:
         if op == "status":
             return {"ok": True, "op": op, "pid": os.getpid(), "instances": self.statuses()}
         async with self._lock:  # deciding to stop and accepting work are one step: no `up` is undone
-            if self._closing and op in ("up", "restart", "scale"):
+            if self._closing and op in ("up", "restart", "scale", "track", "replace"):
                 raise Refused(f"the supervisor {os.getpid()} is stopping (every service was brought down); "
                               "ask the next one", usage=False, stopping=True)
             if op == "up":
@@ -236,6 +255,16 @@ class Supervisor:
             if op == "scale":
                 spec = ServiceSpec.from_dict(request["spec"])
                 return {"ok": True, "op": op, **await self.scale(spec, int(request["instances"]), actor)}
+            if op == "track":
+                spec = ServiceSpec.from_dict(request["spec"])
+                return {"ok": True, "op": op, **await self.track(
+                    spec, int(request["instances"]), actor, timeout=float(request["timeout"]),
+                    existing=bool(request.get("existing")))}
+            if op == "replace":
+                version = request.get("version")
+                return {"ok": True, "op": op, **await self.replace(
+                    str(request["service"]), int(request["instance"]),
+                    None if version is None else str(version), actor, timeout=float(request["timeout"]))}
         raise Refused(f"unknown request {op!r}", usage=False)
 
     # --- operations ---------------------------------------------------------------------
@@ -265,8 +294,11 @@ class Supervisor:
         return result
 
     async def down(self, names: list[str], actor: str) -> dict[str, Any]:
-        unknown = [name for name in names if name not in self.groups]
-        stopped = await self._stop_groups([n for n in names if n in self.groups], actor, reason=None)
+        """Stop the named groups; a service's name stands for its tracks too."""
+        groups = [group for group in self.groups if group in names or base_service(group) in names]
+        unknown = [name for name in names
+                   if not any(group == name or base_service(group) == name for group in groups)]
+        stopped = await self._stop_groups(groups, actor, reason=None)
         return {"stopped": stopped, "not_running": unknown, "remaining": list(self.groups)}
 
     async def restart(self, name: str, actor: str) -> dict[str, Any]:
@@ -295,15 +327,84 @@ class Supervisor:
         await asyncio.gather(*(group.instances[i].wait_started(_START_WAIT) for i in range(count)))
         ports = [group.ports.get(i) for i in range(count)]
         self.recorder.record("runtime.scaled", service=spec.name, outcome="ok", actor=actor,
-                             details={"from": before, "to": count, "ports": ports})
+                             details={"from": before, "to": count, "ports": ports,
+                                      "version": group.spec.version})
         self._changed()
         return {"service": spec.name, "from": before, "to": count, "ports": ports}
+
+    async def track(self, spec: ServiceSpec, count: int, actor: str, *, timeout: float,
+                    existing: bool) -> dict[str, Any]:
+        """Run `count` instances of the track `spec` names and wait until each runs. A track
+        started here that does not come up is stopped; with `existing`, the track must run
+        already and is only resized (kept as it is when the new instances fail)."""
+        if not 1 <= count <= 100:
+            raise Refused(f"cannot run {count} instances of {spec.name}: give a number from 1 to 100")
+        group = self.groups.get(spec.name)
+        if existing:
+            if group is None or not group.instances:
+                raise Refused(f"the track {spec.name} is not running; start it before scaling it")
+        elif group is not None and not group.spec.same_program(spec):
+            await self._stop_groups([spec.name], actor, reason="settings changed")
+            group = None
+        created = group is None
+        if group is None:
+            group = self.groups[spec.name] = ServiceGroup(spec)
+        before = group.active_count()
+        group.scaled_to = count
+        await self._drop_surplus(group, count)
+        self._start_instances(group, range(count), actor, None)
+        self._changed()
+        instances = [group.instances[i] for i in range(count)]
+        laggards = await self._await_running(instances, timeout)
+        if laggards:
+            problem = _not_running(laggards, timeout, stopped=created)  # as they were, before any stop
+            if created:
+                await self._stop_groups([spec.name], actor, reason="did not come up")
+            raise Refused(problem, usage=False)
+        if not created and before != count:
+            self.recorder.record("runtime.scaled", service=spec.name, outcome="ok", actor=actor,
+                                 details={"from": before, "to": count, "version": group.spec.version,
+                                          "ports": [group.ports.get(i) for i in range(count)]})
+        return {"service": spec.name, "instances": [instance.status().as_dict() for instance in instances]}
+
+    async def replace(self, name: str, index: int, version: str | None, actor: str, *,
+                      timeout: float) -> dict[str, Any]:
+        """Replace instance `index` of group `name` by `version` on its port and wait until it
+        runs; the group takes `version` for new instances once all of them run it."""
+        group = self._group(name)
+        instance = group.instances.get(index)
+        if instance is None:
+            numbers = ", ".join(str(i) for i in sorted(group.instances))
+            raise Refused(f"{name} has no instance {index} (its instances: {numbers})")
+        await instance.replace(version, actor)
+        self._changed()
+        laggards = await self._await_running([instance], timeout)
+        group.settle_version()
+        self._changed()
+        if laggards:
+            raise Refused(_not_running(laggards, timeout, stopped=False), usage=False)
+        return {"instance": instance.status().as_dict()}
 
     def statuses(self) -> list[dict[str, Any]]:
         return [group.instances[i].status().as_dict()
                 for group in self.groups.values() for i in sorted(group.instances)]
 
     # --- helpers ------------------------------------------------------------------------
+
+    async def _await_running(self, instances: list[Instance], timeout: float) -> list[Instance]:
+        """Wait until every one of `instances` runs; those that do not: at once when one has
+        settled (failed, or exited for good), else once `timeout` seconds have passed (one that
+        keeps crashing is reported, not waited for)."""
+        deadline = self.clock.monotonic() + timeout
+        while True:
+            if all(instance.state == InstanceState.RUNNING for instance in instances):
+                return []
+            settled = [instance for instance in instances if instance.state in _SETTLED]
+            if settled:
+                return settled
+            if self.clock.monotonic() >= deadline:
+                return [instance for instance in instances if instance.state != InstanceState.RUNNING]
+            await asyncio.sleep(_READY_POLL)
 
     def _group(self, name: str) -> ServiceGroup:
         group = self.groups.get(name)
@@ -349,7 +450,7 @@ class Supervisor:
         await self._drop_surplus(group, count)
         self._start_instances(group, range(count), actor, None)
         self.recorder.record("runtime.scaled", service=group.spec.name, outcome="ok", actor=actor,
-                             details={"from": before, "to": count,
+                             details={"from": before, "to": count, "version": group.spec.version,
                                       "ports": [group.ports.get(i) for i in range(count)], "reason": reason})
         return True
 
@@ -385,6 +486,7 @@ class Supervisor:
     def _adopt_instance(self, group: ServiceGroup, index: int, item: dict[str, Any]) -> int | None:
         """One recorded instance; its pid when its process still runs."""
         instance = self._instance(group, index)
+        instance.version = item["version"] if "version" in item else group.spec.version
         instance.restarts = int(item.get("restarts") or 0)
         instance.last_exit = item.get("last_exit")
         if item.get("pid") and item.get("create_time"):
@@ -467,6 +569,22 @@ class _AnnouncingRecorder:
             details = details or {}
             self._announce({"event": "exited", "service": service, "instance": details.get("instance"),
                             "pid": details.get("pid"), "exit": details.get("exit")})
+
+
+def _not_running(instances: list[Instance], timeout: float, *, stopped: bool) -> str:
+    """What a person reads when instances of a release did not come up: each one, its state and
+    how it last ended, and where its output is."""
+    described = []
+    for instance in instances:
+        state = (str(instance.state) if instance.state in _SETTLED
+                 else f"not running after {timeout:g}s ({instance.state})")
+        exit_note = f", last exit: {instance.last_exit}" if instance.last_exit else ""
+        restarts = f", {instance.restarts} restarts" if instance.restarts else ""
+        described.append(f"{instance.spec.name}.{instance.index} ({instance.version or 'no version'}) is "
+                         f"{state}{exit_note}{restarts}")
+    group = instances[0].spec.name
+    then = f"; {group} was stopped" if stopped else ""
+    return "; ".join(described) + f"{then}; see `opsplane logs {group}`"
 
 
 def _line(message: dict[str, Any]) -> bytes:
