@@ -34,7 +34,6 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ import psutil
 
 from opsplane.clock import Clock, SystemClock
 from opsplane.drivers.runtime.base import InstanceState
+from opsplane.drivers.runtime.groups import ServiceGroup, await_running, not_running
 from opsplane.drivers.runtime.instance import SYSTEM_ACTOR, Instance, Recorder
 from opsplane.drivers.runtime.logwriter import log_path
 from opsplane.drivers.runtime.output import LogWriter
@@ -51,15 +51,11 @@ from opsplane.drivers.runtime.protocol import StatePaths, read_state, unix_path,
 from opsplane.drivers.runtime.recorder import EventRecorder
 from opsplane.drivers.runtime.releases import base_service
 from opsplane.drivers.runtime.spec import ServiceSpec
-from opsplane.drivers.sandbox.ports import free_port
 
 log = logging.getLogger("opsplane.runtime")
 
 _REQUEST_LIMIT = 4 * 1024 * 1024
 _START_WAIT = 30.0
-_READY_POLL = 0.05
-# states an instance does not leave by itself: it will not come up without being asked
-_SETTLED = frozenset({InstanceState.FAILED, InstanceState.STOPPED})
 # A watcher with this much unread is dropped rather than buffered for without end; it
 # reconnects and starts again from a state notice.
 _WATCH_BUFFER = 1024 * 1024
@@ -73,54 +69,6 @@ class Refused(Exception):
         super().__init__(message)
         self.usage = usage
         self.stopping = stopping
-
-
-class ServiceGroup:
-    """The instances of one service, the ports they were given, and the count `scale` set (kept
-    by `up`, even when the settings change, until the service is brought down)."""
-
-    def __init__(self, spec: ServiceSpec, *, scaled_to: int | None = None,
-                 ports: dict[int, int | None] | None = None) -> None:
-        self.spec = spec
-        self.scaled_to = scaled_to
-        self.instances: dict[int, Instance] = {}
-        self.ports: dict[int, int | None] = dict(ports or {})
-
-    @property
-    def wanted(self) -> int:
-        """How many instances it should run: the count `scale` set, else the inventory's."""
-        return self.scaled_to or self.spec.instances
-
-    def port_for(self, index: int) -> int | None:
-        """Instance 0 gets the component's port; others a free one, kept across restarts."""
-        if index not in self.ports:
-            if not self.spec.wants_port:
-                self.ports[index] = None
-            elif index == 0 and self.spec.port is not None:
-                self.ports[index] = self.spec.port
-            else:
-                self.ports[index] = free_port(_bind_host(self.spec.host))
-        return self.ports[index]
-
-    def active_count(self) -> int:
-        return sum(1 for instance in self.instances.values() if instance.active)
-
-    def settle_version(self) -> None:
-        """Once every instance runs one release, new instances start with it too (while a rolling
-        deploy is under way they start with the release the group had)."""
-        versions = {instance.version for instance in self.instances.values()}
-        if len(versions) == 1:
-            [version] = versions
-            if version != self.spec.version:
-                self.spec = replace(self.spec, version=version)
-
-
-def _bind_host(host: str) -> str:
-    try:
-        socket.inet_aton(host)
-        return host
-    except OSError:
-        return "127.0.0.1"
 
 
 class Supervisor:
@@ -355,9 +303,9 @@ class Supervisor:
         self._start_instances(group, range(count), actor, None)
         self._changed()
         instances = [group.instances[i] for i in range(count)]
-        laggards = await self._await_running(instances, timeout)
+        laggards = await await_running(instances, timeout, self.clock)
         if laggards:
-            problem = _not_running(laggards, timeout, stopped=created)  # as they were, before any stop
+            problem = not_running(laggards, timeout, stopped=created)  # as they were, before any stop
             if created:
                 await self._stop_groups([spec.name], actor, reason="did not come up")
             raise Refused(problem, usage=False)
@@ -378,11 +326,11 @@ class Supervisor:
             raise Refused(f"{name} has no instance {index} (its instances: {numbers})")
         await instance.replace(version, actor)
         self._changed()
-        laggards = await self._await_running([instance], timeout)
+        laggards = await await_running([instance], timeout, self.clock)
         group.settle_version()
         self._changed()
         if laggards:
-            raise Refused(_not_running(laggards, timeout, stopped=False), usage=False)
+            raise Refused(not_running(laggards, timeout, stopped=False), usage=False)
         return {"instance": instance.status().as_dict()}
 
     def statuses(self) -> list[dict[str, Any]]:
@@ -390,21 +338,6 @@ class Supervisor:
                 for group in self.groups.values() for i in sorted(group.instances)]
 
     # --- helpers ------------------------------------------------------------------------
-
-    async def _await_running(self, instances: list[Instance], timeout: float) -> list[Instance]:
-        """Wait until every one of `instances` runs; those that do not: at once when one has
-        settled (failed, or exited for good), else once `timeout` seconds have passed (one that
-        keeps crashing is reported, not waited for)."""
-        deadline = self.clock.monotonic() + timeout
-        while True:
-            if all(instance.state == InstanceState.RUNNING for instance in instances):
-                return []
-            settled = [instance for instance in instances if instance.state in _SETTLED]
-            if settled:
-                return settled
-            if self.clock.monotonic() >= deadline:
-                return [instance for instance in instances if instance.state != InstanceState.RUNNING]
-            await asyncio.sleep(_READY_POLL)
 
     def _group(self, name: str) -> ServiceGroup:
         group = self.groups.get(name)
@@ -569,22 +502,6 @@ class _AnnouncingRecorder:
             details = details or {}
             self._announce({"event": "exited", "service": service, "instance": details.get("instance"),
                             "pid": details.get("pid"), "exit": details.get("exit")})
-
-
-def _not_running(instances: list[Instance], timeout: float, *, stopped: bool) -> str:
-    """What a person reads when instances of a release did not come up: each one, its state and
-    how it last ended, and where its output is."""
-    described = []
-    for instance in instances:
-        state = (str(instance.state) if instance.state in _SETTLED
-                 else f"not running after {timeout:g}s ({instance.state})")
-        exit_note = f", last exit: {instance.last_exit}" if instance.last_exit else ""
-        restarts = f", {instance.restarts} restarts" if instance.restarts else ""
-        described.append(f"{instance.spec.name}.{instance.index} ({instance.version or 'no version'}) is "
-                         f"{state}{exit_note}{restarts}")
-    group = instances[0].spec.name
-    then = f"; {group} was stopped" if stopped else ""
-    return "; ".join(described) + f"{then}; see `opsplane logs {group}`"
 
 
 def _line(message: dict[str, Any]) -> bytes:
