@@ -28,7 +28,7 @@ from opsplane.errors import UsageError
 from opsplane.runtime import report
 from opsplane.runtime.flows import await_settled
 from opsplane.runtime.logscan import as_data, count_errors
-from opsplane.runtime.selection import require, runnable, select
+from opsplane.runtime.selection import require, require_group, runnable, select
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 _SERVICES = typer.Argument(None, help="Services to act on (default: every one with a run section).",
@@ -63,7 +63,7 @@ def up(
 
 
 def down(ctx: typer.Context, services: list[str] = _SERVICES) -> None:
-    """Stop services (all, and the supervisor with them, when none is named)."""
+    """Stop services and their tracks (all, and the supervisor with them, when none is named)."""
     inventory, driver = _open(ctx, changes=True)
     names = select(inventory, services) if services else None
     try:
@@ -73,7 +73,7 @@ def down(ctx: typer.Context, services: list[str] = _SERVICES) -> None:
     driver.down(names)
     stopped: dict[str, int] = {}
     for status in before:
-        if status.pid and (names is None or status.service in names):
+        if status.pid and (names is None or status.base_service in names):
             stopped[status.service] = stopped.get(status.service, 0) + 1
     if not stopped:
         out.print("nothing was running")
@@ -83,7 +83,9 @@ def down(ctx: typer.Context, services: list[str] = _SERVICES) -> None:
 
 
 def ps(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """List the instances: pid, port, state, uptime, restarts (like `docker compose ps`).
+    """List the instances: release, pid, port, state, uptime, restarts (like `docker compose ps`).
+
+    A track, another release of a service run beside it, is listed as SERVICE@VERSION.
 
     Exit 1 when no supervisor runs, 2 when processes it started run without it.
     """
@@ -109,10 +111,12 @@ def stats(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", hel
         out.print(report.stats_table(statuses))
 
 
-def restart(ctx: typer.Context, service: str = typer.Argument(..., help="The service to restart.")) -> None:
-    """Restart each instance of a service in turn, waiting for one to answer before the next."""
+def restart(ctx: typer.Context, service: str = typer.Argument(
+        ..., help="The service (or track, SERVICE@VERSION) to restart.")) -> None:
+    """Restart each instance of a service in turn, waiting for one to answer before the next;
+    each keeps the release it runs."""
     inventory, driver = _open(ctx, changes=True)
-    require(inventory, service)
+    require_group(inventory, service)
     before = {s.instance: s.pid for s in driver.status() if s.service == service}
     driver.restart(service)
     after = [s for s in driver.status() if s.service == service]
@@ -147,7 +151,8 @@ def scale(
 
 def logs(
     ctx: typer.Context,
-    service: str = typer.Argument(None, help="The service whose logs to show.", show_default=False),
+    service: str = typer.Argument(None, help="The service whose logs to show (SERVICE@VERSION: a track's).",
+                                  show_default=False),
     since: str = typer.Option(None, "--since", help="Age (1h, 15m) or ISO time [--errors: 24h]."),
     grep: str = typer.Option(None, "--grep", help="Only lines matching this regular expression."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until Ctrl-C."),
@@ -157,6 +162,8 @@ def logs(
     json_out: bool = typer.Option(False, "--json", help="JSON: one object per line, or the report."),
 ) -> None:
     """Show a service's logs (like `docker compose logs`), or count errors with --errors.
+
+    SERVICE shows the lines of the service's own instances; a track's are `logs SERVICE@VERSION`.
 
     --errors counts error lines by service with their most frequent messages, over the last
     24 hours unless --since says otherwise; exit 1 when there are any.
@@ -189,7 +196,7 @@ def _print_lines(lines: Iterator[LogLine], json_out: bool) -> None:
 
 def _error_report(inventory: Inventory, driver: RuntimeDriver, service: str | None,
                   since: datetime | None, top: int, json_out: bool) -> None:
-    names = [require(inventory, service)] if service else list(runnable(inventory))
+    names = [require_group(inventory, service)] if service else list(runnable(inventory))
     results = [count_errors(name, driver.logs(name, since=since)) for name in names]
     if json_out:
         print_json(as_data(results, since=since, top=top))

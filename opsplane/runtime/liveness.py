@@ -11,6 +11,9 @@ come out, both pure functions of the notices so far:
   start any again (a failure under `restart: never`, or `max_restarts` reached). Those are
   the built-in `ServiceNotRunning` alert's series. A service waiting out a back-off is on
   its way back and is left to its checks, as is one that exited cleanly (a job that is done).
+
+A service's tracks (`catalog@v2`, another release run beside it) count as the service: their
+instances are the component's too, and its checks are what looks at them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from opsplane.drivers.runtime.base import InstanceState, RuntimeNotice
+from opsplane.drivers.runtime.releases import base_service
 
 # An instance whose exit was announced but whose next state (back-off, failed, stopped) has
 # not arrived yet: not running, not yet given up on.
@@ -26,26 +30,28 @@ _ON_ITS_WAY = frozenset({InstanceState.RUNNING, InstanceState.STARTING, Instance
 
 
 class ServiceLiveness:
-    """The runtime's instances as its notices describe them, by service and instance number."""
+    """The runtime's instances as its notices describe them: by component, each instance by its
+    name (`catalog.0`, `catalog@v2.0`)."""
 
     def __init__(self) -> None:
-        self._states: dict[str, dict[int, str]] = {}
+        self._states: dict[str, dict[str, str]] = {}
         self._following = False
 
     def apply(self, notice: RuntimeNotice) -> set[str]:
         """Take in one notice; the services to look at now. A "lost" runtime changes nothing:
         what it ran is taken to be as it was last told until it answers again."""
         if notice.kind == "exited" and notice.service is not None:
+            service = base_service(notice.service)
             if notice.instance is not None:
-                self._states.setdefault(notice.service, {})[notice.instance] = EXITED
-            return {notice.service}
+                self._states.setdefault(service, {})[f"{notice.service}.{notice.instance}"] = EXITED
+            return {service}
         if notice.kind == "lost":
             self._following = False
         if notice.kind != "state":
             return set()
-        states: dict[str, dict[int, str]] = {}
+        states: dict[str, dict[str, str]] = {}
         for status in notice.instances:
-            states.setdefault(status.service, {})[status.instance] = str(status.state)
+            states.setdefault(status.base_service, {})[status.name] = str(status.state)
         before, afresh = self._states, not self._following
         self._states, self._following = states, True
         return {name for name in before.keys() | states.keys()
@@ -67,7 +73,7 @@ class ServiceLiveness:
         return found
 
 
-def _condition(instances: Mapping[int, str]) -> tuple[bool, bool]:
+def _condition(instances: Mapping[str, str]) -> tuple[bool, bool]:
     """(serving, down for good) of one service's instances; an unknown service is serving."""
     if not instances:
         return True, False

@@ -34,9 +34,11 @@ def format_bytes(size: int | None) -> str:
 
 
 def ps_table(statuses: Sequence[InstanceStatus], now: datetime) -> Table:
-    table = Table("SERVICE", "#", "PID", "PORT", "STATE", "UPTIME", "RESTARTS", "LAST EXIT")
+    """One row per instance; SERVICE is its group (`catalog`, or a track such as `catalog@v2`),
+    VERSION the release it runs."""
+    table = Table("SERVICE", "#", "VERSION", "PID", "PORT", "STATE", "UPTIME", "RESTARTS", "LAST EXIT")
     for s in statuses:
-        table.add_row(s.service, str(s.instance), _or_dash(s.pid), _or_dash(s.port),
+        table.add_row(s.service, str(s.instance), s.version or "-", _or_dash(s.pid), _or_dash(s.port),
                       Text(s.state, style=STATE_STYLE.get(s.state, "")),
                       format_uptime(s.uptime_at(now)), str(s.restarts), s.last_exit or "-")
     return table

@@ -6,6 +6,7 @@ import difflib
 from collections.abc import Sequence
 
 from opsplane.config.models import Component, Inventory
+from opsplane.drivers.runtime.releases import check_version, split_group
 from opsplane.errors import UsageError
 
 
@@ -41,4 +42,14 @@ def require(inventory: Inventory, name: str) -> str:
             f"{name!r} has no run section, so opsplane does not run it; add run.argv to it in the "
             "inventory to manage it with up, down and scale"
         )
+    return name
+
+
+def require_group(inventory: Inventory, name: str) -> str:
+    """`name`, when it is a runnable component or a track of one (`catalog@v2`); raises
+    UsageError otherwise."""
+    service, release = split_group(name)
+    require(inventory, service)
+    if release is not None:
+        check_version(release)
     return name

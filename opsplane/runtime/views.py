@@ -36,7 +36,7 @@ def _driver(request: Request, principal: Principal) -> RuntimeDriver:
 
 
 def _instances(driver: RuntimeDriver, service: str | None = None) -> list[dict[str, Any]]:
-    return [s.as_dict() for s in driver.status() if service is None or s.service == service]
+    return [s.as_dict() for s in driver.status() if service is None or s.base_service == service]
 
 
 def _runnable(request: Request, service: str) -> None:
@@ -50,8 +50,8 @@ def _runnable(request: Request, service: str) -> None:
 
 @router.get("/instances")
 async def instances(request: Request, principal: Principal = Depends(require(Role.VIEWER))) -> dict[str, Any]:
-    """Every instance the runtime runs: service, instance, pid, port, state, uptime, restarts,
-    memory and CPU, as `opsplane ps --json` prints them."""
+    """Every instance the runtime runs, tracks included: service, instance, version, pid, port,
+    state, uptime, restarts, memory and CPU, as `opsplane ps --json` prints them."""
     from opsplane.drivers.runtime import RuntimeNotRunning
 
     driver = _driver(request, principal)

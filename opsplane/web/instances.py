@@ -28,7 +28,8 @@ class StatusSource(Protocol):
 
 @dataclass(frozen=True)
 class InstanceRow:
-    """One running (or stopped) instance of a service."""
+    """One running (or stopped) instance of a service; `track` is the release of the track it
+    belongs to (another release run beside the service's own instances), None for those."""
 
     service: str
     instance: str
@@ -41,14 +42,16 @@ class InstanceRow:
     cpu_percent: float | None
     last_exit: str | None
     uptime: float | None
+    version: str | None = None
+    track: str | None = None
 
     @classmethod
     def of(cls, status: InstanceStatus, now: datetime) -> InstanceRow:
         return cls(
-            service=status.service, instance=str(status.instance), pid=status.pid, port=status.port,
+            service=status.base_service, instance=str(status.instance), pid=status.pid, port=status.port,
             state=str(status.state), started_at=status.started_at, restarts=status.restarts,
             rss_bytes=status.rss_bytes, cpu_percent=status.cpu_percent, last_exit=status.last_exit,
-            uptime=status.uptime_at(now),
+            uptime=status.uptime_at(now), version=status.version, track=status.release,
         )
 
 

@@ -30,7 +30,8 @@ SECRET = "tok-7f3a9c-never-printed"
 def service_yaml(name: str, *, port: int | None, extra_args: tuple[str, ...] = (), **run: Any) -> str:
     """One service of the inventory running service_app.py; `run` adds fields of its run section."""
     argv = [sys.executable, str(APP), "{port}", *extra_args]
-    fields = {"argv": argv, "env": {"INSTANCE": "{instance}", "GREETING": "hello from {service}.{instance}"},
+    env = {"INSTANCE": "{instance}", "GREETING": "hello from {service}.{instance}", "RELEASE": "{version}"}
+    fields = {"argv": argv, "env": env,
               "backoff": {"initial": "200ms"}, "stop_timeout": "3s", **run}
     lines = [f"  {name}:"]
     if port is not None:

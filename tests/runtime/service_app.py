@@ -1,14 +1,15 @@
 """A small HTTP service for the runtime tests, run as a real process by the supervisor.
 
-    python service_app.py PORT [--child] [--ignore-term] [--chatter]
+    python service_app.py PORT [--child] [--ignore-term] [--chatter] [--release NAME]
 
-GET /health answers JSON with its pid, instance and environment; /say?text=... prints the
+GET /health answers JSON with its pid, instance, release and environment; /say?text=... prints the
 text on stdout; /warn?text=... prints it on stderr; /fail prints a traceback on stderr and
 answers 500; /timeout logs an ERROR line on stderr; /bulk?n=N prints N numbered lines. Every
 request is also logged on stderr in common log format. --child starts a `sleep` in the same
 session (a worker it forgets to stop); --ignore-term makes SIGTERM do nothing, so only SIGKILL
 ends it; --chatter prints a numbered line on stdout and on stderr every 50 ms, as a busy service
-logs all the time.
+logs all the time. --release names the release it runs (the runtime's {version}); a release whose
+name starts with "broken" cannot start: it says so on stderr and exits 3.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class Handler(BaseHTTPRequestHandler):
                 "database_url_visible": "OPSPLANE_DATABASE_URL" in os.environ,
                 "child": CHILD.pid if CHILD else None,
                 "cwd": os.getcwd(),
+                "release": os.environ.get("RELEASE"),
+                "argv_release": argument("--release"),
             })
         elif url.path == "/say":
             print(query.get("text", ""), flush=True)
@@ -80,9 +83,20 @@ def chatter() -> None:
         time.sleep(0.05)
 
 
+def argument(option: str) -> str | None:
+    """The value given after `option` on the command line, if any."""
+    if option in sys.argv[:-1]:
+        return sys.argv[sys.argv.index(option) + 1]
+    return None
+
+
 def main() -> None:
     global CHILD
     port = int(sys.argv[1])
+    release = argument("--release")
+    if release is not None and release.startswith("broken"):
+        print(f"release {release} cannot start: missing migration", file=sys.stderr, flush=True)
+        sys.exit(3)
     if "--ignore-term" in sys.argv:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if "--child" in sys.argv:

@@ -33,7 +33,8 @@ def test_up_then_ps_json_describes_each_instance(platform, free_ports) -> None:
     assert [(r["service"], r["instance"]) for r in rows] == [("web", 0), ("web", 1), ("api", 0)]
     first = rows[0]
     assert set(first) == {"service", "instance", "pid", "port", "state", "started_at", "uptime", "restarts",
-                          "rss_bytes", "cpu_percent", "last_exit"}
+                          "rss_bytes", "cpu_percent", "last_exit", "version"}
+    assert first["version"] is None  # the inventory gives web no release
     assert first["port"] == web and first["state"] == "running" and first["restarts"] == 0
     assert first["pid"] == get_json(web)["pid"] and first["last_exit"] is None
     assert datetime.fromisoformat(first["started_at"]).tzinfo is not None

@@ -15,6 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from opsplane.drivers.runtime.releases import split_group
 from opsplane.errors import OpsplaneError
 
 if TYPE_CHECKING:
@@ -31,7 +32,12 @@ class InstanceState(StrEnum):
 
 @dataclass(frozen=True)
 class InstanceStatus:
-    """One instance of a service as the runtime sees it now."""
+    """One instance of a service as the runtime sees it now.
+
+    `service` is the group the instance belongs to: the component's name for its own
+    instances, `SERVICE@VERSION` for a track's (`base_service` and `release` take it apart).
+    `version` is the release the instance runs, which can differ from its group's during a
+    rolling deploy."""
 
     service: str
     instance: int
@@ -43,6 +49,18 @@ class InstanceStatus:
     rss_bytes: int | None = None
     cpu_percent: float | None = None
     last_exit: str | None = None
+    version: str | None = None
+
+    @property
+    def base_service(self) -> str:
+        """The component it is an instance of: "catalog" for "catalog" and "catalog@v2"."""
+        return split_group(self.service)[0]
+
+    @property
+    def release(self) -> str | None:
+        """The release of the track it belongs to ("v2" for "catalog@v2"); None for an instance of
+        the service's own group."""
+        return split_group(self.service)[1]
 
     @property
     def uptime(self) -> float | None:
@@ -56,7 +74,7 @@ class InstanceStatus:
 
     @property
     def name(self) -> str:
-        """`service.instance`, as logs and tables show it."""
+        """`service.instance` (`catalog.0`, `catalog@v2.0`), as logs and tables show it."""
         return f"{self.service}.{self.instance}"
 
     def as_dict(self) -> dict[str, Any]:
@@ -72,6 +90,7 @@ class InstanceStatus:
             "rss_bytes": self.rss_bytes,
             "cpu_percent": self.cpu_percent,
             "last_exit": self.last_exit,
+            "version": self.version,
         }
 
     @classmethod
@@ -88,6 +107,7 @@ class InstanceStatus:
             rss_bytes=data.get("rss_bytes"),
             cpu_percent=data.get("cpu_percent"),
             last_exit=data.get("last_exit"),
+            version=data.get("version"),
         )
 
 
@@ -138,26 +158,72 @@ class RuntimeDriver(RuntimeWatch, Protocol):
 
     Service names are component names; `None` means every runnable component. Each change is
     recorded as a `runtime.*` event by the driver.
+
+    Releases: each service runs its current release, the one recorded by `set_release`, else
+    its `run.version`; `up` starts that one. A track runs another release of a service beside
+    it as a group of its own, `SERVICE@VERSION`, on free ports; `replace_instance` moves one
+    instance to another release in place, for rolling deploys.
     """
 
     def up(self, services: Sequence[str] | None = None) -> None:
-        """Start the services (those already running with the same settings are left alone)."""
+        """Start the services with their current releases (those already running with the same
+        settings are left alone; one running another release is started again with this one)."""
         ...
 
     def down(self, services: Sequence[str] | None = None) -> None:
-        """Stop the services; with None, stop everything and leave no process behind."""
+        """Stop the services and their tracks; with None, stop everything and leave no process
+        behind. The recorded releases are kept."""
         ...
 
     def restart(self, service: str) -> None:
-        """Stop and start each instance of `service`, one after the other."""
+        """Stop and start each instance of `service` (or of a track, `SERVICE@VERSION`), one after
+        the other; each keeps its release."""
         ...
 
     def scale(self, service: str, instances: int) -> None:
-        """Run exactly `instances` instances of `service`."""
+        """Run exactly `instances` instances of `service`; new ones start with the release the
+        whole group runs."""
         ...
 
     def status(self) -> list[InstanceStatus]:
-        """Every instance the runtime knows of, by service and instance number."""
+        """Every instance the runtime knows of, tracks included, by group and instance number."""
+        ...
+
+    def releases(self) -> dict[str, str]:
+        """The current release of each runnable service that has one: the recorded one, else its
+        `run.version`."""
+        ...
+
+    def set_release(self, service: str, version: str) -> None:
+        """Record `version` as the current release of `service`: what `up` starts from now on.
+        Running instances are not touched."""
+        ...
+
+    def start_track(self, service: str, version: str, instances: int, *,
+                    deadline: float = 60.0) -> list[InstanceStatus]:
+        """Run `instances` instances of `version` of `service` beside its own, as the track
+        `SERVICE@VERSION` on free ports, and wait until each answers on its port; their statuses.
+        Raises RuntimeFailure naming the instance and its last exit when one gives up or is not
+        running within `deadline` seconds (the track is then stopped); a track already running is
+        brought to `instances`."""
+        ...
+
+    def scale_track(self, service: str, version: str, instances: int, *,
+                    deadline: float = 60.0) -> list[InstanceStatus]:
+        """Run exactly `instances` instances of the running track `SERVICE@VERSION` and wait for
+        them as `start_track` does (a failure leaves the track as it is)."""
+        ...
+
+    def stop_track(self, service: str, version: str) -> None:
+        """Stop the track `SERVICE@VERSION` (nothing to do when it does not run)."""
+        ...
+
+    def replace_instance(self, service: str, index: int, version: str, *,
+                         deadline: float = 60.0) -> InstanceStatus:
+        """Stop instance `index` of `service` (SIGTERM, then SIGKILL after stop_timeout) and start
+        it with `version` on the same port; its status once it answers. Raises RuntimeFailure
+        naming the instance and its last exit when it is not running within `deadline` seconds.
+        The group starts new instances with `version` once every instance runs it."""
         ...
 
     def logs(
@@ -168,7 +234,8 @@ class RuntimeDriver(RuntimeWatch, Protocol):
         follow: bool = False,
         tail: int | None = None,
     ) -> Iterator[LogLine]:
-        """The service's log lines, oldest first; with `follow`, then new lines as they come."""
+        """The log lines of the service's own instances, or of a track's (`SERVICE@VERSION`),
+        oldest first; with `follow`, then new lines as they come."""
         ...
 
 
@@ -189,7 +256,7 @@ class RuntimeNotRunning(OpsplaneError):
 
 class RuntimeFailure(OpsplaneError):
     """The runtime could not do what was asked (a supervisor that does not answer, a stop that
-    did not end a process)."""
+    did not end a process, an instance of a new release that did not come up)."""
 
 
 def open_runtime(

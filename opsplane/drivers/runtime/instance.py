@@ -8,6 +8,10 @@ left of the session, lets the writer copy the last lines, records the exit and a
 `opsplane.runtime.restarts.decide` whether and when to start it again. `stop()` ends it: SIGTERM
 to the process group, SIGKILL after the service's stop_timeout, and SIGKILL to anything of its
 session still left. `adopt()` takes over a process a supervisor that is gone started.
+
+Each instance runs a release of its own (`version`, the `{version}` placeholder): its group's
+when it was made, another once a rolling deploy replaced it (`replace()`). It keeps it across
+restarts and, through the state file, across supervisors.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ class Instance:
         self.spec = spec
         self.index = index
         self.port = port
+        self.version = spec.version
         self.environ = environ
         self.recorder = recorder
         self.clock = clock
@@ -109,7 +114,7 @@ class Instance:
             service=self.spec.name, instance=self.index, pid=self.pid, port=self.port,
             state=str(self.state), started_at=self.started_at if self.pid else None,
             restarts=self.restarts, rss_bytes=self.rss_bytes, cpu_percent=self.cpu_percent,
-            last_exit=self.last_exit,
+            last_exit=self.last_exit, version=self.version,
         )
 
     def recorded(self) -> dict[str, Any]:
@@ -121,15 +126,25 @@ class Instance:
         data["writer"] = self._writer.recorded() if self._writer is not None and self.pid else None
         return data
 
-    def start(self, actor: str, *, kind: str = "runtime.started", reason: str | None = None) -> None:
-        """Begin supervising; a fresh start forgets the crash history. No-op when active."""
+    def start(self, actor: str, *, kind: str = "runtime.started", reason: str | None = None,
+              details: Mapping[str, Any] | None = None) -> None:
+        """Begin supervising; a fresh start forgets the crash history. No-op when active.
+        `details` are added to the event of the first start."""
         if self.active:
             return
         self._stopping = False
         self._wake.clear()
         self.history.clear()
         self.state = InstanceState.STARTING
-        self._task = asyncio.create_task(self._supervise(actor, kind, reason))
+        self._task = asyncio.create_task(self._supervise(actor, kind, reason, details))
+
+    async def replace(self, version: str | None, actor: str) -> None:
+        """Stop the current process and start `version` in its place, on the same port; recorded
+        as `runtime.replaced` with the releases before and after."""
+        before = self.version
+        await self.stop()
+        self.version = version
+        self.start(actor, kind="runtime.replaced", details={"from": before, "to": version})
 
     def adopt(self, identity: ProcessIdentity, writer: LogWriter | None, *, running: bool,
               started_at: datetime | None) -> None:
@@ -174,7 +189,8 @@ class Instance:
 
     # --- supervision --------------------------------------------------------------------
 
-    async def _supervise(self, actor: str, kind: str, reason: str | None, *,
+    async def _supervise(self, actor: str, kind: str, reason: str | None,
+                         details: Mapping[str, Any] | None = None, *,
                          running_since: float | None = None) -> None:
         """Run, wait for the end, clean up, decide; again until told to stop or the policy says
         no. `running_since` (monotonic) marks an adopted process: already running."""
@@ -188,7 +204,7 @@ class Instance:
                 previous_pid = self.last_pid
                 error = self._spawn()
                 if error is None:
-                    self._record_start(kind, actor, reason, previous_pid)
+                    self._record_start(kind, actor, reason, previous_pid, details)
             if error is None:
                 returncode = await self._run_to_exit()
                 self.last_exit = describe_exit(returncode) if returncode is not None else UNKNOWN_EXIT
@@ -204,7 +220,7 @@ class Instance:
             if await self._sleep_unless_stopped(delay):
                 return
             self.restarts += 1
-            kind, actor, reason = "runtime.restarted", SYSTEM_ACTOR, f"after {self.last_exit}"
+            kind, actor, reason, details = "runtime.restarted", SYSTEM_ACTOR, f"after {self.last_exit}", None
 
     def _after_exit(self, begun: float, failed: bool) -> float | None:
         """Record the exit and decide; the delay before restarting, or None to settle."""
@@ -214,12 +230,12 @@ class Instance:
         decision = decide(self.spec.policy, self.history, now)
         log.info("%s.%d (pid %s) exited: %s; %s", self.spec.name, self.index, self.last_pid, self.last_exit,
                  decision.reason)
-        self.recorder.record(
-            "runtime.exited", service=self.spec.name, outcome="failure" if failed else "ok",
-            actor=SYSTEM_ACTOR,
-            details={"instance": self.index, "pid": self.last_pid, "exit": self.last_exit,
-                     "ran_seconds": round(now - begun, 3), "then": decision.reason},
-        )
+        details: dict[str, Any] = {"instance": self.index, "pid": self.last_pid, "exit": self.last_exit,
+                                   "ran_seconds": round(now - begun, 3), "then": decision.reason}
+        if self.version is not None:
+            details["version"] = self.version
+        self.recorder.record("runtime.exited", service=self.spec.name, outcome="failure" if failed else "ok",
+                             actor=SYSTEM_ACTOR, details=details)
         if decision.restart:
             self.state = InstanceState.BACKOFF
             self.on_change()
@@ -232,12 +248,16 @@ class Instance:
         self.on_change()
         return None
 
-    def _record_start(self, kind: str, actor: str, reason: str | None, previous_pid: int | None) -> None:
+    def _record_start(self, kind: str, actor: str, reason: str | None, previous_pid: int | None,
+                      extra: Mapping[str, Any] | None) -> None:
         details: dict[str, Any] = {"instance": self.index, "pid": self.pid, "port": self.port}
-        if kind == "runtime.restarted":
+        if self.version is not None:
+            details["version"] = self.version
+        if kind in ("runtime.restarted", "runtime.replaced"):
             details.update(previous_pid=previous_pid, restarts=self.restarts)
         if reason:
             details["reason"] = reason
+        details.update(extra or {})
         self.recorder.record(kind, service=self.spec.name, outcome="ok", actor=actor, details=details)
 
     async def _sleep_unless_stopped(self, delay: float) -> bool:
@@ -345,7 +365,7 @@ class Instance:
 
     def _fill(self, text: str) -> str:
         return substitute(text, port=self.port, host=self.spec.host, instance=self.index,
-                          service=self.spec.name)
+                          service=self.spec.service, version=self.version)
 
     # --- resources ----------------------------------------------------------------------
 

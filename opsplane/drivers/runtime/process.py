@@ -4,6 +4,8 @@
 when needed (`up`, `scale`; a new one adopts what a dead one left running), sends it requests
 over its socket, and reads what it can without it: the state file (so `down` still stops what a
 dead supervisor left running) and the log files (so `logs` works whether or not anything runs).
+It keeps the release each service runs (`releases.json`, `releases.py`) and builds every spec
+with it, so an `up` after a deploy runs what was deployed.
 """
 
 from __future__ import annotations
@@ -45,9 +47,10 @@ from opsplane.drivers.runtime.protocol import (
     write_state,
 )
 from opsplane.drivers.runtime.recorder import RuntimeEvent, write_events
+from opsplane.drivers.runtime.releases import ReleaseBook, base_service, check_version, track_name
 from opsplane.drivers.runtime.spec import ServiceSpec
 from opsplane.errors import UsageError
-from opsplane.runtime.selection import require, runnable, select
+from opsplane.runtime.selection import require, require_group, runnable, select
 from opsplane.store import default_url
 
 _PING_TIMEOUT = 3.0
@@ -55,6 +58,9 @@ _START_TIMEOUT = 20.0
 _EXIT_TIMEOUT = 15.0
 _ATTEMPTS = 3  # supervisors a request is sent to when the one that answers is stopping
 MAX_INSTANCES = 100
+_REQUEST_MARGIN = 30.0  # beyond the waits a request carries out, for the supervisor's own work
+# what a refusal of each request says the supervisor could not do
+_DOING = {"track": "run the track", "replace": "replace the instance"}
 
 
 class ProcessRuntime:
@@ -67,6 +73,7 @@ class ProcessRuntime:
         self.environ = environ
         self.actor = actor
         self.paths = StatePaths(base_dir / inventory.runtime.state_dir)
+        self.book = ReleaseBook(self.paths.releases)
         self.clock = SystemClock()
 
     # --- RuntimeDriver ------------------------------------------------------------------
@@ -77,7 +84,10 @@ class ProcessRuntime:
         self._call_supervisor({"op": "up", "services": specs}, timeout=self._stop_budget(names) + 30)
 
     def down(self, services: Sequence[str] | None = None) -> None:
-        names = select(self.inventory, services) if services else None
+        self._down(select(self.inventory, services) if services else None)
+
+    def _down(self, names: list[str] | None) -> None:
+        """Stop the named groups (a service's name stands for its tracks too), or everything."""
         request = {"op": "down", "services": names}
         timeout = self._stop_budget(names or list(runnable(self.inventory))) + 15
         state = read_state(self.paths)
@@ -98,7 +108,7 @@ class ProcessRuntime:
             self._wait_for_exit(state)
 
     def restart(self, service: str) -> None:
-        require(self.inventory, service)
+        require_group(self.inventory, service)
         instances = self._running_count(service)
         self._call({"op": "restart", "service": service},
                    timeout=instances * (self._stop_budget([service]) + 35), not_running=True)
@@ -129,8 +139,66 @@ class ProcessRuntime:
         follow: bool = False,
         tail: int | None = None,
     ) -> Iterator[LogLine]:
-        require(self.inventory, service)
+        require_group(self.inventory, service)
         return read_logs(self.paths.logs, service, since=since, grep=grep, follow=follow, tail=tail)
+
+    # --- releases, tracks and replacement -----------------------------------------------
+
+    def releases(self) -> dict[str, str]:
+        recorded = self.book.read()
+        found = {}
+        for name, component in runnable(self.inventory).items():
+            version = recorded.get(name) or (component.run.version if component.run else None)
+            if version:
+                found[name] = version
+        return found
+
+    def set_release(self, service: str, version: str) -> None:
+        require(self.inventory, service)
+        before = self.book.record(service, version)
+        if before != version:
+            write_events(default_url(self.environ), [RuntimeEvent(
+                "runtime.release_recorded", service, "ok", self.actor, self.clock.now(),
+                {"from": before, "to": version})])
+
+    def start_track(self, service: str, version: str, instances: int, *,
+                    deadline: float = 60.0) -> list[InstanceStatus]:
+        return self._track(service, version, instances, deadline, existing=False)
+
+    def scale_track(self, service: str, version: str, instances: int, *,
+                    deadline: float = 60.0) -> list[InstanceStatus]:
+        return self._track(service, version, instances, deadline, existing=True)
+
+    def stop_track(self, service: str, version: str) -> None:
+        require(self.inventory, service)
+        self._down([track_name(service, version)])
+
+    def replace_instance(self, service: str, index: int, version: str, *,
+                         deadline: float = 60.0) -> InstanceStatus:
+        require_group(self.inventory, service)
+        check_version(version)
+        _check_deadline(deadline)
+        request = {"op": "replace", "service": service, "instance": index, "version": version,
+                   "timeout": deadline}
+        reply = self._call(request, timeout=self._stop_budget([service]) + deadline + _REQUEST_MARGIN,
+                           not_running=True)
+        return InstanceStatus.from_dict(reply["instance"])
+
+    def _track(self, service: str, version: str, instances: int, deadline: float, *,
+               existing: bool) -> list[InstanceStatus]:
+        require(self.inventory, service)
+        check_version(version)
+        _check_deadline(deadline)
+        if not 1 <= instances <= MAX_INSTANCES:
+            raise UsageError(f"cannot run {instances} instances of {track_name(service, version)}: give a "
+                             f"number of instances from 1 to {MAX_INSTANCES}")
+        spec = self.spec(service).track(version, instances)
+        request = {"op": "track", "spec": spec.as_dict(), "instances": instances, "timeout": deadline,
+                   "existing": existing}
+        timeout = self._stop_budget([service]) + deadline + _REQUEST_MARGIN
+        reply = (self._call(request, timeout=timeout, not_running=True) if existing
+                 else self._call_supervisor(request, timeout=timeout))
+        return [InstanceStatus.from_dict(item) for item in reply["instances"]]
 
     def watch(self) -> AsyncIterator[RuntimeNotice]:
         """The supervisor's notices (`watch.follow`): exits the moment it sees them, the state
@@ -143,8 +211,10 @@ class ProcessRuntime:
     # --- helpers ------------------------------------------------------------------------
 
     def spec(self, name: str) -> ServiceSpec:
-        """What the supervisor is told about component `name`."""
-        return ServiceSpec.from_component(name, self.inventory.component(name), base_dir=self.base_dir)
+        """What the supervisor is told about component `name`: its settings, with its recorded
+        release (else its run.version)."""
+        return ServiceSpec.from_component(name, self.inventory.component(name), base_dir=self.base_dir,
+                                          version=self.book.read().get(name))
 
     def supervisor_pid(self) -> int | None:
         """The pid of the supervisor answering on the socket, or None."""
@@ -166,7 +236,8 @@ class ProcessRuntime:
             raise RuntimeNotRunning(f"the supervisor for {self.paths.root} is stopping: every service was "
                                     "brought down; start them with `opsplane up`") from None
         except SupervisorRefused as exc:
-            raise RuntimeFailure(f"the supervisor could not {request['op']}: {exc}") from None
+            doing = _DOING.get(str(request["op"]), request["op"])
+            raise RuntimeFailure(f"the supervisor could not {doing}: {exc}") from None
         except NotAnswering as exc:
             if not_running:
                 raise self._not_running() from None
@@ -204,7 +275,9 @@ class ProcessRuntime:
 
     def _stop_budget(self, names: Sequence[str]) -> float:
         """Longest a stop of these services may take: their longest stop_timeout and a margin."""
-        timeouts = [self.spec(name).stop_timeout for name in names if name in runnable(self.inventory)]
+        services = runnable(self.inventory)
+        timeouts = [run.stop_timeout for name in names
+                    if (component := services.get(base_service(name))) and (run := component.run)]
         return max(timeouts, default=10.0) + 5.0
 
     @contextlib.contextmanager
@@ -282,7 +355,7 @@ class ProcessRuntime:
             return
         services: dict[str, Any] = state.get("services", {})
         events = []
-        for name in [n for n in services if names is None or n in names]:
+        for name in [n for n in services if names is None or n in names or base_service(n) in names]:
             stop_timeout = float(services[name].get("spec", {}).get("stop_timeout", 10.0))
             pids = []
             for item in services[name].get("instances", []):
@@ -334,3 +407,8 @@ class ProcessRuntime:
                         ProcessIdentity(int(item["pid"]), float(item["create_time"]))):
                     found.append(InstanceStatus.from_dict(item))
         return found
+
+
+def _check_deadline(deadline: float) -> None:
+    if not deadline > 0:
+        raise UsageError(f"a deadline of {deadline!r} seconds leaves no time to wait: give a positive number")

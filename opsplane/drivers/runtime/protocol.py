@@ -5,7 +5,8 @@ connection carries one JSON request line and one JSON answer line (except `watch
 connection stays open for notices: `watch.py`); the state file
 (`state.json`), rewritten atomically on every change so `ps` and `down` can still read what
 runs after the supervisor died; the lock the one supervisor holds (`supervisor.lock`), its
-own log (`supervisor.log`) and the instances' logs (`logs/`).
+own log (`supervisor.log`), the instances' logs (`logs/`) and the release each service runs
+(`releases.json`, written by the commands, never by the supervisor: `releases.py`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ class StatePaths:
     @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+    @property
+    def releases(self) -> Path:
+        return self.root / "releases.json"
 
 
 class NotAnswering(Exception):

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from opsplane.clock import Clock, SystemClock
+from opsplane.drivers.runtime.releases import base_service
 
 log = logging.getLogger("opsplane.runtime")
 
@@ -45,10 +46,13 @@ def write_events(url: str | None, events: list[RuntimeEvent]) -> None:
 
 
 def _write(store: Any, events: list[RuntimeEvent], record: Any) -> None:
+    """The event's target is the group (`catalog`, or a track such as `catalog@v2`), its service
+    the component, so a service's events include its tracks'."""
     with store.session() as session:
         for event in events:
             record(session, kind=event.kind, actor=event.actor, target=event.service,
-                   service=event.service, outcome=event.outcome, details=event.details, ts=event.ts)
+                   service=base_service(event.service), outcome=event.outcome, details=event.details,
+                   ts=event.ts)
 
 
 class EventRecorder:

@@ -5,7 +5,7 @@
 `opsplane up` starts it with --detach: the command returns once the supervisor listens on
 its socket (or says why it could not start). It holds `supervisor.lock` for its lifetime, so
 a second one for the same directory exits at once, answering "running". It answers one JSON
-request per connection (ping, up, down, restart, scale, status), except `watch`, whose
+request per connection (ping, up, down, restart, scale, track, replace, status), except `watch`, whose
 connection it keeps to tell the watcher of every exit the moment it sees it and of the
 state after every change (`serve` watches, to check an exited service at once). It keeps the
 state file current, samples CPU and memory every few seconds, and ends after a `down` that
@@ -14,6 +14,11 @@ leaves no service, or on SIGTERM, stopping every instance first.
 On starting it adopts what the state file says a supervisor that is gone (killed, say) left
 running: each instance whose pid still belongs to the process recorded there is watched and
 restarted as though this supervisor had started it, and a `runtime.adopted` event says so.
+
+Releases: a `track` request runs another release of a service as a group of its own
+(`catalog@v2`, on free ports) and answers once each instance answers on its port, or says which
+did not and why; `replace` moves one instance to another release on its port, for a rolling
+deploy. Each instance's release is in the state file, so adoption keeps it.
 """
 
 from __future__ import annotations
@@ -37,14 +42,15 @@ import psutil
 
 from opsplane.clock import Clock, SystemClock
 from opsplane.drivers.runtime.base import InstanceState
+from opsplane.drivers.runtime.groups import ServiceGroup, await_running, not_running
 from opsplane.drivers.runtime.instance import SYSTEM_ACTOR, Instance, Recorder
 from opsplane.drivers.runtime.logwriter import log_path
 from opsplane.drivers.runtime.output import LogWriter
 from opsplane.drivers.runtime.processes import ProcessIdentity, is_alive, stop_session
 from opsplane.drivers.runtime.protocol import StatePaths, read_state, unix_path, write_state
 from opsplane.drivers.runtime.recorder import EventRecorder
+from opsplane.drivers.runtime.releases import base_service
 from opsplane.drivers.runtime.spec import ServiceSpec
-from opsplane.drivers.sandbox.ports import free_port
 
 log = logging.getLogger("opsplane.runtime")
 
@@ -63,45 +69,6 @@ class Refused(Exception):
         super().__init__(message)
         self.usage = usage
         self.stopping = stopping
-
-
-class ServiceGroup:
-    """The instances of one service, the ports they were given, and the count `scale` set (kept
-    by `up`, even when the settings change, until the service is brought down)."""
-
-    def __init__(self, spec: ServiceSpec, *, scaled_to: int | None = None,
-                 ports: dict[int, int | None] | None = None) -> None:
-        self.spec = spec
-        self.scaled_to = scaled_to
-        self.instances: dict[int, Instance] = {}
-        self.ports: dict[int, int | None] = dict(ports or {})
-
-    @property
-    def wanted(self) -> int:
-        """How many instances it should run: the count `scale` set, else the inventory's."""
-        return self.scaled_to or self.spec.instances
-
-    def port_for(self, index: int) -> int | None:
-        """Instance 0 gets the component's port; others a free one, kept across restarts."""
-        if index not in self.ports:
-            if not self.spec.wants_port:
-                self.ports[index] = None
-            elif index == 0 and self.spec.port is not None:
-                self.ports[index] = self.spec.port
-            else:
-                self.ports[index] = free_port(_bind_host(self.spec.host))
-        return self.ports[index]
-
-    def active_count(self) -> int:
-        return sum(1 for instance in self.instances.values() if instance.active)
-
-
-def _bind_host(host: str) -> str:
-    try:
-        socket.inet_aton(host)
-        return host
-    except OSError:
-        return "127.0.0.1"
 
 
 class Supervisor:
@@ -218,7 +185,7 @@ class Supervisor:
         if op == "status":
             return {"ok": True, "op": op, "pid": os.getpid(), "instances": self.statuses()}
         async with self._lock:  # deciding to stop and accepting work are one step: no `up` is undone
-            if self._closing and op in ("up", "restart", "scale"):
+            if self._closing and op in ("up", "restart", "scale", "track", "replace"):
                 raise Refused(f"the supervisor {os.getpid()} is stopping (every service was brought down); "
                               "ask the next one", usage=False, stopping=True)
             if op == "up":
@@ -236,6 +203,16 @@ class Supervisor:
             if op == "scale":
                 spec = ServiceSpec.from_dict(request["spec"])
                 return {"ok": True, "op": op, **await self.scale(spec, int(request["instances"]), actor)}
+            if op == "track":
+                spec = ServiceSpec.from_dict(request["spec"])
+                return {"ok": True, "op": op, **await self.track(
+                    spec, int(request["instances"]), actor, timeout=float(request["timeout"]),
+                    existing=bool(request.get("existing")))}
+            if op == "replace":
+                version = request.get("version")
+                return {"ok": True, "op": op, **await self.replace(
+                    str(request["service"]), int(request["instance"]),
+                    None if version is None else str(version), actor, timeout=float(request["timeout"]))}
         raise Refused(f"unknown request {op!r}", usage=False)
 
     # --- operations ---------------------------------------------------------------------
@@ -265,8 +242,11 @@ class Supervisor:
         return result
 
     async def down(self, names: list[str], actor: str) -> dict[str, Any]:
-        unknown = [name for name in names if name not in self.groups]
-        stopped = await self._stop_groups([n for n in names if n in self.groups], actor, reason=None)
+        """Stop the named groups; a service's name stands for its tracks too."""
+        groups = [group for group in self.groups if group in names or base_service(group) in names]
+        unknown = [name for name in names
+                   if not any(group == name or base_service(group) == name for group in groups)]
+        stopped = await self._stop_groups(groups, actor, reason=None)
         return {"stopped": stopped, "not_running": unknown, "remaining": list(self.groups)}
 
     async def restart(self, name: str, actor: str) -> dict[str, Any]:
@@ -295,9 +275,63 @@ class Supervisor:
         await asyncio.gather(*(group.instances[i].wait_started(_START_WAIT) for i in range(count)))
         ports = [group.ports.get(i) for i in range(count)]
         self.recorder.record("runtime.scaled", service=spec.name, outcome="ok", actor=actor,
-                             details={"from": before, "to": count, "ports": ports})
+                             details={"from": before, "to": count, "ports": ports,
+                                      "version": group.spec.version})
         self._changed()
         return {"service": spec.name, "from": before, "to": count, "ports": ports}
+
+    async def track(self, spec: ServiceSpec, count: int, actor: str, *, timeout: float,
+                    existing: bool) -> dict[str, Any]:
+        """Run `count` instances of the track `spec` names and wait until each runs. A track
+        started here that does not come up is stopped; with `existing`, the track must run
+        already and is only resized (kept as it is when the new instances fail)."""
+        if not 1 <= count <= 100:
+            raise Refused(f"cannot run {count} instances of {spec.name}: give a number from 1 to 100")
+        group = self.groups.get(spec.name)
+        if existing:
+            if group is None or not group.instances:
+                raise Refused(f"the track {spec.name} is not running; start it before scaling it")
+        elif group is not None and not group.spec.same_program(spec):
+            await self._stop_groups([spec.name], actor, reason="settings changed")
+            group = None
+        created = group is None
+        if group is None:
+            group = self.groups[spec.name] = ServiceGroup(spec)
+        before = group.active_count()
+        group.scaled_to = count
+        await self._drop_surplus(group, count)
+        self._start_instances(group, range(count), actor, None)
+        self._changed()
+        instances = [group.instances[i] for i in range(count)]
+        laggards = await await_running(instances, timeout, self.clock)
+        if laggards:
+            problem = not_running(laggards, timeout, stopped=created)  # as they were, before any stop
+            if created:
+                await self._stop_groups([spec.name], actor, reason="did not come up")
+            raise Refused(problem, usage=False)
+        if not created and before != count:
+            self.recorder.record("runtime.scaled", service=spec.name, outcome="ok", actor=actor,
+                                 details={"from": before, "to": count, "version": group.spec.version,
+                                          "ports": [group.ports.get(i) for i in range(count)]})
+        return {"service": spec.name, "instances": [instance.status().as_dict() for instance in instances]}
+
+    async def replace(self, name: str, index: int, version: str | None, actor: str, *,
+                      timeout: float) -> dict[str, Any]:
+        """Replace instance `index` of group `name` by `version` on its port and wait until it
+        runs; the group takes `version` for new instances once all of them run it."""
+        group = self._group(name)
+        instance = group.instances.get(index)
+        if instance is None:
+            numbers = ", ".join(str(i) for i in sorted(group.instances))
+            raise Refused(f"{name} has no instance {index} (its instances: {numbers})")
+        await instance.replace(version, actor)
+        self._changed()
+        laggards = await await_running([instance], timeout, self.clock)
+        group.settle_version()
+        self._changed()
+        if laggards:
+            raise Refused(not_running(laggards, timeout, stopped=False), usage=False)
+        return {"instance": instance.status().as_dict()}
 
     def statuses(self) -> list[dict[str, Any]]:
         return [group.instances[i].status().as_dict()
@@ -349,7 +383,7 @@ class Supervisor:
         await self._drop_surplus(group, count)
         self._start_instances(group, range(count), actor, None)
         self.recorder.record("runtime.scaled", service=group.spec.name, outcome="ok", actor=actor,
-                             details={"from": before, "to": count,
+                             details={"from": before, "to": count, "version": group.spec.version,
                                       "ports": [group.ports.get(i) for i in range(count)], "reason": reason})
         return True
 
@@ -385,6 +419,7 @@ class Supervisor:
     def _adopt_instance(self, group: ServiceGroup, index: int, item: dict[str, Any]) -> int | None:
         """One recorded instance; its pid when its process still runs."""
         instance = self._instance(group, index)
+        instance.version = item["version"] if "version" in item else group.spec.version
         instance.restarts = int(item.get("restarts") or 0)
         instance.last_exit = item.get("last_exit")
         if item.get("pid") and item.get("create_time"):
