@@ -379,7 +379,7 @@ def _maintenance(scheduled: bool) -> Describer:
 
 def _runtime(kind: str) -> Describer:
     def write(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
-        name = service or target
+        name = target if "@" in target else service or target  # a track's name says its release
         instance = f"{name}.{_d(d, 'instance')}" if d.get("instance") is not None else name
         reason = _d(d, "reason")
         because = f" ({reason})" if reason else ""
@@ -397,6 +397,11 @@ def _runtime(kind: str) -> Describer:
                 f"; {then}" if then else "")
         if kind == "runtime.failed":
             return f"{instance} failed: {reason or 'gave up restarting'}"
+        if kind == "runtime.replaced":
+            return (f"Replaced {instance}: {_d(d, 'from', '?')} \u2192 {_d(d, 'to', '?')}, "
+                    f"pid {_d(d, 'previous_pid', '?')} \u2192 {_d(d, 'pid', '?')}")
+        if kind == "runtime.release_recorded":
+            return f"{name} runs release {_d(d, 'to', '?')} from now on (was {_d(d, 'from', '-')})"
         if kind == "runtime.scaled":
             return f"Scaled {name} from {_d(d, 'from', '?')} to {_d(d, 'to', '?')} instances"
         if kind == "runtime.adopted":
@@ -409,6 +414,35 @@ def _runtime(kind: str) -> Describer:
         pids = text(d.get("pids"))
         return f"Stopped {name} ({_d(d, 'instances', '?')} instances" + (f", pids {pids}" if pids else "") + (
             f"){because}")
+
+    return write
+
+
+# --- deploys -------------------------------------------------------------------------------------
+
+
+def _deploy(kind: str) -> Describer:
+    def write(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
+        deploy = f"Deploy {_d(d, 'deploy', '?')} of {service or '?'} {_d(d, 'to', '?')}"
+        reason = _d(d, "reason")
+        because = f": {reason}" if reason else ""
+        if kind == "deploy.requested":
+            override = d.get("override")
+            overridden = f"; window overridden: {text(override)}" if override else ""
+            return (f"{deploy} asked for: {_d(d, 'strategy', '?')} from {_d(d, 'from', '?')} in "
+                    f"{_d(d, 'environment', '?')}, {_d(d, 'steps', '?')} steps{overridden}")
+        if kind == "deploy.approved":
+            return f"{deploy} approved ({_d(d, 'approvals', '?')} of {_d(d, 'needed', '?')})"
+        if kind == "deploy.step":
+            extra = {k: v for k, v in d.items() if k not in ("deploy", "to", "step", "kind")}
+            said = pairs(extra)
+            done = f"{deploy}: step {_d(d, 'step', '?')} {_d(d, 'kind', '?')} done"
+            return done + (f" ({said})" if said else "")
+        if kind == "deploy.verdict":
+            return (f"{deploy}: analysis at {_d(d, 'percent', '?')} % says {outcome}"
+                    + (f": {_d(d, 'explanation')}" if d.get("explanation") else ""))
+        state = kind.removeprefix("deploy.").replace("_", " ")
+        return f"{deploy} is {state}{because}"
 
     return write
 
@@ -446,6 +480,10 @@ DESCRIBERS: dict[str, Describer] = {
     "maintenance.notice_cancelled": _maintenance(scheduled=False),
     **{kind: _runtime(kind) for kind in (
         "runtime.started", "runtime.restarted", "runtime.exited", "runtime.failed", "runtime.scaled",
-        "runtime.stopped", "runtime.adopted")},
+        "runtime.stopped", "runtime.adopted", "runtime.replaced", "runtime.release_recorded")},
+    **{kind: _deploy(kind) for kind in (
+        "deploy.requested", "deploy.approved", "deploy.step", "deploy.verdict", "deploy.queued",
+        "deploy.running", "deploy.paused", "deploy.rolling_back", "deploy.succeeded", "deploy.rolled_back",
+        "deploy.failed", "deploy.aborted")},
 }
 """The sentence of each kind of event opsplane records."""
