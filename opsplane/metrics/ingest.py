@@ -1,14 +1,15 @@
 """One scrape into the sample store, labelled as Prometheus labels it.
 
-Every sample gets the target's labels: `job` and `service` (the component's name),
-`instance` (host:port of its metrics URL) and `env`. A label the target exposes under one of
-those names is kept as `exported_<name>`, as Prometheus does with `honor_labels: false`, so a
-target cannot pass itself off as another; a label with an empty value is dropped. Each
-scrape also writes the series Prometheus writes for every target: `up` (1 when the page
-was read, 0 otherwise),
-`scrape_duration_seconds` and `scrape_samples_scraped`. A failed scrape therefore turns every
-series of the target stale at once (the store marks what was not reported) and leaves `up`
-at 0 for alert rules such as `up == 0`.
+Every sample gets the target's labels: `job` and `service` (the component's name, also for
+an instance of a release run beside it: `catalog` for catalog@v2.0), `instance` (host:port of
+its metrics URL, so each instance of a component scraped per instance has series of its own)
+and `env`. A label the target exposes under one of those names is kept as `exported_<name>`,
+as Prometheus does with `honor_labels: false`, so a target cannot pass itself off as another;
+a label with an empty value is dropped. Each scrape also writes the series Prometheus writes
+for every target: `up` (1 when the page was read, 0 otherwise), `scrape_duration_seconds` and
+`scrape_samples_scraped`. A failed scrape therefore turns every series of the target stale at
+once (the store marks what was not reported) and leaves `up` at 0 for alert rules such as
+`up == 0`. The store knows a target by its `key`: the component, or the instance.
 """
 
 from __future__ import annotations
@@ -52,13 +53,18 @@ class SeriesCache:
             final.clear()
         return raw, final
 
+    def forget(self, target: str) -> None:
+        """Drop what is kept for `target` (an instance that stopped)."""
+        self._raw.pop(target, None)
+        self._final.pop(target, None)
+
 
 def ingest(store: SampleStore, target: ScrapeTarget, env: str, text: str, *, at: float,
            duration: float, cache: SeriesCache | None = None) -> ScrapeIngest:
     """Parse `text` (raising ExpositionError before anything is stored) and store it as the
     scrape of `target` taken at `at`, with `up` 1."""
     own = target_labels(target, env)
-    raw, final = cache.of(target.component) if cache is not None else (None, {})
+    raw, final = cache.of(target.key) if cache is not None else (None, {})
     samples = []
     for labels, value in parse_samples(text, raw):
         relabelled = final.get(labels)
@@ -66,14 +72,14 @@ def ingest(store: SampleStore, target: ScrapeTarget, env: str, text: str, *, at:
             relabelled = final[labels] = _relabel(labels, own)
         samples.append((relabelled, value))
     samples.extend(_scrape_series(own, up=1.0, duration=duration, scraped=len(samples)))
-    return store.append_scrape(target.component, at, samples)
+    return store.append_scrape(target.key, at, samples)
 
 
 def ingest_failure(store: SampleStore, target: ScrapeTarget, env: str, *, at: float,
                    duration: float) -> ScrapeIngest:
     """Record a scrape that did not read a page: `up` 0, and everything else stale."""
     own = target_labels(target, env)
-    return store.append_scrape(target.component, at,
+    return store.append_scrape(target.key, at,
                                list(_scrape_series(own, up=0.0, duration=duration, scraped=0)))
 
 

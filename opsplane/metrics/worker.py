@@ -4,6 +4,11 @@ The store is made only when something is scraped (the engine and the store are n
 imported otherwise), or when the rules need it for opsplane's own series. A target whose
 scrape state changes (read, unreadable, over its series limit) is an event, and wakes the
 alerts worker, since `up` just changed with it.
+
+A component opsplane runs behind a proxy is scraped at each of its running instances: the
+worker follows the runtime's notices itself (`RuntimeWatch.watch`) and gives each "state"
+notice's instances to the scraper, which starts scraping the new ones and marks the series of
+those that stopped stale; the alerts worker is woken then too.
 """
 
 from __future__ import annotations
@@ -16,10 +21,19 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from opsplane.events import service as events
-from opsplane.metrics.scrape import LockedSource, MetricsScraper, ScrapeStatus, ScrapeTarget, scrape_targets
+from opsplane.metrics.scrape import (
+    TRACK_SEPARATOR,
+    LockedSource,
+    MetricsScraper,
+    ScrapeStatus,
+    ScrapeTarget,
+    instance_targets,
+    scrape_targets,
+)
 from opsplane.workers import LoopWorker, WorkerContext
 
 if TYPE_CHECKING:
+    from opsplane.drivers.runtime.base import RuntimeWatch
     from opsplane.metrics.promql import Labels
     from opsplane.metrics.store import SampleStore
 
@@ -72,9 +86,28 @@ class MetricsWorker(LoopWorker):
     # --- the loop -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        if not self.scraper.targets:  # nothing to scrape: idle until stopped
-            await asyncio.get_running_loop().create_future()
-        await self.scraper.run_forever()
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.scraper.run_forever())  # with nothing to scrape: idle until stopped
+            if self.scraper.per_instance and self.ctx.runtime is not None:
+                tasks.create_task(self._follow_instances(self.ctx.runtime))
+
+    async def _follow_instances(self, runtime: RuntimeWatch) -> None:
+        """Scrape the running instances of the components scraped per instance, as each of the
+        runtime's "state" notices lists them (a "lost" runtime leaves them as they were: its
+        instances run on without it)."""
+        async for notice in runtime.watch():
+            if notice.kind != "state":
+                continue
+            try:
+                found = instance_targets(self.ctx.inventory, notice.instances)
+                gone = await self.scraper.replace_instances(found)
+            except Exception as exc:  # one odd notice must not end following the runtime
+                self.failed(exc)
+                log.exception("could not take the instances to scrape from the runtime's state")
+                continue
+            if gone:
+                log.info("metrics: no longer scraping %s", ", ".join(t.key for t in gone))
+                self.ctx.wake("alerts")  # their `up` just went stale
 
     async def closing(self) -> None:
         await self.scraper.close()
@@ -86,45 +119,48 @@ class MetricsWorker(LoopWorker):
         now = self.ctx.clock.now()
         behind = timedelta(0)
         for target in self.scraper.targets:
-            status = self.scraper.status(target.component)
+            status = self.scraper.status(target.key)
             if status is not None:
                 behind = max(behind, now - status.at - timedelta(seconds=target.interval + target.timeout))
                 self._last_run = max(self._last_run or status.at, status.at)
         return behind.total_seconds()
 
     def look_now(self, services: set[str]) -> list[asyncio.Future[Any]]:
-        """Scrape the targets of `services` now, outside their slots (one scrape at a time)."""
+        """Scrape the targets of `services` now, outside their slots (one scrape at a time per
+        target): every instance of a component scraped per instance, whichever release the
+        runtime named ("catalog@v2" is catalog)."""
+        components = {service.partition(TRACK_SEPARATOR)[0] for service in services}
         runs: list[asyncio.Future[Any]] = []
         for target in self.scraper.targets:
-            if target.component in services:
-                scrape = self._scraping_now.get(target.component)
+            if target.component in components:
+                scrape = self._scraping_now.get(target.key)
                 if scrape is None:
                     scrape = asyncio.get_running_loop().create_task(self.scraper.scrape(target))
-                    self._scraping_now[target.component] = scrape
-                    scrape.add_done_callback(functools.partial(self._scraped_now, target.component))
+                    self._scraping_now[target.key] = scrape
+                    scrape.add_done_callback(functools.partial(self._scraped_now, target.key))
                 runs.append(scrape)
         return runs
 
-    def _scraped_now(self, component: str, _: object) -> None:
-        self._scraping_now.pop(component, None)
+    def _scraped_now(self, key: str, _: object) -> None:
+        self._scraping_now.pop(key, None)
 
     def _changed(self, target: ScrapeTarget, status: ScrapeStatus) -> None:
         """A target's scrape state changed: an event, and the rules run now."""
         self.ctx.wake("alerts")
         task = asyncio.get_running_loop().create_task(self.ctx.in_store(
-            self._record, target.component, status.state.value, status.reason))
+            self._record, target.key, target.component, status.state.value, status.reason))
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
 
-    def _record(self, component: str, state: str, reason: str) -> None:
+    def _record(self, key: str, component: str, state: str, reason: str) -> None:
         try:
             with self.ctx.store.session() as session:
-                events.record(session, kind="metrics.scrape", actor=ACTOR, target=component,
+                events.record(session, kind="metrics.scrape", actor=ACTOR, target=key,
                               service=component, outcome=state.lower(), clock=self.ctx.clock,
                               details={"state": state, "reason": reason})
         except Exception as exc:  # the store may be down; the next change is recorded again
             self.failed(exc)
-            log.warning("could not record the scrape state of %s: %s", component, exc)
+            log.warning("could not record the scrape state of %s: %s", key, exc)
 
 
 def build(ctx: WorkerContext) -> MetricsWorker:
