@@ -301,7 +301,11 @@ class TrafficDriver(Protocol):
 def find_binary(engine: str, configured: str | None) -> str:
     """The program to run: `configured` when set, else `engine` on PATH or in /usr/sbin."""
     if configured:
-        return configured
+        named = shutil.which(configured)
+        if named is None:
+            raise ProxyError(f"the {engine} program {configured!r} (the proxy's `binary`) is not an "
+                             "executable file or a program on PATH")
+        return named
     found = shutil.which(engine) or shutil.which(engine, path="/usr/sbin:/sbin")
     if found is None:
         raise ProxyError(f"{engine} was not found on PATH or in /usr/sbin; install it "

@@ -145,16 +145,16 @@ class HaproxyTraffic:
 
     def _check(self, candidate: Path) -> None:
         try:
-            done = subprocess.run([self.binary, "-c", "-q", "-f", str(candidate)],  # noqa: S603 - argv list
+            done = subprocess.run([self.binary, "-c", "-f", str(candidate)],  # noqa: S603 - argv list
                                   capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise ProxyError(f"proxy {self.name}: haproxy -c did not run: {exc}") from exc
         if done.returncode != 0:
             rejected = candidate.replace(self.directory / (CONFIG_FILE + ".rejected"))
-            output = (done.stderr or done.stdout).strip()
+            said = (done.stderr + done.stdout).replace(str(candidate), str(rejected)).splitlines()
+            output = "\n".join(line for line in said if line.strip() and not line.startswith("[NOTICE]"))
             raise ProxyConfigInvalid(f"proxy {self.name}: haproxy -c refused the configuration, which was "
-                                     f"not written (kept as {rejected}):\n"
-                                     f"{output.replace(str(candidate), str(rejected))}", output)
+                                     f"not written (kept as {rejected}):\n{output}", output)
 
     def _resolve(self, backend: Backend) -> str:
         """The backend's IP address: the runtime API takes addresses, not names."""

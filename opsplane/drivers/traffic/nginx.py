@@ -209,10 +209,9 @@ class NginxTraffic:
         done = self._run(self._nginx("-t", "-q", config=candidate), "check", check=False)
         if done.returncode != 0:
             rejected = candidate.replace(self.directory / (CONFIG_FILE + ".rejected"))
-            output = (done.stderr or done.stdout).strip()
-            said = output.replace(str(candidate), str(rejected))
+            output = (done.stderr + done.stdout).strip().replace(str(candidate), str(rejected))
             raise ProxyConfigInvalid(f"proxy {self.name}: nginx -t refused the new configuration, which "
-                                     f"was not applied (kept as {rejected}):\n{said}", output)
+                                     f"was not applied (kept as {rejected}):\n{output}", output)
         return candidate
 
     def _run(self, argv: list[str], what: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -64,3 +64,25 @@ def test_switching_under_load_and_stopping_the_old_release_fails_no_request(
     assert report.releases_sent_after(switched_at) == {"v2"}
     if engine == "haproxy":
         assert report.retried == 0, "the runtime API closes no client connection; nothing needs resending"
+
+
+def test_a_backend_that_stops_while_it_takes_traffic_fails_no_request(
+        engine: str, traffic: Traffic, running: Running, release: Release) -> None:
+    first, second = release("v1"), release("v1")
+    port = free_port()
+    driver = traffic(engine)
+    both = Route("catalog", "127.0.0.1", port,
+                 (first.backend(1, "catalog.0"), second.backend(1, "catalog.1")))
+    running(driver, [both])
+
+    with SteadyLoad(route_url(both), rate=100) as load:
+        time.sleep(1.0)
+        first.stop()
+        stopped_at = time.monotonic()
+        time.sleep(1.5)
+
+    report = load.report
+    assert report.failures == [], f"{len(report.failures)} of {report.sent} failed: {report.failures[:5]}"
+    assert report.retried == 0, "the proxy, not the client, sends a request again when its backend went away"
+    assert report.releases_sent_after(stopped_at) == {"v1"}
+    assert second.served > 0 and first.served > 0
