@@ -122,9 +122,12 @@ class DemoStack:
 
     def write_inventory(self, api_port: int) -> Path:
         """Pick the shop's ports, write its secrets and the inventory; returns the path."""
-        from opsplane.drivers.traffic.nginx import nginx_binary
+        from opsplane.drivers.traffic.base import ProxyError, find_binary
 
-        if self.proxy and nginx_binary() is None:
+        try:
+            if self.proxy:
+                find_binary("nginx", None)
+        except ProxyError:
             self.proxy = False
             self.notes.append("nginx is not installed: the shop runs without a proxy, so deploys are "
                               "rolling only (scripts/bootstrap.sh installs nginx)")
@@ -274,8 +277,8 @@ class DemoStack:
             "  canary: {steps: [10, 50, 100], step_duration: 60s, interval: 5s}",
             "  blue_green: {keep_previous: 30s}",
             "  services:",
-            *[f"    {name}: {{releases_command: [{python}, -m, shop, releases], irreversible: [v2-migration]}}"
-              for name in ("gateway", "catalog", "orders", "payments")],
+            *[f"    {name}: {{releases_command: [{python}, -m, shop, releases], "
+              "irreversible: [v2-migration]}" for name in ("gateway", "catalog", "orders", "payments")],
         ]
         if self.postgres:
             lines += [

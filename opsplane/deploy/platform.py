@@ -18,13 +18,13 @@ from sqlalchemy.orm import Session
 
 from opsplane.clock import Clock
 from opsplane.config.models import Inventory
-from opsplane.deploy import traffic
 from opsplane.deploy.analysis import Interval
 from opsplane.deploy.models import DeploySettings
 from opsplane.deploy.runner import StepFailed
 from opsplane.deploy.tables import DeployRow
-from opsplane.deploy.traffic import track_name
 from opsplane.drivers.runtime.base import InstanceStatus, RuntimeDriver, RuntimeFailure
+from opsplane.drivers.runtime.releases import track_name
+from opsplane.drivers.traffic import routes as traffic
 from opsplane.health.models import State
 from opsplane.health.targets import CheckTarget, check_targets
 
@@ -178,7 +178,7 @@ class LivePlatform:
                                              base_dir=self.base_dir)
         route = next(r for r in wanted if r.service == service)
         split = driver.verify(route, requests=100, path=_probe_path(self.inventory, service))
-        return {"answers": dict(split.counts), "failed": split.failures}
+        return {"answers": dict(split.versions), "failed": split.failures}
 
     def _instance_targets(self, service: str, statuses: Sequence[InstanceStatus]) -> list[CheckTarget]:
         targets = [t for t in check_targets(self.inventory, self.env, only={service})

@@ -7,12 +7,13 @@ import json
 import sys
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 import typer
 from rich.console import Console
 
 from opsplane.auth.service import Role
-from opsplane.cli_support import acting_as, cli_actor, config_path, out, parse_when, print_json
+from opsplane.cli_support import acting_as, cli_actor, config_path, open_store, out, parse_when, print_json
 from opsplane.clock import SystemClock
 from opsplane.config.models import Inventory
 from opsplane.drivers.runtime.base import (
@@ -41,7 +42,24 @@ def _open(ctx: typer.Context, *, changes: bool = False) -> tuple[Inventory, Runt
     path = config_path(ctx)
     inventory = load(path)
     actor = acting_as(Role.OPERATOR) if changes else cli_actor()  # starting and stopping: operators
-    return inventory, open_runtime(inventory, base_dir=path.resolve().parent, actor=actor)
+    return inventory, open_runtime(inventory, base_dir=path.resolve().parent, actor=actor,
+                                   shares=_deploy_shares)
+
+
+def _deploy_shares() -> dict[str, Any]:
+    """How deploys under way split requests, so that `up` and `scale` keep it; none without a store."""
+    from opsplane.deploy.traffic import active_shares
+    from opsplane.store.db import NoStoreYet
+
+    try:
+        store = open_store()
+    except NoStoreYet:
+        return {}
+    try:
+        with store.session() as session:
+            return active_shares(session)
+    finally:
+        store.close()
 
 
 def up(

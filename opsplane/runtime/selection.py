@@ -11,8 +11,13 @@ from opsplane.errors import UsageError
 
 
 def runnable(inventory: Inventory) -> dict[str, Component]:
-    """Components with a `run` section, by name, in file order."""
-    return {name: component for _, name, component in inventory.components() if component.run}
+    """Components with a `run` section, by name, in file order, and the proxies opsplane runs in
+    front of them (their program comes from the traffic driver, not from a `run` section)."""
+    from opsplane.drivers.traffic.routes import managed_proxies
+
+    proxies = managed_proxies(inventory)
+    return {name: component for _, name, component in inventory.components()
+            if component.run or name in proxies}
 
 
 def select(inventory: Inventory, names: Sequence[str] | None) -> list[str]:
@@ -37,7 +42,7 @@ def require(inventory: Inventory, name: str) -> str:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         runnable_names = ", ".join(runnable(inventory)) or "none"
         raise UsageError(f"unknown service {name!r}{hint} (services with a run section: {runnable_names})")
-    if known[name].run is None:
+    if name not in runnable(inventory):
         raise UsageError(
             f"{name!r} has no run section, so opsplane does not run it; add run.argv to it in the "
             "inventory to manage it with up, down and scale"

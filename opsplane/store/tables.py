@@ -14,7 +14,7 @@ from opsplane.store.claims import WorkClaim
 metadata = Base.metadata
 
 __all__ = [
-    "ActionItemRow", "AlertRow", "ApiToken", "CheckState", "DashboardSession", "DeployRow", "EvaluationRow",
-    "Event", "IncidentAlertRow", "IncidentRow", "IncidentUpdateRow", "NotificationRow", "OutboxRow", "SilenceRow",
+    "ActionItemRow", "AlertRow", "ApiToken", "CheckState", "DashboardSession", "DeployRow",
+    "EvaluationRow", "Event", "IncidentAlertRow", "IncidentRow", "IncidentUpdateRow", "NotificationRow", "OutboxRow", "SilenceRow",
     "WorkClaim", "metadata",
 ]

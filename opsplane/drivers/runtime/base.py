@@ -265,16 +265,19 @@ def open_runtime(
     base_dir: Path | None = None,
     environ: Mapping[str, str] = os.environ,
     actor: str = "system:runtime",
+    shares: Any = None,
 ) -> RuntimeDriver:
     """The driver named by `inventory.runtime.driver`. Relative paths of the inventory (the state
     directory, a component's `cwd`) are taken from `base_dir`, the inventory file's directory
-    (default: the current directory); `actor` is who the recorded events name."""
+    (default: the current directory); `actor` is who the recorded events name; `shares`, a
+    function returning how deploys under way split each service's requests, is kept when a
+    proxy's routes are rebuilt (`opsplane up`, `scale`)."""
     base = (base_dir or Path.cwd()).resolve()
     driver = inventory.runtime.driver
     if driver == "process":
         from opsplane.drivers.runtime.process import ProcessRuntime
 
-        return ProcessRuntime(inventory, base_dir=base, environ=environ, actor=actor)
+        return ProcessRuntime(inventory, base_dir=base, environ=environ, actor=actor, shares=shares)
     raise OpsplaneError(f"runtime driver {driver!r} is not available in this opsplane")
 
 

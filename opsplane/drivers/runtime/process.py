@@ -15,7 +15,7 @@ import fcntl
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,9 @@ from opsplane.drivers.runtime.protocol import (
 from opsplane.drivers.runtime.recorder import RuntimeEvent, write_events
 from opsplane.drivers.runtime.releases import ReleaseBook, base_service, check_version, track_name
 from opsplane.drivers.runtime.spec import ServiceSpec
+from opsplane.drivers.traffic.routes import Share, managed_proxies, open_proxy, routes
 from opsplane.errors import UsageError
+from opsplane.runtime.restarts import RestartPolicy
 from opsplane.runtime.selection import require, require_group, runnable, select
 from opsplane.store import default_url
 
@@ -67,8 +69,10 @@ class ProcessRuntime:
     """Runs components with a `run` section as supervised local processes."""
 
     def __init__(self, inventory: Inventory, *, base_dir: Path, environ: Mapping[str, str],
-                 actor: str = "system:runtime") -> None:
+                 actor: str = "system:runtime",
+                 shares: Callable[[], Mapping[str, Share]] | None = None) -> None:
         self.inventory = inventory
+        self.shares = shares  # how active deploys split requests, kept when a proxy's routes are rebuilt
         self.base_dir = base_dir
         self.environ = environ
         self.actor = actor
@@ -79,9 +83,35 @@ class ProcessRuntime:
     # --- RuntimeDriver ------------------------------------------------------------------
 
     def up(self, services: Sequence[str] | None = None) -> None:
+        """The services first, then the proxies in front of them, started with routes to the
+        instances that now run (or, when they run already, given those routes)."""
         names = select(self.inventory, services)
-        specs = [self.spec(name).as_dict() for name in names]
-        self._call_supervisor({"op": "up", "services": specs}, timeout=self._stop_budget(names) + 30)
+        proxies = managed_proxies(self.inventory)
+        own = [name for name in names if name not in proxies]
+        if own:
+            specs = [self.spec(name).as_dict() for name in own]
+            self._call_supervisor({"op": "up", "services": specs}, timeout=self._stop_budget(own) + 30)
+        fronting = {self.inventory.component(name).proxy for name in own}
+        self.sync_proxies([p for p in proxies if p in names or p in fronting], start=True)
+
+    def sync_proxies(self, names: Sequence[str] | None = None, *, start: bool = False) -> None:
+        """Give each managed proxy (or those named) the routes of what runs now, with the shares
+        of deploys under way; with `start`, start a proxy that is not running."""
+        proxies = managed_proxies(self.inventory)
+        wanted = [p for p in (proxies if names is None else names) if p in proxies]
+        if not wanted:
+            return
+        statuses = self.status()
+        shares = self.shares() if self.shares else {}
+        for name in wanted:
+            driver = open_proxy(self.inventory, name, self.base_dir)
+            found = routes(self.inventory, name, statuses, shares)
+            if any(s.service == name and s.state in ("running", "starting") for s in statuses):
+                driver.apply(found)
+            elif start:
+                driver.prepare(found)
+                self._call_supervisor({"op": "up", "services": [self.spec(name).as_dict()]},
+                                      timeout=self._stop_budget([name]) + 30)
 
     def down(self, services: Sequence[str] | None = None) -> None:
         self._down(select(self.inventory, services) if services else None)
@@ -123,6 +153,9 @@ class ProcessRuntime:
         spec = self.spec(service)
         self._call_supervisor({"op": "scale", "spec": spec.as_dict(), "instances": instances},
                               timeout=self._stop_budget([service]) + 45)
+        proxy = self.inventory.component(service).proxy
+        if proxy is not None:
+            self.sync_proxies([proxy])  # the new instances get requests, the stopped ones none
 
     def status(self) -> list[InstanceStatus]:
         try:
@@ -212,7 +245,15 @@ class ProcessRuntime:
 
     def spec(self, name: str) -> ServiceSpec:
         """What the supervisor is told about component `name`: its settings, with its recorded
-        release (else its run.version)."""
+        release (else its run.version); for a proxy opsplane runs, its program in the foreground."""
+        if name in managed_proxies(self.inventory):
+            driver = open_proxy(self.inventory, name, self.base_dir)
+            component = self.inventory.component(name)
+            return ServiceSpec(
+                name=name, argv=tuple(driver.run_argv()), cwd=str(driver.directory),
+                host=component.host or "127.0.0.1", port=None, wants_port=False, instances=1,
+                policy=RestartPolicy(mode="always", initial=0.5, max_delay=10.0), stop_timeout=10.0,
+                log_max_bytes=10 * 1024 * 1024, log_backups=3)
         return ServiceSpec.from_component(name, self.inventory.component(name), base_dir=self.base_dir,
                                           version=self.book.read().get(name))
 
