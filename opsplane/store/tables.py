@@ -15,6 +15,6 @@ metadata = Base.metadata
 
 __all__ = [
     "ActionItemRow", "AlertRow", "ApiToken", "CheckState", "DashboardSession", "DeployRow",
-    "EvaluationRow", "Event", "IncidentAlertRow", "IncidentRow", "IncidentUpdateRow", "NotificationRow", "OutboxRow", "SilenceRow",
-    "WorkClaim", "metadata",
+    "EvaluationRow", "Event", "IncidentAlertRow", "IncidentRow", "IncidentUpdateRow", "NotificationRow",
+    "OutboxRow", "SilenceRow", "WorkClaim", "metadata",
 ]
