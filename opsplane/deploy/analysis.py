@@ -244,7 +244,8 @@ def analyse(stable: Sequence[Interval], canary: Sequence[Interval], settings: An
     metrics = [_errors(s, c, settings, look), _latency(s, c, settings, look),
                _tail("latency_tail", s, c, 1 + settings.latency_margin, look),
                _tail("p95", s, c, settings.max_latency_factor, look)]
-    short = _shortfall(s, c, settings)
+    planned = max((m.needed for m in metrics if math.isfinite(m.needed)), default=0.0)
+    short = _shortfall(s, c, settings, planned)
     if short is None:
         outcome, reason = _overall(metrics, min(s.requests, c.requests), intervals, final)
     else:
@@ -266,14 +267,15 @@ def _overall(metrics: Sequence[MetricResult], fewest: float, intervals: int,
     needed = max(m.needed for m in undecided)
     more = ""
     if math.isfinite(needed) and needed > fewest:
-        more = (f"; about {needed:,.0f} requests per version would settle it (have {fewest:,.0f})"
+        more = (f"; about {needed:,.0f} requests per version would likely settle it (have {fewest:,.0f})"
                 f"{_at_this_rate(needed, fewest, intervals)}")
     names = ", ".join(m.name for m in undecided)
     return "inconclusive", f"{'no verdict at the final look' if final else 'not yet clear'}: {names}{more}"
 
 
-def _shortfall(s: _Totals, c: _Totals, settings: AnalysisSettings) -> str | None:
-    """Why there is too little traffic for any verdict, or None when there is enough."""
+def _shortfall(s: _Totals, c: _Totals, settings: AnalysisSettings, planned: float) -> str | None:
+    """Why there is too little traffic for any verdict, or None when there is enough; with
+    `planned`, the requests per version that would likely settle the step, when more."""
     fewest, intervals = min(s.requests, c.requests), min(s.intervals, c.intervals)
     if fewest >= settings.min_requests and intervals >= settings.min_intervals:
         return None
@@ -282,9 +284,11 @@ def _shortfall(s: _Totals, c: _Totals, settings: AnalysisSettings) -> str | None
         wants.append(f"{settings.min_requests - fewest:,.0f} more requests per version")
     if intervals < settings.min_intervals:
         wants.append(_plural(settings.min_intervals - intervals, "more interval"))
+    settle = (f"; about {planned:,.0f} requests per version would likely settle it"
+              f"{_at_this_rate(planned, fewest, intervals)}" if planned > settings.min_requests else "")
     return (f"too little traffic to judge: {s.requests:,.0f} stable and {c.requests:,.0f} canary requests "
             f"in {_plural(intervals, 'interval')}; needs {' and '.join(wants)}"
-            f"{_at_this_rate(settings.min_requests, fewest, intervals)}")
+            f"{_at_this_rate(settings.min_requests, fewest, intervals)} before any verdict{settle}")
 
 
 def _at_this_rate(needed: float, have: float, intervals: int) -> str:

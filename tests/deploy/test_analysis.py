@@ -200,7 +200,7 @@ def test_an_inconclusive_step_says_how_much_more_traffic_would_settle_it() -> No
     verdict = analyse(*step(replace(STABLE, error_ratio=0.012), seed=11, count=8), SETTINGS, final=True)
 
     assert verdict.outcome == "inconclusive"
-    assert "requests per version would settle it" in verdict.reason
+    assert "requests per version would likely settle it" in verdict.reason
 
 
 def test_intervals_that_cannot_be_counted_are_refused_with_what_was_wrong() -> None:
