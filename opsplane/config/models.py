@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from opsplane.alerts.models import AlertingSettings
-from opsplane.config.types import Duration, Ratio, Secret
+from opsplane.config.types import Duration, Ratio, Secret, Strict
 from opsplane.deploy.models import DeploySettings
 from opsplane.incidents.models import IncidentsSettings
 from opsplane.notify.models import ChannelsSettings
@@ -22,10 +22,6 @@ from opsplane.oncall.models import OncallSettings
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=63)]
 Port = Annotated[int, Field(ge=1, le=65535)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Criticality(StrEnum):

@@ -7,9 +7,15 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
 
 from opsplane.errors import SecretError
+
+
+class Strict(BaseModel):
+    """An inventory section: unknown fields are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 # the sign is accepted here so that "-5s" is reported as not positive rather than malformed;
 # several parts from the largest unit down ("1h30m", as Prometheus writes them) add up

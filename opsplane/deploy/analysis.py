@@ -40,11 +40,7 @@ from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Any, Literal
 
-from pydantic import Field
-from scipy import stats
-
-from opsplane.config.models import Strict
-from opsplane.config.types import Ratio
+from opsplane.deploy.models import AnalysisSettings
 from opsplane.errors import OpsplaneError
 from opsplane.units import Unit, format_value
 
@@ -112,45 +108,6 @@ def combine(intervals: Sequence[Interval]) -> Interval:
     cumulative = [sum(totals.counts[: k + 1]) for k in range(len(totals.counts))]
     return Interval(totals.requests, totals.errors, sum(i.latency_sum for i in intervals),
                     tuple(zip(totals.bounds, cumulative, strict=True)))
-
-
-class AnalysisSettings(Strict):
-    """How a canary is judged against the stable release during one step."""
-
-    confidence: float = Field(
-        0.99, gt=0.5, lt=1, description="Confidence of a verdict (default 0.99): of analyses of two "
-        "equal versions at most 1 - confidence fail, however often a step is looked at.",
-    )
-    min_requests: int = Field(
-        200, ge=1, description="Requests each version must have answered before any verdict (default 200).",
-    )
-    min_intervals: int = Field(
-        6, ge=1, description="Intervals observed before any verdict (default 6: a minute of 10 s intervals).",
-    )
-    max_error_ratio: Ratio = Field(
-        0.05, description="Absolute limit: a canary significantly above this error ratio fails even when "
-        "the stable release is as bad (default 5%).",
-    )
-    max_latency_factor: float = Field(
-        2.0, gt=1, description="A canary whose p95 is significantly above this many times the stable "
-        "p95 fails (default 2.0).",
-    )
-    error_margin: Ratio = Field(
-        0.01, gt=0, lt=1, description="Smallest rise of the error ratio worth acting on, in points "
-        "(default 1%): a canary worse by more fails, one shown to be worse by less passes.",
-    )
-    latency_margin: Ratio = Field(
-        0.2, gt=0, description="Smallest relative slowing worth acting on (default 20%): a canary slower "
-        "by more fails, one shown to be slower by less passes.",
-    )
-    power: Ratio = Field(
-        0.8, gt=0, lt=1, description="Chance of telling a margin's worsening from none that the traffic "
-        "estimate plans for when a verdict says how many requests are needed (default 80%).",
-    )
-    early_share: Ratio = Field(
-        0.5, gt=0, lt=1, description="Share of the error budget (1 - confidence) that the looks before "
-        "the final one may spend on early verdicts (default 50%).",
-    )
 
 
 @dataclass(frozen=True)
@@ -340,6 +297,8 @@ def _evidence(test: str, p: float, threshold: float) -> str:
 
 
 def _errors(s: _Totals, c: _Totals, settings: AnalysisSettings, look: _Look) -> MetricResult:
+    from scipy import stats  # imported by the first analysis, not by every command
+
     n_s, n_c = round(s.requests), round(c.requests)
     x_s, x_c = min(round(s.errors), n_s), min(round(c.errors), n_c)
     margin, limit = settings.error_margin, settings.max_error_ratio
@@ -395,6 +354,8 @@ def _tail(name: str, s: _Totals, c: _Totals, factor: float, look: _Look) -> Metr
     """The share of requests slower than one bucket bound, canary against the stable release
     slowed by `factor`, by Fisher's exact test: for latency_tail at the tail bound where the
     slowing shows most clearly, for p95 at the bound below the slowed release's p95."""
+    from scipy import stats  # imported by the first analysis, not by every command
+
     if not s.latency_samples or not c.latency_samples:
         return _no_histogram(name, math.nan, math.nan, s, c, look)
     slowed = _slowed(s.bounds, s.counts, factor)

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from opsplane.config.types import Duration
-from opsplane.deploy.analysis import AnalysisSettings
+from opsplane.config.types import Duration, Ratio, Strict
 from opsplane.deploy.windows import WindowPolicy, default_policies
 
 STRATEGIES = ("rolling", "blue-green", "canary")
@@ -17,11 +16,46 @@ Release = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
 Percent = Annotated[float, Field(gt=0, le=100)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class AnalysisSettings(Strict):
+    """How a canary is judged against the stable release during one step."""
+
+    confidence: float = Field(
+        0.99, gt=0.5, lt=1, description="Confidence of a verdict (default 0.99): of analyses of two "
+        "equal versions at most 1 - confidence fail, however often a step is looked at.",
+    )
+    min_requests: int = Field(
+        200, ge=1, description="Requests each version must have answered before any verdict (default 200).",
+    )
+    min_intervals: int = Field(
+        6, ge=1, description="Intervals observed before any verdict (default 6: a minute of 10 s intervals).",
+    )
+    max_error_ratio: Ratio = Field(
+        0.05, description="Absolute limit: a canary significantly above this error ratio fails even when "
+        "the stable release is as bad (default 5%).",
+    )
+    max_latency_factor: float = Field(
+        2.0, gt=1, description="A canary whose p95 is significantly above this many times the stable "
+        "p95 fails (default 2.0).",
+    )
+    error_margin: Ratio = Field(
+        0.01, gt=0, lt=1, description="Smallest rise of the error ratio worth acting on, in points "
+        "(default 1%): a canary worse by more fails, one shown to be worse by less passes.",
+    )
+    latency_margin: Ratio = Field(
+        0.2, gt=0, description="Smallest relative slowing worth acting on (default 20%): a canary slower "
+        "by more fails, one shown to be slower by less passes.",
+    )
+    power: Ratio = Field(
+        0.8, gt=0, lt=1, description="Chance of telling a margin's worsening from none that the traffic "
+        "estimate plans for when a verdict says how many requests are needed (default 80%).",
+    )
+    early_share: Ratio = Field(
+        0.5, gt=0, lt=1, description="Share of the error budget (1 - confidence) that the looks before "
+        "the final one may spend on early verdicts (default 50%).",
+    )
 
 
-class CanarySettings(_Strict):
+class CanarySettings(Strict):
     steps: list[Percent] = Field(
         default_factory=lambda: [5.0, 25.0, 50.0, 100.0],
         description="The candidate's share of requests at each step, rising, ending at 100; the "
@@ -52,13 +86,13 @@ class CanarySettings(_Strict):
         return self
 
 
-class BlueGreenSettings(_Strict):
+class BlueGreenSettings(Strict):
     keep_previous: Duration = Field(
         300.0, description="How long the previous release keeps running after the switch, for an "
         "instant rollback, while the rollback criteria are watched.")
 
 
-class RollbackCriteria(_Strict):
+class RollbackCriteria(Strict):
     max_error_ratio: float = Field(0.05, gt=0, le=1, description="The new release's share of 5xx answers "
                                    "above which it is rolled back (the manual: error rate > 5 %).")
     max_latency_factor: float = Field(2.0, gt=1, description="Roll back when the new release's p95 is "
@@ -71,7 +105,7 @@ class RollbackCriteria(_Strict):
         "P1", description="The severity of the incident a rollback by criteria opens or joins.")
 
 
-class SmokeTest(_Strict):
+class SmokeTest(Strict):
     name: str = Field(description="What the test is called in the deploy's record.")
     path: str | None = Field(None, description="An HTTP GET of this path on each new instance.")
     expect_status: int = Field(200, ge=100, le=599, description="The status the path must answer.")
@@ -86,7 +120,7 @@ class SmokeTest(_Strict):
         return self
 
 
-class ServiceDeploy(_Strict):
+class ServiceDeploy(Strict):
     strategy: Strategy | None = Field(None, description="Default strategy for this service.")
     releases: list[Release] | None = Field(
         None, description="The releases that are built and may be deployed.")
@@ -100,7 +134,7 @@ class ServiceDeploy(_Strict):
                                    "they get traffic.")
 
 
-class DeploySettings(_Strict):
+class DeploySettings(Strict):
     strategy: Strategy = Field("rolling", description="The strategy when neither the command nor the "
                                "service names one.")
     health_timeout: Duration = Field(60.0, description="How long a new instance may take to answer its "

@@ -8,6 +8,7 @@ import dataclasses
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ class LivePlatform:
     def __init__(self, inventory: Inventory, settings: DeploySettings, runtime: RuntimeDriver, *,
                  base_dir: Path, env: str | None, clock: Clock, samples: Samples | None = None,
                  environ: dict[str, str] | None = None,
-                 sessions: Callable[[], Session] | None = None) -> None:
+                 sessions: Callable[[], AbstractContextManager[Session]] | None = None) -> None:
         self.sessions = sessions
         self.inventory = inventory
         self.settings = settings

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -104,8 +105,9 @@ class Outcome:
 class Runner:
     """Advances every deploy that `serve` should move, one round at a time."""
 
-    def __init__(self, settings: DeploySettings, platform: Platform, sessions: Callable[[], Session], *,
-                 clock: Clock, holder: str) -> None:
+    def __init__(self, settings: DeploySettings, platform: Platform,
+                 sessions: Callable[[], AbstractContextManager[Session]], *, clock: Clock,
+                 holder: str) -> None:
         self.settings = settings
         self.platform = platform
         self.sessions = sessions

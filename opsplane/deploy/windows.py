@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
-from opsplane.config.models import Strict
+from opsplane.config.types import Strict
 from opsplane.errors import OpsplaneError
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

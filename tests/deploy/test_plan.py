@@ -18,7 +18,8 @@ def test_rolling_replaces_each_instance_in_turn_between_the_checks() -> None:
 
 
 def test_blue_green_starts_green_beside_blue_switches_and_keeps_blue_for_its_time() -> None:
-    steps = build(PlanInput(strategy="blue-green", instances=2, proxied=True, keep_previous=120, smoke_tests=1))
+    steps = build(PlanInput(strategy="blue-green", instances=2, proxied=True, keep_previous=120,
+                            smoke_tests=1))
     assert kinds(steps) == ["precheck", "start", "smoke", "shift", "hold", "settle", "release", "postcheck"]
     assert steps[1]["instances"] == 2
     assert steps[3]["percent"] == 100
