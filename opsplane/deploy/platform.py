@@ -29,6 +29,7 @@ from opsplane.drivers.traffic import routes as traffic
 from opsplane.health.models import State
 from opsplane.health.targets import CheckTarget, check_targets
 
+PROBE_EVERY = 5.0  # seconds between health probes of the same new instances while a step watches
 Samples = Callable[[], Any]  # the locked sample source, or None when nothing is scraped
 
 
@@ -49,6 +50,7 @@ class LivePlatform:
         self.samples = samples
         self.environ = environ
         self._shares: dict[str, tuple[str, float, Sequence[int]]] = {}
+        self._probed: dict[str, tuple[float, str | None]] = {}
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -96,7 +98,13 @@ class LivePlatform:
         if down:
             return "; ".join(f"{s.name} is {s.state}" + (f" ({s.last_exit})" if s.last_exit else "")
                              for s in down)
-        return self._probe(self._instance_targets(service, extra))
+        key = track_name(service, version)
+        last = self._probed.get(key)
+        if last is not None and time.monotonic() - last[0] < PROBE_EVERY:
+            return last[1]  # steps that watch ask every round; the instances are probed less often
+        found = self._probe(self._instance_targets(service, extra))
+        self._probed[key] = (time.monotonic(), found)
+        return found
 
     def intervals(self, service: str, versions: Sequence[str], start: datetime, end: datetime,
                   interval: float) -> dict[str, list[Interval]]:
@@ -184,7 +192,8 @@ class LivePlatform:
     def _instance_targets(self, service: str, statuses: Sequence[InstanceStatus]) -> list[CheckTarget]:
         targets = [t for t in check_targets(self.inventory, self.env, only={service})
                    if t.type in ("http", "tcp")]
-        return [dataclasses.replace(t, host="127.0.0.1", port=s.port, url=None, name=f"{t.name}@{s.name}")
+        return [dataclasses.replace(t, host="127.0.0.1", port=s.port, url=_instance_url(t, s.port),
+                                    name=f"{t.name}@{s.name}")
                 for t in targets for s in statuses if s.port]
 
     def _probe(self, targets: list[CheckTarget]) -> str | None:
@@ -213,6 +222,14 @@ class LivePlatform:
                 raise StepFailed(f"{', '.join(s.name for s in statuses)} did not become healthy: "
                                  f"{exits or problem}")
             time.sleep(0.5)
+
+
+def _instance_url(target: CheckTarget, port: int) -> str | None:
+    """An HTTP check's URL pointed at one instance: its path, on the instance's own port."""
+    path = getattr(target.check, "path", None)
+    if target.type != "http" or path is None:
+        return None
+    return f"{target.check.scheme}://127.0.0.1:{port}/{str(path).lstrip('/')}"  # type: ignore[attr-defined]
 
 
 def _probe_path(inventory: Inventory, service: str) -> str:
