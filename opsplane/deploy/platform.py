@@ -170,7 +170,7 @@ class LivePlatform:
             incidents.add_note(session, incident_id=open_row.id, text=f"deploy {deploy.id}: {reason}",
                                actor="system:deploy", now=now)
             return int(open_row.id)
-        title = f"Deploy {deploy.id} of {deploy.service} {deploy.to_version}: {reason}"[:300]
+        title = f"{reason}"[:300]
         opened = incidents.create(session, title=title, service=deploy.service, severity=severity,
                                   actor="system:deploy", now=now, settings=self.inventory.incidents,
                                   group=f"deploy:{deploy.service}")

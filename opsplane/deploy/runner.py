@@ -212,7 +212,7 @@ class Runner:
     def _roll_back(self, session: Session, row: DeployRow, reason: str, now: datetime) -> None:
         service.transition(session, row, "rolling_back", actor=ACTOR, now=now, reason=reason)
         row.step_started_at = None
-        self._page(session, row, f"deploy {row.id} of {row.service} {row.to_version} rolled back: {reason}")
+        self._page(session, row, f"Deploy {row.id} of {row.service} {row.to_version} rolled back: {reason}")
 
     def _page(self, session: Session, row: DeployRow, reason: str) -> None:
         severity = self.settings.rollback.incident_severity
@@ -349,7 +349,7 @@ class Runner:
                           self.settings.analysis, final=final)
         record = _verdict_record(verdict, step, deploy, now)
         if verdict.outcome == "fail" and (verdict.decisive or final):
-            return Outcome(rollback=f"analysis at {step['percent']:g} %: {verdict.explain()}", verdict=record)
+            return Outcome(rollback=f"analysis at {step['percent']:g} %: {_failed(verdict)}", verdict=record)
         if verdict.outcome == "pass" and (verdict.decisive or final):
             if deploy.auto_promote if deploy.auto_promote is not None else canary.auto_promote:
                 return Outcome(done=True, verdict=record)
@@ -358,15 +358,27 @@ class Runner:
         if final:  # inconclusive at the step's end: extend, or a person decides
             if canary.inconclusive == "extend" and deploy.extensions < canary.max_extensions:
                 return Outcome(verdict=record, details={"extend": True})
-            return Outcome(pause=f"analysis at {step['percent']:g} % is inconclusive: {verdict.explain()}",
+            return Outcome(pause=f"analysis at {step['percent']:g} % is inconclusive: {verdict.reason}",
                            verdict=record)
         return Outcome()
+
+
+def _failed(verdict: Verdict) -> str:
+    """The failing metrics and both releases' figures, short enough for an incident's title."""
+    from opsplane.units import Unit, format_value
+
+    names = ", ".join(m.name for m in verdict.metrics if m.outcome == "fail")
+    return (f"{names} failed (error ratio {format_value(verdict.stable_error_ratio, Unit.RATIO)} stable vs "
+            f"{format_value(verdict.canary_error_ratio, Unit.RATIO)} new, p95 "
+            f"{format_value(verdict.stable_p95, Unit.SECONDS)} vs "
+            f"{format_value(verdict.canary_p95, Unit.SECONDS)})")
 
 
 def _verdict_record(verdict: Verdict, step: dict[str, Any], deploy: _Snapshot,
                     now: datetime) -> dict[str, Any]:
     return {"step": deploy.step, "percent": step["percent"], "at": now.isoformat(),
-            "stable": deploy.from_version, "canary": deploy.to_version, **verdict.as_dict()}
+            "stable": deploy.from_version, "canary": deploy.to_version, "explanation": verdict.explain(),
+            **verdict.as_dict()}
 
 
 @dataclass(frozen=True)
