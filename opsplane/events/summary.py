@@ -433,9 +433,9 @@ def _deploy(kind: str) -> Describer:
         if kind == "deploy.requested":
             override = d.get("override")
             overridden = f"; window overridden: {text(override)}" if override else ""
+            steps = f"{_d(d, 'steps', '?')} step{'' if d.get('steps') == 1 else 's'}"
             return (f"{deploy} asked for: {_d(d, 'strategy', '?')} from {_d(d, 'from', '?')} in "
-                    f"{_d(d, 'environment', '?')}, {_d(d, 'steps', '?')} step{'' if d.get('steps') == 1 else 's'}"
-                    f"{overridden}")
+                    f"{_d(d, 'environment', '?')}, {steps}{overridden}")
         if kind == "deploy.approved":
             return f"{deploy} approved ({_d(d, 'approvals', '?')} of {_d(d, 'needed', '?')})"
         if kind == "deploy.step":

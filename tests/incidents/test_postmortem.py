@@ -82,7 +82,8 @@ def test_the_draft_has_the_manuals_sections_with_real_times_and_durations(store:
     assert "- **Post-mortem**: required by 2026-03-05 14:36:00 UTC" in draft
     timeline = [line for line in draft.splitlines() if line.startswith("| 14:")]
     assert timeline == [
-        "| 14:00:00 | Deploy 1 of orders 2.4.1 asked for: rolling from 2.4.0 in production, 1 step | cli:ben |",
+        "| 14:00:00 | Deploy 1 of orders 2.4.1 asked for: rolling from 2.4.0 in production, 1 step "
+        "| cli:ben |",
         "| 14:00:00 | Deploy 1 of orders 2.4.1 succeeded: orders runs 2.4.1 | system:deploy |",
         "| 14:06:00 | Alert HighErrorRate firing at 0.3 (service=orders): orders: 30% errors | alerting |",
         "| 14:06:00 | INC-1 opened (P1): orders: 30% errors | system:incidents |",
