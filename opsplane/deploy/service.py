@@ -84,6 +84,12 @@ def advancing(session: Session) -> list[DeployRow]:
         DeployRow.state.in_(("queued", *ADVANCING))).order_by(DeployRow.id)))
 
 
+def succeeded_since(session: Session, since: datetime) -> list[DeployRow]:
+    """Deploys that succeeded at or after `since`, newest first."""
+    return list(session.scalars(select(DeployRow).where(
+        DeployRow.state == "succeeded", DeployRow.ended_at >= since).order_by(DeployRow.id.desc())))
+
+
 def history(session: Session, service: str | None = None, limit: int = 50) -> list[DeployRow]:
     query = select(DeployRow).order_by(DeployRow.id.desc()).limit(limit)
     if service:
@@ -145,7 +151,7 @@ def operate(session: Session, row: DeployRow, what: str, *, actor: str, now: dat
 
 
 def roll_back_service(session: Session, service: str, *, actor: str, now: datetime,
-                      proxied: bool) -> tuple[int, str]:
+                      proxied: bool, reason: str = "") -> tuple[int, str]:
     """`opsplane rollback SERVICE`: roll back its active deploy, or else undo its last successful
     one with a deploy back to the release before it. (The deploy's id, what was done.)"""
     active = active_for(session, service)
@@ -162,6 +168,8 @@ def roll_back_service(session: Session, service: str, *, actor: str, now: dateti
                  from_version=last.to_version, to_version=last.from_version, plan=plan,
                  params={"proxied": proxied, "undoes": last.id, "rollback": True}, approvals_needed=0,
                  actor=actor, now=now)
+    if reason:
+        row.reason = reason
     return row.id, f"deploy {row.id}: {service} goes back from {last.to_version} to {last.from_version}"
 
 
