@@ -84,6 +84,11 @@ def advancing(session: Session) -> list[DeployRow]:
         DeployRow.state.in_(("queued", *ADVANCING))).order_by(DeployRow.id)))
 
 
+def active(session: Session) -> list[DeployRow]:
+    """Deploys that are not finished, oldest first."""
+    return list(session.scalars(select(DeployRow).where(DeployRow.state.in_(ACTIVE)).order_by(DeployRow.id)))
+
+
 def succeeded_since(session: Session, since: datetime) -> list[DeployRow]:
     """Deploys that succeeded at or after `since`, newest first."""
     return list(session.scalars(select(DeployRow).where(
