@@ -82,7 +82,7 @@ def start(
     Exit 0 when it succeeded (or was recorded, with --no-wait), 2 when it was rolled back or
     failed, 3 when it was refused (nothing changed).
     """
-    from opsplane.deploy.request import Request, prepare
+    from opsplane.deploy.request import Request, check_proxy, prepare
     from opsplane.deploy.service import DeployRefused
     from opsplane.health.targets import environment_name
 
@@ -98,6 +98,7 @@ def start(
     request = Request(service_name, version, environment_name(inventory, env), strategy, auto_promote,
                       initial_percent, reason.strip() if override and reason else None)
     prepared = prepare(inventory, request, current=current, instances=instances, now=now, cwd=str(base))
+    check_proxy(inventory, service_name, runtime, base_dir=base)
     if dry_run:
         if json_out:
             print_json({"dry_run": True, **prepared.as_dict()})
