@@ -5,6 +5,7 @@ promote, pause, resume, abort, approve and roll back. The deploy itself is carri
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -62,7 +63,7 @@ async def ask_for_deploy(request: Request, body: DeployRequest,
     """Ask for a deploy (or, with `dry_run`, its plan); `serve` carries it out."""
     from opsplane.deploy import service
     from opsplane.deploy.request import Request as Asked
-    from opsplane.deploy.request import prepare
+    from opsplane.deploy.request import check_proxy, prepare
     from opsplane.drivers.runtime.base import RuntimeNotRunning
     from opsplane.health.targets import environment_name
 
@@ -86,6 +87,7 @@ async def ask_for_deploy(request: Request, body: DeployRequest,
                       body.strategy, body.auto_promote, body.initial_percent, body.override_reason)
         prepared = prepare(inventory, asked, current=dict(runtime.releases()), instances=counts, now=now,
                            cwd=str(getattr(runtime, "base_dir", ".")))
+        check_proxy(inventory, body.service, runtime, base_dir=Path(getattr(runtime, "base_dir", ".")))
         if body.dry_run:
             return {"dry_run": True, **prepared.as_dict()}
         row = service.create(session, service=body.service, environment=asked.environment,
