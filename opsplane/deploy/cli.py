@@ -241,18 +241,24 @@ def _print_status(data: dict[str, Any]) -> None:
         for column in ("metric", "outcome", "stable", "canary", "p-value", "effect", "samples", "why"):
             table.add_column(column)
         for metric in verdict.get("metrics", []):
+            unit = metric.get("unit")
             table.add_row(str(metric.get("name")), str(metric.get("outcome")),
-                          _fmt(metric.get("stable_value")),
-                          _fmt(metric.get("canary_value")), _fmt(metric.get("p_value")),
+                          _fmt(metric.get("stable_value"), unit),
+                          _fmt(metric.get("canary_value"), unit), _fmt(metric.get("p_value")),
                           _fmt(metric.get("effect_size")),
-                          f"{metric.get('stable_samples')}/{metric.get('canary_samples')}",
+                          f"{_fmt(metric.get('stable_samples'))}/{_fmt(metric.get('canary_samples'))}",
                           str(metric.get("reason", "")))
         out.print(table)
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, unit: str | None = None) -> str:
+    """A figure in its unit (1.9%, 512 ms) when it has one, else in four significant digits."""
+    from opsplane.units import format_value
+
     if value is None:
         return "-"
+    if unit and isinstance(value, int | float):
+        return format_value(float(value), unit)
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
