@@ -79,8 +79,8 @@ def start(
 ) -> None:
     """Deploy VERSION of SERVICE.
 
-    Exit 0 when it succeeded (or was recorded, with --no-wait), 2 when it was rolled back or
-    failed, 3 when it was refused (nothing changed).
+    Exit 0 when it succeeded (or was recorded, with --no-wait), 1 when it paused for a person,
+    2 when it was rolled back or failed, 3 when it was refused (nothing changed).
     """
     from opsplane.deploy.request import Request, check_proxy, prepare
     from opsplane.deploy.service import DeployRefused
@@ -125,6 +125,8 @@ def start(
     final = _follow(deploy_id, json_out=json_out)
     if final in ("rolled_back", "failed"):
         raise typer.Exit(2)
+    if final == "paused":  # waiting for a person: promote, resume or abort
+        raise typer.Exit(1)
 
 
 def _running(runtime: Any, inventory: Any) -> tuple[dict[str, str], dict[str, int]]:
