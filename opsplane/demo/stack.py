@@ -277,6 +277,7 @@ class DemoStack:
             f"  strategy: {'canary' if self.proxy else 'rolling'}",
             "  windows: {}                      # the demo deploys at any hour",
             "  canary: {steps: [25, 50, 100], step_duration: 60s, interval: 5s}",
+            "  analysis: {error_margin: 0.02}     # a good release passes within a couple of minutes here",
             "  blue_green: {keep_previous: 30s}",
             "  services:",
             *[f"    {name}: {{releases_command: [{python}, -m, shop, releases], "

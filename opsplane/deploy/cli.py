@@ -328,9 +328,10 @@ def approve(deploy_id: int = typer.Argument(..., metavar="ID")) -> None:
 def rollback(ctx: typer.Context,
              service_name: str = typer.Argument(..., metavar="SERVICE", help="The service to roll back."),
              wait: bool = typer.Option(True, "--wait/--no-wait", help="Follow it until it ends.")) -> None:
-    """Go back to the previous release of SERVICE at once: the active deploy is rolled back, or,
-    when none is active, the last successful one is undone by a rolling deploy of its previous
-    release (no window applies: a rollback is how an incident ends)."""
+    """Go back to the previous release of SERVICE at once.
+
+    The active deploy is rolled back; when none is active, the last successful one is undone by
+    a deploy back to its previous release (no window applies: a rollback is how an incident ends)."""
     from opsplane.deploy.service import DeployRefused
 
     inventory, _ = _inventory(ctx)

@@ -14,6 +14,7 @@ from opsplane.auth.deps import RoleGuard
 from opsplane.auth.service import Role
 from opsplane.config.loader import loads
 from opsplane.health.models import ProbeResult, State
+from opsplane.deploy import service as deploys
 from opsplane.incidents import service as incidents
 from opsplane.server import ControlPlane, create_app
 from opsplane.store import Store
@@ -65,8 +66,9 @@ FORMS: dict[str, dict[str, str]] = {
 
 
 def concrete(path: str) -> str:
-    # Path parameters name a real component (or incident 1), so an admitted request can succeed.
-    return re.sub(r"\{[^}]+\}", "backend", path.replace("{incident_id}", "1"))
+    # Path parameters name a real component (or incident 1, deploy 1), so an admitted request can
+    # succeed.
+    return re.sub(r"\{[^}]+\}", "backend", path.replace("{incident_id}", "1").replace("{deploy_id}", "1"))
 
 
 def guards_of(route: APIRoute) -> list[RoleGuard | SessionGuard]:
@@ -96,6 +98,9 @@ def test_every_protected_route_refuses_no_token_bad_token_and_a_lower_role(
     with plane.store.session() as session:
         incidents.create(session, title="checkout fails", service="backend", severity="P1",
                          actor="test", now=plane.clock.now(), settings=plane.inventory.incidents)
+        deploys.create(session, service="backend", environment="production", strategy="rolling",
+                       from_version="v1", to_version="v2", plan=[{"kind": "precheck"}], params={},
+                       approvals_needed=0, actor="test", now=plane.clock.now())
     for route in api_routes(client.app):
         if route.path in PUBLIC:
             continue
