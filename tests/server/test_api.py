@@ -13,8 +13,8 @@ from opsplane.auth import service as tokens
 from opsplane.auth.deps import RoleGuard
 from opsplane.auth.service import Role
 from opsplane.config.loader import loads
-from opsplane.health.models import ProbeResult, State
 from opsplane.deploy import service as deploys
+from opsplane.health.models import ProbeResult, State
 from opsplane.incidents import service as incidents
 from opsplane.server import ControlPlane, create_app
 from opsplane.store import Store
