@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opsplane.deploy import service
+from opsplane.deploy.models import DeploySettings
 from opsplane.deploy.plan import ROLLBACK, describe
 from opsplane.deploy.tables import DeployRow
 from opsplane.events import service as events
@@ -86,6 +87,7 @@ class StepLine:
     kind: str
     text: str
     mark: str  # "done", "now", "stopped" (where a rollback or an abort cut it off), or ""
+    note: str = ""  # for a step that watches, how long it has and how long it may take
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ class Split:
     answers: tuple[tuple[str, int], ...]  # (release, answers) of the proving requests
     failed: int
     proven_at: datetime | None
+    proven_percent: float | None  # the share the last shift gave the new release
 
     @property
     def stable_percent(self) -> float:
@@ -203,8 +206,10 @@ def deploy_list(session: Session, *, now: datetime, service_name: str | None = N
 # --- one deploy -----------------------------------------------------------------------------
 
 
-def deploy_page(session: Session, *, deploy_id: int, now: datetime) -> DeployPage | None:
-    """The deploy page's values; None when there is no such deploy."""
+def deploy_page(session: Session, *, deploy_id: int, now: datetime,
+                settings: DeploySettings | None = None) -> DeployPage | None:
+    """The deploy page's values; None when there is no such deploy. `settings` (the inventory's
+    `deploy:`) say how long an analysis step may take."""
     row = session.get(DeployRow, deploy_id)
     if row is None:
         return None
@@ -217,7 +222,7 @@ def deploy_page(session: Session, *, deploy_id: int, now: datetime) -> DeployPag
         deploy=list_row(row, now),
         proxied=bool(row.params.get("proxied")),
         split=split_of(row, shifts[0].details if shifts else None, shifts[0].ts if shifts else None),
-        steps=step_lines(row),
+        steps=step_lines(row, now=now, settings=settings or DeploySettings()),
         rollback=rollback_lines(row),
         verdicts=tuple(verdict_view(v) for v in reversed(row.verdicts)),
         approvals=tuple(str(a.get("by", "?")) for a in row.approvals),
@@ -235,19 +240,41 @@ def split_of(row: DeployRow, shift: Mapping[str, Any] | None, at: datetime | Non
     proof = (shift or {}).get("split") or {}
     answers = {str(k): int(v) for k, v in (proof.get("answers") or {}).items()}
     order = [row.from_version, row.to_version, *sorted(set(answers) - {row.from_version, row.to_version})]
+    percent = (shift or {}).get("percent")
     return Split(stable=row.from_version, new=row.to_version, new_percent=new_share(row),
                  answers=tuple((release, answers[release]) for release in order if release in answers),
-                 failed=int(proof.get("failed") or 0), proven_at=at if proof else None)
+                 failed=int(proof.get("failed") or 0), proven_at=at if proof else None,
+                 proven_percent=float(percent) if isinstance(percent, int | float) and proof else None)
 
 
-def step_lines(row: DeployRow) -> tuple[StepLine, ...]:
+def step_lines(row: DeployRow, *, now: datetime, settings: DeploySettings) -> tuple[StepLine, ...]:
     """The plan's steps: those done marked done, the one a running or paused deploy is at
-    marked now, and the one a rollback cut off marked stopped."""
+    marked now (with how long it has watched, when it watches), and the one a rollback cut off
+    marked stopped."""
     at = {"running": "now", "paused": "now", "rolling_back": "stopped", "rolled_back": "stopped",
           "failed": "stopped"}.get(row.state, "")
-    return tuple(StepLine(number + 1, step["kind"], describe(step),
-                          "done" if number < row.step else at if number == row.step else "")
-                 for number, step in enumerate(row.plan))
+    lines = []
+    for number, step in enumerate(row.plan):
+        mark = "done" if number < row.step else at if number == row.step else ""
+        note = watching(row, step, now, settings) if mark == "now" else ""
+        lines.append(StepLine(number + 1, step["kind"], describe(step), mark, note))
+    return tuple(lines)
+
+
+def watching(row: DeployRow, step: Mapping[str, Any], now: datetime, settings: DeploySettings) -> str:
+    """How long the current step has watched and how long it may still take: an analysis
+    until its verdict is due (each extension adds a step duration), a hold until it ends."""
+    if row.step_started_at is None or step["kind"] not in ("analyse", "hold"):
+        return ""
+    watched = max((now - row.step_started_at).total_seconds(), 0.0)
+    if step["kind"] == "hold":
+        return f"for {span(watched)} of {span(float(step['seconds']))}"
+    lasts = settings.canary.step_duration * (1 + row.extensions)
+    times = f"{row.extensions} time{'s' if row.extensions != 1 else ''}"
+    extended = f", extended {times}" if row.extensions else ""
+    if watched >= lasts:
+        return f"for {span(watched)}; its verdict is due now{extended}"
+    return f"for {span(watched)}; a verdict is due within {span(lasts - watched)}{extended}"
 
 
 def rollback_lines(row: DeployRow) -> tuple[StepLine, ...]:
@@ -360,10 +387,11 @@ def deploy_charts(plane: LiveState, deploy: DeployListRow) -> tuple[tuple[Servic
     from opsplane.web.linechart import time_chart
     from opsplane.web.service_charts import ServiceChart, rate_window, steps
 
-    source = plane.scraper.locked_source() if deploy.service in plane.scraper.components else None
+    scraped = plane.inventory.component(deploy.service).metrics_path is not None
+    source = plane.scraper.locked_source() if scraped else None
     if source is None:
-        return (), (f"{deploy.service} is not scraped here (no metrics_path), so there is no chart "
-                    "of its releases' requests.")
+        return (), (f"{deploy.service} is not scraped (no metrics_path), so there is no chart of its "
+                    "releases' requests.")
     now = plane.clock.now().timestamp()
     window = plane.inventory.metrics.window
     end = min(now, deploy.ended_at.timestamp() + CHART_MARGIN) if deploy.ended_at else now
@@ -372,9 +400,10 @@ def deploy_charts(plane: LiveState, deploy: DeployListRow) -> tuple[tuple[Servic
     if end <= kept_from:
         return (), (f"The samples of this deploy's time are gone: they are kept for "
                     f"{span(window)} (metrics.window).")
-    step = max((end - start) / CHART_POINTS, 1.0)
-    times = steps(end, end - start, step)
-    interval = next(t.interval for t in plane.scraper.targets if t.component == deploy.service)
+    step = float(max(1, math.ceil((end - start) / CHART_POINTS)))  # whole seconds: PromQL steps in ms
+    times = steps(float(math.floor(end)), end - start, step)
+    interval = next((t.interval for t in plane.scraper.targets if t.component == deploy.service),
+                    plane.inventory.defaults.interval)
     over = f"{max(1, round(rate_window(step, interval) * 1000))}ms"
     matchers = f'service={_quoted(deploy.service)},route!~"{OWN_ROUTES}"'
     rates = range_query(f"sum by (version) (rate(http_requests_total{{{matchers}}}[{over}]))",
@@ -402,15 +431,15 @@ def _release_lines(series: Sequence[tuple[Any, Sequence[tuple[float, float]]]], 
     """A line per release of the deploy (stable first), its values placed at `times`."""
     from opsplane.web.linechart import Line
 
-    index = {round(t, 3): n for n, t in enumerate(times)}
+    step = times[1] - times[0] if len(times) > 1 else 1.0
     values: dict[str, list[float | None]] = {release: [None] * len(times) for release in releases}
     for labels, samples in series:
         release = dict(labels).get("version")
         if release not in values:
             continue
         for at, value in samples:
-            n = index.get(round(at, 3))
-            if n is not None and math.isfinite(value):
+            n = round((at - times[0]) / step)  # the engine's times are whole milliseconds
+            if 0 <= n < len(times) and math.isfinite(value):
                 values[release][n] = value
     return [Line(releases[release], times, values[release]) for release in releases]
 

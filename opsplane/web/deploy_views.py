@@ -95,7 +95,8 @@ async def _show(request: Request, deploy_id: str, principal: Principal, *, error
         if number is None:
             return None
         with plane.store.session() as session:
-            found = deploy_pages.deploy_page(session, deploy_id=number, now=plane.clock.now())
+            found = deploy_pages.deploy_page(session, deploy_id=number, now=plane.clock.now(),
+                                             settings=plane.inventory.deploy)
         if found is None:
             return None
         charts, note = deploy_pages.deploy_charts(plane, found.deploy)  # range queries: off the loop

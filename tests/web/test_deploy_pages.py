@@ -25,6 +25,8 @@ from opsplane.deploy.analysis import Interval, Verdict, analyse
 from opsplane.deploy.models import AnalysisSettings
 from opsplane.deploy.plan import PlanInput, build
 from opsplane.events import service as events
+from opsplane.metrics.ingest import ingest
+from opsplane.metrics.scrape import ScrapeTarget
 from opsplane.server import ControlPlane, create_app
 from opsplane.store import Store
 from shop.telemetry import LATENCY_BUCKETS
@@ -40,6 +42,7 @@ services:
   catalog:
     port: 8001
     proxy: edge
+    metrics_path: /metrics
     run: {argv: [catalog], version: v1}
   orders:
     port: 8002
@@ -237,13 +240,15 @@ def test_a_canary_at_its_analysis_shows_the_split_its_steps_and_its_verdict(
     split = section(text, "deploy-split")
     assert 'data-new-percent="50"' in split
     assert "v1 (stable) <strong>50 %</strong>" in split and "v2 (new) <strong>50 %</strong>" in split
-    assert "proved on 100 requests" in split and "v1 answered 52, v2 answered 48" in split
+    assert "The last shift, to 50 % at" in split and "was proved on 100 requests" in split
+    assert "v1 answered 52, v2 answered 48" in split
     steps = re.findall(r'data-step="(\d+)" data-kind="(\w+)" data-mark="(\w*)"',
                        section(text, "deploy-steps"))
     assert steps == [("1", "precheck", "done"), ("2", "start", "done"), ("3", "shift", "done"),
                      ("4", "analyse", "now"), ("5", "shift", ""), ("6", "settle", ""),
                      ("7", "release", ""), ("8", "postcheck", "")]
     assert "analyse the new release against the stable one at 50 %" in text
+    assert "(for 1m 10s; a verdict is due within 50s)" in text  # the default two-minute step
     verdicts = section(text, "deploy-verdicts")
     assert "verdict-inconclusive" in verdicts and "final look, 8 intervals" in verdicts
     metrics = dict(re.findall(r'<tr data-metric="(\w+)"><th scope="row">\w+</th><td><span class="badge '
@@ -258,7 +263,7 @@ def test_a_canary_at_its_analysis_shows_the_split_its_steps_and_its_verdict(
     kinds = re.findall(r"<code>(deploy\.\w+)</code>", section(text, "deploy-events"))
     assert kinds == ["deploy.verdict", "deploy.step", "deploy.step", "deploy.step", "deploy.running",
                      "deploy.requested"]
-    assert "The samples" not in text and "is not scraped here" in text  # nothing scraped in this plane
+    assert section(text, "deploy-charts").count('<span class="summary">nothing measured</span>') == 2
 
 
 def test_a_deploy_rolled_back_by_analysis_shows_the_failed_metrics_and_the_rollback(
@@ -297,6 +302,7 @@ def test_a_rolling_deploy_shows_the_share_of_instances_replaced(
     text = signed_in_as(client, plane, Role.VIEWER).get(f"/ui/deploys/{number}").text
     assert "50 % of gateway's instances run v2" in text
     assert "A rolling deploy has no analysis step" in text
+    assert "gateway is not scraped (no metrics_path), so there is no chart" in text
 
 
 def test_unknown_deploys_are_a_404_page(client: TestClient, plane: ControlPlane) -> None:
@@ -390,3 +396,50 @@ def test_the_service_page_links_to_the_services_deploys(client: TestClient, plan
     signed_in_as(client, plane, Role.VIEWER)
     assert 'href="/ui/deploys?service=catalog"' in client.get("/ui/services/catalog").text
     assert "/ui/deploys?service=postgres-main" not in client.get("/ui/services/postgres-main").text
+
+
+# --- charts ---------------------------------------------------------------------------------
+
+
+def scrape_releases(plane: ControlPlane, at: float, seconds: float) -> None:
+    """catalog's two releases as serve scrapes them, `seconds` into a deploy: v1 answering
+    20 requests a second, half under 50 ms, all under 100 ms; v2 10 a second since the deploy's
+    first minute, each 200 to 350 ms; and the platform's own /health requests on both."""
+    assert plane.samples is not None
+    for release, port in (("v1", 8101), ("v2", 8102)):
+        started = 60.0 if release == "v2" else 0.0
+        if seconds < started:
+            continue
+        served = (seconds - started) * (20 if release == "v1" else 10)
+        buckets = (((0.05, 0.5), (0.1, 1.0), (0.2, 1.0), (0.35, 1.0), (math.inf, 1.0)) if release == "v1"
+                   else ((0.05, 0.0), (0.1, 0.0), (0.2, 0.0), (0.35, 1.0), (math.inf, 1.0)))
+        text = (f'http_requests_total{{route="/products",status="200",version="{release}"}} {served}\n'
+                f'http_requests_total{{route="/health",status="200",version="{release}"}} {seconds * 50}\n')
+        for le, share in buckets:
+            bound = "+Inf" if math.isinf(le) else f"{le:g}"
+            text += (f'http_request_duration_seconds_bucket{{route="/products",version="{release}",'
+                     f'le="{bound}"}} {share * served}\n')
+        ingest(plane.samples, ScrapeTarget("catalog", f"http://127.0.0.1:{port}/metrics", 5.0, 1.0),
+               "production", text, at=at, duration=0.01)
+
+
+def test_the_deploy_page_charts_each_release_s_requests_and_p95(
+    client: TestClient, plane: ControlPlane, clock: ManualClock
+) -> None:
+    plane.started_at = clock.now()
+    clock.advance(120)
+    number = canary(plane, clock)  # at 120 s; its 50 % shift 15 s later
+    began = clock.now().timestamp() - 15
+    for seconds in range(0, 181, 5):
+        scrape_releases(plane, began + seconds, seconds)
+    clock.advance(180 - 15)
+    page = signed_in_as(client, plane, Role.VIEWER).get(f"/ui/deploys/{number}").text
+
+    figures = r'<figure class="timechart" data-chart="([a-z0-9-]+)">(.*?)</figure>'
+    found = dict(re.findall(figures, page, re.S))
+    assert list(found) == ["release-requests", "release-p95"]
+    assert "v1 (stable) last 20/s" in found["release-requests"]
+    assert "v2 (new) last 10/s" in found["release-requests"]
+    assert '<polyline class="line s0"' in found["release-requests"]
+    assert re.search(r"v1 \(stable\) last \d\d ms", found["release-p95"])
+    assert re.search(r"v2 \(new\) last 3\d\d ms", found["release-p95"])
