@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -213,8 +213,9 @@ def deploy_page(session: Session, *, deploy_id: int, now: datetime,
     row = session.get(DeployRow, deploy_id)
     if row is None:
         return None
+    until = row.ended_at + timedelta(seconds=1) if row.ended_at is not None else None  # later deploys' out
     found = [e for e in events.get_all(session, service=row.service, kind="deploy.*",
-                                       since=row.created_at, limit=EVENT_LIMIT)
+                                       since=row.created_at, until=until, limit=EVENT_LIMIT)
              if e.target == f"deploy:{row.id}"]
     shifts = [e for e in found if e.kind == "deploy.step" and (e.details or {}).get("kind") == "shift"]
     override = row.params.get("override")
