@@ -95,7 +95,8 @@ def prepare(inventory: Inventory, request: Request, *, current: dict[str, str],
     policy = settings.windows.get(request.environment)
     window = (decide(policy, now) if policy is not None
               else WindowDecision(True, "no window applies", None, None))
-    if not window.allowed and not request.override_reason:
+    closed = not window.allowed and window.blocking != "approvals"  # approvals are waited for
+    if closed and not request.override_reason:
         raise DeployRefused(f"{request.environment}: {window.reason}. Deploy then, or override with "
                             "--override --reason TEXT (operator role; recorded)")
     steps = plans.build(plans.PlanInput(

@@ -8,16 +8,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from opsplane.api.errors import declare
+from opsplane.api.params import ROW_ID_MAX
 from opsplane.auth.deps import require
 from opsplane.auth.service import Principal, Role
 
 router = APIRouter(tags=["deploys"])
 T = TypeVar("T")
+DeployId = Path(ge=1, le=ROW_ID_MAX, description="The deploy's number.")
 READ_REFUSALS = declare(404, meaning={404: "No such deploy."})
 CHANGE_REFUSALS = declare(404, 409, meaning={
     404: "No such deploy.", 409: "Refused: the deploy's state, a closed window, an unknown release, "
@@ -49,7 +51,7 @@ async def list_deploys(
 
 
 @router.get("/deploys/{deploy_id}", responses=READ_REFUSALS)
-async def show_deploy(request: Request, deploy_id: int,
+async def show_deploy(request: Request, deploy_id: int = DeployId,
                       _: Principal = Depends(require(Role.VIEWER))) -> dict[str, Any]:
     """One deploy: its plan, the step it is at, the share on the new release and its verdicts."""
     from opsplane.deploy import service
@@ -101,8 +103,8 @@ async def ask_for_deploy(request: Request, body: DeployRequest,
 
 
 @router.post("/deploys/{deploy_id}/{action}", responses=CHANGE_REFUSALS)
-async def operate(request: Request, deploy_id: int,
-                  action: Literal["promote", "pause", "resume", "abort", "approve"],
+async def operate(request: Request, action: Literal["promote", "pause", "resume", "abort", "approve"],
+                  deploy_id: int = DeployId,
                   principal: Principal = Depends(require(Role.OPERATOR))) -> dict[str, Any]:
     """Promote, pause, resume, abort or approve a deploy."""
     from opsplane.deploy import service
@@ -142,8 +144,10 @@ async def rollback(request: Request, service_name: str,
 
 
 async def _run(request: Request, work: Callable[[Any], T]) -> T:
-    """Run `work` in a session off the event loop; the domain's refusals become 404 and 409."""
+    """Run `work` in a session off the event loop; the domain's refusals become 404 and 409, a
+    request naming what the inventory does not have (an environment) 422."""
     from opsplane.deploy.service import DeployRefused, NoSuchDeploy
+    from opsplane.errors import UsageError
 
     store = request.app.state.plane.store
 
@@ -157,3 +161,5 @@ async def _run(request: Request, work: Callable[[Any], T]) -> T:
         raise HTTPException(404, str(exc)) from None
     except DeployRefused as exc:
         raise HTTPException(409, str(exc)) from None
+    except UsageError as exc:
+        raise HTTPException(422, str(exc)) from None

@@ -102,9 +102,10 @@ def _config(document: Any, issued: dict[str, str]) -> str:
     for (path, method), spec in _operations(document).items():
         if ROLE not in spec and path not in DOMAIN_RULES:
             continue  # a public route with nothing to set
-        # Filters of an entry select what all of them match: its path, anchored, and its method.
-        lines += ["[[operations]]", f"include-path-regex = {json.dumps('^' + re.escape(path) + '$')}",
-                  f"include-method = {json.dumps(method.upper())}"]
+        # Filters of an entry select what any of them matches, so an entry names one operation
+        # by its label, method and path (/api/v1/deploys is read by one and written by another).
+        label = f"^{method.upper()} {re.escape(path)}$"
+        lines += ["[[operations]]", f"include-name-regex = {json.dumps(label)}"]
         if ROLE in spec:
             lines.append(f"headers = {{ Authorization = {json.dumps('Bearer ' + issued[spec[ROLE]])} }}")
         if path in DOMAIN_RULES:
