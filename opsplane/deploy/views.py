@@ -4,8 +4,8 @@ promote, pause, resume, abort, approve and roll back. The deploy itself is carri
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -89,7 +89,8 @@ async def ask_for_deploy(request: Request, body: DeployRequest,
                       body.strategy, body.auto_promote, body.initial_percent, body.override_reason)
         prepared = prepare(inventory, asked, current=dict(runtime.releases()), instances=counts, now=now,
                            cwd=str(getattr(runtime, "base_dir", ".")))
-        check_proxy(inventory, body.service, runtime, base_dir=Path(getattr(runtime, "base_dir", ".")))
+        base_dir = pathlib.Path(getattr(runtime, "base_dir", "."))
+        check_proxy(inventory, body.service, runtime, base_dir=base_dir)
         if body.dry_run:
             return {"dry_run": True, **prepared.as_dict()}
         row = service.create(session, service=body.service, environment=asked.environment,
