@@ -139,6 +139,10 @@ class DeploySettings(Strict):
                                "service names one.")
     health_timeout: Duration = Field(60.0, description="How long a new instance may take to answer its "
                                      "port and pass its health checks.")
+    healthy_for: Duration = Field(
+        10.0, description="How long the new release's extra instances must keep running once they pass "
+        "their health checks, and pass them again, before they get any requests: a release that crashes "
+        "soon after it starts is rolled back before a request reaches it.")
     canary: CanarySettings = Field(default_factory=CanarySettings)
     blue_green: BlueGreenSettings = Field(default_factory=BlueGreenSettings)
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)

@@ -26,6 +26,7 @@ from opsplane.deploy.tables import DeployRow
 from opsplane.drivers.runtime.base import InstanceStatus, RuntimeDriver, RuntimeFailure
 from opsplane.drivers.runtime.releases import track_name
 from opsplane.drivers.traffic import routes as traffic
+from opsplane.errors import OpsplaneError
 from opsplane.health.models import State
 from opsplane.health.targets import CheckTarget, check_targets
 
@@ -110,8 +111,9 @@ class LivePlatform:
             started = self.runtime.start_track(service, version, instances,
                                                deadline=self.settings.health_timeout)
         except RuntimeFailure as exc:
-            raise StepFailed(_start_failure(version, str(exc))) from exc
+            raise StepFailed(_start_failure(version, str(exc), self._last_error(service, version))) from exc
         self._wait_healthy(service, started)
+        self._watch_new(service, version)
         return [s.name for s in started]
 
     def stop_extra(self, service: str, version: str) -> None:
@@ -139,7 +141,7 @@ class LivePlatform:
         try:
             status = self.runtime.replace_instance(service, index, version)
         except RuntimeFailure as exc:
-            raise StepFailed(_start_failure(version, str(exc))) from exc
+            raise StepFailed(_start_failure(version, str(exc), self._last_error(service, version))) from exc
         self._wait_healthy(service, [status])
 
     def set_release(self, service: str, version: str) -> None:
@@ -193,6 +195,41 @@ class LivePlatform:
                if results[target.id].state not in (State.OK, State.WARNING)]
         return "; ".join(bad) or None
 
+    def _watch_new(self, service: str, version: str) -> None:
+        """Return once every extra instance of `version`, healthy now, has kept running for
+        `healthy_for` seconds and still passes its checks; StepFailed naming the instances that
+        ended (how, and what they last logged) or fail otherwise."""
+        track = track_name(service, version)
+        until = time.monotonic() + self.settings.healthy_for
+        while True:
+            extra = [s for s in self.runtime.status() if s.service == track]
+            ended = [s for s in extra if s.state != "running" or s.restarts]
+            if not extra or ended:
+                said = self._last_error(service, version)
+                raise StepFailed(f"{version} did not keep running after it started: " + (
+                    "; ".join(_ended(s) for s in ended) or f"no instance of {track} runs")
+                    + (f"; its last error: {said}" if said else ""))
+            left = until - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(0.5, left))
+        problem = self._probe(self._instance_targets(service, extra))
+        if problem:
+            raise StepFailed(f"{version} did not stay healthy after it started: {problem}")
+
+    def _last_error(self, service: str, version: str) -> str | None:
+        """The last error line the instances of `version` wrote (their own words on why they
+        stopped), or None."""
+        from opsplane.runtime.logscan import error_kind
+
+        group = track_name(service, version)
+        try:
+            lines = list(self.runtime.logs(group, tail=200))
+        except (OpsplaneError, OSError):
+            return None
+        errors = [line.text.strip() for line in lines if error_kind(line.text)]
+        return errors[-1][:300] if errors else None
+
     def _wait_healthy(self, service: str, statuses: Sequence[InstanceStatus]) -> None:
         deadline = time.monotonic() + self.settings.health_timeout
         targets = self._instance_targets(service, statuses)
@@ -227,10 +264,21 @@ def _probe_path(inventory: Inventory, service: str) -> str:
     return "/"
 
 
-def _start_failure(version: str, message: str) -> str:
-    if "migration" in message.lower():
-        return f"the migration of {version} failed: {message}"
-    return f"{version} did not start: {message}"
+def _start_failure(version: str, message: str, logged: str | None) -> str:
+    """Why `version` did not start: the runtime's account, and the last error its instances
+    logged, which names a failed migration when that is what stopped them."""
+    if logged is None:
+        return f"{version} did not start: {message}"
+    if "migration" in logged.lower():
+        return f"the migration of {version} failed: {logged}; {message}"
+    return f"{version} did not start: {message}; its last error: {logged}"
+
+
+def _ended(status: InstanceStatus) -> str:
+    how = f"exited ({status.last_exit})" if status.last_exit else "stopped"
+    restarts = f", restarted {status.restarts} time{'s' if status.restarts != 1 else ''}" \
+        if status.restarts else ""
+    return f"{status.name} {how}{restarts}, now {status.state}"
 
 
 def _smoke_one(test: Any, instance: InstanceStatus, version: str) -> str | None:

@@ -29,7 +29,11 @@ from opsplane.store import claims
 
 log = logging.getLogger("opsplane.deploy")
 ACTOR = "system:deploy"
-LEASE = 60.0
+# A step's claim is renewed while the step runs, however long it blocks (starting instances
+# waits up to the health timeout), so the lease only bounds how long a holder that died keeps
+# the step from the next one: a `serve` killed mid-step is followed within LEASE seconds.
+LEASE = 15.0
+RENEW_WITHIN = 10.0
 
 
 class StepFailed(OpsplaneError):
@@ -114,6 +118,17 @@ class Runner:
         self.clock = clock
         self.holder = holder
         self._held: dict[str, claims.Claim] = {}
+        self._keeper: claims.LeaseKeeper[claims.Claim] = claims.LeaseKeeper(
+            self._renew, now=clock.now, renew_within=RENEW_WITHIN, what="deploy step",
+            thread_name="deploy-claims")
+
+    def close(self) -> None:
+        """Stop renewing claims (the thread that renews them ends)."""
+        self._keeper.close()
+
+    def _renew(self, claim: claims.Claim, now: datetime) -> bool:
+        with self.sessions() as session:
+            return claims.renew(session, claim, now)
 
     def round(self) -> int:
         """One round over the deploys to advance, and over those that succeeded lately (a P0
@@ -181,7 +196,8 @@ class Runner:
             step = service.current_step(row)
             snapshot = _Snapshot.of(row)
         try:
-            outcome = self._do(step, snapshot, now)
+            with self._keeper.holding(claim):
+                outcome = self._do(step, snapshot, now)
         except StepFailed as exc:
             outcome = Outcome(rollback=str(exc))
         try:

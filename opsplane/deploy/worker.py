@@ -49,7 +49,10 @@ class DeployWorker(LoopWorker):
 
     async def run(self) -> None:
         self._runner = self._build()
-        await self.every(POLL, self._round, doing="advancing deploys")
+        try:
+            await self.every(POLL, self._round, doing="advancing deploys")
+        finally:
+            self._runner.close()
 
     async def _round(self) -> datetime | None:
         await asyncio.to_thread(self._runner.round)  # steps wait on processes: not a store thread

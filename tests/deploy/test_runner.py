@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,9 +22,10 @@ from opsplane.deploy import service
 from opsplane.deploy.analysis import Interval
 from opsplane.deploy.models import DeploySettings
 from opsplane.deploy.plan import PlanInput, build
-from opsplane.deploy.runner import Runner, StepFailed
+from opsplane.deploy.runner import LEASE, RENEW_WITHIN, Runner, StepFailed
 from opsplane.events.tables import Event
-from opsplane.store import Store
+from opsplane.store import Store, claims
+from tests.support.polling import wait_for
 
 START = datetime(2026, 12, 8, 11, 0, tzinfo=UTC)
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -264,6 +265,41 @@ def test_a_holder_that_dies_mid_step_is_followed_without_repeating_done_steps(st
     assert [c for c in platform.calls if c[0] == "start"] == [("start", "v2", 1)]  # started once
     steps = [e.details["step"] for e in events(store, deploy_id) if e.kind == "deploy.step"]
     assert steps == sorted(set(steps))  # every step recorded once, in order
+
+
+def test_a_step_that_outlasts_its_lease_keeps_its_claim_until_it_is_recorded(store: Store) -> None:
+    clock = ManualClock(START)
+    platform = RecordingPlatform()
+    runner = Runner(settings(), platform, store.session, clock=clock, holder="first")
+    deploy_id = ask(store)
+    runner.advance(deploy_id)  # precheck
+    key = f"deploy:{deploy_id}:step:1"
+    taken_by_another: list[object] = []
+    starting = platform.start
+
+    def expires_at() -> datetime:
+        with store.session() as session:
+            claim = session.get(claims.WorkClaim, key)
+            assert claim is not None
+            return claim.expires_at
+
+    def slow_start(service_name: str, version: str, instances: int) -> list[str]:
+        for _ in range(3):  # three times the part of the lease left when it is renewed
+            clock.advance(RENEW_WITHIN)
+            wait_for(lambda: expires_at() > clock.now() + timedelta(seconds=RENEW_WITHIN),
+                     "the claim renewed while the step runs", timeout=10)
+        with store.session() as session:
+            taken_by_another.append(claims.take(session, key, holder="second", now=clock.now(), lease=LEASE))
+        return starting(service_name, version, instances)
+
+    platform.start = slow_start  # type: ignore[method-assign]
+    try:
+        assert runner.advance(deploy_id) == 1
+    finally:
+        runner.close()
+    assert taken_by_another == [None]
+    done = [e.details["kind"] for e in events(store, deploy_id) if e.kind == "deploy.step"]
+    assert done == ["precheck", "start"]
 
 
 def test_operator_actions_follow_the_state_machine(store: Store) -> None:
