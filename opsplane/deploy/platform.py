@@ -112,8 +112,13 @@ class LivePlatform:
                                                deadline=self.settings.health_timeout)
         except RuntimeFailure as exc:
             raise StepFailed(_start_failure(version, str(exc), self._last_error(service, version))) from exc
-        self._wait_healthy(service, started)
-        self._watch_new(service, version)
+        try:
+            self._wait_healthy(service, started)
+            self._watch_new(service, version)
+        except StepFailed as exc:
+            said = self._last_error(service, version)
+            raise StepFailed(f"{version} started, then failed: {exc}"
+                             + (f"; its last error: {said}" if said else "")) from None
         return [s.name for s in started]
 
     def stop_extra(self, service: str, version: str) -> None:
@@ -198,24 +203,21 @@ class LivePlatform:
     def _watch_new(self, service: str, version: str) -> None:
         """Return once every extra instance of `version`, healthy now, has kept running for
         `healthy_for` seconds and still passes its checks; StepFailed naming the instances that
-        ended (how, and what they last logged) or fail otherwise."""
+        ended, and how, or the checks that fail otherwise."""
         track = track_name(service, version)
         until = time.monotonic() + self.settings.healthy_for
         while True:
             extra = [s for s in self.runtime.status() if s.service == track]
             ended = [s for s in extra if s.state != "running" or s.restarts]
             if not extra or ended:
-                said = self._last_error(service, version)
-                raise StepFailed(f"{version} did not keep running after it started: " + (
-                    "; ".join(_ended(s) for s in ended) or f"no instance of {track} runs")
-                    + (f"; its last error: {said}" if said else ""))
+                raise StepFailed("; ".join(_ended(s) for s in ended) or f"no instance of {track} runs")
             left = until - time.monotonic()
             if left <= 0:
                 break
             time.sleep(min(0.5, left))
         problem = self._probe(self._instance_targets(service, extra))
         if problem:
-            raise StepFailed(f"{version} did not stay healthy after it started: {problem}")
+            raise StepFailed(f"its checks fail {self.settings.healthy_for:g} s later: {problem}")
 
     def _last_error(self, service: str, version: str) -> str | None:
         """The last error line the instances of `version` wrote (their own words on why they
@@ -275,6 +277,7 @@ def _start_failure(version: str, message: str, logged: str | None) -> str:
 
 
 def _ended(status: InstanceStatus) -> str:
+    """'catalog@v2.0 exited (exit 1), now backoff': how an instance that should run ended."""
     how = f"exited ({status.last_exit})" if status.last_exit else "stopped"
     restarts = f", restarted {status.restarts} time{'s' if status.restarts != 1 else ''}" \
         if status.restarts else ""
