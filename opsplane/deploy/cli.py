@@ -179,7 +179,8 @@ def _follow(deploy_id: int, *, json_out: bool) -> str:
             if data["state"] != seen_state:
                 seen_state = data["state"]
                 if not json_out and seen_state not in ("queued", "running"):
-                    progress.console.print(f"deploy {deploy_id} is {seen_state}: {data['reason']}")
+                    progress.console.print(f"deploy {deploy_id} {service.state_words(seen_state)}: "
+                                           f"{data['reason']}")
             if data["state"] in service.FINAL or data["state"] == "paused":
                 break
             if data["state"] == "queued":

@@ -180,8 +180,15 @@ def roll_back_service(session: Session, service: str, *, actor: str, now: dateti
 
 def _require(row: DeployRow, states: tuple[str, ...], what: str) -> None:
     if row.state not in states:
-        raise DeployRefused(f"deploy {row.id} is {row.state.replace('_', ' ')}; {what} needs it "
+        raise DeployRefused(f"deploy {row.id} {state_words(row.state)}; {what} needs it "
                             f"{' or '.join(s.replace('_', ' ') for s in states)}")
+
+
+def state_words(state: str) -> str:
+    """A state as the end of a sentence about a deploy: "has succeeded", "is paused"."""
+    return {"succeeded": "has succeeded", "rolled_back": "was rolled back", "failed": "has failed",
+            "aborted": "was aborted", "awaiting_approval": "awaits approval"}.get(
+        state, f"is {state.replace('_', ' ')}")
 
 
 def transition(session: Session, row: DeployRow, state: str, *, actor: str, now: datetime,
