@@ -205,6 +205,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     from opsplane.metrics.views import router as metrics_router
     from opsplane.oncall.views import router as oncall_router
     from opsplane.runtime.views import router as runtime_router
+    from opsplane.web.deploy_views import router as deploy_pages_router
     from opsplane.web.incident_views import router as incident_pages_router
     from opsplane.web.status_views import router as status_router
     from opsplane.web.views import router as web_router
@@ -241,6 +242,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     mount(app, intake_router, "/api/v2")  # where Prometheus sends alerts to an Alertmanager
     mount(app, web_router, "")
     mount(app, incident_pages_router, "")
+    mount(app, deploy_pages_router, "")
     mount(app, status_router, "")  # the public status page: no login (docs/status-page.md)
     return app
 

@@ -65,9 +65,24 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
 
 
-async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     body = ErrorBody(detail=str(exc.detail))
-    return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:  # Starlette names only the methods of the first route on the path
+        headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+    return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app takes on the request's path (a path such as
+    /api/v1/deploys is read by one route and written by another)."""
+    from starlette.routing import Match
+
+    found: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] is not Match.NONE:
+            found.update(getattr(route, "methods", None) or ())
+    return sorted(found)
 
 
 # Routes that speak Prometheus's HTTP API and so refuse bad parameters in its shape.

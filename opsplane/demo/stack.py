@@ -27,7 +27,9 @@ from opsplane.drivers.sandbox.redis import TemporaryRedis
 
 INVENTORY_FILE = "opsplane.yaml"
 SHOP_SERVICES = ("gateway", "catalog", "orders", "payments")
-TRAFFIC_RPS = 8.0
+# Enough shoppers that a canary at a quarter of catalog's requests has a verdict within about a
+# minute (the analysis wants 200 requests of each release before it judges).
+TRAFFIC_RPS = 20.0
 RUNBOOK = "https://runbooks.example.com/shop"
 # Who is paged in the demo, and where a page shows: two people taking the primary and the
 # secondary in turns, week by week, and the console channel, which prints each notification
@@ -274,7 +276,8 @@ class DemoStack:
             "deploy:",
             f"  strategy: {'canary' if self.proxy else 'rolling'}",
             "  windows: {}                      # the demo deploys at any hour",
-            "  canary: {steps: [10, 50, 100], step_duration: 60s, interval: 5s}",
+            "  canary: {steps: [25, 50, 100], step_duration: 60s, interval: 5s}",
+            "  analysis: {error_margin: 0.02}     # a good release passes within a couple of minutes here",
             "  blue_green: {keep_previous: 30s}",
             "  services:",
             *[f"    {name}: {{releases_command: [{python}, -m, shop, releases], "

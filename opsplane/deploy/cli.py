@@ -79,10 +79,10 @@ def start(
 ) -> None:
     """Deploy VERSION of SERVICE.
 
-    Exit 0 when it succeeded (or was recorded, with --no-wait), 2 when it was rolled back or
-    failed, 3 when it was refused (nothing changed).
+    Exit 0 when it succeeded (or was recorded, with --no-wait), 1 when it paused for a person,
+    2 when it was rolled back or failed, 3 when it was refused (nothing changed).
     """
-    from opsplane.deploy.request import Request, prepare
+    from opsplane.deploy.request import Request, check_proxy, prepare
     from opsplane.deploy.service import DeployRefused
     from opsplane.health.targets import environment_name
 
@@ -98,6 +98,7 @@ def start(
     request = Request(service_name, version, environment_name(inventory, env), strategy, auto_promote,
                       initial_percent, reason.strip() if override and reason else None)
     prepared = prepare(inventory, request, current=current, instances=instances, now=now, cwd=str(base))
+    check_proxy(inventory, service_name, runtime, base_dir=base)
     if dry_run:
         if json_out:
             print_json({"dry_run": True, **prepared.as_dict()})
@@ -124,6 +125,8 @@ def start(
     final = _follow(deploy_id, json_out=json_out)
     if final in ("rolled_back", "failed"):
         raise typer.Exit(2)
+    if final == "paused":  # waiting for a person: promote, resume or abort
+        raise typer.Exit(1)
 
 
 def _running(runtime: Any, inventory: Any) -> tuple[dict[str, str], dict[str, int]]:
@@ -176,7 +179,8 @@ def _follow(deploy_id: int, *, json_out: bool) -> str:
             if data["state"] != seen_state:
                 seen_state = data["state"]
                 if not json_out and seen_state not in ("queued", "running"):
-                    progress.console.print(f"deploy {deploy_id} is {seen_state}: {data['reason']}")
+                    progress.console.print(f"deploy {deploy_id} {service.state_words(seen_state)}: "
+                                           f"{data['reason']}")
             if data["state"] in service.FINAL or data["state"] == "paused":
                 break
             if data["state"] == "queued":
@@ -240,18 +244,24 @@ def _print_status(data: dict[str, Any]) -> None:
         for column in ("metric", "outcome", "stable", "canary", "p-value", "effect", "samples", "why"):
             table.add_column(column)
         for metric in verdict.get("metrics", []):
+            unit = metric.get("unit")
             table.add_row(str(metric.get("name")), str(metric.get("outcome")),
-                          _fmt(metric.get("stable_value")),
-                          _fmt(metric.get("canary_value")), _fmt(metric.get("p_value")),
+                          _fmt(metric.get("stable_value"), unit),
+                          _fmt(metric.get("canary_value"), unit), _fmt(metric.get("p_value")),
                           _fmt(metric.get("effect_size")),
-                          f"{metric.get('stable_samples')}/{metric.get('canary_samples')}",
+                          f"{_fmt(metric.get('stable_samples'))}/{_fmt(metric.get('canary_samples'))}",
                           str(metric.get("reason", "")))
         out.print(table)
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, unit: str | None = None) -> str:
+    """A figure in its unit (1.9%, 512 ms) when it has one, else in four significant digits."""
+    from opsplane.units import format_value
+
     if value is None:
         return "-"
+    if unit and isinstance(value, int | float):
+        return format_value(float(value), unit)
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
@@ -319,9 +329,10 @@ def approve(deploy_id: int = typer.Argument(..., metavar="ID")) -> None:
 def rollback(ctx: typer.Context,
              service_name: str = typer.Argument(..., metavar="SERVICE", help="The service to roll back."),
              wait: bool = typer.Option(True, "--wait/--no-wait", help="Follow it until it ends.")) -> None:
-    """Go back to the previous release of SERVICE at once: the active deploy is rolled back, or,
-    when none is active, the last successful one is undone by a rolling deploy of its previous
-    release (no window applies: a rollback is how an incident ends)."""
+    """Go back to the previous release of SERVICE at once.
+
+    The active deploy is rolled back; when none is active, the last successful one is undone by
+    a deploy back to its previous release (no window applies: a rollback is how an incident ends)."""
     from opsplane.deploy.service import DeployRefused
 
     inventory, _ = _inventory(ctx)

@@ -56,24 +56,11 @@ class LivePlatform:
     # --- reading ----------------------------------------------------------------------------
 
     def blocking(self, service: str) -> list[str]:
-        assert self.sessions is not None
-        component = self.inventory.component(service)
-        watched = {service, *component.depends_on}
-        found: list[str] = []
-        with self.sessions() as session:
-            from opsplane.alerts.tables import AlertRow
-            from opsplane.incidents.tables import IncidentRow
+        from opsplane.deploy.gates import GateContext, blocking
 
-            for incident in session.scalars(select(IncidentRow).where(
-                    IncidentRow.status != "resolved", IncidentRow.severity.in_(("P0", "P1")),
-                    IncidentRow.service.in_(watched))):
-                found.append(f"incident {incident.id} ({incident.severity}) is open on {incident.service}")
-            for alert in session.scalars(select(AlertRow).where(AlertRow.state == "firing")):
-                labels = alert.labels or {}
-                if labels.get("severity") in ("P0", "P1") and labels.get("service") in watched:
-                    found.append(f"alert {alert.rule} ({labels['severity']}) is firing on "
-                                 f"{labels['service']}")
-        return found
+        assert self.sessions is not None
+        with self.sessions() as session:
+            return blocking(GateContext(self.inventory, session, service, self.clock.now()))
 
     def p0_alerts(self, service: str, since: datetime) -> list[str]:
         from opsplane.alerts.tables import AlertRow

@@ -12,6 +12,7 @@ import difflib
 import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from opsplane.config.models import Inventory
@@ -94,7 +95,8 @@ def prepare(inventory: Inventory, request: Request, *, current: dict[str, str],
     policy = settings.windows.get(request.environment)
     window = (decide(policy, now) if policy is not None
               else WindowDecision(True, "no window applies", None, None))
-    if not window.allowed and not request.override_reason:
+    closed = not window.allowed and window.blocking != "approvals"  # approvals are waited for
+    if closed and not request.override_reason:
         raise DeployRefused(f"{request.environment}: {window.reason}. Deploy then, or override with "
                             "--override --reason TEXT (operator role; recorded)")
     steps = plans.build(plans.PlanInput(
@@ -107,6 +109,26 @@ def prepare(inventory: Inventory, request: Request, *, current: dict[str, str],
         params["override"] = {"reason": request.override_reason, "window": window.reason}
     return Prepared(request, strategy, from_version, count, proxied, steps, window,
                     policy.approvals if policy is not None else 0, params)
+
+
+def check_proxy(inventory: Inventory, service: str, runtime: Any, *, base_dir: Path) -> None:
+    """Refuse a deploy whose proxy would not take its configuration (`nginx -t`, `haproxy -c`)
+    with the routes that run now: nothing has changed yet, and the proxy's own words say why."""
+    from opsplane.drivers.runtime.base import RuntimeNotRunning
+    from opsplane.drivers.traffic.base import ProxyError
+    from opsplane.drivers.traffic.routes import open_proxy, routes
+
+    name = inventory.component(service).proxy
+    if name is None:
+        return
+    try:
+        statuses = runtime.status()
+    except RuntimeNotRunning:
+        statuses = []
+    try:
+        open_proxy(inventory, name, base_dir).check(routes(inventory, name, statuses, {}))
+    except ProxyError as exc:
+        raise DeployRefused(f"proxy {name} cannot take the deploy's configuration: {exc}") from None
 
 
 def built_releases(listed: list[str] | None, command: list[str] | None, *,

@@ -131,15 +131,48 @@ class Runner:
             return claims.renew(session, claim, now)
 
     def round(self) -> int:
-        """One round over the deploys to advance; how many moved."""
+        """One round over the deploys to advance, and over those that succeeded lately (a P0
+        alert for the service within the rollback criteria's window undoes them); how many moved."""
         with self.sessions() as session:
             ids = [row.id for row in service.advancing(session)]
-        moved = 0
+        moved = self.watch_succeeded()
         for deploy_id in ids:
             try:
                 moved += self.advance(deploy_id)
             except Exception:  # noqa: BLE001 - one deploy's fault must not stop the others
                 log.exception("deploy %s: the round failed; it is tried again next round", deploy_id)
+        return moved
+
+    def watch_succeeded(self) -> int:
+        """Roll back each deploy that succeeded within `rollback.p0_alert_window` and whose
+        service has a P0 alert firing now (the manual: any P0 within 30 minutes of a deploy)."""
+        now = self.clock.now()
+        window = timedelta(seconds=self.settings.rollback.p0_alert_window)
+        with self.sessions() as session:
+            recent = service.succeeded_since(session, now - window)
+            watched = [(row.id, row.service, row.ended_at or now, bool(row.params.get("proxied")))
+                       for row in recent if not row.params.get("undone_by")]
+        moved = 0
+        for deploy_id, name, ended, proxied in watched:
+            alerts = self.platform.p0_alerts(name, ended)
+            if not alerts:
+                continue
+            reason = (f"P0 alert within {window.total_seconds() / 60:g} min of deploy {deploy_id}: "
+                      f"{', '.join(alerts)}")
+            with self.sessions() as session:
+                row = service.get(session, deploy_id)
+                if row.params.get("undone_by"):
+                    continue
+                try:
+                    undo_id, _ = service.roll_back_service(session, name, actor=ACTOR, now=now,
+                                                           proxied=proxied, reason=reason)
+                except service.DeployRefused as exc:
+                    log.warning("deploy %s: cannot roll back after a P0 alert: %s", deploy_id, exc)
+                    continue
+                row.params = {**row.params, "undone_by": undo_id}
+                undo = service.get(session, undo_id)
+                self._page(session, undo, f"Deploy {deploy_id} of {name} rolled back: {reason}")
+            moved += 1
         return moved
 
     def advance(self, deploy_id: int) -> int:
@@ -305,6 +338,8 @@ class Runner:
         if kind == "settle":
             for index, version in sorted(platform.main_versions(svc).items()):
                 if version != new:
+                    if deploy.proxied:  # its requests go to the new instances, or, with none, to its peers
+                        platform.shift(svc, new, 100.0, drained=[index])
                     platform.replace(svc, index, new)
             if deploy.proxied:
                 platform.shift(svc, new, 0.0)
@@ -337,8 +372,11 @@ class Runner:
             return Outcome(pause=f"{new} ships a schema change marked irreversible: requests are back on "
                            f"the instances running {old}, the schema change stays; a person decides how "
                            "to go on", rollback=deploy.reason, details={"percent": 0.0})
+        settled = not any(v == old for v in versions.values())
         for index, version in sorted(versions.items()):
             if version != old:
+                if deploy.proxied and settled:  # every own instance serves: drained one at a time
+                    platform.shift(svc, new, 0.0, drained=[index])
                 platform.replace(svc, index, old)
         if deploy.proxied:
             platform.shift(svc, new, 0.0)

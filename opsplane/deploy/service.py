@@ -84,6 +84,17 @@ def advancing(session: Session) -> list[DeployRow]:
         DeployRow.state.in_(("queued", *ADVANCING))).order_by(DeployRow.id)))
 
 
+def active(session: Session) -> list[DeployRow]:
+    """Deploys that are not finished, oldest first."""
+    return list(session.scalars(select(DeployRow).where(DeployRow.state.in_(ACTIVE)).order_by(DeployRow.id)))
+
+
+def succeeded_since(session: Session, since: datetime) -> list[DeployRow]:
+    """Deploys that succeeded at or after `since`, newest first."""
+    return list(session.scalars(select(DeployRow).where(
+        DeployRow.state == "succeeded", DeployRow.ended_at >= since).order_by(DeployRow.id.desc())))
+
+
 def history(session: Session, service: str | None = None, limit: int = 50) -> list[DeployRow]:
     query = select(DeployRow).order_by(DeployRow.id.desc()).limit(limit)
     if service:
@@ -145,7 +156,7 @@ def operate(session: Session, row: DeployRow, what: str, *, actor: str, now: dat
 
 
 def roll_back_service(session: Session, service: str, *, actor: str, now: datetime,
-                      proxied: bool) -> tuple[int, str]:
+                      proxied: bool, reason: str = "") -> tuple[int, str]:
     """`opsplane rollback SERVICE`: roll back its active deploy, or else undo its last successful
     one with a deploy back to the release before it. (The deploy's id, what was done.)"""
     active = active_for(session, service)
@@ -162,13 +173,22 @@ def roll_back_service(session: Session, service: str, *, actor: str, now: dateti
                  from_version=last.to_version, to_version=last.from_version, plan=plan,
                  params={"proxied": proxied, "undoes": last.id, "rollback": True}, approvals_needed=0,
                  actor=actor, now=now)
+    if reason:
+        row.reason = reason
     return row.id, f"deploy {row.id}: {service} goes back from {last.to_version} to {last.from_version}"
 
 
 def _require(row: DeployRow, states: tuple[str, ...], what: str) -> None:
     if row.state not in states:
-        raise DeployRefused(f"deploy {row.id} is {row.state.replace('_', ' ')}; {what} needs it "
+        raise DeployRefused(f"deploy {row.id} {state_words(row.state)}; {what} needs it "
                             f"{' or '.join(s.replace('_', ' ') for s in states)}")
+
+
+def state_words(state: str) -> str:
+    """A state as the end of a sentence about a deploy: "has succeeded", "is paused"."""
+    return {"succeeded": "has succeeded", "rolled_back": "was rolled back", "failed": "has failed",
+            "aborted": "was aborted", "awaiting_approval": "awaits approval"}.get(
+        state, f"is {state.replace('_', ' ')}")
 
 
 def transition(session: Session, row: DeployRow, state: str, *, actor: str, now: datetime,

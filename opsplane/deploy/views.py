@@ -4,19 +4,22 @@ promote, pause, resume, abort, approve and roll back. The deploy itself is carri
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from opsplane.api.errors import declare
+from opsplane.api.params import ROW_ID_MAX
 from opsplane.auth.deps import require
 from opsplane.auth.service import Principal, Role
 
 router = APIRouter(tags=["deploys"])
 T = TypeVar("T")
+DeployId = Path(ge=1, le=ROW_ID_MAX, description="The deploy's number.")
 READ_REFUSALS = declare(404, meaning={404: "No such deploy."})
 CHANGE_REFUSALS = declare(404, 409, meaning={
     404: "No such deploy.", 409: "Refused: the deploy's state, a closed window, an unknown release, "
@@ -48,7 +51,7 @@ async def list_deploys(
 
 
 @router.get("/deploys/{deploy_id}", responses=READ_REFUSALS)
-async def show_deploy(request: Request, deploy_id: int,
+async def show_deploy(request: Request, deploy_id: int = DeployId,
                       _: Principal = Depends(require(Role.VIEWER))) -> dict[str, Any]:
     """One deploy: its plan, the step it is at, the share on the new release and its verdicts."""
     from opsplane.deploy import service
@@ -62,7 +65,7 @@ async def ask_for_deploy(request: Request, body: DeployRequest,
     """Ask for a deploy (or, with `dry_run`, its plan); `serve` carries it out."""
     from opsplane.deploy import service
     from opsplane.deploy.request import Request as Asked
-    from opsplane.deploy.request import prepare
+    from opsplane.deploy.request import check_proxy, prepare
     from opsplane.drivers.runtime.base import RuntimeNotRunning
     from opsplane.health.targets import environment_name
 
@@ -86,6 +89,8 @@ async def ask_for_deploy(request: Request, body: DeployRequest,
                       body.strategy, body.auto_promote, body.initial_percent, body.override_reason)
         prepared = prepare(inventory, asked, current=dict(runtime.releases()), instances=counts, now=now,
                            cwd=str(getattr(runtime, "base_dir", ".")))
+        base_dir = pathlib.Path(getattr(runtime, "base_dir", "."))
+        check_proxy(inventory, body.service, runtime, base_dir=base_dir)
         if body.dry_run:
             return {"dry_run": True, **prepared.as_dict()}
         row = service.create(session, service=body.service, environment=asked.environment,
@@ -99,8 +104,8 @@ async def ask_for_deploy(request: Request, body: DeployRequest,
 
 
 @router.post("/deploys/{deploy_id}/{action}", responses=CHANGE_REFUSALS)
-async def operate(request: Request, deploy_id: int,
-                  action: Literal["promote", "pause", "resume", "abort", "approve"],
+async def operate(request: Request, action: Literal["promote", "pause", "resume", "abort", "approve"],
+                  deploy_id: int = DeployId,
                   principal: Principal = Depends(require(Role.OPERATOR))) -> dict[str, Any]:
     """Promote, pause, resume, abort or approve a deploy."""
     from opsplane.deploy import service
@@ -140,8 +145,10 @@ async def rollback(request: Request, service_name: str,
 
 
 async def _run(request: Request, work: Callable[[Any], T]) -> T:
-    """Run `work` in a session off the event loop; the domain's refusals become 404 and 409."""
+    """Run `work` in a session off the event loop; the domain's refusals become 404 and 409, a
+    request naming what the inventory does not have (an environment) 422."""
     from opsplane.deploy.service import DeployRefused, NoSuchDeploy
+    from opsplane.errors import UsageError
 
     store = request.app.state.plane.store
 
@@ -155,3 +162,5 @@ async def _run(request: Request, work: Callable[[Any], T]) -> T:
         raise HTTPException(404, str(exc)) from None
     except DeployRefused as exc:
         raise HTTPException(409, str(exc)) from None
+    except UsageError as exc:
+        raise HTTPException(422, str(exc)) from None

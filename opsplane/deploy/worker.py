@@ -27,6 +27,10 @@ class DeployWorker(LoopWorker):
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__("deploy", ctx)
         self._runner: Any = None
+        self._active: list[dict[str, Any]] = []  # the deploys under way, as the last round left them
+        from opsplane.deploy.telemetry import DeployMetrics
+
+        ctx.metrics.registry.register(DeployMetrics(lambda: self._active))
 
     def _build(self) -> Any:
         from opsplane.deploy.platform import LivePlatform
@@ -52,8 +56,15 @@ class DeployWorker(LoopWorker):
 
     async def _round(self) -> datetime | None:
         await asyncio.to_thread(self._runner.round)  # steps wait on processes: not a store thread
+        self._active = await self.ctx.in_store(self._read_active)
         self.ran()
         return None
+
+    def _read_active(self) -> list[dict[str, Any]]:
+        from opsplane.deploy import service
+
+        with self.ctx.store.session() as session:
+            return [service.as_dict(row) for row in service.active(session)]
 
 
 def build(ctx: WorkerContext) -> DeployWorker | None:

@@ -421,6 +421,10 @@ def _runtime(kind: str) -> Describer:
 # --- deploys -------------------------------------------------------------------------------------
 
 
+_DEPLOY_STATES = {"succeeded": "succeeded", "rolled_back": "was rolled back", "failed": "failed",
+                  "aborted": "was aborted", "awaiting_approval": "awaits approval"}
+
+
 def _deploy(kind: str) -> Describer:
     def write(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
         deploy = f"Deploy {_d(d, 'deploy', '?')} of {service or '?'} {_d(d, 'to', '?')}"
@@ -429,8 +433,9 @@ def _deploy(kind: str) -> Describer:
         if kind == "deploy.requested":
             override = d.get("override")
             overridden = f"; window overridden: {text(override)}" if override else ""
+            steps = f"{_d(d, 'steps', '?')} step{'' if d.get('steps') == 1 else 's'}"
             return (f"{deploy} asked for: {_d(d, 'strategy', '?')} from {_d(d, 'from', '?')} in "
-                    f"{_d(d, 'environment', '?')}, {_d(d, 'steps', '?')} steps{overridden}")
+                    f"{_d(d, 'environment', '?')}, {steps}{overridden}")
         if kind == "deploy.approved":
             return f"{deploy} approved ({_d(d, 'approvals', '?')} of {_d(d, 'needed', '?')})"
         if kind == "deploy.step":
@@ -441,8 +446,8 @@ def _deploy(kind: str) -> Describer:
         if kind == "deploy.verdict":
             return (f"{deploy}: analysis at {_d(d, 'percent', '?')} % says {outcome}"
                     + (f": {_d(d, 'explanation')}" if d.get("explanation") else ""))
-        state = kind.removeprefix("deploy.").replace("_", " ")
-        return f"{deploy} is {state}{because}"
+        state = kind.removeprefix("deploy.")
+        return f"{deploy} {_DEPLOY_STATES.get(state, 'is ' + state.replace('_', ' '))}{because}"
 
     return write
 

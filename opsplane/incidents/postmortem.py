@@ -76,6 +76,20 @@ def _judgements(facts: PostmortemFacts) -> tuple[list[str], list[str]]:
     return well, wrong
 
 
+def _changes(facts: PostmortemFacts) -> list[str]:
+    """The deploys the timeline holds, each with how it began and how it ended: a change shortly
+    before an incident is the first suspect."""
+    deploys: dict[Any, list[Any]] = {}
+    for entry in facts.timeline:
+        if entry.kind.startswith("deploy.") and entry.kind not in ("deploy.step", "deploy.verdict"):
+            deploys.setdefault(entry.details.get("deploy"), []).append(entry)
+    if not deploys:
+        return ["No deploys in the timeline's window."]
+    return [f"- Deploy {number}: " + "; then ".join(f"{e.at.strftime('%H:%M:%S')} {_cell(e.what)}"
+                                                   for e in entries)
+            for number, entries in deploys.items()]
+
+
 def render(facts: PostmortemFacts) -> str:
     """The post-mortem draft as Markdown."""
     incident, policy = facts.incident, facts.policy
@@ -101,7 +115,8 @@ def render(facts: PostmortemFacts) -> str:
     lines += ["## Timeline", "", "| Time (UTC) | Event | By |", "|---|---|---|"]
     lines += [f"| {e.at.strftime('%H:%M:%S')} | {_cell(e.what)} | {_cell(e.actor)} |"
               for e in facts.timeline] or ["| - | No events recorded | - |"]
-    lines += ["", "## Root cause analysis", "",
+    lines += ["", "## Changes", "", *_changes(facts), ""]
+    lines += ["## Root cause analysis", "",
               facts.root_cause or "_What caused it, and why was that possible? (Ask why until the "
               "answer is a process or a design, not a person.)_", ""]
     lines += [

@@ -131,8 +131,9 @@ def stats(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", hel
 
 def restart(ctx: typer.Context, service: str = typer.Argument(
         ..., help="The service (or track, SERVICE@VERSION) to restart.")) -> None:
-    """Restart each instance of a service in turn, waiting for one to answer before the next;
-    each keeps the release it runs."""
+    """Restart each instance of a service in turn, waiting for one to answer before the next.
+
+    Each instance keeps the release it runs."""
     inventory, driver = _open(ctx, changes=True)
     require_group(inventory, service)
     before = {s.instance: s.pid for s in driver.status() if s.service == service}

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
-SHOP = {"gateway", "catalog", "orders", "payments", "traffic"}
+SHOP = {"gateway", "catalog", "orders", "payments", "traffic", "edge"}  # edge: nginx in front
 
 
 def gone(pid: int) -> bool:

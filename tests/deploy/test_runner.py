@@ -341,3 +341,36 @@ def test_manual_promotion_waits_for_a_person_at_each_passing_step(store: Store) 
     assert drive(runner, clock, deploy_id, store) == "paused"  # the next share waits again
     with store.session() as session:
         assert service.get(session, deploy_id).percent == 50.0
+
+
+def test_a_p0_alert_within_the_window_after_success_undoes_the_deploy(store: Store) -> None:
+    clock = ManualClock(START)
+    platform = RecordingPlatform()
+    runner = Runner(settings(), platform, store.session, clock=clock, holder="a")
+    deploy_id = ask(store)
+    assert drive(runner, clock, deploy_id, store) == "succeeded"
+    clock.advance(20 * 60)
+    platform.p0_alerts = lambda service, since: ["CatalogDown"]  # type: ignore[method-assign]
+    assert runner.round() == 1
+    assert runner.round() == 1  # the undoing deploy moves; the succeeded one is not undone twice
+    with store.session() as session:
+        undone = service.get(session, deploy_id)
+        undo = service.get(session, undone.params["undone_by"])
+        assert (undo.from_version, undo.to_version) == ("v2", "v1")
+        assert "P0 alert within 30 min of deploy" in undo.reason and "CatalogDown" in undo.reason
+    assert drive(runner, clock, undo.id, store) == "succeeded"
+    assert platform.main == {0: "v1", 1: "v1"} and platform.release == "v1"
+    assert len(platform.incidents) == 1
+
+
+def test_a_p0_alert_after_the_window_leaves_the_deploy_alone(store: Store) -> None:
+    clock = ManualClock(START)
+    platform = RecordingPlatform()
+    runner = Runner(settings(), platform, store.session, clock=clock, holder="a")
+    deploy_id = ask(store)
+    assert drive(runner, clock, deploy_id, store) == "succeeded"
+    clock.advance(31 * 60)
+    platform.p0_alerts = lambda service, since: ["CatalogDown"]  # type: ignore[method-assign]
+    assert runner.round() == 0
+    with store.session() as session:
+        assert "undone_by" not in service.get(session, deploy_id).params

@@ -12,7 +12,7 @@ from opsplane.alerts.flows import Alerting
 from opsplane.alerts.models import AlertingSettings
 from opsplane.alerts.state import Sample
 from opsplane.clock import ManualClock
-from opsplane.events import service as events
+from opsplane.deploy import service as deploys
 from opsplane.incidents import postmortem, service
 from opsplane.incidents.models import IncidentsSettings, Status
 from opsplane.store import Store
@@ -41,8 +41,11 @@ def _draft(store: Store) -> str:
     clock, platform = ManualClock(T0), Platform()
     alerting = Alerting(RULES, store=store, evaluate=platform.evaluate, clock=clock, incidents=SETTINGS)
     with store.session() as session:
-        events.record(session, kind="deploy.finished", actor="cli:ben", target="orders", service="orders",
-                      outcome="success", details={"version": "2.4.1"}, ts=T0)
+        deploy = deploys.create(session, service="orders", environment="production", strategy="rolling",
+                                from_version="2.4.0", to_version="2.4.1", plan=[{"kind": "precheck"}],
+                                params={}, approvals_needed=0, actor="cli:ben", now=T0)
+        deploys.transition(session, deploy, "succeeded", actor="system:deploy", now=T0,
+                           reason="orders runs 2.4.1")
     platform.failing = True
     for at in (minutes(5), minutes(6), minutes(6.5)):  # pending, firing (incident), notified
         _at(clock, at)
@@ -79,7 +82,9 @@ def test_the_draft_has_the_manuals_sections_with_real_times_and_durations(store:
     assert "- **Post-mortem**: required by 2026-03-05 14:36:00 UTC" in draft
     timeline = [line for line in draft.splitlines() if line.startswith("| 14:")]
     assert timeline == [
-        "| 14:00:00 | deploy.finished orders: success; version: 2.4.1 | cli:ben |",
+        "| 14:00:00 | Deploy 1 of orders 2.4.1 asked for: rolling from 2.4.0 in production, 1 step "
+        "| cli:ben |",
+        "| 14:00:00 | Deploy 1 of orders 2.4.1 succeeded: orders runs 2.4.1 | system:deploy |",
         "| 14:06:00 | Alert HighErrorRate firing at 0.3 (service=orders): orders: 30% errors | alerting |",
         "| 14:06:00 | INC-1 opened (P1): orders: 30% errors | system:incidents |",
         "| 14:06:00 | Alert HighErrorRate (P1) joined INC-1 | system:incidents |",
@@ -92,6 +97,9 @@ def test_the_draft_has_the_manuals_sections_with_real_times_and_durations(store:
         "| 14:37:00 | Notified default of resolved HighErrorRate (orders) | alerting |",
         "| 14:38:00 | INC-1 action item: Alert on pool saturation (owner ben) | cli:ana |",
     ]
+    changes = draft.split("## Changes")[1].split("## ")[0]
+    assert "- Deploy 1: 14:00:00 Deploy 1 of orders 2.4.1 asked for" in changes
+    assert "then 14:00:00 Deploy 1 of orders 2.4.1 succeeded" in changes
     assert "2.4.1 shrank the database pool to 5 connections" in draft
     assert "- **Duration**: 30m\n" in draft
     assert "- **Affected services**: orders" in draft

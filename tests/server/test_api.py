@@ -13,6 +13,7 @@ from opsplane.auth import service as tokens
 from opsplane.auth.deps import RoleGuard
 from opsplane.auth.service import Role
 from opsplane.config.loader import loads
+from opsplane.deploy import service as deploys
 from opsplane.health.models import ProbeResult, State
 from opsplane.incidents import service as incidents
 from opsplane.server import ControlPlane, create_app
@@ -65,8 +66,20 @@ FORMS: dict[str, dict[str, str]] = {
 
 
 def concrete(path: str) -> str:
-    # Path parameters name a real component (or incident 1), so an admitted request can succeed.
-    return re.sub(r"\{[^}]+\}", "backend", path.replace("{incident_id}", "1"))
+    # Path parameters name a real component (or incident 1, deploy 1 and an action its state
+    # allows), so an admitted request can succeed.
+    named = path.replace("{incident_id}", "1").replace("{deploy_id}", "1").replace("{action}", "abort")
+    return re.sub(r"\{[^}]+\}", "backend", named)
+
+
+def incident_and_deploy(plane: ControlPlane) -> None:
+    """Incident 1 and deploy 1 (queued, so an operator may abort it), for the routes that name one."""
+    with plane.store.session() as session:
+        incidents.create(session, title="checkout fails", service="backend", severity="P1",
+                         actor="test", now=plane.clock.now(), settings=plane.inventory.incidents)
+        deploys.create(session, service="backend", environment="production", strategy="rolling",
+                       from_version="v1", to_version="v2", plan=[{"kind": "precheck"}], params={},
+                       approvals_needed=0, actor="test", now=plane.clock.now())
 
 
 def guards_of(route: APIRoute) -> list[RoleGuard | SessionGuard]:
@@ -93,9 +106,7 @@ def test_every_protected_route_refuses_no_token_bad_token_and_a_lower_role(
     lowest_below = {Role.RESPONDER: Role.VIEWER, Role.OPERATOR: Role.RESPONDER,
                     Role.ADMIN: Role.OPERATOR}
     issued = {role: token(plane, role) for role in Role}
-    with plane.store.session() as session:
-        incidents.create(session, title="checkout fails", service="backend", severity="P1",
-                         actor="test", now=plane.clock.now(), settings=plane.inventory.incidents)
+    incident_and_deploy(plane)
     for route in api_routes(client.app):
         if route.path in PUBLIC:
             continue
@@ -130,9 +141,7 @@ def test_every_page_sends_no_cookie_a_forged_one_and_a_lower_role_to_sign_in(
     lowest_below = {Role.RESPONDER: Role.VIEWER, Role.OPERATOR: Role.RESPONDER,
                     Role.ADMIN: Role.OPERATOR}
     issued = {role: token(plane, role) for role in Role}
-    with plane.store.session() as session:  # incident 1, for the incident pages
-        incidents.create(session, title="checkout fails", service="backend", severity="P1",
-                         actor="test", now=plane.clock.now(), settings=plane.inventory.incidents)
+    incident_and_deploy(plane)
     pages = [r for r in api_routes(client.app) if r.path not in PUBLIC
              and isinstance(guards_of(r)[0], SessionGuard)]
     assert len(pages) >= 5

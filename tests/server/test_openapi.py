@@ -99,13 +99,13 @@ def _config(document: Any, issued: dict[str, str]) -> str:
     """schemathesis.toml: our check, and for each route the token of its role and the
     answers its domain rules allow."""
     lines = ['hooks = "tests.server.openapi_checks"', ""]
-    for (path, _), spec in _operations(document).items():
+    for (path, method), spec in _operations(document).items():
         if ROLE not in spec and path not in DOMAIN_RULES:
             continue  # a public route with nothing to set
-        # Filters of an entry select what any of them matches, so an entry names its path
-        # alone, anchored; every path here takes one method.
-        assert len(document["paths"][path]) == 1, (path, "needs a filter on its method too")
-        lines += ["[[operations]]", f"include-path-regex = {json.dumps('^' + re.escape(path) + '$')}"]
+        # Filters of an entry select what any of them matches, so an entry names one operation
+        # by its label, method and path (/api/v1/deploys is read by one and written by another).
+        label = f"^{method.upper()} {re.escape(path)}$"
+        lines += ["[[operations]]", f"include-name-regex = {json.dumps(label)}"]
         if ROLE in spec:
             lines.append(f"headers = {{ Authorization = {json.dumps('Bearer ' + issued[spec[ROLE]])} }}")
         if path in DOMAIN_RULES:

@@ -292,6 +292,11 @@ class TrafficDriver(Protocol):
         """The routes the running proxy uses now."""
         ...
 
+    def check(self, routes: Sequence[Route]) -> None:
+        """Whether the proxy would take a configuration for `routes`, changing nothing; raises
+        ProxyConfigInvalid with the proxy's own words when it would not."""
+        ...
+
     def verify(self, route: Route, *, requests: int = 200, path: str = "/", timeout: float = 10) -> Split:
         """Send `requests` requests to the route's listen address and count the releases that
         answer."""

@@ -99,6 +99,19 @@ class HaproxyTraffic:
             candidate.replace(self.config)
             write_routes(self.directory, routes)
 
+    def check(self, routes: Sequence[Route]) -> None:
+        """Whether HAProxy would take a configuration for `routes` (`haproxy -c`), changing
+        nothing; ProxyConfigInvalid with its own words when it would not."""
+        routes = check_routes(routes)
+        resolved = [(route, [self._resolve(b) for b in route.backends]) for route in routes]
+        text = render_haproxy(resolved, admin_socket=self.admin_socket, proxy_name=self.name,
+                              slots=self.slots, health=self.health)
+        with one_change_at_a_time(self.directory):
+            candidate = self.directory / (CONFIG_FILE + ".next")
+            candidate.write_text(text)
+            self._check(candidate)
+            candidate.unlink()
+
     def apply(self, routes: Sequence[Route]) -> Applied:
         """Move every route's slots to its backends through the runtime API, then read the
         state back to confirm it. Raises ProxyError, before any command, for a route whose

@@ -162,6 +162,13 @@ class NginxTraffic:
             candidate.replace(self.config)
             write_routes(self.directory, routes)
 
+    def check(self, routes: Sequence[Route]) -> None:
+        """Whether nginx would take the configuration for `routes` (`nginx -t`), changing nothing;
+        ProxyConfigInvalid with nginx's own words when it would not."""
+        routes = check_routes(routes)
+        with one_change_at_a_time(self.directory):
+            self._checked(routes).unlink()
+
     def apply(self, routes: Sequence[Route]) -> Applied:
         """Check the new configuration with `nginx -t`, put it in place, reload nginx gracefully
         and return once only new workers accept connections. ProxyConfigInvalid leaves the

@@ -37,6 +37,25 @@ def test_a_configuration_nginx_refuses_is_not_applied_and_the_split_stays(
     assert driver.verify(route(port), requests=50).versions == {"v1": 50}
 
 
+def test_a_check_changes_nothing_and_reports_what_nginx_refuses(
+        traffic: Traffic, running: Running, release: Release) -> None:
+    v1, v2 = release("v1"), release("v2")
+    port = free_port()
+    driver = traffic("nginx")
+    running(driver, [route(port, v1.backend(1))])
+    before = sorted((p.name, p.read_bytes()) for p in driver.directory.iterdir()
+                    if p.is_file() and p.name != "error.log")
+
+    driver.check([route(port, v1.backend(1), v2.backend(1))])  # nginx takes it: nothing is written
+    with pytest.raises(ProxyConfigInvalid, match="nginx -t refused"):
+        driver.check([route(port, Backend("catalog@v2", "not:an:address", v2.port, 1, "v2"))])
+
+    after = sorted((p.name, p.read_bytes()) for p in driver.directory.iterdir()
+                   if p.is_file() and p.name not in ("nginx.conf.rejected", "error.log"))
+    assert after == before
+    assert driver.verify(route(port), requests=20).versions == {"v1": 20}
+
+
 def test_a_reload_nginx_cannot_carry_out_puts_the_previous_file_back(
         traffic: Traffic, running: Running, release: Release) -> None:
     v1 = release("v1")
