@@ -17,7 +17,8 @@ latency margin is 50 % rather than 20 % (tests/support/deploys.py says why).
 
 The tests that roll catalog back share one platform, since each leaves it as it found it
 (v1 only, its incident resolved); they come last, with the promotion that ends on v2, so that
-the shared platform stops as soon as they are done.
+the shared platform stops as soon as they are done. It runs HAProxy, the others nginx, so
+both engines carry a canary through its shares, a rollback and a settle.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ BUYING_RPS = 40  # orders: a failing verdict on 5 % of checkouts at the first lo
 
 @pytest.fixture(scope="module")
 def shared_catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeployPlatform]:
-    with deploy_platform(tmp_path_factory.mktemp("catalog")) as platform:
+    with deploy_platform(tmp_path_factory.mktemp("catalog"), Setup(engine="haproxy")) as platform:
         yield platform
 
 
@@ -64,6 +65,7 @@ def assert_back_on_v1(platform: DeployPlatform, service: str, version: str, load
     after = answers_after(load, ended)
     assert {a.version for a in after} == {"v1"}, {a.version for a in after}
     assert [a for a in after if a.failed] == []
+    assert set(platform.answering(service)) == {"v1"}
     groups = platform.groups()
     assert f"{service}@{version}" not in groups, groups
     assert groups[service] == ["v1"] * platform.setup.instances
@@ -100,6 +102,7 @@ def promote_v2(platform: DeployPlatform) -> None:
             == [("catalog", "v2", "running")] * platform.setup.instances
         assert platform.releases()["catalog"] == "v2"
         assert {a.version for a in answers_after(load, ended)} == {"v2"}
+        assert set(platform.answering("catalog")) == {"v2"}
         assert load.failures() == []  # not one shopper saw a failure through the whole deploy
 
 
@@ -112,7 +115,7 @@ def test_a_canary_failing_checkouts_is_rolled_back_with_a_p1_incident(tmp_path: 
         row = platform.wait_for_state(deploy_id, "rolled_back", timeout=150)
         ended = time.monotonic()
 
-        assert row["reason"].startswith("analysis at 50 %: errors failed"), row["reason"]
+        assert row["reason"].startswith("analysis at 50 %: errors"), row["reason"]
         verdict = row["verdicts"][-1]
         assert verdict["outcome"] == "fail" and verdict["canary"] == "v2-bad"
         assert "errors" in [m["name"] for m in verdict["metrics"] if m["outcome"] == "fail"]
@@ -129,12 +132,6 @@ def test_a_canary_failing_checkouts_is_rolled_back_with_a_p1_incident(tmp_path: 
 
 
 @pytest.mark.slow
-def test_a_good_canary_is_promoted_through_haproxy(tmp_path: Path) -> None:
-    with deploy_platform(tmp_path, Setup(engine="haproxy")) as platform:
-        promote_v2(platform)
-
-
-@pytest.mark.slow
 def test_serve_killed_mid_analysis_and_mid_settle_is_followed_without_repeating_a_step(
         tmp_path: Path) -> None:
     with deploy_platform(tmp_path) as platform, platform.browsing(BROWSING_RPS) as load:
@@ -146,7 +143,7 @@ def test_serve_killed_mid_analysis_and_mid_settle_is_followed_without_repeating_
         analysing = time.monotonic()
         wait_for(lambda: load.versions(since=analysing)["v2"] >= 150, "150 answers from v2", timeout=30)
         platform.kill_serve()
-        killed = time.monotonic()
+        killed, killed_analysing = time.monotonic(), datetime.now(UTC)
         platform.start_serve()
         wait_for(lambda: platform.deploy_row(deploy_id)["verdicts"], "the analysis to go on", timeout=90)
         gap = (killed, time.monotonic())
@@ -157,11 +154,14 @@ def test_serve_killed_mid_analysis_and_mid_settle_is_followed_without_repeating_
         wait_for(lambda: any(s.service == "catalog" and s.version == "v2" for s in platform.instances()),
                  "catalog.0 to be replaced by v2", timeout=30, interval=0.05)
         platform.kill_serve()
-        killed = time.monotonic()
+        killed, killed_settling = time.monotonic(), datetime.now(UTC)
         platform.start_serve()
         row = platform.wait_for_state(deploy_id, "succeeded", timeout=90)
         assert share_of_v2(load, killed, time.monotonic()) == 1.0  # on v2: the canary, then its own
 
+        done = {e["details"]["kind"]: datetime.fromisoformat(e["ts"])
+                for e in platform.events("deploy.step", deploy_id=deploy_id)}
+        assert done["analyse"] > killed_analysing and done["settle"] > killed_settling  # killed mid-step
         steps = [s["step"] for s in platform.steps_done(deploy_id)]
         assert steps == list(range(len(row["steps"]))), steps  # each step recorded once, in order
         started = [e for e in platform.events("runtime.started") if e["target"] == "catalog@v2"]
@@ -190,6 +190,7 @@ def test_a_canary_with_too_little_traffic_pauses_without_a_verdict(tmp_path: Pat
         for verdict in verdicts:
             assert verdict["outcome"] == "inconclusive", verdict
             assert verdict["reason"].startswith("too little traffic to judge: "), verdict["reason"]
+            assert "more requests per version" in verdict["reason"], verdict["reason"]
             assert verdict["canary_requests"] < 200
         kinds = {e["kind"] for e in platform.events("deploy.*", deploy_id=deploy_id)}
         assert kinds.isdisjoint({"deploy.rolling_back", "deploy.rolled_back", "deploy.succeeded"}), kinds
@@ -245,8 +246,8 @@ def test_a_canary_that_crashes_after_it_starts_never_gets_a_request(catalog: Dep
         row = catalog.wait_for_state(deploy_id, "rolled_back", timeout=90)
         ended = time.monotonic()
 
-        assert row["reason"].startswith("v2-crash did not keep running after it started: "
-                                        "catalog@v2-crash.0 exited (exit 1)"), row["reason"]
+        assert row["reason"].startswith("v2-crash started, then failed: catalog@v2-crash.0 "), row["reason"]
+        assert "(exit 1)" in row["reason"]
         assert "exiting with code 1" in row["reason"]  # what the release itself logged
         assert_new_release_never_answered(catalog, deploy_id, "v2-crash", load)
         assert_back_on_v1(catalog, "catalog", "v2-crash", load, ended)
