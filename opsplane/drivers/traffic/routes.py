@@ -16,6 +16,7 @@ from opsplane.drivers.runtime.base import InstanceStatus
 from opsplane.drivers.runtime.releases import track_name
 from opsplane.drivers.traffic.base import Backend, Route, TrafficDriver, open_traffic, split_weights
 
+UNVERSIONED = "unversioned"  # the release of an instance whose service names none (no run.version)
 Share = tuple[str, float, Sequence[int]]  # (the other release, its percent, own instances drained)
 
 
@@ -56,7 +57,7 @@ def routes(inventory: Inventory, proxy_name: str, statuses: Sequence[InstanceSta
             percent = 100.0 if extra else 0.0
         w_own, w_extra = split_weights(percent, max(1, len(live_own)), max(1, len(extra)))
         backends = [Backend(name=s.name, host="127.0.0.1", port=int(s.port or 0),
-                            weight=0 if s.instance in drained else w_own, version=s.version or "")
+                            weight=0 if s.instance in drained else w_own, version=s.version or UNVERSIONED)
                     for s in own]
         backends += [Backend(name=s.name, host="127.0.0.1", port=int(s.port or 0), weight=w_extra,
                              version=s.version or version) for s in extra]
