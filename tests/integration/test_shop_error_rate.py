@@ -40,7 +40,8 @@ alerting:
 # 14 requests/s, so a 20 s window holds a dozen injected errors or more, never none.
 EDITS = (
     ("defaults: {interval: 5s", "defaults: {interval: 2s"),
-    ("--rps, '20', --duration, '0']", "--rps, '30', --mix, 'browse=0.3,search=0.2,buy=0.5', --duration, '0']"),
+    ("--rps, '20', --duration, '0']",
+     "--rps, '30', --mix, 'browse=0.3,search=0.2,buy=0.5', --duration, '0']"),
     # every card is approved and no charge fails, so whatever pages is the injected fault
     ("        SHOP_VERSION: '{version}'\n", "        SHOP_VERSION: '{version}'\n"
      "        SHOP_PAYMENT_SUCCESS_RATE: '1'\n        SHOP_PAYMENT_ERROR_RATE: '0'\n"),
@@ -56,7 +57,8 @@ def _inventory(text: str, hook_port: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def error_watched_shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DemoStack, Serve, Hook]]:
+def error_watched_shop(
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DemoStack, Serve, Hook]]:
     stack = DemoStack(tmp_path_factory.mktemp("error-rate") / "demo", paging=False, host_check=False, proxy=False)
     hook = Hook()
     serve: Serve | None = None

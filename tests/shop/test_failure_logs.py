@@ -32,7 +32,8 @@ CHECKOUTS = 60
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
     """The demo's shop (PostgreSQL, Redis, the four services) under the runtime, no shoppers."""
-    made = DemoStack(tmp_path_factory.mktemp("failing-shop") / "demo", traffic=False, proxy=False)  # failures as the services see them, no proxy between
+    # failures as the services see them: no proxy between them
+    made = DemoStack(tmp_path_factory.mktemp("failing-shop") / "demo", traffic=False, proxy=False)
     try:
         made.start_servers()
         made.start_shop(load(made.write_inventory(free_port())))
