@@ -59,7 +59,8 @@ def _inventory(text: str, hook_port: int) -> str:
 @pytest.fixture(scope="module")
 def error_watched_shop(
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DemoStack, Serve, Hook]]:
-    stack = DemoStack(tmp_path_factory.mktemp("error-rate") / "demo", paging=False, host_check=False, proxy=False)
+    stack = DemoStack(tmp_path_factory.mktemp("error-rate") / "demo", paging=False,
+        host_check=False, proxy=False)
     hook = Hook()
     serve: Serve | None = None
     try:
