@@ -289,6 +289,8 @@ class Runner:
         if kind == "settle":
             for index, version in sorted(platform.main_versions(svc).items()):
                 if version != new:
+                    if deploy.proxied:  # its requests go to the new instances, or, with none, to its peers
+                        platform.shift(svc, new, 100.0, drained=[index])
                     platform.replace(svc, index, new)
             if deploy.proxied:
                 platform.shift(svc, new, 0.0)
@@ -321,8 +323,11 @@ class Runner:
             return Outcome(pause=f"{new} ships a schema change marked irreversible: requests are back on "
                            f"the instances running {old}, the schema change stays; a person decides how "
                            "to go on", rollback=deploy.reason, details={"percent": 0.0})
+        settled = not any(v == old for v in versions.values())
         for index, version in sorted(versions.items()):
             if version != old:
+                if deploy.proxied and settled:  # every own instance serves: drained one at a time
+                    platform.shift(svc, new, 0.0, drained=[index])
                 platform.replace(svc, index, old)
         if deploy.proxied:
             platform.shift(svc, new, 0.0)
