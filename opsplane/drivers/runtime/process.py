@@ -94,14 +94,17 @@ class ProcessRuntime:
         fronting = {self.inventory.component(name).proxy for name in own}
         self.sync_proxies([p for p in proxies if p in names or p in fronting], start=True)
 
-    def sync_proxies(self, names: Sequence[str] | None = None, *, start: bool = False) -> None:
+    def sync_proxies(self, names: Sequence[str] | None = None, *, start: bool = False,
+                     keeping: Mapping[str, int] | None = None) -> None:
         """Give each managed proxy (or those named) the routes of what runs now, with the shares
-        of deploys under way; with `start`, start a proxy that is not running."""
+        of deploys under way; with `start`, start a proxy that is not running. `keeping` maps a
+        service to the instances it keeps: those numbered from there on, about to stop, are left
+        out of the routes."""
         proxies = managed_proxies(self.inventory)
         wanted = [p for p in (proxies if names is None else names) if p in proxies]
         if not wanted:
             return
-        statuses = self.status()
+        statuses = [s for s in self.status() if s.instance < (keeping or {}).get(s.service, MAX_INSTANCES)]
         shares = self.shares() if self.shares else {}
         for name in wanted:
             driver = open_proxy(self.inventory, name, self.base_dir)
@@ -151,11 +154,22 @@ class ProcessRuntime:
                 f"{MAX_INSTANCES} (to stop every instance: opsplane down {service})"
             )
         spec = self.spec(service)
-        self._call_supervisor({"op": "scale", "spec": spec.as_dict(), "instances": instances},
-                              timeout=self._stop_budget([service]) + 45)
         proxy = self.inventory.component(service).proxy
         if proxy is not None:
+            self._drain_leaving(service, proxy, instances)
+        self._call_supervisor({"op": "scale", "spec": spec.as_dict(), "instances": instances},
+                              timeout=self._stop_budget([service]) + 45)
+        if proxy is not None:
             self.sync_proxies([proxy])  # the new instances get requests, the stopped ones none
+
+    def _drain_leaving(self, service: str, proxy: str, instances: int) -> None:
+        """Before a scale down, take the instances it stops out of the proxy's routes, as a
+        rolling deploy drains an instance before it replaces it: the proxy then never sends a
+        request to an instance that is stopping (nothing to do when none runs)."""
+        if instances >= self._running_count(service):
+            return
+        with contextlib.suppress(RuntimeNotRunning):
+            self.sync_proxies([proxy], keeping={service: instances})
 
     def status(self) -> list[InstanceStatus]:
         try:
