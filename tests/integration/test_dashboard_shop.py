@@ -42,8 +42,8 @@ def test_the_dashboard_shows_the_shop_and_a_fault_in_it(shop: DemoStack) -> None
 
             page.goto(serve.url + "/ui/instances")
             for name in (*SHOP_SERVICES, "traffic"):  # instance 0 of each, running
-                row = re.compile(rf"^{name} 0 (v1 |- )?running ")
-                expect(page.get_by_role("row", name=row)).to_be_visible()
+                running = re.compile(rf"^{name} 0 (v1 |- )?running ")
+                expect(page.get_by_role("row", name=running)).to_be_visible()
 
             # Every charge fails: payments' error check turns CRITICAL, orders is impacted.
             set_faults(shop, "payments", {"error_ratio": {"*": 1.0}})
