@@ -23,9 +23,11 @@ from opsplane.deploy.analysis import Interval
 from opsplane.deploy.models import DeploySettings
 from opsplane.deploy.runner import StepFailed
 from opsplane.deploy.tables import DeployRow
+from opsplane.deploy.traffic import active_shares
 from opsplane.drivers.runtime.base import InstanceStatus, RuntimeDriver, RuntimeFailure
 from opsplane.drivers.runtime.releases import track_name
 from opsplane.drivers.traffic import routes as traffic
+from opsplane.drivers.traffic.routes import Share
 from opsplane.errors import OpsplaneError
 from opsplane.health.models import State
 from opsplane.health.targets import CheckTarget, check_targets
@@ -50,7 +52,7 @@ class LivePlatform:
         self.clock = clock
         self.samples = samples
         self.environ = environ
-        self._shares: dict[str, tuple[str, float, Sequence[int]]] = {}
+        self._shares: dict[str, Share] = {}  # set by this process's steps
         self._probed: dict[str, tuple[float, str | None]] = {}
 
     # --- reading ----------------------------------------------------------------------------
@@ -170,6 +172,17 @@ class LivePlatform:
                                   group=f"deploy:{deploy.service}")
         return int(opened.id)
 
+    def shares(self) -> dict[str, Share]:
+        """The share of every deploy under way: from the store, so that a `serve` started again
+        in the middle of a deploy keeps the other services' splits when it rewrites a proxy, and
+        from the steps this process took, which also know the instances drained right now."""
+        shares: dict[str, Share] = {}
+        if self.sessions is not None:
+            with self.sessions() as session:
+                shares.update(active_shares(session))
+        shares.update(self._shares)
+        return shares
+
     # --- helpers ------------------------------------------------------------------------------
 
     def _apply(self, service: str) -> dict[str, Any]:
@@ -177,7 +190,7 @@ class LivePlatform:
         proxy_name = self.inventory.component(service).proxy
         if proxy_name is None:
             return {}
-        driver, wanted = traffic.apply_proxy(self.inventory, proxy_name, self.runtime.status(), self._shares,
+        driver, wanted = traffic.apply_proxy(self.inventory, proxy_name, self.runtime.status(), self.shares(),
                                              base_dir=self.base_dir)
         route = next(r for r in wanted if r.service == service)
         split = driver.verify(route, requests=100, path=_probe_path(self.inventory, service))
