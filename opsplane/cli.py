@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from opsplane.cli_support import DEFAULT_INVENTORY, err
 from opsplane.errors import OpsplaneError
@@ -112,7 +113,7 @@ def main() -> None:
     try:
         code = app(args=argv, standalone_mode=False)
     except OpsplaneError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

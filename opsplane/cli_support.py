@@ -14,15 +14,29 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
 from opsplane.auth.service import Role
 from opsplane.store import Store
 
-out = Console(highlight=False, soft_wrap=True)
-if not out.is_terminal and "COLUMNS" not in os.environ:
-    # Piped into a file or a log: don't squeeze tables into 80 columns.
-    out.width = 160
+
+class _Output(Console):
+    """Standard output, sized when a table is drawn: COLUMNS when it is set, else the terminal's
+    width, or 160 columns when the output goes to a file or a log, where 80 would squeeze it."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        measured = super().size
+        if not self.is_terminal and "COLUMNS" not in os.environ:
+            return ConsoleDimensions(160, measured.height)
+        return measured
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+out = _Output(highlight=False, soft_wrap=True)
 err = Console(stderr=True)
 
 DEFAULT_INVENTORY = Path("opsplane.yaml")

@@ -4,14 +4,33 @@ PostgreSQL cluster that the tests start themselves."""
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from opsplane.drivers.sandbox.postgres import TemporaryPostgres
-from opsplane.store import Store
-from tests.support.passwords import PG_PASSWORD
+# pytest-xdist's workers are started with COLUMNS=80 and LINES=24, which every command a test
+# runs would inherit; without them, output that is not a terminal is drawn 160 columns wide.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
+
+from opsplane.drivers.sandbox.postgres import TemporaryPostgres  # noqa: E402
+from opsplane.store import Store  # noqa: E402
+from tests.support.passwords import PG_PASSWORD  # noqa: E402
+
+# Tests that run the whole shop and wait on real time (alerts firing, canaries judged, demos):
+# `scripts/test.sh` runs them one after another on one worker, beside the rest on the other, so
+# that no two of them share the two cores while they measure latencies and count answers.
+REAL_TIME = ("integration", "demo")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = item.path.relative_to(item.config.rootpath).parts
+        if parts[:1] == ("tests",) and len(parts) > 2 and parts[1] in REAL_TIME:
+            item.add_marker(pytest.mark.xdist_group("real-time"))
 
 
 @pytest.fixture

@@ -130,3 +130,13 @@ def test_the_inventory_can_be_named_before_or_after_the_command(tmp_path: Path, 
 
     assert ran.returncode == 0, ran.stderr
     assert '"valid": true' in ran.stdout
+
+
+def test_an_error_that_holds_square_brackets_is_printed_as_it_is(tmp_path: Path) -> None:
+    """Paths such as HAProxy's "haproxy.cfg.rejected:4]" or "[/x]" are text, not markup."""
+    directory = tmp_path / "[/x]"
+    directory.mkdir(parents=True)
+    ran = _run(directory, "health")
+    assert ran.returncode == 3, ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert f"no opsplane.yaml in {directory}" in " ".join(ran.stderr.split())

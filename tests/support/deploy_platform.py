@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -52,6 +54,8 @@ class DeployPlatform:
     def __post_init__(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
         self.ports = {"catalog": free_port(), "edge": free_port(), "serve": free_port()}
+        # HAProxy takes admin socket paths of at most 97 bytes; pytest's directories can be longer.
+        self.sockets = Path(tempfile.mkdtemp(prefix="opsplane-edge-", dir="/tmp"))
         self.inventory_path = self.base / "opsplane.yaml"
         self.inventory_path.write_text(self.inventory_yaml())
         self.serve = ServeLoggingToFile(self.base, self.inventory_path, port=self.ports["serve"])
@@ -74,6 +78,10 @@ class DeployPlatform:
     @property
     def proxy_dir(self) -> Path:
         return self.state_dir / "proxy" / "edge"
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.sockets / "admin.sock"
 
     # --- the inventory ----------------------------------------------------------------------
 
@@ -111,6 +119,8 @@ class DeployPlatform:
                 "  edge:",
                 f"    engine: {self.engine}",
                 f"    port: {self.ports['edge']}",
+                *([f"    admin_socket: {json.dumps(str(self.admin_socket))}"]
+                  if self.engine == "haproxy" else []),
             ]
         lines += [
             "deploy:",
@@ -140,6 +150,7 @@ class DeployPlatform:
         output = self.serve.stop()
         self.serve.run("down")
         self.store.close()
+        shutil.rmtree(self.sockets, ignore_errors=True)
         return output
 
     def _answers(self) -> bool:
@@ -250,7 +261,7 @@ class DeployPlatform:
             lines = log.read_text().splitlines() if log.exists() else []
             return [line for line in lines if "upstream" in line and "[error]" in line]
         found = []
-        for row in _haproxy_stats(self.proxy_dir / "admin.sock"):
+        for row in _haproxy_stats(self.admin_socket):
             counts = {name: int(row[name] or 0) for name in ("wretr", "wredis", "econ", "eresp")}
             if row["svname"] not in ("FRONTEND", "BACKEND") and any(counts.values()):
                 found.append(f"{row['pxname']}/{row['svname']} ({row['addr']}): {counts}")

@@ -48,7 +48,9 @@ if TYPE_CHECKING:
 CONFIG_FILE = "haproxy.cfg"
 SLOTS = 32
 _UNSAFE_PATH = re.compile(r"[\"\\$#\x00-\x1f]")
-_SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with the terminating zero
+# sun_path holds 108 bytes; HAProxy binds to "PATH.PID.tmp" first and renames it, so it refuses
+# a path longer than 97 bytes ("socket path ... too long (max 97)").
+_SOCKET_PATH_MAX = 97
 _ANSWER_TIMEOUT = 5.0
 
 
@@ -69,8 +71,8 @@ class HaproxyTraffic:
                                  "hold (quotes, backslash, $, # or control characters); choose another")
         if len(str(self.admin_socket).encode()) > _SOCKET_PATH_MAX:
             raise ProxyError(f"proxy {name}: the admin socket path {self.admin_socket} is longer than the "
-                             f"{_SOCKET_PATH_MAX} bytes a unix socket's path may have; choose a shorter "
-                             "directory or set admin_socket")
+                             f"{_SOCKET_PATH_MAX} bytes HAProxy takes for a unix socket's path; choose a "
+                             "shorter directory or set admin_socket")
         self.binary = find_binary("haproxy", proxy.binary)
         self.version_header = proxy.version_header
         self.health = (proxy.host or "127.0.0.1", proxy.port) if proxy.port is not None else None

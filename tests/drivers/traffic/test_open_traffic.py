@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,7 +37,7 @@ def test_a_binary_that_is_not_there_is_named(tmp_path: Path) -> None:
 
 
 def test_an_admin_socket_path_too_long_for_a_unix_socket_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ProxyError, match="longer than the 107 bytes"):
+    with pytest.raises(ProxyError, match="longer than the 97 bytes"):
         open_traffic("edge", Proxy(engine="haproxy"), directory=tmp_path / ("d" * 120))
 
 
@@ -56,3 +58,18 @@ def test_what_the_engine_refuses_at_prepare_leaves_the_configuration_in_place(
     assert said in refused.value.output
     assert f"{config}.rejected" in str(refused.value)
     assert (tmp_path / config).read_text() == in_place
+
+
+def test_haproxy_takes_an_admin_socket_path_of_97_bytes_and_opsplane_refuses_98(tmp_path: Path) -> None:
+    """HAProxy binds to PATH.PID.tmp before renaming it, so it allows 97 bytes, not 107."""
+    sockets = Path(tempfile.mkdtemp(prefix="op-", dir="/tmp"))
+    try:
+        longest = str(sockets / ("s" * (97 - len(str(sockets)) - 1)))
+        assert len(longest.encode()) == 97
+        driver = open_traffic("edge", Proxy(engine="haproxy", admin_socket=longest), directory=tmp_path)
+        backend = Backend("catalog.0", "127.0.0.1", 9001, 1, "v1")
+        driver.prepare([Route("catalog", "127.0.0.1", 8000, (backend,))])  # haproxy -c accepts it
+        with pytest.raises(ProxyError, match="longer than the 97 bytes"):
+            open_traffic("edge", Proxy(engine="haproxy", admin_socket=longest + "s"), directory=tmp_path)
+    finally:
+        shutil.rmtree(sockets)
