@@ -331,7 +331,8 @@ class Proxy(Component):
     config_dir: str | None = Field(
         None, description="Where its configuration is written; default `<state_dir>/proxy/<name>`.")
     admin_socket: str | None = Field(
-        None, description="HAProxy's runtime API socket; default `admin.sock` in `config_dir`.")
+        None, description="HAProxy's runtime API socket; default `admin.sock` in `config_dir`. HAProxy "
+        "takes at most 97 bytes for its path; a longer one is refused when the proxy is opened.")
     binary: str | None = Field(
         None, description="The nginx or haproxy program; default: found on PATH or in /usr/sbin.")
     version_header: str = Field(

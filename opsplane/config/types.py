@@ -1,11 +1,14 @@
-"""Small value types of the inventory: durations, percentages and secret references."""
+"""Small value types of the inventory: durations, percentages, time zones and times of day, and
+secret references."""
 
 from __future__ import annotations
 
 import os
 import re
+from datetime import time
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
 
@@ -188,3 +191,23 @@ Secret = Annotated[
         }
     ),
 ]
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin or "
+                         "UTC") from None
+    return value
+
+
+def _hh_mm(value: object) -> object:
+    # YAML 1.1 reads an unquoted 10:00 as the sexagesimal number 600; take it back as a time
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+        return time(value // 60, value % 60)
+    return value
+
+
+TimeZone = Annotated[str, AfterValidator(_zone)]  # an IANA name such as Europe/Berlin
+TimeOfDay = Annotated[time, BeforeValidator(_hh_mm)]  # "10:00", quoted or not

@@ -16,11 +16,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+from pydantic import Field, model_validator
 
-from opsplane.config.types import Strict
+from opsplane.config.types import Strict, TimeOfDay, TimeZone
 from opsplane.errors import OpsplaneError
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -37,30 +37,10 @@ class WindowError(OpsplaneError):
     exit_code = 3
 
 
-def _zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin or "
-                         "UTC") from None
-    return value
-
-
-def _hh_mm(value: object) -> object:
-    # YAML 1.1 reads an unquoted 10:00 as the sexagesimal number 600; take it back as a time
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
-        return time(value // 60, value % 60)
-    return value
-
-
-TimeZone = Annotated[str, AfterValidator(_zone)]
-LocalTime = Annotated[time, BeforeValidator(_hh_mm)]
-
-
 class WeeklyWindow(Strict):
     days: list[Weekday] = Field(min_length=1, description="Days it opens on, e.g. [tue, wed, thu].")
-    start: LocalTime = Field(description="Local time it opens (HH:MM).")
-    end: LocalTime = Field(
+    start: TimeOfDay = Field(description="Local time it opens (HH:MM).")
+    end: TimeOfDay = Field(
         description="Local time it closes (HH:MM); one at or before `start` (00:00, say) is on the next day."
     )
 
@@ -68,9 +48,9 @@ class WeeklyWindow(Strict):
 class WeeklyFreeze(Strict):
     name: FreezeName = Field(description="What the freeze is called in decisions and events, e.g. weekend.")
     start_day: Weekday = Field(description="Day it begins, e.g. fri.")
-    start: LocalTime = Field(time(0), description="Local time it begins on start_day (default 00:00).")
+    start: TimeOfDay = Field(time(0), description="Local time it begins on start_day (default 00:00).")
     end_day: Weekday = Field(description="Day it ends, e.g. mon.")
-    end: LocalTime = Field(
+    end: TimeOfDay = Field(
         time(0), description="Local time it ends on end_day (default 00:00); the same day and an end at or "
         "before the start means a week later.",
     )

@@ -13,11 +13,10 @@ from collections.abc import Container
 from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from opsplane.config.types import Duration, Wait
+from opsplane.config.types import Duration, TimeOfDay, TimeZone, Wait
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=63)]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -39,16 +38,6 @@ class ContactKind(StrEnum):
     PAGERDUTY = "pagerduty"
 
 
-def _zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin or UTC"
-        ) from None
-    return value
-
-
 def _target(value: str) -> str:
     kind, sep, rest = value.partition(":")
     if not sep or kind not in TARGET_KINDS or not rest:
@@ -61,16 +50,7 @@ def _target(value: str) -> str:
     return value
 
 
-def _hh_mm(value: object) -> object:
-    # YAML 1.1 reads an unquoted 9:00 as the sexagesimal number 540; take it back as a time
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
-        return time(value // 60, value % 60)
-    return value
-
-
-TimeZone = Annotated[str, AfterValidator(_zone)]
 Target = Annotated[str, AfterValidator(_target)]
-HandoffTime = Annotated[time, BeforeValidator(_hh_mm)]
 
 
 class Person(_Strict):
@@ -94,7 +74,7 @@ class Layer(_Strict):
 
 class Handoff(_Strict):
     day: Weekday = Field("mon", description="Weekday of the handoff (mon ... sun).")
-    time: HandoffTime = Field(time(9, 0), description="Local time of the handoff, such as 09:00.")
+    time: TimeOfDay = Field(time(9, 0), description="Local time of the handoff, such as 09:00.")
 
 
 class ScheduleOverride(_Strict):
