@@ -52,7 +52,7 @@ def _inventory(ctx: typer.Context) -> tuple[Any, Path]:
 
 
 def _runtime(inventory: Any, base: Path, actor: str) -> Any:
-    from opsplane.drivers.runtime.base import open_runtime
+    from opsplane.drivers.runtime import open_runtime
 
     return open_runtime(inventory, base_dir=base, actor=actor)
 
@@ -82,7 +82,7 @@ def start(
     Exit 0 when it succeeded (or was recorded, with --no-wait), 1 when it paused for a person,
     2 when it was rolled back or failed, 3 when it was refused (nothing changed).
     """
-    from opsplane.deploy.request import Request, check_proxy, prepare
+    from opsplane.deploy.request import Request, check_proxy, own_instances, prepare
     from opsplane.deploy.service import DeployRefused
     from opsplane.health.targets import environment_name
 
@@ -93,7 +93,7 @@ def start(
     inventory, base = _inventory(ctx)
     actor = cli_actor() if dry_run else acting_as(Role.OPERATOR)
     runtime = _runtime(inventory, base, actor)
-    current, instances = _running(runtime, inventory)
+    current, instances = dict(runtime.releases()), own_instances(runtime)
     now = SystemClock().now()
     request = Request(service_name, version, environment_name(inventory, env), strategy, auto_promote,
                       initial_percent, reason.strip() if override and reason else None)
@@ -127,20 +127,6 @@ def start(
         raise typer.Exit(2)
     if final == "paused":  # waiting for a person: promote, resume or abort
         raise typer.Exit(1)
-
-
-def _running(runtime: Any, inventory: Any) -> tuple[dict[str, str], dict[str, int]]:
-    from opsplane.drivers.runtime.base import RuntimeNotRunning
-
-    current = dict(runtime.releases())
-    counts: dict[str, int] = {}
-    try:
-        for status in runtime.status():
-            if "@" not in status.service:
-                counts[status.service] = counts.get(status.service, 0) + 1
-    except RuntimeNotRunning:
-        pass
-    return current, counts
 
 
 def _print_plan(prepared: Any) -> None:

@@ -111,6 +111,21 @@ def prepare(inventory: Inventory, request: Request, *, current: dict[str, str],
                     policy.approvals if policy is not None else 0, params)
 
 
+def own_instances(runtime: Any) -> dict[str, int]:
+    """How many instances of its own each service runs (extra `SERVICE@VERSION` groups left
+    out); none when the runtime's supervisor is not running."""
+    from opsplane.drivers.runtime.base import RuntimeNotRunning
+
+    counts: dict[str, int] = {}
+    try:
+        for status in runtime.status():
+            if "@" not in status.service:
+                counts[status.service] = counts.get(status.service, 0) + 1
+    except RuntimeNotRunning:
+        pass
+    return counts
+
+
 def check_proxy(inventory: Inventory, service: str, runtime: Any, *, base_dir: Path) -> None:
     """Refuse a deploy whose proxy would not take its configuration (`nginx -t`, `haproxy -c`)
     with the routes that run now: nothing has changed yet, and the proxy's own words say why."""

@@ -65,8 +65,7 @@ async def ask_for_deploy(request: Request, body: DeployRequest,
     """Ask for a deploy (or, with `dry_run`, its plan); `serve` carries it out."""
     from opsplane.deploy import service
     from opsplane.deploy.request import Request as Asked
-    from opsplane.deploy.request import check_proxy, prepare
-    from opsplane.drivers.runtime.base import RuntimeNotRunning
+    from opsplane.deploy.request import check_proxy, own_instances, prepare
     from opsplane.health.targets import environment_name
 
     plane = request.app.state.plane
@@ -77,13 +76,7 @@ async def ask_for_deploy(request: Request, body: DeployRequest,
     inventory = plane.inventory
 
     def work(session: Any) -> dict[str, Any]:
-        counts: dict[str, int] = {}
-        try:
-            for status in runtime.status():
-                if "@" not in status.service:
-                    counts[status.service] = counts.get(status.service, 0) + 1
-        except RuntimeNotRunning:
-            pass
+        counts = own_instances(runtime)
         now = plane.clock.now()
         asked = Asked(body.service, body.version, environment_name(inventory, body.environment),
                       body.strategy, body.auto_promote, body.initial_percent, body.override_reason)

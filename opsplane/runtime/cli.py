@@ -22,8 +22,8 @@ from opsplane.drivers.runtime.base import (
     LogLine,
     RuntimeDriver,
     RuntimeNotRunning,
-    open_runtime,
 )
+from opsplane.drivers.runtime.factory import open_runtime
 from opsplane.drivers.runtime.logfiles import stamp
 from opsplane.errors import UsageError
 from opsplane.runtime import report

@@ -434,7 +434,7 @@ class DeployPlatform:
         """What the runtime runs now, asked of its supervisor directly (cheaper than `ps`, for
         polling)."""
         from opsplane.config.loader import load
-        from opsplane.drivers.runtime.base import open_runtime
+        from opsplane.drivers.runtime import open_runtime
 
         if self._runtime is None:
             self._runtime = open_runtime(load(self.inventory_path), base_dir=self.base, environ=self.env)

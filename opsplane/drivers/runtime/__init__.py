@@ -10,9 +10,8 @@ from opsplane.drivers.runtime.base import (
     RuntimeNotice,
     RuntimeNotRunning,
     RuntimeWatch,
-    open_runtime,
-    watched_runtime,
 )
+from opsplane.drivers.runtime.factory import open_runtime, watched_runtime
 
 __all__ = [
     "InstanceState",

@@ -10,9 +10,9 @@ from opsplane.drivers.traffic.base import (
     RouteInvalid,
     Split,
     TrafficDriver,
-    open_traffic,
     split_weights,
 )
+from opsplane.drivers.traffic.factory import open_traffic
 
 __all__ = [
     "Applied",

@@ -17,12 +17,9 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 
 from opsplane.errors import OpsplaneError
-
-if TYPE_CHECKING:
-    from opsplane.config.models import Proxy
 
 MAX_WEIGHT = 256
 """The largest weight both engines take (HAProxy's limit; nginx takes more)."""
@@ -316,20 +313,3 @@ def find_binary(engine: str, configured: str | None) -> str:
         raise ProxyError(f"{engine} was not found on PATH or in /usr/sbin; install it "
                          "(scripts/bootstrap.sh does) or name the program in the proxy's `binary`")
     return found
-
-
-def open_traffic(name: str, proxy: Proxy, *, directory: Path) -> TrafficDriver:
-    """The driver for `proxy` (the inventory's entry `name`), its files under `directory`."""
-    if not proxy.managed:
-        raise ProxyError(f"proxy {name} is not managed by opsplane (managed: false); opsplane only "
-                         "drives proxies it runs itself, with the configuration it writes")
-    if proxy.engine == "nginx":
-        from opsplane.drivers.traffic.nginx import NginxTraffic
-
-        return NginxTraffic(name, proxy, directory=directory)
-    if proxy.engine == "haproxy":
-        from opsplane.drivers.traffic.haproxy import HaproxyTraffic
-
-        return HaproxyTraffic(name, proxy, directory=directory)
-    raise ProxyError(f"proxy {name}: engine {proxy.engine!r} is not one opsplane drives; "
-                     "expected nginx or haproxy")

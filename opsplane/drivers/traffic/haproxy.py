@@ -91,28 +91,25 @@ class HaproxyTraffic:
         """Write the configuration HAProxy starts with, after `haproxy -c` accepted it: one
         frontend and backend per route, the routes' backends in the first slots."""
         routes = check_routes(routes)
-        resolved = [(route, [self._resolve(b) for b in route.backends]) for route in routes]
-        text = render_haproxy(resolved, admin_socket=self.admin_socket, proxy_name=self.name,
-                              slots=self.slots, health=self.health)
         with one_change_at_a_time(self.directory):
-            candidate = self.directory / (CONFIG_FILE + ".next")
-            candidate.write_text(text)
-            self._check(candidate)
-            candidate.replace(self.config)
+            self._checked_candidate(routes).replace(self.config)
             write_routes(self.directory, routes)
 
     def check(self, routes: Sequence[Route]) -> None:
         """Whether HAProxy would take a configuration for `routes` (`haproxy -c`), changing
         nothing; ProxyConfigInvalid with its own words when it would not."""
         routes = check_routes(routes)
-        resolved = [(route, [self._resolve(b) for b in route.backends]) for route in routes]
-        text = render_haproxy(resolved, admin_socket=self.admin_socket, proxy_name=self.name,
-                              slots=self.slots, health=self.health)
         with one_change_at_a_time(self.directory):
-            candidate = self.directory / (CONFIG_FILE + ".next")
-            candidate.write_text(text)
-            self._check(candidate)
-            candidate.unlink()
+            self._checked_candidate(routes).unlink()
+
+    def _checked_candidate(self, routes: Sequence[Route]) -> Path:
+        """The configuration for `routes`, written beside the live one once `haproxy -c` took it."""
+        resolved = [(route, [self._resolve(b) for b in route.backends]) for route in routes]
+        candidate = self.directory / (CONFIG_FILE + ".next")
+        candidate.write_text(render_haproxy(resolved, admin_socket=self.admin_socket, proxy_name=self.name,
+                                            slots=self.slots, health=self.health))
+        self._check(candidate)
+        return candidate
 
     def apply(self, routes: Sequence[Route]) -> Applied:
         """Move every route's slots to its backends through the runtime API, then read the

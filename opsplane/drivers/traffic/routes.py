@@ -14,7 +14,8 @@ from pathlib import Path
 from opsplane.config.models import Inventory, Proxy
 from opsplane.drivers.runtime.base import InstanceStatus
 from opsplane.drivers.runtime.releases import track_name
-from opsplane.drivers.traffic.base import Backend, Route, TrafficDriver, open_traffic, split_weights
+from opsplane.drivers.traffic.base import Backend, Route, TrafficDriver, split_weights
+from opsplane.drivers.traffic.factory import open_traffic
 
 UNVERSIONED = "unversioned"  # the release of an instance whose service names none (no run.version)
 Share = tuple[str, float, Sequence[int]]  # (the other release, its percent, own instances drained)
