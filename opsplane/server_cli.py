@@ -46,6 +46,10 @@ def serve(
     listen_host = host or inventory.server.listen_host
     listen_port = port or inventory.server.listen_port
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if logging.getLogger().level > logging.DEBUG:
+        # httpx logs every request it sends at INFO: a hundred lines each time a deploy proves a
+        # split, one per webhook sent. What matters of them is recorded as events already.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     out.print(f"opsplane serving {inventory.platform.name} ({plane.env}): "
               f"{len(plane.targets)} checks, API on http://{listen_host}:{listen_port}, "
               f"store {store.url}")

@@ -253,11 +253,12 @@ class LivePlatform:
             if problem is None:
                 return
             alive = {s.name: s for s in self.runtime.status()}
+            # ended, or restarted since it was started: a release that crashes as it comes up
+            # is not waited for until the health timeout, however quickly the runtime restarts it
             gone = [s for s in statuses if alive.get(s.name) is None or alive[s.name].state in
-                    ("failed", "backoff", "stopped")]
+                    ("failed", "backoff", "stopped") or alive[s.name].restarts > s.restarts]
             if gone or time.monotonic() >= deadline:
-                exits = "; ".join(f"{s.name} {alive[s.name].state} ({alive[s.name].last_exit})"
-                                  for s in gone if s.name in alive)
+                exits = "; ".join(_ended(alive[s.name]) for s in gone if s.name in alive)
                 raise StepFailed(f"{', '.join(s.name for s in statuses)} did not become healthy: "
                                  f"{exits or problem}")
             time.sleep(0.5)

@@ -96,6 +96,7 @@ def test_blue_green_moves_every_request_to_the_new_release_without_one_failing(
     print(f"\n{platform.engine}: {switch * 1000:.0f} ms from the shift step's start to answers from v2 only; "
           f"deploy took {_ended(deploy) - _created(deploy):.1f} s; {load.summary()}")
 
+    assert "HTTP Request:" not in platform.serve.log_path.read_text(), "serve logged each proving request"
     instances = platform.ps()
     assert {(i["service"], i["version"]) for i in instances if i["service"] != "edge"} == {(SERVICE, "v2")}
     assert len(platform.own_instances()) == 2

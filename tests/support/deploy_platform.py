@@ -290,8 +290,8 @@ class DeployPlatform:
 
 class ServeLoggingToFile(Serve):
     """`Serve` with the output going to `serve.log` rather than to a pipe nobody reads while it
-    runs: a deploy logs a line for each request that proves a traffic change, and once a pipe's
-    buffer is full `serve` would stop in the middle of a step, at its next log line."""
+    runs: once a pipe's buffer is full, `serve` would stop in the middle of a step at its next
+    log line; the file can also be read while it runs."""
 
     def start(self) -> None:
         self.log_path = self.workdir / "serve.log"
