@@ -40,14 +40,13 @@ from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Any, Literal
 
+from opsplane.deploy import histogram
 from opsplane.deploy.models import AnalysisSettings
 from opsplane.errors import OpsplaneError
 from opsplane.units import Unit, format_value
 
 Outcome = Literal["pass", "fail", "inconclusive"]
 FAIL_TESTS = 5  # errors against stable, errors against the limit, latency, latency_tail, p95
-TAIL_SHARE = 0.10  # latency_tail reads a bound that at most this share of stable requests exceed
-TAIL_QUANTILE = 0.95
 _NORMAL = NormalDist()
 
 
@@ -209,8 +208,8 @@ def analyse(stable: Sequence[Interval], canary: Sequence[Interval], settings: An
         metrics = [replace(m, outcome="inconclusive", reason=short) for m in metrics]
         outcome, reason = "inconclusive", short
     return Verdict(outcome, outcome != "inconclusive" or final, final, look_number, intervals, s.requests,
-                   c.requests, s.error_ratio, c.error_ratio, _quantile(TAIL_QUANTILE, s.bounds, s.counts),
-                   _quantile(TAIL_QUANTILE, c.bounds, c.counts), tuple(metrics), reason)
+                   c.requests, s.error_ratio, c.error_ratio, s.quantile(histogram.P95),
+                   c.quantile(histogram.P95), tuple(metrics), reason)
 
 
 def _overall(metrics: Sequence[MetricResult], fewest: float, intervals: int,
@@ -332,13 +331,13 @@ def _errors(s: _Totals, c: _Totals, settings: AnalysisSettings, look: _Look) -> 
 
 
 def _latency(s: _Totals, c: _Totals, settings: AnalysisSettings, look: _Look) -> MetricResult:
-    median_s, median_c = _quantile(0.5, s.bounds, s.counts), _quantile(0.5, c.bounds, c.counts)
+    median_s, median_c = s.quantile(0.5), c.quantile(0.5)
     if not s.latency_samples or not c.latency_samples:
         return _no_histogram("latency", median_s, median_c, s, c, look)
-    slowed = _slowed(s.bounds, s.counts, 1 + settings.latency_margin)
-    effect, _, _ = _rank_test(c.counts, s.counts)
-    _, worse, within = _rank_test(c.counts, slowed)
-    margin_effect, _, _ = _rank_test(slowed, s.counts)
+    slowed = histogram.slowed(s.bounds, s.counts, 1 + settings.latency_margin)
+    effect, _, _ = histogram.rank_test(c.counts, s.counts)
+    _, worse, within = histogram.rank_test(c.counts, slowed)
+    margin_effect, _, _ = histogram.rank_test(slowed, s.counts)
     outcome, p, held = look.outcome(worse, within)
     percent = format_value(settings.latency_margin, Unit.RATIO)
     reason = {"fail": f"requests slower than stable's by more than {percent}",
@@ -358,8 +357,9 @@ def _tail(name: str, s: _Totals, c: _Totals, factor: float, look: _Look) -> Metr
 
     if not s.latency_samples or not c.latency_samples:
         return _no_histogram(name, math.nan, math.nan, s, c, look)
-    slowed = _slowed(s.bounds, s.counts, factor)
-    cut = _tail_bound(s.bounds, s.counts, slowed) if name == "latency_tail" else _p95_bound(s.bounds, slowed)
+    slowed = histogram.slowed(s.bounds, s.counts, factor)
+    cut = (histogram.tail_bound(s.bounds, s.counts, slowed) if name == "latency_tail"
+           else histogram.p95_bound(s.bounds, slowed))
     n_s, n_c = round(s.latency_samples), round(c.latency_samples)
     share_s, share_r, share_c = (sum(n[cut + 1:]) / sum(n) for n in (s.counts, slowed, c.counts))
     over_c, over_r = round(share_c * n_c), round(share_r * n_s)
@@ -376,35 +376,9 @@ def _tail(name: str, s: _Totals, c: _Totals, factor: float, look: _Look) -> Metr
     if name == "latency_tail":
         return MetricResult(name, outcome, share_s, share_c, p, share_c - share_s, n_s, n_c, reason,
                             alpha=held, needed=needed)
-    p95_s, p95_c = (_quantile(TAIL_QUANTILE, s.bounds, n) for n in (s.counts, c.counts))
+    p95_s, p95_c = (histogram.quantile(histogram.P95, s.bounds, n) for n in (s.counts, c.counts))
     return MetricResult(name, outcome, p95_s, p95_c, p, p95_c / p95_s if p95_s > 0 else math.nan, n_s, n_c,
                         reason, unit=Unit.SECONDS, effect="ratio", alpha=held, needed=needed)
-
-
-def _tail_bound(bounds: Sequence[float], stable: Sequence[float], slowed: Sequence[float]) -> int:
-    """Of the bounds that at most TAIL_SHARE of the stable requests exceed (where the buckets
-    are too coarse for that, half of them), the one where the stable release and its slowed
-    self differ by most standard errors: the tail bound where the comparison has most power.
-    Chosen from the stable release alone, so the canary cannot choose where it is judged."""
-    total_s, total_r = sum(stable), sum(slowed)
-    gaps: dict[int, tuple[float, float]] = {}
-    for k in range(len(bounds) - 1):
-        q_s, q_r = sum(stable[k + 1:]) / total_s, sum(slowed[k + 1:]) / total_r
-        spread = math.sqrt(q_s * (1 - q_s) + q_r * (1 - q_r))
-        if q_s > 0 and spread > 0:
-            gaps[k] = (q_s, (q_r - q_s) / spread)
-    for share in (TAIL_SHARE, 0.5):
-        tail = {k: gap for k, (q_s, gap) in gaps.items() if q_s <= share}
-        if tail:
-            return max(tail, key=lambda k: tail[k])
-    return _p95_bound(bounds, slowed)
-
-
-def _p95_bound(bounds: Sequence[float], counts: Sequence[float]) -> int:
-    """The largest bound at or below the p95 of `counts`, so that at least 5% of them lie above
-    it (the first bound when the p95 is inside the first bucket)."""
-    p95 = _quantile(TAIL_QUANTILE, bounds, counts)
-    return max((k for k in range(len(bounds) - 1) if bounds[k] <= p95), default=0)
 
 
 def _no_histogram(name: str, stable: float, canary: float, s: _Totals, c: _Totals,
@@ -427,6 +401,9 @@ class _Totals:
     @property
     def error_ratio(self) -> float:
         return self.errors / self.requests if self.requests > 0 else math.nan
+
+    def quantile(self, q: float) -> float:
+        return histogram.quantile(q, self.bounds, self.counts)
 
     @property
     def latency_samples(self) -> float:
@@ -451,67 +428,6 @@ def _totals(intervals: Sequence[Interval], side: str) -> _Totals:
     counts = tuple(max(0.0, total - (cumulative[k - 1] if k else 0.0)) for k, total in enumerate(cumulative))
     return _Totals(len(intervals), sum(i.requests for i in intervals), sum(i.errors for i in intervals),
                    bounds, counts)
-
-
-def _quantile(q: float, bounds: Sequence[float], counts: Sequence[float]) -> float:
-    """The q-quantile interpolated inside its bucket, as Prometheus's histogram_quantile does."""
-    total = sum(counts)
-    if total <= 0 or len(bounds) < 2:
-        return math.nan
-    rank, below = q * total, 0.0
-    for k, count in enumerate(counts):
-        if count > 0 and below + count >= rank:
-            if math.isinf(bounds[k]):
-                return bounds[k - 1]
-            lower = bounds[k - 1] if k else 0.0
-            return lower + (bounds[k] - lower) * (rank - below) / count
-        below += count
-    return bounds[-2]
-
-
-def _slowed(bounds: Sequence[float], counts: Sequence[float], factor: float) -> list[float]:
-    """The bucket counts of the same requests each taking `factor` times as long: the count
-    slower than bound b becomes the count that was slower than b / factor."""
-    total, above, running = sum(counts), [], 0.0
-    for count in counts:
-        running += count
-        above.append(max(0.0, total - running))
-    slower = [_above(b / factor, bounds, above, total) if math.isfinite(b) else 0.0 for b in bounds]
-    return [max(0.0, (slower[k - 1] if k else total) - slower[k]) for k in range(len(bounds))]
-
-
-def _above(x: float, bounds: Sequence[float], above: Sequence[float], total: float) -> float:
-    """Requests slower than `x`, from the counts above each bound. Inside a bucket the share
-    above is interpolated on the normal-quantile scale against log x: exact for a log-normal
-    latency distribution, and close for skewed ones, whose tail falls off faster than the
-    straight line histogram_quantile draws. Where a share is 0 or 1 (the first bucket, nothing
-    above), linearly, as histogram_quantile does."""
-    k = next(i for i, b in enumerate(bounds) if x <= b)
-    lower, at_lower = (bounds[k - 1], above[k - 1]) if k else (0.0, total)
-    if k and 0 < above[k] and at_lower < total:
-        z_lower, z_upper = _NORMAL.inv_cdf(1 - at_lower / total), _NORMAL.inv_cdf(1 - above[k] / total)
-        z = z_lower + (z_upper - z_lower) * math.log(x / lower) / math.log(bounds[k] / lower)
-        return total * (1 - _NORMAL.cdf(z))
-    return at_lower - (at_lower - above[k]) * (x - lower) / (bounds[k] - lower)
-
-
-def _rank_test(canary: Sequence[float], reference: Sequence[float]) -> tuple[float, float, float]:
-    """Mann-Whitney on two tables of bucket counts: (P(a canary request is slower) + half the
-    ties, p that the canary is slower, p that it is faster), tie-corrected, continuity-corrected."""
-    n1, n2 = sum(canary), sum(reference)
-    total = n1 + n2
-    if n1 <= 0 or n2 <= 0 or total <= 1:
-        return math.nan, 1.0, 1.0
-    u, below, ties = 0.0, 0.0, 0.0
-    for c, r in zip(canary, reference, strict=True):
-        u += c * (below + r / 2)
-        below += r
-        ties += (c + r) ** 3 - (c + r)
-    variance = n1 * n2 / 12 * ((total + 1) - ties / (total * (total - 1)))
-    if variance <= 0:
-        return u / (n1 * n2), 1.0, 1.0
-    sd, mean = math.sqrt(variance), n1 * n2 / 2
-    return u / (n1 * n2), _NORMAL.cdf((mean + 0.5 - u) / sd), _NORMAL.cdf((u - mean + 0.5) / sd)
 
 
 def _difference_z(x1: int, n1: int, x2: int, n2: int, margin: float) -> float:
@@ -568,7 +484,7 @@ def flagger_style(canary: Sequence[Interval], *, threshold: int = 5, max_error_r
 
 def _flagger_check(interval: Interval, max_error_ratio: float, max_p99: float) -> FlaggerCheck:
     totals = _totals([interval], "canary")
-    p99 = _quantile(0.99, totals.bounds, totals.counts)
+    p99 = totals.quantile(0.99)
     if interval.requests <= 0 or math.isnan(p99):
         return FlaggerCheck(totals.error_ratio, p99, True, "no data")
     ratio = totals.error_ratio
