@@ -253,7 +253,7 @@ def test_a_holder_that_dies_mid_step_is_followed_without_repeating_done_steps(st
         raise Dies
 
     original = platform.intervals
-    platform.intervals = die  # type: ignore[method-assign]
+    platform.intervals = die  # type: ignore[method-assign,assignment]
     with pytest.raises(Dies):
         first.advance(deploy_id)  # claims the analysis step, then dies before recording it
     platform.intervals = original  # type: ignore[method-assign]
@@ -292,7 +292,7 @@ def test_a_step_that_outlasts_its_lease_keeps_its_claim_until_it_is_recorded(sto
             taken_by_another.append(claims.take(session, key, holder="second", now=clock.now(), lease=LEASE))
         return starting(service_name, version, instances)
 
-    platform.start = slow_start  # type: ignore[method-assign]
+    platform.start = slow_start  # type: ignore[method-assign,assignment]
     try:
         assert runner.advance(deploy_id) == 1
     finally:
