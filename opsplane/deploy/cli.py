@@ -61,7 +61,7 @@ def _runtime(inventory: Any, base: Path, actor: str) -> Any:
 def start(
     ctx: typer.Context,
     service_name: str = typer.Argument(..., metavar="SERVICE", help="The service to deploy."),
-    version: str = typer.Argument(..., help="The release to deploy."),
+    version: str = typer.Argument(..., metavar="VERSION", help="The release to deploy."),
     strategy: str = typer.Option(None, "--strategy", help="rolling, blue-green or canary (default: the "
                                  "service's, then the inventory's)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; change nothing."),
@@ -218,12 +218,25 @@ def _print_status(data: dict[str, Any]) -> None:
     out.print(f"[bold]deploy {data['id']}[/]: {data['service']} {data['from']} -> {data['to']} "
               f"({data['strategy']}, {data['environment']}) [bold]{data['state']}[/]"
               + (f": {data['reason']}" if data["reason"] else ""))
-    out.print(f"  requests on {data['to']}: {data['percent']:g} %; asked by {data['requested_by']} at "
+    if data["state"] == "succeeded":
+        share = f"all requests on {data['to']}"
+    elif data["state"] in ("rolled_back", "aborted"):
+        share = f"all requests on {data['from']}"
+    else:
+        share = f"requests on {data['to']}: {data['percent']:g} %"
+    out.print(f"  {share}; asked by {data['requested_by']} at "
               f"{data['created_at']}" + (f"; incident {data['incident']}" if data["incident"] else ""))
     for number, step in enumerate(data["steps"]):
         mark = "done" if number < data["step"] else ("now" if number == data["step"] and
                                                       data["state"] in service.ACTIVE else "")
         out.print(f"  {mark:>4} {number + 1:2}. {step['text']}")
+    if data["state"] == "paused":
+        at_analysis = data["step"] < len(data["steps"]) and data["steps"][data["step"]]["kind"] == "analyse"
+        out.print(f"  waiting for a person: `opsplane deploy resume {data['id']}` to go on"
+                  + (f", `opsplane deploy promote {data['id']}` to pass this analysis" if at_analysis else "")
+                  + f", or `opsplane deploy abort {data['id']}` to undo it")
+    elif data["state"] == "awaiting_approval":
+        out.print(f"  waiting for approval: `opsplane deploy approve {data['id']}`")
     for verdict in data["verdicts"]:
         table = Table(title=f"analysis at {verdict.get('percent')} %: {verdict.get('outcome')}",
                       title_justify="left")

@@ -195,6 +195,11 @@ def test_a_canary_with_too_little_traffic_pauses_without_a_verdict(tmp_path: Pat
         kinds = {e["kind"] for e in platform.events("deploy.*", deploy_id=deploy_id)}
         assert kinds.isdisjoint({"deploy.rolling_back", "deploy.rolled_back", "deploy.succeeded"}), kinds
         assert load.failures() == []
+        shown = " ".join(platform.cli("deploy", "status", str(deploy_id)).stdout.split())
+        assert "requests on v2: 50 %" in shown
+        assert (f"waiting for a person: `opsplane deploy resume {deploy_id}` to go on, `opsplane deploy "
+                f"promote {deploy_id}` to pass this analysis, or `opsplane deploy abort {deploy_id}` to "
+                "undo it") in shown, shown
 
 
 def test_a_deploy_outside_its_window_is_refused_unless_overridden(tmp_path: Path) -> None:
