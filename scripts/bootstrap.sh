@@ -32,6 +32,8 @@ need python3-venv "$python" -c 'import ensurepip, venv'
 need postgresql compgen -G '/usr/lib/postgresql/*/bin/initdb'
 need redis-server command -v redis-server
 need nginx test -x /usr/sbin/nginx  # the demo's proxy in front of the shop, through which deploys move traffic
+need pgbackrest command -v pgbackrest  # PostgreSQL backups, WAL archiving and point-in-time recovery
+need restic command -v restic  # Redis snapshots, file trees and logical dumps, encrypted, local and S3
 if [ "$want_test" = 1 ]; then
   need chromium command -v chromium  # the dashboard's browser test drives it headless
   need prometheus test -x /usr/bin/promtool  # the PromQL differential tests; brings prometheus too
