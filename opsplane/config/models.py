@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from opsplane.alerts.models import AlertingSettings
+from opsplane.backup.models import BackupSettings
 from opsplane.config.types import Duration, Ratio, Secret, Strict
 from opsplane.deploy.models import DeploySettings
 from opsplane.incidents.models import IncidentsSettings
@@ -452,6 +453,11 @@ class Inventory(Strict):
         default_factory=DeploySettings,
         description="Deploy strategies, canary analysis, rollback criteria, windows and freezes, and the "
         "releases of each service; see docs/deploys.md.",
+    )
+    backup: BackupSettings = Field(
+        default_factory=BackupSettings,
+        description="Where backups are kept and, per database, cache and file tree, how they are taken, "
+        "kept, encrypted, verified and drilled; see docs/backups.md.",
     )
     incidents: IncidentsSettings = Field(
         default_factory=IncidentsSettings,

@@ -3,6 +3,7 @@
 from opsplane.alerts.evaluations import EvaluationRow
 from opsplane.alerts.tables import AlertRow, NotificationRow, SilenceRow
 from opsplane.auth.tables import ApiToken, DashboardSession
+from opsplane.backup.tables import BackupCopyRow, BackupRow, RestoreRow
 from opsplane.deploy.tables import DeployRow
 from opsplane.events.tables import Event
 from opsplane.health.tables import CheckState
@@ -14,7 +15,7 @@ from opsplane.store.claims import WorkClaim
 metadata = Base.metadata
 
 __all__ = [
-    "ActionItemRow", "AlertRow", "ApiToken", "CheckState", "DashboardSession", "DeployRow",
+    "ActionItemRow", "AlertRow", "ApiToken", "BackupCopyRow", "BackupRow", "CheckState", "DashboardSession", "DeployRow",
     "EvaluationRow", "Event", "IncidentAlertRow", "IncidentRow", "IncidentUpdateRow", "NotificationRow",
-    "OutboxRow", "SilenceRow", "WorkClaim", "metadata",
+    "OutboxRow", "RestoreRow", "SilenceRow", "WorkClaim", "metadata",
 ]

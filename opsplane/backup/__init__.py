@@ -1,0 +1,1 @@
+"""Backups and disaster recovery: policy, catalog, runs, verification, restores and drills."""
