@@ -102,7 +102,7 @@ def test_an_unknown_policy_names_the_defined_ones() -> None:
 ])
 def test_a_mistake_in_a_policy_is_named_with_its_line_and_field(policies: str, expected: str) -> None:
     message = problems(policies)
-    assert re.search(r"opsplane\.yaml:1[45]:\d+: ", message), message
+    assert re.search(r"opsplane\.yaml:1[56]:\d+: ", message), message
     assert re.search(expected, message), message
 
 
