@@ -46,6 +46,13 @@ CHECK_FAILURES = "opsplane_check_failures"
 # the services opsplane's runtime runs and has given up on: every instance exited and none
 # will be started again (`restart: never` after a failure, or `max_restarts` reached)
 NOT_RUNNING = "opsplane_service_not_running"
+# the backup domain's series (opsplane/backup/series.py): present only while something is wrong
+BACKUP_FAILED = "opsplane_backup_failed"
+BACKUP_STALE = "opsplane_backup_stale_seconds"
+BACKUP_VERIFY_FAILED = "opsplane_backup_verify_failed"
+BACKUP_OFFSITE_MISSING = "opsplane_backup_offsite_missing"
+BACKUP_DRILL_OVERDUE = "opsplane_backup_drill_overdue_seconds"
+BACKUP_PITR_BROKEN = "opsplane_backup_pitr_broken_seconds"
 BUSINESS_WINDOW = "15m"
 _UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))
 
@@ -122,6 +129,29 @@ def _definitions(t: PackThresholds, window: str) -> list[dict[str, Any]]:
         _rule("LowGatewaySuccess", "P1",
               f"1 - {_ratio(GATEWAY_ERRORS, GATEWAY, window)} < {t.gateway_success:g}",
               f"the gateway answers only {VALUE} of requests without 5xx", Unit.RATIO),
+    ]
+    # Backups: the manual's BackupFailed, and what makes a backup policy fall short of its
+    # promise (decision 0025). Each is certain when its series exists, so none waits.
+    rules += [
+        _rule("BackupFailed", "P1", f"{BACKUP_FAILED} > 0",
+              "the last {{ $labels.kind }} backup of {{ $labels.policy }} failed "
+              "({{ $value }} in a row)", Unit.COUNT, **{"for": None}),
+        _rule("BackupStale", "P2", f"{BACKUP_STALE} > 0",
+              "{{ $labels.policy }}: the newest recoverable point in {{ $labels.repository }} is "
+              f"{VALUE} old, beyond its RPO", Unit.SECONDS, **{"for": None}),
+        _rule("VerifyFailed", "P1", f"{BACKUP_VERIFY_FAILED} > 0",
+              "{{ $labels.policy }}: the newest backup did not restore and check cleanly", Unit.COUNT,
+              **{"for": None}),
+        _rule("OffsiteCopyMissing", "P2", f"{BACKUP_OFFSITE_MISSING} > 0",
+              "{{ $labels.policy }}: {{ $labels.repository }} holds no good offsite copy", Unit.COUNT,
+              **{"for": None}),
+        _rule("DrillOverdue", "P3", f"{BACKUP_DRILL_OVERDUE} > 0",
+              f"{{{{ $labels.policy }}}}: the restore drill is {VALUE} overdue", Unit.SECONDS,
+              **{"for": None}),
+        _rule("PointInTimeBroken", "P1", f"{BACKUP_PITR_BROKEN} > 0",
+              "{{ $labels.policy }}: WAL archiving to {{ $labels.repository }} is broken: no restore "
+              f"to a moment after {{{{ $labels.since }}}} is possible (for {VALUE})", Unit.SECONDS,
+              **{"for": None}),
     ]
     levels = [
         ("HighCpuUsage", CPU_BUSY, t.cpu_warning, t.cpu_critical, "CPU"),
