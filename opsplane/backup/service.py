@@ -19,6 +19,7 @@ from opsplane.backup.tables import GOOD, BackupCopyRow, BackupRow, RestoreRow
 from opsplane.drivers.backup.base import BackupOutcome
 from opsplane.errors import UsageError
 from opsplane.events import service as events
+from opsplane.events.tables import Event
 from opsplane.store.claims import WorkClaim
 
 RUN_CLAIM = "backup-run:{id}"
@@ -169,6 +170,28 @@ def expire(session: Session, row: BackupRow, *, reason: str, actor: str, now: da
     return row
 
 
+def record_repository_check(session: Session, *, policy: str, component: str | None, repository: str,
+                            problems: list[str], actor: str, now: datetime) -> None:
+    """The engine's own check of a repository (pgBackRest verify, restic check): an event, with the
+    problems it found."""
+    events.record(session, kind="backup.repository_checked", actor=actor,
+                  target=f"repository {repository} of {policy}", outcome="failed" if problems else "ok",
+                  service=component,
+                  details={"policy": policy, "repository": repository, "problems": len(problems),
+                           **({"problem": problems[0]} if problems else {})}, ts=now)
+
+
+def last_repository_checks(session: Session, *, policy: str) -> dict[str, Any]:
+    """The newest repository check event of each of the policy's repositories."""
+    rows = session.scalars(select(Event).where(Event.kind == "backup.repository_checked")
+                           .order_by(Event.id.desc()).limit(200)).all()
+    newest: dict[str, Any] = {}
+    for row in rows:
+        if row.details.get("policy") == policy:
+            newest.setdefault(str(row.details.get("repository")), row)
+    return newest
+
+
 # --- restores, verifications and drills ---------------------------------------------------
 
 
@@ -196,6 +219,13 @@ def finish_restore(session: Session, row: RestoreRow, *, ok: bool, report: dict[
     details = {key: value for key, value in report.items() if not isinstance(value, dict | list)}
     _restore_event(session, row, f"restore.{'succeeded' if ok else 'failed'}", actor, now,
                    "ok" if ok else "failed", {**details, **({"error": error} if error else {})})
+    return row
+
+
+def get_restore(session: Session, restore_id: int) -> RestoreRow:
+    row = session.get(RestoreRow, restore_id)
+    if row is None:
+        raise NoSuchBackup(f"no restore {restore_id}")
     return row
 
 
