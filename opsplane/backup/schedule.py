@@ -23,9 +23,10 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # cronsim rather than croniter: it has no dependencies, is small enough to read, and is written
-# to match Debian cron, including its handling of daylight-saving changes (tested above by
-# tests/backup/test_schedule.py); croniter needs python-dateutil and fires a fixed-time job in
-# both copies of the repeated autumn hour. cronsim also explains an expression in words.
+# to match Debian cron, including its handling of daylight-saving changes (which
+# tests/backup/test_schedule.py holds it to); croniter needs python-dateutil and fires a
+# fixed-time job in both copies of the repeated autumn hour (7.0 runs '30 2 * * *' twice on
+# 25 October 2026 in Europe/Berlin). cronsim also explains an expression in words.
 from cronsim import CronSim, CronSimError
 
 NICKNAMES = {

@@ -211,6 +211,19 @@ def test_previous_and_next_bracket_every_instant_with_no_fire_between(text: str,
     assert schedule.previous_at_or_before(following - timedelta(microseconds=1), zone) == previous
 
 
+@pytest.mark.parametrize("text", SCHEDULES)
+@pytest.mark.parametrize(("zone", "day"), [("Europe/Berlin", datetime(2026, 3, 28, 22, tzinfo=UTC)),
+                                           ("Europe/Berlin", datetime(2026, 10, 24, 22, tzinfo=UTC)),
+                                           ("Australia/Lord_Howe", datetime(2026, 4, 4, 12, tzinfo=UTC))])
+def test_fire_times_around_a_change_bracket_every_instant(text: str, zone: str, day: datetime) -> None:
+    schedule = parse_cron(text)
+    for step in range(0, 6 * 60, 7):  # every 7 minutes through six hours around the change
+        at = day + timedelta(minutes=step, seconds=step % 60)
+        previous, following = schedule.previous_at_or_before(at, zone), schedule.next_after(at, zone)
+        assert previous <= at < following
+        assert schedule.next_after(previous, zone) == following
+
+
 # --- due ---------------------------------------------------------------------------------------
 
 NIGHTLY = parse_cron("0 3 * * *")
