@@ -7,7 +7,6 @@ Its drill schedule sets verification weekly and a full drill monthly."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
@@ -19,17 +18,14 @@ Engine = Literal["pgbackrest", "pg_dump", "redis-rdb", "files", "sqlite"]
 Kind = Literal["full", "diff", "incr"]
 RepoName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=63)]
 
-_CRON_ALIASES = {"@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually"}
-_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?LW#]+$")
 
 
 def _cron(value: str) -> str:
-    # TODO(merge): the schedule parser's full check
-    fields = value.split()
-    if value.strip() in _CRON_ALIASES:
-        return value
-    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
-        raise ValueError(f"expected a cron expression of 5 fields such as '0 3 * * 0', got {value!r}")
+    # Checked here with the schedule's own parser, so a typo is reported with its line before
+    # anything runs.
+    from opsplane.backup.schedule import parse_cron
+
+    parse_cron(value)
     return value
 
 
