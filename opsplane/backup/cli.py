@@ -67,7 +67,8 @@ def _progress(enabled: bool) -> Iterator[Progress]:
 @app.command("run")
 def run(
     ctx: typer.Context,
-    policy: str = typer.Argument(..., metavar="POLICY", help="The backup policy (usually the component's name)."),
+    policy: str = typer.Argument(..., metavar="POLICY",
+                                 help="The backup policy (usually the component's name)."),
     kind: str = typer.Option("full", "--kind", help="full, diff or incr (pgbackrest); others take full."),
     check: bool = typer.Option(True, "--check/--no-check", help="Check each repository after the backup "
                                "(pgBackRest verify, restic check)."),
