@@ -71,6 +71,7 @@ def _register(command: str | None = None) -> None:
         return
     from opsplane.alerts.cli import alerts_command, export_app, silence_app
     from opsplane.auth.cli import app as token_app
+    from opsplane.backup.cli import register as register_backup
     from opsplane.config.cli import app as config_app
     from opsplane.demo.cli import register as register_demo
     from opsplane.deploy.cli import register as register_deploy
@@ -104,6 +105,7 @@ def _register(command: str | None = None) -> None:
     register_demo(app)
     register_runtime(app)
     register_deploy(app)
+    register_backup(app)
 
 
 def main() -> None:

@@ -205,5 +205,69 @@ def verify_command(
     raise typer.Exit(0 if result.ok else 2)
 
 
+@app.command("status")
+def status_command(
+    ctx: typer.Context,
+    policy: str = typer.Argument(None, metavar="[POLICY]", help="Only this policy."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Each policy's newest good copy per repository against its RPO, 3-2-1, the last verification and drill, and what is wrong.
+
+    Exit 0 when every policy is sound, 1 when something falls short."""
+    from opsplane.backup.policy import apply
+    from opsplane.backup.status import policy_status, statuses
+
+    inventory, _ = _inventory(ctx)
+    if not inventory.backup.policies:
+        from opsplane.errors import UsageError
+
+        raise UsageError("the inventory has no backup policies: add backup.repositories and "
+                         "backup.policies (docs/backups.md)")
+    now = SystemClock().now()
+    with open_store().session() as session:
+        found = ([policy_status(session, inventory, apply(inventory, policy), now=now)] if policy
+                 else statuses(session, inventory, now=now))
+        reports = [item.as_dict() for item in found]
+    if json_out:
+        print_json(reports)
+    else:
+        for report in reports:
+            _print_status(report)
+    raise typer.Exit(1 if any(report["problems"] for report in reports) else 0)
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    from opsplane.backup.compliance import duration_words
+
+    rule = report["rule_321"]
+    head = (f"[bold]{report['policy']}[/] ({report['engine']}"
+            + (f", {report['component']}" if report["component"] else "")
+            + f"): RPO {duration_words(report['rpo_seconds'])}, RTO {duration_words(report['rto_seconds'])}; "
+            + ("[green]3-2-1 met[/]" if rule["met"] else "[red]3-2-1 not met[/]"))
+    out.print(head)
+    last = report["last"]
+    if last is None:
+        out.print("  no backup yet")
+    else:
+        running = " (a backup is running now)" if report["running"] else ""
+        out.print(f"  last backup {last['id']}: {last['kind']} {last['state']}"
+                  f"{', ' + escape(last['error']) if last['error'] else ''}{running}")
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 2))
+    for column in ("repository", "newest recoverable point", "age", ""):
+        table.add_column(column)
+    for repo in report["repositories"]:
+        age = duration_words(repo["age_seconds"]) if repo["age_seconds"] is not None else "-"
+        verdict = "[red]stale[/]" if repo["stale"] else "[green]ok[/]"
+        table.add_row(repo["repository"], (repo["newest"] or "none")[:19].replace("T", " "), age, verdict)
+    out.print(table)
+    for name, what in (("last_verify", "verification"), ("last_drill", "drill")):
+        done = report[name]
+        when = done["started_at"][:19].replace("T", " ") if done else ""
+        said = "never" if done is None else f"{done['id']} {done['state']} at {when}"
+        out.print(f"  last {what}: {said}")
+    for problem in report["problems"]:
+        out.print(f"  [yellow]![/] {escape(problem)}")
+
+
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="backup", help="Backups: run, list, verify, status against RPO and 3-2-1.")
