@@ -211,7 +211,9 @@ def status_command(
     policy: str = typer.Argument(None, metavar="[POLICY]", help="Only this policy."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Each policy's newest good copy per repository against its RPO, 3-2-1, the last verification and drill, and what is wrong.
+    """Each policy's copies against its RPO and 3-2-1, its last verification and drill.
+
+    Shows the newest good copy per repository and what is wrong.
 
     Exit 0 when every policy is sound, 1 when something falls short."""
     from opsplane.backup.policy import apply

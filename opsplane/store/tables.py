@@ -15,7 +15,8 @@ from opsplane.store.claims import WorkClaim
 metadata = Base.metadata
 
 __all__ = [
-    "ActionItemRow", "AlertRow", "ApiToken", "BackupCopyRow", "BackupRow", "CheckState", "DashboardSession",
-    "DeployRow", "EvaluationRow", "Event", "IncidentAlertRow", "IncidentRow", "IncidentUpdateRow", "NotificationRow",
-    "OutboxRow", "RestoreRow", "SilenceRow", "WorkClaim", "metadata",
+    "ActionItemRow", "AlertRow", "ApiToken", "BackupCopyRow", "BackupRow", "CheckState",
+    "DashboardSession", "DeployRow", "EvaluationRow", "Event", "IncidentAlertRow", "IncidentRow",
+    "IncidentUpdateRow", "NotificationRow", "OutboxRow", "RestoreRow", "SilenceRow", "WorkClaim",
+    "metadata",
 ]
