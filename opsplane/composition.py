@@ -28,6 +28,7 @@ WORKERS: tuple[str, ...] = (
     "opsplane.alerts.worker:build",  # the rule cycle and received alerts
     "opsplane.runtime.worker:build",  # the runtime's notices
     "opsplane.deploy.worker:build",  # deploys, one claimed step at a time
+    "opsplane.backup.worker:build",  # backup and verification schedules, the backup series
     "opsplane.incidents.worker:build",  # paging of open incidents
     "opsplane.notify.worker:build",  # the outbox's dispatcher
 )

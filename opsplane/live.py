@@ -167,6 +167,13 @@ class RuleCycles(Protocol):
         ...
 
 
+class BackupReads(Protocol):
+    """What the backup worker knows of the backup policies, for the rules: the series of what
+    falls short (opsplane/backup/series.py), as its last round found them."""
+
+    samples: list[tuple[Labels, float]]
+
+
 class LiveState(CheckResults, Protocol):
     """Everything the pages and routes of `serve` read: the world it was given (inventory,
     store, clock, environment) and what its workers know now."""

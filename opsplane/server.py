@@ -63,11 +63,14 @@ class ControlPlane:
         flush_interval: float = 0.5,
         runtime: RuntimeWatch | None = None,
         resolver: Resolver | None = None,
+        inventory_dir: Path | None = None,
     ) -> None:
         """`runtime`, when given, is followed for its notices (`drivers.runtime.watched_runtime`
         gives the inventory's); `resolver` looks up the checks' host names (default: the
         process's, on threads of its own); `environ` holds the secrets (default: the process's
-        environment, which may also name extra workers: `composition.EXTRA_WORKERS`)."""
+        environment, which may also name extra workers: `composition.EXTRA_WORKERS`);
+        `inventory_dir` is where relative paths of the inventory start (default: the current
+        directory)."""
         self.inventory = inventory
         self.store = store
         self.env = environment_name(inventory, env)
@@ -75,7 +78,8 @@ class ControlPlane:
         self.metrics = metrics or ControlPlaneMetrics()
         self.context = WorkerContext(inventory=inventory, store=store, clock=self.clock, env=self.env,
                                      metrics=self.metrics, environ=environ, flush_interval=flush_interval,
-                                     resolver=resolver, runtime=runtime)
+                                     resolver=resolver, runtime=runtime,
+                                     inventory_dir=inventory_dir or Path.cwd())
         self.workers = build_workers(self.context, environ)
         self.metrics.registry.register(WorkerMetrics(self.workers.health))
 

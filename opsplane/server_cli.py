@@ -75,7 +75,7 @@ def compose(inventory: Inventory, store: Store, *, inventory_dir: Path, env: str
     run them: the one place outside the tests that builds `opsplane.server`'s composition."""
     from opsplane.server import ControlPlane, create_app
 
-    plane = ControlPlane(inventory, store, env=env, runtime=runtime)
+    plane = ControlPlane(inventory, store, env=env, runtime=runtime, inventory_dir=inventory_dir)
     return plane, create_app(plane, inventory_dir=inventory_dir)
 
 

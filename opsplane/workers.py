@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from opsplane.config.models import Inventory
     from opsplane.drivers.probes.resolve import Resolver
     from opsplane.drivers.runtime import RuntimeWatch
-    from opsplane.live import AlertReads, CheckReads, Looks, RuleCycles, RuntimeReads, Samples
+    from opsplane.live import AlertReads, BackupReads, CheckReads, Looks, RuleCycles, RuntimeReads, Samples
     from opsplane.store import Store
     from opsplane.telemetry import ControlPlaneMetrics
 
@@ -109,6 +110,7 @@ class WorkerContext:
     flush_interval: float = 0.5
     resolver: Resolver | None = None
     runtime: RuntimeWatch | None = None
+    inventory_dir: Path = field(default_factory=Path.cwd)  # where the inventory's relative paths start
     started_at: datetime | None = None
     # the read side of the domains, and what the runtime follower may ask them
     checks: CheckReads | None = None
@@ -116,6 +118,7 @@ class WorkerContext:
     liveness: RuntimeReads | None = None
     alerts: AlertReads | None = None
     rules: RuleCycles | None = None
+    backups: BackupReads | None = None
     lookers: list[Looks] = field(default_factory=list)
     workers: WorkerSet | None = None
 

@@ -87,7 +87,9 @@ class AlertsWorker(LoopWorker):
         self._criticality = {name: c.criticality.value for _, name, c in ctx.inventory.components()}
         ctx.alerts = self
         ctx.rules = self
-        if scrape_targets(ctx.inventory, ctx.env) or ctx.inventory.metrics.source == "prometheus":
+        # backup policies feed the rules their own series from the start (backup/series.py)
+        if (scrape_targets(ctx.inventory, ctx.env) or ctx.inventory.metrics.source == "prometheus"
+                or ctx.inventory.backup.policies):
             self._build()
 
     def _build(self) -> None:
@@ -291,9 +293,10 @@ class AlertsWorker(LoopWorker):
         failures = dict(checks.failures) if checks is not None else {}
         not_running = liveness.down_for_good() if liveness is not None else {}
         at = self.ctx.clock.now().timestamp()
+        backups = list(self.ctx.backups.samples) if self.ctx.backups is not None else []
         samples.append_scrape("opsplane", at, own_samples(
             failures=failures, checks=self._by_id, not_running=not_running,
-            criticality=self._criticality, env=self.ctx.env))
+            criticality=self._criticality, env=self.ctx.env) + backups)
 
     def _record_evaluation(self, evaluation: Evaluation) -> None:
         from opsplane.alerts import evaluations
