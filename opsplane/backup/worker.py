@@ -14,11 +14,16 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsplane.workers import LoopWorker, WorkerContext
+
+if TYPE_CHECKING:
+    from opsplane.backup.policy import AppliedPolicy
+    from opsplane.backup.tables import BackupRow
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +83,6 @@ class BackupWorker(LoopWorker):
         """Publish the series of what falls short; the work due now, in the inventory's order."""
         from opsplane.backup import service
         from opsplane.backup.policy import applied
-        from opsplane.backup.schedule import parse_cron
         from opsplane.backup.series import backup_samples
         from opsplane.backup.status import statuses
 
@@ -91,22 +95,8 @@ class BackupWorker(LoopWorker):
             due: list[Due] = []
             for policy in applied(inv):
                 rows = service.get_all(session, policy=policy.name, limit=200)
-                for kind in sorted(policy.kinds, key=_ORDER.index):
-                    # a larger backup stands for the smaller kinds: a full one is also today's diff
-                    covering = _ORDER[:_ORDER.index(kind) + 1]
-                    started = max((row.started_at for row in rows if row.kind in covering), default=None)
-                    slot = _slot(parse_cron(policy.kinds[kind]), tz, started, now)
-                    if slot is not None:
-                        due.append(Due(policy.name, kind, slot))
-                        break  # the largest kind due covers the smaller ones
-                # the first verification is the first slot after the first good backup
                 verified = service.restores(session, policy=policy.name, purpose="verify", limit=1)
-                good = service.good(session, policy=policy.name, limit=1000)
-                since = verified[0].started_at if verified else min(
-                    (row.finished_at for row in good if row.finished_at), default=None)
-                slot = _slot(parse_cron(policy.verify), tz, since, now) if since else None
-                if slot is not None:
-                    due.append(Due(policy.name, "verify", slot))
+                due += due_work(policy, rows, verified[0].started_at if verified else None, tz=tz, now=now)
         return due
 
     def _read_samples(self) -> list[Any]:
@@ -147,6 +137,31 @@ class BackupWorker(LoopWorker):
         except Exception as exc:  # a missing key, an engine not installed: recorded, tried next slot
             self.failed(exc)
             log.exception("scheduled %s of %s could not run", work.kind, work.policy)
+
+
+def due_work(policy: AppliedPolicy, rows: Sequence[BackupRow], last_verify: datetime | None, *, tz: str,
+             now: datetime) -> list[Due]:
+    """What of `policy` is due at `now`, given its backups (`rows`, newest first) and when it was
+    last verified: the largest kind of backup whose slot has passed without one (a full backup
+    stands for the day's differential and the hour's incremental), and the verification whose
+    slot passed since the last one (the first: since the first good backup)."""
+    from opsplane.backup.schedule import parse_cron
+    from opsplane.backup.tables import GOOD
+
+    due: list[Due] = []
+    for kind in sorted(policy.kinds, key=_ORDER.index):
+        covering = _ORDER[:_ORDER.index(kind) + 1]
+        started = max((row.started_at for row in rows if row.kind in covering), default=None)
+        slot = _slot(parse_cron(policy.kinds[kind]), tz, started, now)
+        if slot is not None:
+            due.append(Due(policy.name, kind, slot))
+            break
+    since = last_verify or min((row.finished_at for row in rows if row.state in GOOD and row.finished_at),
+                               default=None)
+    slot = _slot(parse_cron(policy.verify), tz, since, now) if since else None
+    if slot is not None:
+        due.append(Due(policy.name, "verify", slot))
+    return due
 
 
 def _slot(schedule: Any, tz: str, last_started: datetime | None, now: datetime) -> datetime | None:
