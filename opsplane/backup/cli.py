@@ -130,7 +130,7 @@ def list_backups(
     with open_store().session() as session:
         rows = service.get_all(session, policy=policy, limit=limit)
         held = service.copies(session, [row.id for row in rows])
-        listed = [_backup_dict(row, held[row.id]) for row in rows]
+        listed = [service.as_dict(row, held[row.id]) for row in rows]
     if json_out:
         print_json(listed)
         return
@@ -150,17 +150,6 @@ def list_backups(
                       format_value(item["size_bytes"], "bytes") if item["size_bytes"] is not None else "-",
                       ", ".join(c["repository"] for c in item["copies"]) or escape(item["error"] or "-"))
     out.print(table)
-
-
-def _backup_dict(row: Any, held: list[Any]) -> dict[str, Any]:
-    return {"id": row.id, "policy": row.policy, "component": row.component, "engine": row.engine,
-            "kind": row.kind, "state": row.state, "started_at": row.started_at.isoformat(),
-            "finished_at": row.finished_at.isoformat() if row.finished_at else None,
-            "size_bytes": row.size_bytes, "checksum": row.checksum, "parent": row.parent_id,
-            "trigger": row.trigger, "requested_by": row.requested_by, "error": row.error,
-            "verified_at": row.verified_at.isoformat() if row.verified_at else None,
-            "copies": [{"repository": c.repository, "label": c.label, "stored_bytes": c.stored_bytes}
-                       for c in held]}
 
 
 @app.command("verify")

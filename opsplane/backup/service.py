@@ -192,6 +192,28 @@ def last_repository_checks(session: Session, *, policy: str) -> dict[str, Any]:
     return newest
 
 
+def as_dict(row: BackupRow, held: Sequence[BackupCopyRow]) -> dict[str, Any]:
+    """A backup and its copies as the CLI's --json and the API give them."""
+    return {"id": row.id, "policy": row.policy, "component": row.component, "engine": row.engine,
+            "kind": row.kind, "state": row.state, "started_at": row.started_at.isoformat(),
+            "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+            "size_bytes": row.size_bytes, "checksum": row.checksum, "parent": row.parent_id,
+            "trigger": row.trigger, "requested_by": row.requested_by, "error": row.error,
+            "verified_at": row.verified_at.isoformat() if row.verified_at else None,
+            "facts": row.facts,
+            "copies": [{"repository": c.repository, "label": c.label, "stored_bytes": c.stored_bytes}
+                       for c in held]}
+
+
+def restore_as_dict(row: RestoreRow) -> dict[str, Any]:
+    """A restore, verification or drill with its report."""
+    return {"id": row.id, "purpose": row.purpose, "policy": row.policy, "backup": row.backup_id,
+            "repository": row.repository, "target": row.target, "recovery_target": row.recovery_target,
+            "state": row.state, "started_at": row.started_at.isoformat(),
+            "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+            "error": row.error, "requested_by": row.requested_by, "report": row.report}
+
+
 # --- restores, verifications and drills ---------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from opsplane.auth import service as tokens
 from opsplane.auth.deps import RoleGuard
 from opsplane.auth.service import Role
+from opsplane.backup import service as backups
 from opsplane.config.loader import loads
 from opsplane.deploy import service as deploys
 from opsplane.health.models import ProbeResult, State
@@ -68,18 +69,22 @@ FORMS: dict[str, dict[str, str]] = {
 def concrete(path: str) -> str:
     # Path parameters name a real component (or incident 1, deploy 1 and an action its state
     # allows), so an admitted request can succeed.
-    named = path.replace("{incident_id}", "1").replace("{deploy_id}", "1").replace("{action}", "abort")
+    named = (path.replace("{incident_id}", "1").replace("{deploy_id}", "1").replace("{backup_id}", "1")
+             .replace("{action}", "abort"))
     return re.sub(r"\{[^}]+\}", "backend", named)
 
 
 def incident_and_deploy(plane: ControlPlane) -> None:
-    """Incident 1 and deploy 1 (queued, so an operator may abort it), for the routes that name one."""
+    """Incident 1, deploy 1 (queued, so an operator may abort it) and backup 1, for the routes that
+    name one."""
     with plane.store.session() as session:
         incidents.create(session, title="checkout fails", service="backend", severity="P1",
                          actor="test", now=plane.clock.now(), settings=plane.inventory.incidents)
         deploys.create(session, service="backend", environment="production", strategy="rolling",
                        from_version="v1", to_version="v2", plan=[{"kind": "precheck"}], params={},
                        approvals_needed=0, actor="test", now=plane.clock.now())
+        backups.begin(session, policy="postgres-main", component="postgres-main", engine="pgbackrest",
+                      kind="full", parent_id=None, trigger="manual", actor="test", now=plane.clock.now())
 
 
 def guards_of(route: APIRoute) -> list[RoleGuard | SessionGuard]:
