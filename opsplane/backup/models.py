@@ -157,6 +157,9 @@ class BackupPolicy(Strict):
     database: str | None = Field(None, description="pg_dump: the database; default the component's.")
     data_dir: str | None = Field(
         None, description="pgbackrest: the cluster's data directory on this host (pg1-path).")
+    socket_dir: str = Field(
+        "/var/run/postgresql", description="pgbackrest: the directory of the cluster's Unix socket, "
+        "through which pgBackRest and the verification's counts reach it.")
     os_user: str | None = Field(
         None, description="pgbackrest: the account that owns the data directory; default its owner.")
     processes: int = Field(2, ge=1, le=32, description="Parallel processes (pgbackrest process-max, pg_dump "
