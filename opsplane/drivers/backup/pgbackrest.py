@@ -77,8 +77,10 @@ class PgBackRest:
     OS account `os_user`, None = the account running opsplane), as stanza `stanza`.
 
     `repositories` are repo1.. in order (at most four); `config_dir` is opsplane's directory
-    for this stanza. Every command runs as `os_user`; every failure is a BackupEngineError
-    naming the stanza, the repository and pgBackRest's own message."""
+    for this stanza. `data_dir`, `port` and `socket_dir` may be set after construction (a
+    cluster's port is often known only once it runs): `archive_command()` does not depend on
+    them. Every command runs as `os_user`; every failure is a BackupEngineError naming the
+    stanza, the repository and pgBackRest's own message."""
 
     def __init__(
         self,
@@ -94,6 +96,7 @@ class PgBackRest:
         process_max: int = 2,
         executable: str | None = None,
         timeout: float = _COMMAND_TIMEOUT,
+        io_timeout: float | None = None,
     ) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", stanza):
             raise BackupEngineError(f"pgBackRest stanza name {stanza!r} must be letters, digits, "
@@ -112,7 +115,7 @@ class PgBackRest:
         self.process_max = process_max
         self.executable = executable or shutil.which("pgbackrest") or "pgbackrest"
         self.timeout = timeout
-        self._configured = False
+        self.io_timeout = io_timeout  # pgBackRest's io-timeout: how long it retries a store
 
     # --- files ---------------------------------------------------------------------------
 
@@ -138,7 +141,6 @@ class PgBackRest:
         secrets = self.include_dir / "secrets.conf"
         _write(secrets, self._render_secrets(), 0o600, owner)
         _write(self.config_file, self.render_config(), 0o644, None)
-        self._configured = True
         return self.config_file
 
     def render_config(self) -> str:
@@ -159,7 +161,10 @@ class PgBackRest:
                     lines.append(f"{key}-storage-ca-file={s3.ca_file}")
         lines += ["compress-type=zst", "start-fast=y", f"process-max={self.process_max}",
                   f"log-path={self.config_dir / 'log'}", f"lock-path={self.config_dir / 'lock'}",
-                  f"spool-path={self.config_dir / 'spool'}", "log-level-file=info", "",
+                  f"spool-path={self.config_dir / 'spool'}", "log-level-file=info"]
+        if self.io_timeout is not None:
+            lines.append(f"io-timeout={self.io_timeout:g}")
+        lines += ["",
                   f"[{self.stanza}]", f"pg1-path={self.data_dir}", f"pg1-port={self.port}",
                   f"pg1-socket-path={self.socket_dir}", f"pg1-user={self.db_user}"]
         for line in lines:
