@@ -214,7 +214,6 @@ class PgBackRest:
         if kind not in ("full", "diff", "incr"):
             raise BackupEngineError(f"pgBackRest backup kind must be full, diff or incr, not {kind!r}")
         index = self.repo_index(repo)
-        started = datetime.now(UTC)
         labels: list[str] = []
 
         def on_line(line: str) -> None:
@@ -239,15 +238,17 @@ class PgBackRest:
                               f"backup/{self.stanza}/{label}/backup.manifest"],
                              what="reading a backup manifest", repo=index).stdout
         return BackupOutcome(
-            kind=kind, started=found.started if found.started else started,
+            kind=kind, started=found.started,
             finished=found.finished, size_bytes=found.size_bytes,
-            copies=(StoredCopy(self._repo_name(index), label, found.repo_bytes),),
+            # What this backup adds to the repository: an incr's own files, a full's all.
+            copies=(StoredCopy(self._repo_name(index), label, found.repo_delta_bytes),),
             checksum=hashlib.sha256(manifest.encode()).hexdigest(),
             facts={"engine": "pgbackrest", "stanza": self.stanza, "repo": index,
                    "label": label, "prior": found.prior, "references": list(found.references),
                    "wal_start": found.wal_start, "wal_stop": found.wal_stop,
                    "lsn_start": found.lsn_start, "lsn_stop": found.lsn_stop,
                    "delta_bytes": found.delta_bytes, "repo_bytes": found.repo_bytes,
+                   "repo_delta_bytes": found.repo_delta_bytes,
                    "pg_version": found.pg_version, "error": found.error},
         )
 

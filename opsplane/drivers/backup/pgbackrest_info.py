@@ -16,6 +16,8 @@ from typing import Any
 
 from opsplane.drivers.backup.base import BackupEngineError
 
+_UNREADABLE = re.compile(r"[^\x20-\x7e\n]+")  # what a wrong cipher pass decrypts into
+
 # Stanza and repository status codes of `info` (pgBackRest's INFO_STANZA_STATUS_CODE_*).
 STATUS_OK = 0
 STATUS_MISSING_STANZA_PATH = 1
@@ -125,7 +127,9 @@ def parse_info(text: str, stanza: str, names: Mapping[int, str] | None = None) -
     opsplane's names for them. BackupEngineError when the text is not what pgBackRest writes."""
     names = names or {}
     try:
-        document = json.loads(text)
+        # A repository read with a wrong cipher pass puts what it decrypted, control
+        # characters and all, into its status message.
+        document = json.loads(text, strict=False)
         entry = next(item for item in document if item.get("name") == stanza)
     except (ValueError, TypeError, AttributeError):
         raise BackupEngineError(f"pgBackRest info for stanza {stanza}: not the JSON it writes: "
@@ -145,7 +149,8 @@ def _stanza(entry: Mapping[str, Any], stanza: str, names: Mapping[int, str]) -> 
 
     repos = tuple(
         RepoStatus(repo=int(repo["key"]), repository=name(int(repo["key"])),
-                   code=int(repo["status"]["code"]), message=str(repo["status"]["message"]))
+                   code=int(repo["status"]["code"]),
+                   message=_UNREADABLE.sub("…", str(repo["status"]["message"])))
         for repo in entry.get("repo", [])
     )
     versions = {(int(db["repo-key"]), int(db["id"])): str(db["version"])
@@ -188,8 +193,8 @@ def _backup(item: Mapping[str, Any], name: Any, versions: Mapping[tuple[int, int
 
 
 # What verify logs when a file is wrong: "invalid checksum 'LABEL/pg_data/…'",
-# "invalid size '…'", "missing file '…'", "unable to …".
-_FILE_PROBLEM = re.compile(r"\b(?:INFO|WARN|ERROR):\s+((?:invalid|missing|unable)\b.*)$")
+# "invalid size '…'", "file missing '…'", "unable to …".
+_FILE_PROBLEM = re.compile(r"\b(?:INFO|WARN|ERROR):\s+((?:invalid|missing|file missing|unable)\b.*)$")
 _LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ P\d+\s+")
 # The summary after "stanza: NAME", one indented line each.
 _SUMMARY_STATUS = re.compile(r"^status:\s*(\w+)")
