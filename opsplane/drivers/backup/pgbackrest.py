@@ -45,7 +45,14 @@ from opsplane.drivers.backup.base import (
     StoredCopy,
     no_progress,
 )
-from opsplane.drivers.backup.pgbackrest_info import StanzaInfo, VerifyReport, parse_info, parse_verify
+from opsplane.drivers.backup.pgbackrest_info import (
+    StanzaInfo,
+    VerifyReport,
+    explain_failure,
+    parse_info,
+    parse_verify,
+    redact,
+)
 
 BackupKind = Literal["full", "diff", "incr"]
 
@@ -54,9 +61,6 @@ _KEEP_EVERYTHING = "9999999"  # the largest repoN-retention-full pgBackRest acce
 _COMMAND_TIMEOUT = 6 * 3600.0
 _PROGRESS = re.compile(r"\bfile\b.*\(([^()]*), (\d+(?:\.\d+)?)%\)")
 _NEW_LABEL = re.compile(r"new backup label = (\S+)")
-_ERROR_START = re.compile(r"^(?:\S+ \S+ P\d+\s+)?(ERROR|ASSERT): \[(\d+)\]: ?(.*)$")
-_UNREADABLE = re.compile(r"[^\x20-\x7e]+")  # what a wrong cipher pass decrypts into
-_CRYPTO_SIGNS = ("CryptoError", "key/value found outside of section", "cipher header invalid")
 
 
 @dataclass(frozen=True)
@@ -367,36 +371,26 @@ class PgBackRest:
         except BackupEngineError as exc:
             raise BackupEngineError(f"stanza {self.stanza}{where}: {exc}") from None
         if done.returncode != 0:
-            raise BackupEngineError(
-                f"pgBackRest {what} of stanza {self.stanza}{where} failed "
-                f"(exit {done.returncode}): {self._explain(done)}")
+            explained = self._explain(done)
+            if repo is None:  # a command of every repository: name the one the error is about
+                named = [index for index, candidate in enumerate(self.repositories, start=1)
+                         if _mentioned(candidate, explained)]
+                where = f" in {self._repo_name(named[0])}" if len(named) == 1 else ""
+            raise BackupEngineError(f"pgBackRest {what} of stanza {self.stanza}{where} failed "
+                                    f"(exit {done.returncode}): {explained}")
         return done
 
     def _explain(self, done: command.Finished) -> str:
-        """pgBackRest's error and hints from what it printed, unreadable bytes and any
-        secret of ours taken out."""
-        lines = (done.stderr or done.stdout).splitlines()
-        start = next((i for i, line in enumerate(lines) if _ERROR_START.match(line)), None)
-        if start is None:
-            text = command.tail(done)
-        else:
-            first = _ERROR_START.match(lines[start])
-            assert first is not None
-            picked = [f"[{first.group(2)}] {first.group(3).strip()}"]
-            for line in lines[start + 1:start + 10]:
-                line = line.strip()
-                if line and not _ERROR_START.match(line) and line not in picked:
-                    picked.append(line)
-            text = " | ".join(picked)
-        if any(sign in text for sign in _CRYPTO_SIGNS):
-            text += (" | hint: the repository could not be decrypted: is its cipher pass the "
-                     "one it was created with?")
-        text = _UNREADABLE.sub("…", text)
-        for repo in self.repositories:
-            secrets = [repo.cipher_pass] + ([repo.s3.secret_key, repo.s3.access_key] if repo.s3 else [])
-            for secret in filter(None, secrets):
-                text = text.replace(secret, "<redacted>")
-        return text
+        secrets = [secret for repo in self.repositories for secret in (
+            repo.cipher_pass, *((repo.s3.secret_key, repo.s3.access_key) if repo.s3 else ()))]
+        return (explain_failure(done.stderr or done.stdout, secrets)
+                or redact(command.tail(done), secrets))
+
+
+def _mentioned(repo: Repository, message: str) -> bool:
+    if repo.s3 is not None:
+        return f"{repo.s3.host}:{repo.s3.port}" in message or f"'{_repo_path(repo)}/" in message
+    return repo.path in message
 
 
 def _repo_path(repo: Repository) -> str:

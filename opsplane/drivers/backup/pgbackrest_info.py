@@ -2,14 +2,15 @@
 
 `parse_info` reads `pgbackrest info --output=json` (format 5, pgBackRest 2.x); `parse_verify`
 reads what `pgbackrest verify` logs at level info or detail, which is the only place it tells
-what it found: in 2.45 it exits 0 even when files are corrupt.
+what it found: in 2.45 it exits 0 even when files are corrupt. `explain_failure` turns what
+a failed command printed into the part a person needs.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -241,6 +242,41 @@ def parse_verify(text: str, repo: int, repository: str = "") -> VerifyReport:
         problems.append(f"pgBackRest verify reports status {status}")
     return VerifyReport(repo=repo, repository=repository or f"repo{repo}", status=status,
                         problems=tuple(problems))
+
+
+_ERROR_START = re.compile(r"^(?:\S+ \S+ P\d+\s+)?(ERROR|ASSERT): \[(\d+)\]: ?(.*)$")
+_CRYPTO_SIGNS = ("CryptoError", "key/value found outside of section", "cipher header invalid")
+
+
+def explain_failure(output: str, secrets: Iterable[str] = ()) -> str:
+    """pgBackRest's error (code and message) and the lines that follow it (causes, hints)
+    on one line, without the bytes a wrong cipher pass decrypts into and with each of
+    `secrets` replaced by <redacted>; "" when it printed no ERROR."""
+    lines = output.splitlines()
+    start = next((i for i, line in enumerate(lines) if _ERROR_START.match(line)), None)
+    if start is None:
+        return ""
+    first = _ERROR_START.match(lines[start])
+    assert first is not None
+    picked = [f"[{first.group(2)}] {first.group(3).strip()}"]
+    for line in lines[start + 1:start + 10]:
+        line = line.strip()
+        if line and not _ERROR_START.match(line) and line not in picked:
+            picked.append(line)
+    text = " | ".join(picked)
+    if any(sign in text for sign in _CRYPTO_SIGNS):
+        text += (" | hint: the repository could not be decrypted: is its cipher pass the one "
+                 "it was created with?")
+    return redact(text, secrets)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` on one line, unreadable bytes and each of `secrets` taken out."""
+    text = _UNREADABLE.sub("…", text.replace("\n", " "))
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "<redacted>")
+    return text
 
 
 def _clip(text: str, limit: int = 200) -> str:

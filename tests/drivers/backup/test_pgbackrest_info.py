@@ -14,7 +14,7 @@ import pytest
 
 from opsplane.drivers.backup.base import BackupEngineError, Repository, S3Location
 from opsplane.drivers.backup.pgbackrest import PgBackRest
-from opsplane.drivers.backup.pgbackrest_info import parse_info, parse_verify
+from opsplane.drivers.backup.pgbackrest_info import explain_failure, parse_info, parse_verify
 
 DATA = Path(__file__).parent / "data"
 
@@ -148,3 +148,23 @@ def test_a_secret_with_a_line_break_is_refused_without_showing_it(tmp_path: Path
     with pytest.raises(BackupEngineError, match="repo1-cipher-pass of stanza main") as caught:
         driver.configure()
     assert "bad" not in str(caught.value).replace("contains", "")
+
+
+def test_a_failure_explained_on_one_line_without_secrets() -> None:
+    printed = (
+        "WARN: something earlier\n"
+        "ERROR: [095]: unable to load info file '/r/archive/main/archive.info':\n"
+        "       CryptoError: unable to flush\n"
+        "       HINT: is or was the repo encrypted?\n"
+        "       CryptoError: unable to flush\n"
+        "       FormatError: key/value found outside of section at line 1: \x07\ufffd\ufffdz\n"
+        "       token s3cr3t in a message\n"
+    )
+    text = explain_failure(printed, ["s3cr3t", ""])
+    assert text.startswith("[095] unable to load info file '/r/archive/main/archive.info': | "
+                           "CryptoError: unable to flush | HINT: is or was the repo encrypted? | ")
+    assert text.count("CryptoError: unable to flush") == 1
+    assert "token <redacted> in a message" in text and "s3cr3t" not in text
+    assert "\ufffd" not in text and "\x07" not in text and "\n" not in text
+    assert text.endswith("is its cipher pass the one it was created with?")
+    assert explain_failure("all fine\n") == ""
