@@ -88,6 +88,7 @@ class TemporaryPostgres(Sandbox):
         self.password = password
         self.settings = {**_FAST_SETTINGS, **(settings or {})}
         self.primary: TemporaryPostgres | None = None
+        self.adopted: Path | None = None  # an existing data directory to start, see from_data_dir
         self._bindir = Path(bindir) if bindir else None
         self._run_dir: Path | None = None
         self._socket_dir: Path | None = None
@@ -113,10 +114,33 @@ class TemporaryPostgres(Sandbox):
         replica.primary = primary
         return replica
 
+    @classmethod
+    def from_data_dir(
+        cls,
+        data_dir: str | os.PathLike[str],
+        base_dir: str | os.PathLike[str],
+        *,
+        user: str = "postgres",
+        settings: dict[str, str] | None = None,
+        bindir: str | os.PathLike[str] | None = None,
+    ) -> TemporaryPostgres:
+        """A cluster started from an existing data directory (a restored backup, say), not
+        yet started; `base_dir` gets its log and socket. The directory must belong to the
+        account the server runs as, mode 0700 or 0750. `stop()` leaves it in place.
+
+        It starts with its own files' settings and recovery files plus `settings`: a copy of
+        an archiving cluster should get `archive_mode=off` so it cannot write into the same
+        archive. Once started, `wait_writable()` waits until recovery has ended."""
+        cluster = cls(base_dir, user=user, settings=settings, bindir=bindir)
+        cluster.adopted = Path(data_dir).resolve()
+        return cluster
+
     # --- where things are ----------------------------------------------------------------
 
     @property
     def data_dir(self) -> Path:
+        if self.adopted is not None:
+            return self.adopted
         return self._require_run_dir() / "data"
 
     @property
@@ -132,6 +156,16 @@ class TemporaryPostgres(Sandbox):
     @property
     def running(self) -> bool:
         return self._process is not None and _alive(self._process)
+
+    def wait_writable(self, timeout: float = _START_TIMEOUT) -> None:
+        """Return once the server is out of recovery (a restored copy reached its target and
+        was promoted); SandboxError if it is still recovering after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.execute("select pg_is_in_recovery()")[0][0]:
+            if time.monotonic() > deadline or not self.running:
+                raise SandboxError(f"PostgreSQL on port {self.port} is still in recovery after "
+                                   f"{timeout:g} s{self._log_tail()}")
+            time.sleep(0.05)
 
     @property
     def dsn(self) -> str:
@@ -182,7 +216,11 @@ class TemporaryPostgres(Sandbox):
         self._prepare_dirs()
         self.port = free_port(self.host)
         try:
-            if self.primary is None:
+            if self.adopted is not None:
+                if not (self.adopted / "PG_VERSION").is_file():
+                    raise SandboxError(f"{self.adopted} is not a PostgreSQL data directory "
+                                       "(it has no PG_VERSION)")
+            elif self.primary is None:
                 self._initdb(bindir)
             else:
                 self._basebackup(bindir, self.primary)
@@ -208,7 +246,7 @@ class TemporaryPostgres(Sandbox):
         self._scratch.clear()
 
     def __repr__(self) -> str:
-        role = "replica" if self.primary else "primary"
+        role = "replica" if self.primary else "copy" if self.adopted else "primary"
         return f"<TemporaryPostgres {role} {self.host}:{self.port} pid={self.pid}>"
 
     # --- internals -------------------------------------------------------------------------
@@ -227,7 +265,7 @@ class TemporaryPostgres(Sandbox):
             # directories are private to root): use a directory of its own instead.
             run_dir = Path(tempfile.mkdtemp(prefix="opsplane-pg-"))
             self._scratch.append(run_dir)
-        if (run_dir / "data").exists():
+        if (run_dir / "data").exists() and self.adopted != (run_dir / "data").resolve():
             shutil.rmtree(run_dir)  # a leftover from an earlier run: start afresh
         run_dir.mkdir(parents=True, exist_ok=True)
         socket_dir = run_dir / "sock"
