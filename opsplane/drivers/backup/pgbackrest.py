@@ -277,6 +277,7 @@ class PgBackRest:
         repo: int | str = 1,
         label: str | None = None,
         target_time: datetime | None = None,
+        target_lsn: str | None = None,
         immediate: bool = False,
         delta: bool = False,
         keep_archiving: bool = False,
@@ -285,7 +286,8 @@ class PgBackRest:
         (pgBackRest then rewrites what differs, as for restoring over the cluster's own stopped
         directory, which is refused without it). Recovery goes to `target_time` (the latest
         backup before it, or `label`), else with `immediate` to the end of backup `label`
-        (or the latest), else to the end of the archive. The copy does not archive
+        (or the latest), else to the end of the archive; `target_lsn` recovers to exactly that
+        WAL position (a moment some figures were read at). The copy does not archive
         (archive_mode=off) unless `keep_archiving`."""
         index = self.repo_index(repo)
         target = Path(target_data_dir).resolve()
@@ -308,6 +310,11 @@ class PgBackRest:
             recovery = "time"
             stamp = target_time.astimezone(UTC).isoformat(sep=" ")
             args += ["--type=time", f"--target={stamp}", "--target-action=promote"]
+        elif target_lsn is not None:
+            if not re.fullmatch(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}", target_lsn):
+                raise BackupEngineError(f"{target_lsn!r} is not a WAL position such as 0/3000060")
+            recovery = "lsn"
+            args += ["--type=lsn", f"--target={target_lsn}", "--target-action=promote"]
         elif immediate:
             recovery = "immediate"
             args += ["--type=immediate", "--target-action=promote"]

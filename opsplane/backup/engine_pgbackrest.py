@@ -1,0 +1,206 @@
+"""The pgBackRest engine of a policy: one stanza per policy, a backup into each repository in
+turn, and verification by restoring into a scratch cluster, running `pg_amcheck` and counting
+rows as they were when the backup ended.
+
+Counts are read right after the backup, in one snapshot, with the WAL position it began at;
+verification recovers exactly to that position (`--type=lsn`), so a busy database compares as
+exactly as a quiet one. That position must have been archived: the counts are followed by a WAL
+switch, so the segment is on its way when the backup is recorded."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from opsplane.backup.engines import CopyRef, Restored
+from opsplane.backup.policy import AppliedPolicy
+from opsplane.config.types import SecretRef
+from opsplane.drivers.backup import command
+from opsplane.drivers.backup.base import BackupEngineError, BackupOutcome, Progress, Repository
+from opsplane.drivers.backup.pg_contents import count_rows, counted_at
+from opsplane.drivers.backup.pgbackrest import PgBackRest
+
+if TYPE_CHECKING:
+    from opsplane.config.models import Database, Inventory
+
+
+# How long a backup waits for the WAL segment of its counted moment to reach the archive.
+ARCHIVE_WAIT = 60.0
+
+
+class PgBackRestEngine:
+    """A policy's stanza in its repositories, through `drivers.backup.pgbackrest`."""
+
+    def __init__(self, inv: Inventory, policy: AppliedPolicy, repositories: tuple[Repository, ...], *,
+                 state_dir: Path, environ: Mapping[str, str]) -> None:
+        self.policy = policy
+        self.repositories = repositories
+        settings = policy.settings
+        component = inv.databases[policy.component or ""]
+        self.database: Database = component
+        self.dbname = component.database
+        self.password = SecretRef(component.password).resolve(dict(environ)) if component.password else None
+        data_dir = Path(settings.data_dir or "")
+        self.driver = PgBackRest(
+            policy.name, data_dir=data_dir, port=component.port or 5432, socket_dir=settings.socket_dir,
+            config_dir=state_dir / "backup" / "pgbackrest" / policy.name, repositories=repositories,
+            os_user=settings.os_user or _owner_of(data_dir), db_user=component.user,
+            process_max=settings.processes)
+
+    # --- the protocol ------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        for repository in self.repositories:
+            if repository.s3 is None:  # pgBackRest writes there as the cluster's account
+                path = Path(repository.path)
+                path.mkdir(parents=True, exist_ok=True)
+                _give(path, self.driver.os_user)
+        self.driver.configure()
+        self.driver.create_stanza()
+
+    def backup(self, kind: str, progress: Progress) -> BackupOutcome:
+        """One backup of `kind` into each repository, then the row counts of that moment."""
+        outcomes = []
+        for repository in self.repositories:
+            outcomes.append(self.driver.backup(
+                kind, repo=repository.name,  # type: ignore[arg-type]
+                progress=_phase(progress, f"backup {repository.name}")))
+        progress("count rows", None)
+        lsn, counts = self._count()
+        first = outcomes[0]
+        per_repo = {repo.name: dict(outcome.facts) for repo, outcome in zip(self.repositories, outcomes,
+                                                                          strict=True)}
+        return BackupOutcome(
+            kind=first.kind, started=first.started, finished=max(o.finished for o in outcomes),
+            size_bytes=first.size_bytes, checksum=first.checksum,
+            copies=tuple(_named(outcome, repo.name) for repo, outcome in zip(self.repositories, outcomes,
+                                                                             strict=True)),
+            facts={"prior": first.facts.get("prior"), "database": self.dbname, "contents": counts,
+                   "counted_at_lsn": lsn, "repositories": per_repo},
+        )
+
+    def held(self, repository: str) -> set[str]:
+        info = self.driver.info()
+        return {backup.label for backup in info.backups_in(self.driver.repo_index(repository))}
+
+    def check(self, repository: str) -> list[str]:
+        return list(self.driver.verify(repository).problems)
+
+    @contextmanager
+    def restore_scratch(self, copy: CopyRef, scratch: Path, *,
+                        at: datetime | None = None) -> Iterator[Restored]:
+        """Restore `copy` into a new data directory under `scratch` (to `at`, else to the moment
+        its rows were counted, else to the backup's end), start it on a free port, and yield
+        what it holds and what `pg_amcheck` found."""
+        from opsplane.drivers.sandbox.postgres import TemporaryPostgres
+
+        work = scratch / f"{self.policy.name}-{copy.label}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        _give(work, self.driver.os_user)
+        lsn = copy.facts.get("counted_at_lsn") if at is None else None
+        try:
+            restored = self.driver.restore(work / "data", repo=copy.repository, label=copy.label,
+                                           target_time=at, target_lsn=lsn, immediate=at is None and not lsn)
+            # The copy keeps production's pg_hba.conf; the scratch server takes only its own
+            # private socket (TemporaryPostgres listens on loopback), where it trusts us.
+            (restored.data_dir / "pg_hba.conf").write_text("local all all trust\n")
+            cluster = TemporaryPostgres.from_data_dir(restored.data_dir, work / "run",
+                                                      user=self.database.user,
+                                                      settings={"archive_mode": "off"})
+            with cluster:
+                cluster.wait_writable()
+                with cluster.connect(self.dbname) as connection:
+                    contents = count_rows(connection)
+                    newest = connection.execute("SELECT now()").fetchone()
+                problems = _amcheck(cluster, self.dbname, self.database.user)
+                yield Restored(address=f"{cluster.host}:{cluster.port}", contents=contents,
+                               checks={"pg_amcheck": problems},
+                               recovered_to=newest[0] if newest else None)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def expire(self, repository: str, label: str) -> None:
+        self.driver.expire(label, repo=repository)
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _count(self) -> tuple[str | None, dict[str, int]]:
+        """The rows of each table right after the backup, and the WAL position they were read
+        at once that position is in the archive. None when nothing was written since the
+        backup ended (its end is the counted moment), or when archiving has not taken that
+        position within ARCHIVE_WAIT: verification then restores to the backup's own end."""
+        try:
+            with psycopg.connect(host=str(self.policy.settings.socket_dir), port=self.database.port or 5432,
+                                 user=self.database.user, dbname=self.dbname, password=self.password,
+                                 connect_timeout=10) as connection:
+                lsn, counts = counted_at(connection)
+                connection.autocommit = True
+                segment = connection.execute("SELECT pg_walfile_name(%s::pg_lsn)", (lsn,)).fetchone()
+                # the counted moment on its way to the archive; a switch with nothing written since
+                # the backup's own does nothing: the backup's end is then that very moment
+                switched = connection.execute("SELECT pg_switch_wal() > %s::pg_lsn", (lsn,)).fetchone()
+                if not (switched and switched[0]):
+                    return None, counts
+                deadline = time.monotonic() + ARCHIVE_WAIT
+                while time.monotonic() < deadline:
+                    archived = connection.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()
+                    if segment and archived and archived[0] and archived[0] >= segment[0]:
+                        return lsn, counts
+                    time.sleep(0.1)
+                return None, counts
+        except psycopg.Error as exc:
+            raise BackupEngineError(f"counting the rows of {self.dbname} after the backup: "
+                                    f"{str(exc).strip()}") from None
+
+
+def _phase(progress: Progress, phase: str) -> Progress:
+    """`progress` with every report under `phase`."""
+    return lambda _said, fraction: progress(phase, fraction)
+
+
+def _named(outcome: BackupOutcome, repository: str) -> Any:
+    from dataclasses import replace
+
+    return replace(outcome.copies[0], repository=repository)
+
+
+def _owner_of(data_dir: Path) -> str | None:
+    """The account that owns the data directory: pgBackRest must run as it."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(data_dir.stat().st_uid).pw_name
+    except (OSError, KeyError):
+        return None
+
+
+def _give(path: Path, user: str | None) -> None:
+    if user is None or os.geteuid() != 0:
+        return
+    import pwd
+
+    account = pwd.getpwnam(user)
+    os.chown(path, account.pw_uid, account.pw_gid)
+
+
+def _amcheck(cluster: Any, dbname: str, user: str) -> list[str]:
+    """What `pg_amcheck` finds in the restored database's indexes and tables (none: sound)."""
+    from opsplane.drivers.sandbox.postgres import find_postgres_bindir
+
+    cluster.execute("CREATE EXTENSION IF NOT EXISTS amcheck", database=dbname)
+    argv = [str(find_postgres_bindir() / "pg_amcheck"), "-h", str(cluster.socket_dir),
+            "-p", str(cluster.port), "-U", user, "--heapallindexed", "--no-dependent-toast", dbname]
+    done = command.run(argv, what="pg_amcheck", check=False, timeout=3600)
+    if done.returncode == 0:
+        return []
+    lines = [line.strip() for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    return lines[:20] or [f"pg_amcheck exited {done.returncode}"]

@@ -1,0 +1,102 @@
+"""A pgBackRest policy from the inventory, end to end against a real cluster archiving into a
+local and an S3 repository: `backup run` catalogues a good backup with a copy in each,
+verification restores it into a scratch cluster and finds the rows counted when it ended, and a
+flipped byte in the local repository fails the repository check."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opsplane.backup import service
+from opsplane.backup.engines import open_engine
+from opsplane.backup.flows import BackupRuns, verify
+from opsplane.backup.policy import apply
+from opsplane.clock import SystemClock
+from opsplane.config.loader import loads
+from opsplane.drivers.sandbox.postgres import TemporaryPostgres
+from opsplane.drivers.sandbox.s3 import TemporaryS3
+from opsplane.store import Store
+
+pytestmark = pytest.mark.slow
+
+ENVIRON = {"BACKUP_KEY": "engine-test-key-81c2", "S3_KEY": "opsplane", "S3_SECRET": "opsplane-secret"}
+
+
+def inventory(root: Path, s3: TemporaryS3, cluster: TemporaryPostgres | None) -> Any:
+    port = cluster.port if cluster else 5432
+    data_dir = cluster.data_dir if cluster else "/nonexistent"
+    socket_dir = cluster.socket_dir if cluster else "/nonexistent"
+    return loads(textwrap.dedent(f"""\
+        version: 1
+        platform: {{name: shop}}
+        runtime: {{state_dir: {root}/state}}
+        databases:
+          shop-db: {{port: {port}, database: shop}}
+        backup:
+          encryption_key: env:BACKUP_KEY
+          repositories:
+            local: {{path: {root}/repo}}
+            offsite:
+              type: s3
+              path: /pgbackrest
+              s3: {{endpoint: "{s3.endpoint}", bucket: engine-test, access_key: env:S3_KEY,
+                   secret_key: env:S3_SECRET, ca_file: {s3.ca_file}}}
+          policies:
+            shop-db: {{data_dir: {data_dir}, socket_dir: {socket_dir}}}
+        """))
+
+
+@dataclass
+class Policy:
+    cluster: TemporaryPostgres
+    inv: Any
+    root: Path
+
+    def engine(self) -> Any:
+        return open_engine(self.inv, apply(self.inv, "shop-db"), environ=ENVIRON, base_dir=self.root)
+
+
+@pytest.fixture(scope="module")
+def policy(shared_dir: Path, s3: TemporaryS3) -> Iterator[Policy]:
+    root = shared_dir / "engine"
+    root.mkdir()
+    s3.create_bucket("engine-test")
+    # the archive_command depends on the stanza and where its configuration is, not on the port
+    archiving = open_engine(inventory(root, s3, None), apply(inventory(root, s3, None), "shop-db"),
+                            environ=ENVIRON, base_dir=root).driver.archive_settings()
+    with TemporaryPostgres(root / "pg", settings=archiving) as cluster:
+        cluster.execute("CREATE DATABASE shop")
+        cluster.execute("CREATE TABLE orders (id serial PRIMARY KEY, total numeric)", database="shop")
+        cluster.execute("INSERT INTO orders (total) SELECT g FROM generate_series(1, 5000) g", database="shop")
+        yield Policy(cluster, inventory(root, s3, cluster), root)
+
+
+def test_a_backup_run_catalogues_a_copy_in_each_repository_and_verifies(
+        policy: Policy, store: Store, tmp_path: Path) -> None:
+    [(rows,)] = policy.cluster.execute("SELECT count(*) FROM orders", database="shop")
+    runs = BackupRuns(store, clock=SystemClock(), holder="test", actor="ana")
+    try:
+        result = runs.run(policy.engine(), kind="full", trigger="manual")
+    finally:
+        runs.close()
+    assert result.state == "complete", result.error
+    assert result.copies == ("local", "offsite")
+    assert result.repository_problems == {"local": [], "offsite": []}
+    with store.session() as session:
+        row = service.get(session, result.backup_id)
+        assert row.facts["contents"] == {"public.orders": rows}
+        assert set(row.facts["repositories"]) == {"local", "offsite"}
+    # written after the backup, so not in what it restores to
+    policy.cluster.execute("INSERT INTO orders (total) VALUES (1)", database="shop")
+    verified = verify(store, policy.engine(), scratch=policy.root / "scratch", clock=SystemClock(),
+                      actor="ana", repository="offsite")
+    assert verified.ok, verified.problems
+    assert verified.report["contents"] == {"public.orders": rows}
+    with store.session() as session:
+        assert service.get(session, result.backup_id).state == "verified"
