@@ -4,7 +4,7 @@ Each sandbox starts a genuine server binary (PostgreSQL, Redis, Prometheus) on a
 loopback port in a directory it owns, and stops it completely: nothing it started outlives
 `stop()`. Import them from their modules: `sandbox.postgres.TemporaryPostgres`,
 `sandbox.redis.TemporaryRedis`, `sandbox.prometheus.TemporaryPrometheus`,
-`sandbox.ports.free_port`. This package module holds only
+`sandbox.s3.TemporaryS3`, `sandbox.ports.free_port`. This package module holds only
 what they share, so importing one sandbox never imports the others.
 """
 
