@@ -4,13 +4,15 @@ a way to prove that what they hold is unreadable without the key."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from opsplane.drivers.backup.base import Repository
 from opsplane.drivers.backup.restic import Restic
+from opsplane.drivers.sandbox.s3 import TemporaryS3
 
 # Written into Redis values, files and table rows; it must never be readable in a repository.
 CANARY = "opsplane-canary-7f3a"
@@ -21,6 +23,36 @@ REPO_PASSWORD = "restic-test-key-5b1e"
 def local_repo(tmp_path: Path) -> Repository:
     """A restic repository in a directory (not yet created)."""
     return Repository(name="local", path=str(tmp_path / "repo"), cipher_pass=REPO_PASSWORD)
+
+
+@pytest.fixture(scope="session")
+def s3_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporaryS3]:
+    """One S3 store over TLS on loopback (moto) for the whole session; tests use own buckets."""
+    with TemporaryS3(tmp_path_factory.mktemp("s3")) as store:
+        yield store
+
+
+@pytest.fixture
+def s3_repo(s3_store: TemporaryS3) -> Repository:
+    """A restic repository under `restic/` in a new bucket of the S3 store (not yet created)."""
+    bucket = f"backups-{uuid.uuid4().hex[:12]}"
+    s3_store.create_bucket(bucket)
+    return Repository(name="offsite", path="restic/shop", cipher_pass=REPO_PASSWORD,
+                      s3=s3_store.location(bucket), offsite=True)
+
+
+def bucket_objects_containing(store: TemporaryS3, bucket: str, needle: bytes) -> list[str]:
+    """The keys of every object in `bucket` whose bytes contain `needle`; the bucket must
+    hold objects at all (an empty bucket would prove nothing)."""
+    client = store.client()
+    try:
+        keys = [item["Key"] for page in client.get_paginator("list_objects_v2")
+                .paginate(Bucket=bucket) for item in page.get("Contents", [])]
+        assert keys, f"bucket {bucket} is empty"
+        return [key for key in keys
+                if needle in client.get_object(Bucket=bucket, Key=key)["Body"].read()]
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")
@@ -52,5 +84,7 @@ def make_restic(tmp_path: Path, initialized_repo: Path) -> Callable[[Repository]
 
 
 def files_containing(root: Path, needle: bytes) -> list[Path]:
-    """Every file under `root` whose bytes contain `needle`."""
-    return [path for path in root.rglob("*") if path.is_file() and needle in path.read_bytes()]
+    """Every file under `root` whose bytes contain `needle`; there must be files at all."""
+    files = [path for path in root.rglob("*") if path.is_file()]
+    assert files, f"{root} holds no files"
+    return [path for path in files if needle in path.read_bytes()]

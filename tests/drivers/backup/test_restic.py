@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 from collections.abc import Callable
@@ -12,7 +13,13 @@ import pytest
 
 from opsplane.drivers.backup.base import BackupEngineError, Repository
 from opsplane.drivers.backup.restic import Restic
-from tests.drivers.backup.conftest import CANARY, REPO_PASSWORD, files_containing
+from opsplane.drivers.sandbox.s3 import TemporaryS3
+from tests.drivers.backup.conftest import (
+    CANARY,
+    REPO_PASSWORD,
+    bucket_objects_containing,
+    files_containing,
+)
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -162,3 +169,45 @@ def test_a_backup_killed_midway_leaves_no_snapshot_and_the_next_one_works(
     restic.prune()
     restic.restore(saved.snapshot_id, tmp_path / "back")
     assert (tmp_path / "back" / "part-00.bin").read_bytes() == b"small now"
+
+
+def test_an_s3_repository_over_tls_holds_only_ciphertext(
+    tmp_path: Path, s3_repo: Repository, s3_store: TemporaryS3,
+    make_restic: Callable[[Repository], Restic],
+) -> None:
+    assert s3_repo.s3 is not None
+    source = _make_tree(tmp_path / "source")
+    restic = make_restic(s3_repo)
+    assert restic.location == f"s3:https://{s3_store.endpoint}/{s3_repo.s3.bucket}/restic/shop"
+    saved = restic.backup_paths(["."], cwd=source, tags=["files"])
+    assert [snap.id for snap in restic.snapshots()] == [saved.snapshot_id]
+    restic.restore(saved.snapshot_id, tmp_path / "back")
+    assert _tree(tmp_path / "back") == _tree(source)
+    assert restic.check(read_data=True) == []
+    assert bucket_objects_containing(s3_store, s3_repo.s3.bucket, CANARY.encode()) == []
+
+    wrong = dataclasses.replace(s3_repo, cipher_pass="not-the-key-0c4d")
+    with pytest.raises(BackupEngineError) as caught:
+        Restic(wrong, cache_dir=str(tmp_path / "cache")).snapshots()
+    message = str(caught.value)
+    assert "repository 'offsite'" in message and "key is not the one configured" in message
+    for secret in ("not-the-key-0c4d", REPO_PASSWORD, s3_repo.s3.secret_key):
+        assert secret not in message
+
+
+def test_the_command_line_carries_no_secret_and_tls_options_only_when_asked(
+    s3_repo: Repository,
+) -> None:
+    assert s3_repo.s3 is not None
+    restic = Restic(s3_repo)
+    argv = restic._argv(["snapshots"])
+    assert argv[argv.index("--cacert") + 1] == s3_repo.s3.ca_file
+    assert "--insecure-tls" not in argv
+    for secret in (REPO_PASSWORD, s3_repo.s3.secret_key, s3_repo.s3.access_key):
+        assert not any(secret in word for word in argv)
+    assert restic._env()["RESTIC_PASSWORD"] == REPO_PASSWORD
+    assert restic._env()["AWS_SECRET_ACCESS_KEY"] == s3_repo.s3.secret_key
+    loose = dataclasses.replace(
+        s3_repo, s3=dataclasses.replace(s3_repo.s3, ca_file=None, verify_tls=False))
+    argv = Restic(loose)._argv(["snapshots"])
+    assert "--insecure-tls" in argv and "--cacert" not in argv
