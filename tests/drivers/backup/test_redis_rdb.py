@@ -66,7 +66,7 @@ def test_a_snapshot_restored_into_a_scratch_redis_has_the_same_keys(
 
 
 def test_a_wrong_redis_password_is_named_without_it(tmp_path: Path, local_repo: Repository) -> None:
-    copies = ResticCopies([local_repo])
+    copies = ResticCopies([local_repo], cache_dir=str(tmp_path / "cache"))
     with TemporaryRedis(tmp_path / "live", password=REDIS_PASSWORD) as live:
         backup = RedisRdbBackup("shop-cache", live.host, live.port, copies,
                                 password="wrong-redis-pass-3", work_dir=tmp_path)
