@@ -7,9 +7,11 @@ therefore agree, however busy the database.
 
 pg_dump writes uncompressed (`-Z 0`): restic compresses (zstd) and deduplicates what it
 stores, and data that pg_dump had gzipped would be neither compressible nor deduplicable
-from one dump to the next. Measured on 2 cores (a 1.5 million row table, 190 MB dumped):
-`-Z 0` then restic 4.9 s, 32 MB stored; pg_dump's default gzip then restic 10.4 s, 45 MB
-stored. A second dump of the unchanged database added 0.4 MB uncompressed and 35 MB gzipped.
+from one dump to the next. Measured here (2 cores, PostgreSQL 15, restic 0.14, one table
+of 1.5 million rows, a 276 MB dump; two runs): `-Z 0` then restic took 4.9 and 6.5 s in all
+and stored 54 MB; pg_dump's default gzip then restic 6.4 and 8.5 s, 58 MB. After 1% of the
+rows changed, the next `-Z 0` dump added 42 MB to the repository, the gzipped one 59 MB (a
+gzip stream differs from the first change on; restic's chunks only around each change).
 
 Passwords reach pg_dump and pg_restore through PGPASSWORD, never their command line. They
 come from the newest installed PostgreSQL whose major version is at least the server's (an
