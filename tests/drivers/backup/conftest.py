@@ -32,11 +32,32 @@ def s3_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporaryS3]:
         yield store
 
 
+@pytest.fixture(scope="session")
+def s3_template(s3_store: TemporaryS3, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A bucket holding an empty repository at restic/shop with REPO_PASSWORD, created once
+    over TLS with `restic init` (seconds of key derivation), for tests to copy."""
+    bucket = "template"
+    s3_store.create_bucket(bucket)
+    repository = Repository(name="template", path="restic/shop", cipher_pass=REPO_PASSWORD,
+                            s3=s3_store.location(bucket))
+    Restic(repository, cache_dir=str(tmp_path_factory.mktemp("cache"))).init()
+    return bucket
+
+
 @pytest.fixture
-def s3_repo(s3_store: TemporaryS3) -> Repository:
-    """A restic repository under `restic/` in a new bucket of the S3 store (not yet created)."""
+def s3_repo(s3_store: TemporaryS3, s3_template: str) -> Repository:
+    """A restic repository at restic/shop in a new bucket of the S3 store (a copy of
+    `s3_template`'s), named "offsite"."""
     bucket = f"backups-{uuid.uuid4().hex[:12]}"
     s3_store.create_bucket(bucket)
+    client = s3_store.client()
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=s3_template):
+            for item in page.get("Contents", []):
+                client.copy_object(Bucket=bucket, Key=item["Key"],
+                                   CopySource={"Bucket": s3_template, "Key": item["Key"]})
+    finally:
+        client.close()
     return Repository(name="offsite", path="restic/shop", cipher_pass=REPO_PASSWORD,
                       s3=s3_store.location(bucket), offsite=True)
 

@@ -10,11 +10,13 @@ from opsplane.drivers.backup.base import Repository
 from opsplane.drivers.backup.copies import ResticCopies
 from opsplane.drivers.backup.files import FileTreeBackup
 from opsplane.drivers.backup.restic import Restic
-from tests.drivers.backup.conftest import CANARY, REPO_PASSWORD, files_containing
+from opsplane.drivers.sandbox.s3 import TemporaryS3
+from tests.drivers.backup.conftest import CANARY, bucket_objects_containing, files_containing
 
 
 def test_a_file_tree_in_two_repositories_comes_back_identical(
-    tmp_path: Path, local_repo: Repository, make_restic: Callable[[Repository], Restic]
+    tmp_path: Path, local_repo: Repository, s3_repo: Repository, s3_store: TemporaryS3,
+    make_restic: Callable[[Repository], Restic],
 ) -> None:
     conf = tmp_path / "app" / "conf"
     (conf / "sites").mkdir(parents=True)
@@ -23,10 +25,8 @@ def test_a_file_tree_in_two_repositories_comes_back_identical(
     uploads = tmp_path / "uploads"
     uploads.mkdir()
     (uploads / "logo.png").write_bytes(os.urandom(50_000))
-    second = Repository(name="second", path=str(tmp_path / "second"), cipher_pass=REPO_PASSWORD)
-    for repository in (second, local_repo):
-        make_restic(repository)
-    copies = ResticCopies([second, local_repo], host="opsplane-test",
+    make_restic(local_repo)
+    copies = ResticCopies([s3_repo, local_repo], host="opsplane-test",
                           cache_dir=str(tmp_path / "cache"))
     backup = FileTreeBackup("shop", [conf, uploads / "logo.png"], copies)
     phases: list[str] = []
@@ -34,8 +34,8 @@ def test_a_file_tree_in_two_repositories_comes_back_identical(
     outcome = backup.backup(progress=lambda phase, fraction: phases.append(phase))
 
     assert outcome.kind == "files"
-    assert [copy.repository for copy in outcome.copies] == ["second", "local"]  # given order
-    assert phases[0] == "backup" and phases[-1] == "copy to local"
+    assert [copy.repository for copy in outcome.copies] == ["local", "offsite"]  # local first
+    assert phases[0] == "backup" and phases[-1] == "copy to offsite"
     sizes = [path.stat().st_size for path in (conf / "app.toml", conf / "sites" / "shop.conf",
                                               uploads / "logo.png")]
     assert outcome.facts["file_count"] == 3
@@ -50,8 +50,9 @@ def test_a_file_tree_in_two_repositories_comes_back_identical(
         assert backup.verify(copy, outcome, target) == []
         assert (target / str(conf).lstrip("/") / "app.toml").read_text() == \
             (conf / "app.toml").read_text()
-    for repository in (local_repo, second):
-        assert files_containing(Path(repository.path), CANARY.encode()) == []
+    assert files_containing(Path(local_repo.path), CANARY.encode()) == []
+    assert s3_repo.s3 is not None
+    assert bucket_objects_containing(s3_store, s3_repo.s3.bucket, CANARY.encode()) == []
 
     (conf / "app.toml").write_text("changed\n")
     local_only = ResticCopies([local_repo], cache_dir=str(tmp_path / "cache"))

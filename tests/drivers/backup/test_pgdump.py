@@ -13,7 +13,8 @@ from opsplane.drivers.backup.copies import ResticCopies
 from opsplane.drivers.backup.pgdump import PgDumpBackup, PostgresDatabase
 from opsplane.drivers.backup.restic import Restic
 from opsplane.drivers.sandbox.postgres import TemporaryPostgres
-from tests.drivers.backup.conftest import CANARY, files_containing
+from opsplane.drivers.sandbox.s3 import TemporaryS3
+from tests.drivers.backup.conftest import CANARY, bucket_objects_containing, files_containing
 from tests.support.passwords import PG_PASSWORD
 
 
@@ -39,12 +40,12 @@ def _database(cluster: TemporaryPostgres, name: str) -> PostgresDatabase:
 
 
 def test_a_dump_taken_while_rows_arrive_restores_with_the_recorded_counts(
-    tmp_path: Path, source: TemporaryPostgres, local_repo: Repository,
-    make_restic: Callable[[Repository], Restic],
+    tmp_path: Path, source: TemporaryPostgres, local_repo: Repository, s3_repo: Repository,
+    s3_store: TemporaryS3, make_restic: Callable[[Repository], Restic],
 ) -> None:
     make_restic(local_repo)
     backup = PgDumpBackup("shop-db", _database(source, "shop"),
-                          ResticCopies([local_repo], cache_dir=str(tmp_path / "cache")),
+                          ResticCopies([s3_repo, local_repo], cache_dir=str(tmp_path / "cache")),
                           jobs=2, work_dir=tmp_path)
     stop = threading.Event()
     inserted = [0]
@@ -72,13 +73,17 @@ def test_a_dump_taken_while_rows_arrive_restores_with_the_recorded_counts(
     assert facts["server_version_num"] // 10000 == facts["pg_dump_version"] >= 15
     assert facts["database"] == "shop" and facts["format"] == "directory"
     assert outcome.kind == "dump" and outcome.size_bytes > 2_000_000
-    (copy,) = outcome.copies
-    assert copy.stored_bytes is not None and copy.stored_bytes < outcome.size_bytes / 2
-    (snapshot,) = Restic(local_repo, cache_dir=str(tmp_path / "cache")).snapshots(
-        tags=["shop-db", "postgres", "shop"])
-    assert snapshot.id == copy.label
+    local, copy = outcome.copies  # the offsite copy is the one restored below
+    assert (local.repository, copy.repository) == ("local", "offsite")
+    for stored in outcome.copies:
+        assert stored.stored_bytes is not None and stored.stored_bytes < outcome.size_bytes / 2
+        (snapshot,) = backup.copies.engine(stored.repository).snapshots(
+            tags=["shop-db", "postgres", "shop"])
+        assert snapshot.id == stored.label
     assert list(tmp_path.glob("opsplane-pg*")) == []  # the dump and the restore dirs are gone
     assert files_containing(Path(local_repo.path), CANARY.encode()) == []
+    assert s3_repo.s3 is not None
+    assert bucket_objects_containing(s3_store, s3_repo.s3.bucket, CANARY.encode()) == []
 
     with TemporaryPostgres(tmp_path / "scratch", password=PG_PASSWORD) as scratch:
         target = _database(scratch, "shop_restored")

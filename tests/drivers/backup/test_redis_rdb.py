@@ -13,7 +13,8 @@ from opsplane.drivers.backup.copies import ResticCopies, file_sha256
 from opsplane.drivers.backup.redis_rdb import RDB_NAME, RedisRdbBackup
 from opsplane.drivers.backup.restic import Restic
 from opsplane.drivers.sandbox.redis import TemporaryRedis
-from tests.drivers.backup.conftest import CANARY, files_containing
+from opsplane.drivers.sandbox.s3 import TemporaryS3
+from tests.drivers.backup.conftest import CANARY, bucket_objects_containing, files_containing
 
 REDIS_PASSWORD = "redis-backup-secret-91"
 # Redis 7 waits 5 s by default before streaming an RDB to a new replica (or redis-cli --rdb).
@@ -21,10 +22,11 @@ NO_SYNC_DELAY = ["--repl-diskless-sync-delay", "0"]
 
 
 def test_a_snapshot_restored_into_a_scratch_redis_has_the_same_keys(
-    tmp_path: Path, local_repo: Repository, make_restic: Callable[[Repository], Restic]
+    tmp_path: Path, local_repo: Repository, s3_repo: Repository, s3_store: TemporaryS3,
+    make_restic: Callable[[Repository], Restic],
 ) -> None:
     make_restic(local_repo)
-    copies = ResticCopies([local_repo], cache_dir=str(tmp_path / "cache"))
+    copies = ResticCopies([local_repo, s3_repo], cache_dir=str(tmp_path / "cache"))
     with TemporaryRedis(tmp_path / "live", password=REDIS_PASSWORD,
                         extra_args=NO_SYNC_DELAY) as live:
         client = live.client()
@@ -43,9 +45,11 @@ def test_a_snapshot_restored_into_a_scratch_redis_has_the_same_keys(
     assert outcome.facts["redis_version"].startswith("7.")
     assert outcome.facts["used_memory"] > 0
     assert outcome.size_bytes == outcome.facts["rdb_bytes"] > 0
-    (copy,) = outcome.copies
-    (snapshot,) = copies.engine("local").snapshots(tags=["shop-cache", "redis"])
-    assert snapshot.id == copy.label
+    local, copy = outcome.copies  # the offsite copy is the one restored below
+    assert copy.repository == "offsite" and local.repository == "local"
+    for stored in outcome.copies:
+        (snapshot,) = copies.engine(stored.repository).snapshots(tags=["shop-cache", "redis"])
+        assert snapshot.id == stored.label
     assert list(tmp_path.glob("opsplane-rdb-*")) == []  # the RDB file was removed
 
     assert backup.verify(copy, outcome, tmp_path / "verify") == []
@@ -58,6 +62,8 @@ def test_a_snapshot_restored_into_a_scratch_redis_has_the_same_keys(
         assert client.hgetall("cart:7") == {"item": CANARY, "qty": "3"}
         client.close()
     assert files_containing(Path(local_repo.path), CANARY.encode()) == []
+    assert s3_repo.s3 is not None
+    assert bucket_objects_containing(s3_store, s3_repo.s3.bucket, CANARY.encode()) == []
 
     wrong = dataclasses.replace(outcome, facts={**outcome.facts, "keys": {"0": 1500, "1": 702},
                                                 "keys_after": {"0": 1500, "1": 702}})
