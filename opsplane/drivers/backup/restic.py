@@ -28,6 +28,7 @@ _LOCKED = "repository is already locked"
 _WRONG_PASSWORD = "wrong password or no key found"
 _NO_REPOSITORY = ("Is there a repository at the following location?", "does not exist",
                   "The specified key does not exist", "NoSuchKey")
+_SKIPPED = "does not exist, skipping"
 _CHECK_FAILED = "Fatal: repository contains errors"
 # restic 0.14's `check` says this about leftovers of an interrupted backup on standard output;
 # `prune` removes them and nothing is lost, so it is not a problem of the copies.
@@ -152,6 +153,11 @@ class Restic:
         `progress` gets ("backup", fraction) as restic reads."""
         if not paths:
             raise BackupEngineError(f"restic backup to repository {self.name!r}: no paths given")
+        # restic 0.14 skips a path that does not exist with a warning and exit code 0.
+        base = Path(cwd) if cwd is not None else Path.cwd()
+        missing = [str(path) for path in paths if not (base / path).exists()]
+        if missing:
+            raise self._error("backup", f"these paths do not exist: {', '.join(missing)}")
         argv = ["backup", "--json", *self._tag_args(tags), *self._host_args(), "--",
                 *map(str, paths)]
         return self._backup(argv, progress=progress, cwd=cwd)
@@ -274,7 +280,16 @@ class Restic:
                 summary.update(message)
 
         progress("backup", 0.0)
-        self._run(argv, what="backup", on_line=on_line, cwd=cwd, stdin=stdin)
+        done = self._run(argv, what="backup", on_line=on_line, cwd=cwd, stdin=stdin,
+                         check=False)
+        if (done.returncode == 3 or _SKIPPED in done.stderr) and "snapshot_id" in summary:
+            # restic's exit 3: a snapshot was made, but without the files it could not read
+            # (0.14 still exits 0 when a path named to it vanished before it began).
+            self.forget([str(summary["snapshot_id"])])
+            raise self._error("backup", "some files could not be read, so the snapshot would "
+                              f"be incomplete and was removed: {command.tail(done)}")
+        if done.returncode != 0:
+            raise self._error("backup", f"exit {done.returncode}: {self._detail(done)}")
         if "snapshot_id" not in summary:
             raise self._error("backup", "restic ended without naming the snapshot it made")
         # restic 0.14 names the snapshot by its short id in the summary.
@@ -318,11 +333,13 @@ class Restic:
             done = command.run(full, what=label, env=self._env(), user=self.user,
                                timeout=self.timeout, check=False, **options)
         if check and done.returncode != 0:
-            detail = command.tail(done)
-            if _WRONG_PASSWORD in done.stderr:
-                detail = f"the repository's key is not the one configured ({_WRONG_PASSWORD})"
-            raise self._error(what, f"exit {done.returncode}: {detail}")
+            raise self._error(what, f"exit {done.returncode}: {self._detail(done)}")
         return done
+
+    def _detail(self, done: command.Finished) -> str:
+        if _WRONG_PASSWORD in done.stderr:
+            return f"the repository's key is not the one configured ({_WRONG_PASSWORD})"
+        return command.tail(done)
 
     def _argv(self, argv: list[str]) -> list[str]:
         full = ["restic", "--repo", self.location, "--compression", "auto"]

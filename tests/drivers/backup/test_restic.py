@@ -211,3 +211,16 @@ def test_the_command_line_carries_no_secret_and_tls_options_only_when_asked(
         s3_repo, s3=dataclasses.replace(s3_repo.s3, ca_file=None, verify_tls=False))
     argv = Restic(loose)._argv(["snapshots"])
     assert "--insecure-tls" in argv and "--cacert" not in argv
+
+
+def test_a_backup_of_a_missing_path_is_refused(
+    tmp_path: Path, local_repo: Repository, make_restic: Callable[[Repository], Restic]
+) -> None:
+    # restic 0.14 itself would skip it with a warning, exit 0 and make a snapshot.
+    source = _make_tree(tmp_path / "source")
+    restic = make_restic(local_repo)
+    with pytest.raises(BackupEngineError, match="these paths do not exist: .*vanished"):
+        restic.backup_paths([source, tmp_path / "vanished"])
+    with pytest.raises(BackupEngineError, match="these paths do not exist: gone"):
+        restic.backup_paths(["sub", "gone"], cwd=source)
+    assert restic.snapshots() == []
