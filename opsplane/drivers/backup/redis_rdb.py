@@ -17,10 +17,11 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -33,6 +34,9 @@ from opsplane.drivers.backup.base import (
     no_progress,
 )
 from opsplane.drivers.backup.copies import ResticCopies, file_sha256
+
+if TYPE_CHECKING:
+    from opsplane.drivers.sandbox.redis import TemporaryRedis
 
 ENGINE = "redis"
 RDB_NAME = "dump.rdb"
@@ -125,20 +129,28 @@ class RedisRdbBackup:
                                     f"{copy.repository!r} holds no {RDB_NAME}")
         return path
 
-    def verify(self, copy: StoredCopy, outcome: BackupOutcome, work_dir: str | Path) -> list[str]:
-        """Restore the copy, start a scratch Redis (sandbox.redis.TemporaryRedis, on loopback)
-        from its RDB file and compare keys per database with the outcome's facts: the
-        problems found, none when the data came back whole."""
+    @contextmanager
+    def scratch_server(self, copy: StoredCopy, work_dir: str | Path) -> Iterator[TemporaryRedis]:
+        """Restore the copy under `work_dir` and run a scratch Redis (sandbox TemporaryRedis,
+        on a free loopback port, persisting nothing) holding its data while the context is
+        open; stopped after."""
         from opsplane.drivers.sandbox.redis import TemporaryRedis
 
         work = Path(work_dir)
         rdb = self.restore_file(copy, work / "restored")
-        problems = []
-        checksum = file_sha256(rdb)
-        if outcome.checksum and checksum != outcome.checksum:
-            problems.append(f"the restored RDB's SHA-256 is {checksum}, the backup's was "
-                            f"{outcome.checksum}")
         with TemporaryRedis(work / "scratch", rdb_file=rdb) as scratch:
+            yield scratch
+
+    def verify(self, copy: StoredCopy, outcome: BackupOutcome, work_dir: str | Path) -> list[str]:
+        """Restore the copy, start a scratch Redis from its RDB file (`scratch_server`) and
+        compare keys per database with the outcome's facts, and the file's SHA-256: the
+        problems found, none when the data came back whole."""
+        problems = []
+        with self.scratch_server(copy, work_dir) as scratch:
+            checksum = file_sha256(Path(work_dir) / "restored" / RDB_NAME)
+            if outcome.checksum and checksum != outcome.checksum:
+                problems.append(f"the restored RDB's SHA-256 is {checksum}, the backup's was "
+                                f"{outcome.checksum}")
             client = scratch.client()
             try:
                 found = keys_per_db(client.info("keyspace"))

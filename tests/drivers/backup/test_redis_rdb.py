@@ -55,7 +55,7 @@ def test_a_snapshot_restored_into_a_scratch_redis_has_the_same_keys(
     assert backup.verify(copy, outcome, tmp_path / "verify") == []
     rdb = backup.restore_file(copy, tmp_path / "again")
     assert rdb.name == RDB_NAME and file_sha256(rdb) == outcome.checksum
-    with TemporaryRedis(tmp_path / "scratch", rdb_file=rdb) as scratch:
+    with backup.scratch_server(copy, tmp_path / "scratch") as scratch:
         client = scratch.client()
         assert client.get("user:1234") == f"{CANARY}-1234"
         client.select(1)
