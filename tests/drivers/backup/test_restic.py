@@ -89,10 +89,14 @@ def test_backup_from_a_program_and_a_failing_program(
     assert saved.size_bytes == len(CANARY)
     restic.restore(saved.snapshot_id, tmp_path / "back")
     assert (tmp_path / "back" / "word.txt").read_text() == CANARY
+    (tmp_path / "dump.bin").write_bytes(b"\x00\x01" * 5000)
+    with open(tmp_path / "dump.bin", "rb") as stream:
+        from_file = restic.backup_stdin(stream, "dump.bin", tags=["stdin"])
+    assert from_file.size_bytes == 10_000
 
     with pytest.raises(BackupEngineError, match="sh failed, the snapshot was removed: exit 3"):
         restic.backup_stdin(["sh", "-c", "echo partial; echo broken >&2; exit 3"], "x.txt")
-    assert [snap.id for snap in restic.snapshots()] == [saved.snapshot_id]
+    assert [snap.id for snap in restic.snapshots()] == [saved.snapshot_id, from_file.snapshot_id]
 
 
 def test_check_reading_the_data_finds_a_flipped_byte(
