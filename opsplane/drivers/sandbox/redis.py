@@ -34,7 +34,8 @@ class TemporaryRedis(Sandbox):
 
     `maxmemory` (bytes) and `password` (requirepass) are set at start, and `extra_args`
     (more `--name value` settings, such as `--rename-command AUTH ""`); `base_dir` holds
-    the server log.
+    the server log. With `rdb_file`, the server starts with that RDB snapshot's data (a copy
+    of it in `base_dir`, loaded before PING answers); it still persists nothing.
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class TemporaryRedis(Sandbox):
         maxmemory: int | None = None,
         password: str | None = None,
         extra_args: Sequence[str] = (),
+        rdb_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.base_dir = Path(base_dir)
         self.host = "127.0.0.1"
@@ -50,6 +52,7 @@ class TemporaryRedis(Sandbox):
         self.maxmemory = maxmemory
         self.password = password
         self.extra_args = list(extra_args)
+        self.rdb_file = Path(rdb_file) if rdb_file is not None else None
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -83,6 +86,8 @@ class TemporaryRedis(Sandbox):
             argv += ["--maxmemory", str(self.maxmemory)]
         if self.password is not None:
             argv += ["--requirepass", self.password]
+        if self.rdb_file is not None:
+            argv += ["--dbfilename", self._copy_rdb(self.rdb_file)]
         argv += self.extra_args
         self._process = subprocess.Popen(  # noqa: S603 - argv built here, no shell
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -104,6 +109,14 @@ class TemporaryRedis(Sandbox):
 
     def __repr__(self) -> str:
         return f"<TemporaryRedis {self.host}:{self.port} pid={self.pid}>"
+
+    def _copy_rdb(self, source: Path) -> str:
+        """Copy `source` into base_dir, where the server loads it at start; its new name."""
+        if not source.is_file():
+            raise SandboxError(f"the RDB file {source} to start Redis from does not exist")
+        name = "start.rdb"
+        shutil.copyfile(source, self.base_dir / name)
+        return name
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + _START_TIMEOUT

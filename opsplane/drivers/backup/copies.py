@@ -1,0 +1,130 @@
+"""The same data kept in several restic repositories, and the checksums that name it.
+
+A component's backup (a Redis snapshot, a dump, a file tree) is saved once per repository:
+first to those in a directory (quick, on the platform), then to each other one (a bucket,
+off the platform), one `StoredCopy` each. Restoring takes a `StoredCopy` and reads it from
+the repository it names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from opsplane.drivers.backup.base import (
+    BackupEngineError,
+    Progress,
+    Repository,
+    StoredCopy,
+    no_progress,
+)
+from opsplane.drivers.backup.restic import Restic, SavedSnapshot
+
+_CHUNK = 1024 * 1024
+
+
+class ResticCopies:
+    """restic on every repository a component's backups go to.
+
+    The repositories are used local ones first, otherwise in the order given; each is
+    created (`restic init`) the first time it is used. `host`, `cache_dir` and `timeout` are
+    handed to every `Restic`."""
+
+    def __init__(
+        self,
+        repositories: Sequence[Repository],
+        *,
+        host: str | None = None,
+        cache_dir: str | None = None,
+        timeout: float | None = 3600,
+    ) -> None:
+        if not repositories:
+            raise BackupEngineError("a backup needs at least one repository to keep it in")
+        names = [repository.name for repository in repositories]
+        if len(set(names)) != len(names):
+            raise BackupEngineError(f"repository names must be distinct: {names}")
+        ordered = sorted(repositories, key=lambda repository: repository.kind != "posix")
+        self.engines = [Restic(repository, host=host, cache_dir=cache_dir, timeout=timeout)
+                        for repository in ordered]
+        self._ready: set[str] = set()
+
+    def engine(self, repository: str) -> Restic:
+        """The Restic of the repository named `repository`."""
+        for restic in self.engines:
+            if restic.name == repository:
+                return self._prepared(restic)
+        known = ", ".join(restic.name for restic in self.engines)
+        raise BackupEngineError(f"there is no repository {repository!r} here (known: {known})")
+
+    def save_paths(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        tags: Iterable[str],
+        cwd: str | Path | None = None,
+        progress: Progress = no_progress,
+    ) -> tuple[tuple[StoredCopy, ...], SavedSnapshot]:
+        """Back `paths` up to every repository. The copies, one per repository, and what the
+        first backup saved (sizes and file count, the same data for every copy).
+
+        `progress` gets ("backup", fraction) for the first repository and
+        ("copy to NAME", fraction) for each other one."""
+        tag_list = list(tags)
+        copies: list[StoredCopy] = []
+        first: SavedSnapshot | None = None
+        for index, restic in enumerate(self.engines):
+            phase = "backup" if index == 0 else f"copy to {restic.name}"
+            saved = self._prepared(restic).backup_paths(
+                paths, tags=tag_list, cwd=cwd, progress=_renamed(progress, phase))
+            copies.append(StoredCopy(restic.name, saved.snapshot_id, saved.stored_bytes))
+            first = first or saved
+        assert first is not None
+        return tuple(copies), first
+
+    def restore(
+        self, copy: StoredCopy, target_dir: str | Path, include: Sequence[str] | None = None
+    ) -> None:
+        """Write the snapshot `copy` names, from its repository, under `target_dir`."""
+        self.engine(copy.repository).restore(copy.label, target_dir, include=include)
+
+    def _prepared(self, restic: Restic) -> Restic:
+        if restic.name not in self._ready:
+            restic.init()
+            self._ready.add(restic.name)
+        return restic
+
+
+def _renamed(progress: Progress, phase: str) -> Progress:
+    def report(_phase: str, fraction: float | None) -> None:
+        progress(phase, fraction)
+
+    return report
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def manifest(root: str | Path, paths: Iterable[str | Path] | None = None) -> list[str]:
+    """One line per file under `root` (or under each of `paths`, which lie inside `root`),
+    sorted by path: its SHA-256, its size and its path relative to `root`."""
+    base = Path(root)
+    found: set[Path] = set()
+    for start in [Path(path) for path in paths] if paths is not None else [base]:
+        found.update(path for path in [start, *start.rglob("*")]
+                     if path.is_file() and not path.is_symlink())
+    return [f"{file_sha256(path)}  {path.stat().st_size}  {path.relative_to(base).as_posix()}"
+            for path in sorted(found)]
+
+
+def manifest_sha256(root: str | Path, paths: Iterable[str | Path] | None = None) -> str:
+    """The SHA-256 of `manifest(root, paths)` (each line ended by a newline): one checksum
+    naming every file's content, size and place."""
+    text = "".join(line + "\n" for line in manifest(root, paths))
+    return hashlib.sha256(text.encode()).hexdigest()
