@@ -73,7 +73,8 @@ def policy(shared_dir: Path, s3: TemporaryS3) -> Iterator[Policy]:
     with TemporaryPostgres(root / "pg", settings=archiving) as cluster:
         cluster.execute("CREATE DATABASE shop")
         cluster.execute("CREATE TABLE orders (id serial PRIMARY KEY, total numeric)", database="shop")
-        cluster.execute("INSERT INTO orders (total) SELECT g FROM generate_series(1, 5000) g", database="shop")
+        cluster.execute("INSERT INTO orders (total) SELECT g FROM generate_series(1, 5000) g",
+                        database="shop")
         yield Policy(cluster, inventory(root, s3, cluster), root)
 
 
