@@ -43,6 +43,7 @@ class CopyRef:
     repository: str
     label: str
     facts: Mapping[str, Any]
+    checksum: str | None = None
 
 
 class Engine(Protocol):

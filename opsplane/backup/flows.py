@@ -211,8 +211,8 @@ def verify(store: Store, engine: Engine, *, scratch: Path, clock: Clock, actor: 
             report["restored_at"] = restored.address
             for check, found in restored.checks.items():
                 problems += [f"{check}: {problem}" for problem in found]
-            recorded = copy.facts.get("contents", {})
-            problems += compare_contents(recorded, restored.contents)
+            if "contents" in copy.facts:  # what the engine recorded to compare (PostgreSQL's rows)
+                problems += compare_contents(copy.facts["contents"], restored.contents)
             report["contents"] = dict(restored.contents)
     except BackupEngineError as exc:
         problems.append(str(exc))
@@ -246,5 +246,5 @@ def _copy_to_verify(session: Any, policy: str, backup_id: int | None, repository
     if not chosen:
         where = f" in {repository}" if repository else ""
         raise service.NoSuchBackup(f"backup {row.id} of {policy} has no copy{where}")
-    return CopyRef(row.id, chosen[0].repository, chosen[0].label, row.facts)
+    return CopyRef(row.id, chosen[0].repository, chosen[0].label, row.facts, row.checksum)
 

@@ -66,7 +66,7 @@ class NoStoreYet(UsageError):
         self.where = where
 
 
-def _sqlite_file(url: str) -> Path | None:
+def sqlite_file(url: str) -> Path | None:
     """The database file of a SQLite URL; None for an in-memory one or another database."""
     if not url.startswith("sqlite"):
         return None
@@ -121,7 +121,7 @@ class Store:
         # An error names its statement, never its parameters: they may hold secrets or a
         # sender's megabytes, and errors are logged.
         kwargs: dict[str, Any] = {"future": True, "hide_parameters": True}
-        file = _sqlite_file(url)
+        file = sqlite_file(url)
         if file is not None and not create and not file.exists():
             raise NoStoreYet(str(file))
         if url.startswith("sqlite"):

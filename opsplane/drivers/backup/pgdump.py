@@ -41,15 +41,10 @@ from opsplane.drivers.backup.base import (
     no_progress,
 )
 from opsplane.drivers.backup.copies import ResticCopies, manifest_sha256
+from opsplane.drivers.backup.pg_contents import count_rows, one
 
 ENGINE = "postgres"
 _VERSION = re.compile(r"\(PostgreSQL\) (\d+)(?:\.(\d+))?")
-_TABLES = """
-    SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
-    ORDER BY 1, 2
-"""
 
 
 @dataclass(frozen=True)
@@ -163,7 +158,7 @@ class PgDumpBackup:
                 raise BackupEngineError(f"snapshot {copy.label} in repository "
                                         f"{copy.repository!r} holds no pg_dump directory")
             with target.connect("postgres") as admin:
-                major = int(_one(admin, "SHOW server_version_num")) // 10000
+                major = int(one(admin, "SHOW server_version_num")) // 10000
                 if create:
                     try:
                         admin.execute(sql.SQL("CREATE DATABASE {}")
@@ -179,7 +174,7 @@ class PgDumpBackup:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         with target.connect() as connection:
-            return _count_rows(connection)
+            return count_rows(connection)
 
     def verify(self, copy: StoredCopy, outcome: BackupOutcome, target: PostgresDatabase,
                work_dir: str | Path | None = None) -> list[str]:
@@ -201,9 +196,9 @@ class PgDumpBackup:
         try:
             connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             connection.read_only = True
-            version_num = int(_one(connection, "SHOW server_version_num"))
-            version = str(_one(connection, "SHOW server_version"))
-            snapshot = str(_one(connection, "SELECT pg_export_snapshot()"))
+            version_num = int(one(connection, "SHOW server_version_num"))
+            version = str(one(connection, "SHOW server_version"))
+            snapshot = str(one(connection, "SELECT pg_export_snapshot()"))
             bindir, dump_major = find_pg_bindir(version_num // 10000)
             argv = [str(bindir / "pg_dump"), *self.database.args(), "-Fd", "-j", str(self.jobs),
                     "-Z", "0", f"--snapshot={snapshot}", "-f", str(dump)]
@@ -213,7 +208,7 @@ class PgDumpBackup:
                 argv, what=f"pg_dump of {self.database}", env=self.database.env(),
                 timeout=self.timeout))
             try:
-                tables = _count_rows(connection)
+                tables = count_rows(connection)
             finally:
                 dumper.join()
             connection.rollback()
@@ -224,23 +219,6 @@ class PgDumpBackup:
         return {"database": self.database.dbname, "server_version": version,
                 "server_version_num": version_num, "pg_dump_version": dump_major,
                 "tables": tables, "format": "directory"}
-
-
-def _count_rows(connection: psycopg.Connection) -> dict[str, int]:
-    counts = {}
-    for schema, table in connection.execute(_TABLES).fetchall():
-        query = sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema),
-                                                             sql.Identifier(table))
-        counts[f"{schema}.{table}"] = int(_one(connection, query))
-    return counts
-
-
-def _one(connection: psycopg.Connection, query: str | sql.Composed) -> Any:
-    """The single value `query` answers."""
-    row = connection.execute(query).fetchone()
-    if row is None:
-        raise BackupEngineError(f"PostgreSQL answered no row to {query!r}")
-    return row[0]
 
 
 class _Background:
