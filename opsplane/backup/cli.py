@@ -260,5 +260,52 @@ def _print_status(report: dict[str, Any]) -> None:
         out.print(f"  [yellow]![/] {escape(problem)}")
 
 
+@app.command("prune")
+def prune_command(
+    ctx: typer.Context,
+    policy: str = typer.Argument(None, metavar="[POLICY]",
+                                 help="Only this policy (default: every one)."),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Say what would be kept and removed; remove nothing."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Remove the backups the retention policy no longer keeps, from every repository.
+
+    Never fewer good backups than the policy's min_good. Exit 0 when done, 2 when a repository
+    refused to remove something (it stays listed and is tried again next time)."""
+    from opsplane.backup.policy import applied, apply
+    from opsplane.backup.prune import prune
+    from opsplane.cli_support import cli_actor
+
+    inventory, base = _inventory(ctx)
+    actor = cli_actor() if dry_run else acting_as(Role.OPERATOR)
+    policies = [apply(inventory, policy)] if policy else applied(inventory)
+    store = open_store(create=not dry_run)
+    results = []
+    try:
+        for chosen in policies:
+            engine = _engine(inventory, base, chosen.name)
+            results.append(prune(store, engine, time_zone=inventory.backup.time_zone, clock=SystemClock(),
+                                 actor=actor, dry_run=dry_run))
+    finally:
+        store.close()
+    if json_out:
+        print_json([result.as_dict() for result in results])
+    else:
+        for result in results:
+            verb = "would remove" if dry_run else "removed"
+            out.print(f"[bold]{result.policy}[/]: {result.plan.summary()}")
+            for decision in result.plan.decisions:
+                mark = "keep  " if decision.keep else ("drop  " if dry_run else "remove")
+                why = escape("; ".join(decision.reasons))
+                when = f"{decision.backup.finished:%Y-%m-%d %H:%M}"
+                out.print(f"  {mark} backup {decision.backup.id} ({when}): {why}")
+            if not dry_run:
+                out.print(f"  {verb} {len(result.removed)}")
+            for backup, error in result.failed:
+                out.print(f"  [red]backup {backup} not removed[/]: {escape(error)}")
+    raise typer.Exit(2 if any(result.failed for result in results) else 0)
+
+
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="backup", help="Backups: run, list, verify, status against RPO and 3-2-1.")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -185,3 +186,30 @@ def test_contents_are_compared_table_by_table() -> None:
         "users: recorded 2, missing after the restore"]
 
 
+
+
+def test_pruning_removes_what_retention_drops_from_every_repository_and_keeps_the_minimum(
+        store: Store, clock: ManualClock) -> None:
+    from opsplane.backup.prune import prune
+
+    engine = DictEngine(clock, {"db0": 1})
+    engine.policy = replace(policy(), retention=RetentionSettings(daily=0, weekly=0, monthly=0,
+                                                                  recovery_window=None, min_good=2))
+    runs = BackupRuns(store, clock=clock, holder="cli-1", actor="opsplane")
+    try:
+        ids = []
+        for _ in range(4):
+            ids.append(runs.run(engine, kind="full", trigger="schedule", check_after=False).backup_id)
+            clock.advance(3600)
+    finally:
+        runs.close()
+    dry = prune(store, engine, time_zone="UTC", clock=clock, actor="ana", dry_run=True)
+    assert dry.removed == () and len(engine.saved["local"]) == 4
+    assert [d.keep for d in dry.plan.decisions] == [True, True, False, False]
+    done = prune(store, engine, time_zone="UTC", clock=clock, actor="ana")
+    assert sorted(done.removed) == ids[:2]
+    assert sorted(engine.saved["local"]) == sorted(engine.saved["offsite"]) == ["snap-3", "snap-4"]
+    with store.session() as session:
+        assert [row.id for row in service.good(session, policy="sessions")] == ids[:1:-1]
+        assert service.get(session, ids[0]).state == "expired"
+    assert "backup.pruned" in kinds_of_events(store)
