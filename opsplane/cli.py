@@ -72,6 +72,7 @@ def _register(command: str | None = None) -> None:
     from opsplane.alerts.cli import alerts_command, export_app, silence_app
     from opsplane.auth.cli import app as token_app
     from opsplane.backup.cli import register as register_backup
+    from opsplane.backup.restore_cli import register as register_restore
     from opsplane.config.cli import app as config_app
     from opsplane.demo.cli import register as register_demo
     from opsplane.deploy.cli import register as register_deploy
@@ -106,6 +107,7 @@ def _register(command: str | None = None) -> None:
     register_runtime(app)
     register_deploy(app)
     register_backup(app)
+    register_restore(app)
 
 
 def main() -> None:

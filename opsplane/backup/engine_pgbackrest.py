@@ -10,6 +10,7 @@ switch, so the segment is on its way when the backup is recorded."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import time
 from collections.abc import Iterator, Mapping
@@ -131,6 +132,74 @@ class PgBackRestEngine:
     def expire(self, repository: str, label: str) -> None:
         self.driver.expire(label, repo=repository)
 
+    # --- restores ----------------------------------------------------------------------------
+
+    def restore_into(self, copy: CopyRef, target: Path, *, at: datetime | None, latest: bool) -> str:
+        """Restore `copy` as a data directory `target` (new or empty), not started."""
+        restored = self.driver.restore(target, repo=copy.repository, label=None if latest else copy.label,
+                                       target_time=at, immediate=not latest and at is None)
+        return (f"a PostgreSQL data directory at {restored.data_dir}, recovering to {_recovery(at, latest)} "
+                f"when started (archive_mode off)")
+
+    def restore_beside(self, copy: CopyRef, place: Path, *, at: datetime | None, latest: bool) -> str:
+        """Restore `copy` into a new cluster under `place` and leave it running on a free port."""
+        from opsplane.drivers.sandbox.postgres import TemporaryPostgres
+
+        place.mkdir(parents=True, exist_ok=True)
+        _give(place, self.driver.os_user)
+        restored = self.driver.restore(place / "data", repo=copy.repository,
+                                       label=None if latest else copy.label,
+                                       target_time=at, immediate=not latest and at is None)
+        cluster = TemporaryPostgres.from_data_dir(restored.data_dir, place / "run", user=self.database.user,
+                                                  settings={"archive_mode": "off"}).start()
+        cluster.wait_writable(timeout=3600)
+        return (f"a new PostgreSQL cluster on {cluster.host}:{cluster.port} (socket {cluster.socket_dir}, "
+                f"data {restored.data_dir}), recovered to {_recovery(at, latest)}; it keeps running: "
+                f"stop it with `pg_ctl stop -D {restored.data_dir}`")
+
+    def restore_over(self, copy: CopyRef, *, at: datetime | None, latest: bool) -> str:
+        """Stop the production cluster, restore `copy` over its data directory (pgBackRest's
+        delta restore: only what differs is written), and start it again with the options it
+        ran with; it keeps archiving."""
+        from opsplane.drivers.sandbox.postgres import find_postgres_bindir
+
+        data_dir = self.driver.data_dir
+        opts_file = data_dir / "postmaster.opts"
+        options = _start_options(opts_file.read_text() if opts_file.is_file() else "")
+        pg_ctl = str(find_postgres_bindir() / "pg_ctl")
+        user = self.driver.os_user
+        if (data_dir / "postmaster.pid").is_file():
+            command.run([pg_ctl, "stop", "-D", str(data_dir), "-m", "fast", "-w", "-t", "300"],
+                        what=f"stopping {self.policy.component}", user=user, timeout=330)
+        self.driver.restore(data_dir, repo=copy.repository, label=None if latest else copy.label,
+                            target_time=at, immediate=not latest and at is None, delta=True,
+                            keep_archiving=True)
+        log = self.driver.config_dir / "log" / "postgres-restored.log"
+        command.run([pg_ctl, "start", "-D", str(data_dir), "-l", str(log), "-w", "-t", "3600",
+                     "-o", " ".join(shlex.quote(option) for option in options)],
+                    what=f"starting {self.policy.component} after the restore", user=user, timeout=3630)
+        self._wait_writable()
+        return (f"{self.policy.component} restored in place to {_recovery(at, latest)} and running again "
+                f"(its log since: {log})")
+
+    def _wait_writable(self, timeout: float = 3600.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with self._connect() as connection:
+                    row = connection.execute("SELECT pg_is_in_recovery()").fetchone()
+                    if row is not None and not row[0]:
+                        return
+            except psycopg.OperationalError:
+                pass
+            time.sleep(0.2)
+        raise BackupEngineError(f"{self.policy.component} is still recovering after {timeout:g} s")
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(host=str(self.policy.settings.socket_dir), port=self.database.port or 5432,
+                               user=self.database.user, dbname=self.dbname, password=self.password,
+                               connect_timeout=10, autocommit=True)
+
     # --- helpers -----------------------------------------------------------------------------
 
     def _count(self) -> tuple[str | None, dict[str, int]]:
@@ -139,11 +208,8 @@ class PgBackRestEngine:
         backup ended (its end is the counted moment), or when archiving has not taken that
         position within ARCHIVE_WAIT: verification then restores to the backup's own end."""
         try:
-            with psycopg.connect(host=str(self.policy.settings.socket_dir), port=self.database.port or 5432,
-                                 user=self.database.user, dbname=self.dbname, password=self.password,
-                                 connect_timeout=10) as connection:
+            with self._connect() as connection:
                 lsn, counts = counted_at(connection)
-                connection.autocommit = True
                 segment = connection.execute("SELECT pg_walfile_name(%s::pg_lsn)", (lsn,)).fetchone()
                 # the counted moment on its way to the archive; a switch with nothing written since
                 # the backup's own does nothing: the backup's end is then that very moment
@@ -160,6 +226,28 @@ class PgBackRestEngine:
         except psycopg.Error as exc:
             raise BackupEngineError(f"counting the rows of {self.dbname} after the backup: "
                                     f"{str(exc).strip()}") from None
+
+
+def _recovery(at: datetime | None, latest: bool) -> str:
+    if at is not None:
+        return f"{at.isoformat(timespec='seconds')}"
+    return "the end of the archive" if latest else "the end of the backup"
+
+
+def _start_options(opts: str) -> list[str]:
+    """The server options a cluster last ran with (its postmaster.opts), without the program and
+    its data directory: what `pg_ctl start -o` must hand it again."""
+    words = shlex.split(opts)[1:]
+    kept: list[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "-D":
+            skip = True
+        else:
+            kept.append(word)
+    return kept
 
 
 def _phase(progress: Progress, phase: str) -> Progress:

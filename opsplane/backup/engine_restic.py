@@ -80,6 +80,30 @@ class ResticEngine:
         problems: list[str] = self.saver.verify(copy, recorded, work)
         return problems
 
+    def restore_into(self, copy: CopyRef, target: Path, *, at: datetime | None, latest: bool) -> str:
+        """Restore the snapshot into the directory `target`: what is there afterwards."""
+        target.mkdir(parents=True, exist_ok=True)
+        stored = StoredCopy(copy.repository, copy.label)
+        engine = self.policy.engine
+        if engine == "redis-rdb":
+            rdb = self.saver.restore_file(stored, target)
+            return (f"the RDB file {rdb}; load it with the server stopped: put it in its directory as its "
+                    f"dbfilename (or run `redis-server --dir {target} --dbfilename {rdb.name}`)")
+        if engine == "sqlite":
+            return f"the store's copy {self.saver.restore(stored, target)}"
+        if engine == "files":
+            places = self.saver.restore(stored, target)
+            return f"the files under {target} ({', '.join(str(p) for p in places[:3])})"
+        self.copies.restore(stored, target)
+        return f"the pg_dump directory {target}; load it with `pg_restore -j 2 -d DATABASE {target}`"
+
+    def restore_over(self, copy: CopyRef, *, at: datetime | None, latest: bool) -> str:
+        """File trees only: the saved files written back over their paths."""
+        if self.policy.engine != "files":
+            raise BackupEngineError(f"{self.policy.engine} backups are not restored over what runs")
+        self.copies.restore(StoredCopy(copy.repository, copy.label), "/")
+        return f"the files of {self.policy.name} written back over {', '.join(self.policy.settings.paths)}"
+
 
 class PgDumpEngine(ResticEngine):
     """Dumps are verified by `pg_restore` into a scratch cluster of their own."""

@@ -33,7 +33,8 @@ def counted_at(connection: psycopg.Connection[Any]) -> tuple[str, dict[str, int]
     recovery to that position (`--type=lsn`) replays every transaction the counts saw. A commit
     racing the snapshot's start can fall on the other side; verification of a quiet moment is
     exact."""
-    connection.autocommit = False
+    # In autocommit mode psycopg sends our BEGIN as it is, so the isolation level applies.
+    connection.autocommit = True
     try:
         connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         lsn = str(one(connection, "SELECT pg_current_wal_insert_lsn()"))
