@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -96,21 +97,22 @@ class PgBackRestEngine:
         return list(self.driver.verify(repository).problems)
 
     @contextmanager
-    def restore_scratch(self, copy: CopyRef, scratch: Path, *,
-                        at: datetime | None = None) -> Iterator[Restored]:
-        """Restore `copy` into a new data directory under `scratch` (to `at`, else to the moment
-        its rows were counted, else to the backup's end), start it on a free port, and yield
-        what it holds and what `pg_amcheck` found."""
+    def restore_scratch(self, copy: CopyRef, scratch: Path, *, at: datetime | None = None,
+                        latest: bool = False, drill: str | None = None) -> Iterator[Restored]:
+        """Restore `copy` into a new data directory under `scratch` (to `at`; with `latest` to the
+        end of the archive; else to the moment its rows were counted, else to the backup's end),
+        start it on a free port, and yield what it holds and what `pg_amcheck` found."""
         from opsplane.drivers.sandbox.postgres import TemporaryPostgres
 
         work = scratch / f"{self.policy.name}-{copy.label}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         _give(work, self.driver.os_user)
-        lsn = copy.facts.get("counted_at_lsn") if at is None else None
+        lsn = copy.facts.get("counted_at_lsn") if at is None and not latest else None
         try:
-            restored = self.driver.restore(work / "data", repo=copy.repository, label=copy.label,
-                                           target_time=at, target_lsn=lsn, immediate=at is None and not lsn)
+            restored = self.driver.restore(work / "data", repo=copy.repository,
+                                           label=None if latest else copy.label, target_time=at,
+                                           target_lsn=lsn, immediate=at is None and not lsn and not latest)
             # The copy keeps production's pg_hba.conf; the scratch server takes only its own
             # private socket (TemporaryPostgres listens on loopback), where it trusts us.
             (restored.data_dir / "pg_hba.conf").write_text("local all all trust\n")
@@ -121,16 +123,43 @@ class PgBackRestEngine:
                 cluster.wait_writable()
                 with cluster.connect(self.dbname) as connection:
                     contents = count_rows(connection)
-                    newest = connection.execute("SELECT now()").fetchone()
+                    marker = _newest_marker(connection, drill) if drill else None
                 problems = _amcheck(cluster, self.dbname, self.database.user)
                 yield Restored(address=f"{cluster.host}:{cluster.port}", contents=contents,
-                               checks={"pg_amcheck": problems},
-                               recovered_to=newest[0] if newest else None)
+                               checks={"pg_amcheck": problems}, newest_marker=marker)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
     def expire(self, repository: str, label: str) -> None:
         self.driver.expire(label, repo=repository)
+
+    @contextmanager
+    def markers(self, drill: str, every: float) -> Iterator[Callable[[], int]]:
+        """A marker row in `opsplane.drill_markers` every `every` seconds while open, each in its
+        own transaction with the server's clock; the drill's rows are removed after."""
+        stop = threading.Event()
+        written = [0]
+        with self._connect() as connection:
+            connection.execute("CREATE SCHEMA IF NOT EXISTS opsplane")
+            connection.execute("CREATE TABLE IF NOT EXISTS opsplane.drill_markers "
+                               "(drill text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())")
+
+        def write() -> None:
+            with self._connect() as writer:
+                while not stop.is_set():
+                    writer.execute("INSERT INTO opsplane.drill_markers (drill) VALUES (%s)", (drill,))
+                    written[0] += 1
+                    stop.wait(every)
+
+        thread = threading.Thread(target=write, name=f"drill-markers-{drill}", daemon=True)
+        thread.start()
+        try:
+            yield lambda: written[0]
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+            with self._connect() as connection:
+                connection.execute("DELETE FROM opsplane.drill_markers WHERE drill = %s", (drill,))
 
     # --- restores ----------------------------------------------------------------------------
 
@@ -226,6 +255,16 @@ class PgBackRestEngine:
         except psycopg.Error as exc:
             raise BackupEngineError(f"counting the rows of {self.dbname} after the backup: "
                                     f"{str(exc).strip()}") from None
+
+
+def _newest_marker(connection: psycopg.Connection[Any], drill: str) -> datetime | None:
+    """The newest marker of `drill` in a restored copy (None: none made it)."""
+    try:
+        row = connection.execute("SELECT max(at) FROM opsplane.drill_markers WHERE drill = %s",
+                                 (drill,)).fetchone()
+    except psycopg.errors.UndefinedTable:
+        return None
+    return row[0] if row else None
 
 
 def _recovery(at: datetime | None, latest: bool) -> str:

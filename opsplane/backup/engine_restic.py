@@ -8,7 +8,7 @@ counts of the dumped snapshot."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -54,8 +54,13 @@ class ResticEngine:
         return self.copies.engine(repository).check(read_data=False)
 
     @contextmanager
-    def restore_scratch(self, copy: CopyRef, scratch: Path, *,
-                        at: datetime | None = None) -> Iterator[Restored]:
+    def markers(self, drill: str, every: float) -> Iterator[Callable[[], int]]:
+        """No rows to mark: a snapshot's moment is when it was taken."""
+        yield lambda: 0
+
+    @contextmanager
+    def restore_scratch(self, copy: CopyRef, scratch: Path, *, at: datetime | None = None,
+                        latest: bool = False, drill: str | None = None) -> Iterator[Restored]:
         """Restore `copy` under `scratch` and check it as its driver does (every byte restic
         restores is authenticated, so a corrupted one fails the restore itself)."""
         if at is not None:

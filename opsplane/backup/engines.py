@@ -8,7 +8,7 @@ hand them a plain engine of their own."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +33,7 @@ class Restored:
     contents: Mapping[str, Any]
     checks: Mapping[str, Any] = field(default_factory=dict)  # pg_amcheck and the like: name -> problems
     recovered_to: datetime | None = None  # the newest moment the restored data reflects
+    newest_marker: datetime | None = None  # a drill's newest marker row found in the copy
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,16 @@ class Engine(Protocol):
         """The engine's own check of a repository (pgBackRest verify, restic check with every
         byte read): the problems it found, none when sound."""
 
-    def restore_scratch(self, copy: CopyRef, scratch: Path, *,
-                        at: datetime | None = None) -> AbstractContextManager[Restored]:
-        """Restore `copy` (to `at`, where the engine can) into a scratch server under
-        `scratch`, running while the context is open, removed after."""
+    def restore_scratch(self, copy: CopyRef, scratch: Path, *, at: datetime | None = None,
+                        latest: bool = False, drill: str | None = None) -> AbstractContextManager[Restored]:
+        """Restore `copy` (to `at`, or with `latest` to the newest recoverable point, where the
+        engine can) into a scratch server under `scratch`, running while the context is open,
+        removed after; with `drill`, the newest marker row of that drill found in it."""
+
+    def markers(self, drill: str, every: float) -> AbstractContextManager[Callable[[], int]]:
+        """While open, a marker row (its time) written into production every `every` seconds
+        for drill `drill`; yields a function that says how many were written. Engines without
+        rows to write (Redis, files) write none."""
 
     def expire(self, repository: str, label: str) -> None:
         """Remove one backup from one repository."""

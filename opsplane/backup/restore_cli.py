@@ -117,6 +117,87 @@ def _ask(prompt: str) -> str:
 drill_app = typer.Typer(no_args_is_help=True, help="Restore drills that measure RTO and RPO.")
 
 
+@drill_app.command("restore")
+def drill_restore(
+    ctx: typer.Context,
+    policy: str = typer.Argument(..., metavar="POLICY", help="The backup policy."),
+    repository: str = typer.Option(None, "--repository", help="Restore from this repository."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print the report as Markdown."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Restore the newest recoverable point into a scratch server and measure RTO and RPO.
+
+    Writes a marker row into production every second while it runs (PostgreSQL), removed
+    after. Exit 0 when both targets are met, 1 when one is missed, 2 when the restore failed."""
+    from opsplane.backup.drill import run_drill
+    from opsplane.backup.engines import open_engine
+    from opsplane.backup.policy import apply
+
+    inventory, base = _inventory(ctx)
+    chosen = apply(inventory, policy)
+    actor = acting_as(Role.OPERATOR)
+    engine = open_engine(inventory, chosen, environ=os.environ, base_dir=base)
+    store = open_store(create=True)
+    showing = not (json_out or markdown) and out.is_terminal
+    try:
+        with out.status(f"drilling a restore of {policy}") if showing else contextlib.nullcontext():
+            report = run_drill(store, engine, scratch=_scratch(inventory, base), clock=SystemClock(),
+                               actor=actor, repository=repository)
+    finally:
+        store.close()
+    if json_out:
+        print_json(report.as_dict())
+    elif markdown:
+        out.print(report.markdown(), markup=False)
+    else:
+        _print_drill(report.as_dict())
+    raise typer.Exit(2 if not report.restored else 0 if report.rto_met and report.rpo_met else 1)
+
+
+@drill_app.command("history")
+def drill_history(
+    ctx: typer.Context,
+    policy: str = typer.Argument(None, metavar="[POLICY]", help="Only this policy's drills."),
+    limit: int = typer.Option(20, "--limit", min=1, max=1000),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The drills kept as evidence, newest first, with RTO and RPO against their targets."""
+    from opsplane.backup import service
+
+    if policy is not None:
+        from opsplane.backup.policy import apply
+
+        apply(_inventory(ctx)[0], policy)
+    with open_store().session() as session:
+        rows = [service.restore_as_dict(row)
+                for row in service.restores(session, policy=policy, purpose="drill", limit=limit)]
+    if json_out:
+        print_json(rows)
+        return
+    if not rows:
+        out.print("no drills yet; `opsplane drill restore POLICY` runs one")
+    for row in rows:
+        _print_drill({**row["report"], "drill": row["id"], "policy": row["policy"],
+                      "started": row["started_at"], "state": row["state"], "error": row["error"]})
+
+
+def _print_drill(report: dict[str, Any]) -> None:
+    from opsplane.backup.compliance import duration_words
+
+    def said(what: str) -> str:
+        value, target = report.get(f"{what}_seconds"), report.get(f"{what}_target_seconds")
+        if value is None:
+            return f"{what.upper()} -"
+        mark = "[green]met[/]" if report.get(f"{what}_met") else "[red]missed[/]"
+        return f"{what.upper()} {value:.1f} s (target {duration_words(target or 0)}) {mark}"
+
+    when = str(report.get("started", ""))[:19].replace("T", " ")
+    head = f"drill {report.get('drill')} of {report.get('policy')} at {when}"
+    out.print(f"{head}: {said('rto')}, {said('rpo')}")
+    for problem in report.get("problems") or ([report["error"]] if report.get("error") else []):
+        out.print(f"  [red]![/] {escape(str(problem))}")
+
+
 def register(root: typer.Typer) -> None:
     root.command("restore")(restore_command)
     root.add_typer(drill_app, name="drill", help="Restore drills: RTO and RPO measured, kept as evidence.")

@@ -238,7 +238,9 @@ def finish_restore(session: Session, row: RestoreRow, *, ok: bool, report: dict[
     row.finished_at = now
     row.report = report
     row.error = error
-    details = {key: value for key, value in report.items() if not isinstance(value, dict | list)}
+    # the figures go into the event; what is long (lists, the Markdown report) stays in the row
+    details = {key: value for key, value in report.items()
+               if not isinstance(value, dict | list) and key != "markdown"}
     _restore_event(session, row, f"restore.{'succeeded' if ok else 'failed'}", actor, now,
                    "ok" if ok else "failed", {**details, **({"error": error} if error else {})})
     return row

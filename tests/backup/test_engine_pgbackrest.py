@@ -1,7 +1,7 @@
 """A pgBackRest policy from the inventory, end to end against a real cluster archiving into a
 local and an S3 repository: `backup run` catalogues a good backup with a copy in each,
 verification restores it into a scratch cluster and finds the rows counted when it ended, and a
-flipped byte in the local repository fails the repository check."""
+drill measures RTO and RPO from marker rows written while it runs."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from opsplane.backup import service
+from opsplane.backup.drill import run_drill
 from opsplane.backup.engines import open_engine
 from opsplane.backup.flows import BackupRuns, verify
 from opsplane.backup.policy import apply
@@ -70,7 +71,8 @@ def policy(shared_dir: Path, s3: TemporaryS3) -> Iterator[Policy]:
     # the archive_command depends on the stanza and where its configuration is, not on the port
     archiving = open_engine(inventory(root, s3, None), apply(inventory(root, s3, None), "shop-db"),
                             environ=ENVIRON, base_dir=root).driver.archive_settings()
-    with TemporaryPostgres(root / "pg", settings=archiving) as cluster:
+    # a segment a second while rows are written: what a drill finds is then about a second old
+    with TemporaryPostgres(root / "pg", settings={**archiving, "archive_timeout": "1s"}) as cluster:
         cluster.execute("CREATE DATABASE shop")
         cluster.execute("CREATE TABLE orders (id serial PRIMARY KEY, total numeric)", database="shop")
         cluster.execute("INSERT INTO orders (total) SELECT g FROM generate_series(1, 5000) g",
@@ -101,3 +103,30 @@ def test_a_backup_run_catalogues_a_copy_in_each_repository_and_verifies(
     assert verified.report["contents"] == {"public.orders": rows}
     with store.session() as session:
         assert service.get(session, result.backup_id).state == "verified"
+
+
+def test_a_drill_measures_rto_and_rpo_from_marker_rows_and_keeps_the_report(
+        policy: Policy, tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path}/opsplane.db")
+    try:
+        runs = BackupRuns(store, clock=SystemClock(), holder="test", actor="ana")
+        try:
+            taken = runs.run(policy.engine(), kind="full", trigger="manual", check_after=False)
+            assert taken.state == "complete", taken.error
+        finally:
+            runs.close()
+        report = run_drill(store, policy.engine(), scratch=policy.root / "scratch", clock=SystemClock(),
+                           actor="ana", repository="local")
+        assert report.restored, report.problems
+        assert report.markers_written >= 3 and report.newest_marker is not None
+        assert report.rto_seconds is not None and 0 < report.rto_seconds < 120
+        assert report.rpo_seconds is not None and report.rpo_seconds < 10  # archive_timeout 1s
+        assert report.rto_met and report.rpo_met  # targets 30 min and 15 min
+        with store.session() as session:
+            [kept] = service.restores(session, policy="shop-db", purpose="drill")
+            assert kept.state == "succeeded" and kept.report["rpo_seconds"] == round(report.rpo_seconds, 2)
+            assert "| RPO |" in kept.report["markdown"]
+        [(left,)] = policy.cluster.execute("SELECT count(*) FROM opsplane.drill_markers", database="shop")
+        assert left == 0  # the drill's rows are removed from production
+    finally:
+        store.close()
