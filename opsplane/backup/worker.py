@@ -96,7 +96,9 @@ class BackupWorker(LoopWorker):
             for policy in applied(inv):
                 rows = service.get_all(session, policy=policy.name, limit=200)
                 verified = service.restores(session, policy=policy.name, purpose="verify", limit=1)
-                due += due_work(policy, rows, verified[0].started_at if verified else None, tz=tz, now=now)
+                drilled = service.restores(session, policy=policy.name, purpose="drill", limit=1)
+                due += due_work(policy, rows, verified[0].started_at if verified else None, tz=tz, now=now,
+                                last_drill=drilled[0].started_at if drilled else None)
         return due
 
     def _read_samples(self) -> list[Any]:
@@ -126,10 +128,14 @@ class BackupWorker(LoopWorker):
         try:
             engine = open_engine(inv, apply(inv, work.policy), environ=dict(self.ctx.environ or os.environ),
                                  base_dir=base)
+            scratch = scratch_dir(inv)
+            scratch = scratch if scratch.is_absolute() else base / scratch
             if work.kind == "verify":
-                scratch = scratch_dir(inv)
-                verify(self.ctx.store, engine, scratch=scratch if scratch.is_absolute() else base / scratch,
-                       clock=self.ctx.clock, actor="opsplane")
+                verify(self.ctx.store, engine, scratch=scratch, clock=self.ctx.clock, actor="opsplane")
+            elif work.kind == "drill":
+                from opsplane.backup.drill import run_drill
+
+                run_drill(self.ctx.store, engine, scratch=scratch, clock=self.ctx.clock, actor="opsplane")
             else:
                 result = runs.run(engine, kind=work.kind, trigger="schedule")
                 if result.state == "failed":
@@ -140,11 +146,12 @@ class BackupWorker(LoopWorker):
 
 
 def due_work(policy: AppliedPolicy, rows: Sequence[BackupRow], last_verify: datetime | None, *, tz: str,
-             now: datetime) -> list[Due]:
+             now: datetime, last_drill: datetime | None = None) -> list[Due]:
     """What of `policy` is due at `now`, given its backups (`rows`, newest first) and when it was
-    last verified: the largest kind of backup whose slot has passed without one (a full backup
-    stands for the day's differential and the hour's incremental), and the verification whose
-    slot passed since the last one (the first: since the first good backup)."""
+    last verified and drilled: the largest kind of backup whose slot has passed without one (a
+    full backup stands for the day's differential and the hour's incremental), and the
+    verification and drill whose slots passed since the last ones (the first: since the first
+    good backup)."""
     from opsplane.backup.schedule import parse_cron
     from opsplane.backup.tables import GOOD
 
@@ -156,11 +163,12 @@ def due_work(policy: AppliedPolicy, rows: Sequence[BackupRow], last_verify: date
         if slot is not None:
             due.append(Due(policy.name, kind, slot))
             break
-    since = last_verify or min((row.finished_at for row in rows if row.state in GOOD and row.finished_at),
-                               default=None)
-    slot = _slot(parse_cron(policy.verify), tz, since, now) if since else None
-    if slot is not None:
-        due.append(Due(policy.name, "verify", slot))
+    first_good = min((row.finished_at for row in rows if row.state in GOOD and row.finished_at), default=None)
+    for kind, cron, last in (("verify", policy.verify, last_verify), ("drill", policy.drill, last_drill)):
+        since = last or first_good
+        slot = _slot(parse_cron(cron), tz, since, now) if since else None
+        if slot is not None:
+            due.append(Due(policy.name, kind, slot))
     return due
 
 
