@@ -77,8 +77,8 @@ def test_a_failed_backup_does_not_count_for_verification() -> None:
 
 def test_the_monthly_drill_falls_due_at_its_first_slot_after_the_first_good_backup() -> None:
     first = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
-    rows = [row("diff", datetime(2026, 12, 8, 0, 0, tzinfo=UTC)), row("incr", NOW - timedelta(minutes=10)),
-            row("full", first)]
+    rows = [row("incr", NOW - timedelta(minutes=10)), row("diff", datetime(2026, 12, 8, 0, 0, tzinfo=UTC)),
+            row("full", datetime(2026, 12, 6, 0, 0, tzinfo=UTC)), row("full", first)]
     due = due_work(POLICY, rows, VERIFIED, tz=TZ, now=NOW)
     assert due == [Due("shop-db", "drill", datetime(2026, 12, 1, 3, 0, tzinfo=UTC))]  # the 1st, 04:00 Berlin
     assert due_work(POLICY, rows, VERIFIED, tz=TZ, now=NOW, last_drill=datetime(2026, 12, 1, 3, 5,
