@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from opsplane.backup.engines import CopyRef, Restored
+from opsplane.backup.engines import ArchiveState, CopyRef, Restored
 from opsplane.backup.policy import AppliedPolicy
 from opsplane.config.types import SecretRef
 from opsplane.drivers.backup import command
@@ -132,6 +132,31 @@ class PgBackRestEngine:
 
     def expire(self, repository: str, label: str) -> None:
         self.driver.expire(label, repo=repository)
+
+    def archive_state(self) -> ArchiveState:
+        """The server's archiver (pg_stat_archiver) and the newest WAL segment in each repository
+        (pgBackRest info). A repository that cannot be read holds nothing, as far as anyone can
+        restore from it."""
+        try:
+            with self._connect() as connection:
+                row = connection.execute(
+                    "SELECT last_archived_wal, last_archived_time, last_failed_wal, last_failed_time "
+                    "FROM pg_stat_archiver").fetchone()
+        except psycopg.Error as exc:
+            raise BackupEngineError(f"reading {self.policy.component}'s archiver: "
+                                    f"{str(exc).strip()}") from None
+        last_wal, last_time, failed_wal, failed_time = row if row else (None, None, None, None)
+        failing = None
+        if failed_time is not None and (last_time is None or failed_time > last_time):
+            failing = (f"archive_command failed for segment {failed_wal} at "
+                       f"{failed_time.isoformat(timespec='seconds')}")
+        try:
+            info = self.driver.info()
+            newest = {archive.repo: archive.wal_max for archive in info.archives}
+        except BackupEngineError:
+            newest = {}
+        repos = {repo.name: newest.get(index) for index, repo in enumerate(self.repositories, start=1)}
+        return ArchiveState(last_wal, last_time, failing, repos)
 
     @contextmanager
     def markers(self, drill: str, every: float) -> Iterator[Callable[[], int]]:

@@ -76,6 +76,10 @@ class ResticEngine:
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
+    def archive_state(self) -> None:
+        """Snapshots only: nothing is archived between them."""
+        return None
+
     def expire(self, repository: str, label: str) -> None:
         restic = self.copies.engine(repository)
         restic.forget([label])

@@ -47,6 +47,18 @@ class CopyRef:
     checksum: str | None = None
 
 
+@dataclass(frozen=True)
+class ArchiveState:
+    """Where continuous archiving (PostgreSQL's WAL) stands: the server's newest archived segment
+    and when, whether its archive_command is failing now (and why), and the newest segment each
+    repository holds."""
+
+    last_archived_wal: str | None
+    last_archived_time: datetime | None
+    failing: str | None  # the failure, while the newest attempt failed
+    repositories: Mapping[str, str | None]  # repository -> newest WAL segment it holds
+
+
 class Engine(Protocol):
     """What the flows ask of a policy's engine."""
 
@@ -80,6 +92,9 @@ class Engine(Protocol):
 
     def expire(self, repository: str, label: str) -> None:
         """Remove one backup from one repository."""
+
+    def archive_state(self) -> ArchiveState | None:
+        """Continuous archiving's state, for engines that archive (None for the others)."""
 
 
 def resolve_repositories(inv: Inventory, policy: AppliedPolicy, *, environ: Mapping[str, str],

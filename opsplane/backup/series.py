@@ -2,7 +2,8 @@
 
 `serve`'s backup worker computes them from `status.py` and the alerts worker adds them to its
 own scrape ("opsplane"), so the built-in rules BackupFailed, BackupStale, VerifyFailed,
-OffsiteCopyMissing and DrillOverdue (alerts/pack.py) read them like any scraped series. As with
+OffsiteCopyMissing, DrillOverdue and PointInTimeBroken (alerts/pack.py) read them like any
+scraped series. As with
 the checks' series, only what is wrong has one: a policy that recovers drops out of the next
 scrape, its series go stale and their alerts resolve."""
 
@@ -14,6 +15,7 @@ from opsplane.alerts.pack import (
     BACKUP_DRILL_OVERDUE,
     BACKUP_FAILED,
     BACKUP_OFFSITE_MISSING,
+    BACKUP_PITR_BROKEN,
     BACKUP_STALE,
     BACKUP_VERIFY_FAILED,
 )
@@ -40,6 +42,10 @@ def backup_samples(statuses: Iterable[PolicyStatus], *, env: str) -> list[tuple[
             samples.append((labels(BACKUP_OFFSITE_MISSING, repository=repository), 1.0))
         if status.drill_overdue:
             samples.append((labels(BACKUP_DRILL_OVERDUE), status.drill_overdue))
+        for repository, (since, _) in status.archive_broken.items():
+            samples.append((labels(BACKUP_PITR_BROKEN, repository=repository,
+                                   since=since.isoformat(timespec="seconds")),
+                            max(1.0, (status.now - since).total_seconds())))
     return samples
 
 

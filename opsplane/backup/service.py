@@ -214,6 +214,31 @@ def restore_as_dict(row: RestoreRow) -> dict[str, Any]:
             "error": row.error, "requested_by": row.requested_by, "report": row.report}
 
 
+def record_archive(session: Session, *, policy: str, component: str | None, repository: str,
+                   broken_since: datetime | None, reason: str, actor: str, now: datetime) -> None:
+    """Continuous archiving into `repository` broke (`broken_since`: no restore to a later moment
+    is possible) or works again (None): an event either way, written only on a change."""
+    broken = broken_since is not None
+    events.record(session, kind="backup.archive_broken" if broken else "backup.archive_restored",
+                  actor=actor, target=f"WAL archive of {policy} in {repository}",
+                  outcome="failed" if broken else "ok", service=component,
+                  details={"policy": policy, "repository": repository, "reason": reason,
+                           **({"since": broken_since.isoformat()} if broken_since else {})}, ts=now)
+
+
+def archive_breaks(session: Session, *, policy: str) -> dict[str, tuple[datetime, str]]:
+    """The repositories of `policy` whose WAL archive is broken now: since when, and why."""
+    rows = session.scalars(select(Event).where(Event.kind.in_(("backup.archive_broken",
+                                                               "backup.archive_restored")))
+                           .order_by(Event.id.desc()).limit(500)).all()
+    latest: dict[str, Event] = {}
+    for row in rows:
+        if row.details.get("policy") == policy:
+            latest.setdefault(str(row.details.get("repository")), row)
+    return {repo: (datetime.fromisoformat(row.details["since"]), str(row.details.get("reason", "")))
+            for repo, row in latest.items() if row.kind == "backup.archive_broken"}
+
+
 # --- restores, verifications and drills ---------------------------------------------------
 
 

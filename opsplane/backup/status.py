@@ -38,6 +38,7 @@ class PolicyStatus:
     last_verify: RestoreRow | None
     last_drill: RestoreRow | None
     repository_problems: dict[str, str]  # the newest engine check of each repository that failed
+    archive_broken: dict[str, tuple[datetime, str]]  # repository -> since when WAL is missing, why
     missing_offsite: tuple[str, ...]  # offsite repositories without a good copy
     verify_overdue: float  # seconds; 0 when on time
     drill_overdue: float
@@ -60,6 +61,8 @@ class PolicyStatus:
         if self.last_verify is not None and self.last_verify.state == "failed":
             found.append(f"verification {self.last_verify.id} failed: {self.last_verify.error}")
         found += [f"repository {repo}: {problem}" for repo, problem in self.repository_problems.items()]
+        found += [f"WAL archive in {repo} broken: no restore to after {since.isoformat(timespec='seconds')} "
+                  f"is possible ({reason})" for repo, (since, reason) in self.archive_broken.items()]
         if self.verify_overdue:
             found.append(f"verification overdue by {duration_words(self.verify_overdue)}")
         if self.drill_overdue:
@@ -77,6 +80,8 @@ class PolicyStatus:
                 "measured": verdict.measured,
                 "age_seconds": verdict.age, "stale": verdict.stale, "sentence": verdict.sentence,
                 "problem": self.repository_problems.get(verdict.repository),
+                "archive_broken_since": _iso(self.archive_broken[verdict.repository][0])
+                if verdict.repository in self.archive_broken else None,
             } for verdict in compliance.freshness],
             "rule_321": {"met": compliance.meets_321, "copies": list(compliance.copies),
                          "media": list(compliance.media), "offsite": list(compliance.offsite),
@@ -118,6 +123,7 @@ def policy_status(session: Session, inv: Inventory, policy: AppliedPolicy, *, no
         policy=policy, now=now, last=last, running=running, failures_in_a_row=failures,
         compliance=compliance, last_verify=verifies[0] if verifies else None,
         last_drill=drills[0] if drills else None, repository_problems=problems,
+        archive_broken=service.archive_breaks(session, policy=policy.name) if policy.physical else {},
         missing_offsite=tuple(copy.repository for copy in copies if copy.offsite and copy.finished is None),
         verify_overdue=overdue(policy.verify, tz, verifies[0] if verifies else None, first_good,
                                allowed=policy.rto, now=now),

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POLL = 15.0
+ARCHIVE_EVERY = 60.0  # how often continuous archiving is looked at (pg_stat_archiver, pgBackRest info)
 # A claim on a slot outlives any backup that could be taking it: the slot is done once claimed.
 SLOT_LEASE = 24 * 3600.0
 # When several kinds fall due together, the largest one is taken: a full backup covers the rest.
@@ -57,6 +58,8 @@ class BackupWorker(LoopWorker):
         super().__init__("backup", ctx, stuck_after=24 * 3600.0)  # a backup may run for hours
         self.samples: list[Any] = []  # the series of what falls short, as the last round found it
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self._complete_at: dict[str, dict[str, datetime]] = {}  # policy -> repository -> last complete
+        self._archive_looked = 0.0
         ctx.backups = self
 
     async def run(self) -> None:
@@ -69,6 +72,11 @@ class BackupWorker(LoopWorker):
             runs.close()
 
     async def _round(self, runs: Any) -> datetime | None:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._archive_looked >= ARCHIVE_EVERY:
+            self._archive_looked = loop.time()
+            breaks = await asyncio.to_thread(self._look_at_archives)
+            await self.ctx.in_store(self._record_archives, breaks)
         due = await self.ctx.in_store(self._read)
         for work in due:
             claimed = await self.ctx.in_store(self._claim, work)
@@ -116,7 +124,53 @@ class BackupWorker(LoopWorker):
             return claims.take(session, work.key, holder=self.holder, now=self.ctx.clock.now(),
                                lease=SLOT_LEASE) is not None
 
+    def _record_archives(self, breaks: dict[str, dict[str, tuple[datetime, str]]]) -> None:
+        """An event for each repository whose archive broke or works again since the last look."""
+        from opsplane.backup import service
+        from opsplane.backup.policy import apply
+
+        now = self.ctx.clock.now()
+        with self.ctx.store.session() as session:
+            for name, found in breaks.items():
+                policy = apply(self.ctx.inventory, name)
+                known = service.archive_breaks(session, policy=name)
+                for repository in policy.repositories:
+                    if repository in found and repository not in known:
+                        since, reason = found[repository]
+                        service.record_archive(session, policy=name, component=policy.component,
+                                               repository=repository, broken_since=since, reason=reason,
+                                               actor="opsplane", now=now)
+                    elif repository in known and repository not in found:
+                        service.record_archive(session, policy=name, component=policy.component,
+                                               repository=repository, broken_since=None,
+                                               reason="every archived segment is in the repository again",
+                                               actor="opsplane", now=now)
+
     # --- on a thread of its own ---------------------------------------------------------
+
+    def _look_at_archives(self) -> dict[str, dict[str, tuple[datetime, str]]]:
+        """Each archiving policy's broken repositories (policies that could not be looked at are
+        left out: their state stays as it was)."""
+        from opsplane.backup.archive import judge_archive
+        from opsplane.backup.engines import open_engine
+        from opsplane.backup.policy import applied
+
+        inv = self.ctx.inventory
+        found: dict[str, dict[str, tuple[datetime, str]]] = {}
+        for policy in applied(inv):
+            if not policy.physical:
+                continue
+            try:
+                engine = open_engine(inv, policy, environ=dict(self.ctx.environ or os.environ),
+                                     base_dir=self.ctx.inventory_dir)
+                state = engine.archive_state()
+            except Exception as exc:  # the database down: its checks say so; the archive is unknown
+                log.warning("could not look at the WAL archive of %s: %s", policy.name, exc)
+                continue
+            if state is not None:
+                seen = self._complete_at.setdefault(policy.name, {})
+                found[policy.name] = judge_archive(state, complete_at=seen, now=self.ctx.clock.now())
+        return found
 
     def _do(self, runs: Any, work: Due) -> None:
         from opsplane.backup.engines import open_engine

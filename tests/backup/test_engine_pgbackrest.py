@@ -6,14 +6,17 @@ drill measures RTO and RPO from marker rows written while it runs."""
 from __future__ import annotations
 
 import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from opsplane.backup import service
+from opsplane.backup.archive import judge_archive
 from opsplane.backup.drill import run_drill
 from opsplane.backup.engines import open_engine
 from opsplane.backup.flows import BackupRuns, verify
@@ -130,3 +133,24 @@ def test_a_drill_measures_rto_and_rpo_from_marker_rows_and_keeps_the_report(
         assert left == 0  # the drill's rows are removed from production
     finally:
         store.close()
+
+
+def test_a_failing_archive_command_is_seen_as_point_in_time_recovery_broken(
+        shared_dir: Path, s3: TemporaryS3) -> None:
+    root = shared_dir / "broken-archive"
+    root.mkdir()
+    with TemporaryPostgres(root / "pg", settings={"archive_mode": "on", "wal_level": "replica",
+                                                  "archive_command": "/bin/false"}) as cluster:
+        cluster.execute("CREATE DATABASE shop")
+        cluster.execute("CREATE TABLE t AS SELECT 1 AS x", database="shop")
+        cluster.execute("SELECT pg_switch_wal()")
+        deadline = time.monotonic() + 30
+        while not cluster.execute("SELECT failed_count FROM pg_stat_archiver")[0][0]:
+            assert time.monotonic() < deadline, "the archiver never tried"
+            time.sleep(0.1)
+        inv = inventory(root, s3, cluster)
+        state = open_engine(inv, apply(inv, "shop-db"), environ=ENVIRON, base_dir=root).archive_state()
+    assert state.failing is not None and "archive_command failed for segment" in state.failing
+    now = datetime.now(UTC)
+    broken = judge_archive(state, complete_at={}, now=now)
+    assert set(broken) == {"local", "offsite"}

@@ -106,3 +106,25 @@ def test_every_backup_series_has_a_rule_that_reads_it() -> None:
     for name in ("opsplane_backup_failed", "opsplane_backup_stale_seconds", "opsplane_backup_verify_failed",
                  "opsplane_backup_offsite_missing", "opsplane_backup_drill_overdue_seconds"):
         assert name in exprs
+
+
+def test_a_broken_wal_archive_is_a_problem_and_a_series_naming_since_when(store: Store) -> None:
+    backup(store, T0, "local", "offsite")
+    since = T0 + timedelta(minutes=10)
+    with store.session() as session:
+        service.record_archive(session, policy="sessions", component="sessions", repository="offsite",
+                               broken_since=since, reason="segments are missing", actor="opsplane",
+                               now=T0 + timedelta(minutes=12))
+    physical = apply(INVENTORY, "sessions")
+    physical = physical.__class__(**{**physical.__dict__, "engine": "pgbackrest"})
+    with store.session() as session:
+        status = policy_status(session, INVENTORY, physical, now=T0 + timedelta(minutes=20))
+    assert status.archive_broken == {"offsite": (since, "segments are missing")}
+    assert any("WAL archive in offsite broken" in problem for problem in status.problems)
+    found = names(backup_samples([status], env="production"))
+    assert found["opsplane_backup_pitr_broken_seconds"]["since"] == "2026-12-06T01:10:00+00:00"
+    with store.session() as session:
+        service.record_archive(session, policy="sessions", component="sessions", repository="offsite",
+                               broken_since=None, reason="complete again", actor="opsplane",
+                               now=T0 + timedelta(minutes=25))
+        assert service.archive_breaks(session, policy="sessions") == {}
