@@ -111,12 +111,14 @@ class BackupRuns:
                          repository_problems=problems)
 
     def check_repositories(self, engine: Engine, progress: Progress = no_progress) -> dict[str, list[str]]:
-        """The engine's own check of every repository, each an event; the problems by repository."""
+        """The engine's own check of every repository, and whether it still holds each copy the
+        catalog lists there; each an event; the problems by repository."""
         found: dict[str, list[str]] = {}
         for repository in engine.repositories:
             progress(f"check {repository.name}", None)
             try:
                 problems = engine.check(repository.name)
+                problems += reconcile(self.store, engine, repository.name, clock=self.clock, actor=self.actor)
             except BackupEngineError as exc:
                 problems = [str(exc)]
             found[repository.name] = problems
@@ -135,6 +137,24 @@ class BackupRuns:
             claims.finish(session, claim, self.clock.now())
         return RunResult(backup_id=backup_id, state="failed", kind=kind,
                          seconds=(self.clock.now() - started).total_seconds(), error=error)
+
+
+def reconcile(store: Store, engine: Engine, repository: str, *, clock: Clock, actor: str) -> list[str]:
+    """Mark every copy the catalog lists in `repository` that the repository no longer holds as
+    missing (an event each, once); a sentence per copy found missing now."""
+    held = engine.held(repository)
+    missing: list[str] = []
+    with store.session() as session:
+        listed = session.scalars(select(BackupCopyRow)
+                                 .join(BackupRow, BackupRow.id == BackupCopyRow.backup_id)
+                                 .where(BackupRow.policy == engine.policy.name,
+                                        BackupCopyRow.repository == repository,
+                                        BackupCopyRow.state == "present")).all()
+        for copy in listed:
+            if copy.label not in held:
+                service.mark_copy_missing(session, copy, actor=actor, now=clock.now())
+                missing.append(f"the copy of backup {copy.backup_id} ({copy.label}) is missing")
+    return missing
 
 
 def _kind_possible(session: Any, policy: str, kind: str) -> str:

@@ -6,6 +6,7 @@ local repository fails the verification of what it holds."""
 from __future__ import annotations
 
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +120,36 @@ def test_a_logical_dump_is_restored_into_a_scratch_cluster_with_the_same_rows(
         _, backup_id = backed_up_and_verified(inv, "shop-db", store, tmp_path)
     with store.session() as session:
         assert service.get(session, backup_id).facts["tables"] == {"public.orders": 2500}
+
+
+def test_a_copy_gone_from_the_offsite_bucket_raises_offsite_copy_missing(
+        tmp_path: Path, s3: TemporaryS3, store: Store) -> None:
+    from opsplane.backup.series import backup_samples
+    from opsplane.backup.status import policy_status
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    (uploads / "product-1.jpg").write_bytes(b"\xff\xd8" + b"0" * 5000)
+    inv = inventory(tmp_path, s3, "", f"uploads: {{engine: files, paths: [{uploads}]}}")
+    engine, backup_id = backed_up_and_verified(inv, "uploads", store, tmp_path)
+    bucket = inv.backup.repositories["offsite"].s3.bucket
+    client = s3.client()
+    try:
+        listed = client.list_objects_v2(Bucket=bucket, Prefix="opsplane/uploads/snapshots/")["Contents"]
+        for item in listed:  # someone emptied the offsite copy's snapshot
+            client.delete_object(Bucket=bucket, Key=item["Key"])
+    finally:
+        client.close()
+    runs = BackupRuns(store, clock=SystemClock(), holder="test", actor="opsplane")
+    try:
+        problems = runs.check_repositories(engine)
+    finally:
+        runs.close()
+    assert problems["local"] == [] and any("is missing" in p for p in problems["offsite"])
+    with store.session() as session:
+        status = policy_status(session, inv, apply(inv, "uploads"), now=datetime.now(UTC))
+        assert status.missing_offsite == ("offsite",)
+        assert "no offsite copy: offsite has no good backup" in status.compliance.violations
+        assert service.get(session, backup_id).state == "verified"  # the local copy is still good
+    series = {dict(labels)["__name__"] for labels, _ in backup_samples([status], env="production")}
+    assert "opsplane_backup_offsite_missing" in series
