@@ -6,18 +6,20 @@ touches nothing, and a time before the oldest backup refused by name."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from opsplane.backup import service
 from opsplane.backup.engines import open_engine
 from opsplane.backup.flows import BackupRuns
 from opsplane.backup.policy import apply
@@ -156,3 +158,50 @@ def test_a_forced_restore_over_production_brings_back_the_backup(production: Pro
         assert rows == ["before"]
         [(recovering,)] = connection.execute("SELECT pg_is_in_recovery()").fetchall()
         assert not recovering
+
+
+def test_a_backup_killed_half_way_is_never_good_and_the_next_one_succeeds(production: Production) -> None:
+    production.cluster.execute("CREATE TABLE IF NOT EXISTS bulk AS SELECT g AS id, md5(g::text) AS pad "
+                               "FROM generate_series(1, 1500000) g", database="shop")
+    env = {"PATH": os.environ["PATH"], "OPSPLANE_DATABASE_URL": production.store.url, **ENVIRON}
+    argv = [sys.executable, "-m", "opsplane", "-c", str(production.root / "opsplane.yaml"),
+            "backup", "run", "shop-db", "--no-check"]
+    with production.store.session() as session:
+        before = {row.id for row in service.get_all(session, policy="shop-db")}
+    process = subprocess.Popen(argv, env=env, cwd=production.root, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline and process.poll() is None, "the backup never started"
+            with production.store.session() as session:
+                running = [row for row in service.get_all(session, policy="shop-db")
+                           if row.id not in before and row.state == "running"]
+            if running and _pgbackrest_copying(production.root):
+                break
+            time.sleep(0.05)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    cut_off = running[0].id
+    with production.store.session() as session:
+        assert cut_off not in [row.id for row in service.good(session, policy="shop-db")]
+    production.opsplane("backup", "run", "shop-db", "--no-check", code=0)
+    with production.store.session() as session:
+        # its claim lapses 30 s after the kill: a look after that fails it
+        swept = service.sweep_cut_off(session, now=datetime.now(UTC) + timedelta(seconds=31))
+        assert [row.id for row in swept] == [cut_off]
+        assert service.get(session, cut_off).state == "failed"
+        newest = service.good(session, policy="shop-db", limit=1)[0]
+        assert newest.id > cut_off and newest.state == "complete"
+
+
+def _pgbackrest_copying(root: Path) -> bool:
+    """Whether a pgbackrest backup of this test's stanza is running now."""
+    import psutil
+
+    for process in psutil.process_iter(["cmdline"]):
+        line = process.info["cmdline"] or []
+        if any(str(root) in word for word in line) and "backup" in line and line[0].endswith("pgbackrest"):
+            return True
+    return False
