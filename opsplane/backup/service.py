@@ -89,6 +89,32 @@ def holder_alive(session: Session, row: BackupRow, *, now: datetime) -> bool:
     return claim is not None and claim.done_at is None and claim.expires_at > now
 
 
+REQUEST = "backup-request:"
+
+
+def request(session: Session, *, policy: str, component: str | None, what: str, actor: str,
+            now: datetime) -> str:
+    """Ask `serve`'s backup worker for `what` (a backup of a kind, "verify" or "drill") of `policy`
+    now: a claim anyone may take at once, which the worker takes, does and finishes. The key."""
+    key = f"{REQUEST}{policy}:{what}:{now.isoformat()}"
+    session.add(WorkClaim(key=key, holder=f"requested by {actor}", token=0, claimed_at=now, expires_at=now))
+    events.record(session, kind="backup.requested", actor=actor, target=f"{what} of {policy}",
+                  outcome="accepted", service=component, details={"policy": policy, "what": what}, ts=now)
+    return key
+
+
+def requested(session: Session, *, now: datetime) -> list[tuple[str, str, str]]:
+    """The requests no one is doing or has done: (key, policy, what), oldest first."""
+    rows = session.scalars(select(WorkClaim).where(WorkClaim.key.startswith(REQUEST),
+                                                   WorkClaim.done_at.is_(None), WorkClaim.expires_at <= now)
+                           .order_by(WorkClaim.claimed_at)).all()
+    found = []
+    for row in rows:
+        policy, what, _ = row.key[len(REQUEST):].split(":", 2)
+        found.append((row.key, policy, what))
+    return found
+
+
 def get(session: Session, backup_id: int) -> BackupRow:
     row = session.get(BackupRow, backup_id)
     if row is None:

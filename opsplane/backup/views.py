@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from opsplane.api.errors import declare
@@ -18,6 +19,8 @@ router = APIRouter(tags=["backups"])
 T = TypeVar("T")
 BackupId = Path(ge=1, le=ROW_ID_MAX, description="The backup's number.")
 READ_REFUSALS = declare(404, meaning={404: "No such backup, or no such backup policy."})
+CHANGE_REFUSALS = declare(404, 409, meaning={
+    404: "No such backup policy.", 409: "Refused: the policy's engine cannot do what was asked."})
 
 
 @router.get("/backups", responses=READ_REFUSALS)
@@ -80,6 +83,36 @@ async def list_restores(
                 for row in service.restores(session, policy=policy, purpose=purpose, limit=limit)]
 
     return await _run(request, work)
+
+
+class WorkRequest(BaseModel):
+    what: Literal["full", "diff", "incr", "verify", "drill"] = Field(
+        "full", description="A backup of this kind (diff and incr: pgbackrest policies), a verification "
+        "of the newest good backup, or a restore drill.")
+
+
+@router.post("/backups/{policy}/requests", status_code=202, responses=CHANGE_REFUSALS)
+async def ask_for_work(request: Request, policy: str, body: WorkRequest,
+                       principal: Principal = Depends(require(Role.OPERATOR))) -> dict[str, Any]:
+    """Ask `serve`'s backup worker for a backup, a verification or a drill of `policy` now; it is
+    recorded and done in the order asked. The catalog and `/restores` show the outcome."""
+    from opsplane.backup import service
+    from opsplane.backup.policy import apply
+
+    plane = request.app.state.plane
+
+    def work(session: Any) -> dict[str, Any]:
+        applied = apply(plane.inventory, policy)
+        if body.what in ("diff", "incr") and not applied.physical:
+            raise HTTPException(409, f"{policy} is backed up by {applied.engine}, which takes full "
+                                     "backups only")
+        key = service.request(session, policy=policy, component=applied.component, what=body.what,
+                              actor=principal.actor, now=plane.clock.now())
+        return {"requested": key, "policy": policy, "what": body.what}
+
+    answer = await _run(request, work)
+    plane.wake_worker("backup")
+    return answer
 
 
 def _known(request: Request, policy: str) -> None:

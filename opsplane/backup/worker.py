@@ -37,15 +37,17 @@ _ORDER = ("full", "diff", "incr")
 
 @dataclass(frozen=True)
 class Due:
-    """One piece of scheduled work: a backup of `kind`, or a verification (`kind` "verify")."""
+    """One piece of work: a backup of `kind`, a verification (`kind` "verify") or a drill, in its
+    scheduled slot or asked for through the API (`requested`: the request's claim)."""
 
     policy: str
     kind: str
     slot: datetime
+    requested: str | None = None
 
     @property
     def key(self) -> str:
-        return f"backup-slot:{self.policy}:{self.kind}:{self.slot.isoformat()}"
+        return self.requested or f"backup-slot:{self.policy}:{self.kind}:{self.slot.isoformat()}"
 
 
 class BackupWorker(LoopWorker):
@@ -79,9 +81,11 @@ class BackupWorker(LoopWorker):
             await self.ctx.in_store(self._record_archives, breaks)
         due = await self.ctx.in_store(self._read)
         for work in due:
-            claimed = await self.ctx.in_store(self._claim, work)
-            if claimed:
+            claim = await self.ctx.in_store(self._claim, work)
+            if claim is not None:
                 await asyncio.to_thread(self._do, runs, work)
+                if work.requested:
+                    await self.ctx.in_store(self._finish, claim)
                 self.samples = (await self.ctx.in_store(self._read_samples))
         return None
 
@@ -100,7 +104,9 @@ class BackupWorker(LoopWorker):
             service.sweep_cut_off(session, now=now)
             found = statuses(session, inv, now=now)
             self.samples = backup_samples(found, env=self.ctx.env)
-            due: list[Due] = []
+            asked = service.requested(session, now=now)
+            due = [Due(policy, what, now, requested=key) for key, policy, what in asked
+                   if policy in inv.backup.policies]
             for policy in applied(inv):
                 rows = service.get_all(session, policy=policy.name, limit=200)
                 verified = service.restores(session, policy=policy.name, purpose="verify", limit=1)
@@ -117,12 +123,18 @@ class BackupWorker(LoopWorker):
             return backup_samples(statuses(session, self.ctx.inventory, now=self.ctx.clock.now()),
                                   env=self.ctx.env)
 
-    def _claim(self, work: Due) -> bool:
+    def _claim(self, work: Due) -> Any:
         from opsplane.store import claims
 
         with self.ctx.store.session() as session:
             return claims.take(session, work.key, holder=self.holder, now=self.ctx.clock.now(),
-                               lease=SLOT_LEASE) is not None
+                               lease=SLOT_LEASE)
+
+    def _finish(self, claim: Any) -> None:
+        from opsplane.store import claims
+
+        with self.ctx.store.session() as session:
+            claims.finish(session, claim, self.ctx.clock.now())
 
     def _record_archives(self, breaks: dict[str, dict[str, tuple[datetime, str]]]) -> None:
         """An event for each repository whose archive broke or works again since the last look."""
