@@ -135,8 +135,8 @@ class BackupPolicy(Strict):
         "30 min.",
     )
     repositories: list[RepoName] | None = Field(
-        None, description="Where copies go, in order (the first is where a backup is taken); default "
-        "every repository.",
+        None, description="Where copies go; default every repository. Each backup writes a copy into "
+        "each of them.",
     )
     encryption_key: Secret | None = Field(
         None, description="The key every copy is encrypted with; default `backup.encryption_key`.")
@@ -153,7 +153,8 @@ class BackupPolicy(Strict):
     drill: Cron = Field("0 4 1 * *", description="When a restore drill measures RTO and RPO (default "
                         "monthly, the 1st at 04:00).")
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
-    paths: list[str] = Field(default_factory=list, description="files: the directories and files saved.")
+    paths: list[str] = Field(default_factory=list, description="files: the directories and files saved; "
+                             "sqlite: the store's file (default: the store opsplane uses).")
     database: str | None = Field(None, description="pg_dump: the database; default the component's.")
     data_dir: str | None = Field(
         None, description="pgbackrest: the cluster's data directory on this host (pg1-path).")

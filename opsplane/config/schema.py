@@ -387,6 +387,25 @@ def _run_tables(page: _Page) -> None:
     page.table(Backoff)
     page.lines += ["### *SECTION*.*NAME*.run.logs", ""]
     page.table(LogRotation)
+    _backup_tables(page)
+
+
+def _backup_tables(page: _Page) -> None:
+    """The `backup:` section, field by field (docs/backups.md tells how it is used)."""
+    from opsplane.backup.models import (
+        BackupPolicy,
+        BackupSettings,
+        RepositorySettings,
+        RetentionSettings,
+        S3Settings,
+    )
+
+    for heading, model in (("backup", BackupSettings), ("backup.repositories.*NAME*", RepositorySettings),
+                           ("backup.repositories.*NAME*.s3", S3Settings),
+                           ("backup.policies.*NAME*", BackupPolicy),
+                           ("backup.policies.*NAME*.retention", RetentionSettings)):
+        page.lines += [f"### {heading}", ""]
+        page.table(model)
 
 
 def main(argv: list[str]) -> int:
