@@ -55,12 +55,12 @@ class S3Settings(Strict):
         description="host or host:port of the store, without a scheme (e.g. s3.eu-west-1.amazonaws.com).",
         pattern=r"^[A-Za-z0-9.\-\[\]:]+$",
     )
-    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
-    region: str = "us-east-1"
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$", description="The bucket's name.")
+    region: str = Field("us-east-1", description="The store's region (what it signs requests for).")
     access_key: Secret = Field(description="The access key id, as a secret reference.")
     secret_key: Secret = Field(description="The secret access key, as a secret reference.")
     ca_file: str | None = Field(None, description="A CA bundle for a store with a certificate of its own.")
-    verify_tls: bool = True
+    verify_tls: bool = Field(True, description="Check the store's certificate (false only for a test store).")
     uri_style: Literal["path", "host"] = Field(
         "path", description="Bucket in the path (most S3-compatible stores) or in the host name (AWS).")
 
@@ -68,7 +68,7 @@ class S3Settings(Strict):
 class RepositorySettings(Strict):
     """One place copies are kept: a directory (`posix`) or a path inside a bucket (`s3`)."""
 
-    type: Literal["posix", "s3"] = "posix"
+    type: Literal["posix", "s3"] = Field("posix", description="posix: a directory; s3: a bucket.")
     path: str | None = Field(
         None, description="posix: the directory (default `<state_dir>/backups/<name>`); s3: the path "
         "inside the bucket (default `/opsplane`).",
@@ -152,7 +152,8 @@ class BackupPolicy(Strict):
                          "weekly, Sunday 03:00).")
     drill: Cron = Field("0 4 1 * *", description="When a restore drill measures RTO and RPO (default "
                         "monthly, the 1st at 04:00).")
-    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings,
+                                         description="How long copies are kept; see below.")
     paths: list[str] = Field(default_factory=list, description="files: the directories and files saved; "
                              "sqlite: the store's file (default: the store opsplane uses).")
     database: str | None = Field(None, description="pg_dump: the database; default the component's.")
@@ -179,7 +180,8 @@ class BackupSettings(Strict):
     time_zone: TimeZone = Field("UTC", description="The zone schedules are read in.")
     encryption_key: Secret | None = Field(
         None, description="The key copies are encrypted with unless a policy names its own.")
-    repositories: dict[RepoName, RepositorySettings] = Field(default_factory=dict)
+    repositories: dict[RepoName, RepositorySettings] = Field(
+        default_factory=dict, description="Where copies are kept, by name: directories and buckets.")
     policies: dict[RepoName, BackupPolicy] = Field(
         default_factory=dict, description="One per database, cache or file tree, by name.")
     scratch_dir: str | None = Field(
