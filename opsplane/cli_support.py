@@ -48,6 +48,15 @@ def config_path(ctx: typer.Context) -> Path:
     return (root.obj or {}).get("config") or DEFAULT_INVENTORY
 
 
+def load_inventory(ctx: typer.Context) -> tuple[Any, Path]:
+    """The inventory a command works on (ConfigError, exit 3, when it is invalid) and the
+    directory its relative paths start from."""
+    from opsplane.config.loader import load
+
+    path = config_path(ctx)
+    return load(path), path.resolve().parent
+
+
 def cli_actor() -> str:
     """The event log's actor for a command run by a person: `cli:<login name>`."""
     try:

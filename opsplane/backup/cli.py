@@ -20,20 +20,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from opsplane.auth.service import Role
-from opsplane.cli_support import acting_as, config_path, open_store, out, print_json
+from opsplane.cli_support import acting_as, load_inventory, open_store, out, print_json
 from opsplane.clock import SystemClock
 from opsplane.drivers.backup.base import Progress
 from opsplane.units import format_value
 
 app = typer.Typer(no_args_is_help=True, help="Backups: run, list, verify, and their state against "
                   "RPO and 3-2-1.")
-
-
-def _inventory(ctx: typer.Context) -> tuple[Any, Path]:
-    from opsplane.config.loader import load
-
-    path = config_path(ctx)
-    return load(path), path.resolve().parent
 
 
 def _engine(inventory: Any, base: Path, name: str) -> Any:
@@ -83,7 +76,7 @@ def run(
 
     if kind not in ("full", "diff", "incr"):
         raise UsageError(f"unknown kind {kind!r}; use full, diff or incr")
-    inventory, base = _inventory(ctx)
+    inventory, base = load_inventory(ctx)
     actor = acting_as(Role.OPERATOR)
     engine = _engine(inventory, base, policy)
     if kind != "full" and engine.policy.engine != "pgbackrest":
@@ -126,7 +119,7 @@ def list_backups(
     if policy is not None:
         from opsplane.backup.policy import apply
 
-        apply(_inventory(ctx)[0], policy)  # an unknown name is refused with the defined ones
+        apply(load_inventory(ctx)[0], policy)  # an unknown name is refused with the defined ones
     with open_store().session() as session:
         rows = service.get_all(session, policy=policy, limit=limit)
         held = service.copies(session, [row.id for row in rows])
@@ -167,7 +160,7 @@ def verify_command(
     from opsplane.backup.flows import verify
     from opsplane.backup.policy import scratch_dir
 
-    inventory, base = _inventory(ctx)
+    inventory, base = load_inventory(ctx)
     actor = acting_as(Role.OPERATOR)
     engine = _engine(inventory, base, policy)
     scratch = scratch_dir(inventory)
@@ -208,7 +201,7 @@ def status_command(
     from opsplane.backup.policy import apply
     from opsplane.backup.status import policy_status, statuses
 
-    inventory, _ = _inventory(ctx)
+    inventory, _ = load_inventory(ctx)
     if not inventory.backup.policies:
         from opsplane.errors import UsageError
 
@@ -277,7 +270,7 @@ def prune_command(
     from opsplane.backup.prune import prune
     from opsplane.cli_support import cli_actor
 
-    inventory, base = _inventory(ctx)
+    inventory, base = load_inventory(ctx)
     actor = cli_actor() if dry_run else acting_as(Role.OPERATOR)
     policies = [apply(inventory, policy)] if policy else applied(inventory)
     store = open_store(create=not dry_run)

@@ -18,15 +18,15 @@ import typer
 from rich.markup import escape
 
 from opsplane.auth.service import Role
-from opsplane.cli_support import acting_as, config_path, open_store, out, parse_when, print_json
+from opsplane.cli_support import (
+    acting_as,
+    load_inventory,
+    open_store,
+    out,
+    parse_when,
+    print_json,
+)
 from opsplane.clock import SystemClock
-
-
-def _inventory(ctx: typer.Context) -> tuple[Any, Path]:
-    from opsplane.config.loader import load
-
-    path = config_path(ctx)
-    return load(path), path.resolve().parent
 
 
 def _scratch(inventory: Any, base: Path) -> Path:
@@ -58,7 +58,7 @@ def restore_command(
     from opsplane.backup.policy import apply
     from opsplane.backup.restore import RestoreRefused, plan_restore, run_restore
 
-    inventory, base = _inventory(ctx)
+    inventory, base = load_inventory(ctx)
     chosen = apply(inventory, policy)
     clock = SystemClock()
     now = clock.now()
@@ -133,7 +133,7 @@ def drill_restore(
     from opsplane.backup.engines import open_engine
     from opsplane.backup.policy import apply
 
-    inventory, base = _inventory(ctx)
+    inventory, base = load_inventory(ctx)
     chosen = apply(inventory, policy)
     actor = acting_as(Role.OPERATOR)
     engine = open_engine(inventory, chosen, environ=os.environ, base_dir=base)
@@ -167,7 +167,7 @@ def drill_history(
     if policy is not None:
         from opsplane.backup.policy import apply
 
-        apply(_inventory(ctx)[0], policy)
+        apply(load_inventory(ctx)[0], policy)
     with open_store().session() as session:
         rows = [service.restore_as_dict(row)
                 for row in service.restores(session, policy=policy, purpose="drill", limit=limit)]

@@ -8,10 +8,10 @@ from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from opsplane.api.errors import declare
 from opsplane.api.params import ROW_ID_MAX
+from opsplane.api.store import in_session
 from opsplane.auth.deps import require
 from opsplane.auth.service import Principal, Role
 
@@ -122,17 +122,8 @@ def _known(request: Request, policy: str) -> None:
 
 
 async def _run(request: Request, work: Callable[[Any], T]) -> T:
-    """Run `work` in a session off the event loop; an unknown backup or policy becomes 404."""
+    """`work` in a session off the event loop; an unknown backup or policy becomes 404."""
     from opsplane.backup.policy import UnknownPolicy
     from opsplane.backup.service import NoSuchBackup
 
-    store = request.app.state.plane.store
-
-    def run() -> T:
-        with store.session() as session:
-            return work(session)
-
-    try:
-        return await run_in_threadpool(run)
-    except (NoSuchBackup, UnknownPolicy) as exc:
-        raise HTTPException(404, str(exc)) from None
+    return await in_session(request, work, {NoSuchBackup: 404, UnknownPolicy: 404})

@@ -17,7 +17,15 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from opsplane.auth.service import Role
-from opsplane.cli_support import acting_as, cli_actor, config_path, err, open_store, out, print_json
+from opsplane.cli_support import (
+    acting_as,
+    cli_actor,
+    err,
+    load_inventory,
+    open_store,
+    out,
+    print_json,
+)
 from opsplane.clock import SystemClock
 from opsplane.deploy import service
 from opsplane.deploy.plan import describe
@@ -42,13 +50,6 @@ class _DeployGroup(TyperGroup):
 
 app = typer.Typer(cls=_DeployGroup, no_args_is_help=True,
                   help="Deploy a release: rolling, blue-green or canary.")
-
-
-def _inventory(ctx: typer.Context) -> tuple[Any, Path]:
-    from opsplane.config.loader import load
-
-    path = config_path(ctx)
-    return load(path), path.resolve().parent
 
 
 def _runtime(inventory: Any, base: Path, actor: str) -> Any:
@@ -90,7 +91,7 @@ def start(
         raise DeployRefused(f"unknown strategy {strategy!r}; use rolling, blue-green or canary")
     if override and not (reason or "").strip():
         raise DeployRefused("--override needs --reason TEXT: why the window is overridden")
-    inventory, base = _inventory(ctx)
+    inventory, base = load_inventory(ctx)
     actor = cli_actor() if dry_run else acting_as(Role.OPERATOR)
     runtime = _runtime(inventory, base, actor)
     current, instances = dict(runtime.releases()), own_instances(runtime)
@@ -334,7 +335,7 @@ def rollback(ctx: typer.Context,
     a deploy back to its previous release (no window applies: a rollback is how an incident ends)."""
     from opsplane.deploy.service import DeployRefused
 
-    inventory, _ = _inventory(ctx)
+    inventory, _ = load_inventory(ctx)
     try:
         component = inventory.component(service_name)
     except KeyError:

@@ -10,10 +10,10 @@ from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from opsplane.api.errors import declare
 from opsplane.api.params import ROW_ID_MAX
+from opsplane.api.store import in_session
 from opsplane.auth.deps import require
 from opsplane.auth.service import Principal, Role
 
@@ -138,22 +138,9 @@ async def rollback(request: Request, service_name: str,
 
 
 async def _run(request: Request, work: Callable[[Any], T]) -> T:
-    """Run `work` in a session off the event loop; the domain's refusals become 404 and 409, a
+    """`work` in a session off the event loop; the domain's refusals become 404 and 409, a
     request naming what the inventory does not have (an environment) 422."""
     from opsplane.deploy.service import DeployRefused, NoSuchDeploy
     from opsplane.errors import UsageError
 
-    store = request.app.state.plane.store
-
-    def run() -> T:
-        with store.session() as session:
-            return work(session)
-
-    try:
-        return await run_in_threadpool(run)
-    except NoSuchDeploy as exc:
-        raise HTTPException(404, str(exc)) from None
-    except DeployRefused as exc:
-        raise HTTPException(409, str(exc)) from None
-    except UsageError as exc:
-        raise HTTPException(422, str(exc)) from None
+    return await in_session(request, work, {NoSuchDeploy: 404, DeployRefused: 409, UsageError: 422})

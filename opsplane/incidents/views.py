@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from opsplane.api.errors import declare
+from opsplane.api.store import in_session
 from opsplane.auth.deps import require
 from opsplane.auth.service import Principal, Role
 from opsplane.errors import UsageError
@@ -170,21 +171,9 @@ def _number(text: str) -> int:
 
 
 async def _run(request: Request, work: Callable[[Any], T]) -> T:
-    """Run `work` in a session off the event loop, turning the domain's refusals into HTTP."""
+    """`work` in a session off the event loop, the domain's refusals answered as HTTP."""
     from opsplane.incidents import service
     from opsplane.incidents.lifecycle import TransitionRefused
 
-    store = request.app.state.plane.store
-
-    def run() -> T:
-        with store.session() as session:
-            return work(session)
-
-    try:
-        return await run_in_threadpool(run)
-    except service.NoSuchIncident as exc:
-        raise HTTPException(404, str(exc)) from None
-    except TransitionRefused as exc:
-        raise HTTPException(409, str(exc)) from None
-    except UsageError as exc:
-        raise HTTPException(422, str(exc)) from None
+    return await in_session(request, work, {service.NoSuchIncident: 404, TransitionRefused: 409,
+                                            UsageError: 422})
