@@ -86,7 +86,8 @@ def run(
                       actor=actor)
     try:
         with _progress(not json_out and out.is_terminal) as progress:
-            result = runs.run(engine, kind=kind, trigger="manual", progress=progress, check_after=check)
+            result = runs.run(engine, kind=kind, trigger="manual", progress=progress, check_after=check,
+                              refuse_unreachable=True)
     finally:
         runs.close()
         store.close()

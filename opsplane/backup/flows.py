@@ -20,10 +20,14 @@ from opsplane.backup.engines import CopyRef, Engine
 from opsplane.backup.tables import GOOD, BackupCopyRow, BackupRow
 from opsplane.clock import Clock
 from opsplane.drivers.backup.base import BackupEngineError, Progress, no_progress
-from opsplane.errors import OpsplaneError
+from opsplane.errors import OpsplaneError, UsageError
 from opsplane.store import Store, claims
 
 log = logging.getLogger(__name__)
+
+class RepositoryUnreachable(UsageError):
+    """A repository of the policy cannot be reached or made ready; no backup was begun."""
+
 
 # A backup's claim lasts this long past its last renewal: a holder that died is noticed within it.
 LEASE = 30.0
@@ -70,11 +74,20 @@ class BackupRuns:
             return claims.renew(session, claim, now)
 
     def run(self, engine: Engine, *, kind: str, trigger: str, progress: Progress = no_progress,
-            check_after: bool = True) -> RunResult:
+            check_after: bool = True, refuse_unreachable: bool = False) -> RunResult:
         """Take one backup of `kind` with `engine`; the catalog lists it as good only once every
         copy is written. With `check_after`, the engine's own check of each repository follows
-        (pgBackRest verify, restic check): it finds what a backup that succeeded cannot tell."""
+        (pgBackRest verify, restic check): it finds what a backup that succeeded cannot tell.
+
+        With `refuse_unreachable` (a person asking at a terminal), repositories that cannot be
+        made ready raise RepositoryUnreachable before anything is recorded; otherwise (a
+        schedule) that is a failed backup, which pages."""
         policy = engine.policy
+        if refuse_unreachable:
+            try:
+                engine.prepare()
+            except BackupEngineError as exc:
+                raise RepositoryUnreachable(f"{policy.name}: {exc}; nothing was recorded") from None
         now = self.clock.now()
         with self.store.session() as session:
             service.sweep_cut_off(session, now=now)

@@ -5,7 +5,8 @@ sees the configuration and a test can build them directly."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -100,3 +101,18 @@ Progress = Callable[[str, float | None], None]
 
 def no_progress(phase: str, fraction: float | None) -> None:
     """A Progress that shows nothing."""
+
+
+# A secret this short also occurs inside ordinary words: it is taken out only where it stands
+# alone, so that a message stays readable (such a secret is weak anyway).
+_SHORT_SECRET = 4
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` with each of `secrets` replaced by "***", so that no key reaches a message."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        if len(secret) >= _SHORT_SECRET:
+            text = text.replace(secret, "***")
+        else:
+            text = re.sub(rf"(?<![\w]){re.escape(secret)}(?![\w])", "***", text)
+    return text

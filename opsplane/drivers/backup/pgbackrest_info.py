@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from opsplane.drivers.backup.base import BackupEngineError
+from opsplane.drivers.backup.base import redact as base_redact
 
 _UNREADABLE = re.compile(r"[^\x20-\x7e\n]+")  # what a wrong cipher pass decrypts into
 
@@ -272,11 +273,7 @@ def explain_failure(output: str, secrets: Iterable[str] = ()) -> str:
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     """`text` on one line, unreadable bytes and each of `secrets` taken out."""
-    text = _UNREADABLE.sub("…", text.replace("\n", " "))
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "<redacted>")
-    return text
+    return base_redact(_UNREADABLE.sub("…", text.replace("\n", " ")), secrets)
 
 
 def _clip(text: str, limit: int = 200) -> str:

@@ -32,6 +32,7 @@ from opsplane.drivers.backup.base import (
     Progress,
     StoredCopy,
     no_progress,
+    redact,
 )
 from opsplane.drivers.backup.copies import ResticCopies, file_sha256
 
@@ -170,9 +171,7 @@ class RedisRdbBackup:
         # redis-cli reports a failed transfer in its output, not always in its exit code.
         text = done.stdout + done.stderr
         if done.returncode != 0 or "Transfer finished with success" not in text:
-            detail = command.tail(done)
-            if self.password:
-                detail = detail.replace(self.password, "***")
+            detail = redact(command.tail(done), [self.password])
             raise BackupEngineError(f"redis-cli --rdb from {self.name} failed "
                                     f"(exit {done.returncode}): {detail}")
         if not rdb.is_file() or rdb.stat().st_size == 0:

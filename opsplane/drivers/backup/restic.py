@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from opsplane.drivers.backup import command
-from opsplane.drivers.backup.base import BackupEngineError, Progress, Repository, no_progress
+from opsplane.drivers.backup.base import BackupEngineError, Progress, Repository, no_progress, redact
 
 log = logging.getLogger("opsplane.backup")
 
@@ -378,13 +378,8 @@ class Restic:
         return BackupEngineError(self._redact(message))
 
     def _redact(self, text: str) -> str:
-        secrets = [self.repository.cipher_pass]
-        if self.repository.s3 is not None:
-            secrets.append(self.repository.s3.secret_key)
-        for secret in secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        s3 = self.repository.s3
+        return redact(text, [self.repository.cipher_pass, s3.secret_key if s3 else None])
 
 
 class _Producer:
