@@ -203,15 +203,20 @@ _PAIR = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*('(?:[^']|'')*'|[^\s']*)"
 
 def parse_connstring(text: str) -> list[tuple[str, str]]:
     """The `key=value` pairs of a [databases] entry, in order, values as written (quotes kept)."""
+    return _split_connstring(text)[0]
+
+
+def _split_connstring(text: str) -> tuple[list[tuple[str, str]], str]:
+    """The pairs of an entry, and what follows them on the line (a comment, kept as written)."""
     pairs = []
     at = 0
-    while text[at:].strip():
+    while text[at:].strip() and text[at:].lstrip()[0] not in ";#":
         found = _PAIR.match(text, at)
         if found is None:
             raise PgBouncerError(f"cannot read the connection string {text!r} after position {at}")
         pairs.append((found.group(1), found.group(2)))
         at = found.end()
-    return pairs
+    return pairs, text[at:]
 
 
 def _unquote(value: str) -> str:
@@ -256,12 +261,12 @@ def repointed(text: str, database: str, host: str, port: int) -> str:
     for index, entry in _entries(text):
         if _entry_name(entry) != database:
             continue
-        pairs = dict(parse_connstring(entry.group(4)))
+        found, comment = _split_connstring(entry.group(4))
         new = {"host": _quote(host), "port": str(port)}
-        merged = [(key, new.pop(key, value)) for key, value in pairs.items()] + list(new.items())
+        merged = [(key, new.pop(key, value)) for key, value in found] + list(new.items())
         connstring = " ".join(f"{key}={value}" for key, value in merged)
         ending = lines[index][len(lines[index].rstrip("\r\n")):]
-        lines[index] = f"{entry.group(1)}{entry.group(2)}{entry.group(3)}{connstring}{ending}"
+        lines[index] = f"{entry.group(1)}{entry.group(2)}{entry.group(3)}{connstring}{comment}{ending}"
         return "".join(lines)
     raise PgBouncerError(f"no entry for database {database!r} in the [databases] section")
 
