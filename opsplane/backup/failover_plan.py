@@ -2,7 +2,8 @@
 address and logins taken from the database, secrets resolved, and the steps it will take; and
 the load-time checks of that section.
 
-`failover_problems` is pure (it reads the inventory, never the environment)."""
+`failover_problems` is pure (it reads the inventory, never the environment); loading the
+inventory may call it, so this module imports no driver until a plan is made."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ from typing import TYPE_CHECKING
 from opsplane.backup.models import FailoverSettings
 from opsplane.backup.policy import Problem
 from opsplane.config.types import SecretRef
-from opsplane.drivers.backup.standby import Endpoint
 from opsplane.errors import UsageError
 
 if TYPE_CHECKING:
     from opsplane.config.models import Database, Inventory
+    from opsplane.drivers.backup.standby import Endpoint
 
 DEFAULT_PORT = 5432
 
@@ -91,6 +92,8 @@ class FailoverPlan:
 def plan(inv: Inventory, database: str, *, environ: Mapping[str, str]) -> FailoverPlan:
     """The failover of `database`; UnknownFailover naming the configured ones otherwise.
     SecretError when a password reference cannot be resolved."""
+    from opsplane.drivers.backup.standby import Endpoint
+
     configured = inv.backup.failover
     if database not in configured:
         raise UnknownFailover(f"no failover is configured for {database!r}{_suggest(database, configured)}; "
