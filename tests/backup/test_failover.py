@@ -281,3 +281,20 @@ def test_without_pgbouncer_the_report_says_what_to_change_in_the_inventory(pair:
     with store.session() as session:
         (row,) = service.restores(session, purpose="failover")
         assert row.report["inventory_change"] == list(report.inventory_change)
+
+
+def test_a_primary_that_is_down_is_failed_over_with_a_warning(pair: Pair, store: Store) -> None:
+    pair.primary.execute("insert into orders (id) values (1)")
+    time.sleep(0.3)  # streamed to the replica
+    pair.primary.stop()
+    report = failover(store, inventory(pair, fence="{how: read-only}"), "shop-db", clock=SystemClock(),
+                      actor="cli:test", environ={})
+    assert report.ok, report.as_dict()
+    assert any("it cannot be fenced over the connection" in warning for warning in report.warnings)
+    details = {step.name: step.detail for step in report.steps}
+    assert details["fence"].startswith("not fenced: the old primary")
+    assert details["catch-up"].startswith("skipped")
+    assert not in_recovery(pair.replica)
+    assert pair.replica.execute("select id from orders") == [(1,)]
+    with psycopg.connect(pair.bouncer.url("shop"), autocommit=True, prepare_threshold=None) as client:
+        client.execute("insert into orders (id) values (2)")
