@@ -125,8 +125,12 @@ class PgBouncer:
         name = _checked(database)
         try:
             self.command(f"PAUSE {name}", timeout=timeout)
-        except PgBouncerError:
-            self.resume(name)
+        except PgBouncerError as failed:
+            try:
+                self.resume(name)
+            except PgBouncerError as exc:
+                raise PgBouncerError(f"{failed}; and RESUME {name} failed too, so clients may be left "
+                                     f"waiting: {exc}") from None
             raise
 
     def resume(self, database: str) -> bool:
