@@ -146,6 +146,15 @@ def check(plan: FailoverPlan, *, timeout: float = _CHECK_TIMEOUT) -> Checks:
     return found
 
 
+def lag_words(lag: Mapping[str, Any]) -> str:
+    """How far the standby was behind, for a person."""
+    if lag.get("replay_bytes") is None:
+        return "lag unknown (the old primary did not say where its WAL is)"
+    seconds = lag.get("seconds")
+    return (f"{lag['receive_bytes']} bytes of WAL not received, {lag['replay_bytes']} not replayed"
+            + (f", {seconds:.1f} s behind" if seconds is not None else ""))
+
+
 def _check_pgbouncer(plan: FailoverPlan, found: Checks, timeout: float) -> dict[str, Any]:
     target = plan.pgbouncer
     assert target is not None
@@ -203,7 +212,7 @@ def failover(store: Store | None, inventory: Inventory, database: str, *, clock:
         record_id = record.id
     runner = _Runner(chosen, clock)
     runner.steps.insert(0, StepResult("checks", True, clock.monotonic() - started,
-                                      f"standby {found.standby.address} in recovery, lag {found.lag}"))
+                                      f"standby {found.standby.address} in recovery; {lag_words(found.lag)}"))
     runner.run()
     total = clock.monotonic() - started
     report = FailoverReport(

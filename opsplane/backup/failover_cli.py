@@ -87,13 +87,14 @@ def _refused(refused: Any, json_out: bool) -> None:
 
 
 def _print_preview(report: Any) -> None:
+    from opsplane.backup.failover import lag_words
+
     checks = report.checks
     standby, primary = checks.get("standby", {}), checks.get("old_primary", {})
     out.print(f"[bold]failover of {escape(report.database)}[/]: {escape(report.old_primary)} → "
               f"{escape(str(standby.get('address')))}")
     out.print(f"  standby: {_role(standby)}; old primary: {_role(primary)}")
-    lag = checks.get("lag", {})
-    out.print(f"  lag: {_lag(lag)}")
+    out.print(f"  lag: {escape(lag_words(checks.get('lag', {})))}")
     bouncer = checks.get("pgbouncer")
     if bouncer:
         out.print(f"  PgBouncer {escape(bouncer['address'])}: {escape(bouncer['database'])} points at "
@@ -132,17 +133,9 @@ def _print_outcome(report: Any) -> None:
 def _role(state: dict[str, Any]) -> str:
     if not state.get("reachable"):
         return f"[red]does not answer[/] ({escape(str(state.get('error', '')))})"
-    role = "standby (in recovery" + (", streaming)" if state.get("streaming") else ", not streaming)") \
-        if state.get("in_recovery") else "primary"
+    role = ("in recovery, " + ("streaming" if state.get("streaming") else "[yellow]not streaming[/]")
+            if state.get("in_recovery") else "a primary")
     return role + (", read-only" if state.get("read_only") else "")
-
-
-def _lag(lag: dict[str, Any]) -> str:
-    if lag.get("replay_bytes") is None:
-        return "unknown (the old primary did not say where its WAL is)"
-    seconds = lag.get("seconds")
-    return (f"{lag['receive_bytes']} bytes not received, {lag['replay_bytes']} not replayed"
-            + (f", {seconds:.1f} s" if seconds is not None else ""))
 
 
 def register(root: typer.Typer) -> None:

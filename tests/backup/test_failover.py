@@ -237,7 +237,7 @@ def test_the_command_asks_for_the_name_and_prints_the_plan(pair: Pair, tmp_path:
     runner = CliRunner()
     dry = runner.invoke(app, ["failover", "shop-db", "--dry-run"])
     assert dry.exit_code == 0, dry.output
-    assert "PAUSE shop" in dry.output and "standby (in recovery, streaming)" in dry.output
+    assert "PAUSE shop" in dry.output and "standby: in recovery, streaming" in dry.output
     wrong = runner.invoke(app, ["failover", "shop-db"], input="orders-db\n")
     assert isinstance(wrong.exception, NotConfirmed) and wrong.exception.exit_code == 3
     assert in_recovery(pair.replica)
