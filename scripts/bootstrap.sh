@@ -39,6 +39,7 @@ if [ "$want_test" = 1 ]; then
   need prometheus test -x /usr/bin/promtool  # the PromQL differential tests; brings prometheus too
   need prometheus-alertmanager test -x /usr/bin/amtool  # amtool checks the exported alertmanager.yml
   need haproxy test -x /usr/sbin/haproxy  # the second traffic driver: weights through its runtime API
+  need pgbouncer command -v pgbouncer  # failover: the pool clients reach the database through, paused and repointed
 fi
 if [ "$want_bench" = 1 ]; then
   need prometheus-blackbox-exporter command -v prometheus-blackbox-exporter
@@ -49,7 +50,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian starts the services it installs; opsplane starts its own private ones.
-  for svc in redis-server prometheus prometheus-alertmanager prometheus-blackbox-exporter nginx haproxy; do
+  for svc in redis-server prometheus prometheus-alertmanager prometheus-blackbox-exporter nginx haproxy \
+             pgbouncer; do
     if [[ " ${missing[*]} " == *" $svc "* ]]; then
       as_root systemctl disable --now "$svc" >/dev/null 2>&1 || as_root service "$svc" stop >/dev/null 2>&1 || true
     fi

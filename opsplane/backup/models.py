@@ -17,6 +17,7 @@ ENGINES = ("pgbackrest", "pg_dump", "redis-rdb", "files", "sqlite")
 Engine = Literal["pgbackrest", "pg_dump", "redis-rdb", "files", "sqlite"]
 Kind = Literal["full", "diff", "incr"]
 RepoName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=63)]
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 
@@ -176,6 +177,58 @@ class BackupPolicy(Strict):
         return {str(kind): cron for kind, cron in self.schedule.items()}
 
 
+class StandbySettings(Strict):
+    """The streaming standby a failover promotes."""
+
+    host: str = Field(description="Its host name or address.")
+    port: Port = 5432
+    promote: Literal["pg_promote", "pg_ctl"] = Field(
+        "pg_promote", description="pg_promote: `SELECT pg_promote()` over the connection (no access to its "
+        "host needed); pg_ctl: `pg_ctl promote` on its data directory, on this host.")
+    data_dir: str | None = Field(None, description="pg_ctl: its data directory on this host.")
+    os_user: str | None = Field(None, description="pg_ctl: the account that owns it; default its owner.")
+
+
+class PgBouncerSettings(Strict):
+    """The PgBouncer the database's clients connect through, which a failover pauses and points at
+    the new primary."""
+
+    host: str = Field("127.0.0.1", description="Where its admin console listens.")
+    port: Port = 6432
+    admin_user: str = Field("pgbouncer", description="A user in its `admin_users`.")
+    password: Secret | None = Field(None, description="That user's password, as a secret reference.")
+    config_file: str = Field(
+        description="Its ini file (absolute path), whose [databases] entry is rewritten; it must be the file "
+        "PgBouncer was started with, since RELOAD reads that one.", pattern=r"^/")
+    database: str | None = Field(
+        None, description="The entry in [databases] the clients use; default the database's `database`.")
+
+
+class FenceSettings(Strict):
+    """How the old primary is kept from taking writes once the standby is promoted."""
+
+    how: Literal["read-only", "stop"] = Field(
+        "read-only", description="read-only: `default_transaction_read_only` set by ALTER SYSTEM and "
+        "reloaded, every other session ended (over the connection); stop: `pg_ctl stop -m fast` on its data "
+        "directory, on this host.")
+    data_dir: str | None = Field(None, description="stop: the old primary's data directory on this host.")
+    os_user: str | None = Field(None, description="stop: the account that owns it; default its owner.")
+
+
+class FailoverSettings(Strict):
+    """What `opsplane failover DATABASE` promotes, fences and repoints, and how fast it should be."""
+
+    standby: StandbySettings
+    pgbouncer: PgBouncerSettings | None = Field(
+        None, description="The pool the clients use; without one the report says what to change instead.")
+    fence: FenceSettings = Field(default_factory=FenceSettings)
+    catch_up: Duration = Field(
+        10.0, description="How long the standby may take, after the fence, to receive the old primary's last "
+        "WAL before it is promoted (default 10s).")
+    target: Duration = Field(
+        15.0, description="The goal for the whole failover, from the first check to the end (default 15s).")
+
+
 class BackupSettings(Strict):
     time_zone: TimeZone = Field("UTC", description="The zone schedules are read in.")
     encryption_key: Secret | None = Field(
@@ -186,3 +239,6 @@ class BackupSettings(Strict):
         default_factory=dict, description="One per database, cache or file tree, by name.")
     scratch_dir: str | None = Field(
         None, description="Where verification and drills restore to; default `<state_dir>/backup/scratch`.")
+    failover: dict[str, FailoverSettings] = Field(
+        default_factory=dict, description="Per database, by its name in `databases`: the standby "
+        "`opsplane failover` promotes, the fence of the old primary and the PgBouncer it repoints.")
