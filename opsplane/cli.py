@@ -72,6 +72,7 @@ def _register(command: str | None = None) -> None:
     from opsplane.alerts.cli import alerts_command, export_app, silence_app
     from opsplane.auth.cli import app as token_app
     from opsplane.backup.cli import register as register_backup
+    from opsplane.backup.failover_cli import register as register_failover
     from opsplane.backup.restore_cli import register as register_restore
     from opsplane.config.cli import app as config_app
     from opsplane.demo.cli import register as register_demo
@@ -108,6 +109,7 @@ def _register(command: str | None = None) -> None:
     register_deploy(app)
     register_backup(app)
     register_restore(app)
+    register_failover(app)
 
 
 def main() -> None:

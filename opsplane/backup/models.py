@@ -218,10 +218,12 @@ class FenceSettings(Strict):
 class FailoverSettings(Strict):
     """What `opsplane failover DATABASE` promotes, fences and repoints, and how fast it should be."""
 
-    standby: StandbySettings
+    standby: StandbySettings = Field(description="The streaming standby that is promoted.")
     pgbouncer: PgBouncerSettings | None = Field(
         None, description="The pool the clients use; without one the report says what to change instead.")
-    fence: FenceSettings = Field(default_factory=FenceSettings)
+    fence: FenceSettings = Field(
+        default_factory=FenceSettings,
+        description="How the old primary is kept from taking writes (default read-only).")
     catch_up: Duration = Field(
         10.0, description="How long the standby may take, after the fence, to receive the old primary's last "
         "WAL before it is promoted (default 10s).")

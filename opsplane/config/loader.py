@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from opsplane.backup.failover_plan import failover_problems
 from opsplane.backup.policy import backup_problems
 from opsplane.config.models import CHECK_MODELS, CHECK_TYPES, SECTIONS, Inventory, check_name
 from opsplane.config.yamlsource import LocatedDocument, NotPlain, load_plain, parse
@@ -172,6 +173,7 @@ def cross_check(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
     problems.extend(_alerting(inv))
     problems.extend(oncall_problems(inv.oncall, channels=inv.channels.named))
     problems.extend(backup_problems(inv))
+    problems.extend(failover_problems(inv))
     return problems
 
 

@@ -395,15 +395,23 @@ def _backup_tables(page: _Page) -> None:
     from opsplane.backup.models import (
         BackupPolicy,
         BackupSettings,
+        FailoverSettings,
+        FenceSettings,
+        PgBouncerSettings,
         RepositorySettings,
         RetentionSettings,
         S3Settings,
+        StandbySettings,
     )
 
     for heading, model in (("backup", BackupSettings), ("backup.repositories.*NAME*", RepositorySettings),
                            ("backup.repositories.*NAME*.s3", S3Settings),
                            ("backup.policies.*NAME*", BackupPolicy),
-                           ("backup.policies.*NAME*.retention", RetentionSettings)):
+                           ("backup.policies.*NAME*.retention", RetentionSettings),
+                           ("backup.failover.*DATABASE*", FailoverSettings),
+                           ("backup.failover.*DATABASE*.standby", StandbySettings),
+                           ("backup.failover.*DATABASE*.pgbouncer", PgBouncerSettings),
+                           ("backup.failover.*DATABASE*.fence", FenceSettings)):
         page.lines += [f"### {heading}", ""]
         page.table(model)
 

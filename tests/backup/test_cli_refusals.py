@@ -31,7 +31,8 @@ def opsplane(tmp_path: Path) -> Opsplane:
                                                  "access_key": "env:S3_KEY", "secret_key": "env:S3_SECRET"}},
             },
             "policies": {"uploads": {"engine": "files", "paths": [str(uploads)]},
-                         "local-only": {"engine": "files", "paths": [str(uploads)], "repositories": ["local"]}},
+                         "local-only": {"engine": "files", "paths": [str(uploads)],
+                                        "repositories": ["local"]}},
         },
     }, environ={"BACKUP_KEY": "cli-test-key-3f9a", "S3_KEY": "k", "S3_SECRET": "s"})
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+import yaml
 
 from opsplane.backup.failover_plan import UnknownFailover, failover_problems, plan
 from opsplane.config.loader import loads
+from opsplane.config.models import Inventory
 from opsplane.errors import ConfigError, SecretError
 
 BASE = """\
@@ -59,13 +61,17 @@ def test_a_database_without_failover_settings_is_refused_with_the_configured_one
 
 
 def test_mistakes_are_named_with_their_place() -> None:
-    inv = inventory("""
+    text = """
         shop-dbb: {standby: {host: 10.0.0.6}}
         orders-db:
           standby: {host: 127.0.0.1, port: 5433, promote: pg_ctl}
           fence: {how: stop}
           catch_up: 20s
-    """)
+    """
+    with pytest.raises(ConfigError) as caught:  # the loader reports each with its line
+        inventory(text)
+    assert "opsplane.yaml:9:15: backup.failover.shop-dbb: unknown database" in str(caught.value)
+    inv = Inventory.model_validate(yaml.safe_load(BASE + textwrap.indent(textwrap.dedent(text), "    ")))
     found = dict(failover_problems(inv))
     assert found[("backup", "failover", "shop-dbb")].startswith("unknown database 'shop-dbb' (did you mean "
                                                                 "'shop-db'?)")
