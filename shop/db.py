@@ -95,9 +95,11 @@ def create_engine(url: str, *, pool_size: int, max_overflow: int) -> Engine:
         )
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    # No server-side prepared statements: the shop may reach PostgreSQL through PgBouncer's
+    # transaction pooling, where the next transaction may run on another server connection.
     return sa.create_engine(
         url, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=10, pool_pre_ping=False,
-        pool_recycle=1800, connect_args={"connect_timeout": 3},
+        pool_recycle=1800, connect_args={"connect_timeout": 3, "prepare_threshold": None},
     )
 
 
