@@ -31,6 +31,11 @@ services:
   backend: {port: 8000, depends_on: [postgres-main], checks: [{type: http, path: /health/}]}
 databases:
   postgres-main: {port: 5432, checks: [{type: postgres}]}
+backup:
+  encryption_key: env:BACKUP_KEY
+  repositories: {local: {}}
+  policies:
+    postgres-main: {data_dir: /var/lib/postgresql/data}
 """
 
 
@@ -67,10 +72,10 @@ FORMS: dict[str, dict[str, str]] = {
 
 
 def concrete(path: str) -> str:
-    # Path parameters name a real component (or incident 1, deploy 1 and an action its state
-    # allows), so an admitted request can succeed.
+    # Path parameters name a real component (or incident 1, deploy 1, backup 1, backup policy
+    # postgres-main and an action its state allows), so an admitted request can succeed.
     named = (path.replace("{incident_id}", "1").replace("{deploy_id}", "1").replace("{backup_id}", "1")
-             .replace("{action}", "abort"))
+             .replace("{action}", "abort").replace("{policy}", "postgres-main"))
     return re.sub(r"\{[^}]+\}", "backend", named)
 
 
