@@ -73,3 +73,22 @@ def test_the_first_verification_waits_for_its_slot_after_the_first_good_backup()
 def test_a_failed_backup_does_not_count_for_verification() -> None:
     rows = [row("full", datetime(2026, 12, 6, 0, 0, tzinfo=UTC), state="failed")]
     assert [w.kind for w in due_work(POLICY, rows, None, tz=TZ, now=NOW)] == ["diff"]
+
+
+def test_a_snapshot_of_a_restic_kept_engine_counts_as_its_full_backup() -> None:
+    inv = loads("""\
+version: 1
+platform: {name: shop}
+caches:
+  sessions: {port: 6379}
+backup:
+  encryption_key: env:BACKUP_KEY
+  repositories: {local: {}}
+  policies:
+    sessions: {schedule: "*/30 * * * *"}
+""")
+    sessions = apply(inv, "sessions")
+    taken = [row("snapshot", datetime(2026, 12, 8, 9, 30, 5, tzinfo=UTC))]  # the 10:30 slot, Berlin
+    assert due_work(sessions, taken, VERIFIED, tz=TZ, now=NOW) == []
+    assert due_work(sessions, taken, VERIFIED, tz=TZ, now=NOW + timedelta(minutes=20)) == [
+        Due("sessions", "full", datetime(2026, 12, 8, 10, 0, tzinfo=UTC))]
