@@ -122,7 +122,7 @@ class DemoStack:
             shutil.rmtree(self.base)
         (self.base / "secrets").mkdir(parents=True, mode=0o700)
         self._write_pids()
-        archiving = self._archive_settings()
+        archiving = self.archive_settings()
         try:
             self.postgres = TemporaryPostgres(self.base / "postgres", password=secrets.token_urlsafe(18),
                                               settings=archiving).start()
@@ -148,7 +148,7 @@ class DemoStack:
         pgbackrest/<policy>`, with the inventory's state_dir `run`."""
         return self.base / records.RUNTIME_DIR / "backup" / "pgbackrest" / PG_POLICY
 
-    def _archive_settings(self) -> dict[str, str]:
+    def archive_settings(self) -> dict[str, str]:
         """The server settings that make PostgreSQL archive WAL into the pgBackRest stanza of
         the demo's policy (the archive_command depends only on the stanza and its configuration
         directory, so it is known before the server starts); none, with a note, when PostgreSQL
