@@ -210,6 +210,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     from opsplane.metrics.views import router as metrics_router
     from opsplane.oncall.views import router as oncall_router
     from opsplane.runtime.views import router as runtime_router
+    from opsplane.web.backup_views import router as backup_pages_router
     from opsplane.web.deploy_views import router as deploy_pages_router
     from opsplane.web.incident_views import router as incident_pages_router
     from opsplane.web.status_views import router as status_router
@@ -248,6 +249,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     mount(app, web_router, "")
     mount(app, incident_pages_router, "")
     mount(app, deploy_pages_router, "")
+    mount(app, backup_pages_router, "")
     mount(app, status_router, "")  # the public status page: no login (docs/status-page.md)
     return app
 

@@ -224,7 +224,7 @@ def due_work(policy: AppliedPolicy, rows: Sequence[BackupRow], last_verify: date
     due: list[Due] = []
     for kind in sorted(policy.kinds, key=_ORDER.index):
         covering = _ORDER[:_ORDER.index(kind) + 1]
-        started = max((row.started_at for row in rows if row.kind in covering), default=None)
+        started = max((row.started_at for row in rows if _kind_of(row.kind) in covering), default=None)
         slot = _slot(parse_cron(policy.kinds[kind]), tz, started, now)
         if slot is not None:
             due.append(Due(policy.name, kind, slot))
@@ -236,6 +236,12 @@ def due_work(policy: AppliedPolicy, rows: Sequence[BackupRow], last_verify: date
         if slot is not None:
             due.append(Due(policy.name, kind, slot))
     return due
+
+
+def _kind_of(recorded: str) -> str:
+    """The schedule's kind a catalogued backup counts as: the restic-kept engines record what they
+    took ("snapshot", "dump", "files"), each a whole copy, so a full one."""
+    return recorded if recorded in _ORDER else "full"
 
 
 def _slot(schedule: Any, tz: str, last_started: datetime | None, now: datetime) -> datetime | None:

@@ -238,6 +238,7 @@ def hints(stack: DemoStack, token: str) -> list[str]:
         "opsplane scale catalog 3; opsplane events --kind 'runtime.*'",
         "opsplane oncall now; opsplane oncall schedule; opsplane notify test console --wait 30s",
         "opsplane incident list --open; opsplane alerts",
+        "opsplane backup status; opsplane backup list",
         f"OPSPLANE_TOKEN={token} opsplane query 'sum by (service) (rate(http_requests_total[1m]))'",
     ]
 

@@ -1,13 +1,13 @@
 """What a demo recorded about the processes it started, and stopping them from that record.
 
 A demo writes `pids.json` in its directory: the pid and start time of itself, its PostgreSQL
-server and its Redis server, and the scratch directories its PostgreSQL server needed outside
-it (when the server's account cannot reach the demo's directory). The process runtime keeps
-its own record (`run/state.json`) of its supervisor and of every instance it runs. Together
-they name everything a demo started, so a demo whose terminal is gone, or that was killed,
-can be found and stopped from another terminal. A recorded process counts as running only
-while its pid still belongs to a process with the recorded start time: a pid the kernel has
-since given to another program is never signalled.
+server, its Redis server and the S3 store of its offsite backups, and the scratch directories
+its PostgreSQL server needed outside it (when the server's account cannot reach the demo's
+directory). The process runtime keeps its own record (`run/state.json`) of its supervisor and
+of every instance it runs. Together they name everything a demo started, so a demo whose
+terminal is gone, or that was killed, can be found and stopped from another terminal. A
+recorded process counts as running only while its pid still belongs to a process with the
+recorded start time: a pid the kernel has since given to another program is never signalled.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ PIDS_FILE = "pids.json"
 SCRATCH = "scratch"
 RUNTIME_DIR = "run"  # the demo inventory's runtime.state_dir
 # what each record is called when a person reads it
-LABELS = {"demo": "demo", "postgres": "PostgreSQL", "redis": "Redis"}
+LABELS = {"demo": "demo", "postgres": "PostgreSQL", "redis": "Redis", "s3": "S3 store (moto)"}
 # PostgreSQL's fast shutdown is SIGINT; everything else stops on SIGTERM
 _STOP_SIGNALS = {"postgres": signal.SIGINT}
 _DEMO_STOP_TIMEOUT = 90.0  # the demo stops the shop, Redis and PostgreSQL before it exits
@@ -104,7 +104,8 @@ def forget(base: Path) -> None:
 
 def recorded(base: Path) -> list[RecordedProcess]:
     """Every process the demo in `base` and its runtime recorded, running or not: the demo
-    first, then the runtime's supervisor and instances, then Redis and PostgreSQL."""
+    first, then the runtime's supervisor and instances, then Redis, PostgreSQL and the S3
+    store of the offsite backups."""
     own = _own_records(base)
     found = [own.pop("demo")] if "demo" in own else []
     state = read_state(StatePaths(base / RUNTIME_DIR)) or {}
@@ -115,7 +116,7 @@ def recorded(base: Path) -> list[RecordedProcess]:
         for item in service.get("instances") or []:
             if item.get("pid") and item.get("create_time"):
                 found.append(RecordedProcess(str(name), _identity(item), session=True))
-    found += [own[name] for name in ("redis", "postgres") if name in own]
+    found += [own[name] for name in ("redis", "postgres", "s3") if name in own]
     return found
 
 

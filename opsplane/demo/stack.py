@@ -2,12 +2,18 @@
 generator run by the process runtime, on a private PostgreSQL and Redis when they are
 installed (SQLite and no cache otherwise), and the inventory that describes it all.
 
+Both are backed up by `serve`'s backup worker into a local repository and, when moto is
+installed, an offsite one in a private S3 store: PostgreSQL through pgBackRest, which its
+`archive_command` feeds WAL continuously (pg_dump when pgBackRest is missing or the server's
+account cannot reach the demo's directory), Redis as RDB snapshots kept by restic.
+
 Every process the demo starts itself is recorded (records.py), and the runtime keeps its own
 record, so `opsplane demo --stop` can end a demo whose terminal is gone.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import secrets
@@ -22,7 +28,7 @@ from opsplane.demo import records
 from opsplane.demo.records import StopReport, ensure_not_running
 from opsplane.drivers.sandbox import SandboxError
 from opsplane.drivers.sandbox.ports import free_port
-from opsplane.drivers.sandbox.postgres import TemporaryPostgres
+from opsplane.drivers.sandbox.postgres import TemporaryPostgres, server_can_reach
 from opsplane.drivers.sandbox.redis import TemporaryRedis
 
 INVENTORY_FILE = "opsplane.yaml"
@@ -31,6 +37,11 @@ SHOP_SERVICES = ("gateway", "catalog", "orders", "payments")
 # minute (the analysis wants 200 requests of each release before it judges).
 TRAFFIC_RPS = 20.0
 RUNBOOK = "https://runbooks.example.com/shop"
+# The backup policy of the demo's PostgreSQL, which is also its pgBackRest stanza; the bucket of
+# the offsite repository. WAL is archived at least every minute while the shop writes.
+PG_POLICY = "postgres-main"
+BACKUP_BUCKET = "demo-backups"
+ARCHIVE_TIMEOUT = "60"
 # Who is paged in the demo, and where a page shows: two people taking the primary and the
 # secondary in turns, week by week, and the console channel, which prints each notification
 # on the demo's own output (there is no PagerDuty or mail server to reach).
@@ -72,6 +83,7 @@ class DemoStack:
     base: Path
     postgres: TemporaryPostgres | None = None
     redis: TemporaryRedis | None = None
+    s3: Any = None  # a TemporaryS3 for the offsite repository, when moto is installed
     ports: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     runtime: Any = None
@@ -83,6 +95,9 @@ class DemoStack:
     # nginx in front of the shop's services, through which deploys move requests; left out
     # (services answer on their own ports, rolling deploys only) when nginx is not installed
     proxy: bool = True
+    # backup policies for PostgreSQL and Redis, which serve's backup worker runs
+    backups: bool = True
+    pg_engine: str | None = None  # how PostgreSQL is backed up: pgbackrest, pg_dump, or None
 
     @property
     def inventory_path(self) -> Path:
@@ -107,13 +122,15 @@ class DemoStack:
             shutil.rmtree(self.base)
         (self.base / "secrets").mkdir(parents=True, mode=0o700)
         self._write_pids()
+        archiving = self.archive_settings()
         try:
-            self.postgres = TemporaryPostgres(self.base / "postgres",
-                                              password=secrets.token_urlsafe(18)).start()
+            self.postgres = TemporaryPostgres(self.base / "postgres", password=secrets.token_urlsafe(18),
+                                              settings=archiving).start()
             self.postgres.execute("CREATE DATABASE shop")
         except SandboxError as exc:
             self.notes.append(f"PostgreSQL left out, the shop uses SQLite: {exc}")
             self.postgres = None
+            self.pg_engine = None
         self._write_pids()
         try:
             self.redis = TemporaryRedis(self.base / "redis").start()
@@ -121,6 +138,68 @@ class DemoStack:
             self.notes.append(f"Redis left out, the shop runs without a cache: {exc}")
             self.redis = None
         self._write_pids()
+        if self.backups and (self.postgres or self.redis):
+            self._start_s3()
+            self._write_pids()
+
+    @property
+    def pgbackrest_config_dir(self) -> Path:
+        """Where the backup engine renders the stanza's configuration: `<state_dir>/backup/
+        pgbackrest/<policy>`, with the inventory's state_dir `run`."""
+        return self.base / records.RUNTIME_DIR / "backup" / "pgbackrest" / PG_POLICY
+
+    def archive_settings(self) -> dict[str, str]:
+        """The server settings that make PostgreSQL archive WAL into the pgBackRest stanza of
+        the demo's policy (the archive_command depends only on the stanza and its configuration
+        directory, so it is known before the server starts); none, with a note, when PostgreSQL
+        is backed up with pg_dump instead or not at all."""
+        if not self.backups:
+            return {}
+        if shutil.which("restic") is None:
+            self.notes.append("restic is not installed: the demo takes no backups of Redis or of "
+                              "PostgreSQL without pgBackRest (scripts/bootstrap.sh installs both)")
+        if shutil.which("pgbackrest") is None:
+            self.pg_engine = "pg_dump" if shutil.which("restic") else None
+            self.notes.append("pgBackRest is not installed: PostgreSQL is backed up with pg_dump, "
+                              "without WAL archiving (scripts/bootstrap.sh installs it)")
+            return {}
+        if not server_can_reach(self.base):
+            self.pg_engine = "pg_dump" if shutil.which("restic") else None
+            self.notes.append(f"PostgreSQL's account cannot reach {self.base}, where pgBackRest's "
+                              "configuration would be: it is backed up with pg_dump, without WAL "
+                              "archiving (give the demo a --dir it can reach for pgBackRest)")
+            return {}
+        from opsplane.drivers.backup.base import Repository
+        from opsplane.drivers.backup.pgbackrest import PgBackRest
+
+        self.pg_engine = "pgbackrest"
+        stanza = PgBackRest(PG_POLICY, data_dir="/nonexistent", port=0, socket_dir="/nonexistent",
+                            config_dir=self.pgbackrest_config_dir,
+                            repositories=[Repository("local", str(self.backup_dir), "")])
+        return {**stanza.archive_settings(), "archive_timeout": ARCHIVE_TIMEOUT}
+
+    @property
+    def backup_dir(self) -> Path:
+        """The local repository: one folder per policy under it."""
+        return self.base / "backups"
+
+    def _start_s3(self) -> None:
+        """The S3 store of the offsite repository, with its bucket; left out, with a note, when
+        moto (a test dependency) is not installed or the store does not start."""
+        if importlib.util.find_spec("moto") is None:
+            self.notes.append("moto is not installed: backups have no offsite copy, so 3-2-1 is not "
+                              "met (pip install -e '.[test]' brings it)")
+            return
+        from opsplane.drivers.sandbox.s3 import TemporaryS3
+
+        try:
+            self.s3 = TemporaryS3(self.base / "s3").start()
+            self.s3.create_bucket(BACKUP_BUCKET)
+        except Exception as exc:  # noqa: BLE001 - a store that does not start is left out
+            if self.s3 is not None:
+                self.s3.stop()
+            self.s3 = None
+            self.notes.append(f"the S3 store of the offsite backups is left out: {exc}")
 
     def write_inventory(self, api_port: int) -> Path:
         """Pick the shop's ports, write its secrets and the inventory; returns the path."""
@@ -139,6 +218,11 @@ class DemoStack:
             _write_secret(self.base / "secrets" / "postgres-password", self.postgres.password)
             _write_secret(self.base / "secrets" / "shop-database-url", self.postgres.url("shop"))
         _write_secret(self.base / "secrets" / "shop-admin-token", secrets.token_urlsafe(24))
+        if self.backup_policies():
+            _write_secret(self.base / "secrets" / "backup-key", secrets.token_urlsafe(32))
+        if self.s3 is not None:
+            _write_secret(self.base / "secrets" / "s3-access-key", self.s3.access_key)
+            _write_secret(self.base / "secrets" / "s3-secret-key", self.s3.secret_key)
         self.inventory_path.write_text(self.inventory_yaml(api_port))
         return self.inventory_path
 
@@ -179,8 +263,9 @@ class DemoStack:
         still runs; safe to call on a half-started demo. Returns what that last pass found;
         a step that failed is raised once every step has had its turn."""
         failed: list[Exception] = []
+        # S3 last: PostgreSQL's archiver may still push WAL to it while shutting down
         for step in (self.runtime and self.runtime.down, self.redis and self.redis.stop,
-                     self.postgres and self.postgres.stop):
+                     self.postgres and self.postgres.stop, self.s3 and self.s3.stop):
             try:
                 if step:
                     step()
@@ -306,6 +391,7 @@ class DemoStack:
                 f"    runbook: {RUNBOOK}/redis-down.md",
                 "    checks: [{type: redis}]",
             ]
+        lines += self.backup_yaml()
         if self.host_check:
             lines += [
                 "hosts:",
@@ -315,6 +401,55 @@ class DemoStack:
                 "    checks: [{type: host, interval: 15s}]",
             ]
         return "\n".join(lines) + "\n" + (ONCALL_YAML if self.paging else "")
+
+    def backup_policies(self) -> list[str]:
+        """The components the demo backs up."""
+        found = []
+        if self.backups and self.postgres is not None and self.pg_engine is not None:
+            found.append(PG_POLICY)
+        if self.backups and self.redis is not None and shutil.which("restic"):
+            found.append("redis")
+        return found
+
+    def backup_yaml(self) -> list[str]:
+        """The inventory's `backup:` section: a local repository and, with the S3 store, an
+        offsite one; PostgreSQL's policy (incremental backups every 15 minutes, so the demo
+        shows them) and Redis's, with their defaults otherwise."""
+        policies = self.backup_policies()
+        if not policies:
+            return []
+        secrets_dir = self.base / "secrets"
+        lines = [
+            "backup:",
+            f"  encryption_key: file:{secrets_dir / 'backup-key'}",
+            "  repositories:",
+            f"    local: {{path: {json.dumps(str(self.backup_dir))}}}",
+        ]
+        if self.s3 is not None:
+            lines += [
+                "    offsite:",
+                "      type: s3",
+                "      path: /demo",
+                f"      s3: {{endpoint: \"{self.s3.endpoint}\", bucket: {BACKUP_BUCKET},",
+                f"           access_key: file:{secrets_dir / 's3-access-key'},",
+                f"           secret_key: file:{secrets_dir / 's3-secret-key'},",
+                f"           ca_file: {json.dumps(str(self.s3.ca_file))}}}",
+            ]
+        lines.append("  policies:")
+        if PG_POLICY in policies:
+            assert self.postgres is not None
+            if self.pg_engine == "pgbackrest":
+                lines += [
+                    f"    {PG_POLICY}:",
+                    f"      data_dir: {json.dumps(str(self.postgres.data_dir))}",
+                    f"      socket_dir: {json.dumps(str(self.postgres.socket_dir))}",
+                    "      schedule: {full: '0 */6 * * *', incr: '*/15 * * * *'}",
+                ]
+            else:
+                lines.append(f"    {PG_POLICY}: {{engine: pg_dump}}")
+        if "redis" in policies:
+            lines.append("    redis: {engine: redis-rdb}")
+        return lines
 
     # --- processes -------------------------------------------------------------------------
 
@@ -327,6 +462,7 @@ class DemoStack:
             "demo": os.getpid(),
             "postgres": self.postgres.pid if self.postgres else None,
             "redis": self.redis.pid if self.redis else None,
+            "s3": self.s3.pid if self.s3 else None,
         }, scratch)
 
 

@@ -1,17 +1,23 @@
-"""`opsplane demo`: the shop comes up healthy under the runtime, shoppers buy, `--stop` ends it,
-and nothing it started survives."""
+"""`opsplane demo`: the shop comes up healthy under the runtime, shoppers buy, its PostgreSQL
+(through pgBackRest, archiving WAL) and Redis are backed up into a local and an S3 repository,
+`--stop` ends it, and nothing it started survives."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 SHOP = {"gateway", "catalog", "orders", "payments", "traffic", "edge"}  # edge: nginx in front
@@ -48,8 +54,30 @@ def descendants(pid: int) -> set[int]:
         return set()
 
 
-def test_demo_runs_the_shop_until_stopped_and_leaves_no_process(tmp_path: Path) -> None:
-    base = tmp_path / "demo"
+@pytest.fixture
+def reachable_dir() -> Iterator[Path]:
+    """A directory PostgreSQL's account can reach (pytest's own are private to root), so that its
+    archive_command finds pgBackRest's configuration in the demo's directory."""
+    path = Path(tempfile.mkdtemp(prefix="opsplane-demo-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def good_backups(base: Path) -> list[dict[str, Any]] | None:
+    """`opsplane backup status --json` once every policy has a good copy in every repository
+    within its RPO; None before."""
+    status = opsplane(base, "backup", "status", "--json")
+    if not status.stdout.strip():
+        return None
+    policies = json.loads(status.stdout)
+    fresh = all(repo["newest"] and not repo["stale"]
+                for policy in policies for repo in policy["repositories"])
+    return policies if policies and fresh else None
+
+
+def test_demo_runs_the_shop_until_stopped_and_leaves_no_process(tmp_path: Path, reachable_dir: Path) -> None:
+    base = reachable_dir / "demo"
     demo = subprocess.Popen(
         [sys.executable, "-m", "opsplane", "demo", "--dir", str(base), "--port", "0", "--no-outage"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -81,6 +109,23 @@ def test_demo_runs_the_shop_until_stopped_and_leaves_no_process(tmp_path: Path) 
             completed = completed_orders(orders_port)
             time.sleep(1)
         assert completed > 0
+
+        # serve's backup worker backs PostgreSQL (pgBackRest) and Redis up at once, into the local
+        # directory and the S3 store; 3-2-1 is met
+        deadline, policies = time.monotonic() + 90, None
+        while time.monotonic() < deadline and policies is None:
+            policies = good_backups(base)
+            time.sleep(2)
+        assert policies is not None, opsplane(base, "backup", "status").stdout
+        assert {(p["policy"], p["engine"]) for p in policies} == {("postgres-main", "pgbackrest"),
+                                                                  ("redis", "redis-rdb")}
+        for policy in policies:
+            assert [repo["repository"] for repo in policy["repositories"]] == ["local", "offsite"]
+            assert policy["rule_321"]["met"], policy
+        listed = json.loads(opsplane(base, "backup", "list", "--json").stdout)
+        good = {(b["policy"], tuple(c["repository"] for c in b["copies"])) for b in listed
+                if b["state"] in ("complete", "verified")}
+        assert {("postgres-main", ("local", "offsite")), ("redis", ("local", "offsite"))} <= good
         pids = json.loads((base / "pids.json").read_text())
         assert {"demo", "postgres", "redis"} <= set(pids)
         everything = {item["pid"] for item in pids.values() if isinstance(item, dict)} | shop_pids

@@ -57,7 +57,7 @@ def environ() -> dict[str, str]:
 
 
 def what_the_demo_started(base: Path) -> list[Started]:
-    """The demo, PostgreSQL and Redis from pids.json; the supervisor and every instance from
+    """The demo, PostgreSQL, Redis and the S3 store from pids.json; the supervisor and every instance from
     the runtime's state file."""
     own = json.loads((base / "pids.json").read_text())
     found = [Started(name, item["pid"], item["create_time"]) for name, item in own.items()
@@ -224,7 +224,8 @@ def test_stop_ends_what_a_killed_demo_left_and_a_second_demo_refuses_to_start_be
 
         assert stop.returncode == 0, (stop.stdout, stop.stderr)
         said = stop.stdout.split("stopped: ", 1)[1]
-        expected = {"postgres": "PostgreSQL", "redis": "Redis", "supervisor": "runtime supervisor"}
+        expected = {"postgres": "PostgreSQL", "redis": "Redis", "s3": "S3 store (moto)",
+                    "supervisor": "runtime supervisor"}
         for process in started:
             if process.name != "demo":
                 assert f"{expected.get(process.name, process.name)} (pid {process.pid})" in said, stop.stdout

@@ -72,8 +72,8 @@ FORMS: dict[str, dict[str, str]] = {
 
 
 def concrete(path: str) -> str:
-    # Path parameters name a real component (or incident 1, deploy 1 and an action its state
-    # allows), so an admitted request can succeed.
+    # Path parameters name a real component (or incident 1, deploy 1, backup 1, backup policy
+    # postgres-main and an action its state allows), so an admitted request can succeed.
     named = (path.replace("{incident_id}", "1").replace("{deploy_id}", "1").replace("{backup_id}", "1")
              .replace("{policy}", "postgres-main").replace("{action}", "abort"))
     return re.sub(r"\{[^}]+\}", "backend", named)

@@ -341,6 +341,14 @@ class TemporaryPostgres(Sandbox):
         return done
 
 
+def server_can_reach(path: str | os.PathLike[str]) -> bool:
+    """Whether the account a TemporaryPostgres server runs as may traverse every directory
+    down to the existing `path` (always, when the server runs as us): where a program the
+    server starts, such as its `archive_command`, can find its files."""
+    owner = _service_account()
+    return owner is None or _reachable(Path(path), owner)
+
+
 def _service_account() -> pwd.struct_passwd | None:
     """The account the server runs as when we are root; None when we run it as ourselves."""
     if os.geteuid() != 0:
