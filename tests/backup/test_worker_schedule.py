@@ -75,7 +75,6 @@ def test_a_failed_backup_does_not_count_for_verification() -> None:
     assert [w.kind for w in due_work(POLICY, rows, None, tz=TZ, now=NOW)] == ["diff"]
 
 
-<<<<<<< HEAD
 def test_the_monthly_drill_falls_due_at_its_first_slot_after_the_first_good_backup() -> None:
     first = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
     rows = [row("incr", NOW - timedelta(minutes=10)), row("diff", datetime(2026, 12, 8, 0, 0, tzinfo=UTC)),
@@ -84,7 +83,8 @@ def test_the_monthly_drill_falls_due_at_its_first_slot_after_the_first_good_back
     assert due == [Due("shop-db", "drill", datetime(2026, 12, 1, 3, 0, tzinfo=UTC))]  # the 1st, 04:00 Berlin
     assert due_work(POLICY, rows, VERIFIED, tz=TZ, now=NOW, last_drill=datetime(2026, 12, 1, 3, 5,
                                                                                   tzinfo=UTC)) == []
-=======
+
+
 def test_a_snapshot_of_a_restic_kept_engine_counts_as_its_full_backup() -> None:
     inv = loads("""\
 version: 1
@@ -102,4 +102,3 @@ backup:
     assert due_work(sessions, taken, VERIFIED, tz=TZ, now=NOW) == []
     assert due_work(sessions, taken, VERIFIED, tz=TZ, now=NOW + timedelta(minutes=20)) == [
         Due("sessions", "full", datetime(2026, 12, 8, 10, 0, tzinfo=UTC))]
->>>>>>> backup-web
