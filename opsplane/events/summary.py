@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from opsplane.events.summary_backup import describers as backup_describers
 from opsplane.timefmt import span_words
 from opsplane.units import format_value
 
@@ -490,5 +491,6 @@ DESCRIBERS: dict[str, Describer] = {
         "deploy.requested", "deploy.approved", "deploy.step", "deploy.verdict", "deploy.queued",
         "deploy.running", "deploy.paused", "deploy.rolling_back", "deploy.succeeded", "deploy.rolled_back",
         "deploy.failed", "deploy.aborted")},
+    **backup_describers(),
 }
 """The sentence of each kind of event opsplane records."""
