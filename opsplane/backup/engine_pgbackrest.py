@@ -82,10 +82,12 @@ class PgBackRestEngine:
                                                                           strict=True)}
         return BackupOutcome(
             kind=first.kind, started=first.started, finished=max(o.finished for o in outcomes),
-            size_bytes=first.size_bytes, checksum=first.checksum,
+            # what this backup copied (a diff or incr: the changes), as pgBackRest's "backup size"
+            size_bytes=int(first.facts.get("delta_bytes") or first.size_bytes), checksum=first.checksum,
             copies=tuple(_named(outcome, repo.name) for repo, outcome in zip(self.repositories, outcomes,
                                                                              strict=True)),
-            facts={"prior": first.facts.get("prior"), "database": self.dbname, "contents": counts,
+            facts={"prior": first.facts.get("prior"), "database": self.dbname,
+                   "database_bytes": first.size_bytes, "contents": counts,
                    "counted_at_lsn": lsn, "repositories": per_repo},
         )
 
