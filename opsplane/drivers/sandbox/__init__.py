@@ -10,7 +10,10 @@ what they share, so importing one sandbox never imports the others.
 
 from __future__ import annotations
 
+import os
+import pwd
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -22,7 +25,7 @@ class SandboxError(OpsplaneError):
     """A temporary server could not be found, started or stopped."""
 
 
-__all__ = ["SandboxError"]
+__all__ = ["SandboxError", "reachable", "service_account"]
 
 
 class Sandbox:
@@ -49,6 +52,16 @@ class Sandbox:
 
     def start(self) -> Self:
         raise NotImplementedError
+
+    def _started(self, ready: Callable[[], None]) -> Self:
+        """Self once `ready` returns (the server answers); stopped again, and the error raised,
+        when it never does."""
+        try:
+            ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         raise NotImplementedError
@@ -83,3 +96,36 @@ def end_process(process: subprocess.Popen[Any], timeout: float) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout)
+
+
+SERVICE_USER = "postgres"
+
+
+def service_account(server: str) -> pwd.struct_passwd | None:
+    """The account `server` (PostgreSQL, PgBouncer: they refuse root) runs as when we are root;
+    None when it runs as ourselves. SandboxError when there is no such account."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        raise SandboxError(
+            f"running as root, and {server} refuses to run as root, but there is no "
+            f"'{SERVICE_USER}' user to run it as: create one (useradd --system postgres) "
+            "or run as an ordinary user"
+        ) from None
+
+
+def reachable(path: Path, owner: pwd.struct_passwd) -> bool:
+    """Whether `owner` may traverse every directory down to `path`."""
+    for directory in [path.resolve(), *path.resolve().parents]:
+        mode = directory.stat()
+        if mode.st_uid == owner.pw_uid:
+            allowed = mode.st_mode & 0o100
+        elif mode.st_gid == owner.pw_gid:
+            allowed = mode.st_mode & 0o010
+        else:
+            allowed = mode.st_mode & 0o001
+        if not allowed:
+            return False
+    return True

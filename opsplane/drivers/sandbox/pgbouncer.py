@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Literal
 
 from opsplane.drivers.pgbouncer import PgBouncer, PgBouncerError, find_pgbouncer
-from opsplane.drivers.sandbox import Sandbox, SandboxError, end_process
+from opsplane.drivers.sandbox import Sandbox, SandboxError, end_process, reachable, service_account
 from opsplane.drivers.sandbox.ports import free_port
 
-_SERVICE_USER = "postgres"
 _START_TIMEOUT = 15.0
 _STOP_TIMEOUT = 10.0
 
@@ -103,7 +102,7 @@ class TemporaryPgBouncer(Sandbox):
             binary = find_pgbouncer()
         except PgBouncerError as exc:
             raise SandboxError(str(exc)) from None
-        owner = _service_account()
+        owner = service_account("PgBouncer")
         run_dir = self._prepare_dir(owner)
         self.port = free_port(self.host)
         self._write_files(run_dir, owner)
@@ -116,12 +115,7 @@ class TemporaryPgBouncer(Sandbox):
             )
         finally:
             log.close()
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        return self._started(self._wait_ready)
 
     def stop(self) -> None:
         """Stop PgBouncer at once (SIGTERM, SIGKILL if it lingers) and remove its files. Idempotent."""
@@ -147,7 +141,7 @@ class TemporaryPgBouncer(Sandbox):
         # it is under base_dir unless PgBouncer's user could not reach that (pytest's private
         # temporary directories).
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        parent = self.base_dir if owner is None or _reachable(self.base_dir, owner) else None
+        parent = self.base_dir if owner is None or reachable(self.base_dir, owner) else None
         run_dir = Path(tempfile.mkdtemp(prefix="opsplane-pgbouncer-", dir=parent))
         if parent is None:
             self._scratch = run_dir
@@ -202,35 +196,6 @@ class TemporaryPgBouncer(Sandbox):
         except OSError:
             return ""
         return "\n" + "\n".join(text.splitlines()[-5:]) if text else ""
-
-
-def _service_account() -> pwd.struct_passwd | None:
-    """The account PgBouncer runs as when we are root; None when it runs as ourselves."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        return pwd.getpwnam(_SERVICE_USER)
-    except KeyError:
-        raise SandboxError(
-            "running as root, and PgBouncer refuses to run as root, but there is no "
-            f"'{_SERVICE_USER}' user to run it as: create one (useradd --system postgres) "
-            "or run as an ordinary user"
-        ) from None
-
-
-def _reachable(path: Path, owner: pwd.struct_passwd) -> bool:
-    """Whether `owner` may traverse every directory down to `path`."""
-    for directory in [path.resolve(), *path.resolve().parents]:
-        mode = directory.stat()
-        if mode.st_uid == owner.pw_uid:
-            allowed = mode.st_mode & 0o100
-        elif mode.st_gid == owner.pw_gid:
-            allowed = mode.st_mode & 0o010
-        else:
-            allowed = mode.st_mode & 0o001
-        if not allowed:
-            return False
-    return True
 
 
 def _accepts(host: str, port: int) -> bool:

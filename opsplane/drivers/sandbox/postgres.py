@@ -8,7 +8,6 @@ refuses to run as root, so when we are root the cluster runs as the `postgres` s
 from __future__ import annotations
 
 import os
-import pwd
 import shlex
 import shutil
 import subprocess
@@ -21,10 +20,9 @@ from urllib.parse import quote
 import psutil
 import psycopg
 
-from opsplane.drivers.sandbox import Sandbox, SandboxError
+from opsplane.drivers.sandbox import Sandbox, SandboxError, reachable, service_account
 from opsplane.drivers.sandbox.ports import free_port
 
-_SERVICE_USER = "postgres"
 _START_TIMEOUT = 60
 _STOP_TIMEOUT = 30
 # Unix socket paths are limited to ~107 bytes; deeper directories get a short one in /tmp.
@@ -257,10 +255,10 @@ class TemporaryPostgres(Sandbox):
         return self._run_dir
 
     def _prepare_dirs(self) -> None:
-        owner = _service_account()
+        owner = service_account("PostgreSQL")
         self.base_dir.mkdir(parents=True, exist_ok=True)
         run_dir = self.base_dir / "postgres"
-        if owner is not None and not _reachable(self.base_dir, owner):
+        if owner is not None and not reachable(self.base_dir, owner):
             # The server runs as another user who cannot reach base_dir (pytest's temporary
             # directories are private to root): use a directory of its own instead.
             run_dir = Path(tempfile.mkdtemp(prefix="opsplane-pg-"))
@@ -291,7 +289,7 @@ class TemporaryPostgres(Sandbox):
         pwfile = self._require_run_dir() / "pwfile"
         pwfile.write_text(self.password + "\n")
         try:
-            owner = _service_account()
+            owner = service_account("PostgreSQL")
             if owner is not None:
                 os.chown(pwfile, owner.pw_uid, owner.pw_gid)
             pwfile.chmod(0o600)
@@ -327,7 +325,7 @@ class TemporaryPostgres(Sandbox):
     def _run(
         self, argv: list[str], *, what: str, check: bool = True, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
-        owner = _service_account()
+        owner = service_account("PostgreSQL")
         command = argv if owner is None else _as_user(owner.pw_name, argv)
         done = subprocess.run(  # noqa: S603 - argv built here, no shell
             command, cwd=self._require_run_dir(), env={**os.environ, **(env or {})},
@@ -345,22 +343,8 @@ def server_can_reach(path: str | os.PathLike[str]) -> bool:
     """Whether the account a TemporaryPostgres server runs as may traverse every directory
     down to the existing `path` (always, when the server runs as us): where a program the
     server starts, such as its `archive_command`, can find its files."""
-    owner = _service_account()
-    return owner is None or _reachable(Path(path), owner)
-
-
-def _service_account() -> pwd.struct_passwd | None:
-    """The account the server runs as when we are root; None when we run it as ourselves."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        return pwd.getpwnam(_SERVICE_USER)
-    except KeyError:
-        raise SandboxError(
-            "running as root, and PostgreSQL refuses to run as root, but there is no "
-            f"'{_SERVICE_USER}' user to run it as: create one (useradd --system postgres) "
-            "or run as an ordinary user"
-        ) from None
+    owner = service_account("PostgreSQL")
+    return owner is None or reachable(Path(path), owner)
 
 
 def _as_user(user: str, argv: list[str]) -> list[str]:
@@ -370,21 +354,6 @@ def _as_user(user: str, argv: list[str]) -> list[str]:
         return ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--", *argv]
     raise SandboxError("running as root needs runuser or setpriv (util-linux) to drop to "
                        f"the '{user}' user for PostgreSQL: install util-linux")
-
-
-def _reachable(path: Path, owner: pwd.struct_passwd) -> bool:
-    """Whether `owner` may traverse every directory down to `path`."""
-    for directory in [path.resolve(), *path.resolve().parents]:
-        mode = directory.stat()
-        if mode.st_uid == owner.pw_uid:
-            allowed = mode.st_mode & 0o100
-        elif mode.st_gid == owner.pw_gid:
-            allowed = mode.st_mode & 0o010
-        else:
-            allowed = mode.st_mode & 0o001
-        if not allowed:
-            return False
-    return True
 
 
 def _alive(process: psutil.Process) -> bool:

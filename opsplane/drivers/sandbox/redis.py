@@ -93,12 +93,7 @@ class TemporaryRedis(Sandbox):
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, cwd=self.base_dir,
         )
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        return self._started(self._wait_ready)
 
     def stop(self) -> None:
         """SIGTERM the server and wait until it has exited (SIGKILL if it will not). Idempotent."""

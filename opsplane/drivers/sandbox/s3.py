@@ -136,12 +136,7 @@ class TemporaryS3(Sandbox):
             argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
             cwd=self.base_dir, env=env, start_new_session=True,
         )
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        return self._started(self._wait_ready)
 
     def stop(self) -> None:
         """SIGTERM the server and wait until it has exited (SIGKILL if it will not). Idempotent."""
