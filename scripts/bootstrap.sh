@@ -66,7 +66,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "bootstrap: creating .venv"
   "$python" -m venv .venv
 fi
-extras=""
+extras="[demo]"
 [ "$want_test" = 1 ] && extras="[test]"
 stamp=".venv/.opsplane-installed$extras"
 digest=$(sha256sum pyproject.toml | cut -d' ' -f1)

@@ -185,10 +185,10 @@ class DemoStack:
 
     def _start_s3(self) -> None:
         """The S3 store of the offsite repository, with its bucket; left out, with a note, when
-        moto (a test dependency) is not installed or the store does not start."""
+        moto (the `demo` extra) is not installed or the store does not start."""
         if importlib.util.find_spec("moto") is None:
             self.notes.append("moto is not installed: backups have no offsite copy, so 3-2-1 is not "
-                              "met (pip install -e '.[test]' brings it)")
+                              "met (scripts/bootstrap.sh installs it: pip install -e '.[demo]')")
             return
         from opsplane.drivers.sandbox.s3 import TemporaryS3
 
