@@ -172,6 +172,8 @@ class BackupReads(Protocol):
     falls short (opsplane/backup/series.py), as its last round found them."""
 
     samples: list[tuple[Labels, float]]
+    # policy -> repository -> the moment a restore reaches through the WAL archive
+    archived: dict[str, dict[str, datetime]]
 
 
 class LiveState(CheckResults, Protocol):

@@ -35,3 +35,14 @@ def judge_archive(state: ArchiveState, *, complete_at: MutableMapping[str, datet
             broken[repository] = (since, f"it holds WAL up to {newest or 'nothing'}, the server archived up "
                                          f"to {state.last_archived_wal}: segments are missing")
     return broken
+
+
+def archived_until(state: ArchiveState) -> dict[str, datetime]:
+    """For each repository that holds every segment the server archived, the moment a restore
+    from it can reach: when the newest segment was archived. Repositories behind, or an archiver
+    that is failing, reach no further than their backups."""
+    if state.failing is not None or state.last_archived_time is None:
+        return {}
+    last = state.last_archived_wal
+    return {repository: state.last_archived_time for repository, newest in state.repositories.items()
+            if newest is not None and last is not None and newest >= last}

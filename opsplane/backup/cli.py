@@ -199,19 +199,21 @@ def status_command(
     Shows the newest good copy per repository and what is wrong.
 
     Exit 0 when every policy is sound, 1 when something falls short."""
-    from opsplane.backup.policy import apply
-    from opsplane.backup.status import policy_status, statuses
+    from opsplane.backup.policy import applied, apply
+    from opsplane.backup.status import policy_status
 
-    inventory, _ = load_inventory(ctx)
+    inventory, base = load_inventory(ctx)
     if not inventory.backup.policies:
         from opsplane.errors import UsageError
 
         raise UsageError("the inventory has no backup policies: add backup.repositories and "
                          "backup.policies (docs/backups.md)")
     now = SystemClock().now()
+    chosen = [apply(inventory, policy)] if policy else applied(inventory)
+    archived = {item.name: _archive_reach(inventory, base, item) for item in chosen if item.physical}
     with open_store().session() as session:
-        found = ([policy_status(session, inventory, apply(inventory, policy), now=now)] if policy
-                 else statuses(session, inventory, now=now))
+        found = [policy_status(session, inventory, item, now=now, archived=archived.get(item.name))
+                 for item in chosen]
         reports = [item.as_dict() for item in found]
     if json_out:
         print_json(reports)
@@ -219,6 +221,20 @@ def status_command(
         for report in reports:
             _print_status(report)
     raise typer.Exit(1 if any(report["problems"] for report in reports) else 0)
+
+
+def _archive_reach(inventory: Any, base: Path, policy: Any) -> dict[str, Any]:
+    """How far a restore from each repository reaches through the WAL archive, read now from the
+    server and pgBackRest (nothing when they cannot be read: the backups alone count then)."""
+    from opsplane.backup.archive import archived_until
+    from opsplane.backup.engines import open_engine
+    from opsplane.errors import OpsplaneError
+
+    try:
+        state = open_engine(inventory, policy, environ=os.environ, base_dir=base).archive_state()
+    except OpsplaneError:
+        return {}
+    return archived_until(state) if state is not None else {}
 
 
 def _print_status(report: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ the dashboard and the alert series (series.py) all show this one answer."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -93,8 +94,11 @@ class PolicyStatus:
         }
 
 
-def policy_status(session: Session, inv: Inventory, policy: AppliedPolicy, *, now: datetime) -> PolicyStatus:
-    """The state of `policy` at `now`, read from the catalog."""
+def policy_status(session: Session, inv: Inventory, policy: AppliedPolicy, *, now: datetime,
+                  archived: Mapping[str, datetime] | None = None) -> PolicyStatus:
+    """The state of `policy` at `now`, read from the catalog; `archived` is, for a policy that
+    archives continuously, how far a restore from each repository reaches beyond its backups
+    (archive.archived_until)."""
     rows = list(service.get_all(session, policy=policy.name, limit=200))
     last = rows[0] if rows else None
     failures = 0
@@ -107,8 +111,10 @@ def policy_status(session: Session, inv: Inventory, policy: AppliedPolicy, *, no
     running = any(row.state == "running" and service.holder_alive(session, row, now=now) for row in rows)
     newest = service.newest_good_by_repository(session, policy=policy.name)
     repos = inv.backup.repositories
+    reach = archived or {}
     copies = [RepositoryCopy(repository=name, medium=repos[name].medium, offsite=repos[name].is_offsite,
-                             finished=newest[name].finished_at if name in newest else None)
+                             finished=newest[name].finished_at if name in newest else None,
+                             archived_until=reach.get(name) if name in newest else None)
               for name in policy.repositories]
     compliance = assess(copies, rpo=policy.rpo, now=now)
     verifies = service.restores(session, policy=policy.name, purpose="verify", limit=1)
@@ -147,9 +153,13 @@ def overdue(cron: str, tz: str, last: RestoreRow | None, first_good: datetime | 
     return max(0.0, late)
 
 
-def statuses(session: Session, inv: Inventory, *, now: datetime) -> list[PolicyStatus]:
-    """Every policy's state, in the inventory's order."""
-    return [policy_status(session, inv, policy, now=now) for policy in applied(inv)]
+def statuses(session: Session, inv: Inventory, *, now: datetime,
+             archived: Mapping[str, Mapping[str, datetime]] | None = None) -> list[PolicyStatus]:
+    """Every policy's state, in the inventory's order; `archived` by policy, as `policy_status`
+    takes it."""
+    reach = archived or {}
+    return [policy_status(session, inv, policy, now=now, archived=reach.get(policy.name))
+            for policy in applied(inv)]
 
 
 def _iso(moment: datetime | None) -> str | None:

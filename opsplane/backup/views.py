@@ -49,8 +49,11 @@ async def backup_status(request: Request,
     from opsplane.backup.status import statuses
 
     plane = request.app.state.plane
+    backups = plane.context.backups  # how far the WAL archive reaches, as serve last looked
+    archived = backups.archived if backups is not None else None
     return await _run(request, lambda session: [
-        item.as_dict() for item in statuses(session, plane.inventory, now=plane.clock.now())])
+        item.as_dict()
+        for item in statuses(session, plane.inventory, now=plane.clock.now(), archived=archived)])
 
 
 @router.get("/backups/{backup_id}", responses=READ_REFUSALS)

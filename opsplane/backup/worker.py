@@ -61,6 +61,8 @@ class BackupWorker(LoopWorker):
         self.samples: list[Any] = []  # the series of what falls short, as the last round found it
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self._complete_at: dict[str, dict[str, datetime]] = {}  # policy -> repository -> last complete
+        # policy -> repository -> the moment a restore reaches through the WAL archive
+        self.archived: dict[str, dict[str, datetime]] = {}
         self._archive_looked = 0.0
         ctx.backups = self
 
@@ -102,7 +104,7 @@ class BackupWorker(LoopWorker):
         tz = inv.backup.time_zone
         with self.ctx.store.session() as session:
             service.sweep_cut_off(session, now=now)
-            found = statuses(session, inv, now=now)
+            found = statuses(session, inv, now=now, archived=self.archived)
             self.samples = backup_samples(found, env=self.ctx.env)
             asked = service.requested(session, now=now)
             due = [Due(policy, what, now, requested=key) for key, policy, what in asked
@@ -120,8 +122,8 @@ class BackupWorker(LoopWorker):
         from opsplane.backup.status import statuses
 
         with self.ctx.store.session() as session:
-            return backup_samples(statuses(session, self.ctx.inventory, now=self.ctx.clock.now()),
-                                  env=self.ctx.env)
+            return backup_samples(statuses(session, self.ctx.inventory, now=self.ctx.clock.now(),
+                                           archived=self.archived), env=self.ctx.env)
 
     def _claim(self, work: Due) -> Any:
         from opsplane.store import claims
@@ -163,7 +165,7 @@ class BackupWorker(LoopWorker):
     def _look_at_archives(self) -> dict[str, dict[str, tuple[datetime, str]]]:
         """Each archiving policy's broken repositories (policies that could not be looked at are
         left out: their state stays as it was)."""
-        from opsplane.backup.archive import judge_archive
+        from opsplane.backup.archive import archived_until, judge_archive
         from opsplane.backup.engines import open_engine
         from opsplane.backup.policy import applied
 
@@ -182,6 +184,7 @@ class BackupWorker(LoopWorker):
             if state is not None:
                 seen = self._complete_at.setdefault(policy.name, {})
                 found[policy.name] = judge_archive(state, complete_at=seen, now=self.ctx.clock.now())
+                self.archived[policy.name] = archived_until(state)
         return found
 
     def _do(self, runs: Any, work: Due) -> None:

@@ -203,9 +203,11 @@ class CatalogLine:
 # --- the list ---------------------------------------------------------------------------------
 
 
-def policy_cards(session: Session, inv: Inventory, *, now: datetime) -> list[PolicyCard]:
-    """Every policy's card, in the inventory's order."""
-    return [card(found.as_dict(), inv) for found in statuses(session, inv, now=now)]
+def policy_cards(session: Session, inv: Inventory, *, now: datetime,
+                 archived: Mapping[str, Mapping[str, datetime]] | None = None) -> list[PolicyCard]:
+    """Every policy's card, in the inventory's order; `archived`: how far the WAL archive
+    reaches, by policy and repository, as `serve` last looked."""
+    return [card(found.as_dict(), inv) for found in statuses(session, inv, now=now, archived=archived)]
 
 
 def card(status: Mapping[str, Any], inv: Inventory) -> PolicyCard:
@@ -240,7 +242,8 @@ def card(status: Mapping[str, Any], inv: Inventory) -> PolicyCard:
 # --- one policy -------------------------------------------------------------------------------
 
 
-def policy_page(session: Session, inv: Inventory, name: str, *, now: datetime) -> PolicyPage | None:
+def policy_page(session: Session, inv: Inventory, name: str, *, now: datetime,
+                archived: Mapping[str, Mapping[str, datetime]] | None = None) -> PolicyPage | None:
     """The page of policy `name`; None when the inventory has no such policy."""
     try:
         policy = apply(inv, name)
@@ -249,7 +252,8 @@ def policy_page(session: Session, inv: Inventory, name: str, *, now: datetime) -
     rows = service.get_all(session, policy=name, limit=CATALOG_LIMIT)
     held = service.copies(session, [row.id for row in rows])
     return PolicyPage(
-        card=card(policy_status(session, inv, policy, now=now).as_dict(), inv),
+        card=card(policy_status(session, inv, policy, now=now,
+                                archived=(archived or {}).get(name)).as_dict(), inv),
         kinds=tuple(policy.kinds.items()), verify_cron=policy.verify, drill_cron=policy.drill,
         catalog=tuple(catalog_line(row, held[row.id]) for row in rows),
         restores=tuple(restore_line(row) for row in service.restores(session, policy=name,

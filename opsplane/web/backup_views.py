@@ -4,7 +4,7 @@ events. Both declare `Depends(viewer)` like every dashboard page; nothing here c
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -31,7 +31,8 @@ async def backup_list(request: Request, _: Principal = Depends(viewer)) -> Respo
 
     def read() -> list[backup_pages.PolicyCard]:
         with plane.store.session() as session:
-            return backup_pages.policy_cards(session, plane.inventory, now=plane.clock.now())
+            return backup_pages.policy_cards(session, plane.inventory, now=plane.clock.now(),
+                                             archived=_archived(plane))
 
     cards = await run_in_threadpool(read)
     return page(request, "backups.html", cards=cards,
@@ -50,7 +51,8 @@ async def backup_page(request: Request, policy: str, _: Principal = Depends(view
 
     def read() -> backup_pages.PolicyPage | None:
         with plane.store.session() as session:
-            return backup_pages.policy_page(session, plane.inventory, policy, now=plane.clock.now())
+            return backup_pages.policy_page(session, plane.inventory, policy, now=plane.clock.now(),
+                                            archived=_archived(plane))
 
     detail = await run_in_threadpool(read)
     if detail is None:
@@ -59,3 +61,9 @@ async def backup_page(request: Request, policy: str, _: Principal = Depends(view
     return page(request, "backup.html", detail=detail, c=detail.card, events=detail.events,
                 words=duration_words,
                 drill_targets=backup_pages.drill_targets, report_lines=backup_pages.report_lines)
+
+
+def _archived(plane: Any) -> Any:
+    """How far each policy's WAL archive reaches, as serve's backup worker last looked."""
+    backups = plane.context.backups
+    return backups.archived if backups is not None else None

@@ -128,3 +128,16 @@ def test_a_broken_wal_archive_is_a_problem_and_a_series_naming_since_when(store:
                                broken_since=None, reason="complete again", actor="opsplane",
                                now=T0 + timedelta(minutes=25))
         assert service.archive_breaks(session, policy="sessions") == {}
+
+
+def test_a_wal_archive_that_reaches_further_than_the_backups_keeps_a_repository_fresh(store: Store) -> None:
+    backup(store, T0, "local", "offsite")
+    physical = apply(INVENTORY, "sessions")
+    physical = physical.__class__(**{**physical.__dict__, "engine": "pgbackrest"})
+    now = T0 + timedelta(hours=3)
+    with store.session() as session:
+        status = policy_status(session, INVENTORY, physical, now=now,
+                               archived={"local": now - timedelta(seconds=40)})
+    fresh = {verdict.repository: verdict for verdict in status.compliance.freshness}
+    assert not fresh["local"].stale and fresh["local"].measured == "archive"
+    assert fresh["offsite"].stale  # its archive is not complete: its backup is all a restore reaches
