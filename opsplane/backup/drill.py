@@ -6,8 +6,9 @@ restores the newest recoverable point into a scratch server and stops the clock 
 server answers queries with its data checked:
 
 - RTO: from the drill's start to the restored copy healthy;
-- RPO: from the drill's start back to the newest marker the copy holds (for engines without
-  rows to mark, back to the end of the backup restored).
+- RPO: from the drill's start back to the newest moment the copy holds: the newest marker, or
+  the last transaction recovery replayed when that is newer (for engines without rows to mark,
+  back to the end of the backup restored).
 
 Both are compared with the policy's targets; the report (JSON, and Markdown for people) is kept
 in the store as a restore of purpose `drill`, with its events."""
@@ -49,6 +50,7 @@ class DrillReport:
     markers_written: int
     newest_marker: datetime | None
     problems: tuple[str, ...] = field(default_factory=tuple)
+    replayed_to: datetime | None = None  # the commit time of the last transaction recovery replayed
 
     @property
     def restored(self) -> bool:
@@ -70,6 +72,7 @@ class DrillReport:
                 "rto_met": self.rto_met, "rpo_met": self.rpo_met, "restored": self.restored,
                 "markers_written": self.markers_written,
                 "newest_marker": self.newest_marker.isoformat() if self.newest_marker else None,
+                "replayed_to": self.replayed_to.isoformat() if self.replayed_to else None,
                 "problems": list(self.problems)}
 
     def markdown(self) -> str:
@@ -85,7 +88,9 @@ class DrillReport:
                  f"- Engine: {self.engine}; backup {self.backup_id} from repository {self.repository}",
                  f"- Marker rows written: {self.markers_written}"
                  + (f"; newest in the copy: {self.newest_marker.isoformat(timespec='seconds')}"
-                    if self.newest_marker else ""),
+                    if self.newest_marker else "")
+                 + (f"; last transaction replayed: {self.replayed_to.isoformat(timespec='seconds')}"
+                    if self.replayed_to else ""),
                  "", "| | measured | target | |", "|---|---|---|---|",
                  f"| RTO | {cell(self.rto_seconds)} | {duration_words(self.rto_target)} | "
                  f"{verdict(self.rto_met)} |",
@@ -123,7 +128,7 @@ def run_drill(store: Store, engine: Engine, *, scratch: Path, clock: Clock, acto
     name = f"{drill_id}-{secrets.token_hex(3)}"
     problems: list[str] = []
     rto = rpo = None
-    newest = None
+    newest = replayed = None
     written = 0
     started = clock.now()
     try:
@@ -138,6 +143,7 @@ def run_drill(store: Store, engine: Engine, *, scratch: Path, clock: Clock, acto
                         problems += [f"{check}: {problem}" for problem in found]
                     rto = (clock.now() - started).total_seconds()
                     newest = restored.newest_marker
+                    replayed = restored.recovered_to
             finally:
                 written = count()
     except (BackupEngineError, OSError) as exc:
@@ -147,12 +153,15 @@ def run_drill(store: Store, engine: Engine, *, scratch: Path, clock: Clock, acto
         problems.append(f"{type(exc).__name__}: {exc}")
         rto = None
     if rto is not None:
-        point = newest or backup_end
+        # the newest of what the copy holds: this drill's markers, the last transaction replayed
+        reached = [moment for moment in (newest, replayed) if moment is not None]
+        point = max(reached) if reached else backup_end
         rpo = max(0.0, (started - point).total_seconds()) if point is not None else None
     report = DrillReport(drill_id=drill_id, policy=policy.name, engine=policy.engine,
                          backup_id=copy.backup_id, repository=copy.repository, started=started,
                          rto_seconds=rto, rpo_seconds=rpo, rto_target=policy.rto, rpo_target=policy.rpo,
-                         markers_written=written, newest_marker=newest, problems=tuple(problems))
+                         markers_written=written, newest_marker=newest, problems=tuple(problems),
+                         replayed_to=replayed)
     with store.session() as session:
         service.finish_restore(session, service.get_restore(session, drill_id), ok=report.restored,
                                report={**report.as_dict(), "markdown": report.markdown()},

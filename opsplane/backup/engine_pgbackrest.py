@@ -126,9 +126,12 @@ class PgBackRestEngine:
                 with cluster.connect(self.dbname) as connection:
                     contents = count_rows(connection)
                     marker = _newest_marker(connection, drill) if drill else None
+                    # the commit time of the last transaction recovery replayed: how far it got
+                    replayed = connection.execute("SELECT pg_last_xact_replay_timestamp()").fetchone()
                 problems = _amcheck(cluster, self.dbname, self.database.user)
                 yield Restored(address=f"{cluster.host}:{cluster.port}", contents=contents,
-                               checks={"pg_amcheck": problems}, newest_marker=marker)
+                               checks={"pg_amcheck": problems}, newest_marker=marker,
+                               recovered_to=replayed[0] if replayed else None)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
