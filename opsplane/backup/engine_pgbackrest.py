@@ -212,9 +212,14 @@ class PgBackRestEngine:
         cluster = TemporaryPostgres.from_data_dir(restored.data_dir, place / "run", user=self.database.user,
                                                   settings={"archive_mode": "off"}).start()
         cluster.wait_writable(timeout=3600)
+        from opsplane.drivers.sandbox.postgres import find_postgres_bindir
+
+        stop = [str(find_postgres_bindir() / "pg_ctl"), "stop", "-D", str(restored.data_dir)]
+        if os.geteuid() == 0 and self.driver.os_user:
+            stop = ["runuser", "-u", self.driver.os_user, "--", *stop]
         return (f"a new PostgreSQL cluster on {cluster.host}:{cluster.port} (socket {cluster.socket_dir}, "
                 f"data {restored.data_dir}), recovered to {_recovery(at, latest)}; it keeps running: "
-                f"stop it with `pg_ctl stop -D {restored.data_dir}`")
+                f"stop it with `{shlex.join(stop)}`")
 
     def restore_over(self, copy: CopyRef, *, at: datetime | None, latest: bool) -> str:
         """Stop the production cluster, restore `copy` over its data directory (pgBackRest's

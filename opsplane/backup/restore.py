@@ -66,16 +66,17 @@ class RestorePlan:
 
     @property
     def where(self) -> str:
+        """Where the data goes, as the end of "restore ... to ... {where}"."""
         if self.target == "production":
             return f"over the running {self.component or self.policy} (production)"
         if self.target == "new-cluster":
-            return "a new cluster beside production, on a free port, left running"
-        return f"the directory {self.directory}"
+            return "into a new cluster beside production, on a free port, left running"
+        return f"into the directory {self.directory}"
 
     def steps(self) -> list[str]:
         """The plan in sentences, as `--dry-run` prints it."""
         source = f"backup {self.backup_id} ({self.label}) from repository {self.repository}"
-        steps = [f"restore {source}", f"to {self.recovery}", f"into {self.where}"]
+        steps = [f"restore {source}", f"to {self.recovery}", self.where]
         if self.target == "production" and self.engine == "pgbackrest":
             steps += ["stop the cluster (pg_ctl stop -m fast)",
                       "pgBackRest delta restore over its data directory (only what differs is written)",

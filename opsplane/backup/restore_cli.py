@@ -88,7 +88,7 @@ def restore_command(
     store = open_store(create=True)
     showing = not json_out and out.is_terminal
     try:
-        with out.status(f"restoring {policy} into {plan.where}") if showing else contextlib.nullcontext():
+        with out.status(f"restoring {policy} {plan.where}") if showing else contextlib.nullcontext():
             done = run_restore(store, engine, plan, scratch=_scratch(inventory, base), clock=clock,
                                actor=actor)
     finally:
