@@ -30,7 +30,7 @@ app = typer.Typer(no_args_is_help=True, help="Backups: run, list, verify, and th
 
 
 def _engine(inventory: Any, base: Path, name: str) -> Any:
-    from opsplane.backup.engines import open_engine
+    from opsplane.backup.factory import open_engine
     from opsplane.backup.policy import apply
 
     return open_engine(inventory, apply(inventory, name), environ=os.environ, base_dir=base)
@@ -227,7 +227,7 @@ def _archive_reach(inventory: Any, base: Path, policy: Any) -> dict[str, Any]:
     """How far a restore from each repository reaches through the WAL archive, read now from the
     server and pgBackRest (nothing when they cannot be read: the backups alone count then)."""
     from opsplane.backup.archive import archived_until
-    from opsplane.backup.engines import open_engine
+    from opsplane.backup.factory import open_engine
     from opsplane.errors import OpsplaneError
 
     try:

@@ -54,7 +54,7 @@ def restore_command(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Restore a backup: --latest, --at TIME or --backup ID; over production, beside it, or into DIR."""
-    from opsplane.backup.engines import open_engine
+    from opsplane.backup.factory import open_engine
     from opsplane.backup.policy import apply
     from opsplane.backup.restore import RestoreRefused, plan_restore, run_restore
 
@@ -130,7 +130,7 @@ def drill_restore(
     Writes a marker row into production every second while it runs (PostgreSQL), removed
     after. Exit 0 when both targets are met, 1 when one is missed, 2 when the restore failed."""
     from opsplane.backup.drill import run_drill
-    from opsplane.backup.engines import open_engine
+    from opsplane.backup.factory import open_engine
     from opsplane.backup.policy import apply
 
     inventory, base = load_inventory(ctx)

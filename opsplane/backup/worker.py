@@ -166,7 +166,7 @@ class BackupWorker(LoopWorker):
         """Each archiving policy's broken repositories (policies that could not be looked at are
         left out: their state stays as it was)."""
         from opsplane.backup.archive import archived_until, judge_archive
-        from opsplane.backup.engines import open_engine
+        from opsplane.backup.factory import open_engine
         from opsplane.backup.policy import applied
 
         inv = self.ctx.inventory
@@ -188,7 +188,7 @@ class BackupWorker(LoopWorker):
         return found
 
     def _do(self, runs: Any, work: Due) -> None:
-        from opsplane.backup.engines import open_engine
+        from opsplane.backup.factory import open_engine
         from opsplane.backup.flows import verify
         from opsplane.backup.policy import apply, scratch_dir
 

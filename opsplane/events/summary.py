@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from opsplane.events.summary_backup import describers as backup_describers
+from opsplane.events.words import text
 from opsplane.timefmt import span_words
 from opsplane.units import format_value
 
@@ -56,30 +57,6 @@ def summarise(kind: str, details: Mapping[str, Any], *, target: str = "", servic
 
 
 # --- writing nested details ---------------------------------------------------------------------
-
-
-def text(value: Any) -> str:
-    """Any JSON value as a person reads it: mappings as `k=v, k=v`, lists joined by commas,
-    yes/no for booleans, nothing for null, numbers to a few significant digits."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return format_value(value)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Mapping):
-        shown = [(key, text(item)) for key, item in value.items()]
-        return ", ".join(f"{key}={item}" if " " not in item else f"{key}=({item})"
-                         for key, item in shown if item)
-    if isinstance(value, Sequence):
-        items = [text(item) for item in value]
-        joiner = "; " if any(isinstance(item, Mapping) for item in value) else ", "
-        return joiner.join(item for item in items if item)
-    return str(value)
 
 
 def pairs(details: Mapping[str, Any], *, leave_out: Sequence[str] = ()) -> str:

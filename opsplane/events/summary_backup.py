@@ -7,12 +7,11 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+from opsplane.events.words import text
 from opsplane.units import format_value
 
 
 def _said(d: Mapping[str, Any], key: str, default: str = "?") -> str:
-    from opsplane.events.summary import text  # it imports this module's sentences
-
     return text(d.get(key)) or default
 
 

@@ -18,7 +18,7 @@ import pytest
 from opsplane.backup import service
 from opsplane.backup.archive import judge_archive
 from opsplane.backup.drill import run_drill
-from opsplane.backup.engines import open_engine
+from opsplane.backup.factory import open_engine
 from opsplane.backup.flows import BackupRuns, verify
 from opsplane.backup.policy import apply
 from opsplane.clock import SystemClock

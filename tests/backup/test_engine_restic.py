@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from opsplane.backup import service
-from opsplane.backup.engines import open_engine
+from opsplane.backup.factory import open_engine
 from opsplane.backup.flows import BackupRuns, verify
 from opsplane.backup.policy import apply
 from opsplane.clock import SystemClock

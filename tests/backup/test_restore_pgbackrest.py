@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from opsplane.backup import service
-from opsplane.backup.engines import open_engine
+from opsplane.backup.factory import open_engine
 from opsplane.backup.flows import BackupRuns
 from opsplane.backup.policy import apply
 from opsplane.backup.restore import plan_restore, run_restore

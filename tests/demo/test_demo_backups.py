@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from opsplane.backup.engines import open_engine
+from opsplane.backup.factory import open_engine
 from opsplane.backup.policy import apply, backup_problems
 from opsplane.config.loader import load
 from opsplane.demo import stack as demo_stack
