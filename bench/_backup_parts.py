@@ -96,12 +96,16 @@ def physical(platform: Platform, repeat: int, progress: Progress) -> dict[str, A
     base_result = platform.run(engine, check_after=False)
     base = [b.label for b in driver.info().backups_in(1) if b.label != first][-1]
     keep_only(base)
-    sides: dict[str, list[float]] = {"bare": [], "opsplane": [], "opsplane + check": []}
+    # "driver": PgBackRest.backup alone (the backup, then `info` and the manifest read back), to tell
+    # the driver's share of opsplane's time from the flow's (stanza-create, counts, WAL switch, catalog)
+    sides: dict[str, list[float]] = {"bare": [], "opsplane": [], "opsplane + check": [], "driver": []}
     splits: dict[str, list[dict[str, float]]] = {"opsplane": [], "opsplane + check": []}
 
     def measure(side: str) -> None:
         if side == "bare":
             seconds, _ = timed(lambda: bare(backup_argv, what="pgbackrest backup"))
+        elif side == "driver":
+            seconds, _ = timed(lambda: platform.engine(PHYSICAL).driver.backup("full", repo="local"))
         else:
             phases = Phases()
             seconds, _ = timed(lambda: platform.run(platform.engine(PHYSICAL), check_after=side != "opsplane",
@@ -113,7 +117,7 @@ def physical(platform: Platform, repeat: int, progress: Progress) -> dict[str, A
 
     order = list(sides)
     for number in range(repeat):
-        for side in order[number % 3:] + order[:number % 3]:  # each side first once in three
+        for side in order[number % len(order):] + order[:number % len(order)]:  # each side first in turn
             measure(side)
     info = driver.info().backup(base, 1)
     restores: dict[str, list[float]] = {"bare": [], "opsplane": []}
@@ -139,6 +143,7 @@ def physical(platform: Platform, repeat: int, progress: Progress) -> dict[str, A
         "backup": {side: summary(values) for side, values in sides.items()},
         "backup_ratio": ratio(sides["opsplane"], sides["bare"]),
         "backup_check_ratio": ratio(sides["opsplane + check"], sides["bare"]),
+        "backup_driver_ratio": ratio(sides["driver"], sides["bare"]),
         "phases": {side: {name: statistics.median(s.get(name, 0.0) for s in found)
                           for name in dict.fromkeys(n for s in found for n in s)}
                    for side, found in splits.items() if found},
@@ -164,6 +169,7 @@ def logical(platform: Platform, repeat: int, progress: Progress) -> dict[str, An
     restores: dict[str, list[float]] = {"bare": [], "opsplane": []}
     sizes: dict[str, list[int]] = {"dump": [], "bare": [], "opsplane": []}
     again: list[float] = []
+    dump_splits: list[dict[str, float]] = []
 
     for number in range(repeat):
         # opsplane: a restic repository of its own for each run (initialised beforehand, as it is
@@ -174,7 +180,9 @@ def logical(platform: Platform, repeat: int, progress: Progress) -> dict[str, An
         bare_dir = work / f"bare-{number}"
 
         def ours(engine: Any = engine, repo_dir: str = repo_dir) -> None:
-            seconds, _ = timed(lambda: platform.run(engine, check_after=False))
+            phases = Phases()
+            seconds, _ = timed(lambda: platform.run(engine, check_after=False, progress=phases))
+            dump_splits.append(phases.split(seconds))
             dumps["opsplane"].append(seconds)
             sizes["opsplane"].append(tree_bytes(platform.root / repo_dir))
             progress(f"  dump, opsplane (pg_dump -Fd -Z0, restic): {seconds:.1f} s")
@@ -229,6 +237,8 @@ def logical(platform: Platform, repeat: int, progress: Progress) -> dict[str, An
         "dump": {side: summary(values) for side, values in dumps.items()},
         "dump_ratio": ratio(dumps["opsplane"], dumps["bare"]),
         "dump_again_same_repository": summary(again) if again else None,
+        "phases": {name: statistics.median(s.get(name, 0.0) for s in dump_splits)
+                   for name in dict.fromkeys(n for s in dump_splits for n in s)},
         "restore": {side: summary(values) for side, values in restores.items()},
         "restore_ratio": ratio(restores["opsplane"], restores["bare"]),
         "bytes": {"dump": statistics.median(sizes["dump"]), "bare_zstd": statistics.median(sizes["bare"]),

@@ -120,6 +120,9 @@ def markdown(results: dict[str, Any]) -> str:
             f"| Restore | {_median(phys['restore']['bare'])} | {_median(phys['restore']['opsplane'])} "
             f"| {phys['restore_ratio']:.2f}x | | |",
             "",
+            "The driver alone (`PgBackRest.backup`: the same backup, then `info` and the manifest read "
+            f"back for the catalog): {_median(phys['backup']['driver'])}, "
+            f"{phys['backup_driver_ratio']:.2f}x bare.", "",
             f"The backup: {_mb(phys['backup_bytes'])} of data, {_mb(phys['repo_bytes'])} in the repository. "
             "Where opsplane's run went (medians, from the first report of each phase to the next): "
             + "; ".join(f"{side}: " + ", ".join(f"{name} {secs:.1f} s" for name, secs in split.items())
@@ -145,6 +148,9 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {logi['restore_ratio']:.2f}x |",
             f"| Stored | {_mb(size['bare_zstd'])} | {_mb(size['opsplane_restic'])} | |",
             "",
+            "Where opsplane's dump went (medians): "
+            + ", ".join(f"{name} {secs:.1f} s" for name, secs in logi["phases"].items())
+            + " (\"dump\" includes the SHA-256 manifest; \"backup\" is restic, then `snapshots`, `stats`). "
             f"The dump is {_mb(size['dump'])} uncompressed."
             + (f" A second opsplane dump into the same repository (restic deduplicates the unchanged "
                f"data) took {_s(again['median'])}." if again else ""), "",

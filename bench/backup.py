@@ -1,6 +1,6 @@
 """Backups of a 1 GB PostgreSQL database through opsplane, each beside the bare tool in the same run.
 
-    .venv/bin/python bench/backup.py                                  # everything at 1 GB, about 30 minutes
+    .venv/bin/python bench/backup.py                                  # everything at 1 GB, 5 runs of each side: about 15 minutes
     .venv/bin/python bench/backup.py --size-gb 0.1 --repeat 1 --rpo-seconds 40 --no-save   # a trial run
     .venv/bin/python bench/backup.py --parts backup,logical --repeat 5
 
@@ -58,7 +58,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--size-gb", type=float, default=1.0, help="size of the pgbench database (default 1)")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated: {', '.join(PARTS)}")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each side, alternating order")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each side, alternating order")
     parser.add_argument("--archive-timeouts", default="60,10", help="archive_timeout values, seconds")
     parser.add_argument("--rpo-seconds", type=float, default=150.0, help="how long each write load runs")
     parser.add_argument("--rate", type=float, default=50.0, help="pgbench transactions a second during rpo")
