@@ -94,7 +94,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"Linux {box.kernel}, Python {box.python}, PostgreSQL {versions.get('postgresql', '?')}, "
         f"pgBackRest {versions.get('pgbackrest', '?')}, restic {versions.get('restic', '?')}, "
         f"zstd {versions.get('zstd', '?')}; {load}. A pgbench database of "
-        f"{results['database_bytes'] / 1e9:.2f} GB (scale {results['scale']}) in a private cluster "
+        f"{results['database_bytes'] / 1e9:.2f} GB (scale {results['scale']}, "
+        f"{'filler 64 hex digits a row' if results['settings'].get('filler') == 'md5' else 'pgbench -i'})"
+        " in a private cluster "
         "archiving through pgBackRest (the sandbox's fsync=off, full_page_writes=off), everything on "
         "one local disk.", "",
         "```", results.get("command", ""), "```", "",

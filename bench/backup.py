@@ -62,6 +62,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--archive-timeouts", default="60,10", help="archive_timeout values, seconds")
     parser.add_argument("--rpo-seconds", type=float, default=150.0, help="how long each write load runs")
     parser.add_argument("--rate", type=float, default=50.0, help="pgbench transactions a second during rpo")
+    parser.add_argument("--filler", choices=("pgbench", "md5"), default="pgbench",
+                        help="pgbench_accounts.filler: pgbench's blanks (about 20:1 for zstd) or 64 hex "
+                        "digits per row (about 2:1)")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -96,7 +99,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     platform = Platform(root, progress)
     try:
         with LoadAverage(15) as load:
-            platform.start(scale)
+            platform.start(scale, args.filler)
             results.update(scale=platform.scale, database_bytes=platform.database_bytes, **platform.facts)
             if "backup" in args.parts:
                 progress("part backup: pgBackRest through opsplane and bare")
@@ -138,7 +141,8 @@ def main(argv: list[str]) -> int:
     print(table(results))
     if not args.no_save:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        out = RESULTS / f"backup-{results['date']}.json"
+        suffix = "" if args.filler == "pgbench" else f"-{args.filler}"
+        out = RESULTS / f"backup-{results['date']}{suffix}.json"
         out.write_text(json.dumps(results, indent=2, default=str) + "\n")
         print(f"full results: {out}")
     print("\n" + markdown(results))
