@@ -173,10 +173,12 @@ def logical(platform: Platform, repeat: int, progress: Progress) -> dict[str, An
 
     for number in range(repeat):
         # opsplane: a restic repository of its own for each run (initialised beforehand, as it is
-        # after the first backup of a policy), so no run is deduplicated against an earlier one
+        # after the first backup of a policy), so no run is deduplicated against an earlier one; the
+        # run itself gets a fresh engine, as `opsplane backup run` and the schedule do, so it opens the
+        # repository (`restic cat config`) as they do
         repo_dir = f"dumps-{number}"
+        platform.engine(LOGICAL, dumps=repo_dir).prepare()
         engine = platform.engine(LOGICAL, dumps=repo_dir)
-        engine.prepare()
         bare_dir = work / f"bare-{number}"
 
         def ours(engine: Any = engine, repo_dir: str = repo_dir) -> None:
@@ -202,14 +204,16 @@ def logical(platform: Platform, repeat: int, progress: Progress) -> dict[str, An
         for step in ((ours, theirs) if number % 2 == 0 else (theirs, ours)):
             step()
         if number == 0:  # the next dump into the same repository: what restic's deduplication saves
-            seconds, _ = timed(lambda: platform.run(engine, check_after=False))  # noqa: B023 - called here
+            seconds, _ = timed(lambda: platform.run(platform.engine(LOGICAL, dumps=repo_dir),  # noqa: B023
+                                                    check_after=False))
             again.append(seconds)
             progress(f"  dump, opsplane, a second time into the same repository: {seconds:.1f} s")
         snapshot = engine.copies.engine("dumps").snapshots()[-1].id
 
-        def restore_ours(number: int = number, snapshot: str = snapshot, engine: Any = engine) -> None:
+        def restore_ours(number: int = number, snapshot: str = snapshot, repo_dir: str = repo_dir) -> None:
             target = PostgresDatabase(target_cluster.host, target_cluster.port, f"ours_{number}",
                                       target_cluster.user)
+            engine = platform.engine(LOGICAL, dumps=repo_dir)  # a fresh one, as a restore opens it
             seconds, _ = timed(lambda: engine.saver.restore(StoredCopy("dumps", snapshot), target,
                                                             work_dir=work))
             restores["opsplane"].append(seconds)
