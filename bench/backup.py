@@ -3,6 +3,7 @@
     .venv/bin/python bench/backup.py                     # everything at 1 GB, 5 runs a side: about 15 minutes
     .venv/bin/python bench/backup.py --size-gb 0.1 --repeat 1 --rpo-seconds 40 --no-save   # a trial run
     .venv/bin/python bench/backup.py --parts backup,logical --repeat 5
+    .venv/bin/python bench/backup.py --report bench/results/backup-DATE.json     # a saved run's section again
 
 A private PostgreSQL cluster (TemporaryPostgres, on loopback, a free port) holds a pgbench database
 of `--size-gb` and archives its WAL through pgBackRest with the settings opsplane's policy gives
@@ -66,6 +67,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="pgbench_accounts.filler: pgbench's blanks (about 20:1 for zstd) or 64 hex "
                         "digits per row (about 2:1)")
     parser.add_argument("--no-save", action="store_true")
+    parser.add_argument("--report", type=Path, metavar="FILE", help="print a saved run's table and section")
     args = parser.parse_args(argv)
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     args.archive_timeouts = [float(t) for t in args.archive_timeouts.split(",") if t.strip()]
@@ -126,6 +128,10 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if args.report:
+        saved = json.loads(args.report.read_text())
+        print(table(saved) + "\n\n" + markdown(saved))
+        return 0 if met(saved) else 2
     raise_on_sigterm()
     started = time.monotonic()
     try:
