@@ -205,12 +205,14 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 ONE_SECOND = (
-    "What would reach an RPO of about 1 s: `archive_timeout` cannot, since every switch ships a whole "
-    "16 MB segment (mostly empty when the load is light) and a timeout of a few seconds floods the "
-    "repository. pgBackRest's asynchronous archiving (`archive-async=y` with a spool path, "
-    "`process-max` for archive-push, `archive-push-queue-max` as the safety valve) only makes pushing "
-    "faster and parallel; segments still close at `archive_timeout` or when full. A second of RPO "
-    "needs WAL streamed as it is written: `pg_receivewal` into the repository host (with "
-    "`--synchronous` and the server's `synchronous_standby_names` naming it, a commit returns only "
-    "once its WAL is on that host: RPO 0 at the price of a network round trip per commit), or a "
+    "What would reach an RPO of about 1 s: not `archive_timeout`. Every switch closes a 16 MB segment and "
+    "starts an `archive-push` (the unused rest of a switched segment compressed to almost nothing here, "
+    "so the repository grew by about the WAL written, as the table shows), but at 1 s that is 3,600 "
+    "processes and files an hour, each push must finish within its second, and PostgreSQL's manual "
+    "warns against very short timeouts. pgBackRest's asynchronous archiving (`archive-async=y` with a "
+    "spool path, `process-max` for archive-push, `archive-push-queue-max` as the safety valve) only "
+    "makes pushing faster and parallel; segments still close at `archive_timeout` or when full. A "
+    "second of RPO needs WAL streamed as it is written: `pg_receivewal` into the repository host "
+    "(with `--synchronous` and the server's `synchronous_standby_names` naming it, a commit returns "
+    "only once its WAL is on that host: RPO 0 at the price of a network round trip per commit), or a "
     "streaming standby (asynchronous: typically well under 1 s behind; synchronous: RPO 0).")

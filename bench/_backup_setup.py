@@ -119,7 +119,7 @@ class Platform:
         started = time.monotonic()
         if filler == "pgbench":
             self.pgbench(["-i", "-s", str(scale), "-q", "--no-vacuum"])
-        else:  # pgbench's tables and keys, but accounts' filler 64 hex digits: about 2:1 for zstd
+        else:  # pgbench's tables and keys, but accounts' filler 64 hex digits: about 3:1 for zstd
             self.pgbench(["-i", "-I", "dt"])
             for statement in FILLED:
                 self.cluster.execute(statement.format(scale=scale), database=DATABASE)

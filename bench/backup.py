@@ -65,7 +65,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=50.0, help="pgbench transactions a second during rpo")
     parser.add_argument("--filler", choices=("pgbench", "md5"), default="pgbench",
                         help="pgbench_accounts.filler: pgbench's blanks (about 20:1 for zstd) or 64 hex "
-                        "digits per row (about 2:1)")
+                        "digits per row (about 3:1)")
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--report", type=Path, metavar="FILE", help="print a saved run's table and section")
     args = parser.parse_args(argv)
