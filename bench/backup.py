@@ -1,6 +1,6 @@
 """Backups of a 1 GB PostgreSQL database through opsplane, each beside the bare tool in the same run.
 
-    .venv/bin/python bench/backup.py                     # everything at 1 GB, 5 runs a side: about 15 minutes
+    .venv/bin/python bench/backup.py                     # everything at 1 GB, 5 runs a side: about 10 minutes
     .venv/bin/python bench/backup.py --size-gb 0.1 --repeat 1 --rpo-seconds 40 --no-save   # a trial run
     .venv/bin/python bench/backup.py --parts backup,logical --repeat 5
     .venv/bin/python bench/backup.py --report bench/results/backup-DATE.json     # a saved run's section again
