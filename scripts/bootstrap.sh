@@ -43,6 +43,7 @@ if [ "$want_test" = 1 ]; then
 fi
 if [ "$want_bench" = 1 ]; then
   need prometheus-blackbox-exporter command -v prometheus-blackbox-exporter
+  need zstd command -v zstd  # bench/backup.py's baseline: pg_dump's files compressed with zstd
 fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
