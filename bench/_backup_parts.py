@@ -2,7 +2,7 @@
 `physical` (pgBackRest backup and restore through opsplane against the bare commands), `logical`
 (opsplane's pg_dump engine against pg_dump + zstd), `rpo` (how old the newest archived point gets
 under a steady write load), `drill` (restore into a scratch cluster until it answers queries) and
-`failover` (not measured yet)."""
+`failover` (opsplane failover under writes through PgBouncer)."""
 
 from __future__ import annotations
 
@@ -387,12 +387,12 @@ def drill(platform: Platform, physical_results: dict[str, Any], progress: Progre
             "verification_problems": list(verified.problems)[:5]}
 
 
-# --- 5. failover: a placeholder -------------------------------------------------------------
+# --- 5. failover ---------------------------------------------------------------------------
 
 
-def failover(platform: Platform, progress: Progress) -> dict[str, Any]:
-    """Time from a primary's loss to a promoted standby answering writes. opsplane has no failover
-    yet: fill this in when it lands (a TemporaryPostgres.replica_of the cluster, the primary
-    killed, opsplane's failover run, the clock stopped at the first write the new primary takes)."""
-    progress("  failover: not measured yet (opsplane has no failover)")
-    return {"measured": False, "goal_seconds": 15.0, "note": "not measured yet: opsplane has no failover"}
+def failover(platform: Platform, progress: Progress, repeat: int = 3) -> dict[str, Any]:
+    """`opsplane failover` under a stream of writes through PgBouncer, `repeat` times, each on a
+    pair of its own (bench/_backup_failover.py)."""
+    import _backup_failover
+
+    return _backup_failover.measure(repeat, progress)

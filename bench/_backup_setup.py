@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from opsplane.backup.engines import open_engine
+from opsplane.backup.factory import open_engine
 from opsplane.backup.flows import BackupRuns, RunResult
 from opsplane.backup.policy import apply
 from opsplane.clock import SystemClock

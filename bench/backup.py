@@ -21,7 +21,8 @@ it; the policies come from an inventory text, as `opsplane backup run` reads the
    under pgbench's steady write load, with each `--archive-timeouts`. Goal: at most 60 s.
 4. **drill**: restore the base backup into a scratch cluster until it accepts writes and answers
    a query (RTO), then opsplane's verification of it (`restore_scratch`).
-5. **failover**: not measured yet (a hook for when opsplane fails over).
+5. **failover**: `opsplane failover` with PgBouncer under a stream of writes, three times, each on a
+   new primary, replica and PgBouncer. Goal: under 15 s, no committed write lost.
 
 Exit status 0 when every measured goal is met, 2 when one is not, 1 when the benchmark failed.
 Results go to `bench/results/backup-DATE.json` (`--no-save` skips it); the Markdown section for

@@ -9,6 +9,7 @@ switch, so the segment is on its way when the backup is recorded."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import shutil
@@ -66,7 +67,14 @@ class PgBackRestEngine:
                 path.mkdir(parents=True, exist_ok=True)
                 _give(path, self.driver.os_user)
         self.driver.configure()
+        # The stanza is created once for a set of repositories: creating it again costs a
+        # command (and a connection to the server) at every backup.
+        made = self.driver.config_dir / "stanza-created"
+        digest = hashlib.sha256(self.driver.render_config().encode()).hexdigest()
+        if made.is_file() and made.read_text().strip() == digest:
+            return
         self.driver.create_stanza()
+        made.write_text(digest + "\n")
 
     def backup(self, kind: str, progress: Progress) -> BackupOutcome:
         """One backup of `kind` into each repository, then the row counts of that moment."""

@@ -48,7 +48,9 @@ class ResticEngine:
         return outcome
 
     def held(self, repository: str) -> set[str]:
-        return {snapshot.id for snapshot in self.copies.engine(repository).snapshots()}
+        """The snapshots there, by full and short id (a backup is catalogued by its short one)."""
+        return {name for snapshot in self.copies.engine(repository).snapshots()
+                for name in (snapshot.id, snapshot.short_id)}
 
     def check(self, repository: str) -> list[str]:
         return self.copies.engine(repository).check(read_data=False)

@@ -32,7 +32,8 @@ pytestmark = pytest.mark.slow
 ENVIRON = {"BACKUP_KEY": "engine-test-key-81c2", "S3_KEY": "opsplane", "S3_SECRET": "opsplane-secret"}
 
 
-def inventory(root: Path, s3: TemporaryS3, cluster: TemporaryPostgres | None) -> Any:
+def inventory(root: Path, s3: TemporaryS3, cluster: TemporaryPostgres | None,
+              bucket: str = "engine-test") -> Any:
     port = cluster.port if cluster else 5432
     data_dir = cluster.data_dir if cluster else "/nonexistent"
     socket_dir = cluster.socket_dir if cluster else "/nonexistent"
@@ -49,7 +50,7 @@ def inventory(root: Path, s3: TemporaryS3, cluster: TemporaryPostgres | None) ->
             offsite:
               type: s3
               path: /pgbackrest
-              s3: {{endpoint: "{s3.endpoint}", bucket: engine-test, access_key: env:S3_KEY,
+              s3: {{endpoint: "{s3.endpoint}", bucket: {bucket}, access_key: env:S3_KEY,
                    secret_key: env:S3_SECRET, ca_file: {s3.ca_file}}}
           policies:
             shop-db: {{data_dir: {data_dir}, socket_dir: {socket_dir}}}

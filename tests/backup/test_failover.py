@@ -271,7 +271,7 @@ def test_without_pgbouncer_the_report_says_what_to_change_in_the_inventory(pair:
           shop-db: {{port: {pair.primary.port}}}
         backup:
           failover:
-            shop-db: {{standby: {{host: 127.0.0.1, port: {pair.replica.port}}}, target: 5s}}
+            shop-db: {{standby: {{host: 127.0.0.1, port: {pair.replica.port}}}, catch_up: 2s, target: 5s}}
         """))
     report = failover(store, inv, "shop-db", clock=SystemClock(), actor="cli:test", environ={})
     assert report.ok and report.total_seconds < 5

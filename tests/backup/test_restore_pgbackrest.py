@@ -75,8 +75,9 @@ def archived(cluster: TemporaryPostgres) -> None:
 def production(shared_dir: Path, s3: TemporaryS3) -> Iterator[Production]:
     root = shared_dir / "restore"
     root.mkdir()
-    s3.create_bucket("engine-test")
-    settings = open_engine(inventory(root, s3, None), apply(inventory(root, s3, None), "shop-db"),
+    s3.create_bucket("restore-test")
+    settings = open_engine(inventory(root, s3, None, "restore-test"),
+                           apply(inventory(root, s3, None, "restore-test"), "shop-db"),
                            environ=ENVIRON, base_dir=root).driver.archive_settings()
     cluster = TemporaryPostgres(root / "pg", settings=settings).start()
     store = Store.open(f"sqlite:///{root}/opsplane.db")
@@ -84,7 +85,7 @@ def production(shared_dir: Path, s3: TemporaryS3) -> Iterator[Production]:
         cluster.execute("CREATE DATABASE shop")
         cluster.execute("CREATE TABLE notes (id serial PRIMARY KEY, note text)", database="shop")
         cluster.execute("INSERT INTO notes (note) VALUES ('before')", database="shop")
-        inv = inventory(root, s3, cluster)
+        inv = inventory(root, s3, cluster, "restore-test")
         (root / "opsplane.yaml").write_text(yaml.safe_dump(inv.model_dump(mode="json", exclude_unset=True,
                                                                           by_alias=True)))
         runs = BackupRuns(store, clock=SystemClock(), holder="test", actor="test")

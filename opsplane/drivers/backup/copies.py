@@ -44,6 +44,7 @@ class ResticCopies:
         names = [repository.name for repository in repositories]
         if len(set(names)) != len(names):
             raise BackupEngineError(f"repository names must be distinct: {names}")
+        self.cache_dir = cache_dir
         ordered = sorted(repositories, key=lambda repository: repository.kind != "posix")
         self.engines = [Restic(repository, host=host, cache_dir=cache_dir, timeout=timeout)
                         for repository in ordered]
@@ -89,10 +90,25 @@ class ResticCopies:
         self.engine(copy.repository).restore(copy.label, target_dir, include=include)
 
     def _prepared(self, restic: Restic) -> Restic:
-        if restic.name not in self._ready:
+        """`restic` with its repository made, once: a repository found once is remembered in
+        the cache directory, since every restic command spends most of a second on its key."""
+        if restic.name in self._ready:
+            return restic
+        known = self._known(restic)
+        if known is None or not known.exists():
             restic.init()
-            self._ready.add(restic.name)
+            if known is not None:
+                known.parent.mkdir(parents=True, exist_ok=True)
+                known.write_text(restic.location + "\n")
+        self._ready.add(restic.name)
         return restic
+
+    def _known(self, restic: Restic) -> Path | None:
+        """The file that says this repository exists (None without a cache directory)."""
+        if self.cache_dir is None:
+            return None
+        digest = hashlib.sha256(restic.location.encode()).hexdigest()[:16]
+        return Path(self.cache_dir) / "opsplane-known" / digest
 
 
 def _renamed(progress: Progress, phase: str) -> Progress:

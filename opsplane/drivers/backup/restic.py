@@ -51,13 +51,13 @@ class Snapshot:
 class SavedSnapshot:
     """What one `backup` stored.
 
-    `size_bytes` and `file_count` are the data read (restic's summary); `stored_bytes` what
-    the snapshot's blobs take in the repository, compressed and each counted once (restic
-    0.14's summary gives only the uncompressed size of new data, `added_bytes`)."""
+    `size_bytes` and `file_count` are the data read (restic's summary); `added_bytes` the new
+    data it added, before compression (restic 0.14's summary says no more); `stored_bytes`
+    is not read back (None): that would cost a command of its own."""
 
     snapshot_id: str
     size_bytes: int
-    stored_bytes: int
+    stored_bytes: int | None
     file_count: int
     added_bytes: int
 
@@ -292,14 +292,14 @@ class Restic:
             raise self._error("backup", f"exit {done.returncode}: {self._detail(done)}")
         if "snapshot_id" not in summary:
             raise self._error("backup", "restic ended without naming the snapshot it made")
-        # restic 0.14 names the snapshot by its short id in the summary.
-        snapshot = self.snapshot(str(summary["snapshot_id"]))
-        stored = self.stats(snapshot.id, "raw-data").total_size
+        # restic 0.14 names the snapshot by its short id in the summary; restic takes it wherever
+        # it takes an id. Looking the full id and the stored size up would cost two more
+        # commands, each opening the repository (its key derivation alone takes most of a second).
         progress("backup", 1.0)
         return SavedSnapshot(
-            snapshot_id=snapshot.id,
+            snapshot_id=str(summary["snapshot_id"]),
             size_bytes=int(summary.get("total_bytes_processed", 0)),
-            stored_bytes=stored,
+            stored_bytes=None,
             file_count=int(summary.get("total_files_processed", 0)),
             added_bytes=int(summary.get("data_added", 0)),
         )

@@ -49,7 +49,7 @@ def test_a_snapshot_restored_into_a_scratch_redis_has_the_same_keys(
     assert copy.repository == "offsite" and local.repository == "local"
     for stored in outcome.copies:
         (snapshot,) = copies.engine(stored.repository).snapshots(tags=["shop-cache", "redis"])
-        assert snapshot.id == stored.label
+        assert snapshot.short_id == stored.label
     assert list(tmp_path.glob("opsplane-rdb-*")) == []  # the RDB file was removed
 
     assert backup.verify(copy, outcome, tmp_path / "verify") == []

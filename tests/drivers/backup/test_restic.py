@@ -55,14 +55,15 @@ def test_backup_list_restore_gives_the_same_bytes(
     assert saved.file_count == 3
     assert saved.size_bytes == sum(len(data) for data in _tree(source).values())
     # Compressed: the repeated text shrinks, random data does not.
-    assert 300_000 < saved.stored_bytes < saved.size_bytes
+    packed = sum(f.stat().st_size for f in (Path(local_repo.path) / "data").rglob("*") if f.is_file())
+    assert 300_000 < packed < saved.size_bytes <= saved.added_bytes  # added: data and tree, uncompressed
     other = restic.backup_paths([source / "sub"], tags=["other"])
 
     listed = restic.snapshots()
-    assert [snap.id for snap in listed] == [saved.snapshot_id, other.snapshot_id]
+    assert [snap.short_id for snap in listed] == [saved.snapshot_id, other.snapshot_id]
     assert listed[0].tags == ("files", "restic") and listed[0].hostname == "opsplane-test"
     assert listed[0].paths == (str(source),)
-    assert [snap.id for snap in restic.snapshots(tags=["files"])] == [saved.snapshot_id]
+    assert [snap.short_id for snap in restic.snapshots(tags=["files"])] == [saved.snapshot_id]
     assert restic.snapshots(tags=["files", "other"]) == []
 
     restic.restore(saved.snapshot_id, tmp_path / "back")
@@ -74,7 +75,7 @@ def test_backup_list_restore_gives_the_same_bytes(
     assert restic.stats().snapshot_count == 2
     restic.forget([other.snapshot_id])
     restic.prune()
-    assert [snap.id for snap in restic.snapshots()] == [saved.snapshot_id]
+    assert [snap.short_id for snap in restic.snapshots()] == [saved.snapshot_id]
     assert restic.check(read_data=True) == []
     assert files_containing(Path(local_repo.path), CANARY.encode()) == []
     assert files_containing(tmp_path / "cache", CANARY.encode()) == []
@@ -96,7 +97,7 @@ def test_backup_from_a_program_and_a_failing_program(
 
     with pytest.raises(BackupEngineError, match="sh failed, the snapshot was removed: exit 3"):
         restic.backup_stdin(["sh", "-c", "echo partial; echo broken >&2; exit 3"], "x.txt")
-    assert [snap.id for snap in restic.snapshots()] == [saved.snapshot_id, from_file.snapshot_id]
+    assert [snap.short_id for snap in restic.snapshots()] == [saved.snapshot_id, from_file.snapshot_id]
 
 
 def test_check_reading_the_data_finds_a_flipped_byte(
@@ -166,7 +167,7 @@ def test_a_backup_killed_midway_leaves_no_snapshot_and_the_next_one_works(
     for index in range(1, 30):
         (source / f"part-{index:02}.bin").unlink()
     saved = restic.backup_paths(["."], cwd=source)
-    assert [snap.id for snap in restic.snapshots()] == [saved.snapshot_id]
+    assert [snap.short_id for snap in restic.snapshots()] == [saved.snapshot_id]
     # check and prune need the repository to themselves: the dead backup's lock is removed.
     assert restic.check() == []
     assert restic.stale_locks_removed == 1
@@ -184,7 +185,7 @@ def test_an_s3_repository_over_tls_holds_only_ciphertext(
     restic = make_restic(s3_repo)
     assert restic.location == f"s3:https://{s3_store.endpoint}/{s3_repo.s3.bucket}/restic/shop"
     saved = restic.backup_paths(["."], cwd=source, tags=["files"])
-    assert [snap.id for snap in restic.snapshots()] == [saved.snapshot_id]
+    assert [snap.short_id for snap in restic.snapshots()] == [saved.snapshot_id]
     restic.restore(saved.snapshot_id, tmp_path / "back")
     assert _tree(tmp_path / "back") == _tree(source)
     assert restic.check(read_data=True) == []
