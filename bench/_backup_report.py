@@ -152,7 +152,7 @@ def markdown(results: dict[str, Any]) -> str:
             "opsplane: `BackupRuns.run` of a `pg_dump` policy: `pg_dump -Fd -j2 -Z0` from an exported "
             "snapshot while the same transaction counts every table's rows, the SHA-256 manifest of the "
             "dump, `restic backup` (zstd, AES-256, deduplicated) into a local repository initialised "
-            "beforehand and new for each run, `snapshots` and `stats`, the catalog. Bare: `pg_dump -Fd -j2 "
+            "beforehand and new for each run, the catalog. Bare: `pg_dump -Fd -j2 "
             "-Z0`, then `zstd -r --rm -T2` over the dump's files. Restore into a second cluster (no "
             "archiving): `PgDumpBackup.restore` (restic restore, `pg_restore -j2`, row counts) against "
             "`zstd -d -r`, `createdb`, `pg_restore -j2`. The sides take turns going first.", "",
@@ -165,7 +165,7 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "Where opsplane's dump went (medians): "
             + ", ".join(f"{name} {secs:.1f} s" for name, secs in logi["phases"].items())
-            + " (\"dump\" includes the SHA-256 manifest; \"backup\" is restic, then `snapshots`, `stats`). "
+            + " (\"dump\" includes the SHA-256 manifest; \"backup\" is one `restic backup`). "
             f"The dump is {_mb(size['dump'])} uncompressed."
             + (f" A second opsplane dump into the same repository (restic deduplicates the unchanged "
                f"data) took {_s(again['median'])}." if again else ""), "",

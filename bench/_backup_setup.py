@@ -109,6 +109,8 @@ class Platform:
     def start(self, scale: int, filler: str = "pgbench") -> None:
         self.root.chmod(0o755)
         archiving = self.engine(PHYSICAL, cluster=None).driver.archive_settings()
+        # the rpo part sets archive_timeout with ALTER SYSTEM, which a command-line setting overrides
+        archiving.pop("archive_timeout", None)
         self.cluster = TemporaryPostgres(self.root / "pg", settings={**archiving, "max_wal_size": "4GB"})
         self.cluster.start()
         self.cluster.execute(f"CREATE DATABASE {DATABASE}")

@@ -61,7 +61,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--size-gb", type=float, default=1.0, help="size of the pgbench database (default 1)")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated: {', '.join(PARTS)}")
     parser.add_argument("--repeat", type=int, default=5, help="runs of each side, alternating order")
-    parser.add_argument("--archive-timeouts", default="60,10", help="archive_timeout values, seconds")
+    parser.add_argument("--archive-timeouts", default="30,10", help="archive_timeout values, seconds")
     parser.add_argument("--rpo-seconds", type=float, default=150.0, help="how long each write load runs")
     parser.add_argument("--rate", type=float, default=50.0, help="pgbench transactions a second during rpo")
     parser.add_argument("--filler", choices=("pgbench", "md5"), default="pgbench",

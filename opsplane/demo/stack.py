@@ -41,7 +41,7 @@ RUNBOOK = "https://runbooks.example.com/shop"
 # the offsite repository. WAL is archived at least every minute while the shop writes.
 PG_POLICY = "postgres-main"
 BACKUP_BUCKET = "demo-backups"
-ARCHIVE_TIMEOUT = "60"
+ARCHIVE_TIMEOUT = "30"
 # Who is paged in the demo, and where a page shows: two people taking the primary and the
 # secondary in turns, week by week, and the console channel, which prints each notification
 # on the demo's own output (there is no PagerDuty or mail server to reach).

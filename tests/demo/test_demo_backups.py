@@ -60,7 +60,7 @@ def test_postgres_archives_into_the_stanza_the_written_inventory_backs_up(
     assert inv.backup.repositories["offsite"].is_offsite
 
     engine: Any = open_engine(inv, policy, environ={}, base_dir=stack.base)
-    assert archiving == {**engine.driver.archive_settings(), "archive_timeout": "60"}
+    assert archiving == engine.driver.archive_settings()
     assert engine.repositories[0].path == str(stack.base / "backups" / "postgres-main")
     for name in ("backup-key", "s3-access-key", "s3-secret-key"):
         assert stat.S_IMODE((stack.base / "secrets" / name).stat().st_mode) == 0o600

@@ -130,7 +130,7 @@ def test_archive_command_and_settings(tmp_path: Path) -> None:
         f"{driver.executable} --config={cfg}/pgbackrest.conf --config-include-path={cfg}/conf.d "
         "--stanza=main archive-push %p")
     assert driver.archive_settings() == {"archive_mode": "on", "wal_level": "replica",
-                                         "archive_timeout": "60",
+                                         "archive_timeout": "30",
                                          "archive_command": driver.archive_command()}
 
 
