@@ -61,9 +61,10 @@ def _labeller(status: PolicyStatus, env: str) -> Callable[..., Labels]:
 
 
 def _since_first_try(status: PolicyStatus) -> float:
-    """A repository that never had a good copy is as stale as the policy's first attempt is old
-    beyond the RPO; with no attempt at all there is nothing to say yet (the schedule runs one
-    at once)."""
+    """A repository that never had a good copy is stale once the policy's newest attempt is
+    older than the RPO, valued by that age; before that, or with no attempt at all, there is
+    nothing to say yet (the schedule runs one at once, and BackupFailed tells of failures)."""
     if status.last is None:
         return 0.0
-    return max(0.0, (status.now - status.last.started_at).total_seconds())
+    age = (status.now - status.last.started_at).total_seconds()
+    return age if age > status.policy.rpo else 0.0

@@ -130,7 +130,10 @@ def policy_status(session: Session, inv: Inventory, policy: AppliedPolicy, *, no
         compliance=compliance, last_verify=verifies[0] if verifies else None,
         last_drill=drills[0] if drills else None, repository_problems=problems,
         archive_broken=service.archive_breaks(session, policy=policy.name) if policy.physical else {},
-        missing_offsite=tuple(copy.repository for copy in copies if copy.offsite and copy.finished is None),
+        # a copy missing offsite while another repository holds one: before the first backup
+        # ends there is nothing to copy (BackupStale says so once that lasts beyond the RPO)
+        missing_offsite=tuple(copy.repository for copy in copies if copy.offsite and copy.finished is None)
+        if any(copy.finished is not None for copy in copies) else (),
         verify_overdue=overdue(policy.verify, tz, verifies[0] if verifies else None, first_good,
                                allowed=policy.rto, now=now),
         drill_overdue=overdue(policy.drill, tz, drills[0] if drills else None, first_good,

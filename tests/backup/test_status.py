@@ -141,3 +141,13 @@ def test_a_wal_archive_that_reaches_further_than_the_backups_keeps_a_repository_
     fresh = {verdict.repository: verdict for verdict in status.compliance.freshness}
     assert not fresh["local"].stale and fresh["local"].measured == "archive"
     assert fresh["offsite"].stale  # its archive is not complete: its backup is all a restore reaches
+
+
+def test_a_policy_whose_first_backup_is_still_running_raises_nothing(store: Store) -> None:
+    with store.session() as session:
+        service.begin(session, policy="sessions", component="sessions", engine="redis-rdb", kind="full",
+                      parent_id=None, trigger="schedule", actor="opsplane", now=T0)
+    status = status_at(store, T0 + timedelta(seconds=20))
+    assert status.missing_offsite == () and backup_samples([status], env="production") == []
+    later = status_at(store, T0 + timedelta(hours=1, minutes=1))  # still nothing after the RPO
+    assert names(backup_samples([later], env="production"))["opsplane_backup_stale_seconds"]
