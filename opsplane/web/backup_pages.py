@@ -38,17 +38,12 @@ TONES = {"complete": "good", "verified": "good", "succeeded": "good", "running":
          "failed": "bad", "verify-failed": "bad", "expired": "none"}
 
 
-@dataclass(frozen=True)
-class BackupLine:
-    """A backup as a card or the catalog shows it."""
+class _Span:
+    """What a backup line and a restore line share: the tone of their state, how long they took."""
 
-    id: int
-    kind: str
     state: str
     started_at: datetime
     finished_at: datetime | None
-    size_bytes: int | None
-    error: str | None
 
     @property
     def tone(self) -> str:
@@ -59,6 +54,19 @@ class BackupLine:
         if self.finished_at is None:
             return "-"
         return duration_words((self.finished_at - self.started_at).total_seconds())
+
+
+@dataclass(frozen=True)
+class BackupLine(_Span):
+    """A backup as a card or the catalog shows it."""
+
+    id: int
+    kind: str
+    state: str
+    started_at: datetime
+    finished_at: datetime | None
+    size_bytes: int | None
+    error: str | None
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,7 @@ class RepositoryLine:
 
 
 @dataclass(frozen=True)
-class RestoreLine:
+class RestoreLine(_Span):
     """A restore, verification or drill, with its report."""
 
     id: int
@@ -92,16 +100,6 @@ class RestoreLine:
     target: str = ""
     recovery_target: str | None = None
     requested_by: str = ""
-
-    @property
-    def tone(self) -> str:
-        return TONES.get(self.state, "none")
-
-    @property
-    def took(self) -> str:
-        if self.finished_at is None:
-            return "-"
-        return duration_words((self.finished_at - self.started_at).total_seconds())
 
 
 @dataclass(frozen=True)
