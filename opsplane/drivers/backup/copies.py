@@ -89,6 +89,18 @@ class ResticCopies:
         """Write the snapshot `copy` names, from its repository, under `target_dir`."""
         self.engine(copy.repository).restore(copy.label, target_dir, include=include)
 
+    def restore_file(self, copy: StoredCopy, target_dir: str | Path, name: str, *, what: str) -> Path:
+        """Write the one file `name` at the root of snapshot `copy` into `target_dir`; its path.
+        BackupEngineError naming `what` when the snapshot holds no such file."""
+        target = Path(target_dir)
+        target.mkdir(parents=True, exist_ok=True)
+        self.restore(copy, target, include=[f"/{name}"])
+        path = target / name
+        if not path.is_file():
+            raise BackupEngineError(f"{what}: snapshot {copy.label} in repository "
+                                    f"{copy.repository!r} holds no {name}")
+        return path
+
     def _prepared(self, restic: Restic) -> Restic:
         """`restic` with its repository made, once: a repository found once is remembered in
         the cache directory, since every restic command spends most of a second on its key."""

@@ -121,14 +121,7 @@ class RedisRdbBackup:
 
     def restore_file(self, copy: StoredCopy, target_dir: str | Path) -> Path:
         """Write the copy's RDB file into `target_dir`; its path."""
-        target = Path(target_dir)
-        target.mkdir(parents=True, exist_ok=True)
-        self.copies.restore(copy, target, include=[f"/{RDB_NAME}"])
-        path = target / RDB_NAME
-        if not path.is_file():
-            raise BackupEngineError(f"{self.name}: snapshot {copy.label} in repository "
-                                    f"{copy.repository!r} holds no {RDB_NAME}")
-        return path
+        return self.copies.restore_file(copy, target_dir, RDB_NAME, what=self.name)
 
     @contextmanager
     def scratch_server(self, copy: StoredCopy, work_dir: str | Path) -> Iterator[TemporaryRedis]:

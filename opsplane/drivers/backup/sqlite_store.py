@@ -102,14 +102,8 @@ class SqliteStoreBackup:
     def restore(self, copy: StoredCopy, target_dir: str | Path) -> Path:
         """Write the copy's database file into `target_dir`; its path. The live store is
         not touched: putting the file in its place is the caller's decision."""
-        target = Path(target_dir)
-        target.mkdir(parents=True, exist_ok=True)
-        self.copies.restore(copy, target, include=[f"/{COPY_NAME}"])
-        path = target / COPY_NAME
-        if not path.is_file():
-            raise BackupEngineError(f"SQLite backup of {self.component}: snapshot {copy.label} "
-                                    f"in repository {copy.repository!r} holds no {COPY_NAME}")
-        return path
+        return self.copies.restore_file(copy, target_dir, COPY_NAME,
+                                        what=f"SQLite backup of {self.component}")
 
     def verify(self, copy: StoredCopy, outcome: BackupOutcome, target_dir: str | Path) -> list[str]:
         """Restore the copy into `target_dir` and check it: the same SHA-256, integrity_check
