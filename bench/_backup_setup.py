@@ -1,6 +1,6 @@
 """The backup benchmark's platform: a private PostgreSQL cluster holding a pgbench database and
 archiving through pgBackRest, opsplane's policies for it from an inventory text (pgBackRest into a
-local repository, pg_dump kept with restic), a SQLite store, and the bare commands the baselines
+local repository, pg_dump kept as sealed archives), a SQLite store, and the bare commands the baselines
 run. Everything lives in one temporary directory the cluster's OS user can reach."""
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def as_owner(argv: Sequence[str]) -> list[str]:
 
 def inventory_text(root: Path, cluster: TemporaryPostgres | None, dumps: str = "dumps") -> str:
     """The inventory of the benchmark: one database, two policies. `dumps` is the directory (under
-    `root`) of the restic repository the pg_dump policy writes to."""
+    `root`) of the repository the pg_dump policy writes to."""
     port = cluster.port if cluster else 5432
     data_dir = cluster.data_dir if cluster else "/nonexistent"
     socket_dir = cluster.socket_dir if cluster else "/nonexistent"

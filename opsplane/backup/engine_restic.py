@@ -1,9 +1,9 @@
-"""The engines kept with restic: Redis RDB snapshots, file trees, opsplane's own SQLite store and
-logical PostgreSQL dumps. Each saves its data to every repository of the policy (one restic
-repository per opsplane repository and policy) and is verified by restoring a copy and checking
-it the driver's way: a scratch Redis with the same keys per database, the same files, an
-`integrity_check` and the same row counts, or `pg_restore` into a scratch cluster with the row
-counts of the dumped snapshot."""
+"""The engines that keep whole snapshots: Redis RDB snapshots, file trees and opsplane's own SQLite
+store with restic (one restic repository per opsplane repository and policy), logical PostgreSQL
+dumps as sealed archives (`drivers/backup/sealed.py`, decision 0026). Each saves its data to every
+repository of the policy and is verified by restoring a copy and checking it the driver's way: a
+scratch Redis with the same keys per database, the same files, an `integrity_check` and the same
+row counts, or `pg_restore` into a scratch cluster with the row counts of the dumped snapshot."""
 
 from __future__ import annotations
 
@@ -19,13 +19,14 @@ from opsplane.backup.policy import AppliedPolicy
 from opsplane.config.types import SecretRef
 from opsplane.drivers.backup.base import BackupEngineError, BackupOutcome, Progress, Repository, StoredCopy
 from opsplane.drivers.backup.copies import ResticCopies
+from opsplane.drivers.backup.sealed import SealedCopies
 
 if TYPE_CHECKING:
     from opsplane.config.models import Inventory
 
 
 class ResticEngine:
-    """What the restic-kept engines share: the repositories, what they hold, their checks."""
+    """What the snapshot engines share: the repositories, what they hold, their checks."""
 
     def __init__(self, policy: AppliedPolicy, repositories: tuple[Repository, ...], *, state_dir: Path,
                  saver: Any) -> None:
@@ -35,25 +36,23 @@ class ResticEngine:
         self.saver = saver  # the driver: FileTreeBackup, RedisRdbBackup, SqliteStoreBackup, PgDumpBackup
 
     @property
-    def copies(self) -> ResticCopies:
-        copies: ResticCopies = self.saver.copies
+    def copies(self) -> ResticCopies | SealedCopies:
+        copies: ResticCopies | SealedCopies = self.saver.copies
         return copies
 
     def prepare(self) -> None:
         for repository in self.repositories:
-            self.copies.engine(repository.name)  # restic init, once
+            self.copies.prepare(repository.name)
 
     def backup(self, kind: str, progress: Progress) -> BackupOutcome:
         outcome: BackupOutcome = self.saver.backup(progress)
         return outcome
 
     def held(self, repository: str) -> set[str]:
-        """The snapshots there, by full and short id (a backup is catalogued by its short one)."""
-        return {name for snapshot in self.copies.engine(repository).snapshots()
-                for name in (snapshot.id, snapshot.short_id)}
+        return self.copies.held(repository)
 
     def check(self, repository: str) -> list[str]:
-        return self.copies.engine(repository).check(read_data=False)
+        return self.copies.check(repository)
 
     @contextmanager
     def markers(self, drill: str, every: float) -> Iterator[Callable[[], int]]:
@@ -63,8 +62,8 @@ class ResticEngine:
     @contextmanager
     def restore_scratch(self, copy: CopyRef, scratch: Path, *, at: datetime | None = None,
                         latest: bool = False, drill: str | None = None) -> Iterator[Restored]:
-        """Restore `copy` under `scratch` and check it as its driver does (every byte restic
-        restores is authenticated, so a corrupted one fails the restore itself)."""
+        """Restore `copy` under `scratch` and check it as its driver does (every byte restic or a
+        sealed archive restores is authenticated, so a corrupted one fails the restore itself)."""
         if at is not None:
             raise BackupEngineError(f"{self.policy.engine} restores whole snapshots: no point in time")
         work = scratch / f"{self.policy.name}-{copy.label[:12]}"
@@ -83,9 +82,7 @@ class ResticEngine:
         return None
 
     def expire(self, repository: str, label: str) -> None:
-        restic = self.copies.engine(repository)
-        restic.forget([label])
-        restic.prune()
+        self.copies.remove(repository, label)
 
     def _verify(self, copy: StoredCopy, recorded: BackupOutcome, work: Path) -> list[str]:
         problems: list[str] = self.saver.verify(copy, recorded, work)
@@ -117,7 +114,7 @@ class ResticEngine:
 
 
 class PgDumpEngine(ResticEngine):
-    """Dumps are verified by `pg_restore` into a scratch cluster of their own."""
+    """Dumps are sealed archives, verified by `pg_restore` into a scratch cluster of their own."""
 
     def _verify(self, copy: StoredCopy, recorded: BackupOutcome, work: Path) -> list[str]:
         from opsplane.drivers.backup.pgdump import PostgresDatabase
@@ -167,7 +164,8 @@ def open_restic_engine(inv: Inventory, policy: AppliedPolicy, repositories: tupl
         password = SecretRef(db.password).resolve(env) if db.password else None
         database = PostgresDatabase(db.host or "127.0.0.1", db.port or 5432,
                                     policy.settings.database or db.database, db.user, password)
-        saver = PgDumpBackup(name, database, copies, jobs=policy.settings.processes, work_dir=work)
+        sealed = SealedCopies(repositories, jobs=policy.settings.processes, work_dir=work)
+        saver = PgDumpBackup(name, database, sealed, jobs=policy.settings.processes, work_dir=work)
         return PgDumpEngine(policy, repositories, state_dir=state_dir, saver=saver)
     else:
         raise BackupEngineError(f"no engine {policy.engine!r}")

@@ -58,6 +58,25 @@ class ResticCopies:
         known = ", ".join(restic.name for restic in self.engines)
         raise BackupEngineError(f"there is no repository {repository!r} here (known: {known})")
 
+    def prepare(self, repository: str) -> None:
+        """Make the repository, once (`restic init`)."""
+        self.engine(repository)
+
+    def held(self, repository: str) -> set[str]:
+        """The snapshots there, by full and short id (a backup is catalogued by its short one)."""
+        return {name for snapshot in self.engine(repository).snapshots()
+                for name in (snapshot.id, snapshot.short_id)}
+
+    def check(self, repository: str) -> list[str]:
+        """restic's check of the repository's structure: the problems found."""
+        return self.engine(repository).check(read_data=False)
+
+    def remove(self, repository: str, label: str) -> None:
+        """Forget one snapshot and prune what only it used."""
+        restic = self.engine(repository)
+        restic.forget([label])
+        restic.prune()
+
     def save_paths(
         self,
         paths: Sequence[str | Path],

@@ -1,17 +1,13 @@
-"""A logical copy of one PostgreSQL database: pg_dump's directory format kept with restic.
+"""A logical copy of one PostgreSQL database: pg_dump's directory format kept as a sealed archive.
 
 The row counts recorded with a dump come from the very snapshot pg_dump reads: a REPEATABLE
 READ transaction exports its snapshot (`pg_export_snapshot()`), pg_dump imports it
 (`--snapshot`) and, while it dumps, the same transaction counts every table. Counts and dump
 therefore agree, however busy the database.
 
-pg_dump writes uncompressed (`-Z 0`): restic compresses (zstd) and deduplicates what it
-stores, and data that pg_dump had gzipped would be neither compressible nor deduplicable
-from one dump to the next. Measured here (2 cores, PostgreSQL 15, restic 0.14, one table
-of 1.5 million rows, a 276 MB dump; two runs): `-Z 0` then restic took 4.9 and 6.5 s in all
-and stored 54 MB; pg_dump's default gzip then restic 6.4 and 8.5 s, 58 MB. After 1% of the
-rows changed, the next `-Z 0` dump added 42 MB to the repository, the gzipped one 59 MB (a
-gzip stream differs from the first change on; restic's chunks only around each change).
+pg_dump writes uncompressed (`-Z 0`, its gzip is slower than zstd and single-threaded per
+table); the dump is then sealed (`sealed.py`: zstd, AES-256-GCM, a SHA-256 per file) into every
+repository in one pass, and its scratch directory removed.
 
 Passwords reach pg_dump and pg_restore through PGPASSWORD, never their command line. They
 come from the newest installed PostgreSQL whose major version is at least the server's (an
@@ -40,10 +36,9 @@ from opsplane.drivers.backup.base import (
     StoredCopy,
     no_progress,
 )
-from opsplane.drivers.backup.copies import ResticCopies, manifest_sha256
 from opsplane.drivers.backup.pg_contents import count_rows, one
+from opsplane.drivers.backup.sealed import SealedCopies
 
-ENGINE = "postgres"
 _VERSION = re.compile(r"\(PostgreSQL\) (\d+)(?:\.(\d+))?")
 
 
@@ -107,7 +102,7 @@ class PgDumpBackup:
         self,
         component: str,
         database: PostgresDatabase,
-        copies: ResticCopies,
+        copies: SealedCopies,
         *,
         jobs: int = 2,
         work_dir: str | Path | None = None,
@@ -121,41 +116,37 @@ class PgDumpBackup:
         self.timeout = timeout
 
     def backup(self, progress: Progress = no_progress) -> BackupOutcome:
-        """Dump the database, save the dump to every repository (tags: component,
-        "postgres", the database name) and remove it.
+        """Dump the database, seal the dump into every repository and remove it.
 
         Facts: `database`, `server_version` and `server_version_num`, `pg_dump_version`,
         `tables` ("schema.table" -> rows in the dumped snapshot), `format` "directory".
-        `checksum` is the SHA-256 of the dump's manifest (`copies.manifest`)."""
+        `checksum` is the SHA-256 naming every file of the dump (`sealed.tree_checksum`)."""
         started = datetime.now(UTC)
         scratch = Path(tempfile.mkdtemp(prefix="opsplane-pgdump-", dir=self.work_dir))
         try:
             dump = scratch / "dump"
             progress("dump", None)
             facts = self._dump(dump)
-            checksum = manifest_sha256(dump)
-            size = sum(path.stat().st_size for path in dump.rglob("*") if path.is_file())
-            stored, _ = self.copies.save_paths(
-                ["."], cwd=dump, tags=[self.component, ENGINE, self.database.dbname],
-                progress=progress)
+            saved = self.copies.save_tree(dump, progress=progress)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return BackupOutcome(kind="dump", started=started, finished=datetime.now(UTC),
-                             size_bytes=size, copies=stored, checksum=checksum, facts=facts)
+                             size_bytes=saved.size_bytes, copies=saved.copies, checksum=saved.checksum,
+                             facts=facts)
 
     def restore(
         self, copy: StoredCopy, target: PostgresDatabase, *, create: bool = True,
-        work_dir: str | Path | None = None,
+        work_dir: str | Path | None = None, count: bool = True,
     ) -> dict[str, int]:
         """Load the dump `copy` names into `target` (created first with `create`; it must
         not exist then) with pg_restore, owners and privileges left out; the row counts of
-        `target`'s tables afterwards."""
+        `target`'s tables afterwards (none asked with `count` False)."""
         scratch = Path(tempfile.mkdtemp(prefix="opsplane-pgrestore-",
                                         dir=work_dir or self.work_dir))
         try:
             self.copies.restore(copy, scratch)
             if not (scratch / "toc.dat").is_file():
-                raise BackupEngineError(f"snapshot {copy.label} in repository "
+                raise BackupEngineError(f"archive {copy.label} in repository "
                                         f"{copy.repository!r} holds no pg_dump directory")
             with target.connect("postgres") as admin:
                 major = int(one(admin, "SHOW server_version_num")) // 10000
@@ -173,6 +164,8 @@ class PgDumpBackup:
                 what=f"pg_restore into {target}", env=target.env(), timeout=self.timeout)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        if not count:
+            return {}
         with target.connect() as connection:
             return count_rows(connection)
 

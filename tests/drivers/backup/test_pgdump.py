@@ -1,17 +1,17 @@
-"""pg_dump of a busy database kept with restic, restored with pg_restore on a scratch cluster."""
+"""pg_dump of a busy database kept as sealed archives, restored with pg_restore on a scratch cluster."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from opsplane.drivers.backup.base import BackupEngineError, Repository
-from opsplane.drivers.backup.copies import ResticCopies
+from opsplane.drivers.backup.copies import manifest_sha256
 from opsplane.drivers.backup.pgdump import PgDumpBackup, PostgresDatabase
-from opsplane.drivers.backup.restic import Restic
+from opsplane.drivers.backup.sealed import SealedCopies
 from opsplane.drivers.sandbox.postgres import TemporaryPostgres
 from opsplane.drivers.sandbox.s3 import TemporaryS3
 from tests.drivers.backup.conftest import CANARY, bucket_objects_containing, files_containing
@@ -41,11 +41,10 @@ def _database(cluster: TemporaryPostgres, name: str) -> PostgresDatabase:
 
 def test_a_dump_taken_while_rows_arrive_restores_with_the_recorded_counts(
     tmp_path: Path, source: TemporaryPostgres, local_repo: Repository, s3_repo: Repository,
-    s3_store: TemporaryS3, make_restic: Callable[[Repository], Restic],
+    s3_store: TemporaryS3,
 ) -> None:
-    make_restic(local_repo)
     backup = PgDumpBackup("shop-db", _database(source, "shop"),
-                          ResticCopies([s3_repo, local_repo], cache_dir=str(tmp_path / "cache")),
+                          SealedCopies([s3_repo, local_repo], work_dir=tmp_path),
                           jobs=2, work_dir=tmp_path)
     stop = threading.Event()
     inserted = [0]
@@ -76,9 +75,8 @@ def test_a_dump_taken_while_rows_arrive_restores_with_the_recorded_counts(
     local, copy = outcome.copies  # the offsite copy is the one restored below
     assert (local.repository, copy.repository) == ("local", "offsite")
     for stored in outcome.copies:
-        (snapshot,) = backup.copies.engine(stored.repository).snapshots(
-            tags=["shop-db", "postgres", "shop"])
-        assert snapshot.short_id == stored.label
+        assert backup.copies.held(stored.repository) == {stored.label}
+        assert backup.copies.check(stored.repository) == []
     assert list(tmp_path.glob("opsplane-pg*")) == []  # the dump and the restore dirs are gone
     assert files_containing(Path(local_repo.path), CANARY.encode()) == []
     assert s3_repo.s3 is not None
@@ -89,6 +87,10 @@ def test_a_dump_taken_while_rows_arrive_restores_with_the_recorded_counts(
         assert backup.verify(copy, outcome, target, work_dir=tmp_path) == []
         assert scratch.execute("SELECT note FROM orders WHERE id = 7",
                                database="shop_restored") == [(f"{CANARY} order 7",)]
+        # the checksum recorded names exactly the files pg_dump wrote
+        backup.copies.restore(copy, tmp_path / "dump-again")
+        assert (tmp_path / "dump-again" / "toc.dat").is_file()
+        assert outcome.checksum == manifest_sha256(tmp_path / "dump-again")
         with pytest.raises(BackupEngineError, match="it exists already"):
             backup.restore(copy, target, work_dir=tmp_path)
     assert list(tmp_path.glob("opsplane-pg*")) == []
@@ -97,7 +99,7 @@ def test_a_dump_taken_while_rows_arrive_restores_with_the_recorded_counts(
 def test_a_wrong_password_is_named_without_it(tmp_path: Path, source: TemporaryPostgres,
                                               local_repo: Repository) -> None:
     database = PostgresDatabase(source.host, source.port, "shop", source.user, "wrong-pg-pass-8")
-    backup = PgDumpBackup("shop-db", database, ResticCopies([local_repo]), work_dir=tmp_path)
+    backup = PgDumpBackup("shop-db", database, SealedCopies([local_repo]), work_dir=tmp_path)
     with pytest.raises(BackupEngineError) as caught:
         backup.backup()
     message = str(caught.value)
