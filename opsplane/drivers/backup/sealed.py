@@ -320,26 +320,28 @@ class SealedCopies:
     def remove(self, repository: str, label: str) -> None:
         self.place(repository).remove(label)
 
-    def check(self, repository: str) -> list[str]:
-        """Every archive's objects read back against its manifest (no key needed): the problems."""
+    def check(self, repository: str, *, read_data: str = "newest") -> list[str]:
+        """Every archive's objects against its manifest, no key needed: each must exist with its
+        size, and those read back (`read_data`: "all", "newest" archive, or "none") must match their
+        SHA-256. The problems found."""
         place = self.place(repository)
         problems = []
-        for label in sorted(place.labels()):
+        labels = sorted(place.labels())
+        for label in labels:
             try:
                 files = _files(json.loads(place.read(label, MANIFEST)))
             except (ValueError, KeyError, TypeError) as exc:
                 problems.append(f"archive {label}: its manifest cannot be read ({exc})")
                 continue
+            read = read_data == "all" or (read_data == "newest" and label == labels[-1])
             for entry in files:
                 where = f"archive {label}: {entry.path} (object {entry.object})"
-                if place.size(label, f"data/{entry.object}") is None:
+                size = place.size(label, f"data/{entry.object}")
+                if size is None:
                     problems.append(f"{where} is missing")
-                    continue
-                digest = hashlib.sha256()
-                with place.open(label, f"data/{entry.object}") as stream:
-                    while block := stream.read(CHUNK):
-                        digest.update(block)
-                if digest.hexdigest() != entry.stored_sha256:
+                elif size != entry.stored:
+                    problems.append(f"{where} is {size} bytes, the manifest says {entry.stored}: damaged")
+                elif read and _object_sha256(place, label, entry.object) != entry.stored_sha256:
                     problems.append(f"{where} does not match its SHA-256: it was changed or damaged")
         return problems
 
@@ -424,9 +426,9 @@ class SealedCopies:
     # --- restoring --------------------------------------------------------------------------------
 
     def restore(self, copy: StoredCopy, target_dir: str | Path) -> list[SealedFile]:
-        """Write the archive `copy` names, from its repository, under `target_dir`, every object checked
-        against its SHA-256 and every chunk against its tag; the files written. BackupEngineError names a wrong key, a missing or
-        damaged object."""
+        """Write the archive `copy` names, from its repository, under `target_dir`, every object
+        checked against its SHA-256 and every chunk against its tag; the files written.
+        BackupEngineError names a wrong key, a missing or damaged object."""
         place = self.place(copy.repository)
         where = f"archive {copy.label} in repository {copy.repository!r}"
         try:
@@ -638,6 +640,14 @@ class _Digest:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def _object_sha256(place: DirectoryPlace | BucketPlace, label: str, name: str) -> str:
+    digest = hashlib.sha256()
+    with place.open(label, f"data/{name}") as stream:
+        while block := stream.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def tree_checksum(entries: Sequence[SealedFile]) -> str:
