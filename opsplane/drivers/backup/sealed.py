@@ -11,22 +11,24 @@ and a dump gains little from deduplication. A sealed archive is one pass over th
   is the last one. A chunk cannot be changed, moved, dropped or cut off unnoticed.
 - The key is derived per backup from the repository's passphrase (scrypt, a fresh salt each time). A
   key check in the manifest tells a wrong passphrase from a damaged object.
-- The manifest (`manifest.json`, plain JSON, no data) lists each file: its path, size and SHA-256, and
-  the object that holds it, with its number of chunks, its size and its SHA-256. The repository can
-  thus be checked without the key. A restore checks each object's SHA-256 and each chunk's tag, which
-  proves the chunk's content, place and number. The files' own SHA-256 make the backup's checksum; a
-  restore relies on the tags rather than hashing every restored byte again.
+- The manifest (`manifest.json`, plain JSON, no data) lists each file: its path and size, and the
+  object that holds it, with its number of chunks, its size and its SHA-256. The repository can thus
+  be checked without the key. A restore checks each object's SHA-256 and each chunk's tag, which
+  proves the chunk's content, place and number (a SHA-256 of the plain files would add a pass over
+  every byte and prove nothing the tags do not). The SHA-256 of the manifest is the backup's
+  checksum.
 - The manifest is written last: a backup is in a repository once its manifest is. In a directory the
   archive is written under `.partial-LABEL` and renamed when complete. Whatever an interrupted backup
   left is removed by the next one, once it is a day old.
 
 Chunks are compressed and encrypted by `jobs` threads (zstd and OpenSSL release the GIL); the file is
-read, hashed and written in order by the calling thread.
+read and its sealed chunks written in order by the calling thread, and hashed on a thread of its own.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import queue
@@ -72,12 +74,12 @@ _UNFINISHED_AGE = timedelta(days=1)
 
 @dataclass(frozen=True)
 class SealedFile:
-    """One file of an archive: where it was, its size and SHA-256, and the object holding it."""
+    """One file of an archive: where it was, its size, and the object holding it (its chunks, its
+    size and SHA-256 as stored)."""
 
     path: str
     object: str
     size: int
-    sha256: str
     chunks: int
     stored: int
     stored_sha256: str
@@ -85,8 +87,8 @@ class SealedFile:
 
 @dataclass(frozen=True)
 class Saved:
-    """What a save produced: a copy per repository, the data's size and its checksum (the SHA-256
-    of the lines "SHA-256  size  path", one per file, sorted by path)."""
+    """What a save produced: a copy per repository, the data's size and its checksum (the SHA-256 of
+    the archive's manifest, which names every object by its SHA-256)."""
 
     copies: tuple[StoredCopy, ...]
     size_bytes: int
@@ -366,7 +368,7 @@ class SealedCopies:
         passphrase = self.repositories[first.name].cipher_pass
         try:
             entries = self._seal(base, files, staged, label, passphrase, progress)
-            checksum = tree_checksum(entries)
+            checksum = hashlib.sha256((staged / MANIFEST).read_bytes()).hexdigest()
             copies = []
             for index, place in enumerate(places):
                 if index > 0:
@@ -462,7 +464,9 @@ class SealedCopies:
 
 
 class _Sealer:
-    """Seals files one after the other, each chunk compressed and encrypted on the pool."""
+    """Seals files one after the other: the calling thread reads each file into buffers it reuses
+    (no fresh pages for every chunk) and writes the sealed chunks in order; the pool compresses and
+    encrypts them."""
 
     def __init__(self, key: bytes, label: str, pool: ThreadPoolExecutor, jobs: int) -> None:
         self.key = key
@@ -470,8 +474,10 @@ class _Sealer:
         self.pool = pool
         self.window = 2 * jobs
         self._local = threading.local()
+        # the chunks in flight, the one being handed over and the one read ahead
+        self._buffers = [bytearray(CHUNK) for _ in range(self.window + 2)]
 
-    def _chunk(self, data: bytes, nonce: bytes, aad: bytes) -> bytes:
+    def _chunk(self, data: memoryview, nonce: bytes, aad: bytes) -> bytes:
         local = self._local
         if not hasattr(local, "compressor"):
             local.compressor = zstandard.ZstdCompressor(level=LEVEL)
@@ -482,44 +488,66 @@ class _Sealer:
     def seal(self, source: Path, relative: str, name: str, out: Path, advance: Callable[[int], None]
              ) -> SealedFile:
         prefix = secrets.token_bytes(8)
+        free = list(self._buffers)
+        pending: deque[tuple[Future[bytes], bytearray, int]] = deque()
         size = written = 0
-        pending: deque[tuple[Future[bytes], int]] = deque()
 
-        def emit(sink: IO[bytes]) -> None:
+        def emit(sink: IO[bytes], stored: _Digest) -> None:
             nonlocal written
-            future, count = pending.popleft()
+            future, buffer, count = pending.popleft()
             block = future.result()
+            free.append(buffer)
             framed = _LENGTH.pack(len(block)) + block
             sink.write(framed)
             stored.update(framed)
             written += len(framed)
             advance(count)
 
-        with _Digest() as raw, _Digest() as stored, open(source, "rb") as stream, open(out, "wb") as sink:
-            header = MAGIC + prefix
-            sink.write(header)
-            stored.update(header)
-            written = len(header)
-            current = stream.read(CHUNK)
-            index = 0
-            while True:
-                following = stream.read(CHUNK) if current else b""
-                last = not following
-                raw.update(current)
-                size += len(current)
-                aad = _aad(self.label, name, index, last)
-                pending.append((self.pool.submit(self._chunk, current, prefix + struct.pack(">I", index),
-                                                 aad), len(current)))
-                while len(pending) >= self.window:
-                    emit(sink)
-                if last:
-                    break
-                current, index = following, index + 1
-            while pending:
-                emit(sink)
-            sink.flush()
-            os.fsync(sink.fileno())
-            return SealedFile(relative, name, size, raw.hexdigest(), index + 1, written, stored.hexdigest())
+        try:
+            with _Digest() as stored, open(source, "rb", buffering=0) as stream, open(out, "wb") as sink:
+                header = MAGIC + prefix
+                sink.write(header)
+                stored.update(header)
+                written = len(header)
+                current = free.pop()
+                filled = _fill(stream, current)
+                index = 0
+                while True:
+                    following = free.pop() if filled == CHUNK else None
+                    ahead = _fill(stream, following) if following is not None else 0
+                    last = ahead == 0
+                    size += filled
+                    nonce, aad = prefix + struct.pack(">I", index), _aad(self.label, name, index, last)
+                    chunk = self.pool.submit(self._chunk, memoryview(current)[:filled], nonce, aad)
+                    pending.append((chunk, current, filled))
+                    if last:
+                        if following is not None:
+                            free.append(following)
+                        break
+                    while len(pending) >= self.window:
+                        emit(sink, stored)
+                    assert following is not None  # not the last chunk: one was read ahead
+                    current, filled, index = following, ahead, index + 1
+                while pending:
+                    emit(sink, stored)
+                sink.flush()
+                os.fsync(sink.fileno())
+                return SealedFile(relative, name, size, index + 1, written, stored.hexdigest())
+        finally:
+            for future, _, _ in pending:  # an error above: no buffer is reused while a chunk reads it
+                future.cancel()
+            for future, _, _ in pending:
+                if not future.cancelled():
+                    future.exception()
+
+
+def _fill(stream: io.RawIOBase, buffer: bytearray) -> int:
+    """Read into `buffer` until it is full or the stream ends: how much was read."""
+    view = memoryview(buffer)
+    filled = 0
+    while filled < len(buffer) and (count := stream.readinto(view[filled:])):
+        filled += count
+    return filled
 
 
 class _Opener:
@@ -648,12 +676,6 @@ def _object_sha256(place: DirectoryPlace | BucketPlace, label: str, name: str) -
         while block := stream.read(CHUNK):
             digest.update(block)
     return digest.hexdigest()
-
-
-def tree_checksum(entries: Sequence[SealedFile]) -> str:
-    """The SHA-256 of the lines "SHA-256  size  path" of `entries`, sorted by path."""
-    text = "".join(f"{e.sha256}  {e.size}  {e.path}\n" for e in sorted(entries, key=lambda e: e.path))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _aad(label: str, name: str, index: int, last: bool) -> bytes:

@@ -3,6 +3,7 @@ byte, nothing readable is stored, and a changed, cut or foreign object is refuse
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -12,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from opsplane.drivers.backup.base import BackupEngineError, Repository, StoredCopy
-from opsplane.drivers.backup.copies import manifest_sha256
 from opsplane.drivers.backup.sealed import CHUNK, MANIFEST, PARTIAL, SealedCopies
 from opsplane.drivers.sandbox.s3 import TemporaryS3
 from tests.drivers.backup.conftest import CANARY, bucket_objects_containing, files_containing
@@ -56,14 +56,21 @@ def test_a_tree_sealed_into_a_directory_and_a_bucket_comes_back_byte_for_byte(
     assert [c.repository for c in saved.copies] == ["local", "offsite"]  # the directory first
     assert len({c.label for c in saved.copies}) == 1
     assert saved.size_bytes == sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
-    assert saved.checksum == manifest_sha256(source)  # the same checksum as a plain manifest's
-    assert ("backup", 1.0) in heard and ("copy to offsite", 1.0) in heard
     label = saved.copies[0].label
+    assert bucket_repo.s3 is not None
+    client = s3_store.client()
+    try:  # the checksum names the archive: its manifest, the same in every repository
+        in_bucket = client.get_object(Bucket=bucket_repo.s3.bucket,
+                                      Key=f"opsplane/shop-db/{label}/{MANIFEST}")["Body"].read()
+    finally:
+        client.close()
+    in_directory = (Path(local.path) / label / MANIFEST).read_bytes()
+    assert saved.checksum == hashlib.sha256(in_directory).hexdigest() == hashlib.sha256(in_bucket).hexdigest()
+    assert ("backup", 1.0) in heard and ("copy to offsite", 1.0) in heard
     assert copies.held("local") == {label} == copies.held("offsite")
     assert copies.check("local") == [] and copies.check("offsite") == []
 
     assert files_containing(Path(local.path), CANARY.encode()) == []
-    assert bucket_repo.s3 is not None
     assert bucket_objects_containing(s3_store, bucket_repo.s3.bucket, CANARY.encode()) == []
     assert not list(Path(local.path).glob(f"{PARTIAL}*"))
 
