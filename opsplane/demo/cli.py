@@ -7,6 +7,7 @@ import contextlib
 import functools
 import os
 import shlex
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +21,6 @@ from rich.text import Text
 
 from opsplane.cli_support import out
 from opsplane.demo.lifecycle import GuardedOutput, StopRequest
-from opsplane.drivers.sandbox.ports import free_port
 from opsplane.errors import OpsplaneError
 
 if TYPE_CHECKING:
@@ -57,8 +57,14 @@ def demo(
         _stop(base)
         return
     ensure_not_running(base)
-    api_port = _api_port() if port < 0 else port or free_port()
-    code = asyncio.run(_run(base, api_port, duration, outage, traffic))
+    # The API's socket is bound before anything starts, so that none of the servers, services
+    # and shoppers the demo starts can take its port in the meantime.
+    listener = _api_socket() if port < 0 else _bind(port)
+    if listener is None:
+        raise OpsplaneError(f"the demo's API cannot listen on 127.0.0.1:{port}: the port is taken; "
+                            "give another with --port (0 picks any free one)")
+    with listener:
+        code = asyncio.run(_run(base, listener, duration, outage, traffic))
     if code:
         raise typer.Exit(code)
 
@@ -77,14 +83,25 @@ def _stop(base: Path) -> None:
         raise typer.Exit(2)
 
 
-def _api_port() -> int:
-    import socket
+def _api_socket() -> socket.socket:
+    """A socket bound to 127.0.0.1 on 8089, or the next free port up to 8099, or any free one."""
+    for candidate in [*range(8089, 8100), 0]:
+        if (listener := _bind(candidate)) is not None:
+            return listener
+    raise OpsplaneError("no free port on 127.0.0.1 for the demo's API")
 
-    for candidate in range(8089, 8100):
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", candidate)) != 0:
-                return candidate
-    return free_port()
+
+def _bind(port: int) -> socket.socket | None:
+    """A TCP socket bound to 127.0.0.1:`port` (0: any free port), not yet listening; None when the
+    port is taken."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("127.0.0.1", port))
+    except OSError:
+        listener.close()
+        return None
+    return listener
 
 
 def _console(file: GuardedOutput) -> Console:
@@ -94,7 +111,7 @@ def _console(file: GuardedOutput) -> Console:
     return console
 
 
-async def _run(base: Path, port: int, duration: float, outage: bool, traffic: bool) -> int:
+async def _run(base: Path, listener: socket.socket, duration: float, outage: bool, traffic: bool) -> int:
     """Run the demo until something asks it to stop, then stop everything it started.
     Returns the exit code: 0, or 2 when something it started could not be stopped."""
     from opsplane.demo.stack import DemoStack
@@ -105,7 +122,7 @@ async def _run(base: Path, port: int, duration: float, outage: bool, traffic: bo
     watch = asyncio.create_task(stop.watch_output(_fileno(sys.stdout)))
     stack = DemoStack(base, traffic=traffic)
     try:
-        await _serve(stack, port, duration, outage, console, stop)
+        await _serve(stack, listener, duration, outage, console, stop)
     except BaseException:
         stop.set("it failed")
         raise
@@ -121,8 +138,8 @@ async def _run(base: Path, port: int, duration: float, outage: bool, traffic: bo
     return 2 if report.left else 0
 
 
-async def _serve(stack: DemoStack, port: int, duration: float, outage: bool, console: Console,
-                 stop: StopRequest) -> None:
+async def _serve(stack: DemoStack, listener: socket.socket, duration: float, outage: bool,
+                 console: Console, stop: StopRequest) -> None:
     """Start the servers, the shop and the control plane, and serve until a stop is requested.
     A request that comes during a start-up step takes effect when the step is done."""
     from opsplane.auth import service as tokens
@@ -131,6 +148,7 @@ async def _serve(stack: DemoStack, port: int, duration: float, outage: bool, con
     from opsplane.server_cli import compose
     from opsplane.store import Store
 
+    port = int(listener.getsockname()[1])
     console.print(f"opsplane demo: starting PostgreSQL and Redis in {escape(str(stack.base))} …")
     await asyncio.to_thread(stack.start_servers)
     for note in stack.notes:
@@ -158,7 +176,7 @@ async def _serve(stack: DemoStack, port: int, duration: float, outage: bool, con
             tasks.append(asyncio.create_task(_stop_after(stop, duration)))
         try:
             with contextlib.suppress(SystemExit):  # how uvicorn ends when it cannot listen
-                await server.serve()
+                await server.serve(sockets=[listener])
             if not server.started and not stop.requested:
                 raise OpsplaneError(f"the demo's API could not listen on 127.0.0.1:{port}: see the "
                                     "error above; give another port with --port")

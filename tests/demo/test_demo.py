@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,8 @@ from typing import Any
 import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from opsplane.demo.stack import INVENTORY_FILE
 
 SHOP = {"gateway", "catalog", "orders", "payments", "traffic", "edge"}  # edge: nginx in front
 
@@ -143,3 +146,16 @@ def test_demo_runs_the_shop_until_stopped_and_leaves_no_process(tmp_path: Path, 
         assert not (base / "pids.json").exists()
     finally:
         demo.kill()
+
+
+def test_a_taken_api_port_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "opsplane", "demo", "--dir", str(tmp_path / "demo"),
+                               "--port", str(port)], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=60)
+    assert done.returncode != 0
+    assert f"the demo's API cannot listen on 127.0.0.1:{port}: the port is taken" in done.stdout + done.stderr
+    assert "starting PostgreSQL" not in done.stdout and not (tmp_path / "demo" / INVENTORY_FILE).exists()
