@@ -37,7 +37,7 @@ import shutil
 import struct
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -463,10 +463,9 @@ class SealedCopies:
         return files
 
 
-class _Sealer:
-    """Seals files one after the other: the calling thread reads each file into buffers it reuses
-    (no fresh pages for every chunk) and writes the sealed chunks in order; the pool compresses and
-    encrypts them."""
+class _Chunks:
+    """What sealing and opening share: the key, the archive's label, the pool that works on the
+    chunks (at most `window` in flight) and each pool thread's own compressor and cipher."""
 
     def __init__(self, key: bytes, label: str, pool: ThreadPoolExecutor, jobs: int) -> None:
         self.key = key
@@ -474,6 +473,26 @@ class _Sealer:
         self.pool = pool
         self.window = 2 * jobs
         self._local = threading.local()
+
+    @staticmethod
+    def settle_all(futures: Iterable[Future[Any]]) -> None:
+        """After an error: cancel the chunks not started and wait for those running, so that no
+        chunk touches a buffer or a file after it is given back."""
+        waiting = list(futures)
+        for future in waiting:
+            future.cancel()
+        for future in waiting:
+            if not future.cancelled():
+                future.exception()
+
+
+class _Sealer(_Chunks):
+    """Seals files one after the other: the calling thread reads each file into buffers it reuses
+    (no fresh pages for every chunk) and writes the sealed chunks in order; the pool compresses and
+    encrypts them."""
+
+    def __init__(self, key: bytes, label: str, pool: ThreadPoolExecutor, jobs: int) -> None:
+        super().__init__(key, label, pool, jobs)
         # the chunks in flight, the one being handed over and the one read ahead
         self._buffers = [bytearray(CHUNK) for _ in range(self.window + 2)]
 
@@ -534,11 +553,7 @@ class _Sealer:
                 os.fsync(sink.fileno())
                 return SealedFile(relative, name, size, index + 1, written, stored.hexdigest())
         finally:
-            for future, _, _ in pending:  # an error above: no buffer is reused while a chunk reads it
-                future.cancel()
-            for future, _, _ in pending:
-                if not future.cancelled():
-                    future.exception()
+            self.settle_all(future for future, _, _ in pending)
 
 
 def _fill(stream: io.RawIOBase, buffer: bytearray) -> int:
@@ -550,17 +565,10 @@ def _fill(stream: io.RawIOBase, buffer: bytearray) -> int:
     return filled
 
 
-class _Opener:
+class _Opener(_Chunks):
     """Opens sealed objects: each chunk is decrypted (its tag checked), decompressed into a buffer its
     thread keeps and written at its place in the file (every chunk but the last holds CHUNK bytes) on
     the pool, while the calling thread reads the object in order and checks its SHA-256."""
-
-    def __init__(self, key: bytes, label: str, pool: ThreadPoolExecutor, jobs: int) -> None:
-        self.key = key
-        self.label = label
-        self.pool = pool
-        self.window = 2 * jobs
-        self._local = threading.local()
 
     def _chunk(self, block: bytes, nonce: bytes, aad: bytes, descriptor: int, offset: int) -> int:
         local = self._local
@@ -628,11 +636,7 @@ class _Opener:
                 if stored.hexdigest() != entry.stored_sha256 or size != entry.size:
                     raise BackupEngineError(f"{what} does not match the SHA-256 the manifest records")
         finally:
-            for future, _ in pending:  # an error above: let no chunk write after the file is closed
-                future.cancel()
-            for future, _ in pending:
-                if not future.cancelled():
-                    future.exception()
+            self.settle_all(future for future, _ in pending)
             os.close(descriptor)
 
 
