@@ -117,9 +117,10 @@ class DirectoryPlace:
     def open(self, label: str, name: str) -> IO[bytes]:
         return open(self.root / label / name, "rb")  # noqa: SIM115 - the caller closes it
 
-    def size(self, label: str, name: str) -> int | None:
-        path = self.root / label / name
-        return path.stat().st_size if path.is_file() else None
+    def sizes(self, label: str) -> dict[str, int]:
+        """The archive's objects and their sizes."""
+        data = self.root / label / "data"
+        return {path.name: path.stat().st_size for path in data.iterdir()} if data.is_dir() else {}
 
     def staging(self, label: str) -> Path:
         """Where an archive of this repository is written before it is complete."""
@@ -236,14 +237,10 @@ class BucketPlace:
         body: IO[bytes] = answer["Body"]
         return body
 
-    def size(self, label: str, name: str) -> int | None:
-        from botocore.exceptions import ClientError
-
-        try:
-            answer = self.client.head_object(Bucket=self.location.bucket, Key=self._key(label, name))
-        except ClientError:
-            return None
-        return int(answer["ContentLength"])
+    def sizes(self, label: str) -> dict[str, int]:
+        """The archive's objects and their sizes, from one listing."""
+        prefix = self._key(label, "data") + "/"
+        return {item["Key"][len(prefix):]: int(item["Size"]) for item in self._objects(prefix)}
 
     def publish(self, label: str, staged: Path, progress: Callable[[float], None]) -> None:
         names = sorted(p.name for p in (staged / "data").iterdir())
@@ -336,9 +333,10 @@ class SealedCopies:
                 problems.append(f"archive {label}: its manifest cannot be read ({exc})")
                 continue
             read = read_data == "all" or (read_data == "newest" and label == labels[-1])
+            sizes = place.sizes(label)
             for entry in files:
                 where = f"archive {label}: {entry.path} (object {entry.object})"
-                size = place.size(label, f"data/{entry.object}")
+                size = sizes.get(entry.object)
                 if size is None:
                     problems.append(f"{where} is missing")
                 elif size != entry.stored:
