@@ -2,10 +2,18 @@
 turn, and verification by restoring into a scratch cluster, running `pg_amcheck` and counting
 rows as they were when the backup ended.
 
-Counts are read right after the backup, in one snapshot, with the WAL position it began at;
+Counts are read as the backup ends, in one snapshot, with the WAL position it began at;
 verification recovers exactly to that position (`--type=lsn`), so a busy database compares as
 exactly as a quiet one. That position must have been archived: the counts are followed by a WAL
-switch, so the segment is on its way when the backup is recorded."""
+switch and a wait until the archiver has taken that segment, so it is in the archive when the
+backup is recorded.
+
+The counting starts, in a thread of its own with its own connection, as soon as pgBackRest says
+pg_backup_stop has returned for the last repository's backup (the snapshot is then past that
+backup's stop LSN, which recovery must reach to be consistent), and so overlaps what pgBackRest
+still does: wait for the stop segment in the archive, write the manifest, expire; and the
+driver's `info` and manifest read after it. When pgBackRest does not say so, the counting
+follows the backup. A failed backup is reported as such, whatever the counting found."""
 
 from __future__ import annotations
 
@@ -77,14 +85,22 @@ class PgBackRestEngine:
         made.write_text(digest + "\n")
 
     def backup(self, kind: str, progress: Progress) -> BackupOutcome:
-        """One backup of `kind` into each repository, then the row counts of that moment."""
+        """One backup of `kind` into each repository, and the row counts of the moment the last
+        one stopped (counted while pgBackRest finishes it, see the module's docstring)."""
         outcomes = []
-        for repository in self.repositories:
-            outcomes.append(self.driver.backup(
-                kind, repo=repository.name,  # type: ignore[arg-type]
-                progress=_phase(progress, f"backup {repository.name}")))
+        counting = _Counting(self._count)
+        last = len(self.repositories) - 1
+        try:
+            for number, repository in enumerate(self.repositories):
+                outcomes.append(self.driver.backup(
+                    kind, repo=repository.name,  # type: ignore[arg-type]
+                    progress=_phase(progress, f"backup {repository.name}"),
+                    on_stopped=counting.start if number == last else None))
+        except BaseException:
+            counting.abandon()
+            raise
         progress("count rows", None)
-        lsn, counts = self._count()
+        lsn, counts = counting.result() if counting.started else self._count()
         first = outcomes[0]
         per_repo = {repo.name: dict(outcome.facts) for repo, outcome in zip(self.repositories, outcomes,
                                                                           strict=True)}
@@ -274,11 +290,12 @@ class PgBackRestEngine:
 
     # --- helpers -----------------------------------------------------------------------------
 
-    def _count(self) -> tuple[str | None, dict[str, int]]:
-        """The rows of each table right after the backup, and the WAL position they were read
-        at once that position is in the archive. None when nothing was written since the
-        backup ended (its end is the counted moment), or when archiving has not taken that
-        position within ARCHIVE_WAIT: verification then restores to the backup's own end."""
+    def _count(self, stop: threading.Event | None = None) -> tuple[str | None, dict[str, int]]:
+        """The rows of each table as the backup ends, and the WAL position they were read at
+        once that position is in the archive. None when nothing was written since the backup
+        ended (its end is the counted moment), or when archiving has not taken that position
+        within ARCHIVE_WAIT (or `stop` is set first): verification then restores to the
+        backup's own end."""
         try:
             with self._connect() as connection:
                 lsn, counts = counted_at(connection)
@@ -289,15 +306,58 @@ class PgBackRestEngine:
                 if not (switched and switched[0]):
                     return None, counts
                 deadline = time.monotonic() + ARCHIVE_WAIT
+                pause = stop if stop is not None else threading.Event()
                 while time.monotonic() < deadline:
                     archived = connection.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()
                     if segment and archived and archived[0] and archived[0] >= segment[0]:
                         return lsn, counts
-                    time.sleep(0.1)
+                    if pause.wait(0.1):
+                        break
                 return None, counts
         except psycopg.Error as exc:
             raise BackupEngineError(f"counting the rows of {self.dbname} after the backup: "
                                     f"{str(exc).strip()}") from None
+
+
+class _Counting:
+    """`count` run in a thread of its own once `start` is called (from the backup's output, when
+    pg_backup_stop has returned); `result` waits for it and gives what it returned or raises
+    what it raised; `abandon` (the backup failed) waits for it and drops both."""
+
+    def __init__(self, count: Callable[[threading.Event], tuple[str | None, dict[str, int]]]) -> None:
+        self._count = count
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._found: tuple[str | None, dict[str, int]] | None = None
+        self._failed: BaseException | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def start(self, _stop_lsn: str = "") -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="pgbackrest-count", daemon=True)
+            self._thread.start()
+
+    def result(self) -> tuple[str | None, dict[str, int]]:
+        assert self._thread is not None
+        self._thread.join()
+        if self._failed is not None:
+            raise self._failed
+        assert self._found is not None
+        return self._found
+
+    def abandon(self) -> None:
+        if self._thread is not None:
+            self._stop.set()  # no use waiting for the archive now
+            self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            self._found = self._count(self._stop)
+        except BaseException as exc:  # noqa: BLE001 - handed to the thread that asks for the result
+            self._failed = exc
 
 
 def _newest_marker(connection: psycopg.Connection[Any], drill: str) -> datetime | None:

@@ -1,18 +1,22 @@
 """A pgBackRest policy from the inventory, end to end against a real cluster archiving into a
 local and an S3 repository: `backup run` catalogues a good backup with a copy in each,
-verification restores it into a scratch cluster and finds the rows counted when it ended, and a
-drill measures RTO and RPO from marker rows written while it runs."""
+verification restores it into a scratch cluster and finds the rows counted when it ended (counted
+while pgBackRest finishes, past the backup's stop LSN), and a drill measures RTO and RPO from
+marker rows written while it runs."""
 
 from __future__ import annotations
 
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from opsplane.backup import service
@@ -23,6 +27,7 @@ from opsplane.backup.flows import BackupRuns, verify
 from opsplane.backup.policy import apply
 from opsplane.clock import SystemClock
 from opsplane.config.loader import loads
+from opsplane.drivers.backup.base import BackupEngineError
 from opsplane.drivers.sandbox.postgres import TemporaryPostgres
 from opsplane.drivers.sandbox.s3 import TemporaryS3
 from opsplane.store import Store
@@ -84,12 +89,41 @@ def policy(shared_dir: Path, s3: TemporaryS3) -> Iterator[Policy]:
         yield Policy(cluster, inventory(root, s3, cluster), root)
 
 
+def _lsn(text: str) -> int:
+    high, low = text.split("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+@contextmanager
+def writing_elsewhere(cluster: TemporaryPostgres) -> Iterator[None]:
+    """Rows committed every 20 ms into another database than the one counted while open: the
+    WAL moves on, so the counted moment is a position of its own (not the backup's end), and
+    the counts themselves stay exact."""
+    cluster.execute("CREATE TABLE IF NOT EXISTS elsewhere (at timestamptz DEFAULT clock_timestamp())")
+    stop = threading.Event()
+
+    def write() -> None:
+        with psycopg.connect(host=str(cluster.socket_dir), port=cluster.port, user=cluster.user,
+                             dbname="postgres", autocommit=True) as connection:
+            while not stop.wait(0.02):
+                connection.execute("INSERT INTO elsewhere DEFAULT VALUES")
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        writer.join(timeout=10)
+
+
 def test_a_backup_run_catalogues_a_copy_in_each_repository_and_verifies(
         policy: Policy, store: Store, tmp_path: Path) -> None:
     [(rows,)] = policy.cluster.execute("SELECT count(*) FROM orders", database="shop")
     runs = BackupRuns(store, clock=SystemClock(), holder="test", actor="ana")
     try:
-        result = runs.run(policy.engine(), kind="full", trigger="manual")
+        with writing_elsewhere(policy.cluster):
+            result = runs.run(policy.engine(), kind="full", trigger="manual")
     finally:
         runs.close()
     assert result.state == "complete", result.error
@@ -99,6 +133,12 @@ def test_a_backup_run_catalogues_a_copy_in_each_repository_and_verifies(
         row = service.get(session, result.backup_id)
         assert row.facts["contents"] == {"public.orders": rows}
         assert set(row.facts["repositories"]) == {"local", "offsite"}
+        # counted as the last backup ended: at or after its stop LSN (and so every earlier one's),
+        # which recovery to the counted moment must pass to be consistent
+        counted = row.facts["counted_at_lsn"]
+        assert counted is not None  # the WAL moved on since the backup's end
+        for facts in row.facts["repositories"].values():
+            assert facts["lsn_stop"] and _lsn(counted) >= _lsn(facts["lsn_stop"]), (counted, facts)
     # written after the backup, so not in what it restores to
     policy.cluster.execute("INSERT INTO orders (total) VALUES (1)", database="shop")
     verified = verify(store, policy.engine(), scratch=policy.root / "scratch", clock=SystemClock(),
@@ -155,3 +195,85 @@ def test_a_failing_archive_command_is_seen_as_point_in_time_recovery_broken(
     now = datetime.now(UTC)
     broken = judge_archive(state, complete_at={}, now=now)
     assert set(broken) == {"local", "offsite"}
+
+
+class _Driver:
+    """Stands in for the engine's PgBackRest: each backup calls `on_stopped` (unless `silent`)
+    and then fails when told to; `said` lists what happened in order."""
+
+    def __init__(self, *, silent: bool = False, fail: bool = False) -> None:
+        self.silent, self.fail = silent, fail
+        self.said: list[str] = []
+
+    def backup(self, kind: str, *, repo: str, progress: Any, on_stopped: Any = None) -> Any:
+        from opsplane.drivers.backup.base import BackupOutcome, StoredCopy
+
+        self.said.append(f"backup {repo}" + (" (told)" if on_stopped else ""))
+        if on_stopped is not None and not self.silent:
+            on_stopped("0/3000100")
+        time.sleep(0.2)  # pgBackRest's tail: the archive wait, the manifest
+        self.said.append(f"backed up {repo}")
+        if self.fail:
+            raise BackupEngineError(f"pgBackRest full backup of {repo} failed")
+        return BackupOutcome(kind="full", started=datetime.now(UTC), finished=datetime.now(UTC),
+                             size_bytes=1, copies=(StoredCopy(repo, "L", 1),), checksum="c",
+                             facts={"lsn_stop": "0/3000100"})
+
+
+def _stand_in(policy: Policy, driver: _Driver, count: Any) -> Any:
+    engine = policy.engine()
+    engine.driver = driver
+
+    def counting(stop: threading.Event | None = None) -> Any:
+        driver.said.append("count")
+        return count(stop)
+
+    engine._count = counting
+    return engine
+
+
+def test_the_rows_are_counted_while_the_last_backup_finishes(policy: Policy) -> None:
+    driver = _Driver()
+    engine = _stand_in(policy, driver, lambda _stop: ("0/3000200", {"public.orders": 3}))
+    outcome = engine.backup("full", lambda *_: None)
+    # only the last repository's backup starts the counting, before it has finished
+    assert driver.said == ["backup local", "backed up local", "backup offsite (told)", "count",
+                           "backed up offsite"]
+    assert outcome.facts["counted_at_lsn"] == "0/3000200"
+    assert outcome.facts["contents"] == {"public.orders": 3}
+
+
+def test_without_the_stop_line_the_rows_are_counted_after_the_backup(policy: Policy) -> None:
+    driver = _Driver(silent=True)
+    engine = _stand_in(policy, driver, lambda _stop: (None, {"public.orders": 3}))
+    outcome = engine.backup("full", lambda *_: None)
+    assert driver.said[-2:] == ["backed up offsite", "count"]
+    assert outcome.facts["counted_at_lsn"] is None
+
+
+def test_a_failed_backup_is_reported_as_such_whatever_the_counting_did(policy: Policy) -> None:
+    finished = threading.Event()
+
+    def count(stop: threading.Event) -> Any:
+        stop.wait(5)  # as the archive wait does: it ends once the backup has failed
+        finished.set()
+        raise BackupEngineError("counting the rows of shop after the backup: gone")
+
+    engine = _stand_in(policy, _Driver(fail=True), count)
+    with pytest.raises(BackupEngineError, match="full backup of local failed"):
+        engine.backup("full", lambda *_: None)
+    engine = _stand_in(policy, _Driver(fail=True), count)
+    engine.repositories = engine.repositories[:1]  # the counting starts in this (last) one
+    started = time.monotonic()
+    with pytest.raises(BackupEngineError, match="full backup of local failed"):
+        engine.backup("full", lambda *_: None)
+    assert finished.is_set() and time.monotonic() - started < 4  # waited for, not for long
+
+
+def test_a_failed_count_fails_the_backup(policy: Policy) -> None:
+    def count(_stop: threading.Event) -> Any:
+        raise BackupEngineError("counting the rows of shop after the backup: connection refused")
+
+    engine = _stand_in(policy, _Driver(), count)
+    with pytest.raises(BackupEngineError, match="counting the rows of shop"):
+        engine.backup("full", lambda *_: None)

@@ -20,6 +20,12 @@ own, and `expire(label, repo)` removes one named set when opsplane says so.
 
 Object-store repositories bundle small files (`repoN-bundle`): one request per file made a
 backup of an empty cluster take ~1000 requests.
+
+A backup tells its caller the moment PostgreSQL's pg_backup_stop has returned (`on_stopped`,
+from the line pgBackRest prints then), while pgBackRest still waits for the stop segment in the
+archive, writes the manifest and expires: what must follow the backup's end can start there.
+Once pgBackRest has exited, the backup is read back from `info` (of that repository alone) and
+its manifest fetched (`repo-get`), the two commands at once.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import pwd
 import re
 import shlex
 import shutil
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -61,6 +68,8 @@ _KEEP_EVERYTHING = "9999999"  # the largest repoN-retention-full pgBackRest acce
 _COMMAND_TIMEOUT = 6 * 3600.0
 _PROGRESS = re.compile(r"\bfile\b.*\(([^()]*), (\d+(?:\.\d+)?)%\)")
 _NEW_LABEL = re.compile(r"new backup label = (\S+)")
+# printed (level info) once pg_backup_stop has returned, before the archive wait and the manifest
+_STOPPED = re.compile(r"backup stop archive = \S+, lsn = ([0-9A-Fa-f]+/[0-9A-Fa-f]+)")
 
 
 @dataclass(frozen=True)
@@ -214,20 +223,29 @@ class PgBackRest:
         self._run(["check"], what="check")
 
     def backup(
-        self, kind: BackupKind = "full", *, repo: int | str = 1, progress: Progress = no_progress
+        self, kind: BackupKind = "full", *, repo: int | str = 1, progress: Progress = no_progress,
+        on_stopped: Callable[[str], None] | None = None,
     ) -> BackupOutcome:
         """Take a `kind` backup into `repo` (index 1-4 or name); `progress` hears ("backup",
-        fraction) as files are copied. Returns what it produced, read back from `info`."""
+        fraction) as files are copied. `on_stopped` is called once, with the backup's stop LSN,
+        as soon as pg_backup_stop has returned (in this thread, while pgBackRest goes on: it
+        must return at once); never when pgBackRest does not say so. Returns what it produced,
+        read back from `info`."""
         if kind not in ("full", "diff", "incr"):
             raise BackupEngineError(f"pgBackRest backup kind must be full, diff or incr, not {kind!r}")
         index = self.repo_index(repo)
         labels: list[str] = []
+        stopped: list[str] = []
 
         def on_line(line: str) -> None:
             if found := _NEW_LABEL.search(line):
                 labels.append(found.group(1))
             elif " DETAIL: " in line and (found := _PROGRESS.search(line)):
                 progress("backup", min(float(found.group(2)) / 100.0, 1.0))
+            elif not stopped and (found := _STOPPED.search(line)):
+                stopped.append(found.group(1))
+                if on_stopped is not None:
+                    on_stopped(found.group(1))
 
         progress("backup", 0.0)
         self._run(["backup", f"--type={kind}", f"--repo={index}", "--log-level-console=detail"],
@@ -237,19 +255,38 @@ class PgBackRest:
             raise BackupEngineError(f"pgBackRest {kind} backup of stanza {self.stanza} into "
                                     f"{self._repo_name(index)} did not say the new backup's label")
         label = labels[-1]
-        found = self.info().backup(label, index)
+        # The set's entry in `info` and its manifest, both at once (the configuration the backup
+        # just wrote is theirs: neither rewrites it, so they do not race on its files).
+        manifest: list[str] = []
+        failed: list[BaseException] = []
+
+        def read_manifest() -> None:
+            try:
+                manifest.append(self._run(["repo-get", f"--repo={index}",
+                                           f"backup/{self.stanza}/{label}/backup.manifest"],
+                                          what="reading a backup manifest", repo=index,
+                                          configure=False).stdout)
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
+                failed.append(exc)
+
+        reader = threading.Thread(target=read_manifest, name=f"pgbackrest-manifest-{label}", daemon=True)
+        reader.start()
+        try:
+            # `--repo` alone: `--set` would have info read and decrypt the manifest too
+            found = self._info([f"--repo={index}"], configure=False).backup(label, index)
+        finally:
+            reader.join()
         if found is None:
             raise BackupEngineError(f"pgBackRest info of stanza {self.stanza} does not list "
                                     f"backup {label} in {self._repo_name(index)} it just made")
-        manifest = self._run(["repo-get", f"--repo={index}",
-                              f"backup/{self.stanza}/{label}/backup.manifest"],
-                             what="reading a backup manifest", repo=index).stdout
+        if failed:
+            raise failed[0]
         return BackupOutcome(
             kind=kind, started=found.started,
             finished=found.finished, size_bytes=found.size_bytes,
             # What this backup adds to the repository: an incr's own files, a full's all.
             copies=(StoredCopy(self._repo_name(index), label, found.repo_delta_bytes),),
-            checksum=hashlib.sha256(manifest.encode()).hexdigest(),
+            checksum=hashlib.sha256(manifest[0].encode()).hexdigest(),
             facts={"engine": "pgbackrest", "stanza": self.stanza, "repo": index,
                    "label": label, "prior": found.prior, "references": list(found.references),
                    "wal_start": found.wal_start, "wal_stop": found.wal_stop,
@@ -261,7 +298,10 @@ class PgBackRest:
 
     def info(self) -> StanzaInfo:
         """Every repository's backups, archive range and the stanza's status in it."""
-        done = self._run(["info", "--output=json"], what="info")
+        return self._info([])
+
+    def _info(self, args: list[str], *, configure: bool = True) -> StanzaInfo:
+        done = self._run(["info", "--output=json", *args], what="info", configure=configure)
         names = {index: repo.name for index, repo in enumerate(self.repositories, start=1)}
         return parse_info(done.stdout, self.stanza, names)
 
@@ -370,9 +410,10 @@ class PgBackRest:
 
     def _run(
         self, args: list[str], *, what: str, repo: int | None = None,
-        on_line: Callable[[str], None] | None = None,
+        on_line: Callable[[str], None] | None = None, configure: bool = True,
     ) -> command.Finished:
-        self.configure()
+        if configure:
+            self.configure()
         where = f" in {self._repo_name(repo)}" if repo is not None else ""
         try:
             done = command.run([*self._base_argv(), *args], what=f"pgBackRest {what}",

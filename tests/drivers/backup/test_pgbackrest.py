@@ -27,6 +27,7 @@ class Backed:
     local: BackupOutcome
     offsite: BackupOutcome
     progress: list[tuple[str, float | None]]
+    stopped: list[str]  # what on_stopped heard during the local backup
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +38,11 @@ def backed(make_stack: Any) -> Iterator[Backed]:
     stack.cluster.execute("insert into secrets values (%s)", (CANARY,))
     stack.driver.check()
     progress: list[tuple[str, float | None]] = []
-    local = stack.driver.backup("full", repo="local", progress=lambda p, f: progress.append((p, f)))
+    stopped: list[str] = []
+    local = stack.driver.backup("full", repo="local", progress=lambda p, f: progress.append((p, f)),
+                                on_stopped=stopped.append)
     offsite = stack.driver.backup("full", repo=2)
-    yield Backed(stack, local, offsite, progress)
+    yield Backed(stack, local, offsite, progress, stopped)
 
 
 def test_full_backups_in_both_repositories_are_listed(backed: Backed) -> None:
@@ -62,6 +65,8 @@ def test_full_backups_in_both_repositories_are_listed(backed: Backed) -> None:
         assert outcome.facts["wal_start"] == listed.wal_start
         assert outcome.started <= outcome.finished
         assert outcome.checksum and len(outcome.checksum) == 64
+    # told once, as pg_backup_stop returned, the stop LSN `info` records
+    assert backed.stopped == [local.facts["lsn_stop"]]
     ranges = {archive.repo: archive for archive in info.archives}
     assert set(ranges) == {1, 2}
     assert ranges[1].wal_min and ranges[1].wal_max and ranges[1].wal_min <= ranges[1].wal_max
