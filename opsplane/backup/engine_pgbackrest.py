@@ -95,12 +95,17 @@ class PgBackRestEngine:
                 outcomes.append(self.driver.backup(
                     kind, repo=repository.name,  # type: ignore[arg-type]
                     progress=_phase(progress, f"backup {repository.name}"),
+                    on_stopping=counting.start if number == last else None,
                     on_stopped=counting.start if number == last else None))
         except BaseException:
             counting.abandon()
             raise
         progress("count rows", None)
-        lsn, counts = counting.result() if counting.started else self._count()
+        stop = str(outcomes[-1].facts.get("lsn_stop") or "")
+        snapshot, lsn, counts = counting.result() if counting.started else self._count()
+        if stop and _lsn(snapshot) < _lsn(stop):
+            # the snapshot came before pg_backup_stop had written the backup's end: count again
+            snapshot, lsn, counts = self._count()
         first = outcomes[0]
         per_repo = {repo.name: dict(outcome.facts) for repo, outcome in zip(self.repositories, outcomes,
                                                                           strict=True)}
@@ -290,12 +295,12 @@ class PgBackRestEngine:
 
     # --- helpers -----------------------------------------------------------------------------
 
-    def _count(self, stop: threading.Event | None = None) -> tuple[str | None, dict[str, int]]:
-        """The rows of each table as the backup ends, and the WAL position they were read at
-        once that position is in the archive. None when nothing was written since the backup
-        ended (its end is the counted moment), or when archiving has not taken that position
-        within ARCHIVE_WAIT (or `stop` is set first): verification then restores to the
-        backup's own end."""
+    def _count(self, stop: threading.Event | None = None) -> tuple[str, str | None, dict[str, int]]:
+        """The rows of each table as the backup ends: the WAL position the snapshot was taken at,
+        that position once it is in the archive, and the counts. The second is None when nothing
+        was written since the backup ended (its end is the counted moment), or when archiving has
+        not taken that position within ARCHIVE_WAIT (or `stop` is set first): verification then
+        restores to the backup's own end."""
         try:
             with self._connect() as connection:
                 lsn, counts = counted_at(connection)
@@ -304,16 +309,16 @@ class PgBackRestEngine:
                 # the backup's own does nothing: the backup's end is then that very moment
                 switched = connection.execute("SELECT pg_switch_wal() > %s::pg_lsn", (lsn,)).fetchone()
                 if not (switched and switched[0]):
-                    return None, counts
+                    return lsn, None, counts
                 deadline = time.monotonic() + ARCHIVE_WAIT
                 pause = stop if stop is not None else threading.Event()
                 while time.monotonic() < deadline:
                     archived = connection.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone()
                     if segment and archived and archived[0] and archived[0] >= segment[0]:
-                        return lsn, counts
+                        return lsn, lsn, counts
                     if pause.wait(0.1):
                         break
-                return None, counts
+                return lsn, None, counts
         except psycopg.Error as exc:
             raise BackupEngineError(f"counting the rows of {self.dbname} after the backup: "
                                     f"{str(exc).strip()}") from None
@@ -324,11 +329,11 @@ class _Counting:
     pg_backup_stop has returned); `result` waits for it and gives what it returned or raises
     what it raised; `abandon` (the backup failed) waits for it and drops both."""
 
-    def __init__(self, count: Callable[[threading.Event], tuple[str | None, dict[str, int]]]) -> None:
+    def __init__(self, count: Callable[[threading.Event], tuple[str, str | None, dict[str, int]]]) -> None:
         self._count = count
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._found: tuple[str | None, dict[str, int]] | None = None
+        self._found: tuple[str, str | None, dict[str, int]] | None = None
         self._failed: BaseException | None = None
 
     @property
@@ -336,11 +341,12 @@ class _Counting:
         return self._thread is not None
 
     def start(self, _stop_lsn: str = "") -> None:
+        """Start counting, once (later calls do nothing)."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="pgbackrest-count", daemon=True)
             self._thread.start()
 
-    def result(self) -> tuple[str | None, dict[str, int]]:
+    def result(self) -> tuple[str, str | None, dict[str, int]]:
         assert self._thread is not None
         self._thread.join()
         if self._failed is not None:
@@ -358,6 +364,12 @@ class _Counting:
             self._found = self._count(self._stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the thread that asks for the result
             self._failed = exc
+
+
+def _lsn(text: str) -> int:
+    """A WAL position ("16/B374D848") as a number."""
+    high, _, low = text.partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
 
 
 def _newest_marker(connection: psycopg.Connection[Any], drill: str) -> datetime | None:

@@ -198,17 +198,21 @@ def test_a_failing_archive_command_is_seen_as_point_in_time_recovery_broken(
 
 
 class _Driver:
-    """Stands in for the engine's PgBackRest: each backup calls `on_stopped` (unless `silent`)
-    and then fails when told to; `said` lists what happened in order."""
+    """Stands in for the engine's PgBackRest: each backup calls `on_stopping` and `on_stopped`
+    (unless `silent`) and then fails when told to; `said` lists what happened in order."""
 
     def __init__(self, *, silent: bool = False, fail: bool = False) -> None:
         self.silent, self.fail = silent, fail
         self.said: list[str] = []
 
-    def backup(self, kind: str, *, repo: str, progress: Any, on_stopped: Any = None) -> Any:
+    def backup(self, kind: str, *, repo: str, progress: Any, on_stopping: Any = None,
+               on_stopped: Any = None) -> Any:
         from opsplane.drivers.backup.base import BackupOutcome, StoredCopy
 
         self.said.append(f"backup {repo}" + (" (told)" if on_stopped else ""))
+        if on_stopping is not None and not self.silent:
+            on_stopping()
+        time.sleep(0.05)  # pg_backup_stop: the backup's end written, then the archive waited for
         if on_stopped is not None and not self.silent:
             on_stopped("0/3000100")
         time.sleep(0.2)  # pgBackRest's tail: the archive wait, the manifest
@@ -234,7 +238,7 @@ def _stand_in(policy: Policy, driver: _Driver, count: Any) -> Any:
 
 def test_the_rows_are_counted_while_the_last_backup_finishes(policy: Policy) -> None:
     driver = _Driver()
-    engine = _stand_in(policy, driver, lambda _stop: ("0/3000200", {"public.orders": 3}))
+    engine = _stand_in(policy, driver, lambda _stop: ("0/3000200", "0/3000200", {"public.orders": 3}))
     outcome = engine.backup("full", lambda *_: None)
     # only the last repository's backup starts the counting, before it has finished
     assert driver.said == ["backup local", "backed up local", "backup offsite (told)", "count",
@@ -245,10 +249,23 @@ def test_the_rows_are_counted_while_the_last_backup_finishes(policy: Policy) -> 
 
 def test_without_the_stop_line_the_rows_are_counted_after_the_backup(policy: Policy) -> None:
     driver = _Driver(silent=True)
-    engine = _stand_in(policy, driver, lambda _stop: (None, {"public.orders": 3}))
+    engine = _stand_in(policy, driver, lambda _stop: ("0/3000200", None, {"public.orders": 3}))
     outcome = engine.backup("full", lambda *_: None)
     assert driver.said[-2:] == ["backed up offsite", "count"]
     assert outcome.facts["counted_at_lsn"] is None
+
+
+def test_a_snapshot_taken_before_the_backups_end_is_counted_again(policy: Policy) -> None:
+    # the counting starts as pg_backup_stop is called; had its snapshot come before the backup's
+    # end was written (0/3000100), recovery could not stop there: the rows are counted again
+    driver = _Driver()
+    answers = iter([("0/3000080", "0/3000080", {"public.orders": 2}),
+                    ("0/3000300", "0/3000300", {"public.orders": 3})])
+    engine = _stand_in(policy, driver, lambda _stop: next(answers))
+    outcome = engine.backup("full", lambda *_: None)
+    assert driver.said.count("count") == 2 and driver.said[-1] == "count"
+    assert outcome.facts["counted_at_lsn"] == "0/3000300"
+    assert outcome.facts["contents"] == {"public.orders": 3}
 
 
 def test_a_failed_backup_is_reported_as_such_whatever_the_counting_did(policy: Policy) -> None:

@@ -21,9 +21,10 @@ own, and `expire(label, repo)` removes one named set when opsplane says so.
 Object-store repositories bundle small files (`repoN-bundle`): one request per file made a
 backup of an empty cluster take ~1000 requests.
 
-A backup tells its caller the moment PostgreSQL's pg_backup_stop has returned (`on_stopped`,
-from the line pgBackRest prints then), while pgBackRest still waits for the stop segment in the
-archive, writes the manifest and expires: what must follow the backup's end can start there.
+A backup tells its caller the moment pgBackRest calls PostgreSQL's pg_backup_stop (`on_stopping`),
+which writes the backup's end into the WAL at once and then waits for the archive, and the moment
+it has returned (`on_stopped`), while pgBackRest still checks the archive, writes the manifest and
+expires: what must follow the backup's end can start there.
 Once pgBackRest has exited, the backup is read back from `info` (of that repository alone) and
 its manifest fetched (`repo-get`), the two commands at once.
 """
@@ -68,6 +69,8 @@ _KEEP_EVERYTHING = "9999999"  # the largest repoN-retention-full pgBackRest acce
 _COMMAND_TIMEOUT = 6 * 3600.0
 _PROGRESS = re.compile(r"\bfile\b.*\(([^()]*), (\d+(?:\.\d+)?)%\)")
 _NEW_LABEL = re.compile(r"new backup label = (\S+)")
+# printed (level info) as pgBackRest calls pg_backup_stop, which then waits for the archive
+_STOPPING = re.compile(r"execute (?:non-)?exclusive backup stop")
 # printed (level info) once pg_backup_stop has returned, before the archive wait and the manifest
 _STOPPED = re.compile(r"backup stop archive = \S+, lsn = ([0-9A-Fa-f]+/[0-9A-Fa-f]+)")
 
@@ -224,17 +227,19 @@ class PgBackRest:
 
     def backup(
         self, kind: BackupKind = "full", *, repo: int | str = 1, progress: Progress = no_progress,
-        on_stopped: Callable[[str], None] | None = None,
+        on_stopping: Callable[[], None] | None = None, on_stopped: Callable[[str], None] | None = None,
     ) -> BackupOutcome:
         """Take a `kind` backup into `repo` (index 1-4 or name); `progress` hears ("backup",
-        fraction) as files are copied. `on_stopped` is called once, with the backup's stop LSN,
-        as soon as pg_backup_stop has returned (in this thread, while pgBackRest goes on: it
-        must return at once); never when pgBackRest does not say so. Returns what it produced,
+        fraction) as files are copied. `on_stopping` is called once as pg_backup_stop is
+        called, `on_stopped` once, with the backup's stop LSN, as soon as it has returned (both in
+        this thread, while pgBackRest goes on: they must return at once); neither when pgBackRest
+        does not say so. Returns what it produced,
         read back from `info`."""
         if kind not in ("full", "diff", "incr"):
             raise BackupEngineError(f"pgBackRest backup kind must be full, diff or incr, not {kind!r}")
         index = self.repo_index(repo)
         labels: list[str] = []
+        stopping: list[bool] = []
         stopped: list[str] = []
 
         def on_line(line: str) -> None:
@@ -242,6 +247,10 @@ class PgBackRest:
                 labels.append(found.group(1))
             elif " DETAIL: " in line and (found := _PROGRESS.search(line)):
                 progress("backup", min(float(found.group(2)) / 100.0, 1.0))
+            elif not stopping and _STOPPING.search(line):
+                stopping.append(True)
+                if on_stopping is not None:
+                    on_stopping()
             elif not stopped and (found := _STOPPED.search(line)):
                 stopped.append(found.group(1))
                 if on_stopped is not None:

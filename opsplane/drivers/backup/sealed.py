@@ -357,13 +357,16 @@ class SealedCopies:
         files = sorted(path for path in base.rglob("*") if path.is_file() and not path.is_symlink())
         label = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
         places = list(self.places.values())
+        first = places[0]
+        passphrase = self.repositories[first.name].cipher_pass
         for place in places:
+            if self.repositories[place.name].cipher_pass != passphrase:
+                raise BackupEngineError(f"repository {place.name!r} has a key of its own: a sealed "
+                                        "archive is written with one key to every repository")
             place.prepare()
             place.sweep(_UNFINISHED_AGE)
-        first = places[0]
         staged = (first.staging(label) if isinstance(first, DirectoryPlace)
                   else Path(_mkdtemp(self.work_dir)) / label)
-        passphrase = self.repositories[first.name].cipher_pass
         try:
             entries = self._seal(base, files, staged, label, passphrase, progress)
             checksum = hashlib.sha256((staged / MANIFEST).read_bytes()).hexdigest()
@@ -371,9 +374,6 @@ class SealedCopies:
             for index, place in enumerate(places):
                 if index > 0:
                     progress(f"copy to {place.name}", 0.0)
-                if self.repositories[place.name].cipher_pass != passphrase:
-                    raise BackupEngineError(f"repository {place.name!r} has a key of its own: a sealed "
-                                            "archive is written with one key to every repository")
                 phase = "backup" if index == 0 else f"copy to {place.name}"
                 place.publish(label, staged, partial(progress, phase))
                 if index == 0 and isinstance(first, DirectoryPlace):

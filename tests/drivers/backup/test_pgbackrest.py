@@ -27,7 +27,7 @@ class Backed:
     local: BackupOutcome
     offsite: BackupOutcome
     progress: list[tuple[str, float | None]]
-    stopped: list[str]  # what on_stopped heard during the local backup
+    stopped: list[str]  # what on_stopping and on_stopped heard during the local backup, in order
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def backed(make_stack: Any) -> Iterator[Backed]:
     progress: list[tuple[str, float | None]] = []
     stopped: list[str] = []
     local = stack.driver.backup("full", repo="local", progress=lambda p, f: progress.append((p, f)),
-                                on_stopped=stopped.append)
+                                on_stopping=lambda: stopped.append("stopping"), on_stopped=stopped.append)
     offsite = stack.driver.backup("full", repo=2)
     yield Backed(stack, local, offsite, progress, stopped)
 
@@ -65,8 +65,8 @@ def test_full_backups_in_both_repositories_are_listed(backed: Backed) -> None:
         assert outcome.facts["wal_start"] == listed.wal_start
         assert outcome.started <= outcome.finished
         assert outcome.checksum and len(outcome.checksum) == 64
-    # told once, as pg_backup_stop returned, the stop LSN `info` records
-    assert backed.stopped == [local.facts["lsn_stop"]]
+    # told once as pg_backup_stop was called, once as it returned, the stop LSN `info` records
+    assert backed.stopped == ["stopping", local.facts["lsn_stop"]]
     ranges = {archive.repo: archive for archive in info.archives}
     assert set(ranges) == {1, 2}
     assert ranges[1].wal_min and ranges[1].wal_max and ranges[1].wal_min <= ranges[1].wal_max
