@@ -8,12 +8,14 @@ exactly as a quiet one. That position must have been archived: the counts are fo
 switch and a wait until the archiver has taken that segment, so it is in the archive when the
 backup is recorded.
 
-The counting starts, in a thread of its own with its own connection, as soon as pgBackRest says
-pg_backup_stop has returned for the last repository's backup (the snapshot is then past that
-backup's stop LSN, which recovery must reach to be consistent), and so overlaps what pgBackRest
-still does: wait for the stop segment in the archive, write the manifest, expire; and the
-driver's `info` and manifest read after it. When pgBackRest does not say so, the counting
-follows the backup. A failed backup is reported as such, whatever the counting found."""
+The counting starts, in a thread of its own with its own connection, as soon as pgBackRest says it
+calls pg_backup_stop for the last repository's backup (or, failing that, says it has returned). It
+thus overlaps what takes time without work: pg_backup_stop waiting for the archive, pgBackRest's
+archive check, manifest and expire, and the driver's `info` and manifest read. pg_backup_stop
+writes the backup's end into the WAL at once, so the snapshot is almost always past it; recovery
+must reach that position to be consistent, so a snapshot that came before it (the stop LSN
+pgBackRest reports) is discarded and the rows counted again. When pgBackRest says neither, the
+counting follows the backup. A failed backup is reported as such, whatever the counting found."""
 
 from __future__ import annotations
 
