@@ -156,15 +156,15 @@ class DemoStack:
         if not self.backups:
             return {}
         if shutil.which("restic") is None:
-            self.notes.append("restic is not installed: the demo takes no backups of Redis or of "
-                              "PostgreSQL without pgBackRest (scripts/bootstrap.sh installs both)")
+            self.notes.append("restic is not installed: the demo takes no backups of Redis "
+                              "(scripts/bootstrap.sh installs it)")
         if shutil.which("pgbackrest") is None:
-            self.pg_engine = "pg_dump" if shutil.which("restic") else None
+            self.pg_engine = "pg_dump"
             self.notes.append("pgBackRest is not installed: PostgreSQL is backed up with pg_dump, "
                               "without WAL archiving (scripts/bootstrap.sh installs it)")
             return {}
         if not server_can_reach(self.base):
-            self.pg_engine = "pg_dump" if shutil.which("restic") else None
+            self.pg_engine = "pg_dump"
             self.notes.append(f"PostgreSQL's account cannot reach {self.base}, where pgBackRest's "
                               "configuration would be: it is backed up with pg_dump, without WAL "
                               "archiving (give the demo a --dir it can reach for pgBackRest)")
