@@ -31,6 +31,7 @@ from opsplane.backup import service
 from opsplane.backup.engines import CopyRef
 from opsplane.backup.flows import verify
 from opsplane.clock import SystemClock
+from opsplane.drivers.backup import command
 from opsplane.drivers.backup.base import StoredCopy
 from opsplane.drivers.backup.pgdump import PostgresDatabase, find_pg_bindir
 from opsplane.drivers.sandbox.postgres import TemporaryPostgres
@@ -74,6 +75,42 @@ class Phases:
         return {name: round(seconds, 2) for name, seconds in split.items()}
 
 
+class EngineCommands:
+    """While open, the wall time of every engine command opsplane runs (they all go through
+    `command.run`), by what it was: a run through opsplane measured against the very pgbackrest
+    command it ran, in the same run, so that pgBackRest's own run-to-run variation cancels out."""
+
+    def __init__(self) -> None:
+        self.seconds: list[tuple[str, float]] = []
+        self._run = command.run
+
+    def __enter__(self) -> EngineCommands:
+        def timed_run(argv: Any, **options: Any) -> Any:
+            started = time.monotonic()
+            try:
+                return self._run(argv, **options)
+            finally:
+                self.seconds.append((str(options.get("what", "")), time.monotonic() - started))
+
+        command.run = timed_run  # type: ignore[assignment]
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        command.run = self._run  # type: ignore[assignment]
+
+    def of(self, what: str) -> float:
+        """The seconds the commands named `what` took."""
+        return sum(seconds for name, seconds in self.seconds if name == what)
+
+
+def paired(runs: list[tuple[float, float]]) -> dict[str, Any]:
+    """(opsplane's seconds, the engine command's seconds in that run) per run: the median ratio and
+    the median seconds opsplane added."""
+    return {"runs": [[round(ours, 3), round(engine, 3)] for ours, engine in runs],
+            "ratio": statistics.median(ours / engine for ours, engine in runs),
+            "added_seconds": statistics.median(ours - engine for ours, engine in runs)}
+
+
 # --- 1. physical: pgBackRest through opsplane against the bare command -----------------------
 
 
@@ -100,17 +137,25 @@ def physical(platform: Platform, repeat: int, progress: Progress) -> dict[str, A
     # the driver's share of opsplane's time from the flow's (stanza-create, counts, WAL switch, catalog)
     sides: dict[str, list[float]] = {"bare": [], "opsplane": [], "opsplane + check": [], "driver": []}
     splits: dict[str, list[dict[str, float]]] = {"opsplane": [], "opsplane + check": []}
+    # opsplane's time against the pgbackrest backup (and verify) it ran in the same run
+    pairs: dict[str, list[tuple[float, float]]] = {"opsplane": [], "opsplane + check": [], "driver": []}
 
     def measure(side: str) -> None:
+        engine_commands = EngineCommands()
         if side == "bare":
             seconds, _ = timed(lambda: bare(backup_argv, what="pgbackrest backup"))
         elif side == "driver":
-            seconds, _ = timed(lambda: platform.engine(PHYSICAL).driver.backup("full", repo="local"))
+            with engine_commands:
+                seconds, _ = timed(lambda: platform.engine(PHYSICAL).driver.backup("full", repo="local"))
         else:
             phases = Phases()
-            seconds, _ = timed(lambda: platform.run(platform.engine(PHYSICAL), check_after=side != "opsplane",
-                                                    progress=phases))
+            with engine_commands:
+                seconds, _ = timed(lambda: platform.run(platform.engine(PHYSICAL),
+                                                        check_after=side != "opsplane", progress=phases))
             splits[side].append(phases.split(seconds))
+        if side != "bare":
+            pairs[side].append((seconds, engine_commands.of("pgBackRest full backup")
+                                + engine_commands.of("pgBackRest verify")))
         sides[side].append(seconds)
         progress(f"  backup, {side}: {seconds:.1f} s")
         keep_only(base)
@@ -121,6 +166,7 @@ def physical(platform: Platform, repeat: int, progress: Progress) -> dict[str, A
             measure(side)
     info = driver.info().backup(base, 1)
     restores: dict[str, list[float]] = {"bare": [], "opsplane": []}
+    restore_pairs: list[tuple[float, float]] = []
     scratch = give(platform.root / "restores", 0o755)
     for number in range(repeat):
         for side in (("opsplane", "bare") if number % 2 == 0 else ("bare", "opsplane")):
@@ -132,8 +178,10 @@ def physical(platform: Platform, repeat: int, progress: Progress) -> dict[str, A
                                        "--type=immediate", "--target-action=promote", "--archive-mode=off")
                 seconds, _ = timed(lambda argv=argv: bare(argv, what="pgbackrest restore"))  # type: ignore[misc]
             else:
-                seconds, _ = timed(lambda target=target: platform.engine(PHYSICAL).driver.restore(  # type: ignore[misc]
-                    target, repo="local", label=base, immediate=True))
+                with EngineCommands() as engine_commands:
+                    seconds, _ = timed(lambda target=target: platform.engine(  # type: ignore[misc]
+                        PHYSICAL).driver.restore(target, repo="local", label=base, immediate=True))
+                restore_pairs.append((seconds, engine_commands.of("pgBackRest restore")))
             restores[side].append(seconds)
             progress(f"  restore, {side}: {seconds:.1f} s")
             shutil.rmtree(target, ignore_errors=True)
@@ -144,6 +192,8 @@ def physical(platform: Platform, repeat: int, progress: Progress) -> dict[str, A
         "backup_ratio": ratio(sides["opsplane"], sides["bare"]),
         "backup_check_ratio": ratio(sides["opsplane + check"], sides["bare"]),
         "backup_driver_ratio": ratio(sides["driver"], sides["bare"]),
+        "backup_paired": {side: paired(runs) for side, runs in pairs.items()},
+        "restore_paired": paired(restore_pairs),
         "phases": {side: {name: statistics.median(s.get(name, 0.0) for s in found)
                           for name in dict.fromkeys(n for s in found for n in s)}
                    for side, found in splits.items() if found},
