@@ -266,10 +266,13 @@ def test_v2_slow_adds_300_ms_to_the_main_route_and_nowhere_else(
         payments_by_release: dict[str, ShopProcess]) -> None:
     slow, good = payments_by_release["v2-slow"].url, payments_by_release["v2"].url
     timed_charge(slow)  # the first request of a process pays for its connection and imports
+    timed_charge(good)
 
-    main_route = [timed_charge(slow) for _ in range(3)]
+    # taken in turns, so that a busy moment of the machine weighs on both sides alike
+    pairs = [(timed_charge(slow), timed_charge(good)) for _ in range(5)]
+    main_route = [slow_seconds for slow_seconds, _ in pairs]
+    baseline = min(good_seconds for _, good_seconds in pairs)
     elsewhere = [timed_get(slow + path) for path in ("/version", "/health", "/metrics", "/no/such/path")]
-    baseline = min(timed_charge(good) for _ in range(3))
 
     assert min(main_route) >= 0.3, main_route
     assert min(main_route) - baseline >= 0.3 - 0.01, (main_route, baseline)
