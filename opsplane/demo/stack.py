@@ -38,7 +38,7 @@ SHOP_SERVICES = ("gateway", "catalog", "orders", "payments")
 TRAFFIC_RPS = 20.0
 RUNBOOK = "https://runbooks.example.com/shop"
 # The backup policy of the demo's PostgreSQL, which is also its pgBackRest stanza; the bucket of
-# the offsite repository. WAL is archived at least every minute while the shop writes.
+# the offsite repository. WAL is archived at least every 30 s while the shop writes.
 PG_POLICY = "postgres-main"
 BACKUP_BUCKET = "demo-backups"
 ARCHIVE_TIMEOUT = "30"

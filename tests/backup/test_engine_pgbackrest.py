@@ -205,6 +205,7 @@ class _Driver:
     def __init__(self, *, silent: bool = False, fail: bool = False) -> None:
         self.silent, self.fail = silent, fail
         self.said: list[str] = []
+        self.counting = threading.Event()  # set by the stand-in count as it begins
 
     def backup(self, kind: str, *, repo: str, progress: Any, on_stopping: Any = None,
                on_stopped: Any = None) -> Any:
@@ -213,10 +214,10 @@ class _Driver:
         self.said.append(f"backup {repo}" + (" (told)" if on_stopped else ""))
         if on_stopping is not None and not self.silent:
             on_stopping()
-        time.sleep(0.05)  # pg_backup_stop: the backup's end written, then the archive waited for
+            # pgBackRest goes on (the archive wait, the manifest) while the counting runs
+            assert self.counting.wait(10), "the counting did not start"
         if on_stopped is not None and not self.silent:
             on_stopped("0/3000100")
-        time.sleep(0.2)  # pgBackRest's tail: the archive wait, the manifest
         self.said.append(f"backed up {repo}")
         if self.fail:
             raise BackupEngineError(f"pgBackRest full backup of {repo} failed")
@@ -231,6 +232,7 @@ def _stand_in(policy: Policy, driver: _Driver, count: Any) -> Any:
 
     def counting(stop: threading.Event | None = None) -> Any:
         driver.said.append("count")
+        driver.counting.set()
         return count(stop)
 
     engine._count = counting

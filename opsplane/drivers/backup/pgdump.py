@@ -6,7 +6,7 @@ READ transaction exports its snapshot (`pg_export_snapshot()`), pg_dump imports 
 therefore agree, however busy the database.
 
 pg_dump writes uncompressed (`-Z 0`, its gzip is slower than zstd and single-threaded per
-table); the dump is then sealed (`sealed.py`: zstd, AES-256-GCM, a SHA-256 per file) into every
+table); the dump is then sealed (`sealed.py`: zstd, AES-256-GCM, a SHA-256 manifest) into every
 repository in one pass, and its scratch directory removed.
 
 Passwords reach pg_dump and pg_restore through PGPASSWORD, never their command line. They
@@ -120,7 +120,7 @@ class PgDumpBackup:
 
         Facts: `database`, `server_version` and `server_version_num`, `pg_dump_version`,
         `tables` ("schema.table" -> rows in the dumped snapshot), `format` "directory".
-        `checksum` is the SHA-256 naming every file of the dump (`sealed.tree_checksum`)."""
+        `checksum` is the SHA-256 of the sealed archive's manifest, which names every object."""
         started = datetime.now(UTC)
         scratch = Path(tempfile.mkdtemp(prefix="opsplane-pgdump-", dir=self.work_dir))
         try:

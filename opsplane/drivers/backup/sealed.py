@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -172,25 +172,20 @@ class BucketPlace:
         self.location = location
         self.prefix = prefix.strip("/")
         self._secrets = secrets_
-        self._local = threading.local()
 
-    @property
+    @cached_property
     def client(self) -> Any:
-        client = getattr(self._local, "client", None)
-        if client is None:
-            import boto3
-            from botocore.config import Config
+        """A boto3 client for the bucket, made when first used (boto3 clients are thread-safe)."""
+        import boto3
+        from botocore.config import Config
 
-            loc = self.location
-            client = boto3.client(
-                "s3", endpoint_url=loc.url, region_name=loc.region, aws_access_key_id=loc.access_key,
-                aws_secret_access_key=loc.secret_key,
-                verify=(loc.ca_file or True) if loc.verify_tls else False,
-                config=Config(s3={"addressing_style": "path" if loc.uri_style == "path" else "virtual"},
-                              retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=15,
-                              read_timeout=120))
-            self._local.client = client
-        return client
+        loc = self.location
+        return boto3.client(
+            "s3", endpoint_url=loc.url, region_name=loc.region, aws_access_key_id=loc.access_key,
+            aws_secret_access_key=loc.secret_key, verify=(loc.ca_file or True) if loc.verify_tls else False,
+            config=Config(s3={"addressing_style": "path" if loc.uri_style == "path" else "virtual"},
+                          retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=15,
+                          read_timeout=120))
 
     def _key(self, label: str, name: str = "") -> str:
         return "/".join(part for part in (self.prefix, label, name) if part)
@@ -226,10 +221,8 @@ class BucketPlace:
         return found
 
     def read(self, label: str, name: str) -> bytes:
-        answer = self._call(f"reading {label}/{name}", lambda: self.client.get_object(
-            Bucket=self.location.bucket, Key=self._key(label, name)))
-        data: bytes = answer["Body"].read()
-        return data
+        with self.open(label, name) as body:
+            return body.read()
 
     def open(self, label: str, name: str) -> IO[bytes]:
         answer = self._call(f"reading {label}/{name}", lambda: self.client.get_object(
