@@ -20,6 +20,7 @@ from opsplane.deploy.models import DeploySettings
 from opsplane.incidents.models import IncidentsSettings
 from opsplane.notify.models import ChannelsSettings
 from opsplane.oncall.models import OncallSettings
+from opsplane.slo.models import Slo, SloName
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=63)]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -458,6 +459,11 @@ class Inventory(Strict):
         default_factory=BackupSettings,
         description="Where backups are kept and, per database, cache and file tree, how they are taken, "
         "kept, encrypted, verified and drilled; see docs/backups.md.",
+    )
+    slos: dict[SloName, Slo] = Field(
+        default_factory=dict,
+        description="Service level objectives: SLI, objective, window, budgeting, burn-rate alerts and the "
+        "deploy freeze of a spent budget; see docs/slo.md.",
     )
     incidents: IncidentsSettings = Field(
         default_factory=IncidentsSettings,

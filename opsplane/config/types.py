@@ -112,9 +112,9 @@ def _parse_ratio(value: Any) -> float:
     """A fraction from 0.8, '80%' or 80 (numbers above 1 are read as percentages)."""
     if isinstance(value, str) and value.strip().endswith("%"):
         number = float(value.strip()[:-1])
-        ratio = number / 100
+        ratio = round(number / 100, 12)  # 99.9% is 0.999, not 0.9990000000000001
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        ratio = float(value) / 100 if value > 1 else float(value)
+        ratio = round(float(value) / 100, 12) if value > 1 else float(value)
     else:
         raise ValueError(f"expected a percentage such as 80% or 0.8, got {value!r}")
     if not 0 <= ratio <= 1:
