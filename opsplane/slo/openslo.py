@@ -28,14 +28,11 @@ import yaml
 from pydantic import ValidationError
 
 from opsplane.errors import OpsplaneError
-from opsplane.metrics.promql import PromQLError, parse
-from opsplane.metrics.promql.syntax import VectorSelector
 from opsplane.slo.models import BurnAlerts, Slo
+from opsplane.slo.openslo_sli import OPSPLANE_SOURCE, PROMETHEUS, Refused, indicator, mapping
 from opsplane.slo.prometheus_rules import histogram_series, le_matcher
 
 API_VERSION = "openslo/v1"
-PROMETHEUS = "Prometheus"
-OPSPLANE_SOURCE = "opsplane"
 NAME_ANNOTATION = "opsplane/name"
 ALERTS_ANNOTATION = "opsplane/alerts"
 DEPLOY_GATE_ANNOTATION = "opsplane/deploy-gate"
@@ -45,7 +42,6 @@ _RFC1123 = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _SLO_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _SHORTHAND = re.compile(r"^(\d+)([mhdwMQY])$")
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_WHOLE_LE = re.compile(r"^(\d+)\(\\\.0\)\?$")
 _SKIPPED_KINDS = ("AlertPolicy", "AlertCondition", "AlertNotificationTarget")
 
 
@@ -176,13 +172,6 @@ class Imported:
     notes: list[str] = field(default_factory=list)
 
 
-class _Refused(Exception):
-    def __init__(self, path: tuple[str | int, ...], message: str):
-        super().__init__(message)
-        self.path = path
-        self.message = message
-
-
 def load(text: str, *, file: str = "<openslo>") -> Imported:
     """The SLOs of a multi-document OpenSLO v1 text; OpenSloError naming every problem."""
     try:
@@ -240,7 +229,7 @@ def from_documents(
     for number, document in slo_documents:
         try:
             name, slo = _slo(document, indicators, sources)
-        except _Refused as refused:
+        except Refused as refused:
             refuse(number, refused.path, refused.message)
             continue
         if name in imported.slos:
@@ -255,63 +244,63 @@ def from_documents(
 def _slo(
     document: dict[str, Any], indicators: Mapping[str, Any], sources: Mapping[str, Any]
 ) -> tuple[str, Slo]:
-    metadata = _mapping(document.get("metadata"), ("metadata",))
-    annotations = _mapping(metadata.get("annotations") or {}, ("metadata", "annotations"))
+    metadata = mapping(document.get("metadata"), ("metadata",))
+    annotations = mapping(metadata.get("annotations") or {}, ("metadata", "annotations"))
     name = annotations.get(NAME_ANNOTATION) or metadata.get("name")
     if not isinstance(name, str) or not _SLO_NAME.match(name) or len(name) > 63:
-        raise _Refused(("metadata", "name"), f"{name!r} is not an SLO name: lowercase letters, digits, "
+        raise Refused(("metadata", "name"), f"{name!r} is not an SLO name: lowercase letters, digits, "
                        "'-', '_' and '.', at most 63")
-    spec = _mapping(document.get("spec"), ("spec",))
+    spec = mapping(document.get("spec"), ("spec",))
     service = spec.get("service")
     if not isinstance(service, str) or not service:
-        raise _Refused(("spec", "service"), "the service the SLO is about is missing")
+        raise Refused(("spec", "service"), "the service the SLO is about is missing")
     fields: dict[str, Any] = {"service": service}
     if spec.get("description"):
         fields["description"] = str(spec["description"])
     objective, objective_path = _objective(spec)
     fields["objective"] = _target(objective, objective_path)
-    fields["sli"] = _sli(spec, objective, objective_path, indicators, sources)
+    fields["sli"] = indicator(spec, objective, objective_path, indicators, sources)
     fields.update(_window(spec.get("timeWindow")))
     fields.update(_budgeting(spec.get("budgetingMethod"), objective, objective_path, fields["objective"]))
     if ALERTS_ANNOTATION in annotations:
         try:
             fields["alerts"] = BurnAlerts.model_validate(json.loads(annotations[ALERTS_ANNOTATION]))
         except (ValueError, ValidationError) as exc:
-            raise _Refused(("metadata", "annotations", ALERTS_ANNOTATION),
+            raise Refused(("metadata", "annotations", ALERTS_ANNOTATION),
                            f"not opsplane's burn alert settings: {_first_error(exc)}") from None
     if DEPLOY_GATE_ANNOTATION in annotations:
         fields["deploy_gate"] = str(annotations[DEPLOY_GATE_ANNOTATION]).lower() != "false"
     try:
         return name, Slo.model_validate(fields)
     except ValidationError as exc:
-        raise _Refused(("spec",), _first_error(exc)) from None
+        raise Refused(("spec",), _first_error(exc)) from None
 
 
 def _objective(spec: dict[str, Any]) -> tuple[dict[str, Any], tuple[str | int, ...]]:
     objectives = spec.get("objectives")
     if not isinstance(objectives, list) or not objectives:
-        raise _Refused(("spec", "objectives"), "an SLO needs one objective with a target")
+        raise Refused(("spec", "objectives"), "an SLO needs one objective with a target")
     if len(objectives) > 1:
-        raise _Refused(("spec", "objectives"), f"{len(objectives)} objectives: opsplane keeps one per SLO; "
+        raise Refused(("spec", "objectives"), f"{len(objectives)} objectives: opsplane keeps one per SLO; "
                        "write one SLO per objective")
-    objective = _mapping(objectives[0], ("spec", "objectives", 0))
+    objective = mapping(objectives[0], ("spec", "objectives", 0))
     if objective.get("indicator") is not None or objective.get("indicatorRef") is not None:
-        raise _Refused(("spec", "objectives", 0), "a composite SLO (an indicator per objective) is not "
+        raise Refused(("spec", "objectives", 0), "a composite SLO (an indicator per objective) is not "
                        "supported: write one SLO per indicator")
     return objective, ("spec", "objectives", 0)
 
 
 def _target(objective: dict[str, Any], path: tuple[str | int, ...]) -> float:
     if "target" in objective and "targetPercent" in objective:
-        raise _Refused(path, "give target or targetPercent, not both")
+        raise Refused(path, "give target or targetPercent, not both")
     if "target" in objective:
         value, key, scale = objective["target"], "target", 1.0
     elif "targetPercent" in objective:
         value, key, scale = objective["targetPercent"], "targetPercent", 100.0
     else:
-        raise _Refused(path, "the objective has no target (or targetPercent)")
+        raise Refused(path, "the objective has no target (or targetPercent)")
     if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < scale:
-        raise _Refused((*path, key), f"{value!r} is not a target above 0 and below {scale:g}")
+        raise Refused((*path, key), f"{value!r} is not a target above 0 and below {scale:g}")
     return round(float(value) / scale, 12) if scale != 1.0 else float(value)
 
 
@@ -319,19 +308,19 @@ def _window(windows: Any) -> dict[str, Any]:
     if windows is None:
         return {}
     if not isinstance(windows, list) or len(windows) != 1:
-        raise _Refused(("spec", "timeWindow"), "timeWindow takes exactly one window")
+        raise Refused(("spec", "timeWindow"), "timeWindow takes exactly one window")
     path: tuple[str | int, ...] = ("spec", "timeWindow", 0)
-    window = _mapping(windows[0], path)
+    window = mapping(windows[0], path)
     duration = str(window.get("duration", ""))
     found = _SHORTHAND.match(duration)
     if found is None:
-        raise _Refused((*path, "duration"), f"{duration!r} is not a duration such as 28d, 4w or 1M")
+        raise Refused((*path, "duration"), f"{duration!r} is not a duration such as 28d, 4w or 1M")
     count, unit = int(found.group(1)), found.group(2)
     calendar = window.get("calendar")
     rolling = window.get("isRolling", calendar is None)
     if rolling:
         if unit not in _UNITS:
-            raise _Refused((*path, "duration"), f"a rolling window of {duration} has no fixed length: "
+            raise Refused((*path, "duration"), f"a rolling window of {duration} has no fixed length: "
                            "give it in days or weeks")
         seconds = count * _UNITS[unit]
         return {} if seconds == 30 * 86400 else {"window": float(seconds)}
@@ -344,20 +333,20 @@ def _calendar(
     units = {("M", 1): "month", ("Q", 1): "quarter", ("M", 3): "quarter"}
     picked = units.get((unit, count))
     if picked is None:
-        raise _Refused((*path, "duration"), f"a calendar window of {duration}: opsplane's are a month (1M) "
+        raise Refused((*path, "duration"), f"a calendar window of {duration}: opsplane's are a month (1M) "
                        "or a quarter (1Q)")
-    settings = _mapping(calendar or {}, (*path, "calendar"))
+    settings = mapping(calendar or {}, (*path, "calendar"))
     zone = settings.get("timeZone", "UTC")
     start = settings.get("startTime")
     if start is not None:
         try:
             began = start if isinstance(start, datetime) else datetime.fromisoformat(str(start))
         except ValueError:
-            raise _Refused((*path, "calendar", "startTime"), f"{start!r} is not a date and time") from None
+            raise Refused((*path, "calendar", "startTime"), f"{start!r} is not a date and time") from None
         first_months = range(1, 13) if picked == "month" else (1, 4, 7, 10)
         midnight_on_the_first = (began.day, began.hour, began.minute, began.second) == (1, 0, 0, 0)
         if not midnight_on_the_first or began.month not in first_months:
-            raise _Refused((*path, "calendar", "startTime"), f"a {picked} starting {start}: opsplane's "
+            raise Refused((*path, "calendar", "startTime"), f"a {picked} starting {start}: opsplane's "
                            f"calendar windows start at midnight on the first day of a {picked}")
     return {"unit": picked, "timezone": zone}
 
@@ -368,10 +357,10 @@ def _budgeting(
     if method == "Occurrences":
         return {}
     if method == "RatioTimeslices":
-        raise _Refused(("spec", "budgetingMethod"), "RatioTimeslices averages the slices' ratios; opsplane "
+        raise Refused(("spec", "budgetingMethod"), "RatioTimeslices averages the slices' ratios; opsplane "
                        "counts each slice good or bad: use Timeslices or Occurrences")
     if method != "Timeslices":
-        raise _Refused(("spec", "budgetingMethod"), f"{method!r}: expected Occurrences or Timeslices")
+        raise Refused(("spec", "budgetingMethod"), f"{method!r}: expected Occurrences or Timeslices")
     fields: dict[str, Any] = {"budgeting": "timeslices"}
     window = objective.get("timeSliceWindow")
     if window is not None:
@@ -380,149 +369,15 @@ def _budgeting(
         else:
             found = _SHORTHAND.match(str(window))
             if found is None or found.group(2) not in _UNITS:
-                raise _Refused((*path, "timeSliceWindow"),
+                raise Refused((*path, "timeSliceWindow"),
                                f"{window!r} is not a slice length such as 1m or 5m")
             fields["timeslice"] = float(int(found.group(1)) * _UNITS[found.group(2)])
     slice_target = objective.get("timeSliceTarget")
     if slice_target is None:
-        raise _Refused(path, "Timeslices budgeting needs timeSliceTarget: the ratio a good slice reaches")
+        raise Refused(path, "Timeslices budgeting needs timeSliceTarget: the ratio a good slice reaches")
     if slice_target != target:
         fields["timeslice_target"] = slice_target
     return fields
-
-
-def _sli(spec: dict[str, Any], objective: dict[str, Any], objective_path: tuple[str | int, ...],
-         indicators: Mapping[str, Any], sources: Mapping[str, Any]) -> dict[str, Any]:
-    if spec.get("indicator") is not None:
-        path: tuple[str | int, ...] = ("spec", "indicator", "spec")
-        sli_spec = _mapping(_mapping(spec["indicator"], ("spec", "indicator")).get("spec"), path)
-    elif spec.get("indicatorRef") is not None:
-        ref = spec["indicatorRef"]
-        if ref not in indicators:
-            raise _Refused(("spec", "indicatorRef"), f"no SLI document named {ref!r} in the file")
-        path = ("spec", "indicatorRef")
-        sli_spec = _mapping(indicators[ref].get("spec"), path)
-    else:
-        raise _Refused(("spec",), "an SLO needs an indicator or an indicatorRef")
-    if sli_spec.get("ratioMetric") is not None:
-        return _ratio_sli(_mapping(sli_spec["ratioMetric"], (*path, "ratioMetric")), (*path, "ratioMetric"),
-                          sources)
-    if sli_spec.get("thresholdMetric") is not None:
-        return _threshold_sli(sli_spec["thresholdMetric"], (*path, "thresholdMetric"), objective,
-                              objective_path, sources)
-    raise _Refused(path, "the indicator has neither ratioMetric nor thresholdMetric")
-
-
-def _ratio_sli(
-    ratio: dict[str, Any], path: tuple[str | int, ...], sources: Mapping[str, Any]
-) -> dict[str, Any]:
-    if ratio.get("raw") is not None:
-        raise _Refused((*path, "raw"), "a precomputed ratio cannot be counted into events: give good or "
-                       "bad, and total, as counters")
-    if ratio.get("counter") is False:
-        raise _Refused((*path, "counter"), "opsplane counts events from counters (counter: true); a gauge "
-                       "that goes up and down cannot be turned into events")
-    given = [key for key in ("good", "bad") if ratio.get(key) is not None]
-    if len(given) != 1 or ratio.get("total") is None:
-        raise _Refused(path, "give total and exactly one of good and bad")
-    kind = given[0]
-    numerator_type, numerator = _source(ratio[kind], (*path, kind), sources)
-    total_type, total = _source(ratio["total"], (*path, "total"), sources)
-    if numerator_type != total_type:
-        raise _Refused(path, f"{kind} reads {numerator_type} and total {total_type}: both must read the same")
-    if numerator_type == OPSPLANE_SOURCE:
-        component = numerator.get("component")
-        return {"checks": {"component": component} if component else {}}
-    numerator_query = _selector(numerator, (*path, kind, "metricSource", "spec", "query"))
-    total_query = _selector(total, (*path, "total", "metricSource", "spec", "query"))
-    if kind == "good":
-        latency = _as_latency(numerator_query, total_query)
-        if latency is not None:
-            return {"latency": latency}
-    return {"events": {kind: numerator_query, "total": total_query}}
-
-
-def _threshold_sli(metric: Any, path: tuple[str | int, ...], objective: dict[str, Any],
-                   objective_path: tuple[str | int, ...], sources: Mapping[str, Any]) -> dict[str, Any]:
-    source_type, source = _source(metric, path, sources)
-    if source_type == OPSPLANE_SOURCE:
-        raise _Refused(path, "opsplane's check results are a ratioMetric (good and total)")
-    query = _selector(source, (*path, "metricSource", "spec", "query"))
-    name = query.split("{", 1)[0].strip()
-    if not name.endswith("_bucket"):
-        raise _Refused((*path, "metricSource", "spec", "query"), "a threshold metric is compared value by "
-                       "value, which opsplane does not do; it counts requests under a threshold from a "
-                       "latency histogram: give its _bucket series, or a ratioMetric")
-    op, value = objective.get("op"), objective.get("value")
-    if op not in ("lt", "lte") or not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-        raise _Refused(objective_path, "a latency objective needs op lt or lte and a value in seconds, the "
-                       "histogram's bucket boundary")
-    if "le=" in query.replace(" ", ""):
-        raise _Refused((*path, "metricSource", "spec", "query"), "give the histogram without an le "
-                       "matcher: the objective's value picks the bucket")
-    histogram = name.removesuffix("_bucket") + query.strip()[len(name):]
-    return {"latency": {"histogram": histogram, "threshold": float(value)}}
-
-
-def _source(
-    metric: Any, path: tuple[str | int, ...], sources: Mapping[str, Any]
-) -> tuple[str, dict[str, Any]]:
-    source = _mapping(_mapping(metric, path).get("metricSource"), (*path, "metricSource"))
-    kind = source.get("type")
-    if kind is None and source.get("metricSourceRef") is not None:
-        ref = source["metricSourceRef"]
-        if ref not in sources:
-            raise _Refused((*path, "metricSource", "metricSourceRef"),
-                           f"no DataSource named {ref!r} in the file")
-        kind = sources[ref]
-    if isinstance(kind, str) and kind.lower() == PROMETHEUS.lower():
-        kind = PROMETHEUS
-    if kind not in (PROMETHEUS, OPSPLANE_SOURCE):
-        raise _Refused((*path, "metricSource", "type"), f"metric source {kind!r}: opsplane reads Prometheus "
-                       "metrics (or its own check results, type opsplane)")
-    return kind, _mapping(source.get("spec"), (*path, "metricSource", "spec"))
-
-
-def _selector(spec: dict[str, Any], path: tuple[str | int, ...]) -> str:
-    query = spec.get("query")
-    if not isinstance(query, str) or not query.strip():
-        raise _Refused(path, "the Prometheus query is missing")
-    try:
-        tree = parse(query)
-    except PromQLError as exc:
-        raise _Refused(path, f"not PromQL: {exc}") from None
-    if not isinstance(tree, VectorSelector) or tree.offset:
-        raise _Refused(path, f"{query.strip()!r} is an expression: opsplane takes a counter's selector, "
-                       "such as http_requests_total{status=~\"5..\"}, and computes the rates itself")
-    return query.strip()
-
-
-def _as_latency(good: str, total: str) -> dict[str, Any] | None:
-    """A bucket-over-count pair of the same histogram as a latency SLI; None when it is not one."""
-    good_tree, total_tree = parse(good), parse(total)
-    assert isinstance(good_tree, VectorSelector) and isinstance(total_tree, VectorSelector)  # _selector
-    names = {m.name: m.value for m in good_tree.matchers if m.name == "__name__"}
-    total_name = total.split("{", 1)[0].strip()
-    if not names.get("__name__", "").endswith("_bucket") or total_name != names["__name__"][:-7] + "_count":
-        return None
-    le = [m for m in good_tree.matchers if m.name == "le"]
-    rest = {m for m in good_tree.matchers if m.name not in ("le", "__name__")}
-    if len(le) != 1 or rest != {m for m in total_tree.matchers if m.name != "__name__"}:
-        return None
-    whole = _WHOLE_LE.match(le[0].value)
-    try:
-        threshold = float(whole.group(1)) if le[0].op == "=~" and whole else float(le[0].value)
-    except ValueError:
-        return None
-    if le[0].op not in ("=", "=~") or (le[0].op == "=~" and whole is None) or threshold <= 0:
-        return None
-    return {"histogram": total_name[:-6] + total.strip()[len(total_name):], "threshold": threshold}
-
-
-def _mapping(value: Any, path: tuple[str | int, ...]) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _Refused(path, "expected a mapping")
-    return value
 
 
 def _get(document: dict[str, Any], *keys: str) -> Any:
