@@ -218,7 +218,7 @@ def from_documents(
         if kind == "SLO":
             slo_documents.append((number, document))
         elif kind == "SLI" and isinstance(name, str):
-            indicators[name] = document
+            indicators[name] = (number, document)
         elif kind == "DataSource" and isinstance(name, str):
             sources[name] = _get(document, "spec", "type")
         elif kind in _SKIPPED_KINDS:
@@ -230,7 +230,7 @@ def from_documents(
         try:
             name, slo = _slo(document, indicators, sources)
         except Refused as refused:
-            refuse(number, refused.path, refused.message)
+            refuse(refused.document or number, refused.path, refused.message)
             continue
         if name in imported.slos:
             refuse(number, ("metadata", "name"), f"a second SLO named {name}")
@@ -402,11 +402,13 @@ def _line(node: yaml.Node | None, path: tuple[str | int, ...]) -> int | None:
     line = node.start_mark.line + 1
     for part in path:
         child: yaml.Node | None = None
+        at = None
         if isinstance(node, yaml.MappingNode):
-            child = next((value for key, value in node.value if key.value == part), None)
+            # the key's line: a nested mapping's value only starts on the next one
+            at, child = next(((key, value) for key, value in node.value if key.value == part), (None, None))
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            child = node.value[part]
-        if child is None:
+            at = child = node.value[part]
+        if child is None or at is None:
             break
-        node, line = child, child.start_mark.line + 1
+        node, line = child, at.start_mark.line + 1
     return line

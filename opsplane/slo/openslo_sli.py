@@ -25,6 +25,7 @@ class Refused(Exception):
         super().__init__(message)
         self.path = path
         self.message = message
+        self.document: int | None = None  # when it lies in another document than the SLO's
 
 
 def indicator(
@@ -35,8 +36,9 @@ def indicator(
     sources: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The `sli:` fields of an SLO document's spec (its inline indicator or the SLI document it
-    names); Refused when opsplane cannot compute it. `indicators` and `sources` are the file's SLI
-    and DataSource documents (the latter as their type), by name."""
+    names); Refused when opsplane cannot compute it. `indicators` are the file's SLI documents
+    (number, document) and `sources` its DataSource documents' types, by name."""
+    document: int | None = None
     if spec.get("indicator") is not None:
         path: tuple[str | int, ...] = ("spec", "indicator", "spec")
         sli_spec = mapping(mapping(spec["indicator"], ("spec", "indicator")).get("spec"), path)
@@ -44,17 +46,23 @@ def indicator(
         ref = spec["indicatorRef"]
         if ref not in indicators:
             raise Refused(("spec", "indicatorRef"), f"no SLI document named {ref!r} in the file")
-        path = ("spec", "indicatorRef")
-        sli_spec = mapping(indicators[ref].get("spec"), path)
+        document, path = indicators[ref][0], ("spec",)
+        sli_spec = mapping(indicators[ref][1].get("spec"), path)
     else:
         raise Refused(("spec",), "an SLO needs an indicator or an indicatorRef")
-    if sli_spec.get("ratioMetric") is not None:
-        return _ratio_sli(mapping(sli_spec["ratioMetric"], (*path, "ratioMetric")), (*path, "ratioMetric"),
-                          sources)
-    if sli_spec.get("thresholdMetric") is not None:
-        return _threshold_sli(sli_spec["thresholdMetric"], (*path, "thresholdMetric"), objective,
-                              objective_path, sources)
-    raise Refused(path, "the indicator has neither ratioMetric nor thresholdMetric")
+    try:
+        if sli_spec.get("ratioMetric") is not None:
+            ratio_path = (*path, "ratioMetric")
+            return _ratio_sli(mapping(sli_spec["ratioMetric"], ratio_path), ratio_path, sources)
+        if sli_spec.get("thresholdMetric") is not None:
+            return _threshold_sli(sli_spec["thresholdMetric"], (*path, "thresholdMetric"), objective,
+                                  objective_path, sources)
+        raise Refused(path, "the indicator has neither ratioMetric nor thresholdMetric")
+    except Refused as refused:
+        # a problem of a separate SLI document is shown there, not at the SLO naming it
+        if document is not None and refused.path[:len(objective_path)] != objective_path:
+            refused.document = document
+        raise
 
 
 def _ratio_sli(
@@ -112,18 +120,18 @@ def _source(
     metric: Any, path: tuple[str | int, ...], sources: Mapping[str, Any]
 ) -> tuple[str, dict[str, Any]]:
     source = mapping(mapping(metric, path).get("metricSource"), (*path, "metricSource"))
-    kind = source.get("type")
+    kind, via = source.get("type"), ""
     if kind is None and source.get("metricSourceRef") is not None:
         ref = source["metricSourceRef"]
         if ref not in sources:
             raise Refused((*path, "metricSource", "metricSourceRef"),
                            f"no DataSource named {ref!r} in the file")
-        kind = sources[ref]
+        kind, via = sources[ref], f" (of the DataSource {ref})"
     if isinstance(kind, str) and kind.lower() == PROMETHEUS.lower():
         kind = PROMETHEUS
     if kind not in (PROMETHEUS, OPSPLANE_SOURCE):
-        raise Refused((*path, "metricSource", "type"), f"metric source {kind!r}: opsplane reads Prometheus "
-                       "metrics (or its own check results, type opsplane)")
+        raise Refused((*path, "metricSource", "type"), f"metric source {kind!r}{via}: opsplane reads "
+                       "Prometheus metrics (or its own check results, type opsplane)")
     return kind, mapping(source.get("spec"), (*path, "metricSource", "spec"))
 
 
