@@ -132,13 +132,14 @@ def prometheus(
     directory: Path = typer.Argument(..., help="Where to write the rule file and alertmanager.yml."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Write the alert rules as a Prometheus rule file and the routing as alertmanager.yml."""
+    """Write the alert rules and the SLOs' recording and burn-rate rules as a Prometheus rule file,
+    and the routing as alertmanager.yml."""
     from opsplane.alerts.export import export, write
     from opsplane.alerts.flows import dependencies
     from opsplane.config import load
 
     inventory = load(config_path(ctx))
-    exported = export(inventory.alerting, depends_on=dependencies(inventory))
+    exported = export(inventory.alerting, depends_on=dependencies(inventory), slos=inventory.slos)
     written = write(exported, directory)
     if json_out:
         print_json({"files": [str(p) for p in written], "notes": exported.notes})

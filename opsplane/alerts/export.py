@@ -17,6 +17,8 @@ from opsplane.alerts.matchers import Matcher, MatchOp
 from opsplane.alerts.models import AlertingSettings, AlertRule, Receiver, Route, Severity
 from opsplane.alerts.pack import effective_rules, prometheus_duration
 from opsplane.alerts.templates import for_prometheus
+from opsplane.slo.models import Slo
+from opsplane.slo.prometheus_rules import slo_rule_groups
 
 
 @dataclass
@@ -28,7 +30,13 @@ class Export:
     notes: list[str] = field(default_factory=list)
 
 
-def export(settings: AlertingSettings, *, depends_on: Mapping[str, Sequence[str]] | None = None) -> Export:
+def export(
+    settings: AlertingSettings,
+    *,
+    depends_on: Mapping[str, Sequence[str]] | None = None,
+    slos: Mapping[str, Slo] | None = None,
+) -> Export:
+    """The rule file (opsplane's rules, then each SLO's groups) and alertmanager.yml."""
     notes: list[str] = []
     alertmanager: dict[str, Any] = {
         "route": _route(settings.route, top=True),
@@ -53,6 +61,10 @@ def export(settings: AlertingSettings, *, depends_on: Mapping[str, Sequence[str]
         "interval": prometheus_duration(settings.evaluation_interval),
         "rules": [_rule(rule) for rule in effective_rules(settings)],
     }]}
+    if slos:
+        slo_rules = slo_rule_groups(slos)
+        rules["groups"] += slo_rules.groups
+        notes += slo_rules.notes
     return Export(rules, alertmanager, notes)
 
 
