@@ -150,11 +150,11 @@ def cross_check(runbook: Runbook, inventory: Inventory) -> list[Problem]:
         for used in sorted(parameters_used(step.model_dump())):
             if used not in runbook.parameters:
                 problems.append((at, f"${{{used}}} names no parameter; declare it under parameters"))
-    for name, parameter in runbook.parameters.items():
+    for param, parameter in runbook.parameters.items():
         if parameter.of != "text" and parameter.default is not None:
             missing = _component_problem(parameter.of, parameter.default, inventory)
             if missing:
-                problems.append((("parameters", name, "default"), missing))
+                problems.append((("parameters", param, "default"), missing))
     if not any(message.startswith(("duplicate", "unknown step")) for _, message in problems):
         problems.extend(_cycles(runbook))
     return problems
