@@ -27,6 +27,7 @@ from typing import Any
 from opsplane.runbooks.models import ABORT, CHANGES, CONTINUE, END, FAIL, Runbook
 
 NOT_YET = "not_yet"  # a wait_until look that found its condition false before the deadline
+NOT_RUN = "not_run"  # an attempt cut short that a person says did not happen: the step runs again
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,8 @@ def next_move(runbook: Runbook, record: Sequence[StepRecord], *, now: datetime) 
             if step.kind in CHANGES and not step.idempotent:
                 return AskPerson(step_id, done.attempt + 1, "unknown_outcome")
             return RunStep(step_id, done.attempt + 1)
+        if done.outcome == NOT_RUN:
+            return _gate(step, done.attempt + 1)
         if step.kind == "wait_until" and done.outcome == NOT_YET:
             due = min((done.ended_at or done.started_at) + timedelta(seconds=step.every),
                       deadline(step, record))
@@ -184,5 +187,5 @@ def wait_outcome(step: Any, record: Sequence[StepRecord], *, true: bool, now: da
     return "timed_out" if now >= deadline(step, record) else NOT_YET
 
 
-__all__ = ["NOT_YET", "AskPerson", "AwaitApproval", "Finish", "Next", "RunStep", "Sleep", "StepRecord",
-           "decided_outcome", "deadline", "latest", "next_move", "wait_outcome"]
+__all__ = ["NOT_RUN", "NOT_YET", "AskPerson", "AwaitApproval", "Finish", "Next", "RunStep", "Sleep",
+           "StepRecord", "decided_outcome", "deadline", "latest", "next_move", "wait_outcome"]
