@@ -43,6 +43,10 @@ class NoSuchRun(RunRefused):
     """No run has that id."""
 
 
+class NotAllowed(RunRefused):
+    """The person's role falls short of what the step needs."""
+
+
 def run_claim(run_id: int) -> str:
     """The key of the claim held by whoever drives run `run_id`."""
     return f"runbook-run:{run_id}"
@@ -124,6 +128,7 @@ def finish_step(session: Session, run: RunbookRunRow, row: RunbookStepRow, *, ou
     run.updated_at = now
     said = output.strip()
     details: dict[str, Any] = {"step": row.step_id, "kind": row.kind, "attempt": row.attempt,
+                               "outcome": outcome,
                                "seconds": round((now - row.started_at).total_seconds(), 3)}
     if said:
         details["output"] = said if len(said) <= OUTPUT_SAID else "…" + said[-OUTPUT_SAID:]
@@ -172,7 +177,7 @@ def approve(session: Session, run: RunbookRunRow, *, step_id: str, actor: str, r
         raise RunRefused(f"{actor} started run {run.id}; another person must approve step {step_id}")
     needed = Role(step.role)
     if not role.allows(needed):
-        raise RunRefused(f"step {step_id} needs the {needed.value} role to approve; {actor} has {role.value}")
+        raise NotAllowed(f"step {step_id} needs the {needed.value} role to approve; {actor} has {role.value}")
     attempt = 1 + max((r.attempt for r in steps(session, run.id) if r.step_id == step_id), default=0)
     row = start_step(session, run, step=step, attempt=attempt, holder=actor, confirmed_by=None, now=now)
     finish_step(session, run, row, outcome="yes", output=f"approved by {actor}", actor=actor, now=now,
