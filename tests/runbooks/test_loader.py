@@ -96,11 +96,12 @@ def test_config_validate_names_the_runbook_file_and_line(tmp_path: Path) -> None
     opsplane = Opsplane(tmp_path, {"platform": {"name": "shop"}, "runbooks": {"dir": "runbooks"},
                                    "services": {"orders": {"port": 8002, "checks": [{"type": "tcp"}]}}})
     (tmp_path / "runbooks").mkdir()
-    (tmp_path / "runbooks" / "orders.yaml").write_text(HEAD + "  - {id: look, kind: check, check: orders/http}\n")
+    written = tmp_path / "runbooks" / "orders.yaml"
+    written.write_text(HEAD + "  - {id: look, kind: check, check: orders/http}\n")
     ran = opsplane("config", "validate", code=3)
     assert "runbooks/orders.yaml:4:" in ran.stderr
     assert "steps[0].check: orders has no check 'http'; its checks: tcp" in ran.stderr
-    (tmp_path / "runbooks" / "orders.yaml").write_text(HEAD + "  - {id: look, kind: check, check: orders/tcp}\n")
+    written.write_text(HEAD + "  - {id: look, kind: check, check: orders/tcp}\n")
     assert "1 runbook" in opsplane("config", "validate").stdout
 
 
