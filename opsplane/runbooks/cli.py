@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import click
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -231,14 +230,14 @@ class TerminalPerson:
     def confirm(self, run: Any, step: Any) -> bool | None:
         try:
             return bool(typer.confirm(f"{step.id}: {step.prompt}", default=False))
-        except click.exceptions.Abort:
+        except typer.Abort:
             return None
 
     def allow(self, run: Any, step: Any, plan: str) -> str | None:
         try:
             said = typer.prompt(f"{step.id} changes something: {plan}. Run it? [y]es/[n]o (abort)/[s]kip",
                                 default="", show_default=False)
-        except click.exceptions.Abort:
+        except typer.Abort:
             return None
         return {"y": "yes", "yes": "yes", "n": "no", "no": "no", "s": "skip", "skip": "skip"}.get(
             said.strip().lower())
@@ -248,7 +247,7 @@ class TerminalPerson:
 
         try:
             said = typer.prompt(f"{plan_line(step)}. Type {word} to go on", default="", show_default=False)
-        except click.exceptions.Abort:
+        except typer.Abort:
             return None
         return bool(said.strip() == word)
 
@@ -257,7 +256,7 @@ class TerminalPerson:
             said = typer.prompt(f"step {step.id} (attempt {attempt}) was started and cut short. Did it "
                                 "happen? [y]es (go on) / [n]o (run it again) / [a]bort", default="",
                                 show_default=False)
-        except click.exceptions.Abort:
+        except typer.Abort:
             return None
         return {"y": "yes", "yes": "yes", "n": "no", "no": "no", "a": "abort", "abort": "abort"}.get(
             said.strip().lower())
