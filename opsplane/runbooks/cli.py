@@ -170,8 +170,9 @@ def run(
 @app.command()
 def resume(ctx: typer.Context, run_id: int = typer.Argument(..., help="The run."),
            yes: bool = typer.Option(False, "--yes", "-y", help="Run unsafe steps without asking.")) -> None:
-    """Go on with a run that waits for a person, or whose process died: steps cut short are run
-    again only when that is safe; otherwise you are asked whether they happened."""
+    """Go on with a run that waits for a person, or whose process died.
+
+    A step cut short runs again only when that is safe; otherwise you are asked whether it happened."""
     inventory, base_dir = load_inventory(ctx)
     actor = acting_as(Role.RESPONDER)
     store = open_store()

@@ -12,14 +12,14 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from opsplane.api.errors import declare
-from opsplane.api.params import ROW_ID_MAX
 from opsplane.api.store import in_session
 from opsplane.auth.deps import require
 from opsplane.auth.service import Principal, Role
 
 router = APIRouter(tags=["runbooks"])
 T = TypeVar("T")
-RunId = Path(ge=1, le=ROW_ID_MAX, description="The run's number.")
+INTEGER_MAX = 2**31 - 1  # runs and incidents are numbered by 32-bit integer columns
+RunId = Path(ge=1, le=INTEGER_MAX, description="The run's number.")
 READ_REFUSALS = declare(404, meaning={404: "No such runbook or run."})
 CHANGE_REFUSALS = declare(403, 404, 409, 422, meaning={
     403: "The token's role falls short of what the approval step needs.",
@@ -30,7 +30,7 @@ CHANGE_REFUSALS = declare(403, 404, 409, 422, meaning={
 
 class RunRequest(BaseModel):
     parameters: dict[str, str] = Field(default_factory=dict, description="The runbook's parameters.")
-    incident: int | None = Field(None, ge=1, le=ROW_ID_MAX, description="The incident the run is for.")
+    incident: int | None = Field(None, ge=1, le=INTEGER_MAX, description="The incident the run is for.")
 
 
 class Approval(BaseModel):
