@@ -37,6 +37,7 @@ def validate(
     path = path or config_path(ctx)
     try:
         inventory, warnings = load_with_warnings(path)
+        runbooks = _runbooks(inventory, path)
     except ConfigError as exc:
         if not json_out:
             raise
@@ -45,11 +46,23 @@ def validate(
         raise typer.Exit(exc.exit_code) from None
     if json_out:
         print_json({"valid": True, "file": str(path), **summary(inventory),
+                    **({"runbooks": runbooks} if runbooks is not None else {}),
                     "warnings": [asdict(warning) for warning in warnings]})
         return
     for warning in warnings:
         err.print(f"[bold yellow]warning:[/] {escape(str(warning))}", highlight=False, soft_wrap=True)
-    out.print(f"{path}: valid: {summary_line(inventory)}")
+    said = f"; {runbooks} runbook{'s' if runbooks != 1 else ''}" if runbooks is not None else ""
+    out.print(f"{path}: valid: {summary_line(inventory)}{said}")
+
+
+def _runbooks(inventory: Inventory, path: Path) -> int | None:
+    """How many runbooks the inventory's runbooks directory holds, each checked against the
+    inventory (ConfigError with file and line of every problem); None when it names none."""
+    if inventory.runbooks.dir is None:
+        return None
+    from opsplane.runbooks.loader import catalog
+
+    return len(catalog(inventory, path.resolve().parent))
 
 
 def summary(inventory: Inventory) -> dict[str, Any]:

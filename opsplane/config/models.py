@@ -20,6 +20,7 @@ from opsplane.deploy.models import DeploySettings
 from opsplane.incidents.models import IncidentsSettings
 from opsplane.notify.models import ChannelsSettings
 from opsplane.oncall.models import OncallSettings
+from opsplane.runbooks.models import RunbooksSettings
 from opsplane.slo.models import Slo, SloName
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=63)]
@@ -464,6 +465,10 @@ class Inventory(Strict):
         default_factory=dict,
         description="Service level objectives: SLI, objective, window, budgeting, burn-rate alerts and the "
         "deploy freeze of a spent budget; see docs/slo.md.",
+    )
+    runbooks: RunbooksSettings = Field(
+        default_factory=RunbooksSettings,
+        description="Where runbook files (steps opsplane runs and records) are kept; see docs/runbooks.md.",
     )
     incidents: IncidentsSettings = Field(
         default_factory=IncidentsSettings,

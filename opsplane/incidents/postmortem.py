@@ -90,6 +90,29 @@ def _changes(facts: PostmortemFacts) -> list[str]:
             for number, entries in deploys.items()]
 
 
+def _runbooks(facts: PostmortemFacts) -> list[str]:
+    """Each runbook run the timeline holds: its steps in order with their outcomes, and how it
+    ended (what was tried, by the record rather than by memory)."""
+    runs: dict[Any, dict[str, Any]] = {}
+    for entry in facts.timeline:
+        if not entry.kind.startswith("runbook."):
+            continue
+        run = runs.setdefault(entry.details.get("run"), {"name": entry.details.get("runbook"), "steps": [],
+                                                          "by": entry.actor, "end": "not finished"})
+        if entry.kind == "runbook.step":
+            outcome = str(entry.details.get("outcome", "done")).replace("_", " ")
+            run["steps"].append(f"{entry.details.get('step')} {outcome}")
+        elif entry.kind == "runbook.finished":
+            run["end"] = str(entry.details.get("state", "ended"))
+            if entry.details.get("reason") and run["end"] != "succeeded":
+                run["end"] += f" ({entry.details['reason']})"
+    if not runs:
+        return ["No runbook was run for this incident."]
+    return [f"- Run {number} of {run['name']} by {_cell(run['by'])}: "
+            + ("; ".join(_cell(s) for s in run["steps"]) or "no step done") + f"; {_cell(run['end'])}"
+            for number, run in runs.items()]
+
+
 def render(facts: PostmortemFacts) -> str:
     """The post-mortem draft as Markdown."""
     incident, policy = facts.incident, facts.policy
@@ -116,6 +139,7 @@ def render(facts: PostmortemFacts) -> str:
     lines += [f"| {e.at.strftime('%H:%M:%S')} | {_cell(e.what)} | {_cell(e.actor)} |"
               for e in facts.timeline] or ["| - | No events recorded | - |"]
     lines += ["", "## Changes", "", *_changes(facts), ""]
+    lines += ["## Runbooks run", "", *_runbooks(facts), ""]
     lines += ["## Root cause analysis", "",
               facts.root_cause or "_What caused it, and why was that possible? (Ask why until the "
               "answer is a process or a design, not a person.)_", ""]

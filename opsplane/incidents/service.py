@@ -106,7 +106,9 @@ def get_timeline(session: Session, *, incident_id: int, now: datetime,
     row = get_or_raise(session, incident_id=incident_id)
     begin, end = timeline.window(row.started_at, row.detected_at, row.resolved_at, now)
     query = (select(Event).where(Event.ts >= begin, Event.ts <= end,
-                                 or_(Event.service == row.service, Event.target == ref(row.id)))
+                                 or_(Event.service == row.service, Event.target == ref(row.id),
+                                     # work done for the incident (a runbook run): INC-7/runbook-run:3
+                                     Event.target.startswith(f"{ref(row.id)}/", autoescape=True)))
              .order_by(Event.ts, Event.id).limit(limit))
     return timeline.assemble(session.scalars(query))
 

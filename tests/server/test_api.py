@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import yaml
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
@@ -17,6 +18,8 @@ from opsplane.config.loader import loads
 from opsplane.deploy import service as deploys
 from opsplane.health.models import ProbeResult, State
 from opsplane.incidents import service as incidents
+from opsplane.runbooks import service as runbooks
+from opsplane.runbooks.models import Runbook
 from opsplane.server import ControlPlane, create_app
 from opsplane.store import Store
 from opsplane.web.session import COOKIE, SessionGuard
@@ -36,19 +39,23 @@ backup:
   repositories: {local: {}}
   policies:
     postgres-main: {data_dir: /var/lib/postgresql/15/main}
+runbooks: {dir: runbooks}
 """
+RUNBOOK = "name: backend\ntitle: Backend\nsteps:\n  - {id: look, kind: note, text: look at it}\n"
 
 
 @pytest.fixture
 def plane(tmp_path) -> ControlPlane:
+    (tmp_path / "runbooks").mkdir()
+    (tmp_path / "runbooks" / "backend.yaml").write_text(RUNBOOK)
     store = Store.open(f"sqlite:///{tmp_path}/o.db")
     return ControlPlane(loads(INVENTORY), store)
 
 
 @pytest.fixture
-def client(plane: ControlPlane) -> TestClient:
+def client(plane: ControlPlane, tmp_path) -> TestClient:
     # No `with`: the lifespan (and so the scheduler) does not start; routes read plane state.
-    return TestClient(create_app(plane))
+    return TestClient(create_app(plane, inventory_dir=tmp_path))
 
 
 def token(plane: ControlPlane, role: Role) -> str:
@@ -75,13 +82,14 @@ def concrete(path: str) -> str:
     # Path parameters name a real component (or incident 1, deploy 1, backup 1, backup policy
     # postgres-main and an action its state allows), so an admitted request can succeed.
     named = (path.replace("{incident_id}", "1").replace("{deploy_id}", "1").replace("{backup_id}", "1")
+             .replace("{run_id}", "1")
              .replace("{policy}", "postgres-main").replace("{action}", "abort"))
     return re.sub(r"\{[^}]+\}", "backend", named)
 
 
 def incident_and_deploy(plane: ControlPlane) -> None:
-    """Incident 1, deploy 1 (queued, so an operator may abort it) and backup 1, for the routes that
-    name one."""
+    """Incident 1, deploy 1 (queued, so an operator may abort it), backup 1 and runbook run 1, for
+    the routes that name one."""
     with plane.store.session() as session:
         incidents.create(session, title="checkout fails", service="backend", severity="P1",
                          actor="test", now=plane.clock.now(), settings=plane.inventory.incidents)
@@ -90,6 +98,8 @@ def incident_and_deploy(plane: ControlPlane) -> None:
                        approvals_needed=0, actor="test", now=plane.clock.now())
         backups.begin(session, policy="postgres-main", component="postgres-main", engine="pgbackrest",
                       kind="full", parent_id=None, trigger="manual", actor="test", now=plane.clock.now())
+        runbooks.create(session, runbook=Runbook.model_validate(yaml.safe_load(RUNBOOK)), parameters={},
+                        incident_id=None, requested_by="test", mode="manual", now=plane.clock.now())
 
 
 def guards_of(route: APIRoute) -> list[RoleGuard | SessionGuard]:

@@ -1,0 +1,49 @@
+"""The sentences of the runbook domain's events: a run started, each step's outcome, a wait for
+a person, an approval, the end."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+from opsplane.events.words import text
+
+_OUTCOME = {"ok": "ok", "failed": "failed", "skipped": "skipped", "yes": "answered yes", "no": "answered no",
+            "timed_out": "timed out", "not_yet": "not yet true", "not_run": "did not happen"}
+
+
+def _said(d: Mapping[str, Any], key: str, default: str = "?") -> str:
+    return text(d.get(key)) or default
+
+
+def _runbook(kind: str, target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
+    run = f"Runbook {_said(d, 'runbook')} run {_said(d, 'run')}"
+    if kind == "runbook.started":
+        params = d.get("parameters")
+        given = f" with {text(params)}" if isinstance(params, Mapping) and params else ""
+        return f"{run} started ({_said(d, 'mode')}){given}: {_said(d, 'title')}"
+    if kind == "runbook.step":
+        by = d.get("approved_by") or d.get("confirmed_by")
+        who = f" by {text(by)}" if by and outcome in ("yes", "no", "skipped", "not_run") else ""
+        output = str(d.get("output") or "").strip().splitlines()
+        last = f": {output[-1][:160]}" if output and d.get("kind") not in ("confirm", "approve") else ""
+        return (f"{run}: step {_said(d, 'step')} ({_said(d, 'kind')}) "
+                f"{_OUTCOME.get(outcome, outcome)}{who}{last}")
+    if kind == "runbook.waiting":
+        return f"{run} waits at step {_said(d, 'step')} for {_said(d, 'why')}"
+    if kind == "runbook.approved":
+        return f"{run}: step {_said(d, 'step')} approved (needs {_said(d, 'role')})"
+    if kind == "runbook.finished":
+        state = _said(d, "state")
+        reason = d.get("reason")
+        return f"{run} {state}" + (f": {text(reason)}" if reason and state != "succeeded" else "")
+    return f"{kind} {target}: {outcome}"
+
+
+RUNBOOK_KINDS = ("runbook.started", "runbook.step", "runbook.waiting", "runbook.approved", "runbook.finished")
+
+
+def describers() -> dict[str, Any]:
+    """Each runbook event kind's sentence writer (target, service, outcome, details)."""
+    return {kind: functools.partial(_runbook, kind) for kind in RUNBOOK_KINDS}
