@@ -132,8 +132,7 @@ def prometheus(
     directory: Path = typer.Argument(..., help="Where to write the rule file and alertmanager.yml."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Write the alert rules and the SLOs' recording and burn-rate rules as a Prometheus rule file,
-    and the routing as alertmanager.yml."""
+    """Write the alert rules and SLO rules as a Prometheus rule file, the routing as alertmanager.yml."""
     from opsplane.alerts.export import export, write
     from opsplane.alerts.flows import dependencies
     from opsplane.config import load
