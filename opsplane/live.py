@@ -96,6 +96,11 @@ class CheckReads(CheckResults, Protocol):
         """Check id -> CRITICAL results in a row, for the checks failing now."""
         ...
 
+    @property
+    def tallies(self) -> Mapping[str, tuple[int, int]]:
+        """Component -> (OK results, all results) of its checks since serve started."""
+        ...
+
     def since(self, check_id: str) -> datetime | None:
         """Since when the check has been in its recorded state (None before its first)."""
         ...

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from opsplane.events.summary_backup import describers as backup_describers
+from opsplane.events.summary_slo import describers as slo_describers
 from opsplane.events.words import text
 from opsplane.timefmt import span_words
 from opsplane.units import format_value
@@ -469,5 +470,6 @@ DESCRIBERS: dict[str, Describer] = {
         "deploy.running", "deploy.paused", "deploy.rolling_back", "deploy.succeeded", "deploy.rolled_back",
         "deploy.failed", "deploy.aborted")},
     **backup_describers(),
+    **slo_describers(),
 }
 """The sentence of each kind of event opsplane records."""

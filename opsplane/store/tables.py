@@ -9,6 +9,7 @@ from opsplane.events.tables import Event
 from opsplane.health.tables import CheckState
 from opsplane.incidents.tables import ActionItemRow, IncidentAlertRow, IncidentRow, IncidentUpdateRow
 from opsplane.notify.tables import OutboxRow
+from opsplane.slo.tables import SloHourRow, SloMinuteRow
 from opsplane.store.base import Base
 from opsplane.store.claims import WorkClaim
 
@@ -17,6 +18,7 @@ metadata = Base.metadata
 __all__ = [
     "ActionItemRow", "AlertRow", "ApiToken", "BackupCopyRow", "BackupRow", "CheckState",
     "DashboardSession", "DeployRow", "EvaluationRow", "Event", "IncidentAlertRow", "IncidentRow",
-    "IncidentUpdateRow", "NotificationRow", "OutboxRow", "RestoreRow", "SilenceRow", "WorkClaim",
+    "IncidentUpdateRow", "NotificationRow", "OutboxRow", "RestoreRow", "SilenceRow", "SloHourRow",
+    "SloMinuteRow", "WorkClaim",
     "metadata",
 ]
