@@ -181,6 +181,15 @@ class BackupReads(Protocol):
     archived: dict[str, dict[str, datetime]]
 
 
+class SloReads(Protocol):
+    """What the SLO worker knows of the SLOs, for the rules and the API: the series of their
+    burn rates and budgets (opsplane/slo/series.py) and each SLO's status, as its last minute
+    found them."""
+
+    samples: list[tuple[Labels, float]]
+    statuses: dict[str, Any]  # SLO name -> opsplane.slo.status.SloStatus
+
+
 class LiveState(CheckResults, Protocol):
     """Everything the pages and routes of `serve` read: the world it was given (inventory,
     store, clock, environment) and what its workers know now."""

@@ -5,8 +5,8 @@ rather than a read of 30 days from the store.
 Minutes and hours live in rings of flat arrays (a slot per minute, a slot per hour, tagged with
 the minute or hour it holds), about 100 KB a SLO for minutes and 30 KB for a 30-day window's
 hours. An hour's slot is the sum of the minutes recorded in it, the current hour's too. A span
-is summed from whole hours where it covers them and from minutes at its edges; an edge older
-than the minutes kept starts at the next whole hour.
+is summed from whole hours where it covers them and from minutes at its edges; at an edge older
+than the minutes kept, the hour counts whole when the span holds most of it, else not at all.
 
 A time slice is judged when its last minute is recorded: one whose last minute `serve` missed
 is left unjudged, as a slice without events is (good).
@@ -93,7 +93,13 @@ class Ledger:
                     slices += int(hour[2])
                     bad += int(hour[3])
                 m += 60
-            elif m < oldest:  # the minutes are gone: begin at the next whole hour
+            elif m < oldest:  # the minutes are gone: the hour counts whole if the span holds most of it
+                hour = self._hour_counts(m // 60) if m % 60 <= 30 else None
+                if hour is not None:
+                    good += hour[0]
+                    total += hour[1]
+                    slices += int(hour[2])
+                    bad += int(hour[3])
                 m = (m // 60 + 1) * 60
             else:
                 slot = m % self.size

@@ -14,13 +14,27 @@ good, from the health worker's running tallies (`CheckReads.tallies`).
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from opsplane.metrics.promql import Matcher, Matrix, PromQLError, SeriesSource, parse, range_query
+from opsplane.metrics.promql import (
+    Labels,
+    Matcher,
+    Matrix,
+    PromQLError,
+    SeriesSource,
+    labels_of,
+    parse,
+    range_query,
+)
 from opsplane.metrics.promql.syntax import VectorSelector
 from opsplane.slo.models import Slo
+
+if TYPE_CHECKING:
+    from opsplane.metrics.remote import PrometheusClient
 
 METRIC_NAME = "__name__"
 
@@ -124,3 +138,21 @@ def _per_minute(source: SeriesSource, tree: VectorSelector, start: float, end: f
             if 0 <= index < count:
                 sums[index] += v1 if v1 < v0 else v1 - v0
     return sums
+
+
+class PrometheusSource:
+    """A `SeriesSource` over a Prometheus (`metrics.source: prometheus`): a selector's raw
+    samples in a window, asked for as `selector[range]` at the window's end."""
+
+    def __init__(self, client: PrometheusClient) -> None:
+        self.client = client
+
+    def select(self, matchers: Sequence[Matcher], start: float, end: float
+               ) -> list[tuple[Labels, list[tuple[float, float]]]]:
+        text = "{" + ",".join(f"{m.name}{m.op}{json.dumps(m.value)}" for m in matchers) + "}"
+        width = max(1, math.ceil((end - start) * 1000))
+        from opsplane.metrics.remote import number
+
+        data = self.client.query(f"{text}[{width}ms]", end)
+        return [(labels_of(item["metric"]), [(float(t), number(v)) for t, v in item.get("values", [])])
+                for item in data.get("result", [])]

@@ -22,6 +22,7 @@ BURN_WINDOWS: tuple[tuple[str, float], ...] = (
     ("3d", 259200.0))
 """The windows whose burn rates are published: both windows of every page and ticket alert."""
 LOW_BUDGET = 0.25  # less than this share left is a warning
+SPENT = 1e-9  # a budget spent exactly is spent, whatever the last bit of its floating-point sum says
 State = Literal["ok", "warning", "exhausted", "unknown"]
 CountsOver = Callable[[float, float], Counts]
 """The counts of the minutes starting in [start, end), Unix seconds."""
@@ -108,7 +109,7 @@ def verdict(slo: Slo, remaining: float | None, consumed: float | None, burning: 
         return "unknown", problem
     if remaining is None or consumed is None:
         return "unknown", "no events in the window yet"
-    if remaining <= 0:
+    if remaining <= SPENT:
         over = f", {-remaining:.0%} over" if remaining < 0 else ""
         return "exhausted", f"error budget spent: {consumed:.0%} of it used{over}"
     if burning:
