@@ -118,11 +118,17 @@ class AlertsWorker(LoopWorker):
             assert source is not None
             evaluate = evaluate_with(source)
         inbox = AlertInbox(self.ctx.clock, max_per_sender=inventory.alerting.intake.max_alerts_per_sender)
+        generated: list[Any] = []
+        if inventory.slos and inventory.metrics.source != "prometheus":  # a Prometheus has its own
+            from opsplane.slo.rules import slo_rules
+
+            generated = slo_rules(inventory.slos)
         self.alerting = Alerting(inventory.alerting, store=self.ctx.store, evaluate=evaluate,
                                  clock=self.ctx.clock, depends_on=dependencies(inventory),
                                  environ=self.ctx.environ,
                                  inbox=inbox,
-                                 incidents=inventory.incidents, channels=inventory.channels)
+                                 incidents=inventory.incidents, channels=inventory.channels,
+                                 generated_rules=generated)
         self._built.set()
 
     def _start_alerting(self) -> None:
