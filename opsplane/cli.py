@@ -85,6 +85,7 @@ def _register(command: str | None = None) -> None:
     from opsplane.notify.cli import app as notify_app
     from opsplane.oncall.cli import app as oncall_app
     from opsplane.runtime.cli import register as register_runtime
+    from opsplane.slo.cli import register as register_slo
     from opsplane.store.cli import app as db_app
     from opsplane.web.status_cli import app as status_app
     from shop.cli import app as shop_app
@@ -110,6 +111,7 @@ def _register(command: str | None = None) -> None:
     register_backup(app)
     register_restore(app)
     register_failover(app)
+    register_slo(app)
 
 
 def main() -> None:
