@@ -153,3 +153,61 @@ async def test_a_restarted_worker_reads_30_days_back_from_the_store(tmp_path: Pa
     assert status.consumed is not None and abs(status.consumed - 1.0) < 1e-9
     assert status.state == "exhausted"
     assert abs(status.burn_rates["3d"] - 1.0) < 1e-9
+
+
+class Checks:
+    """The health worker's running tallies of its checks' results."""
+
+    def __init__(self) -> None:
+        self.tallies: dict[str, tuple[int, int]] = {}
+
+    def run(self, component: str, *, ok: int, failed: int) -> None:
+        was_ok, was_total = self.tallies.get(component, (0, 0))
+        self.tallies[component] = (was_ok + ok, was_total + ok + failed)
+
+
+async def test_a_checks_sli_counts_the_results_of_its_components_checks(tmp_path: Path) -> None:
+    inventory = """\
+platform: {name: shop}
+services:
+  legacy: {port: 8080, checks: [{type: tcp}]}
+slos:
+  legacy-up: {service: legacy, objective: 99%, window: 1h, sli: {checks: {}}, alerts: {min_events: 1}}
+"""
+    clock = ManualClock(START)
+    worker, _ = worker_for(tmp_path, clock, inventory)
+    checks = Checks()
+    worker.ctx.checks = checks  # type: ignore[assignment]
+    await worker.opening()
+    for round_ in range(6 * 4):  # four minutes, a check result every 10 s, one in four failing
+        clock.advance(10)
+        checks.run("legacy", ok=0 if round_ % 4 == 0 else 1, failed=1 if round_ % 4 == 0 else 0)
+        await worker._round()
+    status = worker.statuses["legacy-up"]
+    assert status.kind == "checks"
+    assert status.counts.total >= 12 and status.counts.bad == status.counts.total / 4
+    assert status.state == "exhausted"  # a quarter failing against 1 %
+
+
+async def test_a_latency_threshold_off_the_buckets_leaves_the_slo_unknown_saying_why(tmp_path: Path) -> None:
+    inventory = INVENTORY.replace("""    sli:
+      events:
+        bad: http_requests_total{service="gateway",status=~"5.."}
+        total: http_requests_total{service="gateway"}""", """    sli:
+      latency: {histogram: 'http_request_duration_seconds{service="gateway"}', threshold: 120ms}""")
+    clock = ManualClock(START)
+    worker, scraped = worker_for(tmp_path, clock, inventory)
+    await worker.opening()
+    for _ in range(12):
+        clock.advance(10)
+        at = clock.now().timestamp()
+        scraped.append_scrape("gateway", at, [
+            ((("__name__", "http_request_duration_seconds_bucket"), ("le", le), ("service", "gateway")), at)
+            for le in ("0.1", "0.15", "+Inf")])
+        await worker._round()
+    status = worker.statuses["gateway-availability"]
+    assert status.state == "unknown"
+    assert "no bucket at 0.12 s" in status.reason and "0.1, 0.15" in status.reason
+    with worker.ctx.store.session() as session:
+        assert service.load(session, name="gateway-availability", slo=worker.slos["gateway-availability"],
+                            now=clock.now()).newest == -1  # nothing recorded
