@@ -12,6 +12,7 @@ from pathlib import Path
 from opsplane.clock import ManualClock
 from opsplane.config.loader import loads
 from opsplane.events.service import get_all
+from opsplane.events.summary import describe
 from opsplane.metrics.promql import Labels
 from opsplane.metrics.scrape import LockedSource
 from opsplane.metrics.store import SampleStore
@@ -114,10 +115,14 @@ async def test_a_failing_gateway_burns_its_budget_spends_it_and_gets_it_back(tmp
     assert series(worker, "opsplane_slo_objective") == {"": 0.99}
     assert status.state == "exhausted" and "error budget spent" in status.reason
     with worker.ctx.store.session() as session:
-        kinds = [e.kind for e in get_all(session, kind="slo.budget_exhausted")]
+        spent = get_all(session, kind="slo.budget_exhausted")
+        kinds = [e.kind for e in spent]
+        said = describe(spent[0])
         minutes = service.load(session, name="gateway-availability", slo=worker.slos["gateway-availability"],
                                now=clock.now())
     assert kinds == ["slo.budget_exhausted"]  # once, not each minute
+    assert said.startswith("SLO gateway-availability (gateway) spent its error budget: 1000.0% of it used, "
+                           "SLI 90.0% against 99.0%; deploys of gateway are frozen"), said
     assert minutes.counts(0, clock.now().timestamp()).total == status.counts.total
 
     # an hour of clean traffic: the failing minutes leave the 1-hour window
