@@ -86,6 +86,7 @@ def _register(command: str | None = None) -> None:
     from opsplane.oncall.cli import app as oncall_app
     from opsplane.runbooks.cli import register as register_runbooks
     from opsplane.runtime.cli import register as register_runtime
+    from opsplane.slo.cli import register as register_slo
     from opsplane.store.cli import app as db_app
     from opsplane.web.status_cli import app as status_app
     from shop.cli import app as shop_app
@@ -112,6 +113,7 @@ def _register(command: str | None = None) -> None:
     register_restore(app)
     register_failover(app)
     register_runbooks(app)
+    register_slo(app)
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ Factory = Callable[[WorkerContext], Worker | None]
 WORKERS: tuple[str, ...] = (
     "opsplane.health.worker:build",  # probes and the state writer
     "opsplane.metrics.worker:build",  # scrapes into the sample store
+    "opsplane.slo.worker:build",  # each SLO's minutes, burn rates and budget, the SLO series
     "opsplane.alerts.worker:build",  # the rule cycle and received alerts
     "opsplane.runtime.worker:build",  # the runtime's notices
     "opsplane.deploy.worker:build",  # deploys, one claimed step at a time

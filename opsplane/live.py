@@ -96,6 +96,11 @@ class CheckReads(CheckResults, Protocol):
         """Check id -> CRITICAL results in a row, for the checks failing now."""
         ...
 
+    @property
+    def tallies(self) -> Mapping[str, tuple[int, int]]:
+        """Component -> (OK results, all results) of its checks since serve started."""
+        ...
+
     def since(self, check_id: str) -> datetime | None:
         """Since when the check has been in its recorded state (None before its first)."""
         ...
@@ -174,6 +179,15 @@ class BackupReads(Protocol):
     samples: list[tuple[Labels, float]]
     # policy -> repository -> the moment a restore reaches through the WAL archive
     archived: dict[str, dict[str, datetime]]
+
+
+class SloReads(Protocol):
+    """What the SLO worker knows of the SLOs, for the rules and the API: the series of their
+    burn rates and budgets (opsplane/slo/series.py) and each SLO's status, as its last minute
+    found them."""
+
+    samples: list[tuple[Labels, float]]
+    statuses: dict[str, Any]  # SLO name -> opsplane.slo.status.SloStatus
 
 
 class LiveState(CheckResults, Protocol):

@@ -211,6 +211,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     from opsplane.oncall.views import router as oncall_router
     from opsplane.runbooks.views import router as runbooks_router
     from opsplane.runtime.views import router as runtime_router
+    from opsplane.slo.views import router as slo_router
     from opsplane.web.backup_views import router as backup_pages_router
     from opsplane.web.deploy_views import router as deploy_pages_router
     from opsplane.web.incident_views import router as incident_pages_router
@@ -244,7 +245,8 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     mount(app, own_router, "")  # /health and /metrics, without a token
     mount(app, workers_router, "/api/v1")
     for router in (health_router, events_router, auth_router, runtime_router, metrics_router,
-                   oncall_router, incidents_router, deploy_router, backup_router, runbooks_router):
+                   oncall_router, incidents_router, deploy_router, backup_router, runbooks_router,
+                   slo_router):
         mount(app, router, "/api/v1")
     mount(app, intake_router, "/api/v2")  # where Prometheus sends alerts to an Alertmanager
     mount(app, web_router, "")

@@ -43,7 +43,16 @@ if TYPE_CHECKING:
     from opsplane.config.models import Inventory
     from opsplane.drivers.probes.resolve import Resolver
     from opsplane.drivers.runtime import RuntimeWatch
-    from opsplane.live import AlertReads, BackupReads, CheckReads, Looks, RuleCycles, RuntimeReads, Samples
+    from opsplane.live import (
+        AlertReads,
+        BackupReads,
+        CheckReads,
+        Looks,
+        RuleCycles,
+        RuntimeReads,
+        Samples,
+        SloReads,
+    )
     from opsplane.store import Store
     from opsplane.telemetry import ControlPlaneMetrics
 
@@ -119,6 +128,7 @@ class WorkerContext:
     alerts: AlertReads | None = None
     rules: RuleCycles | None = None
     backups: BackupReads | None = None
+    slos: SloReads | None = None
     lookers: list[Looks] = field(default_factory=list)
     workers: WorkerSet | None = None
 

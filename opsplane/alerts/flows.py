@@ -27,7 +27,7 @@ from opsplane.alerts import evaluations, service
 from opsplane.alerts.inhibition import inhibitions
 from opsplane.alerts.intake import AlertInbox, IntakeCycle, ReceivedAlert, follow
 from opsplane.alerts.messages import outbox_message
-from opsplane.alerts.models import AlertingSettings, Receiver, WebhookReceiver
+from opsplane.alerts.models import AlertingSettings, AlertRule, Receiver, WebhookReceiver
 from opsplane.alerts.pack import effective_rules
 from opsplane.alerts.routing import Muted, Notification, build_tree, due_notifications, mute, owed_resolutions
 from opsplane.alerts.silences import Silence
@@ -84,6 +84,7 @@ class Alerting:
         inbox: AlertInbox | None = None,
         incidents: IncidentsSettings | None = None,
         channels: ChannelsSettings | None = None,
+        generated_rules: Sequence[AlertRule] = (),
     ) -> None:
         self.settings = settings
         self.store = store
@@ -93,7 +94,7 @@ class Alerting:
         self.environ = os.environ if environ is None else environ
         self.tree = build_tree(settings.route)
         self.send_resolved = {name: r.send_resolved for name, r in settings.receivers.items()}
-        self.rules = effective_rules(settings)
+        self.rules = effective_rules(settings, generated_rules)
         self._transport = transport
         self.inbox = inbox  # alerts received through the API (a Prometheus's), if any
         self.incidents = incidents  # firing alerts open or join incidents when given

@@ -19,6 +19,7 @@ opsplane keeps, a single failed scrape already breaks it, which would page on no
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from opsplane.alerts.models import AlertingSettings, AlertRule, PackThresholds, RulePack
@@ -189,11 +190,11 @@ def builtin_rules(pack: RulePack) -> list[AlertRule]:
     return rules
 
 
-def effective_rules(settings: AlertingSettings) -> list[AlertRule]:
+def effective_rules(settings: AlertingSettings, generated: Sequence[AlertRule] = ()) -> list[AlertRule]:
     """Every rule to evaluate: the built-in ones that `rules` does not replace (same name and
-    severity), then `rules`."""
+    severity), then `rules`, then the `generated` ones (the SLOs' burn-rate rules)."""
     if not settings.builtin_rules.enabled:
-        return list(settings.rules)
+        return [*settings.rules, *generated]
     own = {(r.name, r.severity) for r in settings.rules}
     kept = [r for r in builtin_rules(settings.builtin_rules) if (r.name, r.severity) not in own]
-    return [*kept, *settings.rules]
+    return [*kept, *settings.rules, *generated]

@@ -87,9 +87,10 @@ class AlertsWorker(LoopWorker):
         self._criticality = {name: c.criticality.value for _, name, c in ctx.inventory.components()}
         ctx.alerts = self
         ctx.rules = self
-        # backup policies feed the rules their own series from the start (backup/series.py)
+        # backup policies and SLOs feed the rules their own series from the start
+        # (backup/series.py, slo/series.py)
         if (scrape_targets(ctx.inventory, ctx.env) or ctx.inventory.metrics.source == "prometheus"
-                or ctx.inventory.backup.policies):
+                or ctx.inventory.backup.policies or ctx.inventory.slos):
             self._build()
 
     def _build(self) -> None:
@@ -110,17 +111,24 @@ class AlertsWorker(LoopWorker):
             samples, checks = self.ctx.samples, self.ctx.checks
             assert samples is not None, "the metrics worker is registered before the alerts worker"
             targets = list(checks.targets) if checks is not None else []
-            samples.sample_store(series_limit=len(targets))
+            # opsplane's own scrape: a series per failing check, 16 per SLO (slo/series.py)
+            samples.sample_store(series_limit=len(targets) + 16 * len(inventory.slos))
             self._by_id = {t.id: t for t in targets}
             source = samples.locked_source()
             assert source is not None
             evaluate = evaluate_with(source)
         inbox = AlertInbox(self.ctx.clock, max_per_sender=inventory.alerting.intake.max_alerts_per_sender)
+        generated: list[Any] = []
+        if inventory.slos and inventory.metrics.source != "prometheus":  # a Prometheus has its own
+            from opsplane.slo.rules import slo_rules
+
+            generated = slo_rules(inventory.slos)
         self.alerting = Alerting(inventory.alerting, store=self.ctx.store, evaluate=evaluate,
                                  clock=self.ctx.clock, depends_on=dependencies(inventory),
                                  environ=self.ctx.environ,
                                  inbox=inbox,
-                                 incidents=inventory.incidents, channels=inventory.channels)
+                                 incidents=inventory.incidents, channels=inventory.channels,
+                                 generated_rules=generated)
         self._built.set()
 
     def _start_alerting(self) -> None:
@@ -294,9 +302,10 @@ class AlertsWorker(LoopWorker):
         not_running = liveness.down_for_good() if liveness is not None else {}
         at = self.ctx.clock.now().timestamp()
         backups = list(self.ctx.backups.samples) if self.ctx.backups is not None else []
+        slos = list(self.ctx.slos.samples) if self.ctx.slos is not None else []
         samples.append_scrape("opsplane", at, own_samples(
             failures=failures, checks=self._by_id, not_running=not_running,
-            criticality=self._criticality, env=self.ctx.env) + backups)
+            criticality=self._criticality, env=self.ctx.env) + backups + slos)
 
     def _record_evaluation(self, evaluation: Evaluation) -> None:
         from opsplane.alerts import evaluations

@@ -120,7 +120,7 @@ async def _run(base: Path, listener: socket.socket, duration: float, outage: boo
     stop.install()
     console = _console(GuardedOutput(sys.stdout, stop))
     watch = asyncio.create_task(stop.watch_output(_fileno(sys.stdout)))
-    stack = DemoStack(base, traffic=traffic)
+    stack = DemoStack(base, traffic=traffic, slos=True)
     try:
         await _serve(stack, listener, duration, outage, console, stop)
     except BaseException:

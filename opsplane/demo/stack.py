@@ -33,6 +33,29 @@ from opsplane.drivers.sandbox.redis import TemporaryRedis
 
 INVENTORY_FILE = "opsplane.yaml"
 SHOP_SERVICES = ("gateway", "catalog", "orders", "payments")
+# The platform's SLOs for the gateway and payments (docs/slo.md): availability and "p95 under
+# X ms", counted on shoppers' requests (opsplane's own probes and scrapes left out).
+_SHOPPERS = 'route!~"/health|/metrics"'
+SLOS_YAML = [
+    "slos:",
+    *[line for service, availability, threshold in (("gateway", "99.9%", "150ms"),
+                                                    ("payments", "99.99%", "500ms")) for line in (
+        f"  {service}-availability:",
+        f"    service: {service}",
+        f"    objective: {availability}",
+        "    sli:",
+        "      events:",
+        f"        bad: 'http_requests_total{{service=\"{service}\",{_SHOPPERS},status=~\"5..\"}}'",
+        f"        total: 'http_requests_total{{service=\"{service}\",{_SHOPPERS}}}'",
+        f"  {service}-latency:",
+        f"    service: {service}",
+        "    objective: 95%",
+        "    sli:",
+        "      latency:",
+        f"        histogram: 'http_request_duration_seconds{{service=\"{service}\",{_SHOPPERS}}}'",
+        f"        threshold: {threshold}",
+    )],
+]
 # Enough shoppers that a canary at a quarter of catalog's requests has a verdict within about a
 # minute (the analysis wants 200 requests of each release before it judges).
 TRAFFIC_RPS = 20.0
@@ -97,6 +120,9 @@ class DemoStack:
     proxy: bool = True
     # backup policies for PostgreSQL and Redis, which serve's backup worker runs
     backups: bool = True
+    # the gateway's and payments' SLOs (docs/slo.md); `opsplane demo` shows them, tests that
+    # count pages leave them out (their faults would burn the budgets too)
+    slos: bool = False
     pg_engine: str | None = None  # how PostgreSQL is backed up: pgbackrest, pg_dump, or None
 
     @property
@@ -392,6 +418,8 @@ class DemoStack:
                 "    checks: [{type: redis}]",
             ]
         lines += self.backup_yaml()
+        if self.slos:
+            lines += SLOS_YAML
         if self.host_check:
             lines += [
                 "hosts:",

@@ -73,7 +73,7 @@ def start(
                                           help="The canary's first share of requests, in %."),
     override: bool = typer.Option(False, "--override", help="Deploy outside the window or in a freeze "
                                   "(operator role, needs --reason; recorded)."),
-    reason: str = typer.Option(None, "--reason", help="Why the window is overridden."),
+    reason: str = typer.Option(None, "--reason", help="Why the window or the spent budget is overridden."),
     env: str = typer.Option(None, "--env", help="Environment (default: the platform's)."),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Follow the deploy until it ends."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -83,6 +83,7 @@ def start(
     Exit 0 when it succeeded (or was recorded, with --no-wait), 1 when it paused for a person,
     2 when it was rolled back or failed, 3 when it was refused (nothing changed).
     """
+    from opsplane.deploy.gates import GateContext, check_at_request
     from opsplane.deploy.request import Request, check_proxy, own_instances, prepare
     from opsplane.deploy.service import DeployRefused
     from opsplane.health.targets import environment_name
@@ -90,7 +91,8 @@ def start(
     if strategy is not None and strategy not in ("rolling", "blue-green", "canary"):
         raise DeployRefused(f"unknown strategy {strategy!r}; use rolling, blue-green or canary")
     if override and not (reason or "").strip():
-        raise DeployRefused("--override needs --reason TEXT: why the window is overridden")
+        raise DeployRefused("--override needs --reason TEXT: why the window or the spent error budget is "
+                            "overridden")
     inventory, base = load_inventory(ctx)
     actor = cli_actor() if dry_run else acting_as(Role.OPERATOR)
     runtime = _runtime(inventory, base, actor)
@@ -107,6 +109,8 @@ def start(
         _print_plan(prepared)
         return
     with open_store(create=True).session() as session:
+        check_at_request(GateContext(inventory, session, service_name, now),
+                         override=prepared.params.get("override"))
         row = service.create(session, service=service_name, environment=request.environment,
                              strategy=prepared.strategy, from_version=prepared.from_version,
                              to_version=version, plan=prepared.steps, params=prepared.params,

@@ -6,6 +6,10 @@ The deploy's own pre-check asks every gate here about the service. A gate is a f
 `opsplane/composition.py`: a fresh verified backup of the service's database, error budget left
 on its SLO. The built-in gate is the manual's: no open P0/P1 incident and no firing P0/P1 alert on
 the service or what it depends on.
+
+Some gates are a policy a person may override (`OVERRIDABLE`: a spent error budget), as a closed
+window is: the deploy's `--override --reason` lets it through, and the request records what it
+overrode (`check_at_request`). A deploy asked for without the override is refused at once.
 """
 
 from __future__ import annotations
@@ -33,17 +37,36 @@ Gate = Callable[[GateContext], list[str]]
 
 GATES: tuple[str, ...] = (
     "opsplane.deploy.gates:incidents_and_alerts",
+    "opsplane.slo.gate:spent_budgets",
+)
+OVERRIDABLE: tuple[str, ...] = (
+    "opsplane.slo.gate:spent_budgets",
 )
 
 
-def blocking(ctx: GateContext) -> list[str]:
-    """What every gate says blocks a deploy of `ctx.service`."""
+def blocking(ctx: GateContext, gates: tuple[str, ...] = GATES) -> list[str]:
+    """What every gate (of `gates`) says blocks a deploy of `ctx.service`."""
     found: list[str] = []
-    for entry in GATES:
+    for entry in gates:
         module, _, name = entry.partition(":")
         gate: Gate = getattr(importlib.import_module(module), name)
         found += gate(ctx)
     return found
+
+
+def check_at_request(ctx: GateContext, *, override: dict[str, object] | None) -> None:
+    """At a deploy's request: what the overridable gates block refuses it (DeployRefused, exit
+    3), unless the request overrides them; then what it overrode joins `override`, which the
+    deploy's `deploy.requested` event records."""
+    from opsplane.deploy.service import DeployRefused
+
+    found = blocking(ctx, OVERRIDABLE)
+    if not found:
+        return
+    if override is None:
+        raise DeployRefused(f"{'; '.join(found)}. Deploy once it recovers, or override with --override "
+                            "--reason TEXT (operator role; recorded)")
+    override["gates"] = found
 
 
 def incidents_and_alerts(ctx: GateContext) -> list[str]:

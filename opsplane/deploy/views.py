@@ -64,6 +64,7 @@ async def ask_for_deploy(request: Request, body: DeployRequest,
                          principal: Principal = Depends(require(Role.OPERATOR))) -> dict[str, Any]:
     """Ask for a deploy (or, with `dry_run`, its plan); `serve` carries it out."""
     from opsplane.deploy import service
+    from opsplane.deploy.gates import GateContext, check_at_request
     from opsplane.deploy.request import Request as Asked
     from opsplane.deploy.request import check_proxy, own_instances, prepare
     from opsplane.health.targets import environment_name
@@ -86,6 +87,8 @@ async def ask_for_deploy(request: Request, body: DeployRequest,
         check_proxy(inventory, body.service, runtime, base_dir=base_dir)
         if body.dry_run:
             return {"dry_run": True, **prepared.as_dict()}
+        check_at_request(GateContext(inventory, session, body.service, now),
+                         override=prepared.params.get("override"))
         row = service.create(session, service=body.service, environment=asked.environment,
                              strategy=prepared.strategy, from_version=prepared.from_version,
                              to_version=body.version, plan=prepared.steps, params=prepared.params,

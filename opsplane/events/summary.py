@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from opsplane.events.summary_backup import describers as backup_describers
 from opsplane.events.summary_runbook import describers as runbook_describers
+from opsplane.events.summary_slo import describers as slo_describers
 from opsplane.events.words import text
 from opsplane.timefmt import span_words
 from opsplane.units import format_value
@@ -471,5 +472,6 @@ DESCRIBERS: dict[str, Describer] = {
         "deploy.failed", "deploy.aborted")},
     **backup_describers(),
     **runbook_describers(),
+    **slo_describers(),
 }
 """The sentence of each kind of event opsplane records."""

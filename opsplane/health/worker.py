@@ -47,6 +47,8 @@ class HealthWorker(LoopWorker):
         self.latest: dict[str, ProbeResult] = {}
         self.checked_at: dict[str, datetime] = {}
         self.failures: dict[str, int] = {}  # check id -> CRITICAL results in a row
+        # component -> (OK results, all results) since serve started: the checks SLIs' events
+        self.tallies: dict[str, tuple[int, int]] = {}
         # What the dashboard charts of the checks: every check's last day of results at four
         # resolutions, 15 s to 24 min (512 bytes a check, 5 MB at 10,000).
         self.history = ProbeHistory((t.id for t in self.targets), clock=ctx.clock)
@@ -123,6 +125,8 @@ class HealthWorker(LoopWorker):
         self.latest[target.id] = result
         self.checked_at[target.id] = now
         self.history.record(target.id, result)
+        ok, total = self.tallies.get(target.component, (0, 0))
+        self.tallies[target.component] = (ok + (result.state is State.OK), total + 1)
         self.ctx.metrics.observe(target, result, lateness)
         self._last_run, self._lateness, self._last_result = now, lateness, time.monotonic()
         transition = self._tracker.observe(target.id, target.component, result, now)

@@ -10,6 +10,7 @@ from opsplane.health.tables import CheckState
 from opsplane.incidents.tables import ActionItemRow, IncidentAlertRow, IncidentRow, IncidentUpdateRow
 from opsplane.notify.tables import OutboxRow
 from opsplane.runbooks.tables import RunbookRunRow, RunbookStepRow
+from opsplane.slo.tables import SloHourRow, SloMinuteRow
 from opsplane.store.base import Base
 from opsplane.store.claims import WorkClaim
 
@@ -19,6 +20,6 @@ __all__ = [
     "ActionItemRow", "AlertRow", "ApiToken", "BackupCopyRow", "BackupRow", "CheckState",
     "DashboardSession", "DeployRow", "EvaluationRow", "Event", "IncidentAlertRow", "IncidentRow",
     "IncidentUpdateRow", "NotificationRow", "OutboxRow", "RestoreRow", "RunbookRunRow", "RunbookStepRow",
-    "SilenceRow", "WorkClaim",
+    "SilenceRow", "SloHourRow", "SloMinuteRow", "WorkClaim",
     "metadata",
 ]

@@ -2,8 +2,8 @@
 every attempt of every step, started before it acts and done after.
 
 Revision ID: 0014
-Revises: 0012 (0013, SLOs, comes in between once both are on one branch)
-Create Date: 2026-12-08
+Revises: 0013
+Create Date: 2026-12-06
 """
 
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0014"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
