@@ -113,17 +113,19 @@ def status_command(
 @app.command("report")
 def report_command(
     ctx: typer.Context,
-    month: str = typer.Option(..., "--month", metavar="YYYY-MM", help="The month to review."),
+    month: str | None = typer.Option(None, "--month", metavar="YYYY-MM",
+                                     help="The month to review; the last whole month when not given."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
     markdown_out: bool = typer.Option(False, "--markdown", help="Print the review as Markdown."),
 ) -> None:
-    """The monthly SLO review: per SLO its objective and what was achieved, the budget used,
-    the worst days, and the incidents and deploys of its service that month."""
-    from opsplane.slo.report import markdown, month_report, parse_month
+    """The monthly SLO review: objective, achieved, budget used, worst days, incidents, deploys.
+
+    Per SLO, for the month, with the incidents and deploys of its service in that month."""
+    from opsplane.slo.report import last_month, markdown, month_report, parse_month
 
     if json_out and markdown_out:
         raise UsageError("give --json or --markdown, not both")
-    year, number = parse_month(month)
+    year, number = parse_month(month or last_month(SystemClock().now()))
     _, slos = _chosen(ctx, None)
     store = open_store()
     try:

@@ -10,8 +10,8 @@ Per SLO, in the shape Sloth made common:
 - `opsplane-slo-<name>-meta`: `slo:objective:ratio`, `slo:error_budget:ratio`,
   `slo:current_burn_rate:ratio`, and for rolling windows the whole window's error ratio, burn
   rate and remaining budget (a calendar window's start is opsplane's to compute);
-- `opsplane-slo-<name>-alerts`: `SloFastBurn` (page: 14.4x over 1h and 5m, or 6x over 6h and 30m)
-  and `SloSlowBurn` (ticket: 3x over 1d and 2h, or 1x over 3d and 6h), no `for`: the short
+- `opsplane-slo-<name>-alerts`: `SLOFastBurn` (page: 14.4x over 1h and 5m, or 6x over 6h and 30m)
+  and `SLOSlowBurn` (ticket: 3x over 1d and 2h, or 1x over 3d and 6h), no `for`: the short
   window already makes a blip end the alert. Each carries the SLO's severities.
 
 Every series carries `slo` and `service` labels. A checks SLI reads opsplane's own health-check
@@ -33,8 +33,8 @@ WINDOWS: tuple[float, ...] = tuple(sorted({w for pair in PAGE_WINDOWS + TICKET_W
 ERROR_RATIO = "slo:sli_error:ratio_rate"
 EVENTS = "slo:sli_events:count"
 BAD_SLICE = "slo:sli_bad_slice:bool"
-FAST_BURN = "SloFastBurn"
-SLOW_BURN = "SloSlowBurn"
+FAST_BURN = "SLOFastBurn"
+SLOW_BURN = "SLOSlowBurn"
 _SELECTOR = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(.*)\})?\s*$", re.DOTALL)
 
 

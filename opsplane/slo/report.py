@@ -68,6 +68,13 @@ def parse_month(text: str) -> tuple[int, int]:
     return year, month
 
 
+def last_month(now: datetime) -> str:
+    """The month before `now`'s (UTC), as YYYY-MM: the review's default, the last whole month."""
+    first = now.astimezone(UTC).replace(day=1)
+    year, month = (first.year, first.month - 1) if first.month > 1 else (first.year - 1, 12)
+    return f"{year:04d}-{month:02d}"
+
+
 def month_bounds(slo: Slo, year: int, month: int) -> tuple[datetime, datetime, str]:
     """The month's start and end in UTC, and the zone it was taken in."""
     zone = slo.calendar.timezone if slo.calendar is not None else "UTC"

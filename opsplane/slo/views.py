@@ -40,16 +40,18 @@ async def show_slo(request: Request, name: str = SloName,
 
 @router.get("/slos/{name}/report", responses=REPORT_REFUSALS)
 async def slo_report(request: Request, name: str = SloName,
-                     month: str = Query(..., pattern=r"^\d{4}-\d{2}$", description="The month, YYYY-MM."),
+                     month: str | None = Query(
+                         None, pattern=r"^\d{4}-\d{2}$",
+                         description="The month, YYYY-MM; by default the last whole one."),
                      _: Principal = Depends(require(Role.VIEWER))) -> dict[str, Any]:
     """The SLO's monthly review: objective and achieved, budget used, the worst days, and the
     incidents and deploys of its service that month."""
     from opsplane.errors import UsageError
-    from opsplane.slo.report import month_report, parse_month
+    from opsplane.slo.report import last_month, month_report, parse_month
 
     slos = _chosen(request, name)
     try:
-        year, number = parse_month(month)
+        year, number = parse_month(month or last_month(request.app.state.plane.clock.now()))
     except UsageError as exc:
         raise HTTPException(422, str(exc)) from None
     [review] = await _run(request, lambda session: month_report(session, slos, year=year, month=number))

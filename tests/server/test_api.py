@@ -31,7 +31,8 @@ PUBLIC = {"/health", "/metrics", "/", "/ui/login", "/ui/static/dashboard.css",
 INVENTORY = """
 platform: {name: shop}
 services:
-  backend: {port: 8000, depends_on: [postgres-main], checks: [{type: http, path: /health/}]}
+  backend: {port: 8000, depends_on: [postgres-main], checks: [{type: http, path: /health/}],
+            metrics_path: /metrics}
 databases:
   postgres-main: {port: 5432, checks: [{type: postgres}]}
 backup:
@@ -40,6 +41,11 @@ backup:
   policies:
     postgres-main: {data_dir: /var/lib/postgresql/15/main}
 runbooks: {dir: runbooks}
+slos:
+  backend:
+    service: backend
+    objective: 99.9%
+    sli: {events: {bad: 'http_requests_total{status=~"5.."}', total: http_requests_total}}
 """
 RUNBOOK = "name: backend\ntitle: Backend\nsteps:\n  - {id: look, kind: note, text: look at it}\n"
 

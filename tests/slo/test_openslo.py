@@ -325,7 +325,8 @@ spec:
 def _inventory(tmp_path: Path, slos: dict[str, Any]) -> Path:
     path = tmp_path / "opsplane.yaml"
     path.write_text(yaml.safe_dump({"platform": {"name": "shop"},
-                                    "services": {"gateway": {"port": 8000}, "web-shop": {"port": 8001}},
+                                    "services": {"gateway": {"port": 8000, "metrics_path": "/metrics"},
+                                                 "web-shop": {"port": 8001, "metrics_path": "/metrics"}},
                                     "slos": slos}, sort_keys=False))
     return path
 
