@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from opsplane.config.models import Inventory
 from opsplane.errors import ConfigError
 from opsplane.runbooks import service
-from opsplane.runbooks.flows import plan_line
+from opsplane.runbooks.flows import plan_line, role_with_article
 from opsplane.runbooks.loader import LoadedRunbook, catalog
 from opsplane.runbooks.models import Runbook
 from opsplane.runbooks.tables import RunbookRunRow, RunbookStepRow
@@ -122,8 +122,7 @@ def step_plans(runbook: Runbook) -> tuple[StepPlan, ...]:
 def person_needed(step: Any) -> str:
     """Why a step waits for a person, as the engine decides it; '' when it runs unattended."""
     if step.kind == "approve":
-        article = "an" if step.role[0] in "aeiou" else "a"
-        return f"approval by {article} {step.role} other than the requester"
+        return f"approval by {role_with_article(step.role)} other than the requester"
     if step.kind == "confirm":
         return "a person's yes or no"
     if step.kind == "action" and step.action == "flush-cache":

@@ -230,7 +230,7 @@ def test_a_waiting_run_says_what_it_waits_for_and_the_commands_to_go_on(
     html = client.get(path).text
     head = part(html, r'<div id="run-head" data-live>.*?</dl>')
     words = text(head)
-    assert "Waits for approval by a operator other than token:ana." in words
+    assert "Waits for approval by an operator other than token:ana." in words
     assert (f"opsplane runbook approve {runs['auto']} --step go-ahead\n"
             f"opsplane runbook resume {runs['auto']}") in head
     assert '<a href="/ui/incidents/1">INC-1</a>' in head and "service=catalog" in words
