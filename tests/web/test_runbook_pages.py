@@ -364,3 +364,30 @@ def test_runbook_files_with_problems_are_named_with_their_line(
     assert f"{tmp_path}/runbooks/broken.yaml:4" in problems and "unknown step kind 'chek'" in problems
     assert "No run yet" in html
     assert client.get("/ui/runbooks/catalog-down").status_code == 404
+
+
+def test_a_step_under_way_runs_and_one_whose_process_died_reads_started_not_done(
+        client: TestClient, plane: ControlPlane, clock: ManualClock, tmp_path: Path) -> None:
+    run_id = start(plane, tmp_path, mode="manual", requested_by="cli:ana")
+    with plane.store.session() as session:
+        run = service.get(session, run_id)
+        step = service.runbook_of(run).step("look")
+        service.start_step(session, run, step=step, attempt=1, holder="ops-1:4242", confirmed_by=None,
+                           now=clock.now())
+    clock.advance(75)
+    signed_in(client, plane)
+    html = client.get(f"/ui/runbooks/runs/{run_id}").text
+    look = part(html, r'<li class="run-step [^"]*" data-step="look".*?</li>')
+    assert 'data-outcome="now"' in look and "badge run-moving" in look
+    assert "started 2026-01-06 10:00:00 UTC, 1m 15s so far" in text(look)
+    assert "running for 1m 15s, at step look" in text(part(html, r'<div id="run-head".*?</p>'))
+    assert "runbook resume" not in html  # it runs: nobody needs to take it on
+
+    with plane.store.session() as session:  # its driver died; the next one waits for a person
+        service.wait(session, service.get(session, run_id), step_id="look", actor="cli:ana",
+                     now=clock.now(), why="a person to say whether step look happened")
+    html = client.get(f"/ui/runbooks/runs/{run_id}").text
+    look = part(html, r'<li class="run-step [^"]*" data-step="look".*?</li>')
+    assert 'data-outcome="cut"' in look and "started, not done" in look and "badge run-bad" in look
+    assert "Waits for a person to say whether step look happened." in text(html)
+    assert f"opsplane runbook resume {run_id}</pre>" in html.replace("\n</pre>", "</pre>")
