@@ -164,6 +164,11 @@ def plan_line(step: Any) -> str:
     if kind == "confirm":
         return f"ask: {step.prompt}"
     if kind == "approve":
-        return f"wait for a {step.role} other than the requester to approve" + (
+        return f"wait for {role_with_article(step.role)} other than the requester to approve" + (
             f": {step.prompt}" if step.prompt else "")
     return f"note: {step.text}"
+
+
+def role_with_article(role: str) -> str:
+    """'a responder', 'an operator', 'an admin'."""
+    return f"{'an' if role[:1] in 'aeiou' else 'a'} {role}"

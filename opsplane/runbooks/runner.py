@@ -28,7 +28,7 @@ from sqlalchemy import select
 from opsplane.clock import Clock
 from opsplane.errors import OpsplaneError
 from opsplane.runbooks import engine, service
-from opsplane.runbooks.flows import StepPlatform, plan_line
+from opsplane.runbooks.flows import StepPlatform, plan_line, role_with_article
 from opsplane.runbooks.models import Runbook
 from opsplane.runbooks.tables import RunbookRunRow, RunbookStepRow
 from opsplane.store import Store, claims
@@ -154,9 +154,9 @@ class Runner:
                                    now=self.clock.now())
                     return move.state
                 if isinstance(move, engine.AwaitApproval):
+                    approver = role_with_article(move.role)
                     service.wait(session, run, step_id=move.step_id, actor=self.actor, now=self.clock.now(),
-                                 why=f"approval by a {move.role} other than {run.requested_by}",
-                                 approval=True)
+                                 why=f"approval by {approver} other than {run.requested_by}", approval=True)
                     return run.state
             if isinstance(move, engine.Sleep):
                 left = (move.until - self.clock.now()).total_seconds()

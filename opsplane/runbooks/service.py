@@ -80,11 +80,14 @@ def get(session: Session, run_id: int) -> RunbookRunRow:
     return run
 
 
-def get_all(session: Session, *, limit: int = 50, incident_id: int | None = None) -> list[RunbookRunRow]:
-    """Runs, newest first."""
+def get_all(session: Session, *, limit: int = 50, incident_id: int | None = None,
+            runbook: str | None = None) -> list[RunbookRunRow]:
+    """Runs, newest first; only those for `incident_id`, or of `runbook`, when given."""
     query = select(RunbookRunRow).order_by(RunbookRunRow.id.desc()).limit(limit)
     if incident_id is not None:
         query = query.where(RunbookRunRow.incident_id == incident_id)
+    if runbook is not None:
+        query = query.where(RunbookRunRow.runbook == runbook)
     return list(session.scalars(query))
 
 

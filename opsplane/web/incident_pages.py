@@ -17,12 +17,13 @@ from opsplane.incidents.models import ActionItem, IncidentsSettings, Status, Tim
 from opsplane.incidents.postmortem import span
 from opsplane.incidents.report import time_to_acknowledge, time_to_resolve
 from opsplane.incidents.tables import IncidentAlertRow, IncidentRow, IncidentUpdateRow
+from opsplane.web.runbook_pages import RunLine, run_list
 
 LIST_LIMIT = 100
 FILTERS = ("all", "open")
 # Timeline kinds grouped into what a responder scans for; the CSS colours each group.
 TIMELINE_GROUPS = (("alert.", "alert"), ("notify.", "notify"), ("check.", "check"),
-                   ("deploy.", "deploy"), ("incident.note", "note"),
+                   ("deploy.", "deploy"), ("runbook.", "runbook"), ("incident.note", "note"),
                    ("incident.acknowledged", "ack"), ("incident.", "incident"))
 
 
@@ -72,6 +73,7 @@ class IncidentPage:
     alerts: Sequence[IncidentAlertRow]
     timeline: list[tuple[TimelineEntry, str]]  # each entry with its group
     action_items: list[ActionItem]
+    runbook_runs: Sequence[RunLine] = ()  # the runs for this incident, newest first
 
 
 def list_row(row: IncidentRow, now: datetime) -> IncidentListRow:
@@ -143,6 +145,7 @@ def incident_page(session: Session, *, incident_id: int, settings: IncidentsSett
         timeline=[(e, timeline_group(e.kind))
                   for e in service.get_timeline(session, incident_id=row.id, now=now)],
         action_items=service.get_action_items(session, incident_id=row.id),
+        runbook_runs=run_list(session, now=now, incident_id=row.id),
     )
 
 
