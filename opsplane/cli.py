@@ -74,6 +74,7 @@ def _register(command: str | None = None) -> None:
     from opsplane.backup.cli import register as register_backup
     from opsplane.backup.failover_cli import register as register_failover
     from opsplane.backup.restore_cli import register as register_restore
+    from opsplane.checklists.cli import register as register_checklists
     from opsplane.config.cli import app as config_app
     from opsplane.demo.cli import register as register_demo
     from opsplane.deploy.cli import register as register_deploy
@@ -114,6 +115,7 @@ def _register(command: str | None = None) -> None:
     register_failover(app)
     register_runbooks(app)
     register_slo(app)
+    register_checklists(app)
 
 
 def main() -> None:

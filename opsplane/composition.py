@@ -30,6 +30,7 @@ WORKERS: tuple[str, ...] = (
     "opsplane.runtime.worker:build",  # the runtime's notices
     "opsplane.deploy.worker:build",  # deploys, one claimed step at a time
     "opsplane.backup.worker:build",  # backup and verification schedules, the backup series
+    "opsplane.checklists.worker:build",  # the operator's scheduled checklists, kept as reports
     "opsplane.incidents.worker:build",  # paging of open incidents
     "opsplane.notify.worker:build",  # the outbox's dispatcher
 )

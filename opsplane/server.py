@@ -203,6 +203,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     from opsplane.api.own import workers_router
     from opsplane.auth.views import router as auth_router
     from opsplane.backup.views import router as backup_router
+    from opsplane.checklists.views import router as checklists_router
     from opsplane.deploy.views import router as deploy_router
     from opsplane.events.views import router as events_router
     from opsplane.health.views import router as health_router
@@ -247,7 +248,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     mount(app, workers_router, "/api/v1")
     for router in (health_router, events_router, auth_router, runtime_router, metrics_router,
                    oncall_router, incidents_router, deploy_router, backup_router, runbooks_router,
-                   slo_router):
+                   slo_router, checklists_router):
         mount(app, router, "/api/v1")
     mount(app, intake_router, "/api/v2")  # where Prometheus sends alerts to an Alertmanager
     mount(app, web_router, "")

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_va
 
 from opsplane.alerts.models import AlertingSettings
 from opsplane.backup.models import BackupSettings
+from opsplane.checklists.models import ChecklistsSettings
 from opsplane.config.types import Duration, Ratio, Secret, Strict
 from opsplane.deploy.models import DeploySettings
 from opsplane.incidents.models import IncidentsSettings
@@ -469,6 +470,11 @@ class Inventory(Strict):
     runbooks: RunbooksSettings = Field(
         default_factory=RunbooksSettings,
         description="Where runbook files (steps opsplane runs and records) are kept; see docs/runbooks.md.",
+    )
+    checklists: ChecklistsSettings | None = Field(
+        None,
+        description="The operator's daily, weekly and monthly checklists `serve` runs and keeps as reports; "
+        "present (even empty), they run at the manual's times; see docs/checklists.md.",
     )
     incidents: IncidentsSettings = Field(
         default_factory=IncidentsSettings,

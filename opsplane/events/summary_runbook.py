@@ -1,5 +1,5 @@
 """The sentences of the runbook domain's events: a run started, each step's outcome, a wait for
-a person, an approval, the end."""
+a person, an approval, the end; and a checklist's run with its counts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 
 from opsplane.events.words import text
 
-_OUTCOME = {"ok": "ok", "failed": "failed", "skipped": "skipped", "yes": "answered yes", "no": "answered no",
+_OUTCOME = {"ok": "ok", "warned": "warned",
+            "failed": "failed", "skipped": "skipped", "yes": "answered yes", "no": "answered no",
             "timed_out": "timed out", "not_yet": "not yet true", "not_run": "did not happen"}
 
 
@@ -44,6 +45,16 @@ def _runbook(kind: str, target: str, service: str | None, outcome: str, d: Mappi
 RUNBOOK_KINDS = ("runbook.started", "runbook.step", "runbook.waiting", "runbook.approved", "runbook.finished")
 
 
+def _checklist(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
+    counts = f"{_said(d, 'ok', '0')} ok, {_said(d, 'warned', '0')} warned, {_said(d, 'failed', '0')} failed"
+    items = d.get("items")
+    named = ", ".join(f"{text(i.get('step'))} {text(i.get('outcome'))}" for i in items
+                      if isinstance(i, Mapping)) if isinstance(items, list) else ""
+    return f"Checklist {_said(d, 'checklist')} ran ({_said(d, 'trigger')}): {counts}" + (
+        f": {named}" if named else "")
+
+
 def describers() -> dict[str, Any]:
     """Each runbook event kind's sentence writer (target, service, outcome, details)."""
-    return {kind: functools.partial(_runbook, kind) for kind in RUNBOOK_KINDS}
+    return {**{kind: functools.partial(_runbook, kind) for kind in RUNBOOK_KINDS},
+            "checklist.ran": _checklist}

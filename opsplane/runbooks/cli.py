@@ -15,7 +15,8 @@ from opsplane.clock import SystemClock
 from opsplane.errors import UsageError
 
 app = typer.Typer(no_args_is_help=True)
-_MARK = {"ok": "[green]✓ ok[/]", "yes": "[green]✓ yes[/]", "failed": "[red]✗ failed[/]",
+_MARK = {"ok": "[green]✓ ok[/]", "warned": "[yellow]! warned[/]",
+         "yes": "[green]✓ yes[/]", "failed": "[red]✗ failed[/]",
          "timed_out": "[red]✗ timed out[/]", "no": "[yellow]✗ no[/]", "skipped": "[yellow]- skipped[/]",
          "not_yet": "[yellow]… not yet[/]", "not_run": "[yellow]- did not happen[/]"}
 _EXIT = {"succeeded": 0, "waiting": 1, "awaiting_approval": 1, "aborted": 1, "failed": 2}

@@ -30,6 +30,7 @@ class Finding:
 
     true: bool
     said: str
+    values: tuple[float, ...] = ()  # the figures a query returned (NaN left out), for its thresholds
 
 
 class StepPlatform(Protocol):
@@ -39,6 +40,7 @@ class StepPlatform(Protocol):
     def promql(self, expr: str) -> Finding: ...
     def command(self, argv: list[str], *, timeout: float, environ: Mapping[str, str]) -> tuple[str, str]: ...
     def action(self, step: Any, *, actor: str, run_label: str) -> tuple[str, str]: ...
+    def report(self, step: Any) -> tuple[str, str]: ...
 
 
 class LivePlatform:
@@ -81,19 +83,24 @@ class LivePlatform:
         kind, result = data["resultType"], data["result"]
         if kind in ("scalar", "string"):
             value = number(result[1]) if kind == "scalar" else math.nan
-            return Finding(kind == "scalar" and value != 0 and not math.isnan(value), f"{expr} = {result[1]}")
+            return Finding(kind == "scalar" and value != 0 and not math.isnan(value), f"{expr} = {result[1]}",
+                           () if math.isnan(value) else (value,))
         if not result:
             return Finding(False, f"{expr}: no series")
-        lines, true = [], False
+        lines, true, values = [], False, []
         for series in result[:20]:
             labels = ", ".join(f'{k}="{v}"' for k, v in sorted(series["metric"].items()))
             raw = series["value"][1] if kind == "vector" else (series["values"] or [[0, "NaN"]])[-1][1]
             value = number(raw)
             true = true or (value != 0 and not math.isnan(value))
             lines.append(f"{{{labels}}} {raw}")
+        for series in result:
+            raw = series["value"][1] if kind == "vector" else (series["values"] or [[0, "NaN"]])[-1][1]
+            if not math.isnan(number(raw)):
+                values.append(number(raw))
         if len(result) > 20:
             lines.append(f"… and {len(result) - 20} more series")
-        return Finding(true, "\n".join(lines))
+        return Finding(true, "\n".join(lines), tuple(values))
 
     def _prometheus(self) -> Any:
         """The configured Prometheus, or `serve`'s API, which answers in the same shape."""
@@ -112,6 +119,13 @@ class LivePlatform:
     def command(self, argv: list[str], *, timeout: float, environ: Mapping[str, str]) -> tuple[str, str]:
         """Run `argv` (never through a shell) in the inventory's directory; (ok | failed, output)."""
         return run_command(argv, timeout=timeout, cwd=self.base_dir, environ={**self.environ, **environ})
+
+    def report(self, step: Any) -> tuple[str, str]:
+        """The opsplane read the step names, judged: (ok | warned | failed, what it found)."""
+        from opsplane.runbooks.reads import ReadContext, read
+
+        found = read(step, ReadContext(self.inventory, self.base_dir, self.store, self.clock, self.environ))
+        return found.outcome, found.said
 
     def action(self, step: Any, *, actor: str, run_label: str) -> tuple[str, str]:
         context = ActionContext(self.inventory, self.base_dir, self.store, actor, self.clock, self.environ,
@@ -150,7 +164,11 @@ def plan_line(step: Any) -> str:
             return what
         return f"wait until {what} holds (look every {step.every:g} s, give up after {step.timeout:g} s)"
     if kind == "query":
-        return f"query {step.promql}"
+        limits = [f"{word} above {limit:g}" for word, limit in
+                  (("warn", step.warn_above), ("fail", step.fail_above)) if limit is not None]
+        return f"query {step.promql}" + (f" ({', '.join(limits)})" if limits else "")
+    if kind == "report":
+        return f"report {step.read}"
     if kind == "command":
         from opsplane.health.targets import command_line
 

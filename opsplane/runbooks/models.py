@@ -22,7 +22,7 @@ RunbookName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length
 # Where a step may lead besides another step: the run ends well, fails, or is aborted.
 END, FAIL, ABORT, CONTINUE = "end", "fail", "abort", "continue"
 RESERVED = (END, FAIL, ABORT, CONTINUE)
-OUTCOMES = ("ok", "failed", "skipped", "yes", "no", "timed_out")
+OUTCOMES = ("ok", "warned", "failed", "skipped", "yes", "no", "timed_out")
 ACTIONS = ("restart", "scale", "rollback", "failover", "flush-cache", "silence")
 # What each action's target must be in the inventory.
 ACTION_TARGETS = {"restart": "service", "scale": "service", "rollback": "service",
@@ -67,6 +67,7 @@ class CheckStep(StepBase):
     promql: str | None = Field(None, description="A PromQL condition: true when it returns a non-zero value.")
     if_failed: str = Field(CONTINUE, description="Where a failed check leads: continue, fail, abort, end "
                            "or a step id.")
+    safe: bool = True  # a look changes nothing (docs/runbooks.md: safe unless it says otherwise)
 
     @model_validator(mode="after")
     def _one_condition(self) -> CheckStep:
@@ -78,7 +79,29 @@ class CheckStep(StepBase):
 class QueryStep(StepBase):
     kind: Literal["query"]
     promql: str = Field(description="A PromQL expression whose figures the run shows and keeps.")
+    warn_above: float | None = Field(None, description="Outcome warned when a figure is above this.")
+    fail_above: float | None = Field(None, description="Outcome failed when a figure is above this.")
     if_failed: str = CONTINUE
+    safe: bool = True
+
+
+# What a `report` step may read: opsplane's own answers (the store, the host), by name.
+READS = ("health.checks", "incidents.open", "alerts.firing", "backup.status", "backup.archive",
+         "host.disk", "host.memory", "tls.expiry", "oncall.handoff")
+
+
+class ReportStep(StepBase):
+    kind: Literal["report"]
+    read: Literal["health.checks", "incidents.open", "alerts.firing", "backup.status", "backup.archive",
+                  "host.disk", "host.memory", "tls.expiry", "oncall.handoff"] = Field(
+        description="The opsplane read whose answer the step shows and judges (docs/checklists.md).")
+    warn_at: float | None = Field(None, description="host.disk, host.memory: percent used from which "
+                                  "the outcome is warned (default 80 and 85).")
+    fail_at: float | None = Field(None, description="host.disk, host.memory: percent used from which "
+                                  "the outcome is failed (default 90 and 95).")
+    path: str = Field("/", description="host.disk: a path on the file system looked at.")
+    if_failed: str = CONTINUE
+    safe: bool = True
 
 
 class CommandStep(StepBase):
@@ -168,11 +191,12 @@ class NoteStep(StepBase):
 
 
 Step = Annotated[
-    CheckStep | QueryStep | CommandStep | ActionStep | DecideStep | ConfirmStep | ApproveStep
+    CheckStep | QueryStep | ReportStep | CommandStep | ActionStep | DecideStep | ConfirmStep | ApproveStep
     | WaitUntilStep | NoteStep,
     Field(discriminator="kind"),
 ]
-STEP_KINDS = ("check", "query", "command", "action", "decide", "confirm", "approve", "wait_until", "note")
+STEP_KINDS = ("check", "query", "report", "command", "action", "decide", "confirm", "approve", "wait_until",
+              "note")
 # Steps whose effect on the world is not known after a crash in the middle of them.
 CHANGES = ("command", "action")
 

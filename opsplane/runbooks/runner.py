@@ -291,7 +291,9 @@ class Runner:
             if kind == "action":
                 return self.platform.action(step, actor=actor, run_label=label)
             if kind == "query":
-                return "ok", self.platform.promql(step.promql).said
+                return judge_query(step, self.platform.promql(step.promql))
+            if kind == "report":
+                return self.platform.report(step)
             found = self.platform.check(step.check) if step.check else self.platform.promql(step.promql)
             if kind == "wait_until":
                 return engine.wait_outcome(step, record, true=found.true, now=self.clock.now()), found.said
@@ -305,6 +307,16 @@ class Runner:
     def _fence(self, session: Any, claim: claims.Claim) -> None:
         if not claims.renew(session, claim, self.clock.now()):
             raise RunTakenOver(f"the claim on {claim.key} was taken over: this driver stops")
+
+
+def judge_query(step: Any, found: Any) -> tuple[str, str]:
+    """A query's outcome by its figures: failed above `fail_above`, warned above `warn_above`."""
+    top = max(found.values, default=None)
+    if top is not None and step.fail_above is not None and top > step.fail_above:
+        return "failed", f"{found.said}\nabove {step.fail_above:g}"
+    if top is not None and step.warn_above is not None and top > step.warn_above:
+        return "warned", f"{found.said}\nabove {step.warn_above:g}"
+    return "ok", found.said
 
 
 def _started_row(session: Any, run_id: int, step_id: str) -> RunbookStepRow:

@@ -4,6 +4,7 @@ from opsplane.alerts.evaluations import EvaluationRow
 from opsplane.alerts.tables import AlertRow, NotificationRow, SilenceRow
 from opsplane.auth.tables import ApiToken, DashboardSession
 from opsplane.backup.tables import BackupCopyRow, BackupRow, RestoreRow
+from opsplane.checklists.tables import ChecklistRunRow
 from opsplane.deploy.tables import DeployRow
 from opsplane.events.tables import Event
 from opsplane.health.tables import CheckState
@@ -17,7 +18,7 @@ from opsplane.store.claims import WorkClaim
 metadata = Base.metadata
 
 __all__ = [
-    "ActionItemRow", "AlertRow", "ApiToken", "BackupCopyRow", "BackupRow", "CheckState",
+    "ActionItemRow", "AlertRow", "ApiToken", "BackupCopyRow", "BackupRow", "CheckState", "ChecklistRunRow",
     "DashboardSession", "DeployRow", "EvaluationRow", "Event", "IncidentAlertRow", "IncidentRow",
     "IncidentUpdateRow", "NotificationRow", "OutboxRow", "RestoreRow", "RunbookRunRow", "RunbookStepRow",
     "SilenceRow", "SloHourRow", "SloMinuteRow", "WorkClaim",
