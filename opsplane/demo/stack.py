@@ -68,6 +68,11 @@ ARCHIVE_TIMEOUT = "30"
 # Who is paged in the demo, and where a page shows: two people taking the primary and the
 # secondary in turns, week by week, and the console channel, which prints each notification
 # on the demo's own output (there is no PagerDuty or mail server to reach).
+# The manual's checklists, run by serve at its times (docs/checklists.md).
+CHECKLISTS_YAML = """\
+checklists:
+  timezone: UTC
+"""
 ONCALL_YAML = """\
 channels:
   named:
@@ -428,7 +433,7 @@ class DemoStack:
                 "    team: sre",
                 "    checks: [{type: host, interval: 15s}]",
             ]
-        return "\n".join(lines) + "\n" + (ONCALL_YAML if self.paging else "")
+        return "\n".join(lines) + "\n" + (ONCALL_YAML if self.paging else "") + CHECKLISTS_YAML
 
     def backup_policies(self) -> list[str]:
         """The components the demo backs up."""
