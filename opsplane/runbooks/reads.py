@@ -65,10 +65,10 @@ def _health(step: Any, ctx: ReadContext) -> Reading:
     if not targets:
         return Reading("ok", "the inventory has no checks")
     results = asyncio.run(probe_all(targets, environ=ctx.environ))
-    bad = {t: r for t in targets if (r := results[t.id]).state is not State.OK}
+    bad = [(t.id, r) for t in targets if (r := results[t.id]).state is not State.OK]
     lines = [f"{len(targets) - len(bad)} of {len(targets)} checks ok"]
-    lines += [f"{t.id}: {r.state.value} {r.reason}" for t, r in bad.items()]
-    outcome = _worst(["failed" if r.state is State.CRITICAL else "warned" for r in bad.values()])
+    lines += [f"{check}: {r.state.value} {r.reason}" for check, r in bad]
+    outcome = _worst(["failed" if r.state is State.CRITICAL else "warned" for _, r in bad])
     return Reading(outcome, "\n".join(lines))
 
 
