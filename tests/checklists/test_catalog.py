@@ -33,8 +33,9 @@ def test_the_shipped_checklists_load_against_the_demo_inventory(tmp_path: Path) 
     # the demo's inventory turns the schedule on at the manual's times
     assert inventory.checklists is not None
     assert inventory.checklists.planned() == {
-        "morning": ("0 9 * * *", "UTC"), "afternoon": ("0 15 * * *", "UTC"), "end-of-day": ("0 18 * * *", "UTC"),
-        "weekly": ("0 10 * * 1", "UTC"), "monthly": ("0 10 1 * *", "UTC")}
+        "morning": ("0 9 * * *", "UTC"), "afternoon": ("0 15 * * *", "UTC"),
+        "end-of-day": ("0 18 * * *", "UTC"), "weekly": ("0 10 * * 1", "UTC"),
+        "monthly": ("0 10 1 * *", "UTC")}
 
 
 def test_schedules_change_a_time_turn_a_list_off_and_add_the_sites_own(tmp_path: Path) -> None:

@@ -69,8 +69,9 @@ def site(tmp_path: Path, web: LocalHttpServer, api: LocalHttpServer, redis: Temp
         (tmp_path / "lists" / f"{name}.yaml").write_text(text)
     return {
         "platform": {"name": "shop"},
-        "services": {"web": {"url": f"http://127.0.0.1:{web.port}", "checks": [{"type": "http", "path": "/health"}]},
-                     "api": {"url": f"http://127.0.0.1:{api.port}", "checks": [{"type": "http", "path": "/health"}]}},
+        "services": {name: {"url": f"http://127.0.0.1:{server.port}",
+                            "checks": [{"type": "http", "path": "/health"}]}
+                     for name, server in (("web", web), ("api", api))},
         "caches": {"sessions": {"port": redis.port, "checks": [{"type": "redis"}]}},
         "checklists": {"dir": "lists"},
     }
@@ -97,7 +98,8 @@ def test_a_run_judges_each_item_by_what_it_finds_and_keeps_the_report(
     assert {step: outcome for step, (outcome, _) in found.items()} == {
         "services": "failed", "web": "ok", "api": "failed", "cache": "ok", "errors": "warned",
         "incidents": "failed", "backups": "ok", "disk": "warned", "standup": "ok"}
-    assert "2 of 3 checks ok" in found["services"][1] and "api/http: CRITICAL HTTP 503" in found["services"][1]
+    assert "2 of 3 checks ok" in found["services"][1]
+    assert "api/http: CRITICAL HTTP 503" in found["services"][1]
     assert "1 incident open" in found["incidents"][1] and "P1" in found["incidents"][1]
     assert "above 0.01" in found["errors"][1]
     assert "% used" in found["disk"][1]
@@ -147,7 +149,8 @@ def test_the_command_prints_each_item_and_exits_by_the_worst(
     failed = opsplane("checklist", "run", "one-fails", code=2).stdout
     assert "✗ api" in failed and "HTTP 503" in failed and "✓ web" in failed
     history = opsplane.json("checklist", "history")
-    assert [(h["checklist"], h["state"], h["ok"], h["warned"], h["failed"], h["trigger"]) for h in history] == [
+    counts = [(h["checklist"], h["state"], h["ok"], h["warned"], h["failed"], h["trigger"]) for h in history]
+    assert counts == [
         ("one-fails", "failed", 1, 0, 1, "cli"), ("one-warns", "warned", 1, 1, 0, "cli"),
         ("all-well", "ok", 4, 0, 0, "cli")]
     assert history[0]["not_ok"] == [{"step": "api", "outcome": "failed"}]

@@ -47,8 +47,8 @@ def test_a_valid_runbook_loads_with_the_line_of_each_step() -> None:
 
 @pytest.mark.parametrize(("steps", "line", "field", "message"), [
     ("  - {id: look, kind: chek, check: orders/http}\n", 4, "steps[0].kind",
-     "unknown step kind 'chek'; expected one of check, query, report, command, action, decide, confirm, approve, "
-     "wait_until, note; did you mean 'check'?"),
+     "unknown step kind 'chek'; expected one of check, query, report, command, action, decide, confirm, "
+     "approve, wait_until, note; did you mean 'check'?"),
     ("  - {id: look, kind: check, check: order/http}\n", 4, "steps[0].check",
      "unknown component 'order'; did you mean 'orders'?"),
     ("  - {id: look, kind: check, check: orders/tcp}\n", 4, "steps[0].check",
