@@ -38,6 +38,7 @@ def validate(
     try:
         inventory, warnings = load_with_warnings(path)
         runbooks = _runbooks(inventory, path)
+        checklists = _checklists(inventory, path)
     except ConfigError as exc:
         if not json_out:
             raise
@@ -47,11 +48,13 @@ def validate(
     if json_out:
         print_json({"valid": True, "file": str(path), **summary(inventory),
                     **({"runbooks": runbooks} if runbooks is not None else {}),
+                    **({"checklists": checklists} if checklists is not None else {}),
                     "warnings": [asdict(warning) for warning in warnings]})
         return
     for warning in warnings:
         err.print(f"[bold yellow]warning:[/] {escape(str(warning))}", highlight=False, soft_wrap=True)
     said = f"; {runbooks} runbook{'s' if runbooks != 1 else ''}" if runbooks is not None else ""
+    said += f"; {checklists} checklists" if checklists is not None else ""
     out.print(f"{path}: valid: {summary_line(inventory)}{said}")
 
 
@@ -63,6 +66,17 @@ def _runbooks(inventory: Inventory, path: Path) -> int | None:
     from opsplane.runbooks.loader import catalog
 
     return len(catalog(inventory, path.resolve().parent))
+
+
+def _checklists(inventory: Inventory, path: Path) -> int | None:
+    """How many checklists `serve` runs, each file and schedule checked (ConfigError with file and
+    line of every problem); None without a `checklists:` section."""
+    if inventory.checklists is None:
+        return None
+    from opsplane.checklists.loader import catalog
+
+    catalog(inventory, path.resolve().parent, inventory_file=path)
+    return len(inventory.checklists.planned())
 
 
 def summary(inventory: Inventory) -> dict[str, Any]:

@@ -388,6 +388,17 @@ def _run_tables(page: _Page) -> None:
     page.lines += ["### *SECTION*.*NAME*.run.logs", ""]
     page.table(LogRotation)
     _backup_tables(page)
+    _checklist_tables(page)
+
+
+def _checklist_tables(page: _Page) -> None:
+    """The `checklists:` section (docs/checklists.md tells how it is used)."""
+    from opsplane.checklists.models import ChecklistSchedule, ChecklistsSettings
+
+    for heading, model in (("checklists", ChecklistsSettings),
+                           ("checklists.schedules.*NAME*", ChecklistSchedule)):
+        page.lines += [f"### {heading}", ""]
+        page.table(model)
 
 
 def _backup_tables(page: _Page) -> None:
