@@ -115,14 +115,11 @@ def _backup(step: Any, ctx: ReadContext) -> Reading:
     lines, outcomes = [], []
     for status in _statuses(ctx):
         problems = status.problems
-        overdue = [f"{what} overdue" for what, late in (("verification", status.verify_overdue),
-                                                         ("drill", status.drill_overdue)) if late > 0]
-        if problems:
-            outcomes.append("failed")
+        serious = bool(status.failures_in_a_row or status.compliance.stale or status.compliance.violations
+                       or status.verify_failed or status.archive_broken)
+        if problems:  # an overdue verification or drill alone only warns
+            outcomes.append("failed" if serious else "warned")
             lines.append(f"{status.policy.name}: " + "; ".join(problems))
-        elif overdue:
-            outcomes.append("warned")
-            lines.append(f"{status.policy.name}: " + ", ".join(overdue))
         else:
             last = status.last.finished_at or status.last.started_at if status.last else None
             lines.append(f"{status.policy.name}: ok" + (f", last backup {last:%Y-%m-%d %H:%M} UTC"
