@@ -14,6 +14,7 @@ from opsplane.auth import service as tokens
 from opsplane.auth.deps import RoleGuard
 from opsplane.auth.service import Role
 from opsplane.backup import service as backups
+from opsplane.checklists import service as checklists
 from opsplane.config.loader import loads
 from opsplane.deploy import service as deploys
 from opsplane.health.models import ProbeResult, State
@@ -94,8 +95,8 @@ def concrete(path: str) -> str:
 
 
 def incident_and_deploy(plane: ControlPlane) -> None:
-    """Incident 1, deploy 1 (queued, so an operator may abort it), backup 1 and runbook run 1, for
-    the routes that name one."""
+    """Incident 1, deploy 1 (queued, so an operator may abort it), backup 1, runbook run 1 and
+    checklist run 1, for the routes that name one."""
     with plane.store.session() as session:
         incidents.create(session, title="checkout fails", service="backend", severity="P1",
                          actor="test", now=plane.clock.now(), settings=plane.inventory.incidents)
@@ -106,6 +107,8 @@ def incident_and_deploy(plane: ControlPlane) -> None:
                       kind="full", parent_id=None, trigger="manual", actor="test", now=plane.clock.now())
         runbooks.create(session, runbook=Runbook.model_validate(yaml.safe_load(RUNBOOK)), parameters={},
                         incident_id=None, requested_by="test", mode="manual", now=plane.clock.now())
+        checklists.begin(session, runbook=Runbook.model_validate(yaml.safe_load(RUNBOOK)), trigger="api",
+                         requested_by="test", slot=None, now=plane.clock.now())
 
 
 def guards_of(route: APIRoute) -> list[RoleGuard | SessionGuard]:
