@@ -6,6 +6,7 @@ from opsplane.auth.tables import ApiToken, DashboardSession
 from opsplane.backup.tables import BackupCopyRow, BackupRow, RestoreRow
 from opsplane.deploy.tables import DeployRow
 from opsplane.events.tables import Event
+from opsplane.gameday.tables import GamedayRow
 from opsplane.health.tables import CheckState
 from opsplane.incidents.tables import ActionItemRow, IncidentAlertRow, IncidentRow, IncidentUpdateRow
 from opsplane.notify.tables import OutboxRow
@@ -17,7 +18,7 @@ metadata = Base.metadata
 
 __all__ = [
     "ActionItemRow", "AlertRow", "ApiToken", "BackupCopyRow", "BackupRow", "CheckState",
-    "DashboardSession", "DeployRow", "EvaluationRow", "Event", "IncidentAlertRow", "IncidentRow",
+    "DashboardSession", "DeployRow", "EvaluationRow", "Event", "GamedayRow", "IncidentAlertRow", "IncidentRow",
     "IncidentUpdateRow", "NotificationRow", "OutboxRow", "RestoreRow", "RunbookRunRow", "RunbookStepRow",
     "SilenceRow", "WorkClaim",
     "metadata",
