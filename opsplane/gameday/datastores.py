@@ -66,6 +66,10 @@ def _listening_port(process: psutil.Process, kind: str) -> int | None:
     for i, word in enumerate(argv[:-1]):
         if word == flag and argv[i + 1].isdigit():
             return int(argv[i + 1])
+    if kind == "redis":  # redis-server retitles itself "redis-server 127.0.0.1:6379"
+        words = " ".join(argv).split()
+        _, _, port = (words[-1] if words else "").rpartition(":")
+        return int(port) if port.isdigit() else None
     if kind == "postgres":
         data_dir = _data_dir(process)
         try:  # line 4 of postmaster.pid is the port the server listens on
@@ -155,10 +159,33 @@ def _as_owner(uid: int, argv: list[str]) -> list[str]:
 # --- Redis -----------------------------------------------------------------------------------
 
 
+# what a Redis server is started again with, read from it before it stops (its command line is
+# gone: redis-server retitles itself)
+_REDIS_SETTINGS = ("port", "bind", "dir", "save", "appendonly", "logfile", "maxmemory", "maxmemory-policy",
+                   "requirepass", "dbfilename", "databases", "protected-mode")
+
+
 def stop_redis(process: psutil.Process, *, port: int, password: str | None) -> dict[str, Any]:
     """`redis-cli SHUTDOWN NOSAVE` (the cache's data is not kept), waited for; the record
-    `start_redis` needs: the server's command line and directory."""
-    argv, cwd = process.cmdline(), process.cwd()
+    `start_redis` needs: the server's binary and settings."""
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port, password=password, socket_timeout=10,
+                         decode_responses=True)
+    try:
+        settings = {name: value for wanted in _REDIS_SETTINGS
+                    for name, value in client.config_get(wanted).items()}
+    finally:
+        client.close()
+    # the name it was started by: the binary it resolves to may be another (Debian links
+    # redis-server to redis-check-rdb, which acts by the name it is called with)
+    words = " ".join(process.cmdline()).split()
+    argv = [words[0] if words else (shutil.which("redis-server") or "redis-server"), "--daemonize", "no"]
+    for name, value in settings.items():
+        if name == "bind":
+            argv += ["--bind", *value.split()]
+        else:
+            argv += [f"--{name}", value]
     cli = shutil.which("redis-cli")
     if cli is not None:
         env = {**os.environ, **({"REDISCLI_AUTH": password} if password else {})}
@@ -167,7 +194,7 @@ def stop_redis(process: psutil.Process, *, port: int, password: str | None) -> d
     else:
         process.terminate()
     _wait_gone(process)
-    return {"server": "redis", "argv": argv, "cwd": cwd, "port": port}
+    return {"server": "redis", "argv": argv, "cwd": settings.get("dir") or process.cwd(), "port": port}
 
 
 def start_redis(record: dict[str, Any], base: Path) -> str:
