@@ -173,8 +173,8 @@ def stop_redis(process: psutil.Process, *, port: int, password: str | None) -> d
     client = redis.Redis(host="127.0.0.1", port=port, password=password, socket_timeout=10,
                          decode_responses=True)
     try:
-        settings = {name: value for wanted in _REDIS_SETTINGS
-                    for name, value in client.config_get(wanted).items()}
+        settings: dict[str, str] = {str(name): str(value) for wanted in _REDIS_SETTINGS
+                                    for name, value in client.config_get(wanted).items()}
     finally:
         client.close()
     # the name it was started by: the binary it resolves to may be another (Debian links
