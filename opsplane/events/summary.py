@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from opsplane.events.summary_backup import describers as backup_describers
+from opsplane.events.summary_gameday import describers as gameday_describers
 from opsplane.events.summary_runbook import describers as runbook_describers
 from opsplane.events.words import text
 from opsplane.timefmt import span_words
@@ -471,5 +472,6 @@ DESCRIBERS: dict[str, Describer] = {
         "deploy.failed", "deploy.aborted")},
     **backup_describers(),
     **runbook_describers(),
+    **gameday_describers(),
 }
 """The sentence of each kind of event opsplane records."""

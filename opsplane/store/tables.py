@@ -18,7 +18,8 @@ metadata = Base.metadata
 
 __all__ = [
     "ActionItemRow", "AlertRow", "ApiToken", "BackupCopyRow", "BackupRow", "CheckState",
-    "DashboardSession", "DeployRow", "EvaluationRow", "Event", "GamedayRow", "IncidentAlertRow", "IncidentRow",
+    "DashboardSession", "DeployRow", "EvaluationRow", "Event", "GamedayRow", "IncidentAlertRow",
+    "IncidentRow",
     "IncidentUpdateRow", "NotificationRow", "OutboxRow", "RestoreRow", "RunbookRunRow", "RunbookStepRow",
     "SilenceRow", "WorkClaim",
     "metadata",
