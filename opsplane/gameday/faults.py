@@ -24,6 +24,7 @@ from opsplane.gameday.models import SHOP_ADMIN_ENV, Scenario
 
 SCRATCH_PREFIX = ".opsplane-gameday-"
 _HTTP_TIMEOUT = 5.0
+UP_TIMEOUT = 60.0  # how long undoing a kill waits for the instances to answer again
 
 
 class Fault(Protocol):
@@ -95,9 +96,14 @@ class Kill:
         return {"service": self.service, "instances": count}
 
     def undo(self, record: Mapping[str, Any]) -> str:
+        from opsplane.runtime.flows import await_settled
+
         service = str(record["service"])
-        _runtime(self.where).up([service])
-        return f"{service} started again"
+        driver = _runtime(self.where)
+        driver.up([service])
+        states = [s.state for s in await_settled(driver, [service], timeout=UP_TIMEOUT)]
+        running = sum(1 for state in states if state == "running")
+        return f"{service} started again ({running} of {len(states)} instances running)"
 
 
 class ShopFault:

@@ -114,27 +114,36 @@ class GameDays:
 
     def play(self, name: str, scenario: Scenario, *, trigger: str, requested: int | None = None) -> Played:
         """Check, inject, watch, undo, settle, report. `requested`: a game day asked for through the
-        API, whose claim the caller holds (its row exists); otherwise a new one is made."""
-        self.check(name, scenario)
+        API (its row exists, and fails when the scenario is refused now); otherwise a new one is
+        made. UsageError when another player holds a requested one."""
         now = self.clock.now()
-        with self.store.session() as session:
-            if requested is None:
+        if requested is not None:
+            with self.store.session() as session:
+                claim = claims.take(session, service.run_claim(requested), holder=self.holder, now=now,
+                                    lease=LEASE)
+            if claim is None:
+                raise UsageError(f"game day {requested} is claimed by another player")
+            try:
+                self.check(name, scenario)
+            except FaultRefused as exc:
+                with self.store.session() as session:
+                    row = service.get_or_raise(session, gameday_id=requested)
+                    service.failed(session, row, error=str(exc), actor=self.actor, now=self.clock.now())
+                    claims.finish(session, claim, self.clock.now())
+                raise
+            with self.store.session() as session:
+                service.get_or_raise(session, gameday_id=requested).state = "running"
+            gameday_id = requested
+        else:
+            self.check(name, scenario)
+            with self.store.session() as session:
                 row = service.create(session, name=name, scenario=scenario, trigger=trigger, actor=self.actor,
                                      now=now, max_duration=scenario.max_duration)
                 gameday_id = row.id
-                claim = claims.take(session, service.run_claim(gameday_id), holder=self.holder, now=now,
+                taken = claims.take(session, service.run_claim(gameday_id), holder=self.holder, now=now,
                                     lease=LEASE)
-            else:
-                gameday_id, claim = requested, None
-                service.get_or_raise(session, gameday_id=gameday_id).state = "running"
-        if claim is None and requested is None:
-            raise UsageError(f"game day {gameday_id} is claimed by another player")
-        if claim is None:
-            with self.store.session() as session:
-                claim = claims.take(session, service.run_claim(gameday_id), holder=self.holder,
-                                    now=self.clock.now(), lease=LEASE)
-            if claim is None:
-                raise UsageError(f"game day {gameday_id} is claimed by another player")
+            assert taken is not None  # a new game day's claim is nobody else's
+            claim = taken
         with self._keeper.holding(claim):
             played = self._play(gameday_id, name, scenario)
         with self.store.session() as session:
@@ -171,7 +180,11 @@ class GameDays:
             self.say(f"game day {gameday_id}: fault undone: {undone}")
         ended_at = self.clock.now()
         waited = (ended_at - injected_at).total_seconds()
-        self._watch(injected_at, watched, judged, until=set(scenario.expect), limit=waited + scenario.settle)
+        # what comes after a fault ends (recovery, resolution) is waited for a while longer; a
+        # detection or page that did not come while the fault was in force is not
+        after = {m for m in scenario.expect if m in ("recover", "resolve")}
+        if after:
+            self._watch(injected_at, watched, judged, until=after, limit=waited + scenario.settle)
         return self._finish(gameday_id, name, scenario, injected_at, ended_at, undone, outcome, watched,
                             judged)
 

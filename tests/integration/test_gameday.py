@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from opsplane.config.loader import load
 from opsplane.demo.stack import DemoStack
 from opsplane.drivers.sandbox.ports import free_port
 from tests.support.http_servers import LocalHttpServer, Reply
+from tests.support.polling import wait_for
 from tests.support.serve import Serve
 
 WATCH = """\
@@ -104,3 +106,32 @@ def test_killing_payments_measures_detection_and_paging_and_starts_it_again(game
     assert text.startswith(f"# Game day {report['gameday']}: kill-payments") and "Time to page" in text
     kinds = [e["kind"] for e in json.loads(serve.cli("events", "--kind", "gameday.*", "--json"))]
     assert sorted(kinds) == ["gameday.ended", "gameday.finished", "gameday.injected"]
+
+
+def test_an_operator_asks_serve_for_a_game_day_and_a_viewer_reads_its_report(gameday_shop: Played) -> None:
+    stack, serve, _ = gameday_shop
+    viewer = json.loads(serve.cli("token", "create", "--name", "wall", "--role", "viewer", "--json"))["token"]
+    operator = json.loads(serve.cli("token", "create", "--name", "sre", "--role", "operator",
+                                    "--json"))["token"]
+    asked = {"scenario": "payments-errors", "max_duration": 3}
+    with httpx.Client(base_url=f"{serve.url}/api/v1", timeout=10, trust_env=False) as api:
+        refused = api.post("/gamedays", json=asked, headers={"Authorization": f"Bearer {viewer}"})
+        assert refused.status_code == 403  # a game day changes the world: operators only
+        answer = api.post("/gamedays", json=asked, headers={"Authorization": f"Bearer {operator}"})
+        assert answer.status_code == 202, answer.text
+        gameday_id = answer.json()["id"]
+
+        def finished() -> dict[str, Any] | None:
+            row = api.get(f"/gamedays/{gameday_id}", headers={"Authorization": f"Bearer {viewer}"}).json()
+            return row if row["state"] == "finished" else None
+
+        row = wait_for(finished, "serve's game day worker to play it", timeout=90)
+        text = api.get(f"/gamedays/{gameday_id}", params={"format": "markdown"},
+                       headers={"Authorization": f"Bearer {viewer}"}).text
+    assert row["trigger"] == "api" and row["requested_by"].endswith("sre")
+    assert row["report"]["fault_seconds"] >= 3
+    # nobody shops in this test, so no request failed and nothing noticed: the game day says so
+    assert row["verdict"] == "fail" and text.startswith(f"# Game day {gameday_id}: payments-errors")
+    faults = httpx.get(f"http://127.0.0.1:{stack.ports['payments']}/admin/faults", trust_env=False,
+                       headers={"Authorization": f"Bearer {stack.admin_token()}"}).json()
+    assert faults["error_ratio"] == {}  # undone
