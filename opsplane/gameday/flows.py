@@ -182,7 +182,7 @@ class GameDays:
         waited = (ended_at - injected_at).total_seconds()
         # what comes after a fault ends (recovery, resolution) is waited for a while longer; a
         # detection or page that did not come while the fault was in force is not
-        after = {m for m in scenario.expect if m in ("recover", "resolve")}
+        after: set[str] = {m for m in scenario.expect if m in ("recover", "resolve")}
         if after:
             self._watch(injected_at, watched, judged, until=after, limit=waited + scenario.settle)
         return self._finish(gameday_id, name, scenario, injected_at, ended_at, undone, outcome, watched,
