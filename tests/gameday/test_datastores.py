@@ -59,3 +59,22 @@ def test_a_redis_the_demo_recorded_is_stopped_and_started_again(tmp_path: Path) 
     finally:
         records.stop(tmp_path)
         server.stop()
+
+
+def test_a_postgresql_the_demo_recorded_is_stopped_and_started_again_with_its_options(tmp_path: Path) -> None:
+    server = TemporaryPostgres(tmp_path / "pg", settings={"application_name": "gameday-shop"}).start()
+    try:
+        records.record(tmp_path, {"postgres": server.pid})
+        inventory = Inventory.model_validate({"platform": {"name": "shop"},
+                                              "databases": {"main": {"port": server.port}}})
+        fault = open_fault(scenarios(inventory)["stop-main"], Where(inventory, tmp_path, {}, "cli:ana"))
+        fault.check()
+        record = fault.inject()
+        assert not server.running
+        assert "started again" in fault.undo(record)
+        # the same port and the same settings as before it stopped
+        assert server.execute("SHOW application_name") == [("gameday-shop",)]
+        assert records.own(tmp_path)["postgres"].pid != server.pid
+    finally:
+        records.stop(tmp_path)
+        server.stop()
