@@ -67,3 +67,17 @@ def test_sizes_are_read_as_people_write_them() -> None:
     assert parse_size("1.5 GB") == 1_500_000_000
     with pytest.raises(ValueError, match="such as 512MiB"):
         parse_size("lots")
+
+
+def test_the_quarterly_slot_is_played_within_an_hour_of_its_time_and_not_later() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from opsplane.gameday.models import GamedaySchedule
+    from opsplane.gameday.worker import due_slot, next_slot
+
+    schedule = GamedaySchedule(cron="0 10 1 1,4,7,10 *", scenario="kill-payments", time_zone="Europe/Berlin")
+    slot = datetime(2026, 4, 1, 8, 0, tzinfo=UTC)  # 10:00 in Berlin, summer time
+    assert due_slot(schedule, slot + timedelta(minutes=10)) == slot
+    assert due_slot(schedule, slot + timedelta(hours=2)) is None  # serve was down then: not now
+    assert due_slot(schedule, slot - timedelta(minutes=1)) is None  # January's is long past
+    assert next_slot(schedule, slot) == datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
