@@ -79,6 +79,7 @@ def _register(command: str | None = None) -> None:
     from opsplane.demo.cli import register as register_demo
     from opsplane.deploy.cli import register as register_deploy
     from opsplane.events.cli import app as events_app
+    from opsplane.gameday.cli import register as register_gameday
     from opsplane.health.cli import register as register_health
     from opsplane.incidents.cli import app as incident_app
     from opsplane.incidents.cli import report_app
@@ -116,6 +117,7 @@ def _register(command: str | None = None) -> None:
     register_runbooks(app)
     register_slo(app)
     register_checklists(app)
+    register_gameday(app)
 
 
 def main() -> None:

@@ -206,6 +206,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     from opsplane.checklists.views import router as checklists_router
     from opsplane.deploy.views import router as deploy_router
     from opsplane.events.views import router as events_router
+    from opsplane.gameday.views import router as gameday_router
     from opsplane.health.views import router as health_router
     from opsplane.incidents.views import router as incidents_router
     from opsplane.metrics.views import router as metrics_router
@@ -248,7 +249,8 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     mount(app, workers_router, "/api/v1")
     for router in (health_router, events_router, auth_router, runtime_router, metrics_router,
                    oncall_router, incidents_router, deploy_router, backup_router, runbooks_router,
-                   slo_router, checklists_router):
+                   slo_router, checklists_router,
+                   gameday_router):
         mount(app, router, "/api/v1")
     mount(app, intake_router, "/api/v2")  # where Prometheus sends alerts to an Alertmanager
     mount(app, web_router, "")

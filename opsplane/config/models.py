@@ -18,6 +18,7 @@ from opsplane.backup.models import BackupSettings
 from opsplane.checklists.models import ChecklistsSettings
 from opsplane.config.types import Duration, Ratio, Secret, Strict
 from opsplane.deploy.models import DeploySettings
+from opsplane.gameday.models import GamedaySettings
 from opsplane.incidents.models import IncidentsSettings
 from opsplane.notify.models import ChannelsSettings
 from opsplane.oncall.models import OncallSettings
@@ -480,6 +481,11 @@ class Inventory(Strict):
         default_factory=IncidentsSettings,
         description="Severities (response time, resolution target, update cadence, post-mortem) and "
         "which alerts open incidents; see docs/incidents.md.",
+    )
+    gamedays: GamedaySettings = Field(
+        default_factory=GamedaySettings,
+        description="Game day scenarios (a fault injected on purpose, and how fast it was detected, paged, "
+        "recovered and resolved) and their quarterly schedule; see docs/gamedays.md.",
     )
 
     def components(self) -> Iterator[tuple[str, str, Component]]:

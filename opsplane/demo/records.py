@@ -89,6 +89,28 @@ def record(base: Path, processes: dict[str, int | None], scratch: Sequence[Path]
     os.replace(temporary, path)
 
 
+def own(base: Path) -> dict[str, ProcessIdentity]:
+    """The demo's own recorded servers (postgres, redis, s3, demo) by name, running or not."""
+    return {name: process.identity for name, process in _own_records(base).items()}
+
+
+def replace(base: Path, name: str, pid: int) -> None:
+    """Record `pid` as the demo's `name` server from now on (a game day started it again after
+    stopping it), so that `demo --stop` still finds it. Nothing happens without a record."""
+    path = base / PIDS_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    identity = identify(pid)
+    if not isinstance(data, dict) or identity is None:
+        return
+    data[name] = {"pid": identity.pid, "create_time": identity.create_time}
+    temporary = path.with_name(f".{PIDS_FILE}.{os.getpid()}")
+    temporary.write_text(json.dumps(data))
+    os.replace(temporary, path)
+
+
 def forget(base: Path) -> None:
     """Remove the record and the scratch directories it names (once nothing runs)."""
     try:

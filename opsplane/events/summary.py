@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from opsplane.events.summary_backup import describers as backup_describers
+from opsplane.events.summary_gameday import describers as gameday_describers
 from opsplane.events.summary_runbook import describers as runbook_describers
 from opsplane.events.summary_slo import describers as slo_describers
 from opsplane.events.words import text
@@ -473,5 +474,6 @@ DESCRIBERS: dict[str, Describer] = {
     **backup_describers(),
     **runbook_describers(),
     **slo_describers(),
+    **gameday_describers(),
 }
 """The sentence of each kind of event opsplane records."""

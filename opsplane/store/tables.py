@@ -7,6 +7,7 @@ from opsplane.backup.tables import BackupCopyRow, BackupRow, RestoreRow
 from opsplane.checklists.tables import ChecklistRunRow
 from opsplane.deploy.tables import DeployRow
 from opsplane.events.tables import Event
+from opsplane.gameday.tables import GamedayRow
 from opsplane.health.tables import CheckState
 from opsplane.incidents.tables import ActionItemRow, IncidentAlertRow, IncidentRow, IncidentUpdateRow
 from opsplane.notify.tables import OutboxRow
@@ -19,7 +20,7 @@ metadata = Base.metadata
 
 __all__ = [
     "ActionItemRow", "AlertRow", "ApiToken", "BackupCopyRow", "BackupRow", "CheckState", "ChecklistRunRow",
-    "DashboardSession", "DeployRow", "EvaluationRow", "Event", "IncidentAlertRow", "IncidentRow",
+    "DashboardSession", "DeployRow", "EvaluationRow", "Event", "GamedayRow", "IncidentAlertRow", "IncidentRow",
     "IncidentUpdateRow", "NotificationRow", "OutboxRow", "RestoreRow", "RunbookRunRow", "RunbookStepRow",
     "SilenceRow", "SloHourRow", "SloMinuteRow", "WorkClaim",
     "metadata",

@@ -17,6 +17,8 @@ from opsplane.backup import service as backups
 from opsplane.checklists import service as checklists
 from opsplane.config.loader import loads
 from opsplane.deploy import service as deploys
+from opsplane.gameday import service as gamedays
+from opsplane.gameday.models import Scenario
 from opsplane.health.models import ProbeResult, State
 from opsplane.incidents import service as incidents
 from opsplane.runbooks import service as runbooks
@@ -89,14 +91,14 @@ def concrete(path: str) -> str:
     # Path parameters name a real component (or incident 1, deploy 1, backup 1, backup policy
     # postgres-main and an action its state allows), so an admitted request can succeed.
     named = (path.replace("{incident_id}", "1").replace("{deploy_id}", "1").replace("{backup_id}", "1")
-             .replace("{run_id}", "1")
+             .replace("{run_id}", "1").replace("{gameday_id}", "1")
              .replace("{policy}", "postgres-main").replace("{action}", "abort"))
     return re.sub(r"\{[^}]+\}", "backend", named)
 
 
 def incident_and_deploy(plane: ControlPlane) -> None:
     """Incident 1, deploy 1 (queued, so an operator may abort it), backup 1, runbook run 1 and
-    checklist run 1, for the routes that name one."""
+    checklist run 1 and game day 1, for the routes that name one."""
     with plane.store.session() as session:
         incidents.create(session, title="checkout fails", service="backend", severity="P1",
                          actor="test", now=plane.clock.now(), settings=plane.inventory.incidents)
@@ -109,6 +111,8 @@ def incident_and_deploy(plane: ControlPlane) -> None:
                         incident_id=None, requested_by="test", mode="manual", now=plane.clock.now())
         checklists.begin(session, runbook=Runbook.model_validate(yaml.safe_load(RUNBOOK)), trigger="api",
                          requested_by="test", slot=None, now=plane.clock.now())
+        gamedays.create(session, name="kill-backend", scenario=Scenario(kind="kill", target="backend"),
+                        trigger="cli", actor="test", now=plane.clock.now(), max_duration=60.0)
 
 
 def guards_of(route: APIRoute) -> list[RoleGuard | SessionGuard]:

@@ -40,6 +40,8 @@ READS = [
     ["status", "maintenance", "list"],
     ["token", "list"],
     ["db", "current"],
+    ["gameday", "list"],
+    ["gameday", "report", "1"],
 ]
 
 
