@@ -20,8 +20,8 @@ metadata = Base.metadata
 
 __all__ = [
     "ActionItemRow", "AlertRow", "ApiToken", "BackupCopyRow", "BackupRow", "CheckState", "ChecklistRunRow",
-    "DashboardSession", "DeployRow", "EvaluationRow", "Event", "GamedayRow", "IncidentAlertRow", "IncidentRow",
-    "IncidentUpdateRow", "NotificationRow", "OutboxRow", "RestoreRow", "RunbookRunRow", "RunbookStepRow",
-    "SilenceRow", "SloHourRow", "SloMinuteRow", "WorkClaim",
+    "DashboardSession", "DeployRow", "EvaluationRow", "Event", "GamedayRow", "IncidentAlertRow",
+    "IncidentRow", "IncidentUpdateRow", "NotificationRow", "OutboxRow", "RestoreRow", "RunbookRunRow",
+    "RunbookStepRow", "SilenceRow", "SloHourRow", "SloMinuteRow", "WorkClaim",
     "metadata",
 ]
