@@ -29,6 +29,7 @@ WORKERS: tuple[str, ...] = (
     "opsplane.runtime.worker:build",  # the runtime's notices
     "opsplane.deploy.worker:build",  # deploys, one claimed step at a time
     "opsplane.backup.worker:build",  # backup and verification schedules, the backup series
+    "opsplane.runbooks.worker:build",  # the closed loop: an incident's runbook run unattended
     "opsplane.incidents.worker:build",  # paging of open incidents
     "opsplane.notify.worker:build",  # the outbox's dispatcher
 )

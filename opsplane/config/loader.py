@@ -17,6 +17,7 @@ from opsplane.config.yamlsource import LocatedDocument, NotPlain, load_plain, pa
 from opsplane.errors import ConfigError, ConfigProblem
 from opsplane.notify.models import CHANNEL_TYPES
 from opsplane.oncall.checks import oncall_problems, oncall_warnings
+from opsplane.runbooks.auto import auto_problems
 
 DEFAULT_PATH = "opsplane.yaml"
 
@@ -174,6 +175,7 @@ def cross_check(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
     problems.extend(oncall_problems(inv.oncall, channels=inv.channels.named))
     problems.extend(backup_problems(inv))
     problems.extend(failover_problems(inv))
+    problems.extend(auto_problems(inv))
     return problems
 
 

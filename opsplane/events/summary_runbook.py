@@ -1,5 +1,5 @@
 """The sentences of the runbook domain's events: a run started, each step's outcome, a wait for
-a person, an approval, the end."""
+a person, an approval, the end, and the closed loop's verdict on a run for an incident."""
 
 from __future__ import annotations
 
@@ -38,10 +38,15 @@ def _runbook(kind: str, target: str, service: str | None, outcome: str, d: Mappi
         state = _said(d, "state")
         reason = d.get("reason")
         return f"{run} {state}" + (f": {text(reason)}" if reason and state != "succeeded" else "")
+    if kind == "runbook.recovered":
+        return f"{run}: recovery verified: {_said(d, 'seen')}"
+    if kind == "runbook.escalated":
+        return f"{run} did not bring it back, handed to a person: {_said(d, 'reason')}"
     return f"{kind} {target}: {outcome}"
 
 
-RUNBOOK_KINDS = ("runbook.started", "runbook.step", "runbook.waiting", "runbook.approved", "runbook.finished")
+RUNBOOK_KINDS = ("runbook.started", "runbook.step", "runbook.waiting", "runbook.approved", "runbook.finished",
+                 "runbook.recovered", "runbook.escalated")
 
 
 def describers() -> dict[str, Any]:
