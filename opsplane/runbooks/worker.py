@@ -117,29 +117,36 @@ class RunbookWorker(LoopWorker):
             keys = {loop_claim(r.id): r.id for r in rows if r.id not in self._loops}
             claimed = {keys[c.key]: c for c in session.scalars(
                 select(WorkClaim).where(WorkClaim.key.in_(list(keys))))}
+            self._skipped = {i: seen for i, seen in self._skipped.items() if i in keys.values()}
             for row in rows:
                 if row.id in self._loops:
                     continue
+                firing = [a for a in _firings(session, row.id) if a.state == "firing"]
                 if row.id in claimed:
                     claim = claimed[row.id]
                     if claim.done_at is None and claim.expires_at <= self.ctx.clock.now():
-                        found.append((row.id, None))
+                        # left by a serve that stopped: its run goes on (or, if it never
+                        # began, the one its alerts call for now)
+                        again = self._plan(row, firing)
+                        found.append((row.id, again if isinstance(again, auto.Start) else None))
                     continue
                 if row.acknowledged_at is not None:
                     continue  # a person has it
-                alerts = _firings(session, row.id)
-                firing = [a for a in alerts if a.state == "firing"]
                 seen = tuple((a.name, a.severity, tuple(sorted(a.labels.items()))) for a in firing)
                 if not firing or self._skipped.get(row.id) == seen:
                     continue
-                decided = auto.plan(firing, service=row.service, settings=self.ctx.inventory.runbooks,
-                                    catalog=self._catalog, inventory=self.ctx.inventory)
+                decided = self._plan(row, firing)
                 if isinstance(decided, auto.Skip):
                     self._skipped[row.id] = seen
                     log.info("INC-%s: no runbook runs by itself: %s", row.id, decided.reason)
                     continue
                 found.append((row.id, decided))
         return found
+
+    def _plan(self, row: Any, firing: list[auto.Firing]) -> auto.Start | auto.Skip:
+        assert self._catalog is not None
+        return auto.plan(firing, service=row.service, settings=self.ctx.inventory.runbooks,
+                         catalog=self._catalog, inventory=self.ctx.inventory)
 
     # --- one incident's loop -------------------------------------------------------------------
 
