@@ -26,7 +26,8 @@ def _runbook(kind: str, target: str, service: str | None, outcome: str, d: Mappi
     if kind == "runbook.step":
         by = d.get("approved_by") or d.get("confirmed_by")
         who = f" by {text(by)}" if by and outcome in ("yes", "no", "skipped", "not_run") else ""
-        output = str(d.get("output") or "").strip().splitlines()
+        raw = d.get("output")
+        output = (raw if isinstance(raw, str) else text(raw) or "").strip().splitlines()
         last = f": {output[-1][:160]}" if output and d.get("kind") not in ("confirm", "approve") else ""
         return (f"{run}: step {_said(d, 'step')} ({_said(d, 'kind')}) "
                 f"{_OUTCOME.get(outcome, outcome)}{who}{last}")
