@@ -94,7 +94,8 @@ class AlertRule(_Strict):
         "humanize1024, humanizePercentage and humanizeDuration to format the value otherwise.",
     )
     runbook: str | None = Field(
-        None, description="Link to the runbook; sent as the `runbook_url` annotation."
+        None, description="Link to the runbook, or the name of a runbook opsplane has (`service-down`), "
+        "which `serve` may run for the alert (`runbooks.auto`); sent as the `runbook_url` annotation."
     )
 
     @model_validator(mode="after")

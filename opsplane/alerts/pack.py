@@ -55,6 +55,10 @@ BACKUP_OFFSITE_MISSING = "opsplane_backup_offsite_missing"
 BACKUP_DRILL_OVERDUE = "opsplane_backup_drill_overdue_seconds"
 BACKUP_PITR_BROKEN = "opsplane_backup_pitr_broken_seconds"
 BUSINESS_WINDOW = "15m"
+# A rule's `runbook` may be the bare name of a runbook opsplane ships (opsplane/runbooks/builtin),
+# which `serve` can run by itself (docs/runbooks.md, "The closed loop"); the others link to
+# `runbook_base`.
+SERVICE_DOWN = "service-down"
 _UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))
 
 
@@ -94,16 +98,16 @@ def _definitions(t: PackThresholds, window: str) -> list[dict[str, Any]]:
               "PostgreSQL {{ $labels.service }} does not answer", Unit.COUNT, **{"for": None}),
         _rule("CheckFailing", "P1", f'{CHECK_FAILURES}{{section!="databases"}} >= {t.check_failures}',
               "{{ $labels.service }}: check {{ $labels.check }} failed {{ $value }} times in a row",
-              Unit.COUNT, **{"for": None}),
+              Unit.COUNT, runbook=SERVICE_DOWN, **{"for": None}),
         # The runtime saw the process end and will not start it again: certain, so at once. A
         # critical component's outage is the manual's P0 ("payment processing completely
         # broken"), any other's its P1 ("single microservice down").
         _rule("ServiceNotRunning", "P0", f'{NOT_RUNNING}{{criticality="critical"}} > 0',
               "{{ $labels.service }} has exited and the runtime will not start it again", Unit.COUNT,
-              **{"for": None}),
+              runbook=SERVICE_DOWN, **{"for": None}),
         _rule("ServiceNotRunning", "P1", f'{NOT_RUNNING}{{criticality!="critical"}} > 0',
               "{{ $labels.service }} has exited and the runtime will not start it again", Unit.COUNT,
-              **{"for": None}),
+              runbook=SERVICE_DOWN, **{"for": None}),
         _rule("HighErrorRate", "P1", f"{_ratio(ERRORS, REQUESTS, window)} > {t.error_rate:g}",
               f"{{{{ $labels.service }}}} answers {VALUE} of requests with 5xx", Unit.RATIO),
         _rule("HighLatencyP95", "P2", f"{_quantile(0.95, window)} > {t.latency_p95:g}",
@@ -185,7 +189,7 @@ def builtin_rules(pack: RulePack) -> list[AlertRule]:
             "name": rule["name"], "expr": rule["expr"], "severity": rule["severity"], "for": hold,
             "unit": rule["unit"],
             "annotations": {"summary": rule["summary"]},
-            "runbook": f"{pack.runbook_base}{_slug(rule['name'])}.md",
+            "runbook": rule.get("runbook") or f"{pack.runbook_base}{_slug(rule['name'])}.md",
         }))
     return rules
 

@@ -240,6 +240,7 @@ class AlertsWorker(LoopWorker):
                 # pages to send, or an alert that changed state and may have opened an incident
                 if report.queued or report.sent or report.evaluation.transitions:
                     self.ctx.wake("incidents")
+                    self.ctx.wake("runbooks")  # an incident opened may call for its runbook
                     self.ctx.wake("notify")
             except Exception as exc:  # a cycle that fails must not end alerting; the next one retries
                 self._cycle_failed(exc)

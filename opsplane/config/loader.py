@@ -19,6 +19,7 @@ from opsplane.gameday.models import gameday_problems
 from opsplane.notify.models import CHANNEL_TYPES
 from opsplane.oncall.checks import oncall_problems, oncall_warnings
 from opsplane.slo.checks import slo_problems
+from opsplane.runbooks.auto import auto_problems
 
 DEFAULT_PATH = "opsplane.yaml"
 
@@ -178,6 +179,7 @@ def cross_check(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
     problems.extend(failover_problems(inv))
     problems.extend(slo_problems(inv))
     problems.extend(gameday_problems(inv))
+    problems.extend(auto_problems(inv))
     return problems
 
 

@@ -470,7 +470,8 @@ class Inventory(Strict):
     )
     runbooks: RunbooksSettings = Field(
         default_factory=RunbooksSettings,
-        description="Where runbook files (steps opsplane runs and records) are kept; see docs/runbooks.md.",
+        description="Where runbook files (steps opsplane runs and records) are kept, and which runbooks "
+        "`serve` runs by itself for an alert; see docs/runbooks.md.",
     )
     checklists: ChecklistsSettings | None = Field(
         None,

@@ -365,7 +365,19 @@ def render_markdown() -> str:
     page.lines += ["### alerting.rules", "", "Each alert rule; docs/alerting.md tells how rules are "
                    "evaluated, routed and notified.", ""]
     page.table(AlertRule)
+    _runbook_tables(page)
     return "\n".join(page.lines).rstrip("\n") + "\n"
+
+
+def _runbook_tables(page: _Page) -> None:
+    """The `runbooks:` section and its `auto` rules (docs/runbooks.md tells how they are used)."""
+    from opsplane.runbooks.models import AutoRule, RunbooksSettings
+
+    page.lines += ["### runbooks", ""]
+    page.table(RunbooksSettings)
+    page.lines += ["### runbooks.auto", "", "Each rule of the closed loop's policy; docs/runbooks.md "
+                   "(\"The closed loop\") tells what happens when one covers an alert.", ""]
+    page.table(AutoRule)
 
 
 

@@ -1,5 +1,5 @@
 """The sentences of the runbook domain's events: a run started, each step's outcome, a wait for
-a person, an approval, the end; and a checklist's run with its counts."""
+a person, an approval, the end; a checklist's run with its counts, and the closed loop's verdict on a run for an incident."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def _runbook(kind: str, target: str, service: str | None, outcome: str, d: Mappi
     if kind == "runbook.step":
         by = d.get("approved_by") or d.get("confirmed_by")
         who = f" by {text(by)}" if by and outcome in ("yes", "no", "skipped", "not_run") else ""
-        output = str(d.get("output") or "").strip().splitlines()
+        raw = d.get("output")
+        output = (raw if isinstance(raw, str) else text(raw) or "").strip().splitlines()
         last = f": {output[-1][:160]}" if output and d.get("kind") not in ("confirm", "approve") else ""
         return (f"{run}: step {_said(d, 'step')} ({_said(d, 'kind')}) "
                 f"{_OUTCOME.get(outcome, outcome)}{who}{last}")
@@ -39,10 +40,15 @@ def _runbook(kind: str, target: str, service: str | None, outcome: str, d: Mappi
         state = _said(d, "state")
         reason = d.get("reason")
         return f"{run} {state}" + (f": {text(reason)}" if reason and state != "succeeded" else "")
+    if kind == "runbook.recovered":
+        return f"{run}: recovery verified: {_said(d, 'seen')}"
+    if kind == "runbook.escalated":
+        return f"{run} did not bring it back, handed to a person: {_said(d, 'reason')}"
     return f"{kind} {target}: {outcome}"
 
 
-RUNBOOK_KINDS = ("runbook.started", "runbook.step", "runbook.waiting", "runbook.approved", "runbook.finished")
+RUNBOOK_KINDS = ("runbook.started", "runbook.step", "runbook.waiting", "runbook.approved", "runbook.finished",
+                 "runbook.recovered", "runbook.escalated")
 
 
 def _checklist(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:

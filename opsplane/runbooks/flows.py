@@ -10,7 +10,7 @@ import asyncio
 import math
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,32 +47,45 @@ class LivePlatform:
     """The inventory's real checks, metrics, programs and operations."""
 
     def __init__(self, inventory: Inventory, *, base_dir: Path, store: Store, clock: Clock,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None,
+                 samples: Callable[[], Any] | None = None) -> None:
         self.inventory = inventory
         self.base_dir = base_dir
         self.store = store
         self.clock = clock
         self.environ = dict(os.environ if environ is None else environ)
+        # inside `serve`: its own sample store (a SeriesSource, or None while nothing is
+        # scraped), so PromQL steps need no token to ask its API
+        self.samples = samples
 
     def check(self, reference: str) -> Finding:
-        """The inventory check COMPONENT/CHECK probed once, in the default environment."""
+        """The inventory check COMPONENT/CHECK probed once, in the default environment; a bare
+        COMPONENT probes each of its checks, true when every one is OK."""
         from opsplane.health.flows import probe_target
         from opsplane.health.models import State
         from opsplane.health.targets import check_targets
 
         component, _, name = reference.partition("/")
-        found = [t for t in check_targets(self.inventory, only={component}) if t.name == name]
+        found = [t for t in check_targets(self.inventory, only={component}) if not name or t.name == name]
         if not found:
-            raise OpsplaneError(f"{component} has no check {name!r}")
-        target = found[0]
-        result = asyncio.run(probe_target(target, environ=self.environ))
-        return Finding(result.state is State.OK, f"{target.id}: {result.state.value} {result.reason}")
+            missing = f"no check {name!r}" if name else "no checks"
+            raise OpsplaneError(f"{component} has {missing}")
+
+        async def probe_all() -> list[Any]:
+            return list(await asyncio.gather(*(probe_target(t, environ=self.environ) for t in found)))
+
+        results = asyncio.run(probe_all())
+        said = "\n".join(f"{t.id}: {r.state.value} {r.reason}".rstrip()
+                         for t, r in zip(found, results, strict=True))
+        return Finding(all(r.state is State.OK for r in results), said)
 
     def promql(self, expr: str) -> Finding:
         """`expr` evaluated now: true when some series (or the scalar) is not zero."""
         from opsplane.metrics.promql import PromQLError
         from opsplane.metrics.remote import number
 
+        if self.samples is not None and self.inventory.metrics.source == "builtin":
+            return self._promql_here(expr, self.samples)
         client = self._prometheus()
         try:
             data = client.query(expr, self.clock.now().timestamp())
@@ -101,6 +114,33 @@ class LivePlatform:
         if len(result) > 20:
             lines.append(f"… and {len(result) - 20} more series")
         return Finding(true, "\n".join(lines), tuple(values))
+
+    def _promql_here(self, expr: str, samples: Callable[[], Any]) -> Finding:
+        """`expr` over `serve`'s own samples, now."""
+        from opsplane.metrics.promql import InstantVector, Matrix, MemorySource, PromQLError, Scalar, instant
+
+        try:
+            value = instant(expr, samples() or MemorySource(), self.clock.now().timestamp())
+        except PromQLError as exc:
+            raise OpsplaneError(str(exc)) from None
+        if isinstance(value, Scalar):
+            true = value.value != 0 and not math.isnan(value.value)
+            return Finding(true, f"{expr} = {value.value:g}")
+        if isinstance(value, InstantVector):
+            rows = [(labels, v) for labels, v in value.samples]
+        elif isinstance(value, Matrix):
+            rows = [(labels, samples[-1][1] if samples else math.nan) for labels, samples in value.series]
+        else:
+            return Finding(False, f"{expr} = {value.value}")
+        if not rows:
+            return Finding(False, f"{expr}: no series")
+        lines = []
+        for labels, v in rows[:20]:
+            named = ", ".join(f'{key}="{label}"' for key, label in sorted(labels))
+            lines.append(f"{{{named}}} {v:g}")
+        if len(rows) > 20:
+            lines.append(f"… and {len(rows) - 20} more series")
+        return Finding(any(v != 0 and not math.isnan(v) for _, v in rows), "\n".join(lines))
 
     def _prometheus(self) -> Any:
         """The configured Prometheus, or `serve`'s API, which answers in the same shape."""

@@ -1,7 +1,7 @@
 """Finding and loading runbooks: parse each file with positions, validate, cross-check it
 against the inventory, and report every problem with file, line and field.
 
-Runbooks come from two places: those opsplane ships (`builtin/`, none yet) and the inventory's
+Runbooks come from two places: those opsplane ships (`builtin/`) and the inventory's
 `runbooks.dir`. A file in the inventory's directory replaces a shipped runbook of the same name.
 """
 
@@ -202,13 +202,15 @@ def _inventory_problems(step: Any, inventory: Inventory) -> list[tuple[tuple[str
 
 
 def check_problem(reference: str, inventory: Inventory) -> str | None:
-    """What is wrong with a COMPONENT/CHECK reference, or None."""
-    component, _, name = reference.partition("/")
+    """What is wrong with a COMPONENT/CHECK reference (or a bare COMPONENT: all its checks), or None."""
+    component, slash, name = reference.partition("/")
     known = {n: c for _, n, c in inventory.components()}
-    if not name:
-        return f"expected COMPONENT/CHECK, such as catalog/http; got {reference!r}"
+    if slash and not name:
+        return f"expected COMPONENT/CHECK, such as catalog/http, or COMPONENT; got {reference!r}"
     if component not in known:
         return f"unknown component {component!r}{_suggest(component, known)}"
+    if not name:
+        return None if known[component].checks else f"{component} has no checks"
     checks = [check_name(c) for c in known[component].checks]
     if name not in checks:
         return (f"{component} has no check {name!r}; its checks: {', '.join(checks) or 'none'}"

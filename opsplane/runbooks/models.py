@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from opsplane.config.types import Duration, Strict
+from opsplane.incidents.models import OPENING, Severity
 
 StepId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=63)]
 RunbookName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=100)]
@@ -30,12 +31,34 @@ ACTION_TARGETS = {"restart": "service", "scale": "service", "rollback": "service
 PARAMETER = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
 
 
+class AutoRule(Strict):
+    """When `serve` may run an alert's runbook with nobody watching (docs/runbooks.md, "The
+    closed loop"): an alert of these severities about these services, whose rule names one of
+    these runbooks."""
+
+    severities: list[Severity] = Field(
+        default_factory=lambda: list(OPENING), min_length=1,
+        description="The alerts' severities (P0 to P3) whose runbooks may run unattended.")
+    services: list[str] | Literal["all"] = Field(
+        "all", description="The services (the alerts' `service` label) it covers, or `all`.")
+    runbooks: list[RunbookName] | None = Field(
+        None, description="The runbooks it lets run (the alert rule's `runbook` must be one of "
+        "them); unset: whichever runbook the alert's rule names.")
+    verify_within: Duration = Field(
+        300.0, gt=0, description="After the run's steps, how long the incident's alerts have to "
+        "resolve and the service's checks to pass before the incident is handed to a person.")
+
+
 class RunbooksSettings(Strict):
     """The inventory's `runbooks:` section."""
 
     dir: str | None = Field(
         None, description="Directory of runbook files (*.yaml), relative to the inventory file; "
         "`opsplane config validate` checks them too. Unset: only the runbooks opsplane ships.")
+    auto: list[AutoRule] = Field(
+        default_factory=list, description="Which alerts' runbooks `serve` runs by itself when they open "
+        "or join an incident (safe steps only), then verifies recovery and resolves the incident or "
+        "hands it to a person; the first rule that covers an alert applies. Empty (the default): none.")
 
 
 class Parameter(Strict):

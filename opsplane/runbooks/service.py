@@ -212,6 +212,16 @@ def abort(session: Session, run: RunbookRunRow, *, actor: str, now: datetime, re
     finish(session, run, state="aborted", reason=reason or f"aborted by {actor}", actor=actor, now=now)
 
 
+def loop_verdict(session: Session, run: RunbookRunRow, *, recovered: bool, said: str, actor: str,
+                 now: datetime) -> None:
+    """The closed loop's word on a run for an incident once its steps are done:
+    `runbook.recovered` (the alerts resolved and the checks pass: `said` what was seen) or
+    `runbook.escalated` (a person must take over: `said` why)."""
+    kind = "runbook.recovered" if recovered else "runbook.escalated"
+    _event(session, run, kind, actor, now, outcome="ok" if recovered else "escalated",
+           details={"state": run.state, ("seen" if recovered else "reason"): said})
+
+
 def service_of(run: RunbookRunRow) -> str | None:
     """The component the run is about: its `service` parameter (or the one naming a service)."""
     if "service" in run.parameters:
