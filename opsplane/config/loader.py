@@ -18,8 +18,8 @@ from opsplane.errors import ConfigError, ConfigProblem
 from opsplane.gameday.models import gameday_problems
 from opsplane.notify.models import CHANNEL_TYPES
 from opsplane.oncall.checks import oncall_problems, oncall_warnings
-from opsplane.slo.checks import slo_problems
 from opsplane.runbooks.auto import auto_problems
+from opsplane.slo.checks import slo_problems
 
 DEFAULT_PATH = "opsplane.yaml"
 

@@ -1,5 +1,6 @@
 """The sentences of the runbook domain's events: a run started, each step's outcome, a wait for
-a person, an approval, the end; a checklist's run with its counts, and the closed loop's verdict on a run for an incident."""
+a person, an approval, the end; a checklist's run with its counts; and the closed loop's verdict
+on a run for an incident."""
 
 from __future__ import annotations
 
