@@ -1,8 +1,11 @@
 """Finding and loading runbooks: parse each file with positions, validate, cross-check it
 against the inventory, and report every problem with file, line and field.
 
-Runbooks come from two places: those opsplane ships (`builtin/`, none yet) and the inventory's
-`runbooks.dir`. A file in the inventory's directory replaces a shipped runbook of the same name.
+Runbooks come from two places: those opsplane ships (`builtin/`, the manuals' runbooks) and the
+inventory's `runbooks.dir`. A file in the inventory's directory replaces a shipped runbook of the
+same name. A shipped runbook's defaults are the reference shop's names (orders, postgres-main,
+redis); in an inventory without such a component the default is dropped and the parameter must
+be given, rather than the runbook refused.
 """
 
 from __future__ import annotations
@@ -110,6 +113,8 @@ def loads(text: str, file: str, inventory: Inventory, *, builtin: bool = False) 
         runbook = Runbook.model_validate(doc.data)
     except ValidationError as exc:
         raise ConfigError(_translate(exc, doc)) from None
+    if builtin:
+        runbook = _without_missing_defaults(runbook, inventory)
     problems = [doc.problem(path, message) for path, message in cross_check(runbook, inventory)]
     problems.sort(key=lambda p: (p.line or 0, p.column or 0))
     if problems:
@@ -119,6 +124,15 @@ def loads(text: str, file: str, inventory: Inventory, *, builtin: bool = False) 
         position = doc.locate(("steps", index))
         lines[step.id] = position.line if position else 0
     return LoadedRunbook(runbook, file, lines, builtin)
+
+
+def _without_missing_defaults(runbook: Runbook, inventory: Inventory) -> Runbook:
+    """`runbook` whose defaults that name no component of `inventory` are unset (required)."""
+    kept = {name: parameter if parameter.of == "text" or parameter.default is None
+            or _component_problem(parameter.of, parameter.default, inventory) is None
+            else parameter.model_copy(update={"default": None})
+            for name, parameter in runbook.parameters.items()}
+    return runbook.model_copy(update={"parameters": kept})
 
 
 def cross_check(runbook: Runbook, inventory: Inventory) -> list[Problem]:
