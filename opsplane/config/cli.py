@@ -62,7 +62,8 @@ def _runbooks(inventory: Inventory, path: Path) -> int | None:
         return None
     from opsplane.runbooks.loader import catalog
 
-    return len(catalog(inventory, path.resolve().parent))
+    # the shipped runbooks are checked too, but counted are the inventory's own
+    return sum(1 for loaded in catalog(inventory, path.resolve().parent).values() if not loaded.builtin)
 
 
 def summary(inventory: Inventory) -> dict[str, Any]:
