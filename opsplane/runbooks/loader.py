@@ -215,6 +215,21 @@ def _inventory_problems(step: Any, inventory: Inventory) -> list[tuple[tuple[str
     return problems
 
 
+def rule_problems(inventory: Inventory, names: Iterable[str]) -> list[Problem]:
+    """The inventory's alert rules whose `runbook` names a runbook not among `names`. Pure."""
+    from opsplane.runbooks.models import named_runbook
+
+    known = list(names)
+    problems: list[Problem] = []
+    for index, rule in enumerate(inventory.alerting.rules):
+        name = named_runbook(rule.runbook)
+        if name is not None and name not in known:
+            problems.append((("alerting", "rules", index, "runbook"),
+                             f"no runbook {name!r}{_suggest(name, known)}; a runbook's name (`opsplane "
+                             "runbook list`), or a link with '/', ':', '#' or '.' in it"))
+    return problems
+
+
 def check_problem(reference: str, inventory: Inventory) -> str | None:
     """What is wrong with a COMPONENT/CHECK reference, or None."""
     component, _, name = reference.partition("/")
@@ -336,4 +351,4 @@ def _clean(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
 
 
 __all__ = ["BUILTIN_DIR", "END", "LoadedRunbook", "catalog", "check_problem", "component_problem",
-           "cross_check", "load_dir", "load_file", "loads", "runbooks_dir"]
+           "cross_check", "load_dir", "load_file", "loads", "rule_problems", "runbooks_dir"]

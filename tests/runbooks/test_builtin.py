@@ -21,6 +21,7 @@ from opsplane.runbooks.loader import BUILTIN_DIR, catalog, cross_check
 from opsplane.runbooks.models import named_runbook, render, resolve_parameters
 from tests.alerts.factories import alert
 from tests.runbooks.shipped import demo_inventory
+from tests.support.cli import Opsplane
 
 SHIPPED = ("cache-issues", "database-failure-recovery", "database-issues", "deployment-rollback", "disk-full",
            "high-cpu", "high-error-rate", "high-memory", "high-response-time", "one-server-down",
@@ -128,3 +129,16 @@ def test_the_notification_says_how_to_run_the_runbook_for_the_alerts_service() -
     backups = rules[("BackupFailed", "P1")]
     assert annotate(backups, {"policy": "pg"}, 1.0) == {
         "summary": "the last  backup of pg failed (1 in a row)", "runbook_url": "runbooks/backup-failed.md"}
+
+
+def test_config_validate_refuses_a_rule_naming_a_runbook_that_does_not_exist(tmp_path: Path) -> None:
+    rules = [{"name": "Mine", "expr": "up == 0", "severity": "P2", "runbook": "high-eror-rate"},
+             {"name": "Linked", "expr": "up == 0", "severity": "P2", "runbook": "runbooks/mine.md"}]
+    opsplane = Opsplane(tmp_path, {"platform": {"name": "shop"}, "alerting": {"rules": rules}})
+    ran = opsplane("config", "validate", code=3)
+    assert "opsplane.yaml:" in ran.stderr and "alerting.rules[0].runbook" in ran.stderr
+    assert "no runbook 'high-eror-rate'; did you mean 'high-error-rate'?" in ran.stderr
+    assert "rules[1]" not in ran.stderr  # a link is not looked up
+    rules[0]["runbook"] = "high-error-rate"
+    opsplane = Opsplane(tmp_path, {"platform": {"name": "shop"}, "alerting": {"rules": rules}})
+    assert "valid" in opsplane("config", "validate").stdout
