@@ -142,3 +142,15 @@ def test_config_validate_refuses_a_rule_naming_a_runbook_that_does_not_exist(tmp
     rules[0]["runbook"] = "high-error-rate"
     opsplane = Opsplane(tmp_path, {"platform": {"name": "shop"}, "alerting": {"rules": rules}})
     assert "valid" in opsplane("config", "validate").stdout
+
+
+def test_the_shipped_runbooks_are_package_data_so_an_installed_opsplane_has_them() -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["opsplane"]
+    package = BUILTIN_DIR.parent.parent
+    files = sorted(BUILTIN_DIR.glob("*.yaml"))
+    assert [f.stem for f in files if f.stem in SHIPPED] == list(SHIPPED)
+    for file in files:
+        assert any(file.relative_to(package).match(pattern) for pattern in patterns), file
