@@ -30,7 +30,7 @@ from opsplane.runbooks.loader import catalog
 from opsplane.runbooks.models import render, resolve_parameters
 from opsplane.store import Store
 from tests.integration.conftest import set_faults
-from tests.runbooks.test_builtin import SHIPPED
+from tests.runbooks.shipped import SHIPPED
 from tests.support.polling import wait_for
 from tests.support.serve import Serve
 

@@ -10,6 +10,11 @@ from typing import Any
 from opsplane.config.loader import loads
 from opsplane.demo.stack import SHOP_SERVICES, DemoStack
 
+# The manuals' runbooks opsplane ships (opsplane/runbooks/builtin/).
+SHIPPED = ("cache-issues", "database-failure-recovery", "database-issues", "deployment-rollback", "disk-full",
+           "high-cpu", "high-error-rate", "high-memory", "high-response-time", "one-server-down",
+           "security-incident")
+
 
 def demo_inventory(base: Path) -> Any:
     """The demo inventory (gateway, catalog, orders, payments, traffic, postgres-main, redis,

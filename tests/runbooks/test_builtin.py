@@ -20,12 +20,9 @@ from opsplane.drivers.channels.console import format_console
 from opsplane.runbooks.loader import BUILTIN_DIR, catalog, cross_check
 from opsplane.runbooks.models import named_runbook, render, resolve_parameters
 from tests.alerts.factories import alert
-from tests.runbooks.shipped import demo_inventory
+from tests.runbooks.shipped import SHIPPED, demo_inventory
 from tests.support.cli import Opsplane
 
-SHIPPED = ("cache-issues", "database-failure-recovery", "database-issues", "deployment-rollback", "disk-full",
-           "high-cpu", "high-error-rate", "high-memory", "high-response-time", "one-server-down",
-           "security-incident")
 # Actions a platform engineer would not let run with nobody there.
 MINIMAL = "platform: {name: mini}\nservices:\n  web: {port: 8080, checks: [{type: http}]}\n"
 NEVER_UNATTENDED = ("rollback", "failover", "flush-cache", "scale", "silence")
