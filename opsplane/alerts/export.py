@@ -17,6 +17,7 @@ from opsplane.alerts.matchers import Matcher, MatchOp
 from opsplane.alerts.models import AlertingSettings, AlertRule, Receiver, Route, Severity
 from opsplane.alerts.pack import effective_rules, prometheus_duration
 from opsplane.alerts.templates import for_prometheus
+from opsplane.runbooks.models import named_runbook, run_command
 from opsplane.slo.models import Slo
 from opsplane.slo.prometheus_rules import slo_rule_groups
 
@@ -79,7 +80,9 @@ def _rule(rule: AlertRule) -> dict[str, Any]:
     # A bare {{ $value }} reads in the rule's unit in opsplane; Prometheus prints it raw
     # unless told which of its functions to use.
     annotations = {key: for_prometheus(text, unit) for key, text in rule.annotations.items()}
-    if rule.runbook:
+    if named_runbook(rule.runbook):
+        annotations.setdefault("runbook", run_command(rule.runbook or ""))
+    elif rule.runbook:
         annotations.setdefault("runbook_url", rule.runbook)
     if unit:
         # An annotation, not a label: a label would become part of the alert's identity, and

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from opsplane.alerts.models import Severity
 from opsplane.alerts.routing import Notification, SentNotification
-from opsplane.alerts.state import RESOLVED_REASON, Alert
+from opsplane.alerts.state import RESOLVED_REASON, Alert, runbook_of
 from opsplane.notify.models import AlertValue, Status
 from opsplane.notify.models import Notification as Message
 from opsplane.units import format_value
@@ -34,7 +34,7 @@ def outbox_message(notification: Notification, *, previous: SentNotification | N
     names = sorted({a.name for a in alerts})
     summary = (_summary(alerts[0]) if len(alerts) == 1
                else f"{len(alerts)} alerts: {', '.join(names)}")
-    runbooks = [a.annotations["runbook_url"] for a in alerts if a.annotations.get("runbook_url")]
+    runbooks = [shown for a in alerts if (shown := runbook_of(a.annotations))]
     return Message(
         key=_key(notification, previous),
         group=f"alert:{notification.receiver}:{notification.group_id}",

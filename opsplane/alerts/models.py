@@ -94,8 +94,10 @@ class AlertRule(_Strict):
         "humanize1024, humanizePercentage and humanizeDuration to format the value otherwise.",
     )
     runbook: str | None = Field(
-        None, description="Link to the runbook, or the name of a runbook opsplane has (`service-down`), "
-        "which `serve` may run for the alert (`runbooks.auto`); sent as the `runbook_url` annotation."
+        None, description="The runbook: a link (a URL or a path), sent as the `runbook_url` annotation; "
+        "or the name of a runbook opsplane runs (shipped, or in runbooks.dir; no '/', ':', '#' or '.'), "
+        "whose command line (`opsplane runbook run NAME`) is sent as the `runbook` annotation unless "
+        "the rule's annotations give one."
     )
 
     @model_validator(mode="after")
@@ -295,8 +297,11 @@ class RulePack(_Strict):
         description="Rate window of the built-in service rules (errors, latency, gateway success, "
         "request rate); keep it at least four scrape intervals. The business rules keep 15m.",
     )
-    runbook_base: str = Field(
-        "runbooks/", description="Prefix of the built-in rules' runbook links (a URL or a path)."
+    runbook_base: str | None = Field(
+        None, description="Prefix of links to the built-in rules' runbooks as documents (a URL or a "
+        "path): each rule links to `{runbook_base}{rule-name}.md`. Unset: a rule that opsplane ships "
+        "a runbook for names it (notifications say `opsplane runbook run ...`), the others link to "
+        "`runbooks/{rule-name}.md`."
     )
 
     @model_validator(mode="after")

@@ -8,7 +8,8 @@ opsplane's own health checks (`opsplane_check_failures`), and ServiceNotRunning 
 runtime says of the processes it runs (`opsplane_service_not_running`). Each warning level is
 P2 and each critical level P1, as the manual pages on critical and notifies on warning.
 Thresholds, the common `for`, the rate window of the service rules and the runbook prefix come
-from `alerting.builtin_rules`. The business rules keep their 15-minute windows whatever the
+from `alerting.builtin_rules`. A rule that opsplane ships a runbook for names it (`RUNBOOKS`),
+so that its notifications say how to run it. The business rules keep their 15-minute windows whatever the
 window: orders, charges and searches are far rarer than requests, and a short window of
 them would page on a single failed checkout.
 
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from opsplane.alerts.models import AlertingSettings, AlertRule, PackThresholds, RulePack
+from opsplane.runbooks.models import run_command
 from opsplane.units import Unit
 
 BY = "service, env"
@@ -55,10 +57,25 @@ BACKUP_OFFSITE_MISSING = "opsplane_backup_offsite_missing"
 BACKUP_DRILL_OVERDUE = "opsplane_backup_drill_overdue_seconds"
 BACKUP_PITR_BROKEN = "opsplane_backup_pitr_broken_seconds"
 BUSINESS_WINDOW = "15m"
-# A rule's `runbook` may be the bare name of a runbook opsplane ships (opsplane/runbooks/builtin),
-# which `serve` can run by itself (docs/runbooks.md, "The closed loop"); the others link to
-# `runbook_base`.
-SERVICE_DOWN = "service-down"
+# The runbook opsplane ships for a rule (opsplane/runbooks/builtin/), and the parameter the
+# alert's `service` label fills in the command a notification shows. Rules without one link to
+# `runbooks/{rule-name}.md`.
+RUNBOOKS = {
+    "CheckFailing": ("service-down", "service"),
+    "ServiceNotRunning": ("service-down", "service"),
+    "DatabaseDown": ("database-failure-recovery", "database"),
+    "HighErrorRate": ("high-error-rate", "service"),
+    "LowGatewaySuccess": ("high-error-rate", "service"),
+    "HighLatencyP95": ("high-response-time", "service"),
+    "HighLatencyP99": ("high-response-time", "service"),
+    "DiskSpaceLow": ("disk-full", "host"),
+    "HighDiskUsage": ("disk-full", "host"),
+    "HighCpuUsage": ("high-cpu", "host"),
+    "HighMemoryUsage": ("high-memory", "host"),
+    "HighDbPoolUsage": ("database-issues", "service"),
+    "HighRedisMemory": ("cache-issues", "cache"),
+}
+LINKS = "runbooks/"
 _UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))
 
 
@@ -98,16 +115,16 @@ def _definitions(t: PackThresholds, window: str) -> list[dict[str, Any]]:
               "PostgreSQL {{ $labels.service }} does not answer", Unit.COUNT, **{"for": None}),
         _rule("CheckFailing", "P1", f'{CHECK_FAILURES}{{section!="databases"}} >= {t.check_failures}',
               "{{ $labels.service }}: check {{ $labels.check }} failed {{ $value }} times in a row",
-              Unit.COUNT, runbook=SERVICE_DOWN, **{"for": None}),
+              Unit.COUNT, **{"for": None}),
         # The runtime saw the process end and will not start it again: certain, so at once. A
         # critical component's outage is the manual's P0 ("payment processing completely
         # broken"), any other's its P1 ("single microservice down").
         _rule("ServiceNotRunning", "P0", f'{NOT_RUNNING}{{criticality="critical"}} > 0',
               "{{ $labels.service }} has exited and the runtime will not start it again", Unit.COUNT,
-              runbook=SERVICE_DOWN, **{"for": None}),
+              **{"for": None}),
         _rule("ServiceNotRunning", "P1", f'{NOT_RUNNING}{{criticality!="critical"}} > 0',
               "{{ $labels.service }} has exited and the runtime will not start it again", Unit.COUNT,
-              runbook=SERVICE_DOWN, **{"for": None}),
+              **{"for": None}),
         _rule("HighErrorRate", "P1", f"{_ratio(ERRORS, REQUESTS, window)} > {t.error_rate:g}",
               f"{{{{ $labels.service }}}} answers {VALUE} of requests with 5xx", Unit.RATIO),
         _rule("HighLatencyP95", "P2", f"{_quantile(0.95, window)} > {t.latency_p95:g}",
@@ -180,16 +197,26 @@ def _slug(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
 
 
+def _runbook(name: str, base: str | None) -> tuple[str, dict[str, str]]:
+    """A rule's `runbook` and the annotation that says how to run it: the shipped runbook by
+    name, with its parameter from the alert's labels; a link under `base` when it is set."""
+    if base is None and name in RUNBOOKS:
+        runbook, parameter = RUNBOOKS[name]
+        return runbook, {"runbook": run_command(runbook, {parameter: "{{ $labels.service }}"})}
+    return f"{LINKS if base is None else base}{_slug(name)}.md", {}
+
+
 def builtin_rules(pack: RulePack) -> list[AlertRule]:
-    """The manual's rules with the pack's thresholds, `for`, window and runbook prefix."""
+    """The manual's rules with the pack's thresholds, `for`, window and runbooks."""
     rules = []
     for rule in _definitions(pack.thresholds, prometheus_duration(pack.window)):
         hold = pack.for_ if "for" not in rule else rule["for"]
+        runbook, how = _runbook(rule["name"], pack.runbook_base)
         rules.append(AlertRule.model_validate({
             "name": rule["name"], "expr": rule["expr"], "severity": rule["severity"], "for": hold,
             "unit": rule["unit"],
-            "annotations": {"summary": rule["summary"]},
-            "runbook": rule.get("runbook") or f"{pack.runbook_base}{_slug(rule['name'])}.md",
+            "annotations": {"summary": rule["summary"], **how},
+            "runbook": runbook,
         }))
     return rules
 

@@ -31,6 +31,7 @@ from enum import StrEnum
 
 from opsplane.alerts.models import AlertRule
 from opsplane.alerts.templates import parse_template
+from opsplane.runbooks.models import named_runbook, run_command
 
 RESOLVED_RETENTION = timedelta(minutes=15)
 """How long a resolved alert is kept at least (`opsplane alerts --all` shows it meanwhile)."""
@@ -127,9 +128,16 @@ def annotate(rule: AlertRule, labels: Mapping[str, str], value: float) -> dict[s
     unit = rule.unit.value if rule.unit else None
     rendered = {key: parse_template(text).render(labels, value, unit)
                 for key, text in rule.annotations.items()}
-    if rule.runbook:
+    if named_runbook(rule.runbook):
+        rendered.setdefault("runbook", run_command(rule.runbook or ""))
+    elif rule.runbook:
         rendered.setdefault("runbook_url", rule.runbook)
     return rendered
+
+
+def runbook_of(annotations: Mapping[str, str]) -> str | None:
+    """What an alert says of its runbook: its link (`runbook_url`), else how to run it (`runbook`)."""
+    return annotations.get("runbook_url") or annotations.get("runbook") or None
 
 
 def may_forget(resolved_since: datetime, now: datetime, *, owed: bool) -> bool:

@@ -13,7 +13,7 @@ from opsplane.alerts.evaluations import Evaluation
 from opsplane.alerts.flows import dependencies
 from opsplane.alerts.inhibition import inhibitions
 from opsplane.alerts.routing import Muted, mute
-from opsplane.alerts.state import Alert, AlertState
+from opsplane.alerts.state import Alert, AlertState, runbook_of
 from opsplane.config.models import Inventory
 from opsplane.timefmt import span
 from opsplane.units import format_value
@@ -53,7 +53,7 @@ def _row(alert: Alert, muted: Muted) -> dict[str, Any]:
         "value_text": format_value(alert.value, alert.unit),
         "since": since.isoformat() if since else None,
         "summary": alert.annotations.get("summary"),
-        "runbook": alert.annotations.get("runbook_url"),
+        "runbook": runbook_of(alert.annotations),
         "muted": _why(alert, muted),
         "fingerprint": alert.fingerprint,
         "source": alert.source,  # "rule", or "prometheus" for an alert received from one

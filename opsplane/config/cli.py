@@ -60,12 +60,20 @@ def validate(
 
 def _runbooks(inventory: Inventory, path: Path) -> int | None:
     """How many runbooks the inventory's runbooks directory holds, each checked against the
-    inventory (ConfigError with file and line of every problem); None when it names none."""
+    inventory, and every alert rule that names a runbook naming one (ConfigError with file and
+    line of every problem); None when it names no directory."""
+    from opsplane.config.yamlsource import parse
+    from opsplane.runbooks.loader import catalog, rule_problems
+
+    found = catalog(inventory, path.resolve().parent)
+    wrong = rule_problems(inventory, found)
+    if wrong:
+        doc = parse(path.read_text(), str(path))
+        raise ConfigError([doc.problem(at, message) for at, message in wrong])
     if inventory.runbooks.dir is None:
         return None
-    from opsplane.runbooks.loader import catalog
-
-    return len(catalog(inventory, path.resolve().parent))
+    # the shipped runbooks are checked too, but counted are the inventory's own
+    return sum(1 for loaded in found.values() if not loaded.builtin)
 
 
 def _checklists(inventory: Inventory, path: Path) -> int | None:

@@ -1,8 +1,11 @@
 """Finding and loading runbooks: parse each file with positions, validate, cross-check it
 against the inventory, and report every problem with file, line and field.
 
-Runbooks come from two places: those opsplane ships (`builtin/`) and the inventory's
-`runbooks.dir`. A file in the inventory's directory replaces a shipped runbook of the same name.
+Runbooks come from two places: those opsplane ships (`builtin/`, the manuals' runbooks) and the
+inventory's `runbooks.dir`. A file in the inventory's directory replaces a shipped runbook of the
+same name. A shipped runbook's defaults are the reference shop's names (orders, postgres-main,
+redis); in an inventory without such a component the default is dropped and the parameter must
+be given, rather than the runbook refused.
 """
 
 from __future__ import annotations
@@ -110,6 +113,8 @@ def loads(text: str, file: str, inventory: Inventory, *, builtin: bool = False) 
         runbook = Runbook.model_validate(doc.data)
     except ValidationError as exc:
         raise ConfigError(_translate(exc, doc)) from None
+    if builtin:
+        runbook = _without_missing_defaults(runbook, inventory)
     problems = [doc.problem(path, message) for path, message in cross_check(runbook, inventory)]
     problems.sort(key=lambda p: (p.line or 0, p.column or 0))
     if problems:
@@ -119,6 +124,15 @@ def loads(text: str, file: str, inventory: Inventory, *, builtin: bool = False) 
         position = doc.locate(("steps", index))
         lines[step.id] = position.line if position else 0
     return LoadedRunbook(runbook, file, lines, builtin)
+
+
+def _without_missing_defaults(runbook: Runbook, inventory: Inventory) -> Runbook:
+    """`runbook` whose defaults that name no component of `inventory` are unset (required)."""
+    kept = {name: parameter if parameter.of == "text" or parameter.default is None
+            or _component_problem(parameter.of, parameter.default, inventory) is None
+            else parameter.model_copy(update={"default": None})
+            for name, parameter in runbook.parameters.items()}
+    return runbook.model_copy(update={"parameters": kept})
 
 
 def cross_check(runbook: Runbook, inventory: Inventory) -> list[Problem]:
@@ -198,6 +212,21 @@ def _inventory_problems(step: Any, inventory: Inventory) -> list[tuple[tuple[str
             found = _component_problem(of, step.target, inventory)
             if found:
                 problems.append((("target",), f"{step.action}: {found}"))
+    return problems
+
+
+def rule_problems(inventory: Inventory, names: Iterable[str]) -> list[Problem]:
+    """The inventory's alert rules whose `runbook` names a runbook not among `names`. Pure."""
+    from opsplane.runbooks.models import named_runbook
+
+    known = list(names)
+    problems: list[Problem] = []
+    for index, rule in enumerate(inventory.alerting.rules):
+        name = named_runbook(rule.runbook)
+        if name is not None and name not in known:
+            problems.append((("alerting", "rules", index, "runbook"),
+                             f"no runbook {name!r}{_suggest(name, known)}; a runbook's name (`opsplane "
+                             "runbook list`), or a link with '/', ':', '#' or '.' in it"))
     return problems
 
 
@@ -324,4 +353,4 @@ def _clean(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
 
 
 __all__ = ["BUILTIN_DIR", "END", "LoadedRunbook", "catalog", "check_problem", "component_problem",
-           "cross_check", "load_dir", "load_file", "loads", "runbooks_dir"]
+           "cross_check", "load_dir", "load_file", "loads", "rule_problems", "runbooks_dir"]

@@ -29,6 +29,8 @@ ACTIONS = ("restart", "scale", "rollback", "failover", "flush-cache", "silence")
 ACTION_TARGETS = {"restart": "service", "scale": "service", "rollback": "service",
                   "failover": "database", "flush-cache": "cache"}
 PARAMETER = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
+# A rule's `runbook` that is a runbook's name rather than a link: no '/', ':', '#' or '.'.
+NAMED = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
 class AutoRule(Strict):
@@ -247,6 +249,18 @@ class Runbook(Strict):
 
     def successor(self, step: Any) -> str:
         return step.next or self.following(step.id)
+
+
+def named_runbook(reference: str | None) -> str | None:
+    """The runbook an alert rule's `runbook` names, or None when it is a link (a URL or a
+    path such as runbooks/high-error-rate.md) or unset."""
+    return reference if reference is not None and NAMED.match(reference) else None
+
+
+def run_command(name: str, parameters: dict[str, str] | None = None) -> str:
+    """How a person runs the runbook `name`: the command line a notification shows."""
+    given = "".join(f" --param {key}={value}" for key, value in (parameters or {}).items())
+    return f"opsplane runbook run {name}{given}"
 
 
 def parameters_used(value: Any) -> set[str]:

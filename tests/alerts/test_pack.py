@@ -36,7 +36,13 @@ def test_the_pack_reproduces_the_manuals_named_alerts_and_levels() -> None:
     for level in ("HighCpuUsage", "HighMemoryUsage", "HighDiskUsage", "HighDbPoolUsage", "HighRedisMemory"):
         assert {(level, Severity.P2), (level, Severity.P1)} <= rules
     error_rate = next(r for r in builtin_rules(AlertingSettings().builtin_rules) if r.name == "HighErrorRate")
-    assert error_rate.for_ == 300 and error_rate.runbook == "runbooks/high-error-rate.md"
+    assert error_rate.for_ == 300 and error_rate.runbook == "high-error-rate"
+    # notifications say how to run it, for the service the alert is about
+    assert error_rate.annotations["runbook"] == \
+        "opsplane runbook run high-error-rate --param service={{ $labels.service }}"
+    # a rule without a shipped runbook links to a document, as before
+    backups = next(r for r in builtin_rules(AlertingSettings().builtin_rules) if r.name == "BackupFailed")
+    assert backups.runbook == "runbooks/backup-failed.md" and "runbook" not in backups.annotations
 
 
 def test_a_service_the_runtime_gave_up_on_fires_at_once_p0_when_critical() -> None:
@@ -58,6 +64,7 @@ def test_thresholds_for_and_runbooks_can_be_overridden() -> None:
     errors = rules[("HighErrorRate", Severity.P1)]
     assert errors.expr.endswith("> 0.02") and errors.for_ == 120
     assert errors.runbook == "https://runbooks.example/high-error-rate.md"
+    assert "runbook" not in errors.annotations  # a team's own documents replace the shipped runbooks
     assert rules[("HighCpuUsage", Severity.P1)].expr.endswith("> 0.85")
 
 
@@ -130,7 +137,8 @@ def test_prometheus_fires_the_error_and_payment_rules_with_opsplanes_annotations
                 {"eval_time": "10m", "alertname": "HighErrorRate", "exp_alerts": [{
                     "exp_labels": {"severity": "P1", "service": "orders", "env": "production"},
                     "exp_annotations": {"summary": error_summary, "unit": "ratio",
-                                        "runbook_url": "runbooks/high-error-rate.md"},
+                                        "runbook": "opsplane runbook run high-error-rate "
+                                                   "--param service=orders"},
                 }]},
                 {"eval_time": "20m", "alertname": "LowPaymentSuccess", "exp_alerts": [{
                     "exp_labels": {"severity": "P1", "service": "payments", "env": "production"},

@@ -124,7 +124,7 @@ def test_five_percent_errors_on_checkout_page_high_error_rate_once_and_resolve(e
     [page] = [a for m in hook.received for a in m["alerts"]]
     assert page["labels"]["severity"] == "P1"
     assert page["annotations"]["summary"].startswith("orders answers ")
-    assert page["annotations"]["runbook_url"] == "runbooks/high-error-rate.md"
+    assert page["annotations"]["runbook"] == "opsplane runbook run high-error-rate --param service=orders"
 
     wait_for(lambda: ORDERS_ERRORS in _paged(hook, "resolved"), "the resolved notification",
              timeout=WINDOW + 30)
