@@ -104,7 +104,8 @@ class BurnPair:
 
     @property
     def over(self) -> bool:
-        return self.long_rate > self.factor and self.short_rate > self.factor and self.events >= self.min_events
+        return (self.long_rate > self.factor and self.short_rate > self.factor
+                and self.events >= self.min_events)
 
 
 @dataclass(frozen=True)

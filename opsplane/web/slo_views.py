@@ -71,5 +71,6 @@ async def slo_page(
         return page(request, "slo_missing.html", status_code=404, name=name,
                     slos=list(plane.inventory.slos))
     before, after = slo_pages.month_links(chosen, now)
-    return page(request, "slo.html", detail=detail, line=detail.line, s=detail.line.status, events=detail.events,
-                pct=slo_pages.pct, month_note=note, month_before=before, month_after=after)
+    return page(request, "slo.html", detail=detail, line=detail.line, s=detail.line.status,
+                events=detail.events, pct=slo_pages.pct, month_note=note, month_before=before,
+                month_after=after)

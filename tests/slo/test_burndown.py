@@ -35,7 +35,8 @@ def test_a_calendar_month_goes_down_from_full_as_bad_hours_come_and_ends_on_the_
     at = dict(zip(down.times, down.remaining, strict=True))
     assert at[start.timestamp()] is None  # nothing counted yet: nothing to judge
     assert at[datetime(2026, 12, 6, tzinfo=UTC).timestamp()] == pytest.approx(1.0)
-    assert at[datetime(2026, 12, 8, 12, tzinfo=UTC).timestamp()] == pytest.approx(1 - 1 / 3)  # 2.5 of 7.5 days bad
+    halfway = datetime(2026, 12, 8, 12, tzinfo=UTC).timestamp()
+    assert at[halfway] == pytest.approx(1 - 1 / 3)  # 2.5 days bad of 7.5
     assert down.last == pytest.approx(0.5) and at[now.timestamp()] == pytest.approx(0.5)
     # the ideal line: full at the start, 0 at the month's end, 10/31 of the way at now
     ideal = dict(zip(down.times, down.ideal, strict=True))
@@ -96,7 +97,8 @@ def test_days_are_taken_in_the_calendars_zone_and_cut_at_now() -> None:
     paris = slo(calendar={"unit": "month", "timezone": "Europe/Paris"})
     start = datetime(2026, 11, 30, 23, tzinfo=UTC)  # midnight, 1 December, in Paris
     now = datetime(2026, 12, 3, 5, tzinfo=UTC)
-    hours = {hour(start + timedelta(hours=h)): Counts(900.0 if h == 30 else 1000.0, 1000.0) for h in range(54)}
+    hours = {hour(start + timedelta(hours=h)): Counts(900.0 if h == 30 else 1000.0, 1000.0)
+             for h in range(54)}
     found = days(paris, hours, start, now)
     assert [datetime.fromtimestamp(d.start, UTC).isoformat() for d in found] == [
         "2026-11-30T23:00:00+00:00", "2026-12-01T23:00:00+00:00", "2026-12-02T23:00:00+00:00"]
