@@ -40,11 +40,11 @@ STATE_CLASSES = {"ok": "state-ok", "warning": "state-warning", "exhausted": "sta
 
 
 def pct(value: float | None, digits: int = 3) -> str:
-    """'99.95 %', '-20 %', '—' for nothing: as many decimals as `digits`, trailing zeros dropped."""
+    """'99.95%', '-20%', '—' for nothing: as many decimals as `digits`, trailing zeros dropped."""
     if value is None:
         return "—"
     text = f"{value * 100:.{digits}f}".rstrip("0").rstrip(".")
-    return f"{'0' if text == '-0' else text} %"
+    return f"{'0' if text == '-0' else text}%"
 
 
 def window_words(slo: Slo) -> str:
@@ -248,7 +248,7 @@ def definition(slo: Slo) -> list[tuple[str, str]]:
         lines.append(("Budgeting", "occurrences: every bad event spends budget"))
         spent = "of the events"
     rolling = slo.rolling_seconds
-    as_time = f" ({span_words(share * rolling)} of a {span_words(rolling)} window)" if rolling else ""
+    as_time = f" (as time: {span_words(share * rolling)} in {span_words(rolling)})" if rolling else ""
     lines.append(("Error budget", f"{pct(share)} {spent}{as_time}"))
     alerts = slo.alerts
     kinds = [f"page ({alerts.page_severity.value})" if alerts.page else "",
@@ -339,6 +339,7 @@ def budget_spark(down: burndown.BurnDown, name: str) -> Markup:
 def burndown_chart(name: str, down: burndown.BurnDown, first_hour: float | None) -> tuple[Markup, str]:
     """The burn-down as a time chart, and its sentence."""
     lowest = min([0.0, *(v for v in down.remaining if v is not None)])
+    floor = lowest - 0.05 * (1.0 - lowest) if lowest < 0 else 0.0  # a line at the bottom stays visible
     left = down.last
     if left is None:
         words = "nothing to judge in the window yet"
@@ -354,7 +355,7 @@ def burndown_chart(name: str, down: burndown.BurnDown, first_hour: float | None)
         title=f"Error budget left of {name}: {words}", unit=Unit.RATIO, start=down.start, end=down.end,
         lines=[Line("budget left", down.times, down.remaining),
                Line("spent evenly", down.times, down.ideal)],
-        thresholds=[Threshold(0.0, "0 %: budget spent")], axis=(lowest, 1.0),
+        thresholds=[Threshold(0.0, "0%: budget spent")], axis=(floor, 1.0),
         known_from=known_from, unknown_label="nothing recorded yet")
     return svg, words
 
@@ -365,7 +366,8 @@ def days_chart(slo: Slo, name: str, days: Sequence[burndown.DaySli], now: dateti
     values = [d.sli for d in days]
     known = [v for v in values if v is not None]
     budget = 1.0 - slo.objective
-    low = min([slo.objective - budget, *known])
+    lowest = min([slo.objective - budget, *known])
+    low = lowest - 0.05 * (1.0 - lowest)  # a day at the axis's bottom stays visible
     below = sum(1 for v in known if v < slo.objective - 1e-12)
     words = (f"worst day {pct(min(known))}, {below} of {len(known)} days below the objective"
              if known else "no events in the window yet")

@@ -101,10 +101,10 @@ def minutely(plane: ControlPlane, slo: str, since: datetime, minutes: int, *, go
 
 @pytest.fixture
 def recorded(plane: ControlPlane) -> None:
-    """gateway-availability (7 d, 99 %): a clean week, then 3.5 days at 1 % bad, then 3.5 clean
-    days: half its budget spent. gateway-latency (December, 99 %): clean hours, then the last
-    2 hours at 20 % slow, minute by minute: burning fast, its page alert firing. catalog-checks
-    (1 d, 99 %): 2 % of its checks failed all day: budget spent twice over, deploys held.
+    """gateway-availability (7 d, 99%): a clean week, then 3.5 days at 1% bad, then 3.5 clean
+    days: half its budget spent. gateway-latency (December, 99%): clean hours, then the last
+    2 hours at 20% slow, minute by minute: burning fast, its page alert firing. catalog-checks
+    (1 d, 99%): 2% of its checks failed all day: budget spent twice over, deploys held.
     sessions-up: nothing recorded."""
     hourly(plane, "gateway-availability", NOW - timedelta(days=14), 7 * 24, good=1000.0, total=1000.0)
     hourly(plane, "gateway-availability", NOW - timedelta(days=7), 84, good=990.0, total=1000.0)
@@ -188,13 +188,13 @@ def test_the_list_shows_each_slos_figures_and_state(client: TestClient, plane: C
     availability = row(html, "gateway-availability")
     words = text(availability)
     assert 'data-state="ok"' in availability and "state-ok" in availability
-    assert "events, 7 days, rolling" in words and "99 %" in words
-    assert "99.5 %" in words  # the SLI over the window
-    assert 'data-remaining="0.5' in availability and "50 %" in words
-    assert "50 % of the error budget left" in availability  # the bar says it too
+    assert "events, 7 days, rolling" in words and "99%" in words
+    assert "99.5%" in words  # the SLI over the window
+    assert 'data-remaining="0.5' in availability and "50%" in words
+    assert "50% of the error budget left" in availability  # the bar says it too
     assert [b for b in re.findall(r'data-window="(\w+)">([\d.]+)<', availability)] == [
         ("1h", "0.00"), ("6h", "0.00"), ("1d", "0.00"), ("3d", "0.00")]
-    assert '<svg class="spark"' in availability and "now 50 %" in availability
+    assert '<svg class="spark"' in availability and "now 50%" in availability
 
     latency = row(html, "gateway-latency")
     assert 'data-state="warning"' in latency and "state-warning" in latency
@@ -205,7 +205,7 @@ def test_the_list_shows_each_slos_figures_and_state(client: TestClient, plane: C
     checks = row(html, "catalog-checks")
     assert 'data-state="exhausted"' in checks and "state-critical" in checks
     assert "error budget spent: 200% of it used, 100% over" in text(checks)
-    assert "-100 %" in text(checks) and 'width="0.0"' in checks  # an empty bar
+    assert "-100%" in text(checks) and 'width="0.0"' in checks  # an empty bar
     unknown = row(html, "sessions-up")
     assert 'data-state="unknown"' in unknown and "no events in the window yet" in text(unknown)
     assert "30 days, rolling" in text(unknown)
@@ -218,13 +218,13 @@ def test_half_the_budget_spent_is_50_percent_left_and_the_burn_down_ends_there(
     assert head
     words = text(head.group(0))
     assert "gateway-availability ok" in words and "50% of the error budget left" in words
-    assert re.search(r'data-figure="remaining">50 %', html) and re.search(r'data-figure="sli">99.5 %', html)
-    assert "50 % used" in words and "168,000 (840 bad)" in words
+    assert re.search(r'data-figure="remaining">50%', html) and re.search(r'data-figure="sli">99.5%', html)
+    assert "50% used" in words and "168,000 (840 bad)" in words
 
     burndown = re.search(r'<figure class="timechart" data-chart="burndown">(.*?)</figure>', html, re.S)
     assert burndown
     svg = burndown.group(1)
-    assert "50 % left now" in text(svg)
+    assert "50% left now" in text(svg)
     points = polyline(svg, 0)
     full, zero = y_of(svg, "100%"), y_of(svg, "0%")
     half = (full + zero) / 2
@@ -233,19 +233,19 @@ def test_half_the_budget_spent_is_50_percent_left_and_the_burn_down_ends_there(
     assert points[-1][0] == pytest.approx(744.0, abs=0.2)  # at the chart's right edge: now
     ideal = polyline(svg, 1)
     assert ideal[0][1] == pytest.approx(full, abs=0.2) and ideal[-1][1] == pytest.approx(zero, abs=0.2)
-    assert '<line class="threshold firing"' in svg and "0 %: budget spent" in svg
+    assert '<line class="threshold firing"' in svg and "0%: budget spent" in svg
     assert ">4 Dec<" in svg and ">10 Dec<" in svg  # dated ticks over the week
 
     days = re.search(r'<figure class="timechart" data-chart="days">(.*?)</figure>', html, re.S)
     assert days
-    assert "worst day 99 %, 0 of 8 days below the objective" in text(days.group(1))
-    assert "objective 99 %" in days.group(1)
+    assert "worst day 99%, 0 of 8 days below the objective" in text(days.group(1))
+    assert "objective 99%" in days.group(1)
 
     definition = text(section(html, "slo-definition"))
     assert "SLI events: good events among all events" in definition
     assert 'Bad http_requests_total{status=~"5.."}' in definition.replace("&quot;", '"')
     assert "Window 7 days, rolling" in definition
-    assert "Error budget 1 % of the events (1 h 40 min of a 7 days window)" in definition
+    assert "Error budget 1% of the events (as time: 1 h 40 min in 7 days)" in definition
     assert "<b>edge</b>" not in html and "&lt;b&gt;edge&lt;/b&gt; requests &amp; their errors" in html
 
 
@@ -266,7 +266,7 @@ def test_burn_rates_are_set_against_the_alerts_factors_with_the_alert_firing(
     firing = re.search(r'<li data-alert="SLOFastBurn">.*?</li>', burn, re.S)
     assert firing
     said = text(firing.group(0))
-    assert "firing SLOFastBurn P1 since 2026-12-10 11:42:00 UTC, 62 % of the budget left" in said
+    assert "firing SLOFastBurn P1 since 2026-12-10 11:42:00 UTC, 62% of the budget left" in said
     assert "burns its error budget fast" in firing.group(0)
     gate = section(html, "slo-gate")
     assert 'data-held="no"' in gate and "does not hold deploys of gateway (deploy_gate: false)" in gate
@@ -292,14 +292,14 @@ def test_last_months_review_and_other_months(client: TestClient, plane: ControlP
     review = section(html, "slo-review")
     words = text(review)
     assert "Review of 2026-11" in words
-    assert "Achieved 100 % against 99 %: met" in words and "Budget used 0 %" in words
+    assert "Achieved 100% against 99%: met" in words and "Budget used 0%" in words
     assert "#1 P2 gateway 5xx" in words and 'href="/ui/incidents/1"' in review
     assert 'href="?month=2026-10"' in review and 'href="?month=2026-12"' in review
     assert "opsplane slo report --month 2026-11 --markdown" in words
     december = text(section(client.get("/ui/slos/gateway-availability?month=2026-12").text, "slo-review"))
-    # 840 bad of 228,000 since the 1st: 0.368 % of a 1 % budget
-    assert "Review of 2026-12" in december and "Achieved 99.632 % against 99 %: met" in december
-    assert "Budget used 36.8 %" in december and "2026-12-04 (99 %, 240 bad)" in december
+    # 840 bad of 228,000 since the 1st: 0.368% of a 1% budget
+    assert "Review of 2026-12" in december and "Achieved 99.632% against 99%: met" in december
+    assert "Budget used 36.8%" in december and "2026-12-04 (99%, 240 bad)" in december
     assert "2026-01" not in december  # no link to a month not begun
     october = client.get("/ui/slos/gateway-availability?month=2026-10").text
     assert "Nothing recorded in 2026-10" in october
@@ -315,9 +315,9 @@ def test_the_service_page_lists_its_slos_with_their_budget(
     names = re.findall(r'<li data-slo="([\w-]+)"><a href="/ui/slos/([\w-]+)">', part)
     assert names == [("gateway-availability", "gateway-availability"), ("gateway-latency", "gateway-latency")]
     first = re.search(r'<li data-slo="gateway-availability">.*?</li>', part, re.S)
-    assert first and "50 % left" in text(first.group(0)) and "ok" in text(first.group(0))
+    assert first and "50% left" in text(first.group(0)) and "ok" in text(first.group(0))
     catalog = section(client.get("/ui/services/catalog").text, "service-slos")
-    assert "catalog-checks" in catalog and "-100 % left" in text(catalog) and "exhausted" in text(catalog)
+    assert "catalog-checks" in catalog and "-100% left" in text(catalog) and "exhausted" in text(catalog)
     assert 'id="service-slos"' not in client.get("/ui/services/postgres").text
 
 
