@@ -218,6 +218,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     from opsplane.web.deploy_views import router as deploy_pages_router
     from opsplane.web.incident_views import router as incident_pages_router
     from opsplane.web.runbook_views import router as runbook_pages_router
+    from opsplane.web.slo_views import router as slo_pages_router
     from opsplane.web.status_views import router as status_router
     from opsplane.web.views import router as web_router
 
@@ -258,6 +259,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     mount(app, deploy_pages_router, "")
     mount(app, backup_pages_router, "")
     mount(app, runbook_pages_router, "")
+    mount(app, slo_pages_router, "")
     mount(app, status_router, "")  # the public status page: no login (docs/status-page.md)
     return app
 

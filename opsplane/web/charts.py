@@ -30,14 +30,16 @@ def sparkline(
     marks: Sequence[bool] = (),
     width: int = 120,
     height: int = 28,
+    top: float | None = None,
 ) -> Markup:
-    """A line through `values` (None leaves a gap), scaled from 0 to the largest value, with a
-    tick under each position whose `marks` entry is true (a bucket with failed runs).
+    """A line through `values` (None leaves a gap), scaled from 0 to the largest value (or to
+    `top`, for a share such as a budget left), with a tick under each position whose `marks`
+    entry is true (a bucket with failed runs).
 
     `label` is the chart's accessible name and tooltip: say in words what the line shows.
     """
     known = [v for v in values if v is not None]
-    top = max(known, default=0.0) or 1.0
+    top = top or max(known, default=0.0) or 1.0
     steps = max(len(values) - 1, 1)
     plot_height = height - 6  # room for the failure ticks below the line
 

@@ -2,9 +2,11 @@
 
 Pure functions from values to SVG markup, like `charts.py`: the page needs no script to draw
 them, and tests read them as strings. The value axis starts at zero and ends at a round number
-above the highest value or threshold; its ticks are steps of 1, 2, 2.5 or 5 times a power of
-ten, labelled in the chart's unit (%, requests/s, ms or s). The time axis has at most eight
-ticks on round minutes or hours. Every text that reaches the SVG is escaped here.
+above the highest value or threshold (or covers the bounds a chart gives, such as an SLI's
+99 % to 100 %); its ticks are steps of 1, 2, 2.5 or 5 times a power of ten, labelled in the
+chart's unit (%, requests/s, ms or s). The time axis has at most eight ticks on round minutes,
+hours or days; a chart longer than a day labels its ticks with dates. Every text that reaches
+the SVG is escaped here.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from opsplane.units import Unit, format_value
 WIDTH, HEIGHT = 760, 230
 LEFT, RIGHT, TOP, BOTTOM = 70, 16, 14, 30
 MAX_TIME_TICKS = 8
-_TIME_STEPS = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+_TIME_STEPS = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 345600,
+               604800, 1209600, 2419200)
+DAY = 86400.0
 _MANTISSAS = (1.0, 2.0, 2.5, 5.0, 10.0)
 
 
@@ -55,11 +59,24 @@ def value_ticks(top: float, count: int = 5) -> list[float]:
     """Round ticks from 0 up to the first one at or above `top`, about `count` of them."""
     if not math.isfinite(top) or top <= 0:
         raise ValueError(f"the top of a value axis must be a positive number, not {top}")
-    rough = top / count
-    power = 10.0 ** math.floor(math.log10(rough))
-    step = next(m * power for m in _MANTISSAS if m * power >= rough * (1 - 1e-9))
+    step = _round_step(top / count)
     steps = math.ceil(top / step - 1e-9)
     return [round(n * step, 12) for n in range(steps + 1)]
+
+
+def ticks_between(low: float, high: float, count: int = 5) -> list[float]:
+    """Round ticks from the first at or below `low` to the first at or above `high`, about
+    `count` steps between them (zero among them when the span holds it)."""
+    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
+        raise ValueError(f"a value axis must go up from its bottom: {low} to {high}")
+    step = _round_step((high - low) / count)
+    first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
+    return [round(n * step, 12) for n in range(first, last + 1)]
+
+
+def _round_step(rough: float) -> float:
+    power = 10.0 ** math.floor(math.log10(rough))
+    return next(m * power for m in _MANTISSAS if m * power >= rough * (1 - 1e-9))
 
 
 def axis_labels(ticks: Sequence[float], unit: Unit) -> list[str]:
@@ -90,7 +107,7 @@ def _decimal(value: float, step: float | None = None) -> str:
 
 
 def time_ticks(start: float, end: float) -> list[float]:
-    """Round times (whole minutes or hours, UTC) inside [start, end], at most eight."""
+    """Round times (whole minutes, hours or days, UTC) inside [start, end], at most eight."""
     span = max(end - start, 1.0)
     step = next((s for s in _TIME_STEPS if span / s <= MAX_TIME_TICKS), _TIME_STEPS[-1])
     first = math.ceil(start / step) * step
@@ -100,6 +117,17 @@ def time_ticks(start: float, end: float) -> list[float]:
 def clock_text(at: float) -> str:
     """'14:05' in UTC."""
     return datetime.fromtimestamp(at, UTC).strftime("%H:%M")
+
+
+def date_text(at: float) -> str:
+    """'3 Dec' in UTC: a tick of a chart longer than a day."""
+    day = datetime.fromtimestamp(at, UTC)
+    return f"{day.day} {day:%b}"
+
+
+def when_text(at: float) -> str:
+    """'2026-12-03 14:00' in UTC: a point of a chart longer than a day."""
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 # --- the chart ------------------------------------------------------------------------------
@@ -116,6 +144,7 @@ def time_chart(
     known_from: float | None = None,
     unknown_label: str = "",
     failed: Sequence[tuple[float, bool]] = (),
+    axis: tuple[float, float] | None = None,
     width: int = WIDTH,
     height: int = HEIGHT,
 ) -> Markup:
@@ -124,19 +153,25 @@ def time_chart(
     Before `known_from` the plot is greyed out with `unknown_label` (say why: nothing was kept
     that long ago, or nothing watched yet). `failed` holds (time, any run failed) pairs that put
     a red tick under the plot. Each step has a hover band whose tooltip gives its time and values.
+    `axis` (low, high): the value axis covers that span, rounded out to its ticks, instead of
+    zero to the highest value; values beyond it are drawn at its edge.
     """
     plot_w, plot_h = width - LEFT - RIGHT, height - TOP - BOTTOM
-    found = [v for line in lines for v in line.values if v is not None and math.isfinite(v)]
-    top = max([*found, *(t.value * 1.15 for t in thresholds if math.isfinite(t.value))], default=0.0)
-    ticks = value_ticks(top if top > 0 else _SMALLEST_TOP[unit])
-    ceiling = ticks[-1]
+    if axis is not None:
+        ticks = ticks_between(*axis)
+    else:
+        found = [v for line in lines for v in line.values if v is not None and math.isfinite(v)]
+        top = max([*found, *(t.value * 1.15 for t in thresholds if math.isfinite(t.value))], default=0.0)
+        ticks = value_ticks(top if top > 0 else _SMALLEST_TOP[unit])
+    floor, ceiling = ticks[0], ticks[-1]
     span = max(end - start, 1e-9)
+    days = end - start > DAY  # ticks are dates, points are dated
 
     def x(at: float) -> float:
         return LEFT + (at - start) / span * plot_w
 
     def y(value: float) -> float:
-        return TOP + plot_h * (1 - min(max(value, 0.0), ceiling) / ceiling)
+        return TOP + plot_h * (1 - (min(max(value, floor), ceiling) - floor) / (ceiling - floor))
 
     parts = [f'<rect class="plot" x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}"/>']
     if known_from is not None and known_from > start:
@@ -153,7 +188,7 @@ def time_chart(
     for at in time_ticks(start, end):
         parts.append(f'<line class="xtick" x1="{x(at):.1f}" y1="{TOP + plot_h}" x2="{x(at):.1f}" '
                      f'y2="{TOP + plot_h + 4}"/><text class="xtick" x="{x(at):.1f}" '
-                     f'y="{TOP + plot_h + 17}">{clock_text(at)}</text>')
+                     f'y="{TOP + plot_h + 17}">{date_text(at) if days else clock_text(at)}</text>')
     parts.append(f'<text class="axis-note" x="{LEFT + plot_w}" y="{height - 2}">UTC</text>')
     for n, line in enumerate(lines):
         parts.extend(_series(line, n, x, y))
@@ -168,7 +203,7 @@ def time_chart(
                      f'x2="{LEFT + plot_w}" y2="{level:.1f}"/>'
                      f'<text class="threshold-label {kind}" x="{LEFT + 6}" '
                      f'y="{level - 5:.1f}">{escape(threshold.label)}</text>')
-    parts.extend(_hover_bands(lines, unit, x, start, end, plot_h))
+    parts.extend(_hover_bands(lines, unit, x, start, end, plot_h, when_text if days else clock_text))
     name = escape(title)
     return Markup(
         f'<svg class="timechart" role="img" aria-label="{name}" width="{width}" height="{height}" '
@@ -199,7 +234,7 @@ def _series(line: Line, n: int, x: Scale, y: Scale) -> list[str]:
 
 
 def _hover_bands(lines: Sequence[Line], unit: Unit, x: Scale, start: float, end: float,
-                 plot_h: float) -> list[str]:
+                 plot_h: float, when: Callable[[float], str] = clock_text) -> list[str]:
     """An invisible band around each step of the first line's times, titled with every line's
     value there: what a reader gets by pointing at the chart."""
     if not lines or not lines[0].times:
@@ -217,6 +252,6 @@ def _hover_bands(lines: Sequence[Line], unit: Unit, x: Scale, start: float, end:
             values = ["no data"]
         left, right = x(max(edges[i], start)), x(min(edges[i + 1], end))
         bands.append(f'<rect class="hover" x="{left:.1f}" y="{TOP}" width="{max(right - left, 0.5):.1f}" '
-                     f'height="{plot_h}"><title>{clock_text(at)} UTC: '
+                     f'height="{plot_h}"><title>{when(at)} UTC: '
                      f"{escape(', '.join(values))}</title></rect>")
     return bands

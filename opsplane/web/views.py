@@ -191,13 +191,24 @@ async def service_page(
     if detail is None:
         return page(request, "missing.html", status_code=404, name=name)
 
-    def recent() -> list[pages.EventRow]:
+    def recent() -> tuple[list[pages.EventRow], list[Any]]:
         with plane.store.session() as session:
-            return pages.event_rows(events.get_all(session, service=name, limit=20))
+            return (pages.event_rows(events.get_all(session, service=name, limit=20)),
+                    _service_slos(session, plane, name))
 
-    found = await run_in_threadpool(recent)
+    found, slos = await run_in_threadpool(recent)
     instances = (await _runtime(request).instances(plane.clock.now())).of(name)
-    return page(request, "service.html", detail=detail, events=found, instances=instances)
+    return page(request, "service.html", detail=detail, events=found, instances=instances, slos=slos)
+
+
+def _service_slos(session: Any, plane: LiveState, name: str) -> list[Any]:
+    """The service's SLOs with their budget left (`slo_pages.SloLine`), read only when it has some."""
+    if not any(slo.service == name for slo in plane.inventory.slos.values()):
+        return []
+    from opsplane.web import slo_pages
+
+    return slo_pages.service_slos(session, plane.inventory, name, now=plane.clock.now(),
+                                  kept=slo_pages.kept_statuses(plane))
 
 
 @router.get("/ui/dependencies", include_in_schema=False)
