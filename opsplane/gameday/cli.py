@@ -70,6 +70,7 @@ def run(
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Inject the scenario's fault, measure detection, paging, recovery and resolution, undo it.
+
     Exit code 0 when the game day passed, 2 when it failed, 3 when it was refused."""
     from opsplane.config.types import parse_duration
     from opsplane.gameday.flows import GameDays, scenario_named

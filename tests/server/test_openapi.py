@@ -49,6 +49,9 @@ DOMAIN_RULES: dict[str, str] = {
     "/api/v1/oncall/overrides": "422",  # an unknown schedule, layer or person; end before start
     "/api/v1/oncall/handoffs": "422",  # an unknown schedule, a note of blanks
     "/api/v1/incidents/{incident_id}/updates": "422",  # a next update that is no delay or time
+    "/api/v1/incidents/{incident_id}/resolve": "422",  # a summary of blanks
+    "/api/v1/runbooks/{name}/runs": "422",  # parameters the runbook needs, or names it does not have
+    "/api/v1/gamedays": "422",  # a scenario the platform cannot play now (nothing to stop)
 }
 
 
