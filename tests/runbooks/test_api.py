@@ -61,7 +61,8 @@ def test_a_started_run_goes_on_after_a_second_persons_approval(client: TestClien
     ana, bob = bearer(plane, Role.OPERATOR, "ana"), bearer(plane, Role.OPERATOR, "bob")
     responder = bearer(plane, Role.RESPONDER, "rita")
     listed = [r["name"] for r in client.get("/api/v1/runbooks", headers=viewer).json()]
-    assert "drain" in listed and "service-down" in listed and "high-error-rate" in listed  # the inventory's and those opsplane ships
+    # the inventory's and those opsplane ships
+    assert "drain" in listed and "service-down" in listed and "high-error-rate" in listed
     assert client.get("/api/v1/runbooks/nope", headers=viewer).status_code == 404
     assert client.post("/api/v1/runbooks/drain/runs", headers=viewer, json={}).status_code == 403
     assert client.post("/api/v1/runbooks/drain/runs", headers=ana, json={"parameters": {"colour": "red"}}
