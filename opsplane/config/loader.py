@@ -15,7 +15,7 @@ from opsplane.backup.policy import backup_problems
 from opsplane.config.models import CHECK_MODELS, CHECK_TYPES, SECTIONS, Inventory, check_name
 from opsplane.config.yamlsource import LocatedDocument, NotPlain, load_plain, parse
 from opsplane.errors import ConfigError, ConfigProblem
-from opsplane.gameday.models import gameday_problems
+from opsplane.gameday.catalog import gameday_problems
 from opsplane.notify.models import CHANNEL_TYPES
 from opsplane.oncall.checks import oncall_problems, oncall_warnings
 from opsplane.runbooks.auto import auto_problems

@@ -31,7 +31,7 @@ def list_(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", hel
           ) -> None:
     """The scenarios a game day can play here, and the game days played."""
     from opsplane.gameday import service
-    from opsplane.gameday.models import scenarios, source_of
+    from opsplane.gameday.catalog import scenarios, source_of
 
     inventory, _ = load_inventory(ctx)
     found: list[dict[str, Any]] = [

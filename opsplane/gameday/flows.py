@@ -25,9 +25,10 @@ from opsplane.errors import UsageError
 from opsplane.gameday import measures as measuring
 from opsplane.gameday import report as reporting
 from opsplane.gameday import service
+from opsplane.gameday.catalog import scenarios
 from opsplane.gameday.datastores import FaultRefused
 from opsplane.gameday.faults import Fault, Where, open_fault
-from opsplane.gameday.models import Scenario, scenarios
+from opsplane.gameday.models import Scenario
 from opsplane.incidents.models import SEVERITIES
 from opsplane.store import Store, claims
 

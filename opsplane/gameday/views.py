@@ -35,7 +35,7 @@ class PlayRequest(BaseModel):
 async def list_scenarios(request: Request,
                          _: Principal = Depends(require(Role.VIEWER))) -> list[dict[str, Any]]:
     """The scenarios a game day can play here: shipped for the inventory's components, or its own."""
-    from opsplane.gameday.models import scenarios, source_of
+    from opsplane.gameday.catalog import scenarios, source_of
 
     inventory = request.app.state.plane.inventory
     return [{"name": name, "source": source_of(inventory, name), **s.model_dump(mode="json")}

@@ -13,9 +13,9 @@ from opsplane.config.models import Inventory
 from opsplane.demo import records
 from opsplane.drivers.sandbox.postgres import TemporaryPostgres
 from opsplane.drivers.sandbox.redis import TemporaryRedis
+from opsplane.gameday.catalog import scenarios
 from opsplane.gameday.datastores import FaultRefused
 from opsplane.gameday.faults import Where, open_fault
-from opsplane.gameday.models import scenarios
 from tests.support.cli import Opsplane
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from opsplane.config.loader import loads
 from opsplane.errors import ConfigError
-from opsplane.gameday.models import parse_size, scenarios
+from opsplane.gameday.catalog import scenarios
+from opsplane.gameday.models import parse_size
 
 SHOP = """\
 platform: {name: shop}
