@@ -1,8 +1,12 @@
 """Real runs of shipped runbooks that need no whole shop: each driven by opsplane's runner
 against real parts (the machine's own host check, `df`, `du` and `ps`, a tiny service run by
-opsplane's runtime and scraped by opsplane's scraper, a PostgreSQL primary with a streaming
-standby behind PgBouncer), a person's answers given by step, approvals by a second person, time
-on a clock the test moves so that no wait takes real time.
+opsplane's runtime and scraped by opsplane's scraper as `serve` scrapes it, each instance on its
+own behind a proxy, a PostgreSQL primary with a streaming standby behind PgBouncer), a person's
+answers given by step, approvals by a second person, time on a clock the test moves so that no
+wait takes real time.
+
+An instance that hangs is `up` 0 to its scrapes; one that the runtime no longer runs is not
+scraped at all (its series go stale), so one-server-down is run against a hung instance.
 
 Where the host check's thresholds are forced below what the machine shows so that it fails, it
 stays failed after the fix (the file system, the memory and the CPU are the whole machine's,
@@ -160,7 +164,7 @@ def runtime(rig: Rig) -> Iterator[Platform]:
 def tiny(name: str, port: int, *args: str) -> str:
     """A service of the inventory running tiny_service.py under the runtime, checked at /health and
     scraped at /metrics."""
-    run = {"argv": [sys.executable, str(TINY), "{port}", *args], "stop_timeout": "3s",
+    run = {"argv": [sys.executable, str(TINY), "{port}", *args], "stop_timeout": "1s",
            "backoff": {"initial": "200ms"}}
     return (f"  {name}:\n    port: {port}\n    metrics_path: /metrics\n"
             f"    checks: [{{type: http, path: /health}}]\n    run: {json.dumps(run)}\n")
@@ -420,3 +424,56 @@ def test_database_failure_recovery_fails_over_to_the_standby_once_an_operator_ap
     with pair.bouncer.admin() as console:
         assert console.database("shop")["port"] == pair.standby.port
     assert person.asked == ["allow failover"]
+
+
+# --- one-server-down ---------------------------------------------------------------------
+
+
+def test_one_server_down_restarts_the_service_until_no_instance_is_down(rig: Rig, runtime: Platform) -> None:
+    port = free_port()
+    # behind a proxy, opsplane scrapes each instance (nothing runs the proxy here: scrapes do not
+    # go through it); a scrape waits 1 s for an answer
+    inventory = rig.write(
+        "platform: {name: shop}\ndefaults: {interval: 15s, timeout: 1s}\n"
+        f"proxies: {{edge: {{port: {free_port()}, engine: nginx}}}}\nservices:\n"
+        + tiny("web", port).replace("    run: {", '    proxy: edge\n    run: {"instances": 2, ')
+        + "alerting: {builtin_rules: {enabled: false}}\n")
+    runtime.cli("up", "web")
+    zero, one = running(runtime, "web", 2)
+    psutil.Process(one.pid).suspend()  # instance 1 hangs: alive to the runtime, silent to its scrapes
+
+    def scrape() -> None:
+        from opsplane.metrics.scrape import instance_targets
+
+        async def once() -> None:
+            scraper = MetricsScraper(scrape_targets(inventory), clock=rig.clock, store=rig.samples)
+            try:
+                await scraper.replace_instances(instance_targets(inventory, runtime.driver().status()))
+                for target in scraper.targets:
+                    await scraper.scrape(target)
+            finally:
+                await scraper.close()
+
+        asyncio.run(once())
+
+    scrape()
+    for _ in range(20):
+        httpx.get(f"http://127.0.0.1:{zero.port}/health", trust_env=False)
+    rig.clock.advance(15)
+    scrape()
+    person = Person(restart_ok=True)
+    run_id = rig.start(inventory, "one-server-down", person, service="web", check="http")
+    state = rig.drive(inventory, run_id, person, scrape)
+    steps = rig.steps(run_id)
+    assert state == "succeeded", json.dumps(steps, indent=1)
+    assert list(steps) == ["serving", "instances", "one-down", "which", "load", "restart-ok", "restart",
+                           "back", "why"]
+    assert steps["serving"][0] == "ok"
+    ups = dict(line.rsplit(" ", 1) for line in steps["instances"][1].splitlines())
+    down = [labels for labels, value in ups.items() if value == "0"]
+    assert len(ups) == 2 and len(down) == 1 and f'instance="127.0.0.1:{one.port}"' in down[0], ups
+    assert f'instance="127.0.0.1:{zero.port}"' in steps["load"][1]  # the one that answers
+    assert steps["one-down"][0] == "ok" and steps["which"] == ("ok", "one-down was ok: on to load")
+    assert steps["restart"][0] == "ok" and f"pid {one.pid} -> " in steps["restart"][1]
+    assert steps["back"][0] == "ok"
+    assert {s.pid for s in running(runtime, "web", 2)}.isdisjoint({zero.pid, one.pid})
