@@ -113,6 +113,7 @@ def _failover(step: Any, context: ActionContext) -> Outcome:
     lines = [f"{s.name}: {'ok' if s.ok else 'failed'} in {s.seconds:.2f} s" for s in report.steps]
     if not report.ok:
         lines.append(f"failed at {report.failed_step}: {report.error}")
+    lines += [f"change in the inventory: {change}" for change in report.inventory_change]
     return ("ok" if report.ok else "failed"), "\n".join(lines)
 
 
