@@ -55,7 +55,8 @@ def test_service_down_ships_runs_unattended_and_the_pack_links_its_down_rules_to
     links = {(rule.name, rule.severity): rule.runbook for rule in builtin_rules(RulePack())}
     assert links[("CheckFailing", "P1")] == "service-down"
     assert links[("ServiceNotRunning", "P0")] == links[("ServiceNotRunning", "P1")] == "service-down"
-    assert links[("HighErrorRate", "P1")] == "runbooks/high-error-rate.md"  # other rules keep their links
+    assert links[("HighErrorRate", "P1")] == "high-error-rate"  # the others name their shipped runbooks
+    assert links[("BackupFailed", "P1")] == "runbooks/backup-failed.md"  # rules without one keep a link
 
 
 def test_an_alert_whose_rule_names_a_runbook_the_policy_allows_starts_it_for_its_service() -> None:
