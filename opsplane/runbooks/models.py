@@ -263,6 +263,15 @@ def run_command(name: str, parameters: dict[str, str] | None = None) -> str:
     return f"opsplane runbook run {name}{given}"
 
 
+def named_in(annotations: dict[str, str]) -> str | None:
+    """The runbook an alert's annotations name: its `runbook` command line as `run_command`
+    writes it (`opsplane runbook run NAME ...`), or a bare name; None for a link or nothing."""
+    command = (annotations.get("runbook") or "").split()
+    if command[:3] == ["opsplane", "runbook", "run"] and len(command) > 3:
+        return named_runbook(command[3])
+    return named_runbook(annotations.get("runbook_url") or annotations.get("runbook"))
+
+
 def parameters_used(value: Any) -> set[str]:
     """Every `${name}` in `value` (strings, lists and mappings within)."""
     if isinstance(value, str):

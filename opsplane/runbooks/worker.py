@@ -370,6 +370,7 @@ def _firings(session: Any, incident_id: int) -> list[auto.Firing]:
     """The incident's alerts, oldest first, each in the state the store holds it in now."""
     from opsplane.alerts.tables import AlertRow
     from opsplane.incidents import service as incidents
+    from opsplane.runbooks.models import named_in
 
     found: dict[str, auto.Firing] = {}
     for joined in incidents.get_alerts(session, incident_id=incident_id):
@@ -377,7 +378,7 @@ def _firings(session: Any, incident_id: int) -> list[auto.Firing]:
         found[joined.fingerprint] = auto.Firing(
             name=joined.alertname, severity=joined.severity,
             labels=dict(row.labels) if row is not None else {},
-            runbook=(row.annotations or {}).get("runbook_url") if row is not None else None,
+            runbook=named_in(row.annotations or {}) if row is not None else None,
             state=row.state if row is not None else "gone")
     return list(found.values())
 

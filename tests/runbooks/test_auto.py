@@ -151,3 +151,16 @@ def test_the_resolution_and_the_hand_over_say_what_was_tried() -> None:
     assert summary.startswith("Resolved by opsplane: runbook service-down (run 3) ran unattended and "
                               "recovery was verified: alerts resolved (X)")
     assert "opsplane logs payments --since 10m" in cause
+
+
+def test_the_loop_reads_the_runbook_an_alert_names_from_its_annotations() -> None:
+    from opsplane.alerts.state import annotate
+    from opsplane.runbooks.models import named_in
+
+    rules = {(rule.name, rule.severity): rule for rule in builtin_rules(RulePack())}
+    labels = {"service": "payments", "check": "errors"}
+    # as the alert cycle renders them: the shipped runbook's command line names it
+    assert named_in(annotate(rules[("CheckFailing", "P1")], labels, 3.0)) == "service-down"
+    assert named_in(annotate(rules[("BackupFailed", "P1")], labels, 1.0)) is None  # a link to a page
+    assert named_in({"runbook": "see the wiki"}) is None
+    assert named_in({"runbook_url": "service-down"}) == "service-down"
