@@ -24,12 +24,17 @@ from tests.support.passwords import PG_PASSWORD  # noqa: E402
 # `scripts/test.sh` runs them one after another on one worker, beside the rest on the other, so
 # that no two of them share the two cores while they measure latencies and count answers.
 REAL_TIME = ("integration", "demo")
+# Of those, the ones that wait for whole minutes to pass rather than measure anything against
+# the clock (an SLO's minutes recorded, then its burn alert): they run on whichever worker is
+# free, so that their waiting does not lengthen the real-time worker's queue.
+MINUTE_WAITERS = ("test_slo_burn.py",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         parts = item.path.relative_to(item.config.rootpath).parts
-        if parts[:1] == ("tests",) and len(parts) > 2 and parts[1] in REAL_TIME:
+        if (parts[:1] == ("tests",) and len(parts) > 2 and parts[1] in REAL_TIME
+                and parts[-1] not in MINUTE_WAITERS):
             item.add_marker(pytest.mark.xdist_group("real-time"))
 
 
