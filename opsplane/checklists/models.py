@@ -11,11 +11,10 @@ turns a list off or adds one of the site's own.
 from __future__ import annotations
 
 import re
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from opsplane.config.types import Duration, Strict
+from opsplane.config.types import Duration, Strict, zone
 
 # The manual's cadence (its times are UTC): what a `checklists:` section runs when it says nothing.
 DEFAULT_CRON = {
@@ -28,15 +27,6 @@ DEFAULT_CRON = {
 # What a checklist step may be: looks that change nothing.
 ITEM_KINDS = ("check", "query", "report", "note")
 _AT = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-
-
-def _zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin or "
-                         "UTC") from None
-    return value
 
 
 class ChecklistSchedule(Strict):
@@ -68,7 +58,7 @@ class ChecklistSchedule(Strict):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, value: str | None) -> str | None:
-        return None if value is None else _zone(value)
+        return None if value is None else zone(value)
 
     @model_validator(mode="after")
     def _one_time(self) -> ChecklistSchedule:
@@ -100,7 +90,7 @@ class ChecklistsSettings(Strict):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, value: str) -> str:
-        return _zone(value)
+        return zone(value)
 
     def planned(self) -> dict[str, tuple[str, str]]:
         """Checklist name -> (cron expression, time zone) of every list `serve` runs."""

@@ -193,7 +193,8 @@ Secret = Annotated[
 ]
 
 
-def _zone(value: str) -> str:
+def zone(value: str) -> str:
+    """`value` when it is an IANA time zone name; a ValueError that says so otherwise."""
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
@@ -209,5 +210,5 @@ def _hh_mm(value: object) -> object:
     return value
 
 
-TimeZone = Annotated[str, AfterValidator(_zone)]  # an IANA name such as Europe/Berlin
+TimeZone = Annotated[str, AfterValidator(zone)]  # an IANA name such as Europe/Berlin
 TimeOfDay = Annotated[time, BeforeValidator(_hh_mm)]  # "10:00", quoted or not
