@@ -87,7 +87,8 @@ class Kill:
             raise FaultRefused(f"{self.service} has no run section: opsplane's runtime does not run it, "
                                "so a game day cannot stop it")
         if not _running(self.where, self.service):
-            raise FaultRefused(f"no instance of {self.service} is running: start it first "
+            raise FaultRefused(f"no instance of {self.service} is running now (`opsplane ps` shows whether "
+                               f"the runtime is restarting it): play it once one runs, or start one "
                                f"(opsplane up {self.service})")
 
     def inject(self) -> dict[str, Any]:
