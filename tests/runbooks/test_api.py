@@ -4,7 +4,6 @@ short of the step's, and accepted from another person with it."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from opsplane.auth.service import Role
 from opsplane.config.loader import loads
 from opsplane.server import ControlPlane, create_app
 from opsplane.store import Store
+from tests.support.polling import wait_for
 
 RUNBOOK = """
 name: drain
@@ -47,12 +47,11 @@ def bearer(plane: ControlPlane, role: Role, name: str) -> dict[str, str]:
 
 
 def settled(client: TestClient, headers: dict[str, str], run_id: int, state: str) -> dict:  # type: ignore[type-arg]
-    deadline = time.monotonic() + 10
-    while True:
+    def read() -> dict | None:  # type: ignore[type-arg]
         found = client.get(f"/api/v1/runbook-runs/{run_id}", headers=headers).json()
-        if found["state"] == state or time.monotonic() > deadline:
-            return found  # type: ignore[no-any-return]
-        time.sleep(0.05)
+        return found if found["state"] == state else None  # type: ignore[no-any-return]
+
+    return wait_for(read, f"run {run_id} to be {state}", timeout=10)  # type: ignore[no-any-return]
 
 
 def test_a_started_run_goes_on_after_a_second_persons_approval(client: TestClient,
