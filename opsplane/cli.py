@@ -86,6 +86,7 @@ def _register(command: str | None = None) -> None:
     from opsplane.metrics.cli import register as register_query
     from opsplane.notify.cli import app as notify_app
     from opsplane.oncall.cli import app as oncall_app
+    from opsplane.reports.cli import register as register_reports
     from opsplane.runbooks.cli import register as register_runbooks
     from opsplane.runtime.cli import register as register_runtime
     from opsplane.slo.cli import register as register_slo
@@ -102,7 +103,7 @@ def _register(command: str | None = None) -> None:
     app.add_typer(notify_app, name="notify", help="Test a notification channel; see the outbox.")
     app.add_typer(oncall_app, name="oncall", help="Who is on call, shifts, handoffs, overrides, escalation.")
     app.add_typer(incident_app, name="incident", help="Incidents: open, ack, update, resolve, post-mortem.")
-    app.add_typer(report_app, name="report", help="Reports over the record: incidents.")
+    app.add_typer(report_app, name="report", help="Reports: incidents, and the jobs' stored reports.")
     app.add_typer(status_app, name="status", help="The public status page: maintenance notices.")
     app.add_typer(shop_app, name="shop", help="The reference shop: serve its services, send it traffic.")
     register_health(app)
@@ -118,6 +119,7 @@ def _register(command: str | None = None) -> None:
     register_slo(app)
     register_checklists(app)
     register_gameday(app)
+    register_reports(report_app)
 
 
 def main() -> None:

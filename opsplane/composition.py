@@ -31,6 +31,7 @@ WORKERS: tuple[str, ...] = (
     "opsplane.deploy.worker:build",  # deploys, one claimed step at a time
     "opsplane.backup.worker:build",  # backup and verification schedules, the backup series
     "opsplane.checklists.worker:build",  # the operator's scheduled checklists, kept as reports
+    "opsplane.reports.worker:build",  # maintenance, security and capacity jobs, kept as reports
     "opsplane.gameday.worker:build",  # game days asked for and scheduled; faults of cut-off ones undone
     "opsplane.runbooks.worker:build",  # the closed loop: an incident's runbook run unattended
     "opsplane.incidents.worker:build",  # paging of open incidents

@@ -181,6 +181,13 @@ class BackupReads(Protocol):
     archived: dict[str, dict[str, datetime]]
 
 
+class ReportReads(Protocol):
+    """What the reports worker knows of the jobs' last reports, for the rules: the series of
+    their findings and failures (opsplane/reports/worker.py)."""
+
+    samples: list[tuple[Labels, float]]
+
+
 class SloReads(Protocol):
     """What the SLO worker knows of the SLOs, for the rules and the API: the series of their
     burn rates and budgets (opsplane/slo/series.py) and each SLO's status, as its last minute

@@ -211,6 +211,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     from opsplane.incidents.views import router as incidents_router
     from opsplane.metrics.views import router as metrics_router
     from opsplane.oncall.views import router as oncall_router
+    from opsplane.reports.views import router as reports_router
     from opsplane.runbooks.views import router as runbooks_router
     from opsplane.runtime.views import router as runtime_router
     from opsplane.slo.views import router as slo_router
@@ -251,7 +252,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     for router in (health_router, events_router, auth_router, runtime_router, metrics_router,
                    oncall_router, incidents_router, deploy_router, backup_router, runbooks_router,
                    slo_router, checklists_router,
-                   gameday_router):
+                   gameday_router, reports_router):
         mount(app, router, "/api/v1")
     mount(app, intake_router, "/api/v2")  # where Prometheus sends alerts to an Alertmanager
     mount(app, web_router, "")

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         BackupReads,
         CheckReads,
         Looks,
+        ReportReads,
         RuleCycles,
         RuntimeReads,
         Samples,
@@ -129,6 +130,7 @@ class WorkerContext:
     rules: RuleCycles | None = None
     backups: BackupReads | None = None
     slos: SloReads | None = None
+    reports: ReportReads | None = None
     lookers: list[Looks] = field(default_factory=list)
     workers: WorkerSet | None = None
 

@@ -56,6 +56,9 @@ BACKUP_VERIFY_FAILED = "opsplane_backup_verify_failed"
 BACKUP_OFFSITE_MISSING = "opsplane_backup_offsite_missing"
 BACKUP_DRILL_OVERDUE = "opsplane_backup_drill_overdue_seconds"
 BACKUP_PITR_BROKEN = "opsplane_backup_pitr_broken_seconds"
+# the scheduled jobs' last reports (opsplane/reports/worker.py): findings by severity, failures
+REPORT_FINDINGS = "opsplane_report_findings"
+REPORT_FAILED = "opsplane_report_failed"
 BUSINESS_WINDOW = "15m"
 # The runbook opsplane ships for a rule (opsplane/runbooks/builtin/), and the parameter the
 # alert's `service` label fills in the command a notification shows. Rules without one link to
@@ -174,6 +177,17 @@ def _definitions(t: PackThresholds, window: str) -> list[dict[str, Any]]:
               "{{ $labels.policy }}: WAL archiving to {{ $labels.repository }} is broken: no restore "
               f"to a moment after {{{{ $labels.since }}}} is possible (for {VALUE})", Unit.SECONDS,
               **{"for": None}),
+    ]
+    # The scheduled jobs: a report with a critical finding (a table never vacuumed, a pool that
+    # makes clients wait, an overdue vulnerability) is worked on today; a job that could not look
+    # at all is a ticket. The series stays until the job's next report, so neither waits.
+    rules += [
+        _rule("ReportCritical", "P2", f'{REPORT_FINDINGS}{{severity="critical"}} > 0',
+              "the last {{ $labels.report }} report found {{ $value }} critical "
+              "(opsplane report list --job {{ $labels.report }})", Unit.COUNT, **{"for": None}),
+        _rule("ReportFailed", "P3", f"{REPORT_FAILED} > 0",
+              "the last {{ $labels.report }} job could not run (opsplane report list --job "
+              "{{ $labels.report }})", Unit.COUNT, **{"for": None}),
     ]
     levels = [
         ("HighCpuUsage", CPU_BUSY, t.cpu_warning, t.cpu_critical, "CPU"),

@@ -304,9 +304,10 @@ class AlertsWorker(LoopWorker):
         at = self.ctx.clock.now().timestamp()
         backups = list(self.ctx.backups.samples) if self.ctx.backups is not None else []
         slos = list(self.ctx.slos.samples) if self.ctx.slos is not None else []
+        reports = list(self.ctx.reports.samples) if self.ctx.reports is not None else []
         samples.append_scrape("opsplane", at, own_samples(
             failures=failures, checks=self._by_id, not_running=not_running,
-            criticality=self._criticality, env=self.ctx.env) + backups + slos)
+            criticality=self._criticality, env=self.ctx.env) + backups + slos + reports)
 
     def _record_evaluation(self, evaluation: Evaluation) -> None:
         from opsplane.alerts import evaluations

@@ -18,6 +18,7 @@ from opsplane.errors import ConfigError, ConfigProblem
 from opsplane.gameday.catalog import gameday_problems
 from opsplane.notify.models import CHANNEL_TYPES
 from opsplane.oncall.checks import oncall_problems, oncall_warnings
+from opsplane.reports.jobs import job_problems
 from opsplane.runbooks.auto import auto_problems
 from opsplane.slo.checks import slo_problems
 
@@ -179,6 +180,7 @@ def cross_check(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
     problems.extend(failover_problems(inv))
     problems.extend(slo_problems(inv))
     problems.extend(gameday_problems(inv))
+    problems.extend(job_problems(inv))
     problems.extend(auto_problems(inv))
     return problems
 

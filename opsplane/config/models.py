@@ -22,6 +22,7 @@ from opsplane.gameday.models import GamedaySettings
 from opsplane.incidents.models import IncidentsSettings
 from opsplane.notify.models import ChannelsSettings
 from opsplane.oncall.models import OncallSettings
+from opsplane.reports.models import JobsSettings
 from opsplane.runbooks.models import RunbooksSettings
 from opsplane.slo.models import Slo, SloName
 
@@ -477,6 +478,12 @@ class Inventory(Strict):
         None,
         description="The operator's daily, weekly and monthly checklists `serve` runs and keeps as reports; "
         "present (even empty), they run at the manual's times; see docs/checklists.md.",
+    )
+    jobs: JobsSettings | None = Field(
+        None,
+        description="The maintenance, security and capacity jobs `serve` runs and keeps as reports "
+        "(`opsplane report jobs` lists them); present (even empty), each runs at the manual's time; "
+        "see docs/reports.md.",
     )
     incidents: IncidentsSettings = Field(
         default_factory=IncidentsSettings,

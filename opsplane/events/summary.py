@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from opsplane.events.summary_backup import describers as backup_describers
 from opsplane.events.summary_gameday import describers as gameday_describers
+from opsplane.events.summary_reports import describers as report_describers
 from opsplane.events.summary_runbook import describers as runbook_describers
 from opsplane.events.summary_slo import describers as slo_describers
 from opsplane.events.words import text
@@ -475,5 +476,6 @@ DESCRIBERS: dict[str, Describer] = {
     **runbook_describers(),
     **slo_describers(),
     **gameday_describers(),
+    **report_describers(),
 }
 """The sentence of each kind of event opsplane records."""

@@ -11,6 +11,7 @@ from opsplane.gameday.tables import GamedayRow
 from opsplane.health.tables import CheckState
 from opsplane.incidents.tables import ActionItemRow, IncidentAlertRow, IncidentRow, IncidentUpdateRow
 from opsplane.notify.tables import OutboxRow
+from opsplane.reports.tables import ReportRow
 from opsplane.runbooks.tables import RunbookRunRow, RunbookStepRow
 from opsplane.slo.tables import SloHourRow, SloMinuteRow
 from opsplane.store.base import Base
@@ -21,7 +22,7 @@ metadata = Base.metadata
 __all__ = [
     "ActionItemRow", "AlertRow", "ApiToken", "BackupCopyRow", "BackupRow", "CheckState", "ChecklistRunRow",
     "DashboardSession", "DeployRow", "EvaluationRow", "Event", "GamedayRow", "IncidentAlertRow",
-    "IncidentRow", "IncidentUpdateRow", "NotificationRow", "OutboxRow", "RestoreRow", "RunbookRunRow",
-    "RunbookStepRow", "SilenceRow", "SloHourRow", "SloMinuteRow", "WorkClaim",
+    "IncidentRow", "IncidentUpdateRow", "NotificationRow", "OutboxRow", "ReportRow", "RestoreRow",
+    "RunbookRunRow", "RunbookStepRow", "SilenceRow", "SloHourRow", "SloMinuteRow", "WorkClaim",
     "metadata",
 ]

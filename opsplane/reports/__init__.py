@@ -1,0 +1,1 @@
+"""Stored reports and the scheduled jobs that write them (docs/reports.md)."""

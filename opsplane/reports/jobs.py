@@ -1,0 +1,173 @@
+"""The jobs that write reports: their names, the manual's cadence, and running one.
+
+A job is a function `run(env: JobEnv) -> Report | None` in its domain (None: the inventory gives
+it nothing to look at, so nothing is stored). This is the one list of them; `serve`'s reports
+worker runs each at its time (`worker.py`), `opsplane report run JOB` and the API run one now.
+A job never raises for what it finds or cannot reach: `run_job` turns an unexpected error
+into a failed report with the reason, so a schedule keeps going and the failure is on record.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from opsplane.errors import OpsplaneError, UsageError
+from opsplane.reports.models import JobsSettings, Report
+
+if TYPE_CHECKING:
+    from opsplane.clock import Clock
+    from opsplane.config.models import Inventory
+    from opsplane.store import Store
+
+Series = list[tuple[dict[str, str], float]]
+RangeSeries = list[tuple[dict[str, str], list[tuple[float, float]]]]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job: its name, `module:function`, the manual's cron (UTC) and what it looks at."""
+
+    name: str
+    entry: str
+    cron: str
+    about: str
+
+
+# The manual's cadence: weekly database care on Sunday night, the weekly reviews on Monday
+# morning, the monthly ones on the 1st, the access review each quarter.
+JOBS: tuple[Job, ...] = ()
+
+
+def get(name: str) -> Job:
+    for job in JOBS:
+        if job.name == name:
+            return job
+    known = ", ".join(j.name for j in JOBS) or "none"
+    raise UsageError(f"no job {name!r}; the jobs are: {known}")
+
+
+def planned(settings: JobsSettings) -> dict[str, tuple[str, str]]:
+    """Job name -> (cron expression, time zone) of every job `serve` runs."""
+    from opsplane.checklists.models import ChecklistSchedule
+
+    found: dict[str, tuple[str, str]] = {}
+    for job in JOBS:
+        given = settings.schedules.get(job.name, ChecklistSchedule())
+        cron = given.expression(job.cron)
+        if given.enabled and cron is not None:
+            found[job.name] = (cron, given.timezone or settings.timezone)
+    return found
+
+
+def job_problems(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
+    """Names under `jobs.schedules` that are no job, with their paths in the file."""
+    if inv.jobs is None:
+        return []
+    known = ", ".join(j.name for j in JOBS) or "none"
+    return [(("jobs", "schedules", name), f"no job {name!r}; the jobs are: {known}")
+            for name in inv.jobs.schedules if name not in {j.name for j in JOBS}]
+
+
+@dataclass
+class JobEnv:
+    """What a job is given: the inventory, the store, the clock, the environment (secrets), and
+    PromQL over `serve`'s own samples (`samples`, inside `serve`) or the configured Prometheus
+    or `serve`'s API (from the CLI, with OPSPLANE_TOKEN)."""
+
+    inventory: Inventory
+    base_dir: Path
+    store: Store
+    clock: Clock
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    samples: Callable[[], Any] | None = None
+    actor: str = "opsplane"
+
+    def query(self, expr: str, at: float | None = None) -> Series:
+        """`expr` at `at` (default now): each series' labels and value."""
+        at = self.clock.now().timestamp() if at is None else at
+        if self.samples is not None and self.inventory.metrics.source == "builtin":
+            from opsplane.metrics.promql import InstantVector, MemorySource, PromQLError, Scalar, instant
+
+            try:
+                value = instant(expr, self.samples() or MemorySource(), at)
+            except PromQLError as exc:
+                raise OpsplaneError(f"{expr}: {exc}") from None
+            if isinstance(value, Scalar):
+                return [({}, value.value)]
+            if isinstance(value, InstantVector):
+                return [(dict(labels), v) for labels, v in value.samples]
+            raise OpsplaneError(f"{expr}: not an instant vector or scalar")
+        data = self._client_call(lambda c: c.query(expr, at))
+        if data["resultType"] == "scalar":
+            return [({}, _number(data["result"][1]))]
+        return [(dict(s["metric"]), _number(s["value"][1])) for s in data["result"]]
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> RangeSeries:
+        """`expr` from `start` to `end` every `step` seconds: each series' labels and points."""
+        if self.samples is not None and self.inventory.metrics.source == "builtin":
+            from opsplane.metrics.promql import MemorySource, PromQLError, range_query
+
+            try:
+                matrix = range_query(expr, self.samples() or MemorySource(), start, end, step)
+            except PromQLError as exc:
+                raise OpsplaneError(f"{expr}: {exc}") from None
+            return [(dict(labels), [(t, v) for t, v in points])
+                    for labels, points in matrix.series]
+        data = self._client_call(lambda c: c.query_range(expr, start, end, step))
+        return [(dict(s["metric"]), [(float(t), _number(v)) for t, v in s["values"]]) for s in data["result"]]
+
+    def _client_call(self, call: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+        from opsplane.runbooks.flows import LivePlatform
+
+        platform = LivePlatform(self.inventory, base_dir=self.base_dir, store=self.store, clock=self.clock,
+                                environ=self.environ)
+        client = platform._prometheus()
+        try:
+            return call(client)
+        finally:
+            client.close()
+
+
+def _number(raw: Any) -> float:
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def function(job: Job) -> Callable[[JobEnv], Report | None]:
+    module_name, _, attribute = job.entry.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)  # type: ignore[no-any-return]
+
+
+def run_job(job: Job, env: JobEnv) -> Report | None:
+    """Run `job`; what it could not do is a failed report with the reason, never a traceback.
+    A usage error (a wrong argument from a person) is raised."""
+    try:
+        return function(job)(env)
+    except UsageError:
+        raise
+    except Exception as exc:  # any failure to look is a report of its own
+        return Report(job=job.name, subject="-", summary=f"{job.name} could not run: {exc}", failed=True)
+
+
+def run_and_save(job: Job, env: JobEnv, *, trigger: str, requested_by: str,
+                 slot: datetime | None = None) -> Any:
+    """Run `job` and keep its report (None: nothing to look at). Returns the stored row."""
+    from opsplane.reports import service
+
+    started = env.clock.now()
+    report = run_job(job, env)
+    if report is None:
+        return None
+    with env.store.session() as session:
+        row = service.save(session, report, trigger=trigger, requested_by=requested_by, slot=slot,
+                           started_at=started, now=env.clock.now())
+    return row
