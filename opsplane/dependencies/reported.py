@@ -77,8 +77,8 @@ def npm_audit(text: str, installed: Mapping[str, str] | None = None) -> list[Rep
     data = _json(text, "npm audit")
     if isinstance(data, Mapping) and "error" in data and "vulnerabilities" not in data:
         error = data["error"]
-        said = error.get("summary") if isinstance(error, Mapping) else error
-        raise ToolOutputError(f"npm audit failed: {said}")
+        said = data.get("message") or (error.get("summary") if isinstance(error, Mapping) else error)
+        raise ToolOutputError(f"npm audit failed: {said or 'no reason given'}")
     vulnerabilities = data.get("vulnerabilities") if isinstance(data, Mapping) else None
     if not isinstance(vulnerabilities, Mapping):
         raise ToolOutputError("npm audit's JSON has no `vulnerabilities` (npm 7 or later writes it)")
