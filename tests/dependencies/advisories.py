@@ -28,9 +28,11 @@ URLLIB3_REDOS: dict[str, Any] = {
     "id": "GHSA-q2q7-5pp4-w6pg",
     "modified": "2024-01-01T00:00:00Z",
     "aliases": ["CVE-2021-33503"],
-    "summary": "Catastrophic backtracking in URL authority parser when passed URL containing many @ characters",
+    "summary": "Catastrophic backtracking in URL authority parser when passed URL containing many @ "
+               "characters",
     "affected": [{"package": {"ecosystem": "PyPI", "name": "urllib3"},
-                  "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "1.25.4"}, {"fixed": "1.26.5"}]}]}],
+                  "ranges": [{"type": "ECOSYSTEM",
+                              "events": [{"introduced": "1.25.4"}, {"fixed": "1.26.5"}]}]}],
     "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"}],
     "database_specific": {"severity": "HIGH"},
 }

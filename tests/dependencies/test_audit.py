@@ -21,7 +21,6 @@ import pytest
 from sqlalchemy import select
 
 import opsplane
-
 from opsplane.clock import ManualClock
 from opsplane.config.loader import loads
 from opsplane.dependencies.flows import sources
@@ -97,7 +96,8 @@ def open_rows(store: Store) -> list[DependencyFindingRow]:
 
 def events(store: Store, kind: str) -> list[str]:
     with store.session() as session:
-        return [describe(e) for e in session.scalars(select(Event).where(Event.kind == kind).order_by(Event.id))]
+        query = select(Event).where(Event.kind == kind).order_by(Event.id)
+        return [describe(e) for e in session.scalars(query)]
 
 
 def test_sources_are_the_named_environment_or_the_interpreter_run_starts(venv: Path) -> None:
@@ -118,7 +118,8 @@ def test_the_command_audits_now_and_gives_the_manuals_due_time(venv: Path, osv_a
     assert due - seen == timedelta(hours=4)
 
 
-def test_found_rated_overdue_kept_through_an_outage_and_fixed(venv: Path, osv_api: str, tmp_path: Path) -> None:
+def test_found_rated_overdue_kept_through_an_outage_and_fixed(venv: Path, osv_api: str,
+                                                              tmp_path: Path) -> None:
     inventory = loads(inventory_text(venv, osv_api))
     store = Store.open(f"sqlite:///{tmp_path}/opsplane.db")
     clock = ManualClock(START)
@@ -140,7 +141,8 @@ def test_found_rated_overdue_kept_through_an_outage_and_fixed(venv: Path, osv_ap
     assert all(r.first_seen == START and r.due_at == START + timedelta(hours=4) for r in rows)
     assert first["outcome"] == "warning" and first["counts"]["warning"] == 2
     assert events(store, "deps.found")[0] == (
-        "catalog: pyyaml 5.3.1 has CVE-2020-14343 (fixed in 5.4), critical, CVSS 9.8; fix by 2026-03-02 14:00 UTC")
+        "catalog: pyyaml 5.3.1 has CVE-2020-14343 (fixed in 5.4), critical, CVSS 9.8; "
+        "fix by 2026-03-02 14:00 UTC")
 
     # five hours later, still there: overdue, the report critical, the series ReportCritical reads
     clock.advance(5 * 3600)

@@ -42,7 +42,8 @@ NPM_AUDIT = {
             "range": "0.4.1 - 0.5.1", "nodes": ["node_modules/mkdirp"], "fixAvailable": True},
         "ms": {
             "name": "ms", "severity": "moderate", "isDirect": True,
-            "via": [{"source": 1094419, "name": "ms", "title": "Inefficient Regular Expression Complexity in ms",
+            "via": [{"source": 1094419, "name": "ms",
+                     "title": "Inefficient Regular Expression Complexity in ms",
                      "url": "https://github.com/advisories/GHSA-w9mr-4mfr-499f", "severity": "moderate",
                      "cvss": {"score": 0, "vectorString": None}, "range": "<2.0.0"}],
             "effects": [], "range": "<2.0.0", "nodes": ["node_modules/ms"], "fixAvailable": False},
@@ -72,7 +73,8 @@ def test_npm_audit_json_keeps_advisories_not_the_packages_that_merely_depend() -
         ("minimist", "0.0.8", "GHSA-xvch-5gv4-984h", ("0.2.4",)),
         ("ms", "<2.0.0", "GHSA-w9mr-4mfr-499f", ())]
     minimist, ms = found
-    assert minimist.rating is not None and (minimist.rating.score, minimist.rating.severity) == (9.8, "critical")
+    assert minimist.rating is not None
+    assert (minimist.rating.score, minimist.rating.severity) == (9.8, "critical")
     assert ms.rating is not None and (ms.rating.severity, ms.rating.source) == ("medium", "advisory")
 
 
