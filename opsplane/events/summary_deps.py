@@ -14,12 +14,20 @@ def _said(d: Mapping[str, Any], key: str) -> str:
     return text(d.get(key)) or "?"
 
 
+def _score(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return ""
+    return f", CVSS {value:.1f}"
+
+
 def _found(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
-    score = f", CVSS {d['cvss']}" if isinstance(d.get("cvss"), int | float) else ""
-    due = f"; fix by {_said(d, 'due_at')[:16].replace('T', ' ')} UTC" if d.get("due_at") else \
+    due_at = d.get("due_at")
+    due = f"; fix by {due_at[:16].replace('T', ' ')} UTC" if isinstance(due_at, str) and due_at else \
         "; fix with the next release"
     fixes = d.get("fix_versions")
-    fixed_in = f" (fixed in {', '.join(str(v) for v in fixes)})" if isinstance(fixes, list) and fixes else ""
+    named = [text(v) for v in fixes if text(v)] if isinstance(fixes, list) else []
+    fixed_in = f" (fixed in {', '.join(named)})" if named else ""
+    score = _score(d.get("cvss"))
     return (f"{service or _said(d, 'service')}: {_said(d, 'package')} {_said(d, 'version')} has "
             f"{_said(d, 'vuln')}{fixed_in}, {_said(d, 'severity')}{score}{due}")
 
