@@ -16,8 +16,8 @@ class DependencySources(Strict):
 
     python: str | None = Field(
         None, description="The service's Python environment: a virtual environment's directory or its "
-        "interpreter, relative to the inventory's directory. Unset: the interpreter `run.argv` starts, "
-        "when it names one (python, python3, .venv/bin/python, ...).")
+        "interpreter, relative to the inventory's directory. Unset, with no `requirements` either: the "
+        "interpreter `run.argv` starts, when it names one (python, python3, .venv/bin/python, ...).")
     requirements: list[str] = Field(
         default_factory=list, description="Requirement files audited as they are written, every package "
         "pinned with `==` (a lock file), instead of an installed environment.")
