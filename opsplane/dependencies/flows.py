@@ -80,7 +80,9 @@ def _interpreter_of_run(service: Service, base_dir: Path) -> Path | None:
 
 def sources(inventory: Inventory, base_dir: Path, names: Iterable[str] = ()) -> list[Source]:
     """What to audit of the services `names` (all when empty), in inventory order. A service
-    with no `dependencies` is audited in the interpreter its `run` starts, if it names one."""
+    that names no Python environment nor requirement file is audited in the interpreter its
+    `run` starts, if that is one; one that names no npm project, in its `run.cwd` if that holds
+    a package.json."""
     wanted = list(names)
     unknown = [n for n in wanted if n not in inventory.services]
     if unknown:
@@ -99,8 +101,12 @@ def sources(inventory: Inventory, base_dir: Path, names: Iterable[str] = ()) -> 
                 found.append(Source(name, "environment", interpreter))
         if given is not None:
             found += [Source(name, "requirements", base_dir / r) for r in given.requirements]
-            if given.npm:
-                found.append(Source(name, "npm", base_dir / given.npm))
+        if given is not None and given.npm:
+            found.append(Source(name, "npm", base_dir / given.npm))
+        elif service.run is not None and service.run.cwd:
+            project = base_dir / service.run.cwd
+            if (project / "package.json").is_file():
+                found.append(Source(name, "npm", project))
     return found
 
 

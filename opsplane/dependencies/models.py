@@ -22,7 +22,8 @@ class DependencySources(Strict):
         default_factory=list, description="Requirement files audited as they are written, every package "
         "pinned with `==` (a lock file), instead of an installed environment.")
     npm: str | None = Field(
-        None, description="A directory with package.json and package-lock.json, audited with `npm audit`.")
+        None, description="A directory with package.json and package-lock.json, audited with `npm audit`. "
+        "Unset: `run.cwd`, when it holds a package.json.")
 
 
 class FixTimes(Strict):

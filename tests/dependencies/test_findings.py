@@ -13,12 +13,12 @@ import pytest
 
 from opsplane.config.loader import loads
 from opsplane.dependencies import service
-from opsplane.dependencies.flows import Audited
+from opsplane.dependencies.flows import Audited, sources
 from opsplane.dependencies.job import build_report
 from opsplane.dependencies.models import FixTimes
 from opsplane.dependencies.reported import Reported
 from opsplane.dependencies.severity import Rating
-from opsplane.errors import ConfigError
+from opsplane.errors import ConfigError, UsageError
 from opsplane.store import Store
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -98,3 +98,31 @@ def test_a_misspelt_dependencies_field_is_located() -> None:
     with pytest.raises(ConfigError) as caught:
         loads("platform: {name: shop}\nservices:\n  catalog:\n    dependencies: {pyhton: .venv}\n")
     assert "opsplane.yaml:4:20: services.catalog.dependencies.pyhton: unknown field" in str(caught.value)
+
+
+def test_what_each_service_is_audited_in(tmp_path: Path) -> None:
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "package.json").write_text("{}")
+    inventory = loads("""
+platform: {name: shop}
+services:
+  storefront:
+    kind: frontend
+    run: {argv: [node, server.js], cwd: web}
+  search:
+    dependencies: {requirements: [requirements.lock], npm: ui}
+    run: {argv: [python3, -m, search]}
+  payments:
+    dependencies: {python: /srv/payments/venv}
+    run: {argv: [.venv/bin/python, -m, payments], cwd: app}
+  gateway:
+    run: {argv: [bin/python3.11, -m, gateway], cwd: gw}
+""")
+    found = [(s.service, s.kind, s.path) for s in sources(inventory, tmp_path)]
+    assert found == [
+        ("storefront", "npm", tmp_path / "web"),
+        ("search", "requirements", tmp_path / "requirements.lock"), ("search", "npm", tmp_path / "ui"),
+        ("payments", "environment", Path("/srv/payments/venv")),
+        ("gateway", "environment", tmp_path / "gw" / "bin" / "python3.11")]
+    with pytest.raises(UsageError, match="no service nope; the services are: storefront, search"):
+        sources(inventory, tmp_path, ["nope"])
