@@ -77,6 +77,7 @@ def _register(command: str | None = None) -> None:
     from opsplane.checklists.cli import register as register_checklists
     from opsplane.config.cli import app as config_app
     from opsplane.demo.cli import register as register_demo
+    from opsplane.dependencies.cli import register as register_audit
     from opsplane.deploy.cli import register as register_deploy
     from opsplane.events.cli import app as events_app
     from opsplane.gameday.cli import register as register_gameday
@@ -120,6 +121,7 @@ def _register(command: str | None = None) -> None:
     register_checklists(app)
     register_gameday(app)
     register_reports(report_app)
+    register_audit(app)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from opsplane.alerts.models import AlertingSettings
 from opsplane.backup.models import BackupSettings
 from opsplane.checklists.models import ChecklistsSettings
 from opsplane.config.types import Duration, Ratio, Secret, Strict
+from opsplane.dependencies.models import AuditSettings, DependencySources
 from opsplane.deploy.models import DeploySettings
 from opsplane.gameday.models import GamedaySettings
 from opsplane.incidents.models import IncidentsSettings
@@ -313,6 +314,10 @@ class Component(Strict):
 
 class Service(Component):
     kind: Literal["gateway", "api", "web", "worker", "frontend", "monitoring", "other"] = "api"
+    dependencies: DependencySources | None = Field(
+        None, description="Its Python environment, requirement files and npm project, which `opsplane audit "
+        "deps` checks for known vulnerabilities; see docs/dependencies.md.",
+    )
 
 
 class Database(Component):
@@ -484,6 +489,11 @@ class Inventory(Strict):
         description="The maintenance, security and capacity jobs `serve` runs and keeps as reports "
         "(`opsplane report jobs` lists them); present (even empty), each runs at the manual's time; "
         "see docs/reports.md.",
+    )
+    audit: AuditSettings = Field(
+        default_factory=AuditSettings,
+        description="The dependency audit: the OSV-compatible API vulnerabilities are looked up in and the "
+        "fix times by severity; see docs/dependencies.md.",
     )
     incidents: IncidentsSettings = Field(
         default_factory=IncidentsSettings,

@@ -401,6 +401,7 @@ def _run_tables(page: _Page) -> None:
     page.table(LogRotation)
     _backup_tables(page)
     _checklist_tables(page)
+    _audit_tables(page)
 
 
 def _checklist_tables(page: _Page) -> None:
@@ -409,6 +410,16 @@ def _checklist_tables(page: _Page) -> None:
 
     for heading, model in (("checklists", ChecklistsSettings),
                            ("checklists.schedules.*NAME*", ChecklistSchedule)):
+        page.lines += [f"### {heading}", ""]
+        page.table(model)
+
+
+def _audit_tables(page: _Page) -> None:
+    """The dependency audit: `services.NAME.dependencies` and `audit:` (docs/dependencies.md)."""
+    from opsplane.dependencies.models import AuditSettings, DependencySources, FixTimes
+
+    for heading, model in (("services.*NAME*.dependencies", DependencySources), ("audit", AuditSettings),
+                           ("audit.fix_times", FixTimes)):
         page.lines += [f"### {heading}", ""]
         page.table(model)
 

@@ -42,7 +42,10 @@ class Job:
 
 # The manual's cadence: weekly database care on Sunday night, the weekly reviews on Monday
 # morning, the monthly ones on the 1st, the access review each quarter.
-JOBS: tuple[Job, ...] = ()
+JOBS: tuple[Job, ...] = (
+    Job("deps-audit", "opsplane.dependencies.job:run", "0 10 * * 1",
+        "known vulnerabilities of each service's packages, with fix times by severity"),
+)
 
 
 def get(name: str) -> Job:

@@ -5,6 +5,7 @@ from opsplane.alerts.tables import AlertRow, NotificationRow, SilenceRow
 from opsplane.auth.tables import ApiToken, DashboardSession
 from opsplane.backup.tables import BackupCopyRow, BackupRow, RestoreRow
 from opsplane.checklists.tables import ChecklistRunRow
+from opsplane.dependencies.tables import DependencyFindingRow
 from opsplane.deploy.tables import DeployRow
 from opsplane.events.tables import Event
 from opsplane.gameday.tables import GamedayRow
@@ -21,8 +22,8 @@ metadata = Base.metadata
 
 __all__ = [
     "ActionItemRow", "AlertRow", "ApiToken", "BackupCopyRow", "BackupRow", "CheckState", "ChecklistRunRow",
-    "DashboardSession", "DeployRow", "EvaluationRow", "Event", "GamedayRow", "IncidentAlertRow",
-    "IncidentRow", "IncidentUpdateRow", "NotificationRow", "OutboxRow", "ReportRow", "RestoreRow",
-    "RunbookRunRow", "RunbookStepRow", "SilenceRow", "SloHourRow", "SloMinuteRow", "WorkClaim",
-    "metadata",
+    "DashboardSession", "DependencyFindingRow", "DeployRow", "EvaluationRow", "Event", "GamedayRow",
+    "IncidentAlertRow", "IncidentRow", "IncidentUpdateRow", "NotificationRow", "OutboxRow", "ReportRow",
+    "RestoreRow", "RunbookRunRow", "RunbookStepRow", "SilenceRow", "SloHourRow", "SloMinuteRow",
+    "WorkClaim", "metadata",
 ]
