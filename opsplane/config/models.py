@@ -15,6 +15,7 @@ from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_va
 
 from opsplane.alerts.models import AlertingSettings
 from opsplane.backup.models import BackupSettings
+from opsplane.capacity.models import CapacitySettings
 from opsplane.checklists.models import ChecklistsSettings
 from opsplane.config.types import Duration, Ratio, Secret, Strict
 from opsplane.deploy.models import DeploySettings
@@ -484,6 +485,11 @@ class Inventory(Strict):
         description="The maintenance, security and capacity jobs `serve` runs and keeps as reports "
         "(`opsplane report jobs` lists them); present (even empty), each runs at the manual's time; "
         "see docs/reports.md.",
+    )
+    capacity: CapacitySettings | None = Field(
+        None,
+        description="Performance KPIs and their targets, load tests, and the resources whose use `serve` "
+        "records for capacity forecasts; present (even empty), `serve` records them; see docs/capacity.md.",
     )
     incidents: IncidentsSettings = Field(
         default_factory=IncidentsSettings,

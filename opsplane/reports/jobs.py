@@ -42,7 +42,14 @@ class Job:
 
 # The manual's cadence: weekly database care on Sunday night, the weekly reviews on Monday
 # morning, the monthly ones on the 1st, the access review each quarter.
-JOBS: tuple[Job, ...] = ()
+JOBS: tuple[Job, ...] = (
+    Job("kpi-report", "opsplane.capacity.kpi:kpi_job", "0 10 * * 3",
+        "search, API and database latency and the cache hit rate against their targets"),
+    Job("capacity-check", "opsplane.capacity.report:capacity_job", "0 10 * * 3",
+        "each resource's trend: when CPU, memory, disk, database pools and request rates reach their triggers"),
+    Job("capacity-report", "opsplane.capacity.report:capacity_job", "0 10 1 * *",
+        "the monthly capacity forecast with its scaling advice"),
+)
 
 
 def get(name: str) -> Job:

@@ -4,6 +4,7 @@ from opsplane.alerts.evaluations import EvaluationRow
 from opsplane.alerts.tables import AlertRow, NotificationRow, SilenceRow
 from opsplane.auth.tables import ApiToken, DashboardSession
 from opsplane.backup.tables import BackupCopyRow, BackupRow, RestoreRow
+from opsplane.capacity.tables import CapacityHourRow, CapacitySampleRow
 from opsplane.checklists.tables import ChecklistRunRow
 from opsplane.deploy.tables import DeployRow
 from opsplane.events.tables import Event
@@ -20,7 +21,8 @@ from opsplane.store.claims import WorkClaim
 metadata = Base.metadata
 
 __all__ = [
-    "ActionItemRow", "AlertRow", "ApiToken", "BackupCopyRow", "BackupRow", "CheckState", "ChecklistRunRow",
+    "ActionItemRow", "AlertRow", "ApiToken", "BackupCopyRow", "BackupRow", "CapacityHourRow",
+    "CapacitySampleRow", "CheckState", "ChecklistRunRow",
     "DashboardSession", "DeployRow", "EvaluationRow", "Event", "GamedayRow", "IncidentAlertRow",
     "IncidentRow", "IncidentUpdateRow", "NotificationRow", "OutboxRow", "ReportRow", "RestoreRow",
     "RunbookRunRow", "RunbookStepRow", "SilenceRow", "SloHourRow", "SloMinuteRow", "WorkClaim",
