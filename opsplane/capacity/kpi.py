@@ -84,7 +84,8 @@ class KpiResult:
             return f"{shown(kpi, self.value)}, target {target} missed"
         level = kpi.critical if self.status == "critical" else kpi.warning
         past = "above" if kpi.higher_is_worse else "below"
-        return f"{shown(kpi, self.value)}, {past} its {self.status} level {shown(kpi, level)} (target {target})"
+        return (f"{shown(kpi, self.value)}, {past} its {self.status} level {shown(kpi, level)} "
+                f"(target {target})")
 
 
 def measure(kpis: Sequence[Kpi], window: float, query: Callable[[str], list[tuple[dict[str, str], float]]]
@@ -99,7 +100,8 @@ def measure(kpis: Sequence[Kpi], window: float, query: Callable[[str], list[tupl
     return results
 
 
-def report(results: Sequence[KpiResult], *, window: float, subject: str = "platform", job: str = JOB) -> Report:
+def report(results: Sequence[KpiResult], *, window: float, subject: str = "platform",
+           job: str = JOB) -> Report:
     """The KPIs as a Report: a finding for each one not met (info when only its target is
     missed or nothing was measured), the figures in the body and as Markdown."""
     findings = tuple(Finding(SEVERITY[r.status], r.kpi.name, r.sentence(), r.as_dict())  # type: ignore[arg-type]

@@ -85,7 +85,8 @@ class ResourceForecast:
             if self.threshold is None:
                 return f"{self.shown(self.current)} now, {trend}"
             return f"{self.shown(self.current)} now, {trend}: not at {trigger} within the horizon"
-        return (f"{self.shown(self.current)} now, {trend}: reaches {trigger} in {days(self.time_to_threshold())} "
+        return (f"{self.shown(self.current)} now, {trend}: reaches {trigger} in "
+                f"{days(self.time_to_threshold())} "
                 f"({datetime.fromtimestamp(self.crosses_at, UTC):%Y-%m-%d %H:%M} UTC); "
                 f"{ADVICE.get(self.kind, 'scale it')}")
 
@@ -149,8 +150,9 @@ def report(forecasts: Sequence[ResourceForecast], *, subject: str = "platform") 
     lines = ["# Capacity", "", "| resource | now | trigger | fit | time to trigger | status |",
              "|---|---|---|---|---|---|"]
     for f in forecasts:
-        lines.append(f"| {f.label} | {f.shown(f.current)} | {f.shown(f.threshold)} | "
-                     f"{f.choice.fit.kind if f.choice else '-'} | {days(f.time_to_threshold())} | {f.status} |")
+        fit = f.choice.fit.kind if f.choice else "-"
+        lines.append(f"| {f.label} | {f.shown(f.current)} | {f.shown(f.threshold)} | {fit} | "
+                     f"{days(f.time_to_threshold())} | {f.status} |")
     lines += ["", "Which fit and why:", ""]
     lines += [f"- {f.label}: {f.choice.reason}" for f in forecasts if f.choice]
     return Report(job=JOB, subject=subject, summary=summary, findings=findings,

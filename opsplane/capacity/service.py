@@ -46,7 +46,8 @@ def prune(session: Session, *, now: datetime, minutes_kept: float, hours_kept: f
 
 def resources(session: Session) -> list[str]:
     """Every resource with an hour kept, in name order."""
-    return list(session.scalars(select(CapacityHourRow.resource).distinct().order_by(CapacityHourRow.resource)))
+    names = select(CapacityHourRow.resource).distinct().order_by(CapacityHourRow.resource)
+    return list(session.scalars(names))
 
 
 def history(session: Session, resource: str, *, now: datetime, span: float | None = None) -> list[Point]:

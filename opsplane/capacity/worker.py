@@ -75,8 +75,8 @@ class CapacityWorker(LoopWorker):
     def __init__(self, ctx: WorkerContext, settings: CapacitySettings) -> None:
         super().__init__("capacity", ctx, stuck_after=max(STUCK_AFTER, 3 * settings.interval))
         self.settings = settings
-        self.recorder = Recorder(settings, ctx.store, ctx.clock, base_dir=ctx.inventory_dir, host=HostReader(),
-                                 query=self._query)
+        self.recorder = Recorder(settings, ctx.store, ctx.clock, base_dir=ctx.inventory_dir,
+                                 host=HostReader(), query=self._query)
 
     def _query(self, expr: str) -> list[tuple[dict[str, str], float]]:
         from opsplane.reports.jobs import JobEnv
