@@ -152,7 +152,7 @@ async def _run(inventory: Any, base_dir: Any, env: str, url: str, users: int, se
     scraping = None
     if own is not None:
         await own.once()
-        scraping = asyncio.ensure_future(own.during(stop))
+        scraping = asyncio.ensure_future(own.during(stop, min(lt.SCRAPE_EVERY, seconds / 5)))
     try:
         figures = await lt.drive(url, users=users, duration=seconds, think_time=think_time, seed=seed,
                                  on_progress=lambda p: err.print(p.line(), highlight=False))

@@ -230,7 +230,8 @@ def check_request(inventory: Inventory, *, env: str, target: str | None, i_know:
 
 class OwnScrapes:
     """The inventory's metrics endpoints scraped by the load test itself, into a sample store
-    of its own, when no Prometheus is configured: before the load, every SCRAPE_EVERY s, after."""
+    of its own, when no Prometheus is configured: before the load, every SCRAPE_EVERY s (a fifth
+    of a shorter run, so a series born during the load has a rate), after."""
 
     def __init__(self, inventory: Inventory, env: str) -> None:
         from opsplane.metrics.scrape import MetricsScraper, scrape_targets
@@ -243,10 +244,11 @@ class OwnScrapes:
     async def once(self) -> None:
         await asyncio.gather(*(self.scraper.scrape(t) for t in self.targets))
 
-    async def during(self, stop: asyncio.Event) -> None:
+    async def during(self, stop: asyncio.Event, every: float = SCRAPE_EVERY) -> None:
+        """Scrape every `every` seconds until `stop` is set."""
         while not stop.is_set():
             try:
-                await asyncio.wait_for(stop.wait(), SCRAPE_EVERY)
+                await asyncio.wait_for(stop.wait(), every)
             except TimeoutError:
                 await self.once()
 
