@@ -44,8 +44,8 @@ async def load_and_measure(shop: ShopStack) -> tuple[Any, dict[str, KpiResult], 
         await loadtest.drive(shop.url("gateway"), users=2, duration=1.0, think_time=0.0, seed=1)
         await asyncio.gather(*(scraper.scrape(t) for t in targets))
         hits, total = cache_counts(shop.url("catalog"))
-        load = asyncio.ensure_future(loadtest.drive(shop.url("gateway"), users=4, duration=3.0, think_time=0.0,
-                                                    seed=3))
+        load = asyncio.ensure_future(
+            loadtest.drive(shop.url("gateway"), users=4, duration=3.0, think_time=0.0, seed=3))
         while not load.done():  # scrapes every half second, as Prometheus would, only faster
             await asyncio.sleep(0.5)
             await asyncio.gather(*(scraper.scrape(t) for t in targets))

@@ -60,9 +60,9 @@ def test_production_is_refused_without_i_know(shop: ShopStack, tmp_path: Path) -
 
 
 def figures(**given: Any) -> ClientFigures:
+    search = {"requests": 100, "failed": 0, "p50_ms": 30.0, "p95_ms": 120.0, "p99_ms": 200.0}
     base: dict[str, Any] = {"duration": 10.0, "requests": 1000, "failed": 0, "p50_ms": 20.0, "p95_ms": 90.0,
-                            "p99_ms": 150.0, "steps": {"search": {"requests": 100, "failed": 0, "p50_ms": 30.0,
-                                                                  "p95_ms": 120.0, "p99_ms": 200.0}}}
+                            "p99_ms": 150.0, "steps": {"search": search}}
     return ClientFigures(**{**base, **given})
 
 
