@@ -148,17 +148,35 @@ class CapacitySettings(Strict):
     minutes_kept: Duration = Field(7 * 86400.0, description="How long each recording is kept.")
     hours_kept: Duration = Field(400 * 86400.0, description="How long the hourly means are kept.")
 
-    @model_validator(mode="after")
-    def _own_kpis_are_whole(self) -> CapacitySettings:
-        builtin = {k.name for k in BUILTIN_KPIS}
-        for name, kpi in self.kpis.items():
-            if name in builtin or not kpi.enabled:
-                continue
-            if kpi.histogram is None and kpi.good is None:
-                raise ValueError(f"kpis.{name}: a KPI of its own needs histogram, or good and total")
-            if None in (kpi.target, kpi.warning, kpi.critical):
-                raise ValueError(f"kpis.{name}: a KPI of its own needs target, warning and critical")
-        return self
+
+def capacity_problems(inv: Any) -> list[tuple[tuple[str | int, ...], str]]:
+    """KPIs of the inventory's own without their definition or levels, and KPI expressions the
+    PromQL engine refuses, each with its path in the file."""
+    settings: CapacitySettings | None = inv.capacity
+    if settings is None:
+        return []
+    from opsplane.capacity.kpi import expression
+    from opsplane.metrics.promql import PromQLError
+    from opsplane.metrics.promql.syntax import parse
+
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    builtin = {k.name for k in BUILTIN_KPIS}
+    for name, kpi in settings.kpis.items():
+        path: tuple[str | int, ...] = ("capacity", "kpis", name)
+        if name in builtin or not kpi.enabled:
+            continue
+        if kpi.histogram is None and kpi.good is None:
+            found.append((path, "a KPI of its own needs histogram, or good and total"))
+        elif None in (kpi.target, kpi.warning, kpi.critical):
+            found.append((path, "a KPI of its own needs target, warning and critical"))
+    if found:
+        return found
+    for kpi in resolve_kpis(settings):
+        try:
+            parse(expression(kpi, settings.window))
+        except PromQLError as exc:
+            found.append((("capacity", "kpis", kpi.name), f"its PromQL does not parse: {exc}"))
+    return found
 
 
 def resolve_kpis(settings: CapacitySettings | None) -> list[Kpi]:
