@@ -171,11 +171,11 @@ def capacity_problems(inv: Any) -> list[tuple[tuple[str | int, ...], str]]:
             found.append((path, "a KPI of its own needs target, warning and critical"))
     if found:
         return found
-    for kpi in resolve_kpis(settings):
+    for resolved in resolve_kpis(settings):
         try:
-            parse(expression(kpi, settings.window))
+            parse(expression(resolved, settings.window))
         except PromQLError as exc:
-            found.append((("capacity", "kpis", kpi.name), f"its PromQL does not parse: {exc}"))
+            found.append((("capacity", "kpis", resolved.name), f"its PromQL does not parse: {exc}"))
     return found
 
 
