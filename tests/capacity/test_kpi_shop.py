@@ -1,6 +1,7 @@
-"""The KPIs read from the real shop: its four services scraped into a sample store before and
-after a few seconds of load from the load test's users, then each KPI's PromQL over that store.
-The figures are checked against what the shop's own /metrics and the users measured."""
+"""The KPIs read from the real shop: its four services scraped into a sample store before,
+during and after a few seconds of load from the load test's users, then each KPI's PromQL over
+that store, and the pools and request rates the capacity worker records. The figures are
+checked against what the shop's own /metrics and the users measured."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 
 from opsplane.capacity import loadtest
 from opsplane.capacity.kpi import KpiResult, measure
-from opsplane.capacity.models import resolve_kpis
+from opsplane.capacity.models import CapacitySettings, resolve_kpis
+from opsplane.capacity.readings import Readings, read_all
 from opsplane.clock import SystemClock
 from opsplane.config.loader import loads
 from opsplane.metrics.scrape import MetricsScraper, ScrapeTarget
@@ -34,7 +36,10 @@ def bucket_above(seconds: float) -> float:
     return next((b for b in LATENCY_BUCKETS if b >= seconds), float("inf"))
 
 
-async def load_and_measure(shop: ShopStack) -> tuple[Any, dict[str, KpiResult], tuple[float, float]]:
+Measured = tuple[Any, dict[str, KpiResult], tuple[float, float], Readings]
+
+
+async def load_and_measure(shop: ShopStack) -> Measured:
     """Scrape, load for 3 s, scrape again, and read the KPIs over the scrapes."""
     targets = [ScrapeTarget(name, shop.url(name) + "/metrics", 15.0, 5.0)
                for name in ("gateway", "catalog", "orders", "payments")]
@@ -55,13 +60,14 @@ async def load_and_measure(shop: ShopStack) -> tuple[Any, dict[str, KpiResult], 
         source = scraper.locked_source()
         env = JobEnv(inventory, Path("."), cast(Any, None), SystemClock(), samples=lambda: source)
         results = measure(resolve_kpis(inventory.capacity), 60.0, env.query)
+        readings = read_all(CapacitySettings(disks=[]), base_dir=Path("."), host=None, query=env.query)
     finally:
         await scraper.close()
-    return figures, {r.kpi.name: r for r in results}, (hits_after - hits, total_after - total)
+    return figures, {r.kpi.name: r for r in results}, (hits_after - hits, total_after - total), readings
 
 
 def test_the_kpis_of_the_real_shop_follow_its_metrics(shop: ShopStack) -> None:
-    figures, results, (hits, total) = asyncio.run(load_and_measure(shop))
+    figures, results, (hits, total), readings = asyncio.run(load_and_measure(shop))
     assert figures.requests > 20 and figures.failed == 0
     api, search, db, cache = (results[n] for n in ("api_p95", "search", "db_query_p95", "cache_hit_rate"))
     # the platform's p95 is under the users' (who add the network), at most one bucket above it
@@ -76,3 +82,9 @@ def test_the_kpis_of_the_real_shop_follow_its_metrics(shop: ShopStack) -> None:
     assert cache.value == pytest.approx(hits / total, rel=0.05)
     for result in results.values():
         assert result.status in ("met", "missed", "warning", "critical")
+    # what the capacity worker records from the same samples: pools in use, request rates
+    assert readings.problems == {}
+    assert set(readings.values) == {"db_pool:catalog", "db_pool:orders", "requests:gateway",
+                                    "requests:catalog", "requests:orders", "requests:payments"}
+    assert all(0 <= readings.values[f"db_pool:{s}"] <= 1 for s in ("catalog", "orders"))
+    assert readings.values["requests:gateway"] > 0
