@@ -75,9 +75,10 @@ def capacity(ctx: typer.Context, json_out: bool = typer.Option(False, "--json", 
         raise typer.Exit(exit_code(result.outcome))
     table = Table("RESOURCE", "NOW", "TRIGGER", "FIT", "TIME TO TRIGGER", "STATUS")
     for f in found:
+        when = (days(f.time_to_threshold()) if f.crosses_at is not None
+                else "-" if f.threshold is None or f.choice is None else "not within the horizon")
         table.add_row(f.label, f.shown(f.current), f.shown(f.threshold),
-                      f.choice.fit.kind if f.choice else "-", days(f.time_to_threshold()),
-                      STATUS.get(f.status, f.status))
+                      f.choice.fit.kind if f.choice else "-", when, STATUS.get(f.status, f.status))
     out.print(table)
     out.print(escape(result.summary))
     for finding in result.findings:
