@@ -26,6 +26,7 @@ WORKERS: tuple[str, ...] = (
     "opsplane.health.worker:build",  # probes and the state writer
     "opsplane.metrics.worker:build",  # scrapes into the sample store
     "opsplane.slo.worker:build",  # each SLO's minutes, burn rates and budget, the SLO series
+    "opsplane.capacity.worker:build",  # each resource's use recorded for the capacity forecasts
     "opsplane.alerts.worker:build",  # the rule cycle and received alerts
     "opsplane.runtime.worker:build",  # the runtime's notices
     "opsplane.deploy.worker:build",  # deploys, one claimed step at a time

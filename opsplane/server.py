@@ -216,6 +216,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     from opsplane.runtime.views import router as runtime_router
     from opsplane.slo.views import router as slo_router
     from opsplane.web.backup_views import router as backup_pages_router
+    from opsplane.web.capacity_views import router as capacity_pages_router
     from opsplane.web.deploy_views import router as deploy_pages_router
     from opsplane.web.incident_views import router as incident_pages_router
     from opsplane.web.runbook_views import router as runbook_pages_router
@@ -261,6 +262,7 @@ def create_app(plane: ControlPlane, *, inventory_dir: Path | None = None) -> Fas
     mount(app, backup_pages_router, "")
     mount(app, runbook_pages_router, "")
     mount(app, slo_pages_router, "")
+    mount(app, capacity_pages_router, "")
     mount(app, status_router, "")  # the public status page: no login (docs/status-page.md)
     return app
 

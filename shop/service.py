@@ -79,6 +79,7 @@ class ShopRuntime:
                                    max_overflow=settings.db_max_overflow)
             self.database = Database(engine, self.faults)
             self.metrics.pool_gauges(self.database.pool_in_use, self.database.pool_size)
+            self.metrics.watch_queries(engine)
         if spec.cache:
             requests = self.metrics.counter("cache_requests", "Cache look-ups by result.", "result",
                                             ("hit", "miss", "error"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
@@ -56,6 +57,25 @@ class ShopMetrics:
     def counter(self, name: str, documentation: str, label: str, values: tuple[str, ...]) -> OutcomeCounter:
         """A business counter with one label, every value exported from the start at 0."""
         return OutcomeCounter(Counter(name, documentation, [label], registry=self.registry), values)
+
+    def watch_queries(self, engine: Any) -> None:
+        """Time every statement `engine` runs into `db_query_duration_seconds{service}`."""
+        from sqlalchemy import event
+
+        observe = Histogram("db_query_duration_seconds", "Time the database took to run a statement.",
+                            ["service"], buckets=LATENCY_BUCKETS, registry=self.registry
+                            ).labels(self.service).observe
+
+        def before(conn: Any, cursor: Any, statement: Any, parameters: Any, context: Any, many: Any) -> None:
+            conn.info["query_started"] = time.perf_counter()
+
+        def after(conn: Any, cursor: Any, statement: Any, parameters: Any, context: Any, many: Any) -> None:
+            started = conn.info.pop("query_started", None)
+            if started is not None:
+                observe(time.perf_counter() - started)
+
+        event.listen(engine, "before_cursor_execute", before)
+        event.listen(engine, "after_cursor_execute", after)
 
     def pool_gauges(self, in_use: Callable[[], float], size: Callable[[], float]) -> None:
         """Database pool gauges read at scrape time."""

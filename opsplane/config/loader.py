@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from opsplane.backup.failover_plan import failover_problems
 from opsplane.backup.policy import backup_problems
+from opsplane.capacity.models import capacity_problems
 from opsplane.config.models import CHECK_MODELS, CHECK_TYPES, SECTIONS, Inventory, check_name
 from opsplane.config.yamlsource import LocatedDocument, NotPlain, load_plain, parse
 from opsplane.errors import ConfigError, ConfigProblem
@@ -181,6 +182,7 @@ def cross_check(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
     problems.extend(slo_problems(inv))
     problems.extend(gameday_problems(inv))
     problems.extend(job_problems(inv))
+    problems.extend(capacity_problems(inv))
     problems.extend(auto_problems(inv))
     return problems
 

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_va
 
 from opsplane.alerts.models import AlertingSettings
 from opsplane.backup.models import BackupSettings
+from opsplane.capacity.models import CapacitySettings
 from opsplane.checklists.models import ChecklistsSettings
 from opsplane.config.types import Duration, Ratio, Secret, Strict
 from opsplane.dependencies.models import AuditSettings, DependencySources
@@ -494,6 +495,11 @@ class Inventory(Strict):
         default_factory=AuditSettings,
         description="The dependency audit: the OSV-compatible API vulnerabilities are looked up in and the "
         "fix times by severity; see docs/dependencies.md.",
+    )
+    capacity: CapacitySettings | None = Field(
+        None,
+        description="Performance KPIs and their targets, load tests, and the resources whose use `serve` "
+        "records for capacity forecasts; present (even empty), `serve` records them; see docs/capacity.md.",
     )
     incidents: IncidentsSettings = Field(
         default_factory=IncidentsSettings,

@@ -45,6 +45,13 @@ class Job:
 JOBS: tuple[Job, ...] = (
     Job("deps-audit", "opsplane.dependencies.job:run", "0 10 * * 1",
         "known vulnerabilities of each service's packages, with fix times by severity"),
+    Job("kpi-report", "opsplane.capacity.kpi:kpi_job", "0 10 * * 3",
+        "search, API and database latency and the cache hit rate against their targets"),
+    Job("capacity-check", "opsplane.capacity.report:capacity_job", "0 10 * * 3",
+        "each resource's trend: when CPU, memory, disk, database pools and request rates reach "
+        "their triggers"),
+    Job("capacity-report", "opsplane.capacity.report:capacity_job", "0 10 1 * *",
+        "the monthly capacity forecast with its scaling advice"),
 )
 
 

@@ -4,6 +4,7 @@ from opsplane.alerts.evaluations import EvaluationRow
 from opsplane.alerts.tables import AlertRow, NotificationRow, SilenceRow
 from opsplane.auth.tables import ApiToken, DashboardSession
 from opsplane.backup.tables import BackupCopyRow, BackupRow, RestoreRow
+from opsplane.capacity.tables import CapacityHourRow, CapacitySampleRow
 from opsplane.checklists.tables import ChecklistRunRow
 from opsplane.dependencies.tables import DependencyFindingRow
 from opsplane.deploy.tables import DeployRow
@@ -21,9 +22,9 @@ from opsplane.store.claims import WorkClaim
 metadata = Base.metadata
 
 __all__ = [
-    "ActionItemRow", "AlertRow", "ApiToken", "BackupCopyRow", "BackupRow", "CheckState", "ChecklistRunRow",
-    "DashboardSession", "DependencyFindingRow", "DeployRow", "EvaluationRow", "Event", "GamedayRow",
-    "IncidentAlertRow", "IncidentRow", "IncidentUpdateRow", "NotificationRow", "OutboxRow", "ReportRow",
-    "RestoreRow", "RunbookRunRow", "RunbookStepRow", "SilenceRow", "SloHourRow", "SloMinuteRow",
-    "WorkClaim", "metadata",
+    "ActionItemRow", "AlertRow", "ApiToken", "BackupCopyRow", "BackupRow", "CapacityHourRow",
+    "CapacitySampleRow", "CheckState", "ChecklistRunRow", "DashboardSession", "DependencyFindingRow",
+    "DeployRow", "EvaluationRow", "Event", "GamedayRow", "IncidentAlertRow", "IncidentRow",
+    "IncidentUpdateRow", "NotificationRow", "OutboxRow", "ReportRow", "RestoreRow", "RunbookRunRow",
+    "RunbookStepRow", "SilenceRow", "SloHourRow", "SloMinuteRow", "WorkClaim", "metadata",
 ]
