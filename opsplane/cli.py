@@ -74,6 +74,7 @@ def _register(command: str | None = None) -> None:
     from opsplane.backup.cli import register as register_backup
     from opsplane.backup.failover_cli import register as register_failover
     from opsplane.backup.restore_cli import register as register_restore
+    from opsplane.cache.cli import register as register_cache
     from opsplane.checklists.cli import register as register_checklists
     from opsplane.config.cli import app as config_app
     from opsplane.demo.cli import register as register_demo
@@ -120,6 +121,7 @@ def _register(command: str | None = None) -> None:
     register_checklists(app)
     register_gameday(app)
     register_reports(report_app)
+    register_cache(app)
 
 
 def main() -> None:

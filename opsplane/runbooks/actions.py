@@ -130,27 +130,15 @@ def _silence(step: Any, context: ActionContext) -> Outcome:
 
 
 def _flush_cache(step: Any, context: ActionContext) -> Outcome:
-    import redis
+    from opsplane.cache.client import CacheUnreachable
+    from opsplane.cache.flows import flush
 
-    from opsplane.config.types import SecretRef
-
-    inventory = context.inventory
-    cache = inventory.caches[step.target]
-    environment = inventory.platform.default_environment
-    override = cache.environments.get(environment)
-    host = (override.host if override else None) or cache.host or \
-        inventory.environments[environment].host or "127.0.0.1"
-    port = (override.port if override else None) or cache.port or 6379
-    password = SecretRef(cache.password).resolve(dict(context.environ)) if cache.password else None
-    client = redis.Redis(host=host, port=port, password=password, socket_timeout=10)
     try:
-        keys = client.dbsize()
-        client.flushdb()
-    except redis.RedisError as exc:
-        return "failed", f"cache {step.target} at {host}:{port}: {exc}"
-    finally:
-        client.close()
-    return "ok", f"flushed cache {step.target} at {host}:{port}: {keys} keys deleted"
+        done = flush(context.store, context.inventory, step.target, actor=context.actor, clock=context.clock,
+                     environ=context.environ, reason=context.run_label)
+    except CacheUnreachable as exc:
+        return "failed", f"cache {exc}"
+    return "ok", f"flushed cache {step.target} at {done.address}: {done.keys} keys deleted"
 
 
 ADAPTERS: dict[str, Callable[[Any, ActionContext], Outcome]] = {

@@ -39,6 +39,7 @@ class ServiceSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     secret_env: Mapping[str, str] = field(default_factory=dict)  # name -> secret reference
     version: str | None = None  # the release new instances start with
+    log_daily: bool = False  # rotate the log at its first line of each new day (UTC) too
 
     @classmethod
     def from_component(cls, name: str, component: Component, *, base_dir: Path,
@@ -69,6 +70,7 @@ class ServiceSpec:
             stop_timeout=run.stop_timeout,
             log_max_bytes=run.logs.max_bytes,
             log_backups=run.logs.backups,
+            log_daily=run.logs.daily,
             env=dict(run.env),
             secret_env={key: str(ref) for key, ref in run.secret_env.items()},
             version=version if version is not None else run.version,
