@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opsplane.cache.models import CacheFacts, KeyspaceDb
-from opsplane.reports.models import Finding, Report
+from opsplane.reports.models import Finding, Report, Severity
 from opsplane.units import format_value
 
 # Below this many lookups the hit ratio says more about a quiet cache than a cold one.
@@ -88,12 +88,12 @@ def judge(facts: CacheFacts, limits: Limits = Limits()) -> list[Finding]:
     used, maxmemory = number(info, "used_memory"), number(info, "maxmemory")
     if maxmemory:
         share = used / maxmemory
-        severity = "critical" if share > limits.memory_critical else \
+        level: Severity | None = "critical" if share > limits.memory_critical else \
             "warning" if share > limits.memory_warning else None
-        if severity:
-            found.append(Finding(severity, name, f"memory {share:.0%} of maxmemory "
-                                 f"{format_value(maxmemory, 'bytes')} ({severity} above "
-                                 f"{limits.memory_critical if severity == 'critical' else limits.memory_warning:.0%})",
+        if level:
+            above = limits.memory_critical if level == "critical" else limits.memory_warning
+            found.append(Finding(level, name, f"memory {share:.0%} of maxmemory "
+                                 f"{format_value(maxmemory, 'bytes')} ({level} above {above:.0%})",
                                  {"used_memory": used, "maxmemory": maxmemory}))
     else:
         found.append(Finding("info", name, f"no maxmemory: it may grow to {format_value(used, 'bytes')} "
@@ -101,18 +101,19 @@ def judge(facts: CacheFacts, limits: Limits = Limits()) -> list[Finding]:
     hits, misses = number(info, "keyspace_hits"), number(info, "keyspace_misses")
     if hits + misses >= MIN_LOOKUPS:
         hit_ratio = hits / (hits + misses)
-        severity = "critical" if hit_ratio < limits.hit_ratio_critical else \
+        low: Severity | None = "critical" if hit_ratio < limits.hit_ratio_critical else \
             "warning" if hit_ratio < limits.hit_ratio_warning else None
-        if severity:
-            at = limits.hit_ratio_critical if severity == "critical" else limits.hit_ratio_warning
-            found.append(Finding(severity, name, f"hit ratio {hit_ratio:.0%} ({hits} hits, {misses} misses; "
-                                 f"{severity} below {at:.0%})", {"hit_ratio": round(hit_ratio, 4)}))
+        if low:
+            at = limits.hit_ratio_critical if low == "critical" else limits.hit_ratio_warning
+            found.append(Finding(low, name, f"hit ratio {hit_ratio:.0%} ({hits} hits, {misses} misses; "
+                                 f"{low} below {at:.0%})", {"hit_ratio": round(hit_ratio, 4)}))
     fragmentation = ratio(info, "mem_fragmentation_ratio")
     if (fragmentation is not None and fragmentation > limits.fragmentation_warning
             and used >= MIN_BYTES_FOR_FRAGMENTATION):
         found.append(Finding("warning", name, f"memory fragmentation ratio {fragmentation:.2f} (above "
                              f"{limits.fragmentation_warning:g}): Redis holds more memory than its data "
-                             "needs; activedefrag or a restart gives it back", {"fragmentation_ratio": fragmentation}))
+                             "needs; activedefrag or a restart gives it back",
+                             {"fragmentation_ratio": fragmentation}))
     evicted = number(info, "evicted_keys")
     policy = info.get("maxmemory_policy", "")
     if evicted:
@@ -157,7 +158,8 @@ def describe(row: dict[str, Any]) -> list[tuple[str, str]]:
     keyspace = ", ".join(f"db{db['db']}: {db['keys']} keys ({db['expires']} with expiry)"
                          for db in row["keyspace"]) or "empty"
     said = [("memory", memory), ("policy", str(row["maxmemory_policy"])),
-            ("fragmentation", "-" if row["fragmentation_ratio"] is None else f"{row['fragmentation_ratio']:.2f}"),
+            ("fragmentation", "-" if row["fragmentation_ratio"] is None
+             else f"{row['fragmentation_ratio']:.2f}"),
             ("hit ratio", hits), ("evicted keys", str(row["evicted_keys"])),
             ("expired keys", str(row["expired_keys"])), ("keyspace", keyspace)]
     sample = row.get("sample")
@@ -179,7 +181,8 @@ def report(read: list[CacheFacts], unreachable: dict[str, str], limits: Limits =
         findings.append(Finding("critical", name, f"could not be read: {reason}"))
     names = [facts.name for facts in read] + list(unreachable)
     serious = [f for f in findings if f.severity != "info"]
-    summary = (f"{len(names)} cache{'s' if len(names) != 1 else ''} looked at: "
-               + (f"{len(serious)} finding{'s' if len(serious) != 1 else ''}" if serious else "nothing to fix"))
+    said = f"{len(serious)} finding{'s' if len(serious) != 1 else ''}" if serious else "nothing to fix"
+    summary = f"{len(names)} cache{'s' if len(names) != 1 else ''} looked at: {said}"
     return Report(job="cache-report", subject=", ".join(names), summary=summary, findings=tuple(findings),
-                  body={"caches": rows}, markdown=markdown(rows, findings), failed=bool(unreachable) and not read)
+                  body={"caches": rows}, markdown=markdown(rows, findings),
+                  failed=bool(unreachable) and not read)

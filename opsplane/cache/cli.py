@@ -23,7 +23,8 @@ MARK = {"info": "[dim]·[/]", "warning": "[yellow]![/]", "critical": "[red]✗[/
 def report(
     ctx: typer.Context,
     name: str = typer.Argument(None, metavar="[NAME]", help="One cache (default: every cache)."),
-    sample: int = typer.Option(1000, "--sample", min=0, help="Keys sampled per database for big keys (0: none)."),
+    sample: int = typer.Option(1000, "--sample", min=0,
+                               help="Keys sampled per database for big keys (0: none)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Memory, fragmentation, hit ratio, evictions, keyspace and big keys of the caches.
@@ -57,7 +58,8 @@ def _confirm(name: str, db: int, yes_i_mean: str | None) -> None:
     """The cache's name typed back, or given by --yes-i-mean; anything else refuses."""
     if yes_i_mean is not None:
         if yes_i_mean != name:
-            raise UsageError(f"--yes-i-mean {yes_i_mean!r} does not name the cache {name!r}; nothing was deleted")
+            raise UsageError(f"--yes-i-mean {yes_i_mean!r} does not name the cache {name!r}; "
+                             "nothing was deleted")
         return
     try:
         typed = input(f"Every key of database {db} of cache {name} is deleted. Type {name} to go on: ")
@@ -104,7 +106,8 @@ def flush(
 def warm(
     ctx: typer.Context,
     name: str = typer.Argument(..., metavar="NAME", help="The cache."),
-    service: str = typer.Option(None, "--service", help="Only this service (default: every one that uses it)."),
+    service: str = typer.Option(None, "--service",
+                                help="Only this service (default: every one that uses it)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Load a cache's hot keys through the services that use it (operator role).

@@ -84,7 +84,8 @@ def _record(store: Store, kind: str, actor: str, name: str, outcome: str, clock:
             details: dict[str, Any]) -> None:
     with store.session() as session:
         events.record(session, kind=kind, actor=actor, target=f"cache:{name}", outcome=outcome,
-                      service=name, ts=clock.now(), details={k: v for k, v in details.items() if v is not None})
+                      service=name, ts=clock.now(),
+                      details={k: v for k, v in details.items() if v is not None})
 
 
 # --- warming ---------------------------------------------------------------------------------
@@ -110,8 +111,8 @@ def warmers(inventory: Inventory, name: str, environ: Mapping[str, str], running
     if service is not None and service not in inventory.services:
         raise UsageError(f"no service {service!r} in the inventory")
     if not candidates:
-        raise UsageError(f"no service depends on cache {name!r}" + (f" by the name {service!r}" if service else "")
-                         + ": nothing knows what to load into it")
+        named = f" by the name {service!r}" if service else ""
+        raise UsageError(f"no service{named} depends on cache {name!r}: nothing knows what to load into it")
     found: list[Warmer] = []
     why: list[str] = []
     for candidate in candidates:

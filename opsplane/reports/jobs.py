@@ -41,10 +41,11 @@ class Job:
 
 
 # The manual's cadence: weekly database care on Sunday night, the weekly reviews on Monday
-# morning, the monthly ones on the 1st, the access review each quarter.
+# morning, the monthly ones on the 1st, the access review each quarter; the cache report with
+# Wednesday's performance review, log retention every night.
 JOBS: tuple[Job, ...] = (
     Job("cache-report", "opsplane.cache.flows:cache_report_job", "0 10 * * 3",
-        "Redis: memory against maxmemory, fragmentation, hit ratio, evictions, keyspace, big keys (a sample)"),
+        "Redis: memory of maxmemory, fragmentation, hit ratio, evictions, keyspace, big keys (a sample)"),
     Job("log-retention", "opsplane.runtime.retention:retention_job", "30 3 * * *",
         "Rotated log files older than their service's retention deleted; what was removed"),
 )

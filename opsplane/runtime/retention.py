@@ -76,7 +76,8 @@ def rotated_files(log_dir: Path) -> list[LogFile]:
         except FileNotFoundError:  # rotated away meanwhile
             continue
         service = match["group"].partition("@")[0]
-        found.append(LogFile(log_dir / name, service, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC)))
+        modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+        found.append(LogFile(log_dir / name, service, stat.st_size, modified))
     return found
 
 
@@ -140,8 +141,8 @@ def report(removed: Removed, retention: dict[str, float], where: Path) -> Report
                          "rotated_files_left": removed.kept.get(s, 0)}
                      for s in sorted(set(retention) | set(removed.files) | set(removed.kept))},
         "problems": list(removed.problems)}
-    lines = ["# Log retention", "", summary, "", "| service | retention | removed files | removed bytes | left |",
-             "|---|---|---|---|---|"]
+    lines = ["# Log retention", "", summary, "",
+             "| service | retention | removed files | removed bytes | left |", "|---|---|---|---|---|"]
     lines += [f"| {s} | {_days(v['retention_seconds'])} | {v['removed_files']} | "
               f"{format_value(v['removed_bytes'], 'bytes')} | {v['rotated_files_left']} |"
               for s, v in body["services"].items()]

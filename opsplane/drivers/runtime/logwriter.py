@@ -1,6 +1,6 @@
 """An instance's log writer: a small process that copies the program's stdout and stderr into the
 instance's log file, each line stamped with the UTC time it was read and its stream, and rotates
-the file by size.
+the file by size (and, given `daily`, at the first line of each new UTC day).
 
     python -I -S logwriter.py LOG_PATH MAX_BYTES BACKUPS STDOUT_FD STDERR_FD [daily]
 
@@ -131,7 +131,8 @@ class _Copier:
             if time.monotonic() - self._tried < _REOPEN_EVERY:
                 raise OSError(f"{self.path} could not be opened")
             self._tried = time.monotonic()
-            self.log = RotatingLog(self.path, max_bytes=self.max_bytes, backups=self.backups, daily=self.daily)
+            self.log = RotatingLog(self.path, max_bytes=self.max_bytes, backups=self.backups,
+                                   daily=self.daily)
         return self.log
 
     def close(self) -> None:
