@@ -112,18 +112,21 @@ class QueryStep(StepBase):
 
 # What a `report` step may read: opsplane's own answers (the store, the host), by name.
 READS = ("health.checks", "incidents.open", "alerts.firing", "backup.status", "backup.archive",
-         "host.disk", "host.memory", "tls.expiry", "oncall.handoff")
+         "host.disk", "host.memory", "tls.expiry", "oncall.handoff", "log.errors")
 
 
 class ReportStep(StepBase):
     kind: Literal["report"]
     read: Literal["health.checks", "incidents.open", "alerts.firing", "backup.status", "backup.archive",
-                  "host.disk", "host.memory", "tls.expiry", "oncall.handoff"] = Field(
+                  "host.disk", "host.memory", "tls.expiry", "oncall.handoff", "log.errors"] = Field(
         description="The opsplane read whose answer the step shows and judges (docs/checklists.md).")
     warn_at: float | None = Field(None, description="host.disk, host.memory: percent used from which "
-                                  "the outcome is warned (default 80 and 85).")
+                                  "the outcome is warned (default 80 and 85); log.errors: error lines of "
+                                  "one service from which it is warned (default 10).")
     fail_at: float | None = Field(None, description="host.disk, host.memory: percent used from which "
-                                  "the outcome is failed (default 90 and 95).")
+                                  "the outcome is failed (default 90 and 95); log.errors: error lines of "
+                                  "one service from which it is failed (default: never).")
+    window: Duration = Field(86400.0, description="log.errors: how far back error lines are counted.")
     path: str = Field("/", description="host.disk: a path on the file system looked at.")
     if_failed: str = CONTINUE
     safe: bool = True
