@@ -136,7 +136,7 @@ def judge(facts: CacheFacts, limits: Limits = Limits()) -> list[Finding]:
 def markdown(rows: list[dict[str, Any]], findings: list[Finding]) -> str:
     lines = ["# Cache report", ""]
     for row in rows:
-        lines.append(f"## {row['cache']} ({row['address']})")
+        lines.append(f"## {row['cache']} ({row.get('address') or 'not read'})")
         lines.append("")
         lines += [f"- {label}: {value}" for label, value in describe(row)]
         lines.append("")

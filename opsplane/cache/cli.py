@@ -45,7 +45,7 @@ def report(
                     "findings": [f.as_dict() for f in found.findings]})
     else:
         for row in found.body["caches"]:
-            out.print(f"[bold]{escape(row['cache'])}[/] {escape(row.get('address', ''))}")
+            out.print(f"[bold]{escape(row['cache'])}[/] {escape(row.get('address') or '')}")
             for label, value in analysis.describe(row):
                 out.print(f"  {escape(label)}: {escape(value)}")
         for finding in found.findings:
