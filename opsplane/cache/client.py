@@ -99,7 +99,9 @@ def read(where: CacheAddress, *, sample_size: int = 1000) -> CacheFacts:
 
 
 def big_keys(where: CacheAddress, dbs: list[int], sample_size: int) -> Sample:
-    """Up to `sample_size` keys of each database visited by SCAN, measured by MEMORY USAGE."""
+    """Up to `sample_size` keys of each database visited by SCAN, measured by MEMORY USAGE, the
+    biggest kept with their TYPE. MEMORY USAGE leaves Redis's hit and miss counters alone; TYPE
+    counts as a lookup, so it is asked only of the few keys kept."""
     import redis
 
     looked: dict[int, int] = {}
@@ -115,19 +117,22 @@ def big_keys(where: CacheAddress, dbs: list[int], sample_size: int) -> Sample:
             pipe = client.pipeline(transaction=False)
             for key in keys:
                 pipe.memory_usage(key)
+            sizes = pipe.execute(raise_on_error=False)
+            # a key expired between SCAN and MEMORY USAGE has no size
+            measured = [(key, size) for key, size in zip(keys, sizes, strict=True) if isinstance(size, int)]
+            biggest = heapq.nlargest(BIGGEST_KEPT, measured, key=lambda item: item[1])
+            pipe = client.pipeline(transaction=False)
+            for key, _ in biggest:
                 pipe.type(key)
-            answers = pipe.execute(raise_on_error=False)
+            kinds = pipe.execute(raise_on_error=False)
         except (redis.RedisError, OSError) as exc:
             raise _failed(where, exc) from None
         finally:
             client.close()
         looked[db] = len(keys)
-        for i, key in enumerate(keys):
-            size, kind = answers[2 * i], answers[2 * i + 1]
-            if isinstance(size, int):  # a key expired between SCAN and MEMORY USAGE answers None
-                found.append(BigKey(db, key.decode("utf-8", "replace"), _text(kind), size))
-    biggest = heapq.nlargest(BIGGEST_KEPT, found, key=lambda k: k.bytes)
-    return Sample(sample_size, looked, tuple(biggest))
+        found += [BigKey(db, key.decode("utf-8", "replace"), _text(kind), size)
+                  for (key, size), kind in zip(biggest, kinds, strict=True)]
+    return Sample(sample_size, looked, tuple(heapq.nlargest(BIGGEST_KEPT, found, key=lambda k: k.bytes)))
 
 
 def _text(value: Any) -> str:
