@@ -226,7 +226,6 @@ def _log_errors(step: Any, ctx: ReadContext) -> Reading:
     from opsplane.runtime.logscan import count_errors
     from opsplane.runtime.retention import log_dir
     from opsplane.runtime.selection import runnable
-    from opsplane.timefmt import span
 
     services = list(runnable(ctx.inventory))
     if not services:
@@ -235,7 +234,8 @@ def _log_errors(step: Any, ctx: ReadContext) -> Reading:
     where = log_dir(ctx.inventory, ctx.base_dir)
     results = [count_errors(name, read_logs(where, name, since=since)) for name in services]
     warn_at = step.warn_at if step.warn_at is not None else LOG_ERRORS_WARN
-    outcomes, lines = [], [f"{sum(r.errors for r in results)} error lines in the last {span(step.window)}"]
+    total = sum(r.errors for r in results)
+    outcomes, lines = [], [f"{total} error lines in the last {step.window / 3600:g} h"]
     for found in sorted(results, key=lambda r: (-r.errors, r.service)):
         outcome = "failed" if step.fail_at is not None and found.errors >= step.fail_at else \
             "warned" if found.errors >= warn_at else "ok"
