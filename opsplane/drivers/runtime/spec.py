@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,10 @@ class ServiceSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ServiceSpec:
-        values = dict(data)
+        """The spec of `as_dict`; a field this release does not know (sent by a newer CLI to a
+        supervisor still running) is left out rather than refusing the request."""
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
         values["argv"] = tuple(values["argv"])
         values["policy"] = RestartPolicy(**values["policy"])
         return cls(**values)
