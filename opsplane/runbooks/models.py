@@ -24,10 +24,10 @@ RunbookName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length
 END, FAIL, ABORT, CONTINUE = "end", "fail", "abort", "continue"
 RESERVED = (END, FAIL, ABORT, CONTINUE)
 OUTCOMES = ("ok", "warned", "failed", "skipped", "yes", "no", "timed_out")
-ACTIONS = ("restart", "scale", "rollback", "failover", "flush-cache", "silence")
+ACTIONS = ("restart", "scale", "rollback", "failover", "flush-cache", "warm-cache", "silence")
 # What each action's target must be in the inventory.
 ACTION_TARGETS = {"restart": "service", "scale": "service", "rollback": "service",
-                  "failover": "database", "flush-cache": "cache"}
+                  "failover": "database", "flush-cache": "cache", "warm-cache": "cache"}
 PARAMETER = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
 # A rule's `runbook` that is a runbook's name rather than a link: no '/', ':', '#' or '.'.
 NAMED = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -143,7 +143,7 @@ class CommandStep(StepBase):
 
 class ActionStep(StepBase):
     kind: Literal["action"]
-    action: Literal["restart", "scale", "rollback", "failover", "flush-cache", "silence"]
+    action: Literal["restart", "scale", "rollback", "failover", "flush-cache", "warm-cache", "silence"]
     target: str | None = Field(None, description="The service, database or cache acted on.")
     instances: int | None = Field(None, ge=1, le=100, description="scale: how many instances.")
     matchers: list[str] = Field(default_factory=list, description='silence: label matchers, such as '

@@ -81,3 +81,15 @@ def test_the_report_is_critical_for_a_cache_it_could_not_read_and_failed_when_it
     assert partly.outcome == "critical" and not partly.failed
     assert report([], {"sessions": "refused"}).outcome == "failed"
     assert report([facts()], {}).outcome == "ok"
+
+
+def test_the_cache_events_read_as_sentences() -> None:
+    from opsplane.events.summary import summarise
+
+    assert summarise("cache.flushed", {"cache": "redis", "db": 0, "keys": 51}, outcome="success") == \
+        "Flushed db 0 of cache redis: 51 keys deleted"
+    assert summarise("cache.flushed", {"cache": "redis", "db": 2, "error": "refused",
+                                       "reason": "runbook cache-issues, run 3"}, outcome="failure") == \
+        "Flush of db 2 of cache redis failed (runbook cache-issues, run 3): refused"
+    assert summarise("cache.warmed", {"cache": "redis", "keys": 21, "services": ["catalog"]},
+                     outcome="success") == "Cache redis warmed by catalog: 21 keys loaded"
