@@ -17,10 +17,10 @@ def _flushed(target: str, service: str | None, outcome: str, d: Mapping[str, Any
 
 
 def _warmed(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
-    services = ", ".join(str(s) for s in d.get("services") or []) or "no service"
+    services = text(d.get("services")) or "no service"
     said = f"Cache {text(d.get('cache'))} warmed by {services}: {text(d.get('keys'))} keys loaded"
-    problems = d.get("problems") or []
-    return said + (f"; not reached: {'; '.join(str(p) for p in problems)}" if problems else "")
+    problems = text(d.get("problems"))
+    return said + (f"; not reached: {problems}" if problems else "")
 
 
 def describers() -> dict[str, Any]:
