@@ -75,6 +75,7 @@ def _register(command: str | None = None) -> None:
     from opsplane.backup.failover_cli import register as register_failover
     from opsplane.backup.restore_cli import register as register_restore
     from opsplane.capacity.cli import register as register_capacity
+    from opsplane.cache.cli import register as register_cache
     from opsplane.checklists.cli import register as register_checklists
     from opsplane.config.cli import app as config_app
     from opsplane.demo.cli import register as register_demo
@@ -124,6 +125,7 @@ def _register(command: str | None = None) -> None:
     register_reports(report_app)
     register_audit(app)
     register_capacity(app, report_app)
+    register_cache(app)
 
 
 def main() -> None:

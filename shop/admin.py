@@ -1,4 +1,5 @@
-"""`/admin/faults`: read, replace and clear the faults in force, behind a bearer token."""
+"""`/admin/faults`: read, replace and clear the faults in force, behind a bearer token; the
+same guard (`admin_guard`) for a service's own admin routes, such as the catalog's cache warm-up."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ def _guard(token: str | None) -> Callable[[Request], None]:
             raise HTTPException(403, "wrong admin token")
 
     return require_admin
+
+
+def admin_guard(token: str | None) -> Callable[[Request], None]:
+    """The dependency that lets only `Authorization: Bearer <token>` through (403 without a token)."""
+    return _guard(token)
 
 
 def admin_router(

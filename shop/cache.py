@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -54,6 +55,17 @@ class ResponseCache:
             await self._client.set(key, value, px=self._ttl_ms)
         except (RedisError, OSError) as exc:
             self._failed(exc)
+
+    async def put_many(self, items: Mapping[str, bytes]) -> int:
+        """Store every item with the time to live in one round trip; how many. Unlike `put`, a
+        failure is raised: a warm-up that did not happen must say so."""
+        if self._faults.is_out("cache"):
+            raise ConnectionError("outage injected by fault")
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key, value in items.items():
+                pipe.set(key, value, px=self._ttl_ms)
+            await pipe.execute()
+        return len(items)
 
     async def ping(self) -> None:
         """Raise when the cache cannot be used (by fault or because Redis does not answer)."""

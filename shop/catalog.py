@@ -1,5 +1,6 @@
 """The catalog service: product pages, single products and search, answered from Redis when
-the cache holds them and from the database otherwise."""
+the cache holds them and from the database otherwise; `POST /admin/cache/warm` loads the hot
+keys (the first product page and the top products) into an empty cache, as after a flush."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from redis.exceptions import RedisError
 from sqlalchemy.engine import Connection
 
-from shop.db import DependencyUnavailable, products
+from shop.admin import admin_guard
+from shop.db import DependencyUnavailable, cart_items, products
 from shop.service import ServiceSpec, ShopRuntime
 
 PAGE_SIZE = 20
 SEARCH_LIMIT = 20
+WARM_TOP = 20  # products the warm-up loads one by one
 _COLUMNS = (products.c.id, products.c.sku, products.c.name, products.c.description, products.c.category,
             products.c.price_cents)
 
@@ -47,6 +51,27 @@ def _search(conn: Connection, query: str, limit: int) -> dict[str, Any]:
     return {"query": query, "total": len(items), "items": items}
 
 
+def _page_key(page: int, per_page: int, category: str | None) -> str:
+    return f"shop:products:{page}:{per_page}:{category or ''}"
+
+
+def _product_key(product_id: int) -> str:
+    return f"shop:product:{product_id}"
+
+
+def _hot_keys(conn: Connection, top: int) -> dict[str, bytes]:
+    """What shoppers read most, as the routes cache it: the first product page and the `top`
+    products most often put in a cart (then the first ones by id)."""
+    carted = (sa.select(cart_items.c.product_id, sa.func.count().label("n"))
+              .group_by(cart_items.c.product_id).subquery())
+    rows = conn.execute(sa.select(*_COLUMNS).outerjoin(carted, carted.c.product_id == products.c.id)
+                        .order_by(sa.func.coalesce(carted.c.n, 0).desc(), products.c.id).limit(top))
+    found = {_page_key(1, PAGE_SIZE, None): json.dumps(_page(conn, 1, PAGE_SIZE, None)).encode()}
+    for row in rows:
+        found[_product_key(row.id)] = json.dumps(_product(row)).encode()
+    return found
+
+
 def _json(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
@@ -70,7 +95,7 @@ def catalog_routes(runtime: ShopRuntime) -> APIRouter:
         page: int = Query(1, ge=1, le=10_000), per_page: int = Query(PAGE_SIZE, ge=1, le=100),
         category: str | None = Query(None, max_length=64),
     ) -> Response:
-        key = f"shop:products:{page}:{per_page}:{category or ''}"
+        key = _page_key(page, per_page, category)
         body = await cached(key)
         if body is None:
             body = json.dumps(await database.run(_page, page, per_page, category, atomic=False)).encode()
@@ -79,7 +104,7 @@ def catalog_routes(runtime: ShopRuntime) -> APIRouter:
 
     @router.get("/products/{product_id}")
     async def get_product(product_id: int) -> Response:
-        key = f"shop:product:{product_id}"
+        key = _product_key(product_id)
         body = await cached(key)
         if body is None:
             found = await database.run(_one, product_id, atomic=False)
@@ -109,6 +134,17 @@ def catalog_routes(runtime: ShopRuntime) -> APIRouter:
         searches.inc("hit" if result["total"] else "empty")
         await remember(key, str(result["total"]).encode() + b"\n" + body)
         return _json(body)
+
+    @router.post("/admin/cache/warm", dependencies=[Depends(admin_guard(runtime.settings.admin_token))])
+    async def warm_cache(top: int = Query(WARM_TOP, ge=0, le=1000)) -> dict[str, Any]:
+        if cache is None:
+            raise HTTPException(409, "this catalog runs without a cache: SHOP_REDIS_URL is not set")
+        items = await database.run(_hot_keys, top, atomic=False)
+        try:
+            stored = await cache.put_many(items)
+        except (RedisError, OSError) as exc:
+            raise HTTPException(503, f"the cache did not take the warm-up: {exc}") from None
+        return {"keys": stored, "pages": 1, "products": stored - 1}
 
     return router
 

@@ -201,9 +201,26 @@ class LogRotation(Strict):
     max_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="An instance's log file is rotated when it reaches this size."
     )
-    backups: int = Field(
-        3, ge=0, le=100, description="Rotated files kept per instance (name.log.1 is the newest)."
+    daily: bool = Field(
+        True, description="The log file is also rotated at its first line of each new day (UTC), so each "
+        "rotated file holds at most one day."
     )
+    backups: int = Field(
+        30, ge=0, le=1000, description="Rotated files kept per instance (name.log.1 is the newest); the "
+        "oldest beyond this is deleted at rotation."
+    )
+    retention: Duration | None = Field(
+        None, description="Rotated files older than this are deleted by the daily `log-retention` job "
+        "(the current file never is). Unset: 30 days for services, 90 days for proxies (access logs)."
+    )
+
+
+SERVICE_LOG_RETENTION = 30 * 86400.0
+PROXY_LOG_RETENTION = 90 * 86400.0
+
+
+def _proxy_logs() -> LogRotation:
+    return LogRotation(backups=90)
 
 
 class RunSettings(Strict):
@@ -347,6 +364,10 @@ class Proxy(Component):
         "takes at most 97 bytes for its path; a longer one is refused when the proxy is opened.")
     binary: str | None = Field(
         None, description="The nginx or haproxy program; default: found on PATH or in /usr/sbin.")
+    logs: LogRotation = Field(
+        default_factory=_proxy_logs, description="Rotation and retention of the log of a proxy opsplane "
+        "runs (`managed`); its access log is kept 90 days unless `retention` says otherwise.",
+    )
     version_header: str = Field(
         "X-Version", description="The response header in which a service names its release: how a traffic "
         "change is proven on live answers.",

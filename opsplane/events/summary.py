@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from opsplane.events.summary_backup import describers as backup_describers
 from opsplane.events.summary_deps import describers as deps_describers
+from opsplane.events.summary_cache import describers as cache_describers
 from opsplane.events.summary_gameday import describers as gameday_describers
 from opsplane.events.summary_reports import describers as report_describers
 from opsplane.events.summary_runbook import describers as runbook_describers
@@ -479,5 +480,6 @@ DESCRIBERS: dict[str, Describer] = {
     **gameday_describers(),
     **report_describers(),
     **deps_describers(),
+    **cache_describers(),
 }
 """The sentence of each kind of event opsplane records."""

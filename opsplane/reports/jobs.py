@@ -52,6 +52,10 @@ JOBS: tuple[Job, ...] = (
         "their triggers"),
     Job("capacity-report", "opsplane.capacity.report:capacity_job", "0 10 1 * *",
         "the monthly capacity forecast with its scaling advice"),
+    Job("cache-report", "opsplane.cache.flows:cache_report_job", "0 10 * * 3",
+        "Redis: memory of maxmemory, fragmentation, hit ratio, evictions, keyspace, big keys (a sample)"),
+    Job("log-retention", "opsplane.runtime.retention:retention_job", "30 3 * * *",
+        "Rotated log files older than their service's retention deleted; what was removed"),
 )
 
 

@@ -1,6 +1,6 @@
 """A runbook's `action` steps: each one a small adapter over the operation opsplane already
 has (the runtime's restart and scale, a deploy's rollback, a database failover, a silence, a
-Redis flush). Each returns its outcome and a few lines saying what it did; a refusal of the
+Redis flush and warm-up). Each returns its outcome and a few lines saying what it did; a refusal of the
 operation is a failed step, never an exception out of the run.
 """
 
@@ -55,6 +55,8 @@ def describe(step: Any) -> str:
         return f"silence alerts matching {' '.join(step.matchers)} for {span(step.duration)}"
     if step.action == "flush-cache":
         return f"flush cache {step.target} (Redis FLUSHDB: every key of its database is deleted)"
+    if step.action == "warm-cache":
+        return f"warm cache {step.target}: the services that use it load their hot keys"
     if step.action == "rollback":
         return f"roll {step.target} back to its previous release"
     if step.action == "failover":
@@ -130,30 +132,34 @@ def _silence(step: Any, context: ActionContext) -> Outcome:
 
 
 def _flush_cache(step: Any, context: ActionContext) -> Outcome:
-    import redis
+    from opsplane.cache.client import CacheUnreachable
+    from opsplane.cache.flows import flush
 
-    from opsplane.config.types import SecretRef
-
-    inventory = context.inventory
-    cache = inventory.caches[step.target]
-    environment = inventory.platform.default_environment
-    override = cache.environments.get(environment)
-    host = (override.host if override else None) or cache.host or \
-        inventory.environments[environment].host or "127.0.0.1"
-    port = (override.port if override else None) or cache.port or 6379
-    password = SecretRef(cache.password).resolve(dict(context.environ)) if cache.password else None
-    client = redis.Redis(host=host, port=port, password=password, socket_timeout=10)
     try:
-        keys = client.dbsize()
-        client.flushdb()
-    except redis.RedisError as exc:
-        return "failed", f"cache {step.target} at {host}:{port}: {exc}"
-    finally:
-        client.close()
-    return "ok", f"flushed cache {step.target} at {host}:{port}: {keys} keys deleted"
+        done = flush(context.store, context.inventory, step.target, actor=context.actor, clock=context.clock,
+                     environ=context.environ, reason=context.run_label)
+    except CacheUnreachable as exc:
+        return "failed", f"cache {exc}"
+    return "ok", f"flushed cache {step.target} at {done.address}: {done.keys} keys deleted"
+
+
+def _warm_cache(step: Any, context: ActionContext) -> Outcome:
+    from opsplane.cache.flows import warm, warmers
+
+    running: dict[str, list[int]] = {}
+    if context.inventory.runs_services:
+        for status in _runtime(context).status():
+            if status.state == "running" and status.port and "@" not in status.service:
+                running.setdefault(status.service, []).append(status.port)
+    found = warmers(context.inventory, step.target, context.environ, running)
+    result = warm(context.store, step.target, found, actor=context.actor, clock=context.clock)
+    lines = [f"{service} loaded {said.get('keys', '?')} keys into {step.target}"
+             for service, said in result["warmed"].items()]
+    lines += [f"not reached: {problem}" for problem in result["problems"]]
+    return "ok", "\n".join(lines)
 
 
 ADAPTERS: dict[str, Callable[[Any, ActionContext], Outcome]] = {
     "restart": _restart, "scale": _scale, "rollback": _rollback, "failover": _failover,
-    "silence": _silence, "flush-cache": _flush_cache,
+    "silence": _silence, "flush-cache": _flush_cache, "warm-cache": _warm_cache,
 }

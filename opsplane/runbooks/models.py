@@ -24,10 +24,10 @@ RunbookName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length
 END, FAIL, ABORT, CONTINUE = "end", "fail", "abort", "continue"
 RESERVED = (END, FAIL, ABORT, CONTINUE)
 OUTCOMES = ("ok", "warned", "failed", "skipped", "yes", "no", "timed_out")
-ACTIONS = ("restart", "scale", "rollback", "failover", "flush-cache", "silence")
+ACTIONS = ("restart", "scale", "rollback", "failover", "flush-cache", "warm-cache", "silence")
 # What each action's target must be in the inventory.
 ACTION_TARGETS = {"restart": "service", "scale": "service", "rollback": "service",
-                  "failover": "database", "flush-cache": "cache"}
+                  "failover": "database", "flush-cache": "cache", "warm-cache": "cache"}
 PARAMETER = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
 # A rule's `runbook` that is a runbook's name rather than a link: no '/', ':', '#' or '.'.
 NAMED = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -112,18 +112,21 @@ class QueryStep(StepBase):
 
 # What a `report` step may read: opsplane's own answers (the store, the host), by name.
 READS = ("health.checks", "incidents.open", "alerts.firing", "backup.status", "backup.archive",
-         "host.disk", "host.memory", "tls.expiry", "oncall.handoff")
+         "host.disk", "host.memory", "tls.expiry", "oncall.handoff", "log.errors")
 
 
 class ReportStep(StepBase):
     kind: Literal["report"]
     read: Literal["health.checks", "incidents.open", "alerts.firing", "backup.status", "backup.archive",
-                  "host.disk", "host.memory", "tls.expiry", "oncall.handoff"] = Field(
+                  "host.disk", "host.memory", "tls.expiry", "oncall.handoff", "log.errors"] = Field(
         description="The opsplane read whose answer the step shows and judges (docs/checklists.md).")
     warn_at: float | None = Field(None, description="host.disk, host.memory: percent used from which "
-                                  "the outcome is warned (default 80 and 85).")
+                                  "the outcome is warned (default 80 and 85); log.errors: error lines of "
+                                  "one service from which it is warned (default 10).")
     fail_at: float | None = Field(None, description="host.disk, host.memory: percent used from which "
-                                  "the outcome is failed (default 90 and 95).")
+                                  "the outcome is failed (default 90 and 95); log.errors: error lines of "
+                                  "one service from which it is failed (default: never).")
+    window: Duration = Field(86400.0, description="log.errors: how far back error lines are counted.")
     path: str = Field("/", description="host.disk: a path on the file system looked at.")
     if_failed: str = CONTINUE
     safe: bool = True
@@ -140,7 +143,7 @@ class CommandStep(StepBase):
 
 class ActionStep(StepBase):
     kind: Literal["action"]
-    action: Literal["restart", "scale", "rollback", "failover", "flush-cache", "silence"]
+    action: Literal["restart", "scale", "rollback", "failover", "flush-cache", "warm-cache", "silence"]
     target: str | None = Field(None, description="The service, database or cache acted on.")
     instances: int | None = Field(None, ge=1, le=100, description="scale: how many instances.")
     matchers: list[str] = Field(default_factory=list, description='silence: label matchers, such as '

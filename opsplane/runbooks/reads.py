@@ -216,6 +216,36 @@ def _handoff(step: Any, ctx: ReadContext) -> Reading:
     return Reading(_worst(outcomes), "\n".join(lines))
 
 
+LOG_ERRORS_WARN = 10.0  # error lines of one service in the window from which log.errors warns
+
+
+def _log_errors(step: Any, ctx: ReadContext) -> Reading:
+    """Error lines per service in its logs over `step.window` (24 h), as `opsplane logs --errors`
+    counts them: a service with `warn_at` (10) or more warns, with `fail_at` or more fails."""
+    from opsplane.drivers.runtime.logfiles import read_logs
+    from opsplane.runtime.logscan import count_errors
+    from opsplane.runtime.retention import log_dir
+    from opsplane.runtime.selection import runnable
+
+    services = list(runnable(ctx.inventory))
+    if not services:
+        return Reading("ok", "opsplane's runtime runs no service: no logs to count")
+    since = ctx.clock.now() - timedelta(seconds=step.window)
+    where = log_dir(ctx.inventory, ctx.base_dir)
+    results = [count_errors(name, read_logs(where, name, since=since)) for name in services]
+    warn_at = step.warn_at if step.warn_at is not None else LOG_ERRORS_WARN
+    total = sum(r.errors for r in results)
+    outcomes, lines = [], [f"{total} error lines in the last {step.window / 3600:g} h"]
+    for found in sorted(results, key=lambda r: (-r.errors, r.service)):
+        outcome = "failed" if step.fail_at is not None and found.errors >= step.fail_at else \
+            "warned" if found.errors >= warn_at else "ok"
+        outcomes.append(outcome)
+        top = found.top(1)
+        lines.append(f"{found.service}: {found.errors}" + (f" (most: {top[0].count}x {top[0].message})"
+                                                           if top else ""))
+    return Reading(_worst(outcomes), "\n".join(lines))
+
+
 _READS: dict[str, Callable[[Any, ReadContext], Reading]] = {
     "health.checks": _health,
     "incidents.open": _incidents,
@@ -226,6 +256,7 @@ _READS: dict[str, Callable[[Any, ReadContext], Reading]] = {
     "host.memory": _memory,
     "tls.expiry": _tls,
     "oncall.handoff": _handoff,
+    "log.errors": _log_errors,
 }
 
 __all__ = ["ReadContext", "Reading", "read"]

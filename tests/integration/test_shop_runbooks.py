@@ -231,6 +231,9 @@ def test_cache_issues_flushes_the_real_redis_once_its_name_is_typed(shop: Shop) 
     assert "type redis" in person.asked
     assert steps["flush"][0] == "ok" and "flushed cache redis" in steps["flush"][1]
     assert client.get("session:1") is None
+    # then the catalog loads its hot keys again: the first page and 20 products
+    assert steps["warm"] == ("ok", "catalog loaded 21 keys into redis")
+    assert client.exists("shop:products:1:20:", "shop:product:1") == 2
     assert steps["healthy"][0] == "ok" and "down" not in steps
 
 

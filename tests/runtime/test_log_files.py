@@ -41,6 +41,33 @@ def test_rotation_keeps_the_configured_number_of_backups(tmp_path: Path) -> None
     assert kept == sorted(kept), "rotated files are read oldest first"
 
 
+def test_daily_rotation_starts_a_new_file_at_the_first_line_of_each_utc_day(tmp_path: Path) -> None:
+    log = RotatingLog(log_path(tmp_path, "api", 0), max_bytes=10_000, backups=5, daily=True)
+    log.write("stdout", "monday late", datetime(2026, 1, 5, 23, 59, 59, tzinfo=UTC))
+    log.write("stdout", "tuesday early", datetime(2026, 1, 6, 0, 0, 1, tzinfo=UTC))
+    log.write("stdout", "tuesday later", datetime(2026, 1, 6, 12, 0, tzinfo=UTC))
+    log.close()
+    # opened again later (a restarted instance): a line of a later day than the file's last write
+    # rotates it first
+    log = RotatingLog(log_path(tmp_path, "api", 0), max_bytes=10_000, backups=5, daily=True)
+    log.write("stdout", "wednesday", datetime.now(UTC) + timedelta(days=1))
+    log.close()
+
+    assert [line.split(" ", 2)[2] for line in (tmp_path / "api.0.log.2").read_text().splitlines()] == [
+        "monday late"]
+    assert [line.split(" ", 2)[2] for line in (tmp_path / "api.0.log.1").read_text().splitlines()] == [
+        "tuesday early", "tuesday later"]
+    assert (tmp_path / "api.0.log").read_text().endswith(" stdout wednesday\n")
+
+
+def test_without_daily_rotation_days_share_a_file(tmp_path: Path) -> None:
+    log = RotatingLog(log_path(tmp_path, "api", 0), max_bytes=10_000, backups=5)
+    log.write("stdout", "monday", datetime(2026, 1, 5, 12, tzinfo=UTC))
+    log.write("stdout", "tuesday", datetime(2026, 1, 6, 12, tzinfo=UTC))
+    log.close()
+    assert [f.name for f in instance_files(tmp_path, "api")[0]] == ["api.0.log"]
+
+
 def test_without_backups_a_full_log_starts_over(tmp_path: Path) -> None:
     log = RotatingLog(log_path(tmp_path, "api", 0), max_bytes=1024, backups=0)
     for n in range(40):

@@ -22,7 +22,8 @@ def test_run_defaults_follow_the_documented_policy() -> None:
     backoff = run.backoff
     assert (backoff.initial, backoff.factor, backoff.max, backoff.reset_after) == (1, 2, 60, 30)
     assert run.max_restarts is None and run.restart_window == 600
-    assert (run.logs.max_bytes, run.logs.backups) == (10 * 1024 * 1024, 3)
+    logs = run.logs
+    assert (logs.max_bytes, logs.daily, logs.backups, logs.retention) == (10 * 1024 * 1024, True, 30, None)
     assert inventory.runtime.driver == "process" and inventory.runtime.state_dir == ".opsplane/run"
 
 

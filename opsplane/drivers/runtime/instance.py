@@ -276,7 +276,8 @@ class Instance:
         argv = [self._fill(arg) for arg in self.spec.argv]
         try:
             self._writer, stdout, stderr = LogWriter.start(
-                self._log_path, max_bytes=self.spec.log_max_bytes, backups=self.spec.log_backups)
+                self._log_path, max_bytes=self.spec.log_max_bytes, backups=self.spec.log_backups,
+                daily=self.spec.log_daily)
         except OSError as exc:
             return f"cannot start its log writer: {exc.strerror or exc}"
         try:

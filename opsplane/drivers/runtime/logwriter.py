@@ -1,8 +1,8 @@
 """An instance's log writer: a small process that copies the program's stdout and stderr into the
 instance's log file, each line stamped with the UTC time it was read and its stream, and rotates
-the file by size.
+the file by size (and, given `daily`, at the first line of each new UTC day).
 
-    python -I -S logwriter.py LOG_PATH MAX_BYTES BACKUPS STDOUT_FD STDERR_FD
+    python -I -S logwriter.py LOG_PATH MAX_BYTES BACKUPS STDOUT_FD STDERR_FD [daily]
 
 The supervisor starts one for each run of an instance, in a session of its own, hands it the read
 ends of the two pipes the program writes into and keeps no copy of them. The writer, not the
@@ -52,20 +52,30 @@ def _remove(path: str) -> None:
 
 
 class RotatingLog:
-    """Appends stamped lines to one instance's log file, rotating it at `max_bytes`: the file is
-    renamed `.log.1` (older ones shift up, the one beyond `backups` is deleted) and a new one is
-    opened. Only the instance's log writer writes the file, so renaming it loses nothing."""
+    """Appends stamped lines to one instance's log file, rotating it at `max_bytes`, and with
+    `daily` also before the first line of a new day (UTC): the file is renamed `.log.1` (older
+    ones shift up, the one beyond `backups` is deleted) and a new one is opened. Only the
+    instance's log writer writes the file, so renaming it loses nothing."""
 
-    def __init__(self, path: str | os.PathLike[str], *, max_bytes: int, backups: int) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, max_bytes: int, backups: int,
+                 daily: bool = False) -> None:
         self.path = os.fspath(path)
         self.max_bytes = max_bytes
         self.backups = backups
+        self.daily = daily
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         self._file: BinaryIO = open(self.path, "ab")  # noqa: SIM115 - kept open across writes
         self._size = self._file.tell()
+        # the day of the file's last line: a file written yesterday is rotated at today's first line
+        self._day = datetime.fromtimestamp(os.fstat(self._file.fileno()).st_mtime, UTC).date() \
+            if self._size else None
 
     def write(self, stream: str, text: str, ts: datetime) -> None:
         """One line; `text` without its line ending. Flushed at once so `logs -f` sees it."""
+        day = ts.astimezone(UTC).date()
+        if self.daily and self._size and self._day is not None and day != self._day:
+            self.rotate()
+        self._day = day
         data = f"{stamp(ts)} {stream} {text}\n".encode("utf-8", "replace")
         self._file.write(data)
         self._file.flush()
@@ -99,8 +109,8 @@ class _Copier:
     """Lines from the program's pipes into the log; lines it cannot write are counted, never
     waited on: a program blocked on a full pipe would hang."""
 
-    def __init__(self, path: str, max_bytes: int, backups: int) -> None:
-        self.path, self.max_bytes, self.backups = path, max_bytes, backups
+    def __init__(self, path: str, max_bytes: int, backups: int, daily: bool = False) -> None:
+        self.path, self.max_bytes, self.backups, self.daily = path, max_bytes, backups, daily
         self.log: RotatingLog | None = None
         self.lost = 0
         self._tried = 0.0
@@ -121,7 +131,8 @@ class _Copier:
             if time.monotonic() - self._tried < _REOPEN_EVERY:
                 raise OSError(f"{self.path} could not be opened")
             self._tried = time.monotonic()
-            self.log = RotatingLog(self.path, max_bytes=self.max_bytes, backups=self.backups)
+            self.log = RotatingLog(self.path, max_bytes=self.max_bytes, backups=self.backups,
+                                   daily=self.daily)
         return self.log
 
     def close(self) -> None:
@@ -162,10 +173,10 @@ def _say(message: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    path, max_bytes, backups, stdout_fd, stderr_fd = argv
+    path, max_bytes, backups, stdout_fd, stderr_fd, *flags = argv
     for signum in (signal.SIGINT, signal.SIGHUP):  # its own session; only SIGTERM/SIGKILL end it early
         signal.signal(signum, signal.SIG_IGN)
-    copier = _Copier(path, int(max_bytes), int(backups))
+    copier = _Copier(path, int(max_bytes), int(backups), daily="daily" in flags)
     try:
         copy({int(stdout_fd): "stdout", int(stderr_fd): "stderr"}, copier)
     finally:

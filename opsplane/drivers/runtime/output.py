@@ -40,15 +40,17 @@ class LogWriter:
         self.watch = ProcessWatch(identity)
 
     @classmethod
-    def start(cls, path: Path, *, max_bytes: int, backups: int) -> tuple[LogWriter, int, int]:
-        """Start a writer for `path`; it and the write ends of the program's stdout and stderr
-        pipes, which the caller gives the program and then closes."""
+    def start(cls, path: Path, *, max_bytes: int, backups: int,
+              daily: bool = False) -> tuple[LogWriter, int, int]:
+        """Start a writer for `path` (rotating at `max_bytes`, and at each new day when `daily`);
+        it and the write ends of the program's stdout and stderr pipes, which the caller gives the
+        program and then closes."""
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         try:
             popen = subprocess.Popen(  # noqa: S603 - our own script, argument list
                 [sys.executable, "-I", "-S", str(_WRITER), str(path), str(max_bytes), str(backups),
-                 str(out_read), str(err_read)],
+                 str(out_read), str(err_read), *(["daily"] if daily else [])],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(out_read, err_read),
                 start_new_session=True, env={},
             )

@@ -263,11 +263,12 @@ class ProcessRuntime:
         if name in managed_proxies(self.inventory):
             driver = open_proxy(self.inventory, name, self.base_dir)
             component = self.inventory.component(name)
+            logs = self.inventory.proxies[name].logs
             return ServiceSpec(
                 name=name, argv=tuple(driver.run_argv()), cwd=str(driver.directory),
                 host=component.host or "127.0.0.1", port=None, wants_port=False, instances=1,
                 policy=RestartPolicy(mode="always", initial=0.5, max_delay=10.0), stop_timeout=10.0,
-                log_max_bytes=10 * 1024 * 1024, log_backups=3)
+                log_max_bytes=logs.max_bytes, log_backups=logs.backups, log_daily=logs.daily)
         return ServiceSpec.from_component(name, self.inventory.component(name), base_dir=self.base_dir,
                                           version=self.book.read().get(name))
 

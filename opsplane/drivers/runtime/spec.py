@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class ServiceSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     secret_env: Mapping[str, str] = field(default_factory=dict)  # name -> secret reference
     version: str | None = None  # the release new instances start with
+    log_daily: bool = False  # rotate the log at its first line of each new day (UTC) too
 
     @classmethod
     def from_component(cls, name: str, component: Component, *, base_dir: Path,
@@ -69,6 +70,7 @@ class ServiceSpec:
             stop_timeout=run.stop_timeout,
             log_max_bytes=run.logs.max_bytes,
             log_backups=run.logs.backups,
+            log_daily=run.logs.daily,
             env=dict(run.env),
             secret_env={key: str(ref) for key, ref in run.secret_env.items()},
             version=version if version is not None else run.version,
@@ -94,7 +96,10 @@ class ServiceSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ServiceSpec:
-        values = dict(data)
+        """The spec of `as_dict`; a field this release does not know (sent by a newer CLI to a
+        supervisor still running) is left out rather than refusing the request."""
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
         values["argv"] = tuple(values["argv"])
         values["policy"] = RestartPolicy(**values["policy"])
         return cls(**values)
