@@ -89,6 +89,7 @@ def _register(command: str | None = None) -> None:
     from opsplane.reports.cli import register as register_reports
     from opsplane.runbooks.cli import register as register_runbooks
     from opsplane.runtime.cli import register as register_runtime
+    from opsplane.security.cli import register as register_security
     from opsplane.slo.cli import register as register_slo
     from opsplane.store.cli import app as db_app
     from opsplane.web.status_cli import app as status_app
@@ -120,6 +121,7 @@ def _register(command: str | None = None) -> None:
     register_checklists(app)
     register_gameday(app)
     register_reports(report_app)
+    register_security(report_app)
 
 
 def main() -> None:

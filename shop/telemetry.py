@@ -122,10 +122,11 @@ class ClientTally:
     """Requests per client address over a window, written to the log when the window closes
     rather than exported as metric labels (one series per address would be unbounded).
 
-    The window closes at the first request after its end, which then logs one line for each of
-    the `top` busiest clients:
+    The window closes at the first request after its end, which then logs one line for the
+    window and one for each of its `top` busiest clients:
 
-        clients window=60s total=1234 client=10.0.0.7 requests=1100 denied=3
+        traffic window=60s total=1234 addresses=57
+        traffic client=10.0.0.7 requests=1100 denied=3
 
     At most `limit` addresses are told apart in a window; further ones count as `other`.
     """
@@ -161,7 +162,7 @@ class ClientTally:
         if not counts:
             return
         total = sum(c.requests for c in counts.values())
+        self._log(f"traffic window={self.window:g}s total={total} addresses={len(counts)}")
         busiest = sorted(counts.items(), key=lambda item: -item[1].requests)[:self._top]
         for client, count in busiest:
-            self._log(f"clients window={self.window:g}s total={total} client={client} "
-                      f"requests={count.requests} denied={count.denied}")
+            self._log(f"traffic client={client} requests={count.requests} denied={count.denied}")

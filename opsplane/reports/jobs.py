@@ -42,7 +42,12 @@ class Job:
 
 # The manual's cadence: weekly database care on Sunday night, the weekly reviews on Monday
 # morning, the monthly ones on the 1st, the access review each quarter.
-JOBS: tuple[Job, ...] = ()
+JOBS: tuple[Job, ...] = (
+    Job("security-signals", "opsplane.security.signals:run", "0 7 * * *",
+        "failed sign-ins and the busiest clients of the last day, from the services' logs"),
+    Job("access-review", "opsplane.security.access:run", "0 10 1 1,4,7,10 *",
+        "API tokens unused for 90 days, admin tokens, dashboard sessions"),
+)
 
 
 def get(name: str) -> Job:
