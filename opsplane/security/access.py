@@ -62,8 +62,8 @@ def flags(token: TokenAccess, now: datetime) -> list[Finding]:
     if token.last_used_at is None:
         if now - token.created_at >= UNUSED:
             age = _days(now - token.created_at)
-            found.append(Finding("warning", subject,
-                                 f"never used in the {age} days since {token.created_by} created it; {revoke}"))
+            found.append(Finding("warning", subject, f"never used in the {age} days since "
+                                 f"{token.created_by} created it; {revoke}"))
     elif now - token.last_used_at >= UNUSED:
         idle = _days(now - token.last_used_at)
         found.append(Finding("warning", subject, f"unused for {idle} days; {revoke}"))
