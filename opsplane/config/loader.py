@@ -19,6 +19,7 @@ from opsplane.gameday.catalog import gameday_problems
 from opsplane.notify.models import CHANNEL_TYPES
 from opsplane.oncall.checks import oncall_problems, oncall_warnings
 from opsplane.reports.jobs import job_problems
+from opsplane.security.config_secrets import secret_problems
 from opsplane.runbooks.auto import auto_problems
 from opsplane.slo.checks import slo_problems
 
@@ -181,6 +182,7 @@ def cross_check(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
     problems.extend(slo_problems(inv))
     problems.extend(gameday_problems(inv))
     problems.extend(job_problems(inv))
+    problems.extend(secret_problems(inv))
     problems.extend(auto_problems(inv))
     return problems
 

@@ -103,7 +103,7 @@ def collect(session: Session) -> list[TokenAccess]:
     from opsplane.auth.tables import ApiToken, DashboardSession
 
     counts = dict(session.execute(select(DashboardSession.token_id, func.count())
-                                  .group_by(DashboardSession.token_id)).tuples().all())
+                                  .group_by(DashboardSession.token_id)).all())
     rows = session.scalars(select(ApiToken).where(ApiToken.revoked_at.is_(None)).order_by(ApiToken.id))
     return [TokenAccess(r.name, r.role, r.created_at, r.created_by, r.last_used_at, r.expires_at,
                         counts.get(r.id, 0)) for r in rows]
