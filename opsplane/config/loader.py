@@ -19,8 +19,8 @@ from opsplane.gameday.catalog import gameday_problems
 from opsplane.notify.models import CHANNEL_TYPES
 from opsplane.oncall.checks import oncall_problems, oncall_warnings
 from opsplane.reports.jobs import job_problems
-from opsplane.security.config_secrets import secret_problems
 from opsplane.runbooks.auto import auto_problems
+from opsplane.security.config_secrets import secret_problems
 from opsplane.slo.checks import slo_problems
 
 DEFAULT_PATH = "opsplane.yaml"

@@ -18,7 +18,8 @@ _CREDENTIAL_URLS = re.compile(
 _QUERY_TOKEN = re.compile(
     r"(?P<head>[?&](?:token|access_token|api_key|apikey|key|secret|password|passwd|pwd|auth|sig|signature|"
     r"routing_key|integration_key)=)(?P<secret>[^&#\s\"'<>]+)", re.IGNORECASE)
-_PATTERNS = (("a password in a URL", _USERINFO), ("a webhook URL that is itself the credential", _CREDENTIAL_URLS),
+_PATTERNS = (("a password in a URL", _USERINFO),
+             ("a webhook URL that is itself the credential", _CREDENTIAL_URLS),
              ("a token in a URL's query", _QUERY_TOKEN))
 
 

@@ -41,7 +41,8 @@ def _platform(store: Store, clock: ManualClock) -> None:
         tokens.authenticate(session, token=active, clock=clock)
     with store.session() as session:
         for _ in range(2):
-            sessions.start(session, token=admin, client="10.0.0.5", now=start, policy=sessions.SessionPolicy())
+            sessions.start(session, token=admin, client="10.0.0.5", now=start,
+                           policy=sessions.SessionPolicy())
 
 
 def test_the_review_flags_unused_tokens_and_lists_admin_ones(store: Store) -> None:
@@ -59,7 +60,8 @@ def test_the_review_flags_unused_tokens_and_lists_admin_ones(store: Store) -> No
     root = next(t for t in data["tokens"] if t["name"] == "root")
     assert root["dashboard_sessions"] == 2 and root["created_by"] == "cli:ana" and root["last_used_at"]
     forgotten = next(t for t in data["tokens"] if t["name"] == "forgotten")
-    assert forgotten["last_used_at"] is None and "never used in the 120 days since cli:bo" in forgotten["flags"][0]
+    assert forgotten["last_used_at"] is None
+    assert "never used in the 120 days since cli:bo" in forgotten["flags"][0]
 
 
 def test_the_access_review_job_keeps_a_warning_report(store: Store, tmp_path: Path) -> None:

@@ -15,7 +15,8 @@ def _logins(client: str, result: str, count: int, user: str = "alice") -> list[s
 
 
 def _window(total: int, *clients: tuple[str, int, int]) -> list[str]:
-    lines = [f"2026-12-06 10:01:00,000 shop.clients INFO traffic window=60s total={total} addresses={len(clients)}"]
+    lines = [f"2026-12-06 10:01:00,000 shop.clients INFO traffic window=60s total={total} "
+             f"addresses={len(clients)}"]
     lines += [f"2026-12-06 10:01:00,000 shop.clients INFO traffic client={c} requests={r} denied={d}"
               for c, r, d in clients]
     return lines
@@ -35,7 +36,8 @@ def test_one_client_with_many_failed_sign_ins_is_a_critical_finding_naming_it() 
 
 
 def test_a_fifth_of_the_brute_force_threshold_is_a_warning() -> None:
-    findings = judge(tally(_logins("198.51.100.4", "failed", 12)), Limits(brute_force_logins=50), window="24 h")
+    findings = judge(tally(_logins("198.51.100.4", "failed", 12)), Limits(brute_force_logins=50),
+                     window="24 h")
     assert [(f.severity, f.subject) for f in findings] == [("warning", "198.51.100.4")]
 
 
@@ -62,8 +64,9 @@ def test_the_report_lists_top_clients_and_failed_sign_in_sources_whatever_it_fin
     made = report(found, Limits(), services=["gateway"])
     assert made.outcome == "ok" and "no client stands out" in made.summary
     assert made.body["top_clients"][0]["client"] == "10.0.0.2"
-    assert made.body["failed_login_sources"][0] == {"client": "10.0.0.3", "requests": 0, "denied": 0,
-                                                   "failed_logins": 1, "ok_logins": 0, "users_tried": ["alice"]}
+    assert made.body["failed_login_sources"][0] == {
+        "client": "10.0.0.3", "requests": 0, "denied": 0, "failed_logins": 1, "ok_logins": 0,
+        "users_tried": ["alice"]}
     assert "| 10.0.0.2 | 90 | 0 | 0 |" in made.markdown
     empty = report(tally([]), Limits(), services=["gateway"])
     assert empty.outcome == "ok" and "no sign-in or traffic lines" in empty.summary

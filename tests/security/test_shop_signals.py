@@ -96,7 +96,8 @@ def test_a_burst_of_failed_sign_ins_fires_the_rules_and_the_job_names_the_client
         for rule in rules:
             done = evaluate_rule(rule, evaluate(rule.expr, at), alerts[rule.name], at)
             alerts[rule.name] = {a.fingerprint: a for a in done.alerts}
-            states[rule.name] = ",".join(sorted(f"{a.state.value}:{a.labels['service']}" for a in done.alerts))
+            states[rule.name] = ",".join(sorted(f"{a.state.value}:{a.labels['service']}"
+                                                for a in done.alerts))
         return states
 
     with httpx.Client(base_url=url, timeout=5) as client:
@@ -109,7 +110,8 @@ def test_a_burst_of_failed_sign_ins_fires_the_rules_and_the_job_names_the_client
         scrape(t0)
         assert cycle(t0) == {r.name: "" for r in rules}
         for attempt in range(60):  # one client guessing passwords
-            answer = client.post("/login", json={"username": ("alice", "root")[attempt % 2], "password": WRONG})
+            guess = {"username": ("alice", "root")[attempt % 2], "password": WRONG}
+            answer = client.post("/login", json=guess)
             assert answer.status_code == 401
         for path in ("/.env", "/wp-admin", "/admin.php", "/.git/config") * 40:  # and looking for files
             assert client.get(path).status_code == 404
