@@ -24,3 +24,13 @@ def test_secret_parts_are_found_and_replaced(text: str, secret: str, kept: str) 
 def test_ordinary_urls_are_left_as_they_are() -> None:
     for text in ("http://127.0.0.1:8200/health", "postgresql://shop@db/shop", "https://example.com/?page=2"):
         assert findings(text) == [] and redact(text) == text
+
+
+def test_a_channel_error_quoting_part_of_its_secret_url_is_redacted() -> None:
+    from opsplane.drivers.channels.base import redact as redact_detail
+
+    url = "https://hooks.slack.com/services/T01ABC/B02DEF/xq7Tt9sPzz"
+    detail = "HTTP 404: no_service: nothing is posted at /services/T01ABC/B02DEF/xq7Tt9sPzz (xq7Tt9sPzz)"
+    cleaned = redact_detail(detail, (url,))
+    assert "xq7Tt9sPzz" not in cleaned and "T01ABC" not in cleaned
+    assert cleaned.startswith("HTTP 404: no_service")
