@@ -74,8 +74,8 @@ def _register(command: str | None = None) -> None:
     from opsplane.backup.cli import register as register_backup
     from opsplane.backup.failover_cli import register as register_failover
     from opsplane.backup.restore_cli import register as register_restore
-    from opsplane.capacity.cli import register as register_capacity
     from opsplane.cache.cli import register as register_cache
+    from opsplane.capacity.cli import register as register_capacity
     from opsplane.checklists.cli import register as register_checklists
     from opsplane.config.cli import app as config_app
     from opsplane.demo.cli import register as register_demo
@@ -92,6 +92,7 @@ def _register(command: str | None = None) -> None:
     from opsplane.reports.cli import register as register_reports
     from opsplane.runbooks.cli import register as register_runbooks
     from opsplane.runtime.cli import register as register_runtime
+    from opsplane.security.cli import register as register_security
     from opsplane.slo.cli import register as register_slo
     from opsplane.store.cli import app as db_app
     from opsplane.web.status_cli import app as status_app
@@ -126,6 +127,7 @@ def _register(command: str | None = None) -> None:
     register_audit(app)
     register_capacity(app, report_app)
     register_cache(app)
+    register_security(report_app)
 
 
 def main() -> None:

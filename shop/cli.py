@@ -8,7 +8,7 @@ import typer
 
 from shop import SERVICES
 from shop.settings import DEFAULT_PORTS, ShopConfigError
-from shop.traffic import DEFAULT_CONCURRENCY, DEFAULT_THINK_TIME
+from shop.traffic import DEFAULT_CONCURRENCY, DEFAULT_LOGIN_SHARE, DEFAULT_THINK_TIME
 
 app = typer.Typer(help="The reference shop: serve its services, send it traffic.", no_args_is_help=True)
 
@@ -43,6 +43,8 @@ def traffic(
     concurrency: int = typer.Option(DEFAULT_CONCURRENCY, min=1, help="sessions at most at once"),
     seed: int | None = typer.Option(None, help="seed for a repeatable run"),
     mix: str = typer.Option("", help="session kinds and weights, e.g. browse=0.5,search=0.3,buy=0.2"),
+    logins: float = typer.Option(DEFAULT_LOGIN_SHARE, min=0.0, max=1.0,
+                                 help="share of sessions that sign in first"),
     json_output: bool = typer.Option(False, "--json", help="final report as JSON"),
 ) -> None:
     """Send shoppers to the gateway; live lines on stderr, the report on stdout (exit 1 below 99 % ok)."""
@@ -54,7 +56,7 @@ def traffic(
         typer.echo(f"--mix: {exc}", err=True)
         raise typer.Exit(3) from None
     code = run_cli(base_url, rps=rps, duration=duration, think_time=think_time, concurrency=concurrency,
-                   seed=seed, as_json=json_output, mix=weights)
+                   seed=seed, as_json=json_output, mix=weights, logins=logins)
     raise typer.Exit(code)
 
 

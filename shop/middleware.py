@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shop.faults import EXEMPT_ROUTES, FaultInjector
 from shop.releases import ReleaseBehaviour
-from shop.telemetry import ErrorWindow, ShopMetrics
+from shop.telemetry import ClientTally, ErrorWindow, ShopMetrics
 
 UNMATCHED = "unmatched"
 VERSION_HEADER = b"x-version"
@@ -84,7 +84,7 @@ class ShopMiddleware:
 
     def __init__(
         self, app: ASGIApp, *, namer: RouteNamer, metrics: ShopMetrics, faults: FaultInjector,
-        errors: ErrorWindow, release: ReleaseBehaviour,
+        errors: ErrorWindow, release: ReleaseBehaviour, clients: ClientTally | None = None,
     ) -> None:
         self.app = app
         self._namer = namer
@@ -92,6 +92,7 @@ class ShopMiddleware:
         self._faults = faults
         self._errors = errors
         self._release = release
+        self._clients = clients  # the gateway's: requests per client address, in its log
         self._version_header = (VERSION_HEADER, release.name.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -148,6 +149,9 @@ class ShopMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             self._metrics.observe_request(route, scope["method"], status, elapsed)
+            if self._clients is not None and route not in OPERATIONAL_ROUTES:
+                peer = scope.get("client")
+                self._clients.record(peer[0] if peer else None, status)
             if route not in OPERATIONAL_ROUTES:
                 self._errors.record(status >= 500)
                 faults.answered()

@@ -36,7 +36,7 @@ from shop.health import DEGRADED, Dependency, HealthChecker
 from shop.middleware import RouteNamer, ShopMiddleware, note_failure
 from shop.releases import CRASH_EXIT_CODE, Release, ReleaseBehaviour, UnknownRelease, get_by_name
 from shop.settings import ShopConfigError, ShopSettings
-from shop.telemetry import ErrorWindow, OutcomeCounter, ShopMetrics
+from shop.telemetry import ClientTally, ErrorWindow, OutcomeCounter, ShopMetrics
 
 log = logging.getLogger("shop")
 
@@ -53,6 +53,7 @@ class ServiceSpec:
     downstreams: tuple[str, ...] = ()
     main_routes: tuple[str, ...] = ()
     checkout_route: str | None = None
+    client_log: bool = False  # log its busiest client addresses each window (the gateway)
 
 
 class ShopRuntime:
@@ -70,6 +71,8 @@ class ShopRuntime:
         self._exit = exit_process
         self._crash: asyncio.TimerHandle | None = None
         self.errors = ErrorWindow()
+        self.clients = (ClientTally(settings.client_window, logging.getLogger("shop.clients").info)
+                        if spec.client_log else None)
         self.rng = random.Random(settings.seed)
         self.database: Database | None = None
         self.cache: ResponseCache | None = None
@@ -234,7 +237,8 @@ def build_app(spec: ServiceSpec, settings: ShopSettings, *,
     plan = startup_plan(settings, namer.templates, runtime.fault_targets())
     app.add_exception_handler(DependencyUnavailable, _unavailable)  # type: ignore[arg-type]
     app.add_middleware(ShopMiddleware, namer=namer, metrics=runtime.metrics,  # type: ignore[arg-type]
-                       faults=runtime.faults, errors=runtime.errors, release=runtime.release)
+                       faults=runtime.faults, errors=runtime.errors, release=runtime.release,
+                       clients=runtime.clients)
     return app
 
 

@@ -41,6 +41,7 @@ class ShopSettings:
     cache_ttl: float = 30.0
     db_pool_size: int = 10
     db_max_overflow: int = 10
+    client_window: float = 60.0  # the gateway's window of requests per client, in its log
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> ShopSettings:
@@ -64,6 +65,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> ShopSettings:
         cache_ttl=_positive_float(env, "SHOP_CACHE_TTL", 30.0),
         db_pool_size=int(_positive_float(env, "SHOP_DB_POOL_SIZE", 10)),
         db_max_overflow=int(_positive_float(env, "SHOP_DB_MAX_OVERFLOW", 10, allow_zero=True)),
+        client_window=_positive_float(env, "SHOP_CLIENT_WINDOW", 60.0),
     )
 
 

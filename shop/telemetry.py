@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
@@ -123,3 +124,65 @@ class ErrorWindow:
                 total += count
                 errors += failed
         return errors / total if total else 0.0
+
+
+# Answers that say a client was refused or asked for what is not there: a scan, a guessed
+# token, a brute-forced login show up as many of them from one address.
+DENIED = frozenset({401, 403, 404})
+OTHER_CLIENTS = "other"
+
+
+@dataclass
+class ClientCount:
+    requests: int = 0
+    denied: int = 0
+
+
+class ClientTally:
+    """Requests per client address over a window, written to the log when the window closes
+    rather than exported as metric labels (one series per address would be unbounded).
+
+    The window closes at the first request after its end, which then logs one line for the
+    window and one for each of its `top` busiest clients:
+
+        traffic window=60s total=1234 addresses=57
+        traffic client=10.0.0.7 requests=1100 denied=3
+
+    At most `limit` addresses are told apart in a window; further ones count as `other`.
+    """
+
+    def __init__(self, window: float, log: Callable[[str], None], *, top: int = 5, limit: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self._log = log
+        self._top = top
+        self._limit = limit
+        self._clock = clock
+        self._ends = clock() + window
+        self._counts: dict[str, ClientCount] = {}
+
+    def record(self, client: str | None, status: int) -> None:
+        now = self._clock()
+        if now >= self._ends:
+            self.flush()
+            self._ends = now + self.window
+        key = client or "unknown"
+        count = self._counts.get(key)
+        if count is None:
+            if len(self._counts) >= self._limit:
+                key = OTHER_CLIENTS
+            count = self._counts.setdefault(key, ClientCount())
+        count.requests += 1
+        if status in DENIED:
+            count.denied += 1
+
+    def flush(self) -> None:
+        """Log the closing window's busiest clients and start a new one."""
+        counts, self._counts = self._counts, {}
+        if not counts:
+            return
+        total = sum(c.requests for c in counts.values())
+        self._log(f"traffic window={self.window:g}s total={total} addresses={len(counts)}")
+        busiest = sorted(counts.items(), key=lambda item: -item[1].requests)[:self._top]
+        for client, count in busiest:
+            self._log(f"traffic client={client} requests={count.requests} denied={count.denied}")

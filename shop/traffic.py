@@ -8,6 +8,11 @@ shop shows up as drops and latency rather than as a quietly lower rate. Requests
 `shop.httpclient` (keep-alive, a tenth of httpx's CPU per request), so the generator leaves
 the machine's cores to the shop it measures.
 
+Shoppers may sign in first (`logins`, a share of sessions; `python -m shop.traffic` signs in
+at the start of 5 % of sessions by default), now and then with a mistyped password, so that the
+gateway's sign-in log and `shop_logins_total` have something to show. A refused sign-in is an
+answer the shop is meant to give, not a failed request.
+
 Run it with `python -m shop.traffic --base-url URL --rps N --duration S [--json]`.
 """
 
@@ -17,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import signal
 import sys
@@ -25,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
+from shop.gateway import DEFAULT_DEMO_PASSWORD, DEMO_USERS
 from shop.httpclient import HttpClientError, Origin
 from shop.products import SEARCH_HITS, SEARCH_MISSES
 from shop.traffic_report import Recorder, TrafficReport
@@ -37,6 +44,8 @@ DEFAULT_CONCURRENCY = 256
 PROGRESS_EVERY = 5.0
 _NAP = 0.1
 REQUEST_TIMEOUT = 10.0
+DEFAULT_LOGIN_SHARE = 0.05  # of sessions, from the command line
+MISTYPED_PASSWORD_SHARE = 0.02  # of sign-ins
 
 
 def parse_mix(text: str) -> dict[str, float]:
@@ -121,6 +130,22 @@ class Shopper:
         elif name == "checkout" and self.cart_id:
             await self._checkout()
 
+    async def login(self, password: str) -> None:
+        """Sign in as one of the demo's shoppers, with a mistyped password now and then."""
+        if self.rng.random() < MISTYPED_PASSWORD_SHARE:
+            password += "-typo"
+        payload = {"username": self.rng.choice(DEMO_USERS), "password": password}
+        started = time.perf_counter()
+        try:
+            answer = await self.client.request("POST", "/login", content=_json(payload),
+                                               headers=_JSON_HEADERS, timeout=self.timeout)
+        except HttpClientError as exc:
+            self.recorder.record("login", time.perf_counter() - started, False, type(exc).__name__)
+            return
+        ok = answer.status_code in (200, 401)  # a refused password is the shop working as it should
+        self.recorder.record("login", time.perf_counter() - started, ok,
+                             None if ok else f"login HTTP {answer.status_code}")
+
     async def _checkout(self) -> None:
         started = time.perf_counter()
         try:
@@ -166,11 +191,12 @@ async def run_traffic(
     seed: int | None = None, on_progress: Callable[[TrafficReport], None] | None = None,
     stop: asyncio.Event | None = None, concurrency: int = DEFAULT_CONCURRENCY,
     progress_every: float = PROGRESS_EVERY, timeout: float = REQUEST_TIMEOUT,
-    mix: dict[str, float] | None = None,
+    mix: dict[str, float] | None = None, logins: float = 0.0, password: str = DEFAULT_DEMO_PASSWORD,
 ) -> TrafficReport:
     """Drive shoppers against `base_url` at about `rps` requests per second for `duration`
     seconds (0: until `stop` is set); `on_progress` gets a report of each live window. `mix`
-    weighs the session kinds (browse, search, buy); {"buy": 1} makes every session check out."""
+    weighs the session kinds (browse, search, buy); {"buy": 1} makes every session check out.
+    `logins` is the share of sessions that sign in first, with `password`."""
     if rps <= 0:
         raise ValueError(f"rps must be positive, got {rps}")
     if duration < 0 or think_time < 0 or concurrency < 1:
@@ -192,6 +218,8 @@ async def run_traffic(
 
         async def session() -> None:
             shopper = Shopper(client, random.Random(rng.random()), recorder, pages, timeout)
+            if logins and shopper.rng.random() < logins:
+                await shopper.login(password)
             for index, step in enumerate(plan_session(shopper.rng, mix)):
                 if stop.is_set() or ending.is_set():
                     return
@@ -260,7 +288,8 @@ async def _report_progress(recorder: Recorder, started: float, every: float,
 
 
 def run_cli(base_url: str, *, rps: float, duration: float, think_time: float, concurrency: int,
-            seed: int | None, as_json: bool, mix: dict[str, float] | None = None) -> int:
+            seed: int | None, as_json: bool, mix: dict[str, float] | None = None,
+            logins: float = DEFAULT_LOGIN_SHARE) -> int:
     """Run traffic from the command line: live lines on stderr, the final report on stdout.
     Exit code 0 when at least 99 % of requests succeeded, 1 otherwise."""
 
@@ -270,7 +299,8 @@ def run_cli(base_url: str, *, rps: float, duration: float, think_time: float, co
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         return await run_traffic(base_url, rps=rps, duration=duration, think_time=think_time, seed=seed,
-                                 concurrency=concurrency, stop=stop, mix=mix,
+                                 concurrency=concurrency, stop=stop, mix=mix, logins=logins,
+                                 password=os.environ.get("SHOP_DEMO_PASSWORD") or DEFAULT_DEMO_PASSWORD,
                                  on_progress=lambda r: print(r.line(), file=sys.stderr, flush=True))
 
     try:
@@ -295,16 +325,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--mix", default="",
                         help="session kinds and weights, e.g. browse=0.5,search=0.3,buy=0.2")
+    parser.add_argument("--logins", type=float, default=DEFAULT_LOGIN_SHARE,
+                        help="share of sessions that sign in first (0 to 1)")
     parser.add_argument("--json", action="store_true", help="final report as JSON")
     args = parser.parse_args(argv)
     if args.rps <= 0 or args.duration < 0 or args.think_time < 0 or args.concurrency < 1:
         parser.error("--rps must be positive, --duration and --think-time >= 0, --concurrency >= 1")
+    if not 0 <= args.logins <= 1:
+        parser.error("--logins is a share of sessions, from 0 to 1")
     try:
         mix = parse_mix(args.mix) if args.mix else None
     except ValueError as exc:
         parser.error(f"--mix: {exc}")
     return run_cli(args.base_url, rps=args.rps, duration=args.duration, think_time=args.think_time,
-                   concurrency=args.concurrency, seed=args.seed, as_json=args.json, mix=mix)
+                   concurrency=args.concurrency, seed=args.seed, as_json=args.json, mix=mix,
+                   logins=args.logins)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-STEPS = ("browse", "product", "search", "cart", "add_item", "checkout")
+STEPS = ("login", "browse", "product", "search", "cart", "add_item", "checkout")
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

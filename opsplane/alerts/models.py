@@ -282,6 +282,24 @@ class PackThresholds(_Strict):
         3, ge=1, description="DatabaseDown (P0) and CheckFailing (P1): health-check runs in a row that "
         "found the component CRITICAL (opsplane's own probes)."
     )
+    failed_logins_per_minute: float = Field(
+        10.0, gt=0, description="FailedLoginSpike (P2): failed sign-ins a minute at a service "
+        "(`shop_logins_total{result=\"failed\"}`) over the rule window.")
+    denied_per_minute: float = Field(
+        30.0, gt=0, description="AuthDeniedSpike (P2): answers 401 and 403 a minute at a service.")
+    not_found_per_minute: float = Field(
+        60.0, gt=0, description="NotFoundScan (P3): answers 404 a minute at a service, when they are "
+        "also `not_found_share` of its answers (a scan, not a busy shop with a broken link).")
+    not_found_share: Ratio = Field(0.2, description="NotFoundScan (P3): share of answers that are 404.")
+    brute_force_logins: int = Field(
+        50, ge=1, description="The `security-signals` job: failed sign-ins from one client address in "
+        "its window that make a critical finding (brute force).")
+    client_share: Ratio = Field(
+        0.5, description="The `security-signals` job: share of the gateway's requests from one client "
+        "address that makes a warning (when there are at least `client_min_requests`).")
+    client_min_requests: int = Field(
+        1000, ge=1, description="The `security-signals` job: requests in a window below which no "
+        "client's share is judged.")
 
 
 class RulePack(_Strict):

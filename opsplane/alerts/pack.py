@@ -59,6 +59,11 @@ BACKUP_PITR_BROKEN = "opsplane_backup_pitr_broken_seconds"
 # the scheduled jobs' last reports (opsplane/reports/worker.py): findings by severity, failures
 REPORT_FINDINGS = "opsplane_report_findings"
 REPORT_FAILED = "opsplane_report_failed"
+# sign-ins and refusals (SEC-2): the shop's gateway counts its sign-ins by result; every
+# service counts its answers by status code
+FAILED_LOGINS = 'shop_logins_total{result="failed"}'
+DENIED = 'http_requests_total{status=~"401|403"}'
+NOT_FOUND = 'http_requests_total{status="404"}'
 BUSINESS_WINDOW = "15m"
 # The runbook opsplane ships for a rule (opsplane/runbooks/builtin/), and the parameter the
 # alert's `service` label fills in the command a notification shows. Rules without one link to
@@ -97,6 +102,10 @@ def prometheus_duration(seconds: float) -> str:
 
 def _ratio(part: str, whole: str, window: str) -> str:
     return f"sum by ({BY}) (rate({part}[{window}])) / sum by ({BY}) (rate({whole}[{window}]))"
+
+
+def _per_minute(series: str, window: str) -> str:
+    return f"sum by ({BY}) (rate({series}[{window}])) * 60"
 
 
 def _quantile(q: float, window: str) -> str:
@@ -154,6 +163,21 @@ def _definitions(t: PackThresholds, window: str) -> list[dict[str, Any]]:
         _rule("LowGatewaySuccess", "P1",
               f"1 - {_ratio(GATEWAY_ERRORS, GATEWAY, window)} < {t.gateway_success:g}",
               f"the gateway answers only {VALUE} of requests without 5xx", Unit.RATIO),
+    ]
+    # Security signals (docs/security.md): many failed sign-ins, refusals or 404s a minute at
+    # one service. Which client sends them is in the services' logs, not in metric labels
+    # (one series per address would be unbounded): the `security-signals` job names it.
+    rules += [
+        _rule("FailedLoginSpike", "P2",
+              f"{_per_minute(FAILED_LOGINS, window)} > {t.failed_logins_per_minute:g}",
+              f"{{{{ $labels.service }}}}: {VALUE} failed sign-ins a minute (brute force? "
+              "opsplane report run security-signals names the clients)", Unit.COUNT),
+        _rule("AuthDeniedSpike", "P2", f"{_per_minute(DENIED, window)} > {t.denied_per_minute:g}",
+              f"{{{{ $labels.service }}}} refuses {VALUE} requests a minute with 401 or 403", Unit.COUNT),
+        _rule("NotFoundScan", "P3",
+              f"{_per_minute(NOT_FOUND, window)} > {t.not_found_per_minute:g} "
+              f"and {_ratio(NOT_FOUND, REQUESTS, window)} > {t.not_found_share:g}",
+              f"{{{{ $labels.service }}}} answers {VALUE} requests a minute with 404 (a scan?)", Unit.COUNT),
     ]
     # Backups: the manual's BackupFailed, and what makes a backup policy fall short of its
     # promise (decision 0025). Each is certain when its series exists, so none waits.

@@ -21,6 +21,7 @@ from opsplane.notify.models import CHANNEL_TYPES
 from opsplane.oncall.checks import oncall_problems, oncall_warnings
 from opsplane.reports.jobs import job_problems
 from opsplane.runbooks.auto import auto_problems
+from opsplane.security.config_secrets import secret_problems
 from opsplane.slo.checks import slo_problems
 
 DEFAULT_PATH = "opsplane.yaml"
@@ -183,6 +184,7 @@ def cross_check(inv: Inventory) -> list[tuple[tuple[str | int, ...], str]]:
     problems.extend(gameday_problems(inv))
     problems.extend(job_problems(inv))
     problems.extend(capacity_problems(inv))
+    problems.extend(secret_problems(inv))
     problems.extend(auto_problems(inv))
     return problems
 

@@ -173,8 +173,8 @@ def _parse_secret(value: Any) -> str:
             "such as env:DB_PASSWORD"
         )
     raise ValueError(
-        "expected a secret reference (env:NAME or file:/absolute/path); "
-        "secrets are never written in the configuration file"
+        "a literal secret where a secret reference is expected: use a secret reference: env:NAME or "
+        "file:PATH (secrets are never written in the configuration file)"
     )
 
 

@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from opsplane.events.summary_backup import describers as backup_describers
-from opsplane.events.summary_deps import describers as deps_describers
 from opsplane.events.summary_cache import describers as cache_describers
+from opsplane.events.summary_deps import describers as deps_describers
 from opsplane.events.summary_gameday import describers as gameday_describers
 from opsplane.events.summary_reports import describers as report_describers
 from opsplane.events.summary_runbook import describers as runbook_describers

@@ -56,6 +56,10 @@ JOBS: tuple[Job, ...] = (
         "Redis: memory of maxmemory, fragmentation, hit ratio, evictions, keyspace, big keys (a sample)"),
     Job("log-retention", "opsplane.runtime.retention:retention_job", "30 3 * * *",
         "Rotated log files older than their service's retention deleted; what was removed"),
+    Job("security-signals", "opsplane.security.signals:run", "0 7 * * *",
+        "failed sign-ins and the busiest clients of the last day, from the services' logs"),
+    Job("access-review", "opsplane.security.access:run", "0 10 1 1,4,7,10 *",
+        "API tokens unused for 90 days, admin tokens, dashboard sessions"),
 )
 
 

@@ -133,8 +133,9 @@ CASES = [
     ),
     pytest.param(
         doc(PLATFORM, "databases:", "  main:", f"    password: {SECRET}"),
-        "opsplane.yaml:4:15: databases.main.password: expected a secret reference "
-        "(env:NAME or file:/absolute/path); secrets are never written in the configuration file",
+        "opsplane.yaml:4:15: databases.main.password: a literal secret where a secret reference is "
+        "expected: use a secret reference: env:NAME or file:PATH (secrets are never written in the "
+        "configuration file)",
         id="literal-secret",
     ),
     pytest.param(

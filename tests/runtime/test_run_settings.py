@@ -45,7 +45,8 @@ def test_problems_in_a_run_section_are_reported_where_they_are() -> None:
     messages = {(p.line, p.field): p.message for p in raised.value.problems}
     assert messages[(5, "services.api.run.argv")] == "expected at least one item"
     assert "invalid environment variable name '9LIVES'" in messages[(6, "services.api.run.env.9LIVES")]
-    assert messages[(7, "services.api.run.secret_env.DB_PASSWORD")].startswith("expected a secret reference")
+    assert messages[(7, "services.api.run.secret_env.DB_PASSWORD")].startswith(
+        "a literal secret where a secret reference is expected")
     assert "hunter2" not in str(raised.value)
     assert messages[(8, "services.api.run.restart")] == \
         "expected 'always', 'on-failure' or 'never', got 'sometimes'"

@@ -32,6 +32,7 @@ READS = [
     ["incident", "postmortem", "1"],
     ["incident", "actions"],
     ["report", "incidents", "--json"],
+    ["report", "access", "--json"],
     ["oncall", "now"],
     ["oncall", "schedule"],
     ["oncall", "ical"],

@@ -57,3 +57,16 @@ async def test_a_saturated_run_is_limited_by_concurrency_and_counts_drops(shop: 
 
     assert report.requests > 0 and report.success_ratio == 1.0
     assert report.sessions_dropped > 10 * report.sessions_started
+
+
+async def test_shoppers_sign_in_first_when_asked_and_a_refused_password_is_no_failure(
+        shop: ShopStack) -> None:
+    before = scrape(shop.url("gateway"))
+    report = await run_traffic(shop.url("gateway"), rps=100, duration=1, think_time=0, seed=4, logins=1.0)
+
+    signed = report.steps["login"].requests
+    assert signed == report.sessions_started > 0 and report.success_ratio == 1.0
+    after = scrape(shop.url("gateway"))
+    counted = {result: value(after, "shop_logins_total", result=result)
+               - value(before, "shop_logins_total", result=result) for result in ("ok", "failed")}
+    assert counted["ok"] + counted["failed"] == signed and counted["ok"] > counted["failed"]

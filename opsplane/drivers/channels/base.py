@@ -8,6 +8,7 @@ again later, or failed for good).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
@@ -63,11 +64,32 @@ class ChannelDriver(Protocol):
 
 
 def redact(text: str, secrets: tuple[str, ...]) -> str:
-    """`text` with every secret value replaced, for details that reach the event log."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+    """`text` with every secret value replaced, for details that reach the event log. A secret
+    URL's path, path segments, query and password are replaced too, wherever they appear alone
+    (a receiver's error page that quotes the path it was posted to), and so is anything that
+    looks like a credential in a URL (`opsplane.security.redact`)."""
+    from opsplane.security.redact import redact as redact_urls
+
+    parts = {part for secret in secrets if secret for part in _secret_parts(secret)}
+    for part in sorted(parts, key=len, reverse=True):
+        text = text.replace(part, "***")
+    return redact_urls(text)
+
+
+def _secret_parts(secret: str) -> list[str]:
+    """The secret, and the parts of a secret URL that identify it on their own."""
+    from urllib.parse import urlsplit
+
+    parts = [secret]
+    if "://" in secret:
+        url = urlsplit(secret)
+        if len(url.path) > 1:
+            parts.append(url.path)
+            # identifiers and tokens, not words such as "services" or "webhooks"
+            parts += [segment for segment in url.path.split("/")
+                      if len(segment) >= 6 and not re.fullmatch(r"[a-z-]+", segment)]
+        parts += [p for p in (url.query, url.password) if p]
+    return parts
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -1,0 +1,1 @@
+"""Security: signals, access review, secrets."""
