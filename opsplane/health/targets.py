@@ -21,7 +21,7 @@ from opsplane.config.models import (
 from opsplane.config.types import SecretRef
 from opsplane.errors import UsageError
 
-_DEFAULT_PORTS = {"postgres": 5432, "redis": 6379, "tls": 443}
+_DEFAULT_PORTS = {"postgres": 5432, "redis": 6379, "tls": 443, "pgbouncer": 6432}
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,12 @@ class Job:
 
 # The manual's cadence: weekly database care on Sunday night, the weekly reviews on Monday
 # morning, the monthly ones on the 1st, the access review each quarter.
-JOBS: tuple[Job, ...] = ()
+JOBS: tuple[Job, ...] = (
+    Job("db-report", "opsplane.maintenance.jobs:db_report", "0 2 * * 0",
+        "every database: vacuum and analyze age, dead tuples and bloat, indexes, slow queries, locks"),
+    Job("db-pools", "opsplane.maintenance.jobs:db_pools", "0 10 1 * *",
+        "every PgBouncer of a pgbouncer check: waiting clients, pool use, advice on the pool's size"),
+)
 
 
 def get(name: str) -> Job:
