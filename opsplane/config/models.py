@@ -109,8 +109,10 @@ class PgBouncerCheck(CheckBase):
         None, description="Judge only this database's pools (as PgBouncer names it); default every pool.")
     waiting_warning: Annotated[int, Field(ge=1)] = Field(5, description="Clients waiting for a server.")
     waiting_critical: Annotated[int, Field(ge=1)] = Field(20, description="Clients waiting for a server.")
-    pool_use_warning: Ratio = Field(0.80, description="Share of the pool's size in active use.")
-    pool_use_critical: Ratio = Field(1.0, description="Share of the pool's size in active use.")
+    pool_use_warning: Ratio = Field(0.90, description="Share of the pool's size in active use.")
+    pool_use_critical: Ratio | None = Field(
+        None, description="Share of the pool's size in active use; unset: a full pool is only a warning "
+        "(clients waiting for it are what hurts).")
     wait_warning: Duration = Field(0.05, description="Average wait of a transaction for a server.")
     wait_critical: Duration = Field(0.5, description="Average wait of a transaction for a server.")
 

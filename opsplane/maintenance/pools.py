@@ -7,10 +7,11 @@ into advice (`advise`): raise the pool when clients queue for it, and only as fa
 PostgreSQL's max_connections leaves room; lower it when it stands idle; raise max_client_conn
 when clients come near it.
 
-PgBouncer's `avg_wait_time` has meant different things across its versions, so the average
-wait here is always worked out from its totals: the growth of `total_wait_time` (microseconds
-clients waited for a server) over the growth of `total_xact_count`, between two looks, or
-since PgBouncer started when there is only one.
+PgBouncer refreshes SHOW STATS once every `stats_period` (60 s by default). The average wait
+of a transaction for a server is the growth of `total_wait_time` (microseconds clients waited)
+over the growth of `total_xact_count` between two looks when the totals moved in between;
+otherwise the last period's own figures, `avg_wait_time` (microseconds waited per second) over
+`avg_xact_count` (transactions per second). So the figures are as fresh as `stats_period`.
 """
 
 from __future__ import annotations
@@ -84,27 +85,38 @@ def pool_figures(
     return found
 
 
-Totals = dict[str, tuple[int, int]]  # database -> (total_xact_count, total_wait_time in µs)
+# database -> (total_xact_count, total_wait_time in µs, avg_xact_count per s, avg_wait_time in µs per s)
+Totals = dict[str, tuple[int, int, int, int]]
 
 
 def stats_totals(stats: Iterable[Mapping[str, Any]]) -> Totals:
-    """Each database's transactions and microseconds waited so far, from SHOW STATS."""
+    """Each database's transactions and microseconds waited, so far and per second over the
+    last stats_period, from SHOW STATS."""
     return {
-        str(row.get("database")): (_int(row.get("total_xact_count")), _int(row.get("total_wait_time")))
+        str(row.get("database")): (
+            _int(row.get("total_xact_count")),
+            _int(row.get("total_wait_time")),
+            _int(row.get("avg_xact_count")),
+            _int(row.get("avg_wait_time")),
+        )
         for row in stats
         if row.get("database") != ADMIN_DATABASE
     }
 
 
 def average_waits(now: Totals, before: Totals | None = None) -> dict[str, float | None]:
-    """Each database's average wait of a transaction for a server, in seconds, between the
-    two looks (since PgBouncer started without `before`); None without transactions."""
+    """Each database's average wait of a transaction for a server, in seconds: between the two
+    looks when the totals moved, else over PgBouncer's last stats_period; None when no
+    transaction ran in either."""
     found: dict[str, float | None] = {}
-    for database, (xacts, waited) in now.items():
-        xacts0, waited0 = (before or {}).get(database, (0, 0))
-        if xacts < xacts0 or waited < waited0:  # PgBouncer restarted in between
-            xacts0, waited0 = 0, 0
-        found[database] = (waited - waited0) / 1e6 / (xacts - xacts0) if xacts > xacts0 else None
+    for database, (xacts, waited, xacts_per_s, waited_per_s) in now.items():
+        xacts0, waited0 = (before or {}).get(database, (0, 0, 0, 0))[:2]
+        if before is not None and xacts > xacts0 and waited >= waited0:
+            found[database] = (waited - waited0) / 1e6 / (xacts - xacts0)
+        elif xacts_per_s > 0:
+            found[database] = waited_per_s / 1e6 / xacts_per_s
+        else:
+            found[database] = None
     return found
 
 
@@ -141,7 +153,7 @@ class Sampled:
         """The average waits between the first look and the last."""
         self.seconds = seconds
         self.waits = average_waits(last, first if self.looks > 1 else None)
-        self.transactions = {db: last[db][0] - first.get(db, (0, 0))[0] for db in last}
+        self.transactions = {db: last[db][0] - first.get(db, (0, 0, 0, 0))[0] for db in last}
 
 
 @dataclass(frozen=True)
@@ -215,21 +227,22 @@ def advise(
                     {"pool_size": size, "advised": new, "peak_waiting": waiting, "wait_s": wait},
                 )
             )
-        elif size > 0 and waiting == 0 and sampled.looks > 1 and active < size * rules.idle_use:
+        elif not sampled.transactions.get(sampled.database_of[name]):
+            lines.append(f"{name}: no transaction ran in the {sampled.seconds:.0f} s watched: nothing to judge")
+        elif waiting == 0 and active < size * rules.idle_use and max(active * 2, 1) < size:
             new = max(active * 2, 1)
-            if new < size:
-                lines.append(
-                    f"{name}: at most {active} of {size} server connections were active and no client "
-                    f"waited: the pool could be {new}"
+            lines.append(
+                f"{name}: at most {active} of {size} server connections were active and no client "
+                f"waited: the pool could be {new}"
+            )
+            findings.append(
+                Finding(
+                    "info",
+                    f"pool {name}",
+                    f"peak use {active}/{size}: the pool could be {new}",
+                    {"pool_size": size, "advised": new, "peak_active": active},
                 )
-                findings.append(
-                    Finding(
-                        "info",
-                        f"pool {name}",
-                        f"peak use {active}/{size}: the pool could be {new}",
-                        {"pool_size": size, "advised": new, "peak_active": active},
-                    )
-                )
+            )
         else:
             lines.append(
                 f"{name}: {wait_text}, at most {waiting} waiting and {active} of {size} server "

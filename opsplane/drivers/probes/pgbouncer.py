@@ -2,9 +2,8 @@
 
 Three figures predict that clients will time out on the pool: clients waiting for a server
 connection (`cl_waiting`), the pool's active server connections against its size, and the
-average time a transaction waited for a server. The average comes from PgBouncer's totals
-between this run and the last (since PgBouncer started, on the first run), so it means the
-same whatever PgBouncer's version. The admin console speaks only the simple query protocol:
+average time a transaction waited for a server: from PgBouncer's totals between this run and
+the last when they moved, else from its last stats_period (`maintenance/pools.py`). The admin console speaks only the simple query protocol:
 no statement is prepared or given parameters.
 """
 
@@ -102,10 +101,11 @@ class PgBouncerProbe:
         """The result for one look: `waits` are the databases' average waits in seconds."""
         only = self.check.database
         pools = pool_figures(pools_rows, databases, only=only)
-        if only is not None and not any(p.database == only for p in pools):
-            known = sorted({str(r.get("name")) for r in databases} - {ADMIN_DATABASE})
+        sizes = {str(r.get("name")): int(r.get("pool_size") or 0) for r in databases}
+        sizes.pop(ADMIN_DATABASE, None)
+        if only is not None and only not in sizes:
             raise ProbeFailed(
-                f"PgBouncer has no pool for database {only!r} (its databases: {', '.join(known) or 'none'})",
+                f"PgBouncer has no database {only!r} (its databases: {', '.join(sorted(sizes)) or 'none'})",
                 State.UNKNOWN,
             )
         waiting = sum(p.clients_waiting for p in pools)
@@ -118,7 +118,8 @@ class PgBouncerProbe:
             "clients_waiting": waiting,
             "clients_active": sum(p.clients_active for p in pools),
             "servers_active": sum(p.servers_active for p in pools),
-            "pool_size": sum(p.pool_size for p in pools),
+            # a database no client has used yet has no pool: its size as configured
+            "pool_size": sum(p.pool_size for p in pools) or (sizes[only] if only else sum(sizes.values())),
             "pool_use": round(busiest.use, 4) if busiest else 0.0,
             "max_wait_s": round(max((p.max_wait for p in pools), default=0.0), 3),
             "avg_wait_ms": round(wait * 1000, 3) if wait is not None else None,
@@ -168,7 +169,7 @@ async def _show(conn: psycopg.AsyncConnection[Any], command: str) -> list[dict[s
     return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
 
 
-def _beyond(state: State, warning: float, critical: float, show: Any) -> str:
+def _beyond(state: State, warning: float, critical: float | None, show: Any) -> str:
     if state is State.OK:
         return ""
     return f" ({state.value.lower()} at {show(critical if state is State.CRITICAL else warning)})"
