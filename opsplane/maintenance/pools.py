@@ -228,7 +228,8 @@ def advise(
                 )
             )
         elif not sampled.transactions.get(sampled.database_of[name]):
-            lines.append(f"{name}: no transaction ran in the {sampled.seconds:.0f} s watched: nothing to judge")
+            lines.append(f"{name}: no transaction ran in the {sampled.seconds:.0f} s watched: "
+                         "nothing to judge")
         elif waiting == 0 and active < size * rules.idle_use and max(active * 2, 1) < size:
             new = max(active * 2, 1)
             lines.append(

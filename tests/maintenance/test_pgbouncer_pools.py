@@ -31,17 +31,19 @@ ADMIN_PASSWORD = "bouncer-admin-secret"
 ENV = {"PG_PASSWORD": PG_PASSWORD, "BOUNCER_PASSWORD": ADMIN_PASSWORD,
        "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 CLIENTS = 8
+# a pool of 2, and SHOW STATS refreshed every second (60 s by default)
+SETTINGS = {"default_pool_size": "2", "max_client_conn": "100", "stats_period": "1"}
+Servers = tuple[TemporaryPostgres, TemporaryPgBouncer]
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TemporaryPostgres, TemporaryPgBouncer]]:
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     base = tmp_path_factory.mktemp("pools")
     with TemporaryPostgres(base / "pg", password=PG_PASSWORD) as pg:
         pg.execute("CREATE DATABASE shop")
         bouncer = TemporaryPgBouncer(base / "bouncer", {"shop": Backend(pg.host, pg.port, "shop")},
                                      users={"postgres": PG_PASSWORD, "pgbouncer": ADMIN_PASSWORD},
-                                     auth_type="md5", settings={"default_pool_size": "2", "max_client_conn": "100",
-                                               "stats_period": "1"})
+                                     auth_type="md5", settings=SETTINGS)
         with bouncer:
             yield pg, bouncer
 
@@ -71,8 +73,9 @@ class Crowd:
 
     def _client(self) -> None:
         try:
-            with psycopg.connect(host=self.bouncer.host, port=self.bouncer.port, dbname="shop", user="postgres",
-                                 password=PG_PASSWORD, autocommit=True, prepare_threshold=None) as conn:
+            with psycopg.connect(host=self.bouncer.host, port=self.bouncer.port, dbname="shop",
+                                 user="postgres", password=PG_PASSWORD, autocommit=True,
+                                 prepare_threshold=None) as conn:
                 while not self.stop.is_set():
                     conn.execute("SELECT pg_sleep(0.3)")
         except psycopg.Error as exc:
@@ -96,7 +99,7 @@ def _probe(pg: TemporaryPostgres, bouncer: TemporaryPgBouncer) -> Any:
 
 
 def test_the_check_sees_clients_waiting_for_a_small_pool(
-        servers: tuple[TemporaryPostgres, TemporaryPgBouncer]) -> None:
+        servers: Servers) -> None:
     pg, bouncer = servers
     probe = _probe(pg, bouncer)
     quiet = asyncio.run(probe.probe())
@@ -119,11 +122,12 @@ def test_the_check_sees_clients_waiting_for_a_small_pool(
 
 
 def test_the_pool_advice_says_to_raise_the_pool_with_room_in_postgresql(
-        servers: tuple[TemporaryPostgres, TemporaryPgBouncer]) -> None:
+        servers: Servers) -> None:
     pg, bouncer = servers
     inventory = loads(inventory_text(pg, bouncer))
     with Crowd(bouncer):
-        wait_for(lambda: sum(p["cl_waiting"] for p in bouncer.admin().show_pools()) > 0, "clients waiting", 15)
+        with bouncer.admin() as console:
+            wait_for(lambda: sum(p["cl_waiting"] for p in console.show_pools()) > 0, "clients waiting", 15)
         report = flows.pools_report(inventory, ENV, seconds=2.0, interval=0.25)
     assert report is not None and report.outcome == "warning"
     [look] = report.body["bouncers"]
@@ -139,7 +143,7 @@ def test_the_pool_advice_says_to_raise_the_pool_with_room_in_postgresql(
 
 
 def test_a_pool_that_keeps_up_fits_and_the_command_says_so(
-        servers: tuple[TemporaryPostgres, TemporaryPgBouncer], tmp_path: Path) -> None:
+        servers: Servers, tmp_path: Path) -> None:
     pg, bouncer = servers
     cli = Opsplane(tmp_path, yaml.safe_load(inventory_text(pg, bouncer)), ENV)
     quiet = json.loads(cli("db", "pools", "--seconds", "0", "--json").stdout)

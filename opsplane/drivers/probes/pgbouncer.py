@@ -3,8 +3,8 @@
 Three figures predict that clients will time out on the pool: clients waiting for a server
 connection (`cl_waiting`), the pool's active server connections against its size, and the
 average time a transaction waited for a server: from PgBouncer's totals between this run and
-the last when they moved, else from its last stats_period (`maintenance/pools.py`). The admin console speaks only the simple query protocol:
-no statement is prepared or given parameters.
+the last when they moved, else from its last stats_period (`maintenance/pools.py`). The admin
+console speaks only the simple query protocol: no statement is prepared or given parameters.
 """
 
 from __future__ import annotations
