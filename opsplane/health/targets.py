@@ -70,6 +70,8 @@ class CheckTarget:
             return postgres_address(self.host, self.port, self.user, self.database)
         if kind == "redis":
             return f"redis://{host_port(self.host, self.port)}"
+        if kind == "pgbouncer":
+            return f"pgbouncer://{getattr(check, 'admin_user', 'pgbouncer')}@{host_port(self.host, self.port)}"
         return host_port(self.host, self.port)
 
 
