@@ -71,7 +71,8 @@ class CheckTarget:
         if kind == "redis":
             return f"redis://{host_port(self.host, self.port)}"
         if kind == "pgbouncer":
-            return f"pgbouncer://{getattr(check, 'admin_user', 'pgbouncer')}@{host_port(self.host, self.port)}"
+            user = getattr(check, "admin_user", "pgbouncer")
+            return f"pgbouncer://{user}@{host_port(self.host, self.port)}"
         return host_port(self.host, self.port)
 
 
