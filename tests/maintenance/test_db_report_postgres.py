@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -279,3 +280,25 @@ def _yaml(text: str) -> Any:
 
     return yaml.safe_load(text)
 
+
+
+def test_the_db_report_job_runs_from_the_registry_and_is_kept(cluster: TemporaryPostgres,
+                                                              tmp_path: Path) -> None:
+    from opsplane.clock import ManualClock
+    from opsplane.reports import jobs, service
+
+    job = jobs.get("db-report")
+    assert (job.cron, jobs.get("db-pools").cron) == ("0 2 * * 0", "0 10 1 * *")
+    store = Store.open(f"sqlite:///{tmp_path}/o.db")
+    try:
+        env = jobs.JobEnv(inventory(cluster), tmp_path, store, ManualClock(datetime(2026, 12, 6, tzinfo=UTC)),
+                          environ=ENV)
+        row = jobs.run_and_save(job, env, trigger="cli", requested_by="cli:ana")
+        with store.session() as session:
+            kept = service.as_dict(service.get(session, row.id), full=True)
+        assert kept["job"] == "db-report" and kept["subject"] == "main"
+        assert "main" in kept["body"]["databases"] and kept["markdown"].startswith("# Database main")
+        # no PgBouncer check in this inventory: the pools job has nothing to look at
+        assert jobs.run_and_save(jobs.get("db-pools"), env, trigger="cli", requested_by="cli:ana") is None
+    finally:
+        store.close()
