@@ -74,8 +74,14 @@ INDEXES_SQL = """
 SELECT s.schemaname AS schema, s.relname AS table, s.indexrelname AS index, s.idx_scan AS scans,
        pg_relation_size(s.indexrelid) AS bytes, i.indisunique AS is_unique, i.indisprimary AS is_primary,
        EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) AS backs_constraint,
-       ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnkeyatts) k
-             ORDER BY k) AS columns,
+       CASE WHEN i.indexprs IS NULL THEN
+         ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
+               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+               WHERE k.n <= i.indnkeyatts ORDER BY k.n)
+       ELSE  -- expressions: as the index's definition writes them (dearer, so only for these)
+         ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnkeyatts) k
+               ORDER BY k)
+       END AS columns,
        am.amname AS method, pg_get_expr(i.indpred, i.indrelid) AS predicate
 FROM pg_stat_user_indexes s
 JOIN pg_index i ON i.indexrelid = s.indexrelid

@@ -68,6 +68,7 @@ def bloated(cluster: TemporaryPostgres) -> str:
         conn.execute("CREATE INDEX orders_customer ON orders (customer)")
         conn.execute("CREATE INDEX orders_customer_again ON orders (customer)")
         conn.execute("CREATE INDEX orders_note ON orders (note)")
+        conn.execute("CREATE INDEX orders_first_word ON orders (left(note, 4), customer)")
     with cluster.connect("shop") as conn:  # the inserts counted (a session's counts land when it ends)
         conn.execute("ANALYZE orders")
         conn.execute("DELETE FROM orders WHERE id > 4000")
@@ -105,6 +106,9 @@ def test_the_bloated_table_its_indexes_and_slow_queries_show(cluster: TemporaryP
     unused = {i["index"] for i in report.body["indexes"]["unused"]}
     assert {"public.orders_customer", "public.orders_customer_again", "public.orders_note"} <= unused
     assert "public.orders_pkey" not in unused  # a primary key is never "unused"
+    columns = {i["index"]: i["columns"] for i in report.body["indexes"]["unused"]}
+    assert columns["public.orders_first_word"] == ["\"left\"(note, 4)", "customer"]
+    assert columns["public.orders_customer"] == ["customer"]
     [group] = report.body["indexes"]["duplicates"]
     assert [i["index"] for i in group] == ["public.orders_customer", "public.orders_customer_again"]
     assert "duplicates public.orders_customer" in warnings["index public.orders_customer_again"][0]
