@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from opsplane.events.summary_backup import describers as backup_describers
+from opsplane.events.summary_db import describers as db_describers
 from opsplane.events.summary_gameday import describers as gameday_describers
 from opsplane.events.summary_reports import describers as report_describers
 from opsplane.events.summary_runbook import describers as runbook_describers
@@ -477,5 +478,6 @@ DESCRIBERS: dict[str, Describer] = {
     **slo_describers(),
     **gameday_describers(),
     **report_describers(),
+    **db_describers(),
 }
 """The sentence of each kind of event opsplane records."""

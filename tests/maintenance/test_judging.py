@@ -162,3 +162,18 @@ def test_the_average_wait_comes_from_the_totals_or_else_the_last_period() -> Non
     assert pools.average_waits({"shop": (100, 1_000_000, 20, 4_000_000)},
                                {"shop": (100, 1_000_000, 20, 4_000_000)}) == {"shop": 0.2}
     assert pools.average_waits({"shop": (100, 1_000_000, 0, 0)}) == {"shop": None}
+
+
+def test_the_events_read_as_sentences() -> None:
+    from opsplane.events.summary import summarise
+
+    vacuum = {"table": "orders", "analyze": True, "statement": 'VACUUM (ANALYZE) "public"."orders"',
+              "seconds": 0.073}
+    assert summarise("db.vacuum", vacuum, target="database:main", outcome="ok") == \
+        'VACUUM (ANALYZE) "public"."orders" on main done in 0.073 s'
+    failed = {"table": None, "analyze": False, "error": "cannot reach it"}
+    assert summarise("db.analyze", failed, target="database:main", outcome="failed") == \
+        "ANALYZE every table on main failed: cannot reach it"
+    ended = {"older_than_s": 600.0, "terminated": [41], "sessions": [{}, {}]}
+    assert summarise("db.sessions_terminated", ended, target="database:main", outcome="partial") == \
+        "Ended 1 of 2 sessions idle in a transaction over 600 s on main (pids 41)"
