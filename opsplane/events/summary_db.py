@@ -29,7 +29,7 @@ def _terminated(target: str, service: str | None, outcome: str, d: Mapping[str, 
     listed = d.get("sessions") if isinstance(d.get("sessions"), list) else []
     older = d.get("older_than_s")
     over = f" over {older:g} s" if isinstance(older, int | float) else ""
-    pids = ", ".join(str(p) for p in ended) or "none"
+    pids = ", ".join(text(p) for p in ended) or "none"
     return (f"Ended {len(ended)} of {len(listed)} sessions idle in a transaction{over} on "
             f"{_database(target)} (pids {pids})")
 
