@@ -145,6 +145,16 @@ def prepare(pg: TemporaryPostgres, bindir: Path, args: argparse.Namespace) -> No
         conn.execute("SELECT pg_stat_statements_reset()")
 
 
+def bare_connection_cpu(pg: TemporaryPostgres, times: int = 10) -> float:
+    """A connection's backend CPU for `SELECT 1` alone, on average: what any report pays to start."""
+    target = pgstats.Server("bench", pg.host, pg.port, REPORT_ROLE, "bench")
+    measured = MeasuredConnect()
+    for _ in range(times):
+        with measured(target) as conn:
+            conn.execute("SELECT 1")
+    return sum(measured.cpu) / times
+
+
 def statements_ms(pg: TemporaryPostgres) -> float:
     rows = pg.execute("SELECT coalesce(sum(total_exec_time + total_plan_time), 0) FROM pg_stat_statements s "
                       "JOIN pg_roles r ON r.oid = s.userid WHERE r.rolname = %s", (REPORT_ROLE,),
@@ -169,6 +179,7 @@ def main() -> None:
             TemporaryPostgres(Path(tmp), settings=settings) as pg:
         prepare(pg, bindir, args)
         postmaster = psutil.Process(pg.pid)
+        bare = bare_connection_cpu(pg)
         baseline = window(bindir, pg, postmaster, args, report=False)
         pg.execute("SELECT pg_stat_statements_reset()", database="bench")
         loaded = window(bindir, pg, postmaster, args, report=True)
@@ -187,6 +198,7 @@ def main() -> None:
                         "report_wall_ms": [round(w * 1000, 1) for w in loaded["report_wall"]],
                         "statements_exec_ms_total": round(statements, 1)},
         "per_report_cpu_ms": round(per_report * 1000, 1),
+        "bare_connection_cpu_ms": round(bare * 1000, 2),
         "share_weekly": per_report / (server_rate * WEEK) if server_rate else None,
         "share_every": (per_report / args.every) / server_rate if server_rate else None,
         "share_of_window": sum(loaded["report_cpu"]) / loaded["server_cpu"] if loaded["server_cpu"] else None,
@@ -207,7 +219,8 @@ def main() -> None:
     print(f"| reports run | - | {loaded['reports']} |")
     median_wall = sorted(loaded["report_wall"])[len(loaded["report_wall"]) // 2]
     print(f"\nOne report: {per_report * 1000:.1f} ms of its backend's CPU (median wall "
-          f"{median_wall * 1000:.0f} ms); pg_stat_statements: "
+          f"{median_wall * 1000:.0f} ms; a bare connection running SELECT 1: {bare * 1000:.1f} ms); "
+          "pg_stat_statements: "
           f"{statements / max(1, loaded['reports']):.1f} ms of execution and planning per report.")
     print(f"Share of the server's CPU: weekly {figures['share_weekly']:.2e}, every {args.every:g} s "
           f"{figures['share_every']:.2%}, measured in the window {figures['share_of_window']:.2%}.")
