@@ -24,9 +24,13 @@ def _maintained(command: str) -> Any:
     return sentence
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _terminated(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
-    ended = d.get("terminated") if isinstance(d.get("terminated"), list) else []
-    listed = d.get("sessions") if isinstance(d.get("sessions"), list) else []
+    ended = _list(d.get("terminated"))
+    listed = _list(d.get("sessions"))
     older = d.get("older_than_s")
     over = f" over {older:g} s" if isinstance(older, int | float) else ""
     pids = ", ".join(text(p) for p in ended) or "none"

@@ -271,15 +271,17 @@ def pools_command(
                 f"[bold]{escape(look['address'])}[/] in front of {escape(look['database'])}: "
                 f"{look['looks']} looks over {look['seconds']:.0f} s"
             )
-            table = Table("POOL", "SIZE", "PEAK WAITING", "PEAK ACTIVE", "AVG WAIT MS", "TRANSACTIONS")
+            table = Table("POOL", "SIZE", "PEAK WAITING", "PEAK ACTIVE", "BUSY (AVG)", "AVG WAIT MS",
+                          "XACT/S")
             for p in look["pools"]:
                 table.add_row(
                     escape(p["pool"]),
                     str(p["pool_size"]),
                     str(p["peak_waiting"]),
                     str(p["peak_active"]),
+                    f"{p['busy_servers']:.1f}",
                     "-" if p["avg_wait_ms"] is None else f"{p['avg_wait_ms']:.1f}",
-                    str(p["transactions"]),
+                    f"{p['transactions_per_s']:.0f}",
                 )
             out.print(table)
             for line in look["advice"]:

@@ -70,7 +70,8 @@ class PoolLook:
                     "peak_active": s.peak_active.get(name, 0),
                     "peak_max_wait_s": round(s.peak_max_wait.get(name, 0.0), 3),
                     "avg_wait_ms": _ms(s.waits.get(s.database_of[name])),
-                    "transactions": s.transactions.get(s.database_of[name], 0),
+                    "transactions_per_s": s.rates.get(s.database_of[name], 0.0),
+                    "busy_servers": round(s.busy.get(s.database_of[name], 0.0), 3),
                 }
                 for name in sorted(s.pool_size)
             ],

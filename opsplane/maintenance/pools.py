@@ -85,8 +85,9 @@ def pool_figures(
     return found
 
 
-# database -> (total_xact_count, total_wait_time in µs, avg_xact_count per s, avg_wait_time in µs per s)
-Totals = dict[str, tuple[int, int, int, int]]
+# database -> (total_xact_count, total_wait_time in µs, avg_xact_count per s, avg_wait_time in µs
+# per s, avg_xact_time in µs per transaction)
+Totals = dict[str, tuple[int, int, int, int, int]]
 
 
 def stats_totals(stats: Iterable[Mapping[str, Any]]) -> Totals:
@@ -98,6 +99,7 @@ def stats_totals(stats: Iterable[Mapping[str, Any]]) -> Totals:
             _int(row.get("total_wait_time")),
             _int(row.get("avg_xact_count")),
             _int(row.get("avg_wait_time")),
+            _int(row.get("avg_xact_time")),
         )
         for row in stats
         if row.get("database") != ADMIN_DATABASE
@@ -109,8 +111,8 @@ def average_waits(now: Totals, before: Totals | None = None) -> dict[str, float 
     looks when the totals moved, else over PgBouncer's last stats_period; None when no
     transaction ran in either."""
     found: dict[str, float | None] = {}
-    for database, (xacts, waited, xacts_per_s, waited_per_s) in now.items():
-        xacts0, waited0 = (before or {}).get(database, (0, 0, 0, 0))[:2]
+    for database, (xacts, waited, xacts_per_s, waited_per_s, _) in now.items():
+        xacts0, waited0 = (before or {}).get(database, (0, 0, 0, 0, 0))[:2]
         if before is not None and xacts > xacts0 and waited >= waited0:
             found[database] = (waited - waited0) / 1e6 / (xacts - xacts0)
         elif xacts_per_s > 0:
@@ -137,7 +139,9 @@ class Sampled:
     database_of: dict[str, str] = field(default_factory=dict)
     peak_clients: int = 0
     waits: dict[str, float | None] = field(default_factory=dict)
-    transactions: dict[str, int] = field(default_factory=dict)
+    rates: dict[str, float] = field(default_factory=dict)  # transactions per second
+    busy: dict[str, float] = field(default_factory=dict)  # server connections busy on average
+    ran: dict[str, bool] = field(default_factory=dict)
 
     def add(self, pools: Sequence[PoolFigures]) -> None:
         self.looks += 1
@@ -150,10 +154,15 @@ class Sampled:
         self.peak_clients = max(self.peak_clients, sum(p.clients_active + p.clients_waiting for p in pools))
 
     def finish(self, first: Totals, last: Totals, seconds: float) -> None:
-        """The average waits between the first look and the last."""
+        """The average waits between the first look and the last; the transaction rate and the
+        server connections busy on average (rate × mean transaction time, Little's law) from
+        PgBouncer's last stats_period, since its totals move only once a period."""
         self.seconds = seconds
         self.waits = average_waits(last, first if self.looks > 1 else None)
-        self.transactions = {db: last[db][0] - first.get(db, (0, 0, 0, 0))[0] for db in last}
+        for db, (xacts, _, per_s, _, xact_us) in last.items():
+            self.rates[db] = float(per_s)
+            self.busy[db] = per_s * xact_us / 1e6
+            self.ran[db] = per_s > 0 or xacts > first.get(db, (0, 0, 0, 0, 0))[0]
 
 
 @dataclass(frozen=True)
@@ -192,6 +201,7 @@ def advise(
         size = sampled.pool_size[name]
         waiting = sampled.peak_waiting.get(name, 0)
         active = sampled.peak_active.get(name, 0)
+        busy = sampled.busy.get(sampled.database_of[name], 0.0)
         wait = sampled.waits.get(sampled.database_of[name])
         wait_text = f"clients waited on average {_ms(wait)}" if wait is not None else "no transactions ran"
         short = waiting >= rules.waiting and (wait is None or wait >= rules.wait or waiting >= size)
@@ -227,14 +237,15 @@ def advise(
                     {"pool_size": size, "advised": new, "peak_waiting": waiting, "wait_s": wait},
                 )
             )
-        elif not sampled.transactions.get(sampled.database_of[name]):
+        elif not sampled.ran.get(sampled.database_of[name]):
             lines.append(f"{name}: no transaction ran in the {sampled.seconds:.0f} s watched: "
                          "nothing to judge")
-        elif waiting == 0 and active < size * rules.idle_use and max(active * 2, 1) < size:
-            new = max(active * 2, 1)
+        elif waiting == 0 and (need := max(active, math.ceil(busy))) < size * rules.idle_use \
+                and max(need * 2, 2) < size:
+            new = max(need * 2, 2)
             lines.append(
-                f"{name}: at most {active} of {size} server connections were active and no client "
-                f"waited: the pool could be {new}"
+                f"{name}: at most {active} of {size} server connections were active ({busy:.1f} busy on "
+                f"average) and no client waited: the pool could be {new}"
             )
             findings.append(
                 Finding(

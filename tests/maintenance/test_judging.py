@@ -128,7 +128,8 @@ def sampled(waiting: int, active: int, size: int = 5, wait: float | None = 0.040
     found = pools.Sampled()
     found.add([pools.PoolFigures("shop", "app", size, 20, waiting, active, 0, 0.1, "transaction")])
     found.add([pools.PoolFigures("shop", "app", size, 20, 0, active, 0, 0.0, "transaction")])
-    found.finish({"shop": (0, 0, 0, 0)}, {"shop": (1000, int((wait or 0) * 1e9), 0, 0)}, 30.0)
+    # 1,000 transactions in the window; in the last stats_period 50 a second of 2 ms each
+    found.finish({"shop": (0, 0, 0, 0, 0)}, {"shop": (1000, int((wait or 0) * 1e9), 50, 0, 2000)}, 30.0)
     return found
 
 
@@ -148,20 +149,20 @@ def test_waiting_clients_raise_the_pool_as_far_as_postgresql_has_room() -> None:
 def test_an_idle_pool_could_be_smaller_and_a_crowd_near_max_client_conn_is_named() -> None:
     lines, found = pools.advise(sampled(0, 1, size=20), pools.Limits(20, 200, max_connections=100,
                                                                      server_connections=5))
-    assert lines == ["shop/app: at most 1 of 20 server connections were active and no client waited: "
-                     "the pool could be 2"]
+    assert lines == ["shop/app: at most 1 of 20 server connections were active (0.1 busy on average) and no "
+                     "client waited: the pool could be 2"]
     assert found[0].severity == "info"
     lines, found = pools.advise(sampled(0, 3), pools.Limits(5, 20, max_connections=100, server_connections=5))
     assert "20 clients at peak against max_client_conn 20: raise max_client_conn to 40" in lines
 
 
 def test_the_average_wait_comes_from_the_totals_or_else_the_last_period() -> None:
-    assert pools.average_waits({"shop": (110, 2_000_000, 0, 0)},
-                               {"shop": (100, 1_000_000, 0, 0)}) == {"shop": 0.1}
+    assert pools.average_waits({"shop": (110, 2_000_000, 0, 0, 0)},
+                               {"shop": (100, 1_000_000, 0, 0, 0)}) == {"shop": 0.1}
     # the totals did not move (refreshed once per stats_period): the period's own figures
-    assert pools.average_waits({"shop": (100, 1_000_000, 20, 4_000_000)},
-                               {"shop": (100, 1_000_000, 20, 4_000_000)}) == {"shop": 0.2}
-    assert pools.average_waits({"shop": (100, 1_000_000, 0, 0)}) == {"shop": None}
+    assert pools.average_waits({"shop": (100, 1_000_000, 20, 4_000_000, 0)},
+                               {"shop": (100, 1_000_000, 20, 4_000_000, 0)}) == {"shop": 0.2}
+    assert pools.average_waits({"shop": (100, 1_000_000, 0, 0, 0)}) == {"shop": None}
 
 
 def test_the_events_read_as_sentences() -> None:
