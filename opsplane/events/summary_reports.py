@@ -10,9 +10,12 @@ from opsplane.events.words import text
 
 def _saved(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
     job, number = text(d.get("job")) or "?", d.get("report")
-    counts = [f"{d[s]} {s}" for s in ("critical", "warning") if isinstance(d.get(s), int) and d[s]]
+    which = f"Report #{number}" if isinstance(number, int) and not isinstance(number, bool) else "A report"
+    counts = [f"{d[s]} {s}" for s in ("critical", "warning")
+              if isinstance(d.get(s), int) and not isinstance(d.get(s), bool) and d[s]]
     found = f" ({', '.join(counts)})" if counts else ""
-    return f"Report #{number} of {job}: {outcome}{found}: {text(d.get('summary'))}"
+    summary = text(d.get("summary"))
+    return f"{which} of {job}: {outcome}{found}" + (f": {summary}" if summary else "")
 
 
 def describers() -> dict[str, Any]:
