@@ -86,6 +86,7 @@ def _register(command: str | None = None) -> None:
     from opsplane.health.cli import register as register_health
     from opsplane.incidents.cli import app as incident_app
     from opsplane.incidents.cli import report_app
+    from opsplane.maintenance.cli import register as register_maintenance
     from opsplane.metrics.cli import register as register_query
     from opsplane.notify.cli import app as notify_app
     from opsplane.oncall.cli import app as oncall_app
@@ -101,7 +102,7 @@ def _register(command: str | None = None) -> None:
     app.add_typer(config_app, name="config", help="Validate the inventory; print its JSON Schema.")
     app.add_typer(token_app, name="token", help="Create, list and revoke API tokens.")
     app.add_typer(events_app, name="events", help="Read the event log.")
-    app.add_typer(db_app, name="db", help="The store: migrations and location.")
+    app.add_typer(db_app, name="db", help="The store's migrations; PostgreSQL care and PgBouncer pools.")
     app.add_typer(export_app, name="export", help="The inventory for Prometheus and Alertmanager.")
     app.add_typer(silence_app, name="silence", help="Mute notifications of matching alerts for a while.")
     app.add_typer(notify_app, name="notify", help="Test a notification channel; see the outbox.")
@@ -128,6 +129,7 @@ def _register(command: str | None = None) -> None:
     register_capacity(app, report_app)
     register_cache(app)
     register_security(report_app)
+    register_maintenance(db_app)
 
 
 def main() -> None:

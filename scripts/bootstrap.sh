@@ -34,12 +34,14 @@ need redis-server command -v redis-server
 need nginx test -x /usr/sbin/nginx  # the demo's proxy in front of the shop, through which deploys move traffic
 need pgbackrest command -v pgbackrest  # PostgreSQL backups, WAL archiving and point-in-time recovery
 need restic command -v restic  # Redis snapshots, file trees and logical dumps, encrypted, local and S3
+need pgbouncer command -v pgbouncer  # the demo's pool in front of PostgreSQL; failover pauses and repoints it
+# pg_stat_statements, the db report's slow queries (Debian's postgresql-15 provides postgresql-contrib-15)
+need postgresql-contrib compgen -G '/usr/lib/postgresql/*/lib/pg_stat_statements.so'
 if [ "$want_test" = 1 ]; then
   need chromium command -v chromium  # the dashboard's browser test drives it headless
   need prometheus test -x /usr/bin/promtool  # the PromQL differential tests; brings prometheus too
   need prometheus-alertmanager test -x /usr/bin/amtool  # amtool checks the exported alertmanager.yml
   need haproxy test -x /usr/sbin/haproxy  # the second traffic driver: weights through its runtime API
-  need pgbouncer command -v pgbouncer  # failover: the pool clients reach the database through, paused and repointed
 fi
 if [ "$want_bench" = 1 ]; then
   need prometheus-blackbox-exporter command -v prometheus-blackbox-exporter

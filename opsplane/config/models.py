@@ -103,6 +103,22 @@ class RedisCheck(CheckBase):
     )
 
 
+class PgBouncerCheck(CheckBase):
+    type: Literal["pgbouncer"]
+    admin_user: str = Field("pgbouncer", description="A user in PgBouncer's admin_users or stats_users.")
+    password: Secret | None = Field(None, description="That user's password, as a secret reference.")
+    database: str | None = Field(
+        None, description="Judge only this database's pools (as PgBouncer names it); default every pool.")
+    waiting_warning: Annotated[int, Field(ge=1)] = Field(5, description="Clients waiting for a server.")
+    waiting_critical: Annotated[int, Field(ge=1)] = Field(20, description="Clients waiting for a server.")
+    pool_use_warning: Ratio = Field(0.90, description="Share of the pool's size in active use.")
+    pool_use_critical: Ratio | None = Field(
+        None, description="Share of the pool's size in active use; unset: a full pool is only a warning "
+        "(clients waiting for it are what hurts).")
+    wait_warning: Duration = Field(0.05, description="Average wait of a transaction for a server.")
+    wait_critical: Duration = Field(0.5, description="Average wait of a transaction for a server.")
+
+
 class TlsCheck(CheckBase):
     type: Literal["tls"]
     server_name: str | None = None
@@ -146,7 +162,7 @@ class HostCheck(CheckBase):
 
 
 Check = Annotated[
-    HttpCheck | TcpCheck | PostgresCheck | RedisCheck | TlsCheck | CommandCheck | HostCheck,
+    HttpCheck | TcpCheck | PostgresCheck | RedisCheck | TlsCheck | CommandCheck | HostCheck | PgBouncerCheck,
     Field(discriminator="type"),
 ]
 CHECK_MODELS: dict[str, type[CheckBase]] = {
@@ -157,6 +173,7 @@ CHECK_MODELS: dict[str, type[CheckBase]] = {
     "tls": TlsCheck,
     "command": CommandCheck,
     "host": HostCheck,
+    "pgbouncer": PgBouncerCheck,
 }
 CHECK_TYPES = tuple(CHECK_MODELS)
 

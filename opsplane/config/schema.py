@@ -295,6 +295,8 @@ _CHECK_INTROS = {
     "tls": "Reads the server's certificate and warns before it expires.",
     "command": "Runs a program (never through a shell) and judges its exit code.",
     "host": "Disk, memory, CPU and load of the machine opsplane runs on.",
+    "pgbouncer": "Reads PgBouncer's SHOW POOLS and SHOW STATS on its admin console: clients waiting for "
+                 "a server, the pool's use against its size, the average wait (docs/maintenance.md).",
 }
 
 

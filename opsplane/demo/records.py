@@ -39,7 +39,8 @@ PIDS_FILE = "pids.json"
 SCRATCH = "scratch"
 RUNTIME_DIR = "run"  # the demo inventory's runtime.state_dir
 # what each record is called when a person reads it
-LABELS = {"demo": "demo", "postgres": "PostgreSQL", "redis": "Redis", "s3": "S3 store (moto)"}
+LABELS = {"demo": "demo", "postgres": "PostgreSQL", "redis": "Redis", "s3": "S3 store (moto)",
+          "pgbouncer": "PgBouncer"}
 # PostgreSQL's fast shutdown is SIGINT; everything else stops on SIGTERM
 _STOP_SIGNALS = {"postgres": signal.SIGINT}
 _DEMO_STOP_TIMEOUT = 90.0  # the demo stops the shop, Redis and PostgreSQL before it exits
@@ -138,7 +139,7 @@ def recorded(base: Path) -> list[RecordedProcess]:
         for item in service.get("instances") or []:
             if item.get("pid") and item.get("create_time"):
                 found.append(RecordedProcess(str(name), _identity(item), session=True))
-    found += [own[name] for name in ("redis", "postgres", "s3") if name in own]
+    found += [own[name] for name in ("redis", "pgbouncer", "postgres", "s3") if name in own]
     return found
 
 

@@ -112,6 +112,7 @@ class DemoStack:
     postgres: TemporaryPostgres | None = None
     redis: TemporaryRedis | None = None
     s3: Any = None  # a TemporaryS3 for the offsite repository, when moto is installed
+    pgbouncer: Any = None  # a TemporaryPgBouncer between the shop and PostgreSQL, when installed
     ports: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     runtime: Any = None
@@ -153,16 +154,22 @@ class DemoStack:
             shutil.rmtree(self.base)
         (self.base / "secrets").mkdir(parents=True, mode=0o700)
         self._write_pids()
-        archiving = self.archive_settings()
+        from opsplane.maintenance import demo as care
+
+        settings = {**self.archive_settings(), **care.statements_settings(self.notes)}
         try:
             self.postgres = TemporaryPostgres(self.base / "postgres", password=secrets.token_urlsafe(18),
-                                              settings=archiving).start()
+                                              settings=settings).start()
             self.postgres.execute("CREATE DATABASE shop")
+            care.create_statements(self.postgres, "shop")
         except SandboxError as exc:
             self.notes.append(f"PostgreSQL left out, the shop uses SQLite: {exc}")
             self.postgres = None
             self.pg_engine = None
         self._write_pids()
+        if self.postgres is not None:
+            self.pgbouncer = care.start_pgbouncer(self.base, self.postgres, "shop", self.notes)
+            self._write_pids()
         try:
             self.redis = TemporaryRedis(self.base / "redis").start()
         except SandboxError as exc:
@@ -247,7 +254,11 @@ class DemoStack:
         if self.postgres is not None:
             assert self.postgres.password is not None
             _write_secret(self.base / "secrets" / "postgres-password", self.postgres.password)
-            _write_secret(self.base / "secrets" / "shop-database-url", self.postgres.url("shop"))
+            from opsplane.maintenance.demo import database_url
+
+            _write_secret(self.base / "secrets" / "shop-database-url",  # through PgBouncer when it runs
+                          database_url(self.pgbouncer, self.postgres, "shop") if self.pgbouncer
+                          else self.postgres.url("shop"))
         _write_secret(self.base / "secrets" / "shop-admin-token", secrets.token_urlsafe(24))
         if self.backup_policies():
             _write_secret(self.base / "secrets" / "backup-key", secrets.token_urlsafe(32))
@@ -296,7 +307,8 @@ class DemoStack:
         failed: list[Exception] = []
         # S3 last: PostgreSQL's archiver may still push WAL to it while shutting down
         for step in (self.runtime and self.runtime.down, self.redis and self.redis.stop,
-                     self.postgres and self.postgres.stop, self.s3 and self.s3.stop):
+                     self.pgbouncer and self.pgbouncer.stop, self.postgres and self.postgres.stop,
+                     self.s3 and self.s3.stop):
             try:
                 if step:
                     step()
@@ -311,6 +323,8 @@ class DemoStack:
 
     def inventory_yaml(self, api_port: int) -> str:
         """The inventory of this demo platform, as a person would write it."""
+        from opsplane.maintenance.demo import check_yaml
+
         python = json.dumps(sys.executable)
         secrets_dir = self.base / "secrets"
         data_deps = [n for n, up in (("postgres-main", self.postgres), ("redis", self.redis)) if up]
@@ -410,7 +424,9 @@ class DemoStack:
                 "    criticality: critical",
                 "    team: dba",
                 f"    runbook: {RUNBOOK}/postgres-down.md",
-                "    checks: [{type: postgres}]",
+                "    checks:",
+                "      - {type: postgres}",
+                *([f"      - {check_yaml(self.pgbouncer, secrets_dir, 'shop')}"] if self.pgbouncer else []),
             ]
         if self.redis:
             lines += [
@@ -496,6 +512,7 @@ class DemoStack:
             "postgres": self.postgres.pid if self.postgres else None,
             "redis": self.redis.pid if self.redis else None,
             "s3": self.s3.pid if self.s3 else None,
+            "pgbouncer": self.pgbouncer.pid if self.pgbouncer else None,
         }, scratch)
 
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from opsplane.events.summary_backup import describers as backup_describers
 from opsplane.events.summary_cache import describers as cache_describers
+from opsplane.events.summary_db import describers as db_describers
 from opsplane.events.summary_deps import describers as deps_describers
 from opsplane.events.summary_gameday import describers as gameday_describers
 from opsplane.events.summary_reports import describers as report_describers
@@ -481,5 +482,6 @@ DESCRIBERS: dict[str, Describer] = {
     **report_describers(),
     **deps_describers(),
     **cache_describers(),
+    **db_describers(),
 }
 """The sentence of each kind of event opsplane records."""

@@ -21,7 +21,7 @@ from opsplane.config.models import (
 from opsplane.config.types import SecretRef
 from opsplane.errors import UsageError
 
-_DEFAULT_PORTS = {"postgres": 5432, "redis": 6379, "tls": 443}
+_DEFAULT_PORTS = {"postgres": 5432, "redis": 6379, "tls": 443, "pgbouncer": 6432}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +70,9 @@ class CheckTarget:
             return postgres_address(self.host, self.port, self.user, self.database)
         if kind == "redis":
             return f"redis://{host_port(self.host, self.port)}"
+        if kind == "pgbouncer":
+            user = getattr(check, "admin_user", "pgbouncer")
+            return f"pgbouncer://{user}@{host_port(self.host, self.port)}"
         return host_port(self.host, self.port)
 
 

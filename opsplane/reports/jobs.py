@@ -40,9 +40,17 @@ class Job:
     about: str
 
 
-# The manual's cadence: weekly database care on Sunday night, the weekly reviews on Monday
-# morning, the monthly ones on the 1st, the access review each quarter.
+# The manual's cadence (UTC): every day the security signals in the morning and log retention at
+# night; every week database care on Sunday night, the dependency review on Monday at 10:00 and
+# the performance and capacity review on Wednesday; every month the pool tuning review and the
+# capacity update on the 1st; the access review each quarter.
 JOBS: tuple[Job, ...] = (
+    Job("security-signals", "opsplane.security.signals:run", "0 7 * * *",
+        "failed sign-ins and the busiest clients of the last day, from the services' logs"),
+    Job("log-retention", "opsplane.runtime.retention:retention_job", "30 3 * * *",
+        "rotated log files older than their service's retention deleted; what was removed"),
+    Job("db-report", "opsplane.maintenance.jobs:db_report", "0 2 * * 0",
+        "every database: vacuum and analyze age, dead tuples and bloat, indexes, slow queries, locks"),
     Job("deps-audit", "opsplane.dependencies.job:run", "0 10 * * 1",
         "known vulnerabilities of each service's packages, with fix times by severity"),
     Job("kpi-report", "opsplane.capacity.kpi:kpi_job", "0 10 * * 3",
@@ -50,14 +58,12 @@ JOBS: tuple[Job, ...] = (
     Job("capacity-check", "opsplane.capacity.report:capacity_job", "0 10 * * 3",
         "each resource's trend: when CPU, memory, disk, database pools and request rates reach "
         "their triggers"),
-    Job("capacity-report", "opsplane.capacity.report:capacity_job", "0 10 1 * *",
-        "the monthly capacity forecast with its scaling advice"),
     Job("cache-report", "opsplane.cache.flows:cache_report_job", "0 10 * * 3",
         "Redis: memory of maxmemory, fragmentation, hit ratio, evictions, keyspace, big keys (a sample)"),
-    Job("log-retention", "opsplane.runtime.retention:retention_job", "30 3 * * *",
-        "Rotated log files older than their service's retention deleted; what was removed"),
-    Job("security-signals", "opsplane.security.signals:run", "0 7 * * *",
-        "failed sign-ins and the busiest clients of the last day, from the services' logs"),
+    Job("db-pools", "opsplane.maintenance.jobs:db_pools", "0 10 1 * *",
+        "every PgBouncer of a pgbouncer check: waiting clients, pool use, advice on the pool's size"),
+    Job("capacity-report", "opsplane.capacity.report:capacity_job", "0 10 1 * *",
+        "the monthly capacity forecast with its scaling advice"),
     Job("access-review", "opsplane.security.access:run", "0 10 1 1,4,7,10 *",
         "API tokens unused for 90 days, admin tokens, dashboard sessions"),
 )

@@ -153,13 +153,13 @@ CASES = [
     pytest.param(
         doc(PLATFORM, "services:", "  api:", "    checks:", "      - type: htp"),
         "opsplane.yaml:5:15: services.api.checks[0].type: unknown check type 'htp'; expected one "
-        "of http, tcp, postgres, redis, tls, command, host; did you mean 'http'?",
+        "of http, tcp, postgres, redis, tls, command, host, pgbouncer; did you mean 'http'?",
         id="unknown-check-type",
     ),
     pytest.param(
         doc(PLATFORM, "services:", "  api:", "    checks:", "      - path: /health"),
         "opsplane.yaml:5:9: services.api.checks[0]: a check needs a 'type': one of http, tcp, "
-        "postgres, redis, tls, command, host",
+        "postgres, redis, tls, command, host, pgbouncer",
         id="check-without-type",
     ),
     pytest.param(

@@ -66,5 +66,5 @@ def test_the_public_surface() -> None:
     assert set(probes.__all__) == {
         "Probe", "ProbeFailed", "build_probe", "describe_failure", "run_probe",
         "CommandProbe", "HostProbe", "HttpProbe", "PostgresProbe", "RedisProbe", "TcpProbe",
-        "TlsProbe",
+        "TlsProbe", "PgBouncerProbe",
     }

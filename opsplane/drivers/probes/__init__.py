@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from opsplane.drivers.probes.command import CommandProbe
     from opsplane.drivers.probes.host import HostProbe
     from opsplane.drivers.probes.http import HttpProbe
+    from opsplane.drivers.probes.pgbouncer import PgBouncerProbe
     from opsplane.drivers.probes.postgres import PostgresProbe
     from opsplane.drivers.probes.redis import RedisProbe
     from opsplane.drivers.probes.resolve import Resolver
@@ -39,6 +40,7 @@ _KINDS: dict[str, tuple[str, str]] = {
     "tls": ("tls", "TlsProbe"),
     "command": ("command", "CommandProbe"),
     "host": ("host", "HostProbe"),
+    "pgbouncer": ("pgbouncer", "PgBouncerProbe"),
 }
 _CLASS_MODULES = {cls: module for module, cls in _KINDS.values()}
 
@@ -89,6 +91,8 @@ _BUILDERS: dict[str, _Builder] = {
         target, clock=clock, resolver=resolver),
     "command": _command,
     "host": lambda target, environ, clock, resolver: _probe_class("host").for_target(target),
+    "pgbouncer": lambda target, environ, clock, resolver: _probe_class("pgbouncer").for_target(
+        target, password=_secret(cast(SecretRef | None, getattr(target.check, "password", None)), environ)),
 }
 
 
@@ -116,6 +120,7 @@ __all__ = [
     "CommandProbe",
     "HostProbe",
     "HttpProbe",
+    "PgBouncerProbe",
     "PostgresProbe",
     "Probe",
     "ProbeFailed",
