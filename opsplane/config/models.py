@@ -18,7 +18,7 @@ from opsplane.backup.models import BackupSettings
 from opsplane.capacity.models import CapacitySettings
 from opsplane.checklists.models import ChecklistsSettings
 from opsplane.config.types import Duration, Ratio, Secret, Strict
-from opsplane.dependencies.models import AuditSettings, DependencySources
+from opsplane.dependencies.models import VulnerabilitySettings, DependencySources
 from opsplane.deploy.models import DeploySettings
 from opsplane.gameday.models import GamedaySettings
 from opsplane.incidents.models import IncidentsSettings
@@ -529,8 +529,8 @@ class Inventory(Strict):
         "(`opsplane report jobs` lists them); present (even empty), each runs at the manual's time; "
         "see docs/reports.md.",
     )
-    audit: AuditSettings = Field(
-        default_factory=AuditSettings,
+    vulnerabilities: VulnerabilitySettings = Field(
+        default_factory=VulnerabilitySettings,
         description="The dependency audit: the OSV-compatible API vulnerabilities are looked up in and the "
         "fix times by severity; see docs/dependencies.md.",
     )

@@ -417,11 +417,11 @@ def _checklist_tables(page: _Page) -> None:
 
 
 def _audit_tables(page: _Page) -> None:
-    """The dependency audit: `services.NAME.dependencies` and `audit:` (docs/dependencies.md)."""
-    from opsplane.dependencies.models import AuditSettings, DependencySources, FixTimes
+    """The dependency audit: `services.NAME.dependencies` and `vulnerabilities:` (docs/dependencies.md)."""
+    from opsplane.dependencies.models import VulnerabilitySettings, DependencySources, FixTimes
 
-    for heading, model in (("services.*NAME*.dependencies", DependencySources), ("audit", AuditSettings),
-                           ("audit.fix_times", FixTimes)):
+    for heading, model in (("services.*NAME*.dependencies", DependencySources), ("vulnerabilities", VulnerabilitySettings),
+                           ("vulnerabilities.fix_times", FixTimes)):
         page.lines += [f"### {heading}", ""]
         page.table(model)
 

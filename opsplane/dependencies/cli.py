@@ -138,7 +138,7 @@ def osv_serve(sources: list[Path] = typer.Argument(..., help="Directories and zi
               quiet: bool = typer.Option(False, "--quiet", help="Do not log each request.")) -> None:
     """Serve an OSV-compatible API over local advisories, for a network without api.osv.dev.
 
-    Point `audit.osv_url` (or OPSPLANE_OSV_URL) at it. It reads the records once; restart it to
+    Point `vulnerabilities.osv_url` (or OPSPLANE_OSV_URL) at it. It reads the records once; restart it to
     read new exports. Stops on Ctrl-C or SIGTERM.
     """
     from opsplane.cli_support import exit_zero_on_sigterm

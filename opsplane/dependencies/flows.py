@@ -22,7 +22,7 @@ import httpx
 
 from opsplane.config.models import Inventory, Service
 from opsplane.dependencies import reported as tool_output
-from opsplane.dependencies.models import OSV_URL_ENV, AuditSettings
+from opsplane.dependencies.models import OSV_URL_ENV, VulnerabilitySettings
 from opsplane.dependencies.reported import Reported, ToolOutputError
 from opsplane.dependencies.severity import UNRATED, Rating, rate_osv
 from opsplane.errors import UsageError
@@ -62,7 +62,7 @@ class Audited:
     error: str | None = None
 
 
-def osv_url(settings: AuditSettings, environ: Mapping[str, str]) -> str:
+def osv_url(settings: VulnerabilitySettings, environ: Mapping[str, str]) -> str:
     """The OSV API's base address: the environment's override, else the inventory's."""
     return (environ.get(OSV_URL_ENV) or settings.osv_url).rstrip("/")
 
@@ -146,7 +146,7 @@ def pip_audit_argv(source: Source, *, query_url: str, timeout: float, cache_dir:
     return argv
 
 
-def run_pip_audit(source: Source, settings: AuditSettings, base_url: str) -> tuple[list[Reported], list[str]]:
+def run_pip_audit(source: Source, settings: VulnerabilitySettings, base_url: str) -> tuple[list[Reported], list[str]]:
     paths: list[str] = []
     if source.kind == "environment":
         paths = site_paths(source.path, settings.timeout)
@@ -177,7 +177,7 @@ def _installed_npm(directory: Path) -> dict[str, str]:
     return versions
 
 
-def run_npm_audit(source: Source, settings: AuditSettings) -> list[Reported]:
+def run_npm_audit(source: Source, settings: VulnerabilitySettings) -> list[Reported]:
     if not (source.path / "package.json").is_file():
         raise ToolOutputError(f"no package.json in {source.path}")
     npm = shutil.which("npm")
@@ -228,7 +228,7 @@ class Ratings:
 def audit(inventory: Inventory, base_dir: Path, names: Iterable[str] = (), *,
           environ: Mapping[str, str] | None = None, progress: Progress | None = None) -> list[Audited]:
     """Audit the services `names` (all when empty): one `Audited` per service and ecosystem."""
-    settings = inventory.audit
+    settings = inventory.vulnerabilities
     base_url = osv_url(settings, os.environ if environ is None else environ)
     groups: dict[tuple[str, str], Audited] = {}
     ratings = Ratings(base_url, settings.timeout)

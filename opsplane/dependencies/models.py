@@ -1,5 +1,5 @@
 """The inventory's words for the dependency audit: where each service's packages are
-(`services.NAME.dependencies`) and which OSV-compatible API rates them (`audit:`)."""
+(`services.NAME.dependencies`) and which OSV-compatible API rates them (`vulnerabilities:`)."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ class FixTimes(Strict):
                              "advisory rates.")
 
 
-class AuditSettings(Strict):
-    """The inventory's `audit:` section."""
+class VulnerabilitySettings(Strict):
+    """The inventory's `vulnerabilities:` section."""
 
     osv_url: str = Field(
         PUBLIC_OSV, description="Base address of the OSV-compatible API vulnerabilities are looked up in "

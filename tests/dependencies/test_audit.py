@@ -83,7 +83,7 @@ services:
   orders:
     run: {{argv: ["{venv}/bin/python", "-m", "http.server", "{{port}}"]}}
   gateway: {{}}
-audit: {{osv_url: "{osv_url}"}}
+vulnerabilities: {{osv_url: "{osv_url}"}}
 jobs: {{}}
 """
 
@@ -108,7 +108,7 @@ def test_sources_are_the_named_environment_or_the_interpreter_run_starts(venv: P
 
 def test_the_command_audits_now_and_gives_the_manuals_due_time(venv: Path, osv_api: str,
                                                                tmp_path: Path) -> None:
-    cli = Opsplane(tmp_path, {"platform": {"name": "shop"}, "audit": {"osv_url": osv_api},
+    cli = Opsplane(tmp_path, {"platform": {"name": "shop"}, "vulnerabilities": {"osv_url": osv_api},
                               "services": {"catalog": {"dependencies": {"python": str(venv)}}}}, environ=HERE)
     ran = cli("audit", "deps", "--json", code=1)  # found, within its fix time
     found = json.loads(ran.stdout)["findings"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from opsplane.dependencies.flows import Source, run_npm_audit
-from opsplane.dependencies.models import AuditSettings
+from opsplane.dependencies.models import VulnerabilitySettings
 from opsplane.dependencies.reported import Reported, ToolOutputError, npm_audit, pip_audit
 from tests.support.http_servers import closed_port
 
@@ -89,4 +89,4 @@ def test_npm_audit_that_cannot_reach_its_registry_is_a_reason(tmp_path: Path,
             "node_modules/minimist": {"version": "0.0.8"}}}))
     monkeypatch.setenv("npm_config_registry", f"http://127.0.0.1:{closed_port()}/")
     with pytest.raises(ToolOutputError, match="npm audit failed: .*ECONNREFUSED"):
-        run_npm_audit(Source("storefront", "npm", tmp_path), AuditSettings())
+        run_npm_audit(Source("storefront", "npm", tmp_path), VulnerabilitySettings())
