@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from opsplane.config.models import CHECK_TYPES, HostCheck, TcpCheck, TlsCheck
+from opsplane.config.models import CHECK_TYPES, HostCheck, PgBouncerCheck, TcpCheck, TlsCheck
+from opsplane.drivers.sandbox.pgbouncer import Backend, TemporaryPgBouncer
 from opsplane.drivers.sandbox.postgres import TemporaryPostgres
 from opsplane.drivers.sandbox.redis import TemporaryRedis
 from opsplane.health.models import ProbeResult
@@ -49,6 +50,16 @@ def redis_open(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporaryRe
     """A Redis without requirepass: AUTH is an error."""
     with TemporaryRedis(tmp_path_factory.mktemp("redis-open")) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def pgbouncer_md5(tmp_path_factory: pytest.TempPathFactory, postgres_cluster: TemporaryPostgres
+                  ) -> Iterator[TemporaryPgBouncer]:
+    """A PgBouncer whose admin user has a password that is not the secret."""
+    with TemporaryPgBouncer(tmp_path_factory.mktemp("bouncer"),
+                            {"postgres": Backend(postgres_cluster.host, postgres_cluster.port, "postgres")},
+                            users={"postgres": None, "pgbouncer": "not-the-secret"}, auth_type="md5") as bouncer:
+        yield bouncer
 
 
 Case = Callable[[pytest.FixtureRequest, Path], Awaitable[ProbeResult]]
@@ -111,6 +122,11 @@ async def tcp_of_a_database(request: pytest.FixtureRequest, tmp: Path) -> ProbeR
     return await _run(target_for(TcpCheck(type="tcp"), port=server.port, password=REF))
 
 
+async def pgbouncer_wrong_password(request: pytest.FixtureRequest, tmp: Path) -> ProbeResult:
+    bouncer: TemporaryPgBouncer = request.getfixturevalue("pgbouncer_md5")
+    return await _run(target_for(PgBouncerCheck(type="pgbouncer", password=REF), port=bouncer.port))
+
+
 async def tls_of_a_database(request: pytest.FixtureRequest, tmp: Path) -> ProbeResult:
     cert = TestAuthority(tmp).issue(valid_days=3, common_name="db.example.test")
     with LocalHttpServer(cert_file=cert.cert_file, key_file=cert.key_file) as server:
@@ -131,6 +147,7 @@ CASES: dict[str, tuple[str, Case]] = {
     "command-printing-it-ok": ("command", command_printing_it_ok),
     "command-printing-it-at-the-cut": ("command", command_printing_it_at_the_cut),
     "tcp-of-a-database": ("tcp", tcp_of_a_database),
+    "pgbouncer-wrong-password": ("pgbouncer", pgbouncer_wrong_password),
     "tls-of-a-database": ("tls", tls_of_a_database),
     "host-of-a-database": ("host", host_of_a_database),
 }

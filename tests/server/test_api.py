@@ -21,6 +21,8 @@ from opsplane.gameday import service as gamedays
 from opsplane.gameday.models import Scenario
 from opsplane.health.models import ProbeResult, State
 from opsplane.incidents import service as incidents
+from opsplane.reports import service as reports
+from opsplane.reports.models import Report
 from opsplane.runbooks import service as runbooks
 from opsplane.runbooks.models import Runbook
 from opsplane.server import ControlPlane, create_app
@@ -91,14 +93,14 @@ def concrete(path: str) -> str:
     # Path parameters name a real component (or incident 1, deploy 1, backup 1, backup policy
     # postgres-main and an action its state allows), so an admitted request can succeed.
     named = (path.replace("{incident_id}", "1").replace("{deploy_id}", "1").replace("{backup_id}", "1")
-             .replace("{run_id}", "1").replace("{gameday_id}", "1")
+             .replace("{run_id}", "1").replace("{gameday_id}", "1").replace("{report_id}", "1")
              .replace("{policy}", "postgres-main").replace("{action}", "abort"))
     return re.sub(r"\{[^}]+\}", "backend", named)
 
 
 def incident_and_deploy(plane: ControlPlane) -> None:
-    """Incident 1, deploy 1 (queued, so an operator may abort it), backup 1, runbook run 1 and
-    checklist run 1 and game day 1, for the routes that name one."""
+    """Incident 1, deploy 1 (queued, so an operator may abort it), backup 1, runbook run 1,
+    checklist run 1, game day 1 and report 1, for the routes that name one."""
     with plane.store.session() as session:
         incidents.create(session, title="checkout fails", service="backend", severity="P1",
                          actor="test", now=plane.clock.now(), settings=plane.inventory.incidents)
@@ -113,6 +115,8 @@ def incident_and_deploy(plane: ControlPlane) -> None:
                          requested_by="test", slot=None, now=plane.clock.now())
         gamedays.create(session, name="kill-backend", scenario=Scenario(kind="kill", target="backend"),
                         trigger="cli", actor="test", now=plane.clock.now(), max_duration=60.0)
+        reports.save(session, Report(job="db-report", subject="shop", summary="nothing found"), trigger="cli",
+                     requested_by="test", slot=None, started_at=plane.clock.now(), now=plane.clock.now())
 
 
 def guards_of(route: APIRoute) -> list[RoleGuard | SessionGuard]:
