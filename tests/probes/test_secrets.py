@@ -56,9 +56,10 @@ def redis_open(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporaryRe
 def pgbouncer_md5(tmp_path_factory: pytest.TempPathFactory, postgres_cluster: TemporaryPostgres
                   ) -> Iterator[TemporaryPgBouncer]:
     """A PgBouncer whose admin user has a password that is not the secret."""
-    with TemporaryPgBouncer(tmp_path_factory.mktemp("bouncer"),
-                            {"postgres": Backend(postgres_cluster.host, postgres_cluster.port, "postgres")},
-                            users={"postgres": None, "pgbouncer": "not-the-secret"}, auth_type="md5") as bouncer:
+    backend = Backend(postgres_cluster.host, postgres_cluster.port, "postgres")
+    users = {"postgres": None, "pgbouncer": "not-the-secret"}
+    with TemporaryPgBouncer(tmp_path_factory.mktemp("bouncer"), {"postgres": backend}, users=users,
+                            auth_type="md5") as bouncer:
         yield bouncer
 
 
