@@ -24,7 +24,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration. Opening a store that is already there skips Alembic altogether
 # (about 8 MB of imports and a scan of the migration scripts); a test keeps this in step
 # with migrations/versions.
-HEAD_REVISION = "0017"
+HEAD_REVISION = "0018"
 _MIGRATION_LOCK = 0x6F70_7370_6D69_6772  # "opspmigr": the advisory lock key of migrations
 
 

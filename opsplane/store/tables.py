@@ -6,7 +6,7 @@ from opsplane.auth.tables import ApiToken, DashboardSession
 from opsplane.backup.tables import BackupCopyRow, BackupRow, RestoreRow
 from opsplane.checklists.tables import ChecklistRunRow
 from opsplane.deploy.tables import DeployRow
-from opsplane.events.tables import Event
+from opsplane.events.tables import Event, EventChain
 from opsplane.gameday.tables import GamedayRow
 from opsplane.health.tables import CheckState
 from opsplane.incidents.tables import ActionItemRow, IncidentAlertRow, IncidentRow, IncidentUpdateRow
@@ -21,7 +21,7 @@ metadata = Base.metadata
 
 __all__ = [
     "ActionItemRow", "AlertRow", "ApiToken", "BackupCopyRow", "BackupRow", "CheckState", "ChecklistRunRow",
-    "DashboardSession", "DeployRow", "EvaluationRow", "Event", "GamedayRow", "IncidentAlertRow",
+    "DashboardSession", "DeployRow", "EvaluationRow", "Event", "EventChain", "GamedayRow", "IncidentAlertRow",
     "IncidentRow", "IncidentUpdateRow", "NotificationRow", "OutboxRow", "ReportRow", "RestoreRow",
     "RunbookRunRow", "RunbookStepRow", "SilenceRow", "SloHourRow", "SloMinuteRow", "WorkClaim",
     "metadata",
