@@ -49,7 +49,7 @@ def stored_ts(value: Any) -> str:
     return canonical_ts(value)
 
 
-def _number(text: str) -> float | int:
+def json_number(text: str) -> float | int:
     """A JSON float as the chain reads it: integral ones as int (see the module's docstring)."""
     value = float(text)
     if value.is_integer():
@@ -99,7 +99,7 @@ def plain(value: Any) -> Any:
 
 def details_from_text(text: str) -> Any:
     """Stored `details` JSON text as it is hashed."""
-    return json.loads(text, parse_float=_number)
+    return json.loads(text, parse_float=json_number)
 
 
 def event_hash(event_id: int, ts: str, kind: str, actor: str, target: str, service: str | None,

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from opsplane.events.summary_audit import describers as audit_describers
 from opsplane.events.summary_backup import describers as backup_describers
 from opsplane.events.summary_gameday import describers as gameday_describers
 from opsplane.events.summary_reports import describers as report_describers
@@ -477,5 +478,6 @@ DESCRIBERS: dict[str, Describer] = {
     **slo_describers(),
     **gameday_describers(),
     **report_describers(),
+    **audit_describers(),
 }
 """The sentence of each kind of event opsplane records."""

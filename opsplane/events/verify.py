@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, select, text
 from sqlalchemy.orm import Session
 
 from opsplane.events.chain import Anchor, Row, Walk, rows_from, walk
@@ -65,18 +65,17 @@ class Verification:
 
 
 def chain_state(connection: Connection) -> ChainState:
-    found = connection.execute(text(
-        "SELECT last_id, last_hash, base_id, base_hash, base_at FROM event_chain WHERE id = 1")).first()
+    from opsplane.events.tables import EventChain
+
+    found = connection.execute(select(EventChain.last_id, EventChain.last_hash, EventChain.base_id,
+                                      EventChain.base_hash, EventChain.base_at)
+                               .where(EventChain.id == 1)).first()
     if found is None:
         from opsplane.errors import StoreError
 
-        raise StoreError("the event log's chain head (table event_chain) is missing; run `opsplane db upgrade`")
-    at = found[4]
-    if isinstance(at, str):
-        from opsplane.events.chain import stored_ts
-
-        at = datetime.fromisoformat(stored_ts(at).replace("Z", "+00:00"))
-    return ChainState(Anchor(int(found[0]), found[1]), Anchor(int(found[2]), found[3]), at)
+        raise StoreError("the event log's chain head (table event_chain) is missing; "
+                         "run `opsplane db upgrade`")
+    return ChainState(Anchor(int(found[0]), found[1]), Anchor(int(found[2]), found[3]), found[4])
 
 
 def select_rows(connection: Connection, *, after: int, upto: int | None = None) -> Iterator[Row]:
@@ -86,7 +85,8 @@ def select_rows(connection: Connection, *, after: int, upto: int | None = None) 
            f"WHERE id > :after{' AND id <= :upto' if upto is not None else ''} ORDER BY id")
     params = {"after": after, "upto": upto}
     if postgres:
-        result = connection.execution_options(stream_results=True, yield_per=_BATCH).execute(text(sql), params)
+        streamed = connection.execution_options(stream_results=True, yield_per=_BATCH)
+        result = streamed.execute(text(sql), params)
         yield from rows_from(tuple(r) for r in result)
         return
     raw = connection.connection.driver_connection

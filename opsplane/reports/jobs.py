@@ -42,7 +42,12 @@ class Job:
 
 # The manual's cadence: weekly database care on Sunday night, the weekly reviews on Monday
 # morning, the monthly ones on the 1st, the access review each quarter.
-JOBS: tuple[Job, ...] = ()
+JOBS: tuple[Job, ...] = (
+    Job("audit-verify", "opsplane.events.jobs:audit_verify", "0 3 * * 0",
+        "the event log's hash chain, walked from its checkpoint to its head"),
+    Job("audit-retention", "opsplane.events.jobs:audit_retention", "0 4 1 * *",
+        "events older than audit.at_hand moved to signed archives; archives older than audit.keep deleted"),
+)
 
 
 def get(name: str) -> Job:
