@@ -28,8 +28,9 @@ def cli(tmp_path: Path) -> Opsplane:
     store = Store.open(ran.env["OPSPLANE_DATABASE_URL"])
     with store.session() as session:
         for day in range(10):
-            service.record(session, kind="deploy.finished", actor="ana", target=f"deploy:{day}", service="web",
-                           outcome="ok", ts=DAY0 + timedelta(days=day, hours=1), details={"day": day, "p": 0.5})
+            service.record(session, kind="deploy.finished", actor="ana", target=f"deploy:{day}",
+                           service="web", outcome="ok", ts=DAY0 + timedelta(days=day, hours=1),
+                           details={"day": day, "p": 0.5})
     store.close()
     return ran
 
@@ -43,8 +44,8 @@ def test_keygen_writes_a_private_key_only_its_owner_reads_and_never_replaces_it(
 
 
 def test_an_export_of_a_range_is_signed_and_checks_with_the_public_key(cli: Opsplane) -> None:
-    manifest = cli.json("events", "export", "--since", "2026-11-03T00:00:00Z", "--until", "2026-11-06T00:00:00Z",
-                        "--out", "audit.jsonl")
+    manifest = cli.json("events", "export", "--since", "2026-11-03T00:00:00Z",
+                        "--until", "2026-11-06T00:00:00Z", "--out", "audit.jsonl")
     assert manifest["events"] == 3 and manifest["intact"]
     assert (manifest["first"]["id"], manifest["last"]["id"]) == (3, 5)
     lines = (cli.cwd / "audit.jsonl").read_text().splitlines()
@@ -96,7 +97,8 @@ def test_a_changed_manifest_is_refused(cli: Opsplane) -> None:
 def test_another_keys_public_half_is_refused(cli: Opsplane) -> None:
     cli("events", "export", "--out", "audit.jsonl")
     cli("events", "keygen", "--out", "other")
-    said = cli("events", "verify-export", "audit.jsonl", "--public-key", f"other/{PUBLIC_NAME}", code=2).stdout
+    said = cli("events", "verify-export", "audit.jsonl", "--public-key", f"other/{PUBLIC_NAME}",
+               code=2).stdout
     assert "signature does not match" in said
 
 
