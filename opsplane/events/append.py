@@ -15,27 +15,37 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import event as sa_event
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
 from opsplane.errors import StoreError
 from opsplane.events.chain import canonical_ts, event_hash, plain
 from opsplane.events.tables import Event
 
+# Plain driver SQL on the session's own DBAPI connection (same transaction): the statements
+# never change, and SQLAlchemy's layers per statement would cost more than the hashing.
 _LOCK = {
-    "postgresql": text("SELECT c.last_id, c.last_hash, (SELECT max(id) FROM events) FROM event_chain c "
-                       "WHERE c.id = 1 FOR UPDATE OF c"),
-    "sqlite": text("UPDATE event_chain SET last_id = last_id WHERE id = 1 "
-                   "RETURNING last_id, last_hash, (SELECT max(id) FROM events)"),
+    "postgresql": "SELECT c.last_id, c.last_hash, (SELECT max(id) FROM events) FROM event_chain c "
+                  "WHERE c.id = 1 FOR UPDATE OF c",
+    "sqlite": "UPDATE event_chain SET last_id = last_id WHERE id = 1 "
+              "RETURNING last_id, last_hash, (SELECT max(id) FROM events)",
 }
-_MOVE = text("UPDATE event_chain SET last_id = :last_id, last_hash = :last_hash WHERE id = 1")
+_MOVE = {
+    "postgresql": "UPDATE event_chain SET last_id = %(last_id)s, last_hash = %(last_hash)s WHERE id = 1",
+    "sqlite": "UPDATE event_chain SET last_id = :last_id, last_hash = :last_hash WHERE id = 1",
+}
 
 
 def lock_head(session: Session) -> tuple[int, str]:
     """Lock the chain's head for this transaction: the id the next event follows and the hash
     it links to."""
     connection = session.connection()
-    found = connection.execute(_LOCK[connection.dialect.name]).first()
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(_LOCK[connection.dialect.name])
+        found = cursor.fetchone()
+    finally:
+        cursor.close()
     if found is None:
         raise StoreError("the event log's chain head (table event_chain) is missing; "
                          "run `opsplane db upgrade`")
@@ -52,7 +62,12 @@ def chain(session: Session, events: list[Event]) -> None:
         event.prev_hash = prev
         event.hash = prev = event_hash(last_id, canonical_ts(event.ts), event.kind, event.actor, event.target,
                                        event.service, event.outcome, plain(event.details or {}), prev)
-    session.connection().execute(_MOVE, {"last_id": last_id, "last_hash": prev})
+    connection = session.connection()
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(_MOVE[connection.dialect.name], {"last_id": last_id, "last_hash": prev})
+    finally:
+        cursor.close()
 
 
 def _before_flush(session: Session, _context: Any, _instances: Any) -> None:

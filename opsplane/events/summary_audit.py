@@ -13,25 +13,26 @@ def _count(value: Any) -> str:
 
 
 def _verified(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
-    start = f" from the checkpoint after event {d['checkpoint']}" if d.get("checkpoint") else ""
+    start = f" from the checkpoint after event {text(d['checkpoint'])}" if d.get("checkpoint") else ""
     if outcome == "ok":
         return (f"Event log verified intact: {_count(d.get('checked'))} events{start}, "
-                f"head event {d.get('head')}")
+                f"head event {text(d.get('head'))}")
     counts = d["counts"] if isinstance(d.get("counts"), Mapping) else {}
-    found = ", ".join(f"{n} {wrong}" for wrong, n in sorted(counts.items())) or "problems"
+    found = ", ".join(f"{text(n)} {wrong}" for wrong, n in sorted(counts.items())) or "problems"
     problems = d["problems"] if isinstance(d.get("problems"), list) else []
     first = f": {text(problems[0])}" if problems else ""
     return f"Event log verification found it broken ({found}){start}{first}"
 
 
 def _exported(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
-    return (f"Events {d.get('first')} to {d.get('last')} ({_count(d.get('events'))}) exported, signed, "
-            f"to {text(d.get('file'))}")
+    return (f"Events {text(d.get('first'))} to {text(d.get('last'))} ({_count(d.get('events'))}) "
+            f"exported, signed, to {text(d.get('file'))}")
 
 
 def _archived(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
-    return (f"Events {d.get('first')} to {d.get('last')} ({_count(d.get('events'))}) moved to the signed "
-            f"archive {text(d.get('archive'))}; the log now starts after event {d.get('last')}")
+    return (f"Events {text(d.get('first'))} to {text(d.get('last'))} ({_count(d.get('events'))}) moved "
+            f"to the signed archive {text(d.get('archive'))}; the log now starts after event "
+            f"{text(d.get('last'))}")
 
 
 def _archives_deleted(target: str, service: str | None, outcome: str, d: Mapping[str, Any]) -> str:
