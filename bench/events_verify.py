@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 from opsplane.events import append, service  # noqa: E402
 from opsplane.events.chain import GENESIS, canonical_ts, event_hash, plain  # noqa: E402
-from opsplane.events.verify import select_rows, snapshot, verify_store  # noqa: E402
+from opsplane.events.verify import _PG_TS, COLUMNS, select_rows, snapshot, verify_store  # noqa: E402
 from opsplane.store import Store  # noqa: E402
 
 TARGET_SECONDS = 10.0
@@ -148,21 +148,18 @@ def read_floor(store: Store) -> float:
     """Seconds to read every row through the verifier's cursor, parsing nothing, hashing nothing."""
     started = time.perf_counter()
     with snapshot(store) as connection:
-        if connection.dialect.name == "sqlite":
-            raw = connection.connection.driver_connection
-            assert raw is not None
-            cursor = raw.cursor()
-            cursor.arraysize = 10_000
-            cursor.execute("SELECT id, ts, kind, actor, target, service, outcome, details, prev_hash, hash "
-                           "FROM events WHERE id > ? ORDER BY id", (0,))
-            while cursor.fetchmany():
-                pass
-        else:
-            result = connection.execution_options(stream_results=True, yield_per=10_000).execute(text(
-                "SELECT id, ts, kind, actor, target, service, outcome, details::text, prev_hash, hash "
-                "FROM events WHERE id > 0 ORDER BY id"))
-            for _ in result:
-                pass
+        postgres = connection.dialect.name == "postgresql"
+        columns = (COLUMNS.format(ts=_PG_TS, details="details::text") if postgres
+                   else COLUMNS.format(ts="ts", details="details"))
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        cursor = raw.cursor(name="floor") if postgres else raw.cursor()
+        cursor.arraysize = 10_000
+        mark = "%s" if postgres else "?"
+        cursor.execute(f"SELECT {columns} FROM events WHERE id > {mark} ORDER BY id", (0,))
+        while cursor.fetchmany():
+            pass
+        cursor.close()
     return time.perf_counter() - started
 
 

@@ -58,6 +58,8 @@ def stored_ts(value: Any) -> str:
     if isinstance(value, str):
         if len(value) == 26 and value[10] == " ":
             return f"{value[:10]}T{value[11:]}Z"
+        if len(value) == 27 and value[10] == "T" and value[26] == "Z":
+            return value
         value = datetime.fromisoformat(value)
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -16,6 +17,7 @@ from opsplane.events import service
 from opsplane.events.summary import summarise
 
 app = typer.Typer(invoke_without_command=True)
+MAX_PROCESSES = 4  # `events verify` walks a large log in up to this many processes
 
 
 @app.callback()
@@ -61,12 +63,14 @@ def verify(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
     actor = acting_as(Role.VIEWER)
     store = open_store()
     try:
+        processes = min(os.cpu_count() or 1, MAX_PROCESSES)
         if json_out or not err.is_terminal:
-            verification = verify_store(store)
+            verification = verify_store(store, processes=processes)
         else:
             with err.status("verifying the event log…") as status:
                 verification = verify_store(
-                    store, progress=lambda n: status.update(f"verifying the event log: {n:,} events…"))
+                    store, processes=processes,
+                    progress=lambda n: status.update(f"verifying the event log: {n:,} events…"))
         with store.session() as session:
             record_verified(session, verification, actor=actor, now=SystemClock().now())
     finally:

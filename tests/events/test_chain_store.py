@@ -177,3 +177,22 @@ def test_an_upgraded_store_has_its_events_chained_in_id_order(old_store: Store) 
         newest = session.scalars(select(Event).order_by(Event.id.desc()).limit(1)).one()
     assert newest.id == 8 and newest.prev_hash == verification.state.head.hash
     assert verify_store(old_store).intact
+
+
+@pytest.mark.parametrize("tampering", [
+    None, "UPDATE events SET actor = 'x' WHERE id = 20", "DELETE FROM events WHERE id = 21",
+    "DELETE FROM events WHERE id = 40"])
+def test_a_walk_in_several_processes_finds_what_one_walk_finds(
+        store: Store, monkeypatch: pytest.MonkeyPatch, tampering: str | None) -> None:
+    from opsplane.events import verify
+
+    record_some(store, 40)
+    if tampering:
+        tamper(store, tampering)
+    one = verify_store(store)
+    monkeypatch.setattr(verify, "PARALLEL_FROM", 10)
+    with verify.snapshot(store) as connection:
+        assert len(verify._stretches(connection, verify.chain_state(connection), 2)) == 2
+    several = verify_store(store, processes=2)
+    assert several.as_dict() == one.as_dict()
+    assert several.intact == (tampering is None)
