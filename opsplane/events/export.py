@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, func, select, text
 
 from opsplane.errors import UsageError
 from opsplane.events.chain import Anchor, Row, Walk, canonical_ts, json_number, walk
 from opsplane.events.keys import fingerprint, signed_by
+from opsplane.events.tables import Event
 from opsplane.events.verify import chain_state, select_rows, snapshot
 from opsplane.store import Store
 
@@ -45,17 +46,16 @@ def stretch(connection: Connection, *, since: datetime | None, until: datetime |
     `since` to the last one before `until` (ids after `after`, up to `upto`); None when it is
     empty. Event times follow ids closely but not strictly (a time may be given), so an event
     just outside the times can be inside the stretch: the chain has no holes."""
-    where_first = ["ts >= :since" if since is not None else "1 = 1"]
-    where_last = ["ts < :until" if until is not None else "1 = 1"]
+    first_q, last_q = select(func.min(Event.id)), select(func.max(Event.id))
+    if since is not None:
+        first_q = first_q.where(Event.ts >= since)  # the column's type writes the time as stored
     if after is not None:
-        where_first.append("id > :after")
+        first_q = first_q.where(Event.id > after)
+    if until is not None:
+        last_q = last_q.where(Event.ts < until)
     if upto is not None:
-        where_last.append("id <= :upto")
-    params = {"since": since, "until": until, "after": after, "upto": upto}
-    first = connection.execute(text(f"SELECT min(id) FROM events WHERE {' AND '.join(where_first)}"),
-                               params).scalar()
-    last = connection.execute(text(f"SELECT max(id) FROM events WHERE {' AND '.join(where_last)}"),
-                              params).scalar()
+        last_q = last_q.where(Event.id <= upto)
+    first, last = connection.execute(first_q).scalar(), connection.execute(last_q).scalar()
     if first is None or last is None or first > last:
         return None
     return int(first), int(last)

@@ -17,11 +17,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import text, update
+from sqlalchemy import func, select, text, update
 
 from opsplane.events import export
 from opsplane.events.models import AuditSettings
-from opsplane.events.tables import EventChain
+from opsplane.events.tables import Event, EventChain
 from opsplane.events.verify import snapshot
 from opsplane.store import Store
 
@@ -61,8 +61,8 @@ def boundary(store: Store, before: datetime) -> tuple[int, int] | None:
     nothing after the checkpoint is that old."""
     with snapshot(store) as connection:
         base = int(connection.execute(text("SELECT base_id FROM event_chain WHERE id = 1")).scalar() or 0)
-        young = connection.execute(text("SELECT min(id) FROM events WHERE id > :base AND ts >= :before"),
-                                   {"base": base, "before": before}).scalar()
+        young = connection.execute(select(func.min(Event.id))
+                                   .where(Event.id > base, Event.ts >= before)).scalar()
         if young is not None:
             last = int(young) - 1
         else:

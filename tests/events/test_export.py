@@ -107,3 +107,21 @@ def test_export_without_a_key_says_how_to_get_one(cli: Opsplane) -> None:
     refused = cli("events", "export", "--out", "audit.jsonl", code=3)
     assert "OPSPLANE_AUDIT_KEY_FILE is not set" in refused.stderr
     assert not (cli.cwd / "audit.jsonl").exists()
+
+
+def test_the_range_takes_since_inclusive_and_until_exclusive_to_the_microsecond(store: Store,
+                                                                             tmp_path: Path) -> None:
+    from opsplane.events import export
+    from opsplane.events.keys import generate, public_key, signing_key
+
+    at = [DAY0 + timedelta(seconds=n, microseconds=250) for n in range(8)]
+    with store.session() as session:
+        for n, ts in enumerate(at):
+            service.record(session, kind="token.created", actor="ana", target=f"t{n}", outcome="ok", ts=ts)
+    private, public = generate(tmp_path / "keys")
+    key = signing_key({"OPSPLANE_AUDIT_KEY_FILE": str(private)})
+    written = export.write(store, tmp_path / "range.jsonl", key, now=DAY0 + timedelta(days=1), since=at[3],
+                           until=at[6])
+    assert written is not None
+    assert (written.manifest["first"]["id"], written.manifest["last"]["id"]) == (4, 6)
+    assert export.check(tmp_path / "range.jsonl", public_key(public)).ok
