@@ -73,7 +73,8 @@ def chain(session: Session, events: list[Event]) -> None:
 def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
     fresh = [item for item in session.new if isinstance(item, Event)]
     if fresh:
-        fresh.sort(key=lambda item: inspect(item).insert_order or 0)
+        if len(fresh) > 1:
+            fresh.sort(key=lambda item: inspect(item).insert_order or 0)
         chain(session, fresh)
 
 

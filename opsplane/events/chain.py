@@ -47,9 +47,11 @@ def canonical_json(value: Any) -> str:
 
 def canonical_ts(ts: datetime) -> str:
     """An aware datetime as the chain writes it: UTC, microseconds, `Z`."""
-    if ts.tzinfo is None:
-        raise ValueError("naive datetime given to the event log; pass an aware UTC datetime")
-    return ts.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    if ts.tzinfo is not UTC:
+        if ts.tzinfo is None:
+            raise ValueError("naive datetime given to the event log; pass an aware UTC datetime")
+        ts = ts.astimezone(UTC)
+    return ts.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def stored_ts(value: Any) -> str:
