@@ -22,7 +22,7 @@ from opsplane.events import service
 from opsplane.events.tables import Event
 from opsplane.events.verify import verify_store
 from opsplane.store import Store
-from tests.events.conftest import command, subprocess_env
+from tests.events.checkout import command, subprocess_env
 
 WRITER = """
 import sys

@@ -14,7 +14,7 @@ import pytest
 from opsplane.events import service
 from opsplane.events.keys import PRIVATE_NAME, PUBLIC_NAME
 from opsplane.store import Store
-from tests.events.conftest import command
+from tests.events.checkout import command
 from tests.support.cli import Opsplane
 
 DAY0 = datetime(2026, 11, 1, tzinfo=UTC)

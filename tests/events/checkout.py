@@ -1,4 +1,4 @@
-"""What the event log's tests share: the `opsplane` command run from this checkout."""
+"""The `opsplane` command run from this checkout (an installed opsplane may be another one)."""
 
 from __future__ import annotations
 
