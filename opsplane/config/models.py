@@ -18,8 +18,9 @@ from opsplane.backup.models import BackupSettings
 from opsplane.capacity.models import CapacitySettings
 from opsplane.checklists.models import ChecklistsSettings
 from opsplane.config.types import Duration, Ratio, Secret, Strict
-from opsplane.dependencies.models import VulnerabilitySettings, DependencySources
+from opsplane.dependencies.models import DependencySources, VulnerabilitySettings
 from opsplane.deploy.models import DeploySettings
+from opsplane.events.models import AuditSettings
 from opsplane.gameday.models import GamedaySettings
 from opsplane.incidents.models import IncidentsSettings
 from opsplane.notify.models import ChannelsSettings
@@ -548,6 +549,11 @@ class Inventory(Strict):
         default_factory=GamedaySettings,
         description="Game day scenarios (a fault injected on purpose, and how fast it was detected, paged, "
         "recovered and resolved) and their quarterly schedule; see docs/gamedays.md.",
+    )
+    audit: AuditSettings | None = Field(
+        None,
+        description="Retention of the event log: signed archives of events older than `at_hand`, deleted "
+        "after `keep`; run monthly by the `audit-retention` job; see docs/audit.md.",
     )
 
     def components(self) -> Iterator[tuple[str, str, Component]]:

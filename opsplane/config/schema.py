@@ -418,9 +418,10 @@ def _checklist_tables(page: _Page) -> None:
 
 def _audit_tables(page: _Page) -> None:
     """The dependency audit: `services.NAME.dependencies` and `vulnerabilities:` (docs/dependencies.md)."""
-    from opsplane.dependencies.models import VulnerabilitySettings, DependencySources, FixTimes
+    from opsplane.dependencies.models import DependencySources, FixTimes, VulnerabilitySettings
 
-    for heading, model in (("services.*NAME*.dependencies", DependencySources), ("vulnerabilities", VulnerabilitySettings),
+    for heading, model in (("services.*NAME*.dependencies", DependencySources),
+                           ("vulnerabilities", VulnerabilitySettings),
                            ("vulnerabilities.fix_times", FixTimes)):
         page.lines += [f"### {heading}", ""]
         page.table(model)

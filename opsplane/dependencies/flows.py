@@ -146,7 +146,8 @@ def pip_audit_argv(source: Source, *, query_url: str, timeout: float, cache_dir:
     return argv
 
 
-def run_pip_audit(source: Source, settings: VulnerabilitySettings, base_url: str) -> tuple[list[Reported], list[str]]:
+def run_pip_audit(source: Source, settings: VulnerabilitySettings,
+                  base_url: str) -> tuple[list[Reported], list[str]]:
     paths: list[str] = []
     if source.kind == "environment":
         paths = site_paths(source.path, settings.timeout)

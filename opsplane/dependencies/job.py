@@ -73,7 +73,8 @@ def audit_and_keep(inventory: Inventory, base_dir: Path, store: Store, clock: Cl
     counts = {"found": 0, "fixed": 0}
     with store.session() as session:
         for one in audited:
-            changes = service.reconcile(session, one, now=now, times=inventory.vulnerabilities.fix_times, actor=actor)
+            changes = service.reconcile(session, one, now=now, times=inventory.vulnerabilities.fix_times,
+                                        actor=actor)
             counts["found"] += len(changes.found)
             counts["fixed"] += len(changes.fixed)
         session.flush()

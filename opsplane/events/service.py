@@ -29,7 +29,8 @@ def record(
     ts: datetime | None = None,
 ) -> Event:
     """Append one event; the caller's transaction decides when it lands. Texts longer than
-    their columns are cut to fit (ending in "…"); `details` keeps whatever it is given."""
+    their columns are cut to fit (ending in "…"); `details` keeps whatever it is given. Its
+    id and its place in the hash chain are given when the session flushes (`append.py`)."""
     event = Event(**fit(Event, {
         "ts": ts or clock.now(),
         "actor": actor,

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from opsplane.events.summary_audit import describers as audit_describers
 from opsplane.events.summary_backup import describers as backup_describers
 from opsplane.events.summary_cache import describers as cache_describers
 from opsplane.events.summary_db import describers as db_describers
@@ -483,5 +484,6 @@ DESCRIBERS: dict[str, Describer] = {
     **deps_describers(),
     **cache_describers(),
     **db_describers(),
+    **audit_describers(),
 }
 """The sentence of each kind of event opsplane records."""

@@ -1,11 +1,16 @@
-"""The `events` table. Rows are only ever inserted; triggers in the migration refuse the rest."""
+"""The `events` table and the head of its hash chain (`event_chain`, one row).
+
+Rows are only ever inserted; triggers in the migrations refuse updates, and deletes of any
+event after the chain's checkpoint (retention moves the checkpoint, then deletes what it
+archived). Each event holds its predecessor's hash and its own (`chain.py`); the ids, the
+links and the head are set at flush time by `append.py`, whoever adds the event."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Index, String
+from sqlalchemy import BigInteger, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from opsplane.store.base import Base, BigId, JsonDoc, UTCDateTime
@@ -22,6 +27,8 @@ class Event(Base):
     service: Mapped[str | None] = mapped_column(String(100))
     outcome: Mapped[str] = mapped_column(String(50), nullable=False)
     details: Mapped[dict[str, Any]] = mapped_column(JsonDoc, nullable=False, default=dict)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_events_ts", "ts"),
@@ -40,3 +47,23 @@ class Event(Base):
             "outcome": self.outcome,
             "details": self.details,
         }
+
+
+class EventChain(Base):
+    """The chain's one row: its head (the last event's id and hash), which every append
+    locks and moves in the same transaction, and its checkpoint (the last archived event's id
+    and hash, or 0 and GENESIS), where a walk of the table starts."""
+
+    __tablename__ = "event_chain"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    base_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    base_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    base_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# Every new Event is chained when its session flushes (imported here, after the tables, so
+# that no way of adding an event can miss it).
+from opsplane.events import append as _append  # noqa: E402,F401

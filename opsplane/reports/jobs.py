@@ -41,14 +41,17 @@ class Job:
 
 
 # The manual's cadence (UTC): every day the security signals in the morning and log retention at
-# night; every week database care on Sunday night, the dependency review on Monday at 10:00 and
-# the performance and capacity review on Wednesday; every month the pool tuning review and the
-# capacity update on the 1st; the access review each quarter.
+# night; every week the event log's chain and database care on Sunday night, the dependency
+# review on Monday at 10:00 and the performance and capacity review on Wednesday; every month
+# the pool tuning review, the audit trail's retention and the capacity update on the 1st; the
+# access review each quarter.
 JOBS: tuple[Job, ...] = (
     Job("security-signals", "opsplane.security.signals:run", "0 7 * * *",
         "failed sign-ins and the busiest clients of the last day, from the services' logs"),
     Job("log-retention", "opsplane.runtime.retention:retention_job", "30 3 * * *",
         "rotated log files older than their service's retention deleted; what was removed"),
+    Job("audit-verify", "opsplane.events.jobs:audit_verify", "0 3 * * 0",
+        "the event log's hash chain, walked from its checkpoint to its head"),
     Job("db-report", "opsplane.maintenance.jobs:db_report", "0 2 * * 0",
         "every database: vacuum and analyze age, dead tuples and bloat, indexes, slow queries, locks"),
     Job("deps-audit", "opsplane.dependencies.job:run", "0 10 * * 1",
@@ -62,6 +65,8 @@ JOBS: tuple[Job, ...] = (
         "Redis: memory of maxmemory, fragmentation, hit ratio, evictions, keyspace, big keys (a sample)"),
     Job("db-pools", "opsplane.maintenance.jobs:db_pools", "0 10 1 * *",
         "every PgBouncer of a pgbouncer check: waiting clients, pool use, advice on the pool's size"),
+    Job("audit-retention", "opsplane.events.jobs:audit_retention", "0 4 1 * *",
+        "events older than audit.at_hand moved to signed archives; archives older than audit.keep deleted"),
     Job("capacity-report", "opsplane.capacity.report:capacity_job", "0 10 1 * *",
         "the monthly capacity forecast with its scaling advice"),
     Job("access-review", "opsplane.security.access:run", "0 10 1 1,4,7,10 *",

@@ -8,7 +8,7 @@ from opsplane.capacity.tables import CapacityHourRow, CapacitySampleRow
 from opsplane.checklists.tables import ChecklistRunRow
 from opsplane.dependencies.tables import DependencyFindingRow
 from opsplane.deploy.tables import DeployRow
-from opsplane.events.tables import Event
+from opsplane.events.tables import Event, EventChain
 from opsplane.gameday.tables import GamedayRow
 from opsplane.health.tables import CheckState
 from opsplane.incidents.tables import ActionItemRow, IncidentAlertRow, IncidentRow, IncidentUpdateRow
@@ -24,7 +24,7 @@ metadata = Base.metadata
 __all__ = [
     "ActionItemRow", "AlertRow", "ApiToken", "BackupCopyRow", "BackupRow", "CapacityHourRow",
     "CapacitySampleRow", "CheckState", "ChecklistRunRow", "DashboardSession", "DependencyFindingRow",
-    "DeployRow", "EvaluationRow", "Event", "GamedayRow", "IncidentAlertRow", "IncidentRow",
+    "DeployRow", "EvaluationRow", "Event", "EventChain", "GamedayRow", "IncidentAlertRow", "IncidentRow",
     "IncidentUpdateRow", "NotificationRow", "OutboxRow", "ReportRow", "RestoreRow", "RunbookRunRow",
     "RunbookStepRow", "SilenceRow", "SloHourRow", "SloMinuteRow", "WorkClaim", "metadata",
 ]
