@@ -68,10 +68,19 @@ ARCHIVE_TIMEOUT = "30"
 # Who is paged in the demo, and where a page shows: two people taking the primary and the
 # secondary in turns, week by week, and the console channel, which prints each notification
 # on the demo's own output (there is no PagerDuty or mail server to reach).
-# The manual's checklists, run by serve at its times (docs/checklists.md).
+# The manual's checklists, run by serve at its times (docs/checklists.md); its maintenance,
+# security and capacity jobs at theirs, kept as reports (docs/reports.md); each resource's use
+# recorded every minute for the capacity forecasts (docs/capacity.md); events older than 90
+# days moved to signed archives under the demo's directory (docs/audit.md).
 CHECKLISTS_YAML = """\
 checklists:
   timezone: UTC
+jobs:
+  timezone: UTC
+capacity:
+  interval: 1m
+audit:
+  archive_dir: audit-archive
 """
 ONCALL_YAML = """\
 channels:
