@@ -225,7 +225,7 @@ def test_stop_ends_what_a_killed_demo_left_and_a_second_demo_refuses_to_start_be
         assert stop.returncode == 0, (stop.stdout, stop.stderr)
         said = stop.stdout.split("stopped: ", 1)[1]
         expected = {"postgres": "PostgreSQL", "redis": "Redis", "s3": "S3 store (moto)",
-                    "supervisor": "runtime supervisor"}
+                    "pgbouncer": "PgBouncer", "supervisor": "runtime supervisor"}
         for process in started:
             if process.name != "demo":
                 assert f"{expected.get(process.name, process.name)} (pid {process.pid})" in said, stop.stdout
