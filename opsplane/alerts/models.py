@@ -7,13 +7,14 @@ mean the same thing when they are exported to those tools.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from opsplane.alerts.matchers import LABEL_NAME, MatcherField, matches_all
 from opsplane.alerts.templates import parse_template
@@ -300,6 +301,20 @@ class PackThresholds(_Strict):
     client_min_requests: int = Field(
         1000, ge=1, description="The `security-signals` job: requests in a window below which no "
         "client's share is judged.")
+    share_exempt: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"], description="The `security-signals` job: "
+        "addresses or networks (CIDR) whose share of the requests is not judged: the host itself and "
+        "the site's own proxies and load balancers. Their failed sign-ins and refusals still are.")
+
+    @field_validator("share_exempt")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"{net!r} is not an address or network such as 10.0.0.0/8") from None
+        return value
 
 
 class RulePack(_Strict):

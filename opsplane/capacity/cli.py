@@ -16,7 +16,7 @@ from opsplane.clock import SystemClock
 
 STATUS = {"met": "[green]met[/]", "missed": "[yellow]missed[/]", "warning": "[yellow]warning[/]",
           "critical": "[red]critical[/]", "unknown": "[dim]no data[/]", "ok": "[green]ok[/]",
-          "later": "[green]later[/]", "over": "[red]over now[/]"}
+          "later": "[green]later[/]", "over": "[red]over now[/]", "learning": "[dim]learning[/]"}
 
 
 def kpi(ctx: typer.Context,
@@ -148,7 +148,10 @@ async def _run(inventory: Any, base_dir: Any, env: str, url: str, users: int, se
     from opsplane.capacity import loadtest as lt
     from opsplane.reports.jobs import JobEnv
 
-    own = None if inventory.metrics.source == "prometheus" else lt.OwnScrapes(inventory, env)
+    # The KPIs over the run: from the configured Prometheus, from `serve`'s API when a token is
+    # given (it scrapes instances behind a proxy too), else from scrapes of the load test's own.
+    asks = inventory.metrics.source == "prometheus" or bool(os.environ.get("OPSPLANE_TOKEN"))
+    own = None if asks else lt.OwnScrapes(inventory, env)
     stop = asyncio.Event()
     scraping = None
     if own is not None:
@@ -168,7 +171,9 @@ async def _run(inventory: Any, base_dir: Any, env: str, url: str, users: int, se
         if own is not None:
             await own.once()
             if not own.targets:
-                raise RuntimeError("no component has metrics_path to scrape")
+                raise RuntimeError("no component has metrics_path at an address of its own (those behind "
+                                   "a proxy are scraped per instance by serve: set OPSPLANE_TOKEN to a "
+                                   "viewer token to read the KPIs from serve's API)")
             source = own.scraper.locked_source()
             job_env = JobEnv(inventory, base_dir, cast(Any, None), SystemClock(), samples=lambda: source)
         else:

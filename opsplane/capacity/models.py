@@ -142,6 +142,9 @@ class CapacitySettings(Strict):
     directories: dict[str, DirectorySettings] = Field(default_factory=dict)
     thresholds: CapacityThresholds = Field(default_factory=CapacityThresholds)
     horizon: Duration = Field(90 * 86400.0, description="How far ahead forecasts look.")
+    min_history: Duration = Field(86400.0, description="How much history a resource needs before its "
+                                  "trend is forecast: with less, a few minutes' slope or part of a day's "
+                                  "swing would be read as growth.")
     warn_within: Duration = Field(30 * 86400.0, description="A trigger forecast to be crossed within this "
                                   "is a warning.")
     critical_within: Duration = Field(7 * 86400.0, description="... within this, critical.")

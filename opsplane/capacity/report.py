@@ -18,6 +18,7 @@ from opsplane.capacity import forecast
 from opsplane.capacity.models import CapacitySettings
 from opsplane.capacity.readings import kind_of, threshold_of
 from opsplane.reports.models import Finding, Report
+from opsplane.timefmt import span_words
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 JOB = "capacity-report"
 SUSTAINED = 3600.0
-Status = Literal["over", "critical", "warning", "later", "ok", "unknown"]
+Status = Literal["over", "critical", "warning", "later", "ok", "learning", "unknown"]
 
 ADVICE = {
     "cpu": "add instances (`opsplane scale`) or cores before CPU stays above the trigger",
@@ -76,6 +77,10 @@ class ResourceForecast:
         trigger = self.shown(self.threshold)
         if self.status == "unknown":
             return f"{len(self.points)} recordings: not enough history to forecast"
+        if self.status == "learning":
+            span = self.points[-1][0] - self.points[0][0]
+            return (f"{self.shown(self.current)} now; {span_words(span)} of history: a trend is forecast "
+                    "once the history covers capacity.min_history")
         if self.status == "over":
             return (f"{self.shown(self.current)} over the last hour, above its trigger {trigger}: "
                     f"{ADVICE.get(self.kind, 'scale it')}")
@@ -121,6 +126,9 @@ def forecast_resource(resource: str, points: Sequence[forecast.Point], *, thresh
     choice = forecast.choose(points)
     if threshold is not None and current is not None and current >= threshold:
         return ResourceForecast(resource, points, threshold, now, current, choice, now, "over")
+    if points[-1][0] - points[0][0] < settings.min_history:
+        # a few minutes' slope is noise, and part of a day's swing is not growth: no forecast yet
+        return ResourceForecast(resource, points, threshold, now, current, None, None, "learning")
     crosses = None if threshold is None else forecast.crossing(choice.fit, threshold, now=now,
                                                                horizon=settings.horizon)
     status: Status = "ok"
@@ -132,7 +140,7 @@ def forecast_resource(resource: str, points: Sequence[forecast.Point], *, thresh
 
 
 SEVERITY = {"over": "critical", "critical": "critical", "warning": "warning", "later": "info",
-            "unknown": "info"}
+            "learning": "info", "unknown": "info"}
 
 
 def report(forecasts: Sequence[ResourceForecast], *, subject: str = "platform") -> Report:

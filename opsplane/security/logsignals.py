@@ -14,6 +14,7 @@ A service that writes the same lines gets the same findings.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -102,12 +103,23 @@ class Limits:
     brute_force_logins: int = 50
     client_share: float = 0.5
     client_min_requests: int = 1000
+    # networks whose share of the requests is no signal: the host itself (a local proxy, a
+    # health checker, a load generator on the same machine), the site's own proxies
+    share_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+
+    def exempt(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in ipaddress.ip_network(net, strict=False) for net in self.share_exempt)
 
 
 def judge(found: Tally, limits: Limits, *, window: str) -> list[Finding]:
     """The findings: a client with `brute_force_logins` failed sign-ins or more is critical
     (brute force), one with a fifth of that a warning; a client sending more than
-    `client_share` of the requests (when there are `client_min_requests`), or having most of
+    `client_share` of the requests (when there are `client_min_requests`; not one in
+    `share_exempt`), or having most of
     its requests refused, a warning."""
     findings: list[Finding] = []
     attempts = max(1, limits.brute_force_logins // 5)
@@ -124,7 +136,7 @@ def judge(found: Tally, limits: Limits, *, window: str) -> list[Finding]:
     if found.requests >= limits.client_min_requests:
         for client in found.busiest():
             share = client.requests / found.requests
-            if share > limits.client_share:
+            if share > limits.client_share and not limits.exempt(client.address):
                 findings.append(Finding("warning", client.address,
                                         f"sent {share:.0%} of the requests in {window} "
                                         f"({client.requests} of {found.requests})", client.as_dict()))

@@ -28,7 +28,7 @@ def limits(inventory: Inventory) -> Limits:
     """The job's thresholds, from the alert pack's (`alerting.builtin_rules.thresholds`)."""
     t = inventory.alerting.builtin_rules.thresholds
     return Limits(brute_force_logins=t.brute_force_logins, client_share=t.client_share,
-                  client_min_requests=t.client_min_requests)
+                  client_min_requests=t.client_min_requests, share_exempt=tuple(t.share_exempt))
 
 
 def run(env: JobEnv) -> Report | None:

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 DAY = 86400.0
 STEPS_AHEAD = 120
 STATE_CLASSES = {"over": "state-critical", "critical": "state-critical", "warning": "state-warning",
-                 "later": "state-ok", "ok": "state-ok", "unknown": "state-unknown"}
+                 "later": "state-ok", "ok": "state-ok", "learning": "state-unknown",
+                 "unknown": "state-unknown"}
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ INVENTORY = """
 platform: {name: shop}
 services:
   gateway: {port: 8000, metrics_path: /metrics}
-capacity: {}
+capacity: {min_history: 12h}
 """
 
 

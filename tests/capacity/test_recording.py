@@ -30,6 +30,7 @@ def settings(tmp_path: Path):  # type: ignore[no-untyped-def]
 platform: {{name: shop}}
 capacity:
   interval: 10m
+  min_history: 6h
   disks: ["{tmp_path}"]
   directories: {{spool: {{path: spool, size: {SIZE}}}}}
 """)
@@ -48,6 +49,11 @@ def test_a_directory_filled_at_a_known_rate_is_forecast_to_reach_its_trigger_on_
         (spool / f"part-{n}.bin").write_bytes(b"\0" * FILE)
         readings = recorder.record_once()
         assert readings.problems == {}
+        if n == 12:  # two hours in: too little history to call it a trend
+            with store.session() as session:
+                early = {f.resource: f for f in forecasts(session, recorder.settings, now=clock.now())}
+            assert early["dir:spool"].status == "learning" and early["dir:spool"].crosses_at is None
+            assert "2 h of history" in early["dir:spool"].sentence()
         clock.advance(EVERY)
     now = clock.now() - timedelta(seconds=EVERY)  # the last recording
     used = 2_000_000 + 48 * FILE

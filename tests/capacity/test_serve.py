@@ -21,7 +21,7 @@ def test_serve_records_each_resource_every_interval(tmp_path: Path) -> None:
     inventory = tmp_path / "opsplane.yaml"
     inventory.write_text("platform: {name: shop}\n"
                          f"services:\n  orders: {{port: {free_port()}, checks: [{{type: tcp}}]}}\n"
-                         "capacity:\n  interval: 1s\n"
+                         "capacity:\n  interval: 1s\n  min_history: 2s\n"
                          f"  disks: ['{tmp_path}']\n  directories: {{spool: {{path: spool, size: 1MB}}}}\n")
     serve = Serve(tmp_path, inventory)
     serve.env["PYTHONPATH"] = str(REPO)

@@ -48,6 +48,11 @@ def test_a_client_sending_most_requests_is_a_warning_once_there_are_enough_of_th
     findings = judge(found, Limits(client_share=0.5, client_min_requests=1000), window="24 h")
     assert [(f.severity, f.subject) for f in findings] == [("warning", "192.0.2.50")]
     assert "67%" in findings[0].what
+    # the host itself and the site's proxies are no clients: their share is not judged
+    local = tally(_window(5000, ("127.0.0.1", 4000, 0), ("10.0.0.2", 1000, 0)))
+    assert judge(local, Limits(client_share=0.5, client_min_requests=1000), window="24 h") == []
+    proxied = Limits(client_share=0.5, client_min_requests=1000, share_exempt=("192.0.2.0/24",))
+    assert judge(found, proxied, window="24 h") == []
     # below the minimum, one client is every request and that is fine (a quiet night)
     assert judge(tally(_window(300, ("10.0.0.2", 300, 0))), Limits(), window="24 h") == []
 
