@@ -117,7 +117,12 @@ def deps(ctx: typer.Context,
             if audit["error"]:
                 err.print(f"[yellow]not audited:[/] {escape(audit['service'])} ({audit['ecosystem']}): "
                           f"{escape(audit['error'])}")
-        _show(findings, json_out=False, header=report.summary)
+        if report.failed:
+            out.print(escape(report.summary))
+            out.print("[red]no audit ran, so nothing is known about the packages[/]: see why above "
+                      "(an OSV mirror for a closed network: docs/dependencies.md)")
+        else:
+            _show(findings, json_out=False, header=report.summary)
     raise typer.Exit(2 if report.failed else _exit_code(findings))
 
 
