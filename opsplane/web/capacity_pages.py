@@ -12,6 +12,7 @@ from markupsafe import Markup
 
 from opsplane.capacity.models import CapacitySettings
 from opsplane.capacity.report import ADVICE, ResourceForecast, days, forecasts
+from opsplane.timefmt import span_words
 from opsplane.units import Unit
 from opsplane.web.linechart import Line, Threshold, time_chart
 
@@ -42,6 +43,9 @@ class ResourceView:
             return "no trigger"
         if f.status == "over":
             return "over it now"
+        if f.choice is None:  # learning or too few recordings: no forecast is made yet
+            span = f.points[-1][0] - f.points[0][0] if f.points else 0.0
+            return f"not forecast yet ({span_words(span)} of history)"
         if f.crosses_at is None:
             return "not within the horizon"
         return days(f.time_to_threshold())
@@ -53,8 +57,10 @@ class ResourceView:
 
 def ahead_of(f: ResourceForecast) -> float:
     """How far past now the chart draws: to a little past the crossing, else half the history,
-    at least a day and at most thirty."""
+    at least a day and at most thirty; nothing while no forecast is made (the history alone)."""
     span = f.points[-1][0] - f.points[0][0] if f.points else 0.0
+    if f.choice is None:
+        return 0.0
     wanted = (f.crosses_at - f.now) * 1.2 if f.crosses_at is not None and f.crosses_at > f.now else span / 2
     return min(30 * DAY, max(DAY, wanted))
 
@@ -63,9 +69,9 @@ def chart(f: ResourceForecast) -> tuple[Markup, float]:
     ahead = ahead_of(f)
     unit = Unit.RATIO if f.ratio else Unit.PER_SECOND
     start = f.points[0][0] if f.points else f.now - DAY
-    end = f.now + ahead
+    end = max(f.now + ahead, start + 60.0)  # one recording still gets a minute of axis
     past = [t for t, _ in f.points]
-    future = [f.now + ahead * (n + 1) / STEPS_AHEAD for n in range(STEPS_AHEAD)]
+    future = [f.now + ahead * (n + 1) / STEPS_AHEAD for n in range(STEPS_AHEAD)] if ahead else []
     times = past + future
     used: list[float | None] = [v for _, v in f.points] + [None] * len(future)
     lines = [Line("use", times, used)]

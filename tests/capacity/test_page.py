@@ -41,6 +41,8 @@ def test_the_page_draws_each_resource_with_its_forecast_and_time_to_trigger(plan
         for n in range(24 * 6):  # a day every ten minutes: disk from 60 %, 0.5 % an hour; CPU flat
             at = start + timedelta(minutes=10 * n)
             service.record(session, {"disk:/": 0.60 + 0.005 * n / 6, "cpu": 0.30}, at=at)
+        for n in range(6):  # memory recorded only for the last hour: too little to forecast
+            service.record(session, {"memory": 0.40 + 0.05 * n}, at=NOW - timedelta(minutes=10 * (5 - n)))
         results = kpi.measure(resolve_kpis(None), 3600, lambda expr: [({}, 0.12)])
         reports.save(session, kpi.report(results, window=3600), trigger="cli", requested_by="test", slot=None,
                      started_at=NOW, now=NOW)
@@ -53,8 +55,10 @@ def test_the_page_draws_each_resource_with_its_forecast_and_time_to_trigger(plan
     html = page.text
     figures = {re.match(r' data-resource="([^"]+)"', part).group(1): part  # type: ignore[union-attr]
                for part in html.split('<figure class="timechart"')[1:]}
-    assert set(figures) == {"cpu", "disk:/"}
-    disk, cpu = figures["disk:/"], figures["cpu"]
+    assert set(figures) == {"cpu", "disk:/", "memory"}
+    disk, cpu, memory = figures["disk:/"], figures["cpu"], figures["memory"]
+    assert 'data-figure="time-to-trigger">not forecast yet (50 min of history)<' in memory
+    assert "linear forecast" not in memory  # its steep hour is not drawn ahead
     assert "<svg" in disk and "polyline" in disk and "trigger 85.0%" in disk
     # 60 % + 0.5 %/h: 71.9 % at the last recording, 85 % about 26 hours later
     ttt = re.search(r'data-figure="time-to-trigger">([^<]+)<', disk)
