@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from opsplane.capacity.models import Kpi, resolve_kpis
+from opsplane.capacity.models import Kpi, expression, resolve_kpis
 from opsplane.config.types import format_duration
 from opsplane.reports.models import Finding, Report
 
@@ -24,20 +24,6 @@ if TYPE_CHECKING:
 Status = Literal["met", "missed", "warning", "critical", "unknown"]
 JOB = "kpi-report"
 SEVERITY = {"critical": "critical", "warning": "warning", "missed": "info", "unknown": "info"}
-
-
-def _with_suffix(selector: str, suffix: str) -> str:
-    name, brace, rest = selector.strip().partition("{")
-    return f"{name}{suffix}{brace}{rest}"
-
-
-def expression(kpi: Kpi, window: float) -> str:
-    """The KPI's PromQL over `window` seconds."""
-    span = format_duration(window)
-    if kpi.kind == "latency":
-        return (f"histogram_quantile({kpi.quantile:g}, sum by (le) "
-                f"(rate({_with_suffix(kpi.histogram, '_bucket')}[{span}])))")
-    return f"sum(rate({kpi.good}[{span}])) / sum(rate({kpi.total}[{span}]))"
 
 
 def judge(kpi: Kpi, value: float | None) -> Status:

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
-from opsplane.config.types import Duration, Ratio, Strict, parse_duration
+from opsplane.config.types import Duration, Ratio, Strict, format_duration, parse_duration
 
 _BYTES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$")
 _UNITS = {None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -94,6 +94,20 @@ class Kpi:
         return self.kind == "latency"
 
 
+def _with_suffix(selector: str, suffix: str) -> str:
+    name, brace, rest = selector.strip().partition("{")
+    return f"{name}{suffix}{brace}{rest}"
+
+
+def expression(kpi: Kpi, window: float) -> str:
+    """The KPI's PromQL over `window` seconds."""
+    span = format_duration(window)
+    if kpi.kind == "latency":
+        return (f"histogram_quantile({kpi.quantile:g}, sum by (le) "
+                f"(rate({_with_suffix(kpi.histogram, '_bucket')}[{span}])))")
+    return f"sum(rate({kpi.good}[{span}])) / sum(rate({kpi.total}[{span}]))"
+
+
 # The manual's targets (PERF-1).
 BUILTIN_KPIS: tuple[Kpi, ...] = (
     Kpi("search", "latency", "search answers, 95th percentile", 0.3, 0.5, 1.0,
@@ -158,7 +172,6 @@ def capacity_problems(inv: Any) -> list[tuple[tuple[str | int, ...], str]]:
     settings: CapacitySettings | None = inv.capacity
     if settings is None:
         return []
-    from opsplane.capacity.kpi import expression
     from opsplane.metrics.promql import PromQLError
     from opsplane.metrics.promql.syntax import parse
 

@@ -62,8 +62,3 @@ class EventChain(Base):
     base_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     base_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     base_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-# Every new Event is chained when its session flushes (imported here, after the tables, so
-# that no way of adding an event can miss it).
-from opsplane.events import append as _append  # noqa: E402,F401

@@ -10,7 +10,7 @@ from typing import Any
 
 from opsplane.maintenance import sessions as judge_sessions
 from opsplane.maintenance import tables as judge_tables
-from opsplane.maintenance.thresholds import Thresholds
+from opsplane.maintenance.thresholds import Thresholds, judged
 from opsplane.reports.models import Finding, Report
 
 JOB = "db-report"
@@ -52,7 +52,7 @@ def database_findings(body: dict[str, Any], limits: Thresholds) -> list[Finding]
     since = datetime.fromisoformat(stats_reset) if stats_reset else None
     server = body["server"]
     found = judge_tables.judge_tables(body["tables"], limits)
-    level = judge_tables._level(server["database_xid_age"], limits.xid_age_warning, limits.xid_age_critical)
+    level = judged(server["database_xid_age"], limits.xid_age_warning, limits.xid_age_critical)
     if level:
         found.append(
             Finding(

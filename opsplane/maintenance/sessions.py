@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from opsplane.maintenance.thresholds import Thresholds
-from opsplane.reports.models import Finding, Severity
+from opsplane.maintenance.thresholds import Thresholds, judged
+from opsplane.reports.models import Finding
 
 IDLE_STATES = ("idle in transaction", "idle in transaction (aborted)")
 
@@ -68,7 +68,7 @@ def judge_locks(tree: list[dict[str, Any]], limits: Thresholds) -> list[Finding]
     for root in tree:
         waiters = _waiters([root])
         longest = max((w.get("waiting_s") or 0.0 for w in waiters), default=0.0)
-        level = _level(longest, limits.lock_wait_warning, limits.lock_wait_critical)
+        level = judged(longest, limits.lock_wait_warning, limits.lock_wait_critical)
         if level:
             found.append(
                 Finding(
@@ -95,7 +95,7 @@ def idle_sessions(sessions: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]
 def judge_idle(idle: list[dict[str, Any]], limits: Thresholds) -> list[Finding]:
     found = []
     for s in idle:
-        level = _level(s["idle_s"], limits.idle_in_transaction_warning, limits.idle_in_transaction_critical)
+        level = judged(s["idle_s"], limits.idle_in_transaction_warning, limits.idle_in_transaction_critical)
         if level:
             found.append(
                 Finding(
@@ -121,7 +121,7 @@ def connection_use(server: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def judge_connections(use: Mapping[str, Any], limits: Thresholds) -> list[Finding]:
-    level = _level(use["ratio"], limits.connections_warning, limits.connections_critical)
+    level = judged(use["ratio"], limits.connections_warning, limits.connections_critical)
     if not level:
         return []
     return [
@@ -162,7 +162,7 @@ def judge_statements(state: str, by_mean: list[dict[str, Any]], limits: Threshol
         return [Finding("info", "pg_stat_statements", STATEMENTS_MISSING[state])]
     found = []
     for r in by_mean:
-        level = _level(r["mean_ms"], limits.slow_mean_warning_ms, limits.slow_mean_critical_ms)
+        level = judged(r["mean_ms"], limits.slow_mean_warning_ms, limits.slow_mean_critical_ms)
         if level and r["calls"] >= limits.min_calls:
             found.append(
                 Finding(
@@ -174,13 +174,6 @@ def judge_statements(state: str, by_mean: list[dict[str, Any]], limits: Threshol
             )
     return found
 
-
-def _level(value: float, warning: float, critical: float) -> Severity | None:
-    if value >= critical:
-        return "critical"
-    if value >= warning:
-        return "warning"
-    return None
 
 
 def _seconds(value: float) -> str:

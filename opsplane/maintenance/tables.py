@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from opsplane.maintenance.thresholds import Thresholds
+from opsplane.maintenance.thresholds import Thresholds, judged
 from opsplane.reports.models import Finding, Severity
 
 PAGE = 8192
@@ -67,13 +67,6 @@ def table_rows(tables: Iterable[Mapping[str, Any]], now: datetime) -> list[dict[
     return found
 
 
-def _level(value: float, warning: float, critical: float) -> Severity | None:
-    if value >= critical:
-        return "critical"
-    if value >= warning:
-        return "warning"
-    return None
-
 
 def judge_tables(rows: Iterable[Mapping[str, Any]], limits: Thresholds) -> list[Finding]:
     """Findings about the tables of `table_rows`."""
@@ -83,7 +76,7 @@ def judge_tables(rows: Iterable[Mapping[str, Any]], limits: Thresholds) -> list[
         live, dead = t["live"], t["dead"]
         off = "" if t["autovacuum"] else " (autovacuum is off for it)"
         if dead >= limits.min_dead_tuples:
-            level = _level(t["dead_ratio"], limits.dead_ratio_warning, limits.dead_ratio_critical)
+            level = judged(t["dead_ratio"], limits.dead_ratio_warning, limits.dead_ratio_critical)
             if level:
                 findings.append(
                     Finding(
@@ -134,7 +127,7 @@ def judge_tables(rows: Iterable[Mapping[str, Any]], limits: Thresholds) -> list[
             )
         bloat = t["bloat_bytes"]
         if bloat is not None and bloat >= limits.min_bloat_bytes and t["bloat_ratio"] is not None:
-            level = _level(t["bloat_ratio"], limits.bloat_ratio_warning, limits.bloat_ratio_critical)
+            level = judged(t["bloat_ratio"], limits.bloat_ratio_warning, limits.bloat_ratio_critical)
             if level:
                 findings.append(
                     Finding(
@@ -145,7 +138,7 @@ def judge_tables(rows: Iterable[Mapping[str, Any]], limits: Thresholds) -> list[
                         {"bloat_bytes": bloat, "bloat_ratio": t["bloat_ratio"]},
                     )
                 )
-        level = _level(t["xid_age"], limits.xid_age_warning, limits.xid_age_critical)
+        level = judged(t["xid_age"], limits.xid_age_warning, limits.xid_age_critical)
         if level:
             findings.append(
                 Finding(

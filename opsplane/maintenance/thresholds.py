@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from opsplane.reports.models import Severity
+
 DAY = 86400.0
 
 
@@ -47,3 +49,12 @@ class Thresholds:
     connections_critical: float = 0.95
     # how many statements each top list holds
     top: int = 10
+
+
+def judged(value: float, warning: float, critical: float) -> Severity | None:
+    """How bad `value` is against a warning and a critical level (higher is worse)."""
+    if value >= critical:
+        return "critical"
+    if value >= warning:
+        return "warning"
+    return None

@@ -96,3 +96,18 @@ def evaluate_prometheus(client: PrometheusClient) -> Any:
                           kind)
 
     return evaluate
+
+
+def query_client(inventory: Any, environ: Mapping[str, str]) -> PrometheusClient:
+    """Who answers PromQL for a command: the configured Prometheus (`metrics.source:
+    prometheus`), else `serve`'s API, which answers in the same shape, with the viewer token
+    OPSPLANE_TOKEN holds."""
+    settings = inventory.metrics
+    if settings.source == "prometheus":
+        return PrometheusClient.from_settings(settings, environ)
+    token = environ.get("OPSPLANE_TOKEN")
+    if not token:
+        raise OpsplaneError("PromQL is asked of serve's API: set OPSPLANE_TOKEN to a viewer token "
+                            "(opsplane token create --role viewer)")
+    server = inventory.server
+    return PrometheusClient(f"http://{server.listen_host}:{server.listen_port}", token=token)

@@ -153,11 +153,9 @@ class JobEnv:
         return [(dict(s["metric"]), [(float(t), _number(v)) for t, v in s["values"]]) for s in data["result"]]
 
     def _client_call(self, call: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
-        from opsplane.runbooks.flows import LivePlatform
+        from opsplane.metrics.remote import query_client
 
-        platform = LivePlatform(self.inventory, base_dir=self.base_dir, store=self.store, clock=self.clock,
-                                environ=self.environ)
-        client = platform._prometheus()
+        client = query_client(self.inventory, self.environ)
         try:
             return call(client)
         finally:

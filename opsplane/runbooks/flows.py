@@ -144,17 +144,9 @@ class LivePlatform:
 
     def _prometheus(self) -> Any:
         """The configured Prometheus, or `serve`'s API, which answers in the same shape."""
-        from opsplane.metrics.remote import PrometheusClient
+        from opsplane.metrics.remote import query_client
 
-        settings = self.inventory.metrics
-        if settings.source == "prometheus":
-            return PrometheusClient.from_settings(settings, self.environ)
-        token = self.environ.get("OPSPLANE_TOKEN")
-        if not token:
-            raise OpsplaneError("a PromQL step asks serve's API: set OPSPLANE_TOKEN to a viewer token "
-                                "(opsplane token create --role viewer)")
-        server = self.inventory.server
-        return PrometheusClient(f"http://{server.listen_host}:{server.listen_port}", token=token)
+        return query_client(self.inventory, self.environ)
 
     def command(self, argv: list[str], *, timeout: float, environ: Mapping[str, str]) -> tuple[str, str]:
         """Run `argv` (never through a shell) in the inventory's directory; (ok | failed, output)."""

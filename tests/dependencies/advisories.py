@@ -4,6 +4,8 @@ vector), as OSV's exports hold them: the data the tests' OSV API serves."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +45,19 @@ def write(directory: Path, *records: dict[str, Any]) -> Path:
     for record in records:
         (directory / f"{record['id']}.json").write_text(json.dumps(record))
     return directory
+
+
+@contextmanager
+def serving(directory: Path) -> Iterator[str]:
+    """opsplane's OSV API over both advisories, written to `directory`, on a free loopback
+    port: its base address."""
+    from opsplane.dependencies.osv import load
+    from opsplane.dependencies.osv_server import OsvServer
+
+    server = OsvServer(load([write(directory, PYYAML_FULL_LOAD, URLLIB3_REDOS)]))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -24,15 +24,13 @@ import opsplane
 from opsplane.clock import ManualClock
 from opsplane.config.loader import loads
 from opsplane.dependencies.flows import sources
-from opsplane.dependencies.osv import load
-from opsplane.dependencies.osv_server import OsvServer
 from opsplane.dependencies.tables import DependencyFindingRow
 from opsplane.events.summary import describe
 from opsplane.events.tables import Event
 from opsplane.reports.jobs import JobEnv, get, run_and_save
 from opsplane.reports.worker import FINDINGS, report_samples
 from opsplane.store import Store
-from tests.dependencies.advisories import PYYAML_FULL_LOAD, URLLIB3_REDOS, write
+from tests.dependencies.advisories import serving
 from tests.support.cli import Opsplane
 from tests.support.http_servers import closed_port
 
@@ -65,13 +63,8 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def osv_api(tmp_path: Path) -> Iterator[str]:
-    server = OsvServer(load([write(tmp_path / "osv", PYYAML_FULL_LOAD, URLLIB3_REDOS)]))
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(tmp_path / "osv") as url:
+        yield url
 
 
 def inventory_text(venv: Path, osv_url: str) -> str:

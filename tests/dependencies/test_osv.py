@@ -16,11 +16,10 @@ import pytest
 
 import opsplane
 from opsplane.dependencies.osv import Advisories, affects, load
-from opsplane.dependencies.osv_server import OsvServer
 from opsplane.dependencies.severity import rate_osv
 from opsplane.drivers.sandbox.ports import free_port
 from opsplane.errors import UsageError
-from tests.dependencies.advisories import PYYAML_FULL_LOAD, URLLIB3_REDOS, write
+from tests.dependencies.advisories import PYYAML_FULL_LOAD, URLLIB3_REDOS, serving, write
 from tests.support.polling import wait_for
 
 TWO_RANGES = {
@@ -59,13 +58,8 @@ def test_a_record_is_rated_by_its_vector_else_by_its_word() -> None:
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[str]:
-    server = OsvServer(load([write(tmp_path / "osv", PYYAML_FULL_LOAD, URLLIB3_REDOS)]))
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(tmp_path / "osv") as url:
+        yield url
 
 
 def test_query_answers_the_records_that_affect_a_version(api: str) -> None:
