@@ -20,6 +20,9 @@ from opsplane.drivers.sandbox.postgres import TemporaryPostgres  # noqa: E402
 from opsplane.store import Store  # noqa: E402
 from tests.support.passwords import PG_PASSWORD  # noqa: E402
 
+# The shared shop stacks (one per worker, whichever test directory asks for them).
+pytest_plugins = ["tests.shop.fixtures"]
+
 # Tests that run the whole shop and wait on real time (alerts firing, canaries judged, demos):
 # `scripts/test.sh` runs them one after another on one worker, beside the rest on the other, so
 # that no two of them share the two cores while they measure latencies and count answers.

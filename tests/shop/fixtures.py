@@ -1,5 +1,6 @@
 """Running shops for the tests: a full stack on PostgreSQL and Redis shared by the session
-(faults cleared after every test), and a lone payments service for fault tests."""
+(faults cleared after every test), and a lone payments service for fault tests. A plugin of
+the root conftest, so that the shop tests and the capacity tests share one of each per worker."""
 
 from __future__ import annotations
 
