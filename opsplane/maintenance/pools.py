@@ -197,6 +197,9 @@ def advise(
     if limits.max_connections is not None and limits.server_connections is not None:
         room = limits.max_connections - limits.reserved_connections - limits.server_connections
     asked = 0
+    if not sampled.pool_size:  # PgBouncer makes a pool at a database's first client
+        lines.append("no pool yet: no client has connected through this PgBouncer since it started; "
+                     "nothing to judge")
     for name in sorted(sampled.pool_size):
         size = sampled.pool_size[name]
         waiting = sampled.peak_waiting.get(name, 0)

@@ -146,6 +146,13 @@ def test_waiting_clients_raise_the_pool_as_far_as_postgresql_has_room() -> None:
     assert found[0].severity == "critical"
 
 
+def test_a_pgbouncer_no_client_has_used_yet_has_nothing_to_judge() -> None:
+    limits = pools.Limits(20, 200, max_connections=100, server_connections=0)
+    lines, found = pools.advise(pools.Sampled(looks=3, seconds=2.0), limits)
+    assert lines[0].startswith("no pool yet: no client has connected through this PgBouncer")
+    assert found == []
+
+
 def test_an_idle_pool_could_be_smaller_and_a_crowd_near_max_client_conn_is_named() -> None:
     lines, found = pools.advise(sampled(0, 1, size=20), pools.Limits(20, 200, max_connections=100,
                                                                      server_connections=5))

@@ -70,12 +70,14 @@ class Crowd:
         self.bouncer, self.stop = bouncer, threading.Event()
         self.errors: list[BaseException] = []
         self.threads = [threading.Thread(target=self._client) for _ in range(clients)]
+        self.connected = threading.Semaphore(0)  # one release per client once it is connected
 
     def _client(self) -> None:
         try:
             with psycopg.connect(host=self.bouncer.host, port=self.bouncer.port, dbname="shop",
                                  user="postgres", password=PG_PASSWORD, autocommit=True,
                                  prepare_threshold=None) as conn:
+                self.connected.release()
                 while not self.stop.is_set():
                     conn.execute("SELECT pg_sleep(0.3)")
         except psycopg.Error as exc:
@@ -84,6 +86,8 @@ class Crowd:
     def __enter__(self) -> Crowd:
         for thread in self.threads:
             thread.start()
+        for _ in self.threads:  # the load is there before anything watches it, however busy the machine
+            assert self.connected.acquire(timeout=30), self.errors
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -148,7 +152,8 @@ def test_a_pool_that_keeps_up_fits_and_the_command_says_so(
     cli = Opsplane(tmp_path, yaml.safe_load(inventory_text(pg, bouncer)), ENV)
     quiet = json.loads(cli("db", "pools", "--seconds", "0", "--json").stdout)
     assert quiet["outcome"] == "ok"
-    assert "no transaction ran in the 0 s watched: nothing to judge" in quiet["bouncers"][0]["advice"][0]
+    # a pool that ran nothing, or none yet when this test is the first to use this PgBouncer
+    assert "nothing to judge" in quiet["bouncers"][0]["advice"][0]
     with Crowd(bouncer, clients=1):
         ran = cli("db", "pools", "main", "--seconds", "2.5")
     assert "shop/postgres: clients waited on average" in ran.stdout
