@@ -234,9 +234,9 @@ def test_cache_issues_flushes_the_real_redis_once_its_name_is_typed(shop: Shop) 
     # then the catalog loads its hot keys again: the first page and 20 products
     assert steps["warm"] == ("ok", "catalog loaded 21 keys into redis")
     # the first page, and the 20 products most put in carts (which ones depends on what the
-    # shoppers did so far)
+    # shoppers did so far; shoppers still browsing may have cached a few more since)
     assert client.exists("shop:products:1:20:") == 1
-    assert len(list(client.scan_iter("shop:product:*"))) == 20
+    assert len(list(client.scan_iter("shop:product:*"))) >= 20
     assert steps["healthy"][0] == "ok" and "down" not in steps
 
 

@@ -16,6 +16,7 @@ from opsplane.config.loader import load
 from opsplane.drivers.sandbox.ports import free_port
 from opsplane.server import ControlPlane, create_app
 from opsplane.store import Store
+from tests.support.polling import wait_for
 from tests.web.conftest import make_token
 
 pytestmark = pytest.mark.slow
@@ -67,7 +68,10 @@ def test_instances_of_the_process_runtime_are_listed(platform: Platform, tmp_pat
         table = client.get("/ui/instances").text.split('id="instances"')[1].split("</section>")[0]
         assert table.count("<tr>") == 2  # a header and catalog's one instance
         assert ">catalog</a>" in table and ">running</span>" in table and f"<td>{platform.port}</td>" in table
-        assert "MiB" in table  # its memory, read from the process
+        # its memory, read from the process once it has loaded (a busy machine may show the
+        # first few KiB of a process just started)
+        wait_for(lambda: "MiB" in client.get("/ui/instances").text.split('id="instances"')[1],
+                 "the instance's memory in MiB")
         page = client.get("/ui/services/catalog").text.split('id="service-instances"')[1]
         assert ">running</span>" in page
         search = client.get("/ui/services/search").text.split('id="service-instances"')[1]
