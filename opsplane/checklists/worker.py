@@ -29,25 +29,28 @@ SLOT_LEASE = 7 * 24 * 3600.0
 
 @dataclass(frozen=True)
 class Slot:
-    """A checklist due at `at`."""
+    """What is due at `at` (a checklist, a job), and the claim that runs it once: `kind` names
+    the claims' family ("checklist", "report")."""
 
-    checklist: str
+    name: str
     at: datetime
+    kind: str = "checklist"
 
     @property
     def key(self) -> str:
-        return f"checklist-slot:{self.checklist}:{self.at.isoformat()}"
+        return f"{self.kind}-slot:{self.name}:{self.at.isoformat()}"
 
 
-def due_slots(planned: dict[str, tuple[str, str]], *, now: datetime, late: float) -> list[Slot]:
-    """The lists whose latest time is at or before `now` and at most `late` seconds ago. Pure."""
+def due_slots(planned: dict[str, tuple[str, str]], *, now: datetime, late: float,
+              kind: str = "checklist") -> list[Slot]:
+    """What is planned whose latest time is at or before `now` and at most `late` seconds ago. Pure."""
     from opsplane.backup.schedule import parse_cron
 
     found = []
     for name, (cron, tz) in planned.items():
         at = parse_cron(cron).previous_at_or_before(now, tz)
         if now - at <= timedelta(seconds=late):
-            found.append(Slot(name, at))
+            found.append(Slot(name, at, kind))
     return found
 
 
@@ -102,7 +105,7 @@ class ChecklistWorker(LoopWorker):
         from opsplane.checklists.loader import get
 
         try:
-            checklist = get(self.ctx.inventory, self.ctx.inventory_dir, slot.checklist)
+            checklist = get(self.ctx.inventory, self.ctx.inventory_dir, slot.name)
             flows.run(self.ctx.store, ServePlatform.of(self.ctx), checklist, clock=self.ctx.clock,
                       trigger="schedule", requested_by="opsplane", slot=slot.at)
         except Exception as exc:  # a checklist file broken since serve started: counted, next slot tried

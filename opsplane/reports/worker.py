@@ -62,7 +62,7 @@ class ReportsWorker(LoopWorker):
         settings = self.ctx.inventory.jobs
         assert settings is not None
         plan = planned(settings)
-        for slot in due_slots(plan, now=self.ctx.clock.now(), late=settings.late):
+        for slot in due_slots(plan, now=self.ctx.clock.now(), late=settings.late, kind="report"):
             claim = await self.ctx.in_store(self._claim, slot)
             if claim is not None:
                 row = await asyncio.to_thread(self._run, slot)
@@ -89,8 +89,8 @@ class ReportsWorker(LoopWorker):
         from opsplane.store import claims
 
         with self.ctx.store.session() as session:
-            return claims.take(session, f"report-slot:{slot.checklist}:{slot.at.isoformat()}",
-                               holder=self.holder, now=self.ctx.clock.now(), lease=SLOT_LEASE)
+            return claims.take(session, slot.key, holder=self.holder, now=self.ctx.clock.now(),
+                               lease=SLOT_LEASE)
 
     def _finish(self, claim: Any) -> None:
         from opsplane.store import claims
@@ -107,7 +107,7 @@ class ReportsWorker(LoopWorker):
         env = JobEnv(ctx.inventory, ctx.inventory_dir, ctx.store, ctx.clock,
                      environ=dict(os.environ if ctx.environ is None else ctx.environ), samples=source)
         try:
-            return run_and_save(get(slot.checklist), env, trigger="schedule", requested_by="opsplane",
+            return run_and_save(get(slot.name), env, trigger="schedule", requested_by="opsplane",
                                 slot=slot.at)
         except Exception as exc:  # the store unwritable: counted, the next slot tried
             self.failed(exc)
